@@ -1,0 +1,220 @@
+//! Engine instances: each runs on its own OS thread, never on the async runtime, takes one
+//! batch at a time from the batcher, and answers every request of the batch.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::AtomicU64;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::batcher::{BatchError, BatchTensor, InferOutput, Pending, Work};
+use crate::config::ModelConfig;
+use crate::metrics::VersionMetrics;
+use crate::tensor::{TensorData, element_count};
+
+/// Runs one assembled batch. `inputs[i]` holds every row of model input `i`.
+pub trait Engine {
+    /// Where it runs, e.g. `cpu` or `cuda:0`.
+    fn device(&self) -> String;
+    fn infer(&mut self, inputs: Vec<BatchTensor>) -> Result<Vec<BatchTensor>, String>;
+}
+
+/// Builds the engine of one instance, on that instance's thread (so engines need not be
+/// `Send`). Arguments: the version's config and the instance number.
+pub type EngineFactory = Arc<dyn Fn(&ModelConfig, usize) -> Result<Box<dyn Engine>, String> + Send + Sync>;
+
+/// The running instances of one model version.
+pub struct Instances {
+    pub device: String,
+    /// One permit per idle instance.
+    pub idle: Arc<Semaphore>,
+    pub work: Sender<Work>,
+    pub threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Starts `config.instances` threads, each loading and warming up its engine; returns once all
+/// are ready, or with the first failure (the others then stop on their own).
+pub async fn start_instances(
+    config: Arc<ModelConfig>,
+    metrics: VersionMetrics,
+    factory: EngineFactory,
+) -> Result<Instances, String> {
+    let (work_tx, work_rx) = std::sync::mpsc::channel::<Work>();
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    let mut threads = Vec::new();
+    let mut ready = Vec::new();
+    for i in 0..config.instances {
+        let (tx, rx) = oneshot::channel::<Result<String, String>>();
+        let (config, metrics, factory, work_rx) = (config.clone(), metrics.clone(), factory.clone(), work_rx.clone());
+        let name = format!("engine-{}-{}-{i}", config.model, config.version);
+        let spawned = std::thread::Builder::new().name(name).spawn(move || {
+            let built = factory(&config, i).and_then(|mut e| warm_up(e.as_mut(), &config).map(|()| e));
+            let mut engine = match built {
+                Ok(e) => {
+                    let _ = tx.send(Ok(e.device()));
+                    e
+                }
+                Err(err) => {
+                    let _ = tx.send(Err(err));
+                    return;
+                }
+            };
+            let device_seconds = metrics.device_seconds(&engine.device());
+            serve(engine.as_mut(), &config, &metrics, &device_seconds, &work_rx);
+        });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => return Err(format!("cannot start an engine thread: {e}")),
+        }
+        ready.push(rx);
+    }
+    let mut device = String::new();
+    for (i, rx) in ready.into_iter().enumerate() {
+        match rx.await {
+            Ok(Ok(d)) => device = d,
+            Ok(Err(e)) => return Err(format!("instance {i}: {e}")),
+            Err(_) => return Err(format!("instance {i}: engine thread died while loading")),
+        }
+    }
+    Ok(Instances { device, idle: Arc::new(Semaphore::new(config.instances)), work: work_tx, threads })
+}
+
+fn serve(
+    engine: &mut dyn Engine,
+    config: &ModelConfig,
+    metrics: &VersionMetrics,
+    device_seconds: &Counter<f64, AtomicU64>,
+    rx: &Mutex<Receiver<Work>>,
+) {
+    loop {
+        // Idle instances queue on the mutex; the one holding it waits in recv.
+        let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(Work { batch, permit }) = next else { return };
+        run_batch(engine, config, metrics, device_seconds, batch);
+        drop(permit);
+    }
+}
+
+/// Assembles, runs and answers one batch. Never panics: an engine panic fails the batch.
+pub fn run_batch(
+    engine: &mut dyn Engine,
+    config: &ModelConfig,
+    metrics: &VersionMetrics,
+    device_seconds: &Counter<f64, AtomicU64>,
+    mut batch: Vec<Pending>,
+) {
+    let before = batch.len();
+    batch.retain(|p| !p.reply.is_closed());
+    metrics.dropped_client_gone.inc_by((before - batch.len()) as u64);
+    if batch.is_empty() {
+        return;
+    }
+    for p in &batch {
+        metrics.queue_duration.observe(p.arrival.elapsed().as_secs_f64());
+    }
+    let rows: usize = batch.iter().map(|p| p.rows).sum();
+    let result = assemble(config, &mut batch, rows).and_then(|inputs| {
+        let start = Instant::now();
+        let out = std::panic::catch_unwind(AssertUnwindSafe(|| engine.infer(inputs)))
+            .unwrap_or_else(|_| Err("the engine panicked".to_owned()));
+        let secs = start.elapsed().as_secs_f64();
+        metrics.compute_duration.observe(secs);
+        device_seconds.inc_by(secs);
+        out.and_then(|o| check_outputs(config, &o, rows).map(|()| o))
+    });
+    metrics.batch_size.observe(rows as f64);
+    match result {
+        Ok(outputs) => {
+            metrics.rows.inc_by(rows as u64);
+            let outputs: Arc<[BatchTensor]> = outputs.into();
+            let mut row_start = 0;
+            for p in batch {
+                let out = InferOutput { outputs: outputs.clone(), row_start, rows: p.rows };
+                row_start += p.rows;
+                let _ = p.reply.send(Ok(out));
+            }
+        }
+        Err(e) => {
+            tracing::error!(model = %config.model, version = %config.version, rows, error = %e, "batch failed");
+            for p in batch {
+                let _ = p.reply.send(Err(BatchError::Engine(e.clone())));
+            }
+        }
+    }
+}
+
+/// One buffer per input for the whole batch: a lone request's buffers are moved, not copied.
+fn assemble(config: &ModelConfig, batch: &mut [Pending], rows: usize) -> Result<Vec<BatchTensor>, String> {
+    let shape_of = |spec: &crate::config::TensorSpec| {
+        let mut shape = spec.shape.clone();
+        shape[0] = rows as i64;
+        shape
+    };
+    if let [only] = batch {
+        let inputs = std::mem::take(&mut only.inputs);
+        return Ok(config.inputs.iter().zip(inputs).map(|(s, data)| BatchTensor { shape: shape_of(s), data }).collect());
+    }
+    config
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let mut data = TensorData::with_capacity(spec.datatype, rows * spec.row_elements())
+                .ok_or_else(|| format!("datatype {} cannot be batched", spec.datatype))?;
+            for p in batch.iter() {
+                let part = p.inputs.get(i).ok_or("request is missing an input")?;
+                data.extend_from(part)?;
+            }
+            Ok(BatchTensor { shape: shape_of(spec), data })
+        })
+        .collect()
+}
+
+/// The model must return what its config promises, or responses would be split wrongly.
+fn check_outputs(config: &ModelConfig, outputs: &[BatchTensor], rows: usize) -> Result<(), String> {
+    if outputs.len() != config.outputs.len() {
+        return Err(format!("model returned {} output(s), its config lists {}", outputs.len(), config.outputs.len()));
+    }
+    for (o, spec) in outputs.iter().zip(&config.outputs) {
+        let dims_ok = o.shape.len() == spec.shape.len()
+            && o.shape.first() == Some(&(rows as i64))
+            && o.shape[1..].iter().zip(&spec.shape[1..]).all(|(a, b)| *b < 0 || a == b);
+        if !dims_ok {
+            return Err(format!(
+                "output '{}' has shape {:?} for {rows} row(s), its config says {:?}",
+                spec.name, o.shape, spec.shape
+            ));
+        }
+        if o.data.datatype() != spec.datatype {
+            return Err(format!("output '{}' is {}, its config says {}", spec.name, o.data.datatype(), spec.datatype));
+        }
+        if element_count(&o.shape) != Some(o.data.len()) {
+            return Err(format!("output '{}' has {} elements for shape {:?}", spec.name, o.data.len(), o.shape));
+        }
+    }
+    Ok(())
+}
+
+/// Runs a batch of one row and a full batch of zeros, so the first real request pays no
+/// lazy-initialisation cost, and checks the model's outputs against its config.
+fn warm_up(engine: &mut dyn Engine, config: &ModelConfig) -> Result<(), String> {
+    for rows in [1, config.batching.max_batch_size] {
+        let inputs = config
+            .inputs
+            .iter()
+            .map(|s| {
+                let mut shape = s.shape.clone();
+                shape[0] = rows as i64;
+                let data = TensorData::zeros(s.datatype, rows * s.row_elements())
+                    .ok_or_else(|| format!("datatype {} is not servable", s.datatype))?;
+                Ok(BatchTensor { shape, data })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let out = engine.infer(inputs).map_err(|e| format!("warm-up with {rows} row(s) failed: {e}"))?;
+        check_outputs(config, &out, rows).map_err(|e| format!("warm-up: {e}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! Switchyard backend: Open Inference Protocol (KServe V2) serving with dynamic batching on
+//! libtorch. The binary in `main.rs` wires these together.
+
+pub mod batcher;
+pub mod bench;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod gpu;
+pub mod metrics;
+pub mod models;
+pub mod offline;
+pub mod server;
+pub mod tensor;
+pub mod torch;
+pub mod v2;

@@ -1,0 +1,119 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use switchyard_backend::{bench, config, gpu, metrics::Metrics, models::Models, offline, server, torch};
+
+/// Open Inference Protocol (KServe V2) server with dynamic batching on libtorch.
+#[derive(Parser)]
+#[command(name = "switchyard-backend", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every model of a repository over HTTP.
+    Serve(ServeArgs),
+    /// Validate a model repository and exit (non-zero on any problem).
+    Check(RepoArgs),
+    /// Offline inference over a JSONL file, resumable.
+    Batch(offline::BatchArgs),
+    /// Raw libtorch forward throughput per batch size, no server (the serving ceiling).
+    BenchEngine(bench::BenchArgs),
+}
+
+#[derive(Args)]
+struct RepoArgs {
+    /// Model repository: <repo>/<model>/<version>/{model.pt, config.json}.
+    #[arg(long, env = "SWITCHYARD_MODEL_REPOSITORY")]
+    model_repository: PathBuf,
+    /// Serve only these models or model:version pairs (comma-separated; default all).
+    #[arg(long, env = "SWITCHYARD_MODELS", value_delimiter = ',')]
+    models: Vec<String>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// Inference listener (Open Inference Protocol).
+    #[arg(long, env = "SWITCHYARD_HTTP_ADDR", default_value = "127.0.0.1:8000")]
+    http_addr: SocketAddr,
+    /// Admin listener: /metrics, /health/live, /health/ready.
+    #[arg(long, env = "SWITCHYARD_ADMIN_ADDR", default_value = "127.0.0.1:8002")]
+    admin_addr: SocketAddr,
+    /// Request bodies above this get 413.
+    #[arg(long, env = "SWITCHYARD_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// After SIGTERM, how long queued and in-flight requests have to finish.
+    #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    shutdown_grace_seconds: u64,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Check(args) => load(&args).map(|repo| {
+            for c in repo.versions() {
+                println!("ok  {}:{}  ({})", c.model, c.version, c.model_file.display());
+            }
+        }),
+        Command::Batch(args) => offline::run(&args),
+        Command::BenchEngine(args) => bench::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(args: &RepoArgs) -> anyhow::Result<config::Repository> {
+    Ok(config::load_repository(&args.model_repository)?.select(&args.models)?)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Validated before any port is bound.
+    let repo = load(&args.repo)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let http = tokio::net::TcpListener::bind(args.http_addr)
+            .await
+            .with_context(|| format!("cannot bind the inference listener {}", args.http_addr))?;
+        let admin = tokio::net::TcpListener::bind(args.admin_addr)
+            .await
+            .with_context(|| format!("cannot bind the admin listener {}", args.admin_addr))?;
+        let metrics = Arc::new(Metrics::new());
+        tracing::info!(cuda_available = torch::cuda_available(), "loading models");
+        let models = Models::start(repo, &metrics, &torch::TorchEngine::factory());
+        let st = server::AppState::new(models.clone(), metrics.clone(), args.max_body_bytes);
+        // Tests and scripts read this line to find the ports (either may be 0 = any).
+        println!(
+            "switchyard-backend listening: inference http://{} admin http://{}",
+            http.local_addr()?,
+            admin.local_addr()?
+        );
+        tokio::spawn(gpu::poll(models, metrics, Duration::from_secs(5)));
+        let drained = server::run(st, http, admin, Duration::from_secs(args.shutdown_grace_seconds)).await?;
+        anyhow::ensure!(drained, "shutdown grace period of {}s ran out", args.shutdown_grace_seconds);
+        tracing::info!("stopped cleanly");
+        Ok(())
+    })
+}

@@ -1,0 +1,300 @@
+//! HTTP: the Open Inference Protocol listener and the admin listener (metrics, health).
+
+use std::future::IntoFuture;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::metrics::{Metrics, Outcome};
+use crate::models::{ModelVersion, Models};
+use crate::v2::{self, EncodedResponse, HEADER_CONTENT_LENGTH};
+
+/// Bodies above this are decoded on the blocking pool, so a large image batch does not stall
+/// the runtime's workers.
+const BLOCKING_DECODE_BYTES: usize = 256 * 1024;
+
+pub struct AppState {
+    pub models: Arc<Models>,
+    pub metrics: Arc<Metrics>,
+    pub max_body_bytes: usize,
+    pub draining: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(models: Arc<Models>, metrics: Arc<Metrics>, max_body_bytes: usize) -> Arc<Self> {
+        Arc::new(AppState { models, metrics, max_body_bytes, draining: AtomicBool::new(false) })
+    }
+
+    fn ready(&self) -> Result<(), ApiError> {
+        if self.draining.load(Ordering::Relaxed) {
+            return Err(ApiError::ShuttingDown);
+        }
+        for m in self.models.all() {
+            m.check_ready()?;
+        }
+        Ok(())
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.max_body_bytes;
+    Router::new()
+        .route("/v2/health/live", get(|| async { axum::Json(json!({"live": true})) }))
+        .route("/v2/health/ready", get(server_ready))
+        .route("/v2", get(server_metadata))
+        .route("/v2/models/{model}", get(model_metadata))
+        .route("/v2/models/{model}/versions/{version}", get(version_metadata))
+        .route("/v2/models/{model}/ready", get(model_ready))
+        .route("/v2/models/{model}/versions/{version}/ready", get(version_ready))
+        .route("/v2/models/{model}/infer", post(infer))
+        .route("/v2/models/{model}/versions/{version}/infer", post(version_infer))
+        .fallback(|uri: axum::http::Uri| async move { ApiError::RouteNotFound(uri.path().to_owned()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+pub fn admin_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health/live", get(|| async { axum::Json(json!({"live": true})) }))
+        .route("/health/ready", get(server_ready))
+        .fallback(|uri: axum::http::Uri| async move { ApiError::RouteNotFound(uri.path().to_owned()) })
+        .with_state(state)
+}
+
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    match st.metrics.encode() {
+        Ok(text) => (
+            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            text,
+        )
+            .into_response(),
+        Err(e) => ApiError::Internal(format!("encoding metrics: {e}")).into_response(),
+    }
+}
+
+async fn server_ready(State(st): State<Arc<AppState>>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    st.ready()?;
+    Ok(axum::Json(json!({"ready": true})))
+}
+
+async fn server_metadata(State(st): State<Arc<AppState>>) -> axum::Json<serde_json::Value> {
+    let models: Vec<&str> = st.models.names().collect();
+    axum::Json(json!({
+        "name": "switchyard",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": ["binary_tensor_data", "schedule_policy"],
+        "models": models,
+    }))
+}
+
+fn metadata(st: &AppState, model: &str, version: Option<&str>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let mv = st.models.get(model, version)?;
+    let versions: Vec<&str> = st.models.versions(model)?.iter().map(|v| v.config.version.as_str()).collect();
+    Ok(axum::Json(v2::model_metadata(&mv.config, &versions, mv.device().as_deref())))
+}
+
+async fn model_metadata(State(st): State<Arc<AppState>>, Path(model): Path<String>) -> impl IntoResponse {
+    metadata(&st, &model, None)
+}
+
+async fn version_metadata(
+    State(st): State<Arc<AppState>>,
+    Path((model, version)): Path<(String, String)>,
+) -> impl IntoResponse {
+    metadata(&st, &model, Some(&version))
+}
+
+fn ready(st: &AppState, model: &str, version: Option<&str>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let mv = st.models.get(model, version)?;
+    mv.check_ready()?;
+    Ok(axum::Json(json!({"name": model, "version": mv.config.version, "ready": true})))
+}
+
+async fn model_ready(State(st): State<Arc<AppState>>, Path(model): Path<String>) -> impl IntoResponse {
+    ready(&st, &model, None)
+}
+
+async fn version_ready(State(st): State<Arc<AppState>>, Path((model, version)): Path<(String, String)>) -> impl IntoResponse {
+    ready(&st, &model, Some(&version))
+}
+
+async fn infer(
+    State(st): State<Arc<AppState>>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    run_infer(st, model, None, headers, body).await
+}
+
+async fn version_infer(
+    State(st): State<Arc<AppState>>,
+    Path((model, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    run_infer(st, model, Some(version), headers, body).await
+}
+
+/// Decrements the in-flight gauge even when the client disconnects and the handler is dropped.
+struct InFlight<'a>(&'a ModelVersion);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.in_flight.dec();
+    }
+}
+
+async fn run_infer(
+    st: Arc<AppState>,
+    model: String,
+    version: Option<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let mv = match st.models.get(&model, version.as_deref()) {
+        Ok(m) => m.clone(),
+        Err(e) => return e.into_response(),
+    };
+    mv.metrics.in_flight.inc();
+    let _guard = InFlight(&mv);
+    let result = infer_body(&st, &mv, &headers, body).await;
+    let outcome = match &result {
+        Ok(_) => Outcome::Success,
+        Err(e) => e.outcome(),
+    };
+    mv.metrics.record_request(outcome, started.elapsed().as_secs_f64());
+    match result {
+        Ok(enc) => encoded_response(enc),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn infer_body(
+    st: &AppState,
+    mv: &Arc<ModelVersion>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<EncodedResponse, ApiError> {
+    mv.check_ready()?;
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge { limit: st.max_body_bytes }
+        } else {
+            ApiError::BadRequest(format!("cannot read the request body: {}", r.body_text()))
+        }
+    })?;
+    let header_len = match headers.get(HEADER_CONTENT_LENGTH) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .ok_or_else(|| ApiError::BadRequest("Inference-Header-Content-Length must be a byte count".into()))?,
+        ),
+    };
+    let req = if body.len() > BLOCKING_DECODE_BYTES {
+        let config = mv.config.clone();
+        tokio::task::spawn_blocking(move || v2::decode_request(&config, &body, header_len))
+            .await
+            .map_err(|e| ApiError::Internal(format!("decoder task failed: {e}")))?
+    } else {
+        v2::decode_request(&mv.config, &body, header_len)
+    }
+    .map_err(ApiError::BadRequest)?;
+    let id = req.id.clone();
+    let requested = req.outputs.clone();
+    let out = mv.infer(req).await?;
+    v2::encode_response(&mv.config, id.as_deref(), &requested, &out).map_err(ApiError::Internal)
+}
+
+fn encoded_response(enc: EncodedResponse) -> Response {
+    let mut resp = Response::new(axum::body::Body::from(enc.body));
+    let h = resp.headers_mut();
+    match enc.header_len {
+        Some(n) => {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            h.insert(HEADER_CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        None => {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+    }
+    resp
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// Serves until a shutdown signal, then drains within `grace`: stop accepting, finish every
+/// accepted request (queued ones included), stop the engines. Returns false when the grace
+/// period ran out first.
+pub async fn run(
+    st: Arc<AppState>,
+    http: tokio::net::TcpListener,
+    admin: tokio::net::TcpListener,
+    grace: Duration,
+) -> std::io::Result<bool> {
+    let (deadline_tx, mut deadline_rx) = tokio::sync::watch::channel(None::<tokio::time::Instant>);
+    let admin_app = admin_router(st.clone());
+    // Metrics stay scrapable while draining; the admin listener goes last.
+    let admin_task = tokio::spawn(axum::serve(admin, admin_app).into_future());
+    let st2 = st.clone();
+    let serve = axum::serve(http, router(st.clone())).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        // Readiness fails from here on, so a load balancer stops sending.
+        st2.draining.store(true, Ordering::Relaxed);
+        tracing::info!(grace_seconds = grace.as_secs_f64(), "shutdown signal: draining");
+        let _ = deadline_tx.send(Some(tokio::time::Instant::now() + grace));
+    });
+    let mut overdue_rx = deadline_rx.clone();
+    let overdue = async move {
+        if let Ok(d) = overdue_rx.wait_for(Option::is_some).await
+            && let Some(d) = *d
+        {
+            tokio::time::sleep_until(d).await;
+        }
+    };
+    let connections_closed = tokio::select! {
+        r = serve.into_future() => { r?; true }
+        () = overdue => false,
+    };
+    let deadline = deadline_rx.borrow_and_update().unwrap_or_else(|| tokio::time::Instant::now() + grace);
+    let stopped = connections_closed && tokio::time::timeout_at(deadline, st.models.stop()).await.is_ok();
+    if !stopped {
+        tracing::warn!("grace period over before every request was answered");
+    }
+    admin_task.abort();
+    Ok(stopped)
+}

@@ -1,0 +1,649 @@
+//! Open Inference Protocol (KServe V2) REST codec: request bodies become validated
+//! `InferRequest`s before they reach a queue, and batch results become response bodies.
+//!
+//! Besides JSON `data` (flat or nested, row-major), the binary tensor data extension used by
+//! Triton's clients is supported: with an `Inference-Header-Content-Length` header the body is
+//! a JSON header followed by raw little-endian tensors, each sized by its
+//! `parameters.binary_data_size`.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
+
+use crate::batcher::InferOutput;
+use crate::config::{ModelConfig, TensorSpec};
+use crate::tensor::{DataType, Span, TensorData, element_count, write_le_bytes};
+
+/// Header that announces the binary tensor data extension, in requests and responses.
+pub const HEADER_CONTENT_LENGTH: &str = "inference-header-content-length";
+
+/// A request checked against its model's config.
+#[derive(Debug)]
+pub struct InferRequest {
+    pub id: Option<String>,
+    /// One buffer per model input, in the config's order.
+    pub inputs: Vec<TensorData>,
+    pub rows: usize,
+    pub outputs: Vec<RequestedOutput>,
+    /// The `timeout` parameter (µs), when the client set a positive one.
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestedOutput {
+    /// Index into the model config's outputs.
+    pub index: usize,
+    pub binary: bool,
+}
+
+#[derive(Deserialize)]
+struct RawRequest<'a> {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    parameters: Option<Parameters>,
+    #[serde(borrow)]
+    inputs: Vec<RawInput<'a>>,
+    #[serde(default)]
+    outputs: Option<Vec<RawOutput>>,
+}
+
+#[derive(Deserialize)]
+struct RawInput<'a> {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    #[serde(default)]
+    parameters: Option<Parameters>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RawOutput {
+    name: String,
+    #[serde(default)]
+    parameters: Option<Parameters>,
+}
+
+/// The parameters this server understands; others are accepted and ignored, as the
+/// protocol asks.
+#[derive(Deserialize, Default)]
+struct Parameters {
+    #[serde(default)]
+    timeout: Option<u64>,
+    #[serde(default)]
+    binary_data_output: Option<bool>,
+    #[serde(default)]
+    binary_data: Option<bool>,
+    #[serde(default)]
+    binary_data_size: Option<usize>,
+}
+
+/// Decodes and validates a request body for `config`. `header_len` is the value of the
+/// `Inference-Header-Content-Length` header, when present.
+pub fn decode_request(config: &ModelConfig, body: &[u8], header_len: Option<usize>) -> Result<InferRequest, String> {
+    let (json, mut binary) = match header_len {
+        Some(n) if n > body.len() => {
+            return Err(format!("Inference-Header-Content-Length is {n} but the body has only {} bytes", body.len()));
+        }
+        Some(n) => body.split_at(n),
+        None => (body, &[][..]),
+    };
+    let raw: RawRequest<'_> = serde_json::from_slice(json).map_err(|e| format!("malformed request JSON: {e}"))?;
+    let params = raw.parameters.unwrap_or_default();
+
+    let mut slots: Vec<Option<TensorData>> = vec![None; config.inputs.len()];
+    let mut rows: Option<usize> = None;
+    for input in raw.inputs {
+        let Some(index) = config.inputs.iter().position(|s| s.name == input.name) else {
+            let expected: Vec<&str> = config.inputs.iter().map(|s| s.name.as_str()).collect();
+            return Err(format!("unknown input '{}' (model '{}' takes: {})", input.name, config.model, expected.join(", ")));
+        };
+        if slots[index].is_some() {
+            return Err(format!("input '{}' is given more than once", input.name));
+        }
+        let spec = &config.inputs[index];
+        let n = check_input_header(spec, &input, config.batching.max_batch_size)?;
+        if *rows.get_or_insert(n) != n {
+            return Err(format!(
+                "input '{}' has {n} row(s) but another input has {}: every input needs the same batch dimension",
+                input.name,
+                rows.unwrap_or(0)
+            ));
+        }
+        let count = element_count(&input.shape).unwrap_or(0);
+        let binary_size = input.parameters.as_ref().and_then(|p| p.binary_data_size);
+        let data = match (input.data, binary_size) {
+            (Some(_), Some(_)) => {
+                return Err(format!("input '{}' has both 'data' and a binary_data_size parameter", input.name));
+            }
+            (Some(raw), None) => parse_json_data(spec.datatype, raw.get(), count)
+                .map_err(|e| format!("input '{}': invalid data: {e}", input.name))?,
+            (None, Some(size)) => {
+                if header_len.is_none() {
+                    return Err(format!(
+                        "input '{}' has binary_data_size but the request has no Inference-Header-Content-Length header",
+                        input.name
+                    ));
+                }
+                if size > binary.len() {
+                    return Err(format!(
+                        "input '{}' declares {size} binary bytes but only {} remain in the body",
+                        input.name,
+                        binary.len()
+                    ));
+                }
+                let (mine, rest) = binary.split_at(size);
+                binary = rest;
+                TensorData::from_le_bytes(spec.datatype, mine).map_err(|e| format!("input '{}': {e}", input.name))?
+            }
+            (None, None) => return Err(format!("input '{}' has no 'data'", input.name)),
+        };
+        if data.len() != count {
+            return Err(format!(
+                "input '{}' has {} element(s) but shape {:?} needs {count}",
+                input.name,
+                data.len(),
+                input.shape
+            ));
+        }
+        slots[index] = Some(data);
+    }
+    if !binary.is_empty() {
+        return Err(format!("{} byte(s) of binary data are not claimed by any input", binary.len()));
+    }
+    let mut inputs = Vec::with_capacity(slots.len());
+    for (slot, spec) in slots.into_iter().zip(&config.inputs) {
+        inputs.push(slot.ok_or_else(|| format!("missing input '{}'", spec.name))?);
+    }
+
+    let binary_default = params.binary_data_output.unwrap_or(false);
+    let outputs = match raw.outputs {
+        Some(list) if !list.is_empty() => {
+            let mut out = Vec::with_capacity(list.len());
+            for o in list {
+                let Some(index) = config.outputs.iter().position(|s| s.name == o.name) else {
+                    let names: Vec<&str> = config.outputs.iter().map(|s| s.name.as_str()).collect();
+                    return Err(format!("unknown output '{}' (model '{}' has: {})", o.name, config.model, names.join(", ")));
+                };
+                let binary = o.parameters.and_then(|p| p.binary_data).unwrap_or(binary_default);
+                out.push(RequestedOutput { index, binary });
+            }
+            out
+        }
+        _ => (0..config.outputs.len()).map(|index| RequestedOutput { index, binary: binary_default }).collect(),
+    };
+    Ok(InferRequest {
+        id: raw.id,
+        inputs,
+        rows: rows.unwrap_or(0),
+        outputs,
+        timeout: params.timeout.filter(|t| *t > 0).map(Duration::from_micros),
+    })
+}
+
+/// One row of a single-input model as a bare JSON array (flat or nested to the row's shape):
+/// the compact line format of offline batch files.
+pub fn decode_row(config: &ModelConfig, text: &str) -> Result<InferRequest, String> {
+    let [spec] = config.inputs.as_slice() else {
+        return Err(format!("model '{}' takes {} inputs: rows need a V2 request per line", config.model, config.inputs.len()));
+    };
+    let want = spec.row_elements();
+    let data = parse_json_data(spec.datatype, text, want)?;
+    if data.len() != want {
+        return Err(format!("row has {} element(s); input '{}' needs {want} per row", data.len(), spec.name));
+    }
+    Ok(InferRequest {
+        id: None,
+        inputs: vec![data],
+        rows: 1,
+        outputs: (0..config.outputs.len()).map(|index| RequestedOutput { index, binary: false }).collect(),
+        timeout: None,
+    })
+}
+
+/// Checks name-independent header fields; returns the row count.
+fn check_input_header(spec: &TensorSpec, input: &RawInput<'_>, max_batch: usize) -> Result<usize, String> {
+    let datatype = DataType::parse(&input.datatype).map_err(|e| format!("input '{}': {e}", input.name))?;
+    if datatype != spec.datatype {
+        return Err(format!("input '{}' has datatype {datatype} but the model expects {}", input.name, spec.datatype));
+    }
+    let dims_ok = input.shape.len() == spec.shape.len()
+        && input.shape.iter().zip(&spec.shape).skip(1).all(|(got, want)| got == want);
+    if !dims_ok {
+        return Err(format!("input '{}' has shape {:?} but the model expects {:?}", input.name, input.shape, spec.shape));
+    }
+    let rows = input.shape[0];
+    if rows < 1 {
+        return Err(format!("input '{}' has batch dimension {rows}; it must be at least 1", input.name));
+    }
+    if rows as u64 > max_batch as u64 {
+        return Err(format!("input '{}' has {rows} rows, more than the model's max_batch_size of {max_batch}", input.name));
+    }
+    Ok(rows as usize)
+}
+
+/// A JSON scalar that can become an element of a tensor of type `Self`.
+trait Scalar: Sized {
+    const NAME: &'static str;
+    fn from_i64(_: i64) -> Option<Self> {
+        None
+    }
+    fn from_u64(_: u64) -> Option<Self> {
+        None
+    }
+    fn from_f64(_: f64) -> Option<Self> {
+        None
+    }
+    fn from_bool(_: bool) -> Option<Self> {
+        None
+    }
+}
+
+macro_rules! int_scalar {
+    ($($t:ty => $name:literal),*) => {$(
+        impl Scalar for $t {
+            const NAME: &'static str = $name;
+            fn from_i64(v: i64) -> Option<Self> { <$t>::try_from(v).ok() }
+            fn from_u64(v: u64) -> Option<Self> { <$t>::try_from(v).ok() }
+        }
+    )*};
+}
+int_scalar!(u8 => "UINT8", i8 => "INT8", i16 => "INT16", i32 => "INT32", i64 => "INT64");
+
+macro_rules! float_scalar {
+    ($($t:ty => $name:literal, $from:expr),*) => {$(
+        impl Scalar for $t {
+            const NAME: &'static str = $name;
+            fn from_i64(v: i64) -> Option<Self> { Some($from(v as f64)) }
+            fn from_u64(v: u64) -> Option<Self> { Some($from(v as f64)) }
+            fn from_f64(v: f64) -> Option<Self> { Some($from(v)) }
+        }
+    )*};
+}
+float_scalar!(
+    f32 => "FP32", |v: f64| v as f32,
+    f64 => "FP64", |v: f64| v,
+    half::f16 => "FP16", half::f16::from_f64,
+    half::bf16 => "BF16", half::bf16::from_f64
+);
+
+impl Scalar for bool {
+    const NAME: &'static str = "BOOL";
+    fn from_bool(v: bool) -> Option<Self> {
+        Some(v)
+    }
+}
+
+/// Appends every scalar of a (possibly nested) JSON array to a vector, without building an
+/// intermediate `serde_json::Value`.
+struct Flatten<'v, T>(&'v mut Vec<T>);
+
+impl<'de, T: Scalar> DeserializeSeed<'de> for Flatten<'_, T> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<T: Scalar> Flatten<'_, T> {
+    fn push<E: de::Error>(self, v: Option<T>, shown: &dyn fmt::Display) -> Result<(), E> {
+        match v {
+            Some(v) => {
+                self.0.push(v);
+                Ok(())
+            }
+            None => Err(E::custom(format!("{shown} is not a valid {} value", T::NAME))),
+        }
+    }
+}
+
+impl<'de, T: Scalar> Visitor<'de> for Flatten<'_, T> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "an array of {} values", T::NAME)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Flatten(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.push(T::from_i64(v), &v)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.push(T::from_u64(v), &v)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.push(T::from_f64(v), &v)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.push(T::from_bool(v), &v)
+    }
+}
+
+fn parse_flat<T: Scalar>(text: &str, capacity: usize) -> Result<Vec<T>, String> {
+    if !text.trim_start().starts_with('[') {
+        return Err("'data' must be an array".into());
+    }
+    let mut out = Vec::with_capacity(capacity);
+    let mut de = serde_json::Deserializer::from_str(text);
+    Flatten(&mut out).deserialize(&mut de).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+fn parse_json_data(dtype: DataType, text: &str, count: usize) -> Result<TensorData, String> {
+    Ok(match dtype {
+        DataType::Bool => TensorData::Bool(parse_flat(text, count)?),
+        DataType::Uint8 => TensorData::U8(parse_flat(text, count)?),
+        DataType::Int8 => TensorData::I8(parse_flat(text, count)?),
+        DataType::Int16 => TensorData::I16(parse_flat(text, count)?),
+        DataType::Int32 => TensorData::I32(parse_flat(text, count)?),
+        DataType::Int64 => TensorData::I64(parse_flat(text, count)?),
+        DataType::Fp16 => TensorData::F16(parse_flat(text, count)?),
+        DataType::Bf16 => TensorData::Bf16(parse_flat(text, count)?),
+        DataType::Fp32 => TensorData::F32(parse_flat(text, count)?),
+        DataType::Fp64 => TensorData::F64(parse_flat(text, count)?),
+        other => return Err(format!("datatype {other} is not supported by this server")),
+    })
+}
+
+// ---- responses ------------------------------------------------------------------------------
+
+/// Elements `span` of a buffer, serialised as a flat JSON array.
+struct DataSlice<'a>(&'a TensorData, Span);
+
+impl Serialize for DataSlice<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.1.start..self.1.start + self.1.len;
+        match self.0 {
+            TensorData::Bool(v) => s.collect_seq(&v[r]),
+            TensorData::U8(v) => s.collect_seq(&v[r]),
+            TensorData::I8(v) => s.collect_seq(&v[r]),
+            TensorData::I16(v) => s.collect_seq(&v[r]),
+            TensorData::I32(v) => s.collect_seq(&v[r]),
+            TensorData::I64(v) => s.collect_seq(&v[r]),
+            TensorData::F16(v) => s.collect_seq(v[r].iter().map(|x| x.to_f32())),
+            TensorData::Bf16(v) => s.collect_seq(v[r].iter().map(|x| x.to_f32())),
+            TensorData::F32(v) => s.collect_seq(&v[r]),
+            TensorData::F64(v) => s.collect_seq(&v[r]),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct BinaryParams {
+    binary_data_size: usize,
+}
+
+#[derive(Serialize)]
+struct ResponseOutput<'a> {
+    name: &'a str,
+    datatype: DataType,
+    shape: Vec<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<BinaryParams>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<DataSlice<'a>>,
+}
+
+#[derive(Serialize)]
+struct Response<'a> {
+    model_name: &'a str,
+    model_version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    outputs: Vec<ResponseOutput<'a>>,
+}
+
+/// An encoded response body; `header_len` is set when binary outputs follow the JSON.
+pub struct EncodedResponse {
+    pub body: Vec<u8>,
+    pub header_len: Option<usize>,
+}
+
+/// Encodes this request's rows of the batch outputs.
+pub fn encode_response(
+    config: &ModelConfig,
+    id: Option<&str>,
+    requested: &[RequestedOutput],
+    result: &InferOutput,
+) -> Result<EncodedResponse, String> {
+    let mut outputs = Vec::with_capacity(requested.len());
+    let mut binary = Vec::new();
+    for r in requested {
+        let spec = &config.outputs[r.index];
+        let tensor = result.outputs.get(r.index).ok_or_else(|| format!("output '{}' missing from the batch", spec.name))?;
+        let row = element_count(tensor.shape.get(1..).unwrap_or(&[])).unwrap_or(0);
+        let span = Span { start: result.row_start * row, len: result.rows * row };
+        if span.start + span.len > tensor.data.len() {
+            return Err(format!("output '{}' is shorter than the batch", spec.name));
+        }
+        let mut shape = tensor.shape.clone();
+        shape[0] = result.rows as i64;
+        let (parameters, data) = if r.binary {
+            let before = binary.len();
+            write_le_bytes(&tensor.data, span, &mut binary);
+            (Some(BinaryParams { binary_data_size: binary.len() - before }), None)
+        } else {
+            (None, Some(DataSlice(&tensor.data, span)))
+        };
+        outputs.push(ResponseOutput { name: &spec.name, datatype: spec.datatype, shape, parameters, data });
+    }
+    let resp = Response { model_name: &config.model, model_version: &config.version, id, outputs };
+    let mut body = serde_json::to_vec(&resp).map_err(|e| e.to_string())?;
+    if binary.is_empty() && !requested.iter().any(|r| r.binary) {
+        return Ok(EncodedResponse { body, header_len: None });
+    }
+    let header_len = body.len();
+    body.extend_from_slice(&binary);
+    Ok(EncodedResponse { body, header_len: Some(header_len) })
+}
+
+/// `GET /v2/models/{m}[/versions/{v}]`.
+pub fn model_metadata(config: &ModelConfig, versions: &[&str], device: Option<&str>) -> serde_json::Value {
+    let tensors = |specs: &[TensorSpec]| -> Vec<serde_json::Value> {
+        specs
+            .iter()
+            .map(|s| serde_json::json!({"name": s.name, "datatype": s.datatype, "shape": s.shape}))
+            .collect()
+    };
+    serde_json::json!({
+        "name": config.model,
+        "versions": versions,
+        "platform": "pytorch_libtorch",
+        "inputs": tensors(&config.inputs),
+        "outputs": tensors(&config.outputs),
+        "parameters": {
+            "version": config.version,
+            "device": device,
+            "max_batch_size": config.batching.max_batch_size,
+            "max_queue_delay_us": config.batching.max_queue_delay.as_micros() as u64,
+            "instances": config.instances,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::batcher::BatchTensor;
+    use crate::config::{BatchingPolicy, DeviceSpec};
+
+    fn config() -> ModelConfig {
+        ModelConfig {
+            model: "m".into(),
+            version: "v1".into(),
+            model_file: PathBuf::from("model.pt"),
+            inputs: vec![
+                TensorSpec { name: "x".into(), datatype: DataType::Fp32, shape: vec![-1, 2, 2] },
+                TensorSpec { name: "k".into(), datatype: DataType::Int64, shape: vec![-1, 1] },
+            ],
+            outputs: vec![
+                TensorSpec { name: "y".into(), datatype: DataType::Fp32, shape: vec![-1, 2] },
+                TensorSpec { name: "z".into(), datatype: DataType::Bool, shape: vec![-1, 1] },
+            ],
+            batching: BatchingPolicy {
+                max_batch_size: 4,
+                max_queue_delay: Duration::from_millis(1),
+                max_queue_size: 8,
+                default_timeout: Duration::from_secs(1),
+            },
+            instances: 1,
+            device: DeviceSpec::Cpu,
+        }
+    }
+
+    fn decode(body: &str) -> Result<InferRequest, String> {
+        decode_request(&config(), body.as_bytes(), None)
+    }
+
+    const GOOD: &str = r#"{"id":"r1","parameters":{"timeout":2500,"unknown":"ignored"},
+        "inputs":[{"name":"k","shape":[2,1],"datatype":"INT64","data":[7,8]},
+                  {"name":"x","shape":[2,2,2],"datatype":"FP32","data":[[[1,2],[3,4]],[[5,6.5],[7,8]]]}],
+        "outputs":[{"name":"z"}]}"#;
+
+    #[test]
+    fn decodes_nested_data_in_config_order() {
+        let r = decode(GOOD).unwrap();
+        assert_eq!(r.id.as_deref(), Some("r1"));
+        assert_eq!(r.rows, 2);
+        assert_eq!(r.inputs[0], TensorData::F32(vec![1., 2., 3., 4., 5., 6.5, 7., 8.]));
+        assert_eq!(r.inputs[1], TensorData::I64(vec![7, 8]));
+        assert_eq!(r.outputs, [RequestedOutput { index: 1, binary: false }]);
+        assert_eq!(r.timeout, Some(Duration::from_micros(2500)));
+    }
+
+    #[test]
+    fn rejects_each_malformed_part_with_a_precise_message() {
+        let x = r#"{"name":"x","shape":[1,2,2],"datatype":"FP32","data":[1,2,3,4]}"#;
+        let k = r#"{"name":"k","shape":[1,1],"datatype":"INT64","data":[1]}"#;
+        let cases = [
+            ("{", "malformed request JSON"),
+            (r#"{"inputs": 3}"#, "malformed request JSON"),
+            (&format!(r#"{{"inputs":[{x}]}}"#), "missing input 'k'"),
+            (&format!(r#"{{"inputs":[{x},{k},{k}]}}"#), "given more than once"),
+            (&format!(r#"{{"inputs":[{x},{{"name":"q","shape":[1],"datatype":"FP32","data":[1]}}]}}"#), "unknown input 'q'"),
+            (&format!(r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"FP32","data":[1]}}]}}"#), "has datatype FP32 but the model expects INT64"),
+            (&format!(r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"FLOAT","data":[1]}}]}}"#), "unknown datatype 'FLOAT'"),
+            (&format!(r#"{{"inputs":[{x},{{"name":"k","shape":[1,2],"datatype":"INT64","data":[1,2]}}]}}"#), "has shape [1, 2] but the model expects [-1, 1]"),
+            (&format!(r#"{{"inputs":[{x},{{"name":"k","shape":[2,1],"datatype":"INT64","data":[1,2]}}]}}"#), "same batch dimension"),
+            (&format!(r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"INT64","data":[1,2]}}]}}"#), "has 2 element(s) but shape [1, 1] needs 1"),
+            (&format!(r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"INT64","data":[1.5]}}]}}"#), "1.5 is not a valid INT64 value"),
+            (&format!(r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"INT64","data":["a"]}}]}}"#), "invalid data"),
+            (&format!(r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"INT64","data":7}}]}}"#), "'data' must be an array"),
+            (&format!(r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"INT64"}}]}}"#), "has no 'data'"),
+            (&format!(r#"{{"inputs":[{x},{{"name":"k","shape":[0,1],"datatype":"INT64","data":[]}}]}}"#), "must be at least 1"),
+            (&format!(r#"{{"inputs":[{x},{{"name":"k","shape":[5,1],"datatype":"INT64","data":[1,2,3,4,5]}}]}}"#), "more than the model's max_batch_size of 4"),
+            (&format!(r#"{{"inputs":[{x},{k}],"outputs":[{{"name":"nope"}}]}}"#), "unknown output 'nope'"),
+            (&format!(r#"{{"inputs":[{x},{k}],"parameters":{{"timeout":"soon"}}}}"#), "malformed request JSON"),
+            (&format!(r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"INT64","parameters":{{"binary_data_size":8}}}}]}}"#), "no Inference-Header-Content-Length"),
+        ];
+        for (body, needle) in cases {
+            let err = decode(body).unwrap_err();
+            assert!(err.contains(needle), "{body}\n -> {err}\n wanted {needle}");
+        }
+    }
+
+    #[test]
+    fn decodes_binary_tensor_data() {
+        let header = r#"{"inputs":[{"name":"x","shape":[1,2,2],"datatype":"FP32","parameters":{"binary_data_size":16}},
+            {"name":"k","shape":[1,1],"datatype":"INT64","parameters":{"binary_data_size":8}}],
+            "parameters":{"binary_data_output":true}}"#;
+        let mut body = header.as_bytes().to_vec();
+        for v in [1.0f32, 2.0, 3.0, 4.0] {
+            body.extend_from_slice(&v.to_le_bytes());
+        }
+        body.extend_from_slice(&42i64.to_le_bytes());
+        let r = decode_request(&config(), &body, Some(header.len())).unwrap();
+        assert_eq!(r.inputs[0], TensorData::F32(vec![1., 2., 3., 4.]));
+        assert_eq!(r.inputs[1], TensorData::I64(vec![42]));
+        assert!(r.outputs.iter().all(|o| o.binary));
+
+        let err = decode_request(&config(), &body, Some(body.len() + 1)).unwrap_err();
+        assert!(err.contains("body has only"), "{err}");
+        let mut extra = body.clone();
+        extra.push(0);
+        let err = decode_request(&config(), &extra, Some(header.len())).unwrap_err();
+        assert!(err.contains("not claimed"), "{err}");
+        let err = decode_request(&config(), &body[..body.len() - 1], Some(header.len())).unwrap_err();
+        assert!(err.contains("only 7 remain"), "{err}");
+    }
+
+    fn batch_result() -> InferOutput {
+        InferOutput {
+            outputs: Arc::from(vec![
+                BatchTensor { shape: vec![3, 2], data: TensorData::F32(vec![0., 1., 2., 3., 4., 5.]) },
+                BatchTensor { shape: vec![3, 1], data: TensorData::Bool(vec![true, false, true]) },
+            ]),
+            row_start: 1,
+            rows: 2,
+        }
+    }
+
+    #[test]
+    fn encodes_this_requests_rows_as_json() {
+        let all = [RequestedOutput { index: 0, binary: false }, RequestedOutput { index: 1, binary: false }];
+        let enc = encode_response(&config(), Some("abc"), &all, &batch_result()).unwrap();
+        assert!(enc.header_len.is_none());
+        let v: serde_json::Value = serde_json::from_slice(&enc.body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"model_name":"m","model_version":"v1","id":"abc","outputs":[
+                {"name":"y","datatype":"FP32","shape":[2,2],"data":[2.0,3.0,4.0,5.0]},
+                {"name":"z","datatype":"BOOL","shape":[2,1],"data":[false,true]}]})
+        );
+    }
+
+    #[test]
+    fn encodes_binary_outputs_after_the_json_header() {
+        let req = [RequestedOutput { index: 0, binary: true }];
+        let enc = encode_response(&config(), None, &req, &batch_result()).unwrap();
+        let n = enc.header_len.unwrap();
+        let header: serde_json::Value = serde_json::from_slice(&enc.body[..n]).unwrap();
+        assert_eq!(header["outputs"][0]["parameters"]["binary_data_size"], 16);
+        assert!(header["outputs"][0].get("data").is_none());
+        let floats = TensorData::from_le_bytes(DataType::Fp32, &enc.body[n..]).unwrap();
+        assert_eq!(floats, TensorData::F32(vec![2., 3., 4., 5.]));
+    }
+
+    proptest! {
+        /// Arbitrary bytes, with or without the binary header, give an error or a request;
+        /// never a panic.
+        #[test]
+        fn arbitrary_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512), hl in proptest::option::of(0usize..600)) {
+            let _ = decode_request(&config(), &body, hl);
+        }
+
+        /// Valid requests with one field corrupted are rejected, not accepted or panicking.
+        #[test]
+        fn corrupted_valid_requests_are_rejected_cleanly(pos in 0usize..GOOD.len(), byte in any::<u8>()) {
+            let mut body = GOOD.as_bytes().to_vec();
+            body[pos] = byte;
+            if let Ok(r) = decode_request(&config(), &body, None) {
+                // A harmless mutation (whitespace, a digit) may still be valid: then it must be whole.
+                prop_assert_eq!(r.inputs.len(), 2);
+                prop_assert_eq!(r.inputs[0].len(), 8);
+            }
+        }
+
+        /// Shapes with huge or negative dimensions are refused before any allocation.
+        #[test]
+        fn shapes_are_checked_before_data(dims in proptest::collection::vec(any::<i64>(), 0..5)) {
+            let body = format!(
+                r#"{{"inputs":[{{"name":"k","shape":{dims:?},"datatype":"INT64","data":[1]}},{{"name":"x","shape":[1,2,2],"datatype":"FP32","data":[1,2,3,4]}}]}}"#
+            );
+            let ok = decode(&body).is_ok();
+            prop_assert_eq!(ok, dims == [1, 1]);
+        }
+    }
+}
