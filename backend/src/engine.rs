@@ -24,7 +24,8 @@ pub trait Engine {
 
 /// Builds the engine of one instance, on that instance's thread (so engines need not be
 /// `Send`). Arguments: the version's config and the instance number.
-pub type EngineFactory = Arc<dyn Fn(&ModelConfig, usize) -> Result<Box<dyn Engine>, String> + Send + Sync>;
+pub type EngineFactory =
+    Arc<dyn Fn(&ModelConfig, usize) -> Result<Box<dyn Engine>, String> + Send + Sync>;
 
 /// The running instances of one model version.
 pub struct Instances {
@@ -48,10 +49,16 @@ pub async fn start_instances(
     let mut ready = Vec::new();
     for i in 0..config.instances {
         let (tx, rx) = oneshot::channel::<Result<String, String>>();
-        let (config, metrics, factory, work_rx) = (config.clone(), metrics.clone(), factory.clone(), work_rx.clone());
+        let (config, metrics, factory, work_rx) = (
+            config.clone(),
+            metrics.clone(),
+            factory.clone(),
+            work_rx.clone(),
+        );
         let name = format!("engine-{}-{}-{i}", config.model, config.version);
         let spawned = std::thread::Builder::new().name(name).spawn(move || {
-            let built = factory(&config, i).and_then(|mut e| warm_up(e.as_mut(), &config).map(|()| e));
+            let built =
+                factory(&config, i).and_then(|mut e| warm_up(e.as_mut(), &config).map(|()| e));
             let mut engine = match built {
                 Ok(e) => {
                     let _ = tx.send(Ok(e.device()));
@@ -63,7 +70,13 @@ pub async fn start_instances(
                 }
             };
             let device_seconds = metrics.device_seconds(&engine.device());
-            serve(engine.as_mut(), &config, &metrics, &device_seconds, &work_rx);
+            serve(
+                engine.as_mut(),
+                &config,
+                &metrics,
+                &device_seconds,
+                &work_rx,
+            );
         });
         match spawned {
             Ok(t) => threads.push(t),
@@ -79,7 +92,12 @@ pub async fn start_instances(
             Err(_) => return Err(format!("instance {i}: engine thread died while loading")),
         }
     }
-    Ok(Instances { device, idle: Arc::new(Semaphore::new(config.instances)), work: work_tx, threads })
+    Ok(Instances {
+        device,
+        idle: Arc::new(Semaphore::new(config.instances)),
+        work: work_tx,
+        threads,
+    })
 }
 
 fn serve(
@@ -92,7 +110,9 @@ fn serve(
     loop {
         // Idle instances queue on the mutex; the one holding it waits in recv.
         let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-        let Ok(Work { batch, permit }) = next else { return };
+        let Ok(Work { batch, permit }) = next else {
+            return;
+        };
         run_batch(engine, config, metrics, device_seconds, batch);
         drop(permit);
     }
@@ -108,12 +128,16 @@ pub fn run_batch(
 ) {
     let before = batch.len();
     batch.retain(|p| !p.reply.is_closed());
-    metrics.dropped_client_gone.inc_by((before - batch.len()) as u64);
+    metrics
+        .dropped_client_gone
+        .inc_by((before - batch.len()) as u64);
     if batch.is_empty() {
         return;
     }
     for p in &batch {
-        metrics.queue_duration.observe(p.arrival.elapsed().as_secs_f64());
+        metrics
+            .queue_duration
+            .observe(p.arrival.elapsed().as_secs_f64());
     }
     let rows: usize = batch.iter().map(|p| p.rows).sum();
     let result = assemble(config, &mut batch, rows).and_then(|inputs| {
@@ -132,7 +156,11 @@ pub fn run_batch(
             let outputs: Arc<[BatchTensor]> = outputs.into();
             let mut row_start = 0;
             for p in batch {
-                let out = InferOutput { outputs: outputs.clone(), row_start, rows: p.rows };
+                let out = InferOutput {
+                    outputs: outputs.clone(),
+                    row_start,
+                    rows: p.rows,
+                };
                 row_start += p.rows;
                 let _ = p.reply.send(Ok(out));
             }
@@ -147,7 +175,11 @@ pub fn run_batch(
 }
 
 /// One buffer per input for the whole batch: a lone request's buffers are moved, not copied.
-fn assemble(config: &ModelConfig, batch: &mut [Pending], rows: usize) -> Result<Vec<BatchTensor>, String> {
+fn assemble(
+    config: &ModelConfig,
+    batch: &mut [Pending],
+    rows: usize,
+) -> Result<Vec<BatchTensor>, String> {
     let shape_of = |spec: &crate::config::TensorSpec| {
         let mut shape = spec.shape.clone();
         shape[0] = rows as i64;
@@ -155,7 +187,15 @@ fn assemble(config: &ModelConfig, batch: &mut [Pending], rows: usize) -> Result<
     };
     if let [only] = batch {
         let inputs = std::mem::take(&mut only.inputs);
-        return Ok(config.inputs.iter().zip(inputs).map(|(s, data)| BatchTensor { shape: shape_of(s), data }).collect());
+        return Ok(config
+            .inputs
+            .iter()
+            .zip(inputs)
+            .map(|(s, data)| BatchTensor {
+                shape: shape_of(s),
+                data,
+            })
+            .collect());
     }
     config
         .inputs
@@ -168,7 +208,10 @@ fn assemble(config: &ModelConfig, batch: &mut [Pending], rows: usize) -> Result<
                 let part = p.inputs.get(i).ok_or("request is missing an input")?;
                 data.extend_from(part)?;
             }
-            Ok(BatchTensor { shape: shape_of(spec), data })
+            Ok(BatchTensor {
+                shape: shape_of(spec),
+                data,
+            })
         })
         .collect()
 }
@@ -176,12 +219,19 @@ fn assemble(config: &ModelConfig, batch: &mut [Pending], rows: usize) -> Result<
 /// The model must return what its config promises, or responses would be split wrongly.
 fn check_outputs(config: &ModelConfig, outputs: &[BatchTensor], rows: usize) -> Result<(), String> {
     if outputs.len() != config.outputs.len() {
-        return Err(format!("model returned {} output(s), its config lists {}", outputs.len(), config.outputs.len()));
+        return Err(format!(
+            "model returned {} output(s), its config lists {}",
+            outputs.len(),
+            config.outputs.len()
+        ));
     }
     for (o, spec) in outputs.iter().zip(&config.outputs) {
         let dims_ok = o.shape.len() == spec.shape.len()
             && o.shape.first() == Some(&(rows as i64))
-            && o.shape[1..].iter().zip(&spec.shape[1..]).all(|(a, b)| *b < 0 || a == b);
+            && o.shape[1..]
+                .iter()
+                .zip(&spec.shape[1..])
+                .all(|(a, b)| *b < 0 || a == b);
         if !dims_ok {
             return Err(format!(
                 "output '{}' has shape {:?} for {rows} row(s), its config says {:?}",
@@ -189,10 +239,20 @@ fn check_outputs(config: &ModelConfig, outputs: &[BatchTensor], rows: usize) -> 
             ));
         }
         if o.data.datatype() != spec.datatype {
-            return Err(format!("output '{}' is {}, its config says {}", spec.name, o.data.datatype(), spec.datatype));
+            return Err(format!(
+                "output '{}' is {}, its config says {}",
+                spec.name,
+                o.data.datatype(),
+                spec.datatype
+            ));
         }
         if element_count(&o.shape) != Some(o.data.len()) {
-            return Err(format!("output '{}' has {} elements for shape {:?}", spec.name, o.data.len(), o.shape));
+            return Err(format!(
+                "output '{}' has {} elements for shape {:?}",
+                spec.name,
+                o.data.len(),
+                o.shape
+            ));
         }
     }
     Ok(())
@@ -213,7 +273,9 @@ fn warm_up(engine: &mut dyn Engine, config: &ModelConfig) -> Result<(), String> 
                 Ok(BatchTensor { shape, data })
             })
             .collect::<Result<Vec<_>, String>>()?;
-        let out = engine.infer(inputs).map_err(|e| format!("warm-up with {rows} row(s) failed: {e}"))?;
+        let out = engine
+            .infer(inputs)
+            .map_err(|e| format!("warm-up with {rows} row(s) failed: {e}"))?;
         check_outputs(config, &out, rows).map_err(|e| format!("warm-up: {e}"))?;
     }
     Ok(())

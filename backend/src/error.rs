@@ -18,12 +18,24 @@ pub enum ApiError {
     BadRequest(String),
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
-    #[error("model '{model}' version '{version}' is overloaded: {capacity} requests already queued; retry later")]
-    QueueFull { model: String, version: String, capacity: usize },
+    #[error(
+        "model '{model}' version '{version}' is overloaded: {capacity} requests already queued; retry later"
+    )]
+    QueueFull {
+        model: String,
+        version: String,
+        capacity: usize,
+    },
     #[error("deadline exceeded: not served within the request's timeout of {} µs", .0.as_micros())]
     DeadlineExceeded(Duration),
     #[error("model '{model}' version '{version}' is not ready: {reason}")]
-    NotReady { model: String, version: String, reason: String },
+    NotReady {
+        model: String,
+        version: String,
+        reason: String,
+    },
+    #[error("not ready: {0}")]
+    ServerNotReady(String),
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("no such endpoint: {0}")]
@@ -38,14 +50,16 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::ModelNotFound(_) | ApiError::VersionNotFound { .. } | ApiError::RouteNotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::ModelNotFound(_)
+            | ApiError::VersionNotFound { .. }
+            | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::NotReady { .. } | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotReady { .. } | ApiError::ServerNotReady(_) | ApiError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -56,7 +70,7 @@ impl ApiError {
         match self {
             ApiError::QueueFull { .. } => Outcome::QueueFull,
             ApiError::DeadlineExceeded(_) => Outcome::Expired,
-            ApiError::NotReady { .. } => Outcome::NotReady,
+            ApiError::NotReady { .. } | ApiError::ServerNotReady(_) => Outcome::NotReady,
             ApiError::ShuttingDown => Outcome::ShuttingDown,
             ApiError::Internal(_) => Outcome::Error,
             _ => Outcome::BadRequest,
@@ -70,10 +84,15 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(error = %detail, "request failed");
         }
-        let mut resp = (status, axum::Json(serde_json::json!({ "error": self.to_string() }))).into_response();
+        let mut resp = (
+            status,
+            axum::Json(serde_json::json!({ "error": self.to_string() })),
+        )
+            .into_response();
         if status == StatusCode::TOO_MANY_REQUESTS || matches!(self, ApiError::ShuttingDown) {
             // Whole seconds only (RFC 9110); the queue drains far faster than that.
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
     }

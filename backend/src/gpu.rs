@@ -23,7 +23,9 @@ pub fn parse(csv: &str) -> Vec<GpuSample> {
     csv.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.split(',').map(str::trim).collect();
-            let [index, util, used, total] = f.as_slice() else { return None };
+            let [index, util, used, total] = f.as_slice() else {
+                return None;
+            };
             Some(GpuSample {
                 index: (*index).to_owned(),
                 utilization: util.parse::<f64>().ok()? / 100.0,
@@ -38,12 +40,17 @@ pub async fn poll(models: Arc<Models>, metrics: Arc<Metrics>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let on_gpu = models.all().any(|m| m.device().is_some_and(|d| d.starts_with("cuda")));
+        let on_gpu = models
+            .all()
+            .any(|m| m.device().is_some_and(|d| d.starts_with("cuda")));
         if !on_gpu {
             continue;
         }
         let out = tokio::process::Command::new("nvidia-smi")
-            .args(["--query-gpu=index,utilization.gpu,memory.used,memory.total", "--format=csv,noheader,nounits"])
+            .args([
+                "--query-gpu=index,utilization.gpu,memory.used,memory.total",
+                "--format=csv,noheader,nounits",
+            ])
             .output()
             .await;
         let samples = match out {
@@ -60,8 +67,14 @@ pub async fn poll(models: Arc<Models>, metrics: Arc<Metrics>, every: Duration) {
         for s in samples {
             let l = GpuLabels { gpu: s.index };
             metrics.gpu_utilization.get_or_create(&l).set(s.utilization);
-            metrics.gpu_memory_used.get_or_create(&l).set(s.memory_used_bytes);
-            metrics.gpu_memory_total.get_or_create(&l).set(s.memory_total_bytes);
+            metrics
+                .gpu_memory_used
+                .get_or_create(&l)
+                .set(s.memory_used_bytes);
+            metrics
+                .gpu_memory_total
+                .get_or_create(&l)
+                .set(s.memory_total_bytes);
         }
     }
 }

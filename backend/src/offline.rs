@@ -46,20 +46,32 @@ pub struct BatchArgs {
 
 pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
     let repo = load_repository(&args.model_repository)?;
-    let versions = repo.models.get(&args.model).with_context(|| format!("no model '{}' in the repository", args.model))?;
+    let versions = repo
+        .models
+        .get(&args.model)
+        .with_context(|| format!("no model '{}' in the repository", args.model))?;
     let config = match &args.version {
         Some(v) => versions.iter().find(|c| &c.version == v),
         None => versions.last(),
     }
-    .with_context(|| format!("model '{}' has no version '{}'", args.model, args.version.as_deref().unwrap_or("")))?;
+    .with_context(|| {
+        format!(
+            "model '{}' has no version '{}'",
+            args.model,
+            args.version.as_deref().unwrap_or("")
+        )
+    })?;
     let max = config.batching.max_batch_size;
     let batch_rows = args.batch_size.unwrap_or(max).clamp(1, max);
 
-    let total = count_lines(&args.input).with_context(|| format!("cannot read {}", args.input.display()))?;
+    let total = count_lines(&args.input)
+        .with_context(|| format!("cannot read {}", args.input.display()))?;
     if args.restart {
-        File::create(&args.output).with_context(|| format!("cannot create {}", args.output.display()))?;
+        File::create(&args.output)
+            .with_context(|| format!("cannot create {}", args.output.display()))?;
     }
-    let done = resume_point(&args.output).with_context(|| format!("cannot read {}", args.output.display()))?;
+    let done = resume_point(&args.output)
+        .with_context(|| format!("cannot read {}", args.output.display()))?;
     if done > total {
         anyhow::bail!(
             "{} has {done} lines but the input has only {total}: it belongs to another input (use --restart)",
@@ -67,7 +79,10 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
         );
     }
     if done > 0 {
-        eprintln!("resuming after {done} of {total} lines already in {}", args.output.display());
+        eprintln!(
+            "resuming after {done} of {total} lines already in {}",
+            args.output.display()
+        );
     }
 
     let factory = TorchEngine::factory();
@@ -85,18 +100,31 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
     );
 
     let input = BufReader::new(File::open(&args.input)?);
-    let mut out = BufWriter::new(OpenOptions::new().append(true).create(true).open(&args.output)?);
+    let mut out = BufWriter::new(
+        OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&args.output)?,
+    );
     let mut progress = Progress::new(total, done);
     let mut chunk: Vec<(usize, Result<InferRequest, String>)> = Vec::new();
     let mut chunk_rows = 0;
     let (mut rows_done, mut errors) = (0usize, 0usize);
     let started = Instant::now();
     for (n, line) in input.lines().enumerate().skip(done) {
-        let line = line.with_context(|| format!("reading line {} of {}", n + 1, args.input.display()))?;
+        let line =
+            line.with_context(|| format!("reading line {} of {}", n + 1, args.input.display()))?;
         let parsed = parse_line(config, &line);
         let rows = parsed.as_ref().map_or(0, |r| r.rows);
         if chunk_rows + rows > batch_rows && !chunk.is_empty() {
-            let (r, e) = flush(engine.as_mut(), config, &vm, &device_seconds, std::mem::take(&mut chunk), &mut out)?;
+            let (r, e) = flush(
+                engine.as_mut(),
+                config,
+                &vm,
+                &device_seconds,
+                std::mem::take(&mut chunk),
+                &mut out,
+            )?;
             (rows_done, errors) = (rows_done + r, errors + e);
             chunk_rows = 0;
             progress.update(n);
@@ -105,7 +133,14 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
         chunk.push((n + 1, parsed));
     }
     if !chunk.is_empty() {
-        let (r, e) = flush(engine.as_mut(), config, &vm, &device_seconds, chunk, &mut out)?;
+        let (r, e) = flush(
+            engine.as_mut(),
+            config,
+            &vm,
+            &device_seconds,
+            chunk,
+            &mut out,
+        )?;
         (rows_done, errors) = (rows_done + r, errors + e);
     }
     progress.update(total);
@@ -137,7 +172,10 @@ fn flush(
     engine: &mut dyn crate::engine::Engine,
     config: &ModelConfig,
     vm: &crate::metrics::VersionMetrics,
-    device_seconds: &prometheus_client::metrics::counter::Counter<f64, std::sync::atomic::AtomicU64>,
+    device_seconds: &prometheus_client::metrics::counter::Counter<
+        f64,
+        std::sync::atomic::AtomicU64,
+    >,
     chunk: Vec<(usize, Result<InferRequest, String>)>,
     out: &mut impl Write,
 ) -> anyhow::Result<(usize, usize)> {
@@ -149,8 +187,21 @@ fn flush(
         match parsed {
             Ok(req) => {
                 let (tx, rx) = oneshot::channel();
-                let outputs: Vec<_> = req.outputs.iter().map(|o| v2::RequestedOutput { binary: false, ..*o }).collect();
-                pending.push(Pending { inputs: req.inputs, rows: req.rows, arrival: now, deadline: far, reply: tx });
+                let outputs: Vec<_> = req
+                    .outputs
+                    .iter()
+                    .map(|o| v2::RequestedOutput {
+                        binary: false,
+                        ..*o
+                    })
+                    .collect();
+                pending.push(Pending {
+                    inputs: req.inputs,
+                    rows: req.rows,
+                    arrival: now,
+                    deadline: far,
+                    reply: tx,
+                });
                 slots.push((line, Ok((req.id, outputs, rx))));
             }
             Err(e) => slots.push((line, Err(e))),
@@ -224,11 +275,21 @@ struct Progress {
 impl Progress {
     fn new(total: usize, start_line: usize) -> Self {
         let now = Instant::now();
-        Progress { total, start_line, started: now, last: now, tty: std::io::stderr().is_terminal() }
+        Progress {
+            total,
+            start_line,
+            started: now,
+            last: now,
+            tty: std::io::stderr().is_terminal(),
+        }
     }
 
     fn update(&mut self, line: usize) {
-        let every = if self.tty { Duration::from_millis(200) } else { Duration::from_secs(5) };
+        let every = if self.tty {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(5)
+        };
         if self.last.elapsed() < every && line < self.total {
             return;
         }
@@ -238,8 +299,16 @@ impl Progress {
         let eta = (self.total - line.min(self.total)) as f64 / rate.max(1e-9);
         let frac = line as f64 / self.total.max(1) as f64;
         let filled = (frac * 30.0) as usize;
-        let bar = format!("[{}{}]", "#".repeat(filled), "-".repeat(30 - filled.min(30)));
-        let text = format!("{bar} {line}/{} lines {:>5.1}%  {rate:.0} lines/s  ETA {eta:.0}s", self.total, frac * 100.0);
+        let bar = format!(
+            "[{}{}]",
+            "#".repeat(filled),
+            "-".repeat(30 - filled.min(30))
+        );
+        let text = format!(
+            "{bar} {line}/{} lines {:>5.1}%  {rate:.0} lines/s  ETA {eta:.0}s",
+            self.total,
+            frac * 100.0
+        );
         if self.tty {
             eprint!("\r{text}");
         } else {

@@ -65,16 +65,25 @@ impl DataType {
 
     /// Parses a protocol datatype name; the error lists the valid names.
     pub fn parse(name: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|d| d.as_str() == name).ok_or_else(|| {
-            let names: Vec<&str> = Self::ALL.iter().map(|d| d.as_str()).collect();
-            format!("unknown datatype '{name}' (expected one of {})", names.join(", "))
-        })
+        Self::ALL
+            .into_iter()
+            .find(|d| d.as_str() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|d| d.as_str()).collect();
+                format!(
+                    "unknown datatype '{name}' (expected one of {})",
+                    names.join(", ")
+                )
+            })
     }
 
     /// libtorch has no unsigned types wider than 8 bits and this server has no string
     /// tensors, so these are refused when a model config is validated.
     pub fn is_servable(self) -> bool {
-        !matches!(self, DataType::Uint16 | DataType::Uint32 | DataType::Uint64 | DataType::Bytes)
+        !matches!(
+            self,
+            DataType::Uint16 | DataType::Uint32 | DataType::Uint64 | DataType::Bytes
+        )
     }
 
     /// Size of one element in the binary tensor data extension.
@@ -155,7 +164,9 @@ impl TensorData {
             DataType::Bf16 => TensorData::Bf16(Vec::with_capacity(capacity)),
             DataType::Fp32 => TensorData::F32(Vec::with_capacity(capacity)),
             DataType::Fp64 => TensorData::F64(Vec::with_capacity(capacity)),
-            DataType::Uint16 | DataType::Uint32 | DataType::Uint64 | DataType::Bytes => return None,
+            DataType::Uint16 | DataType::Uint32 | DataType::Uint64 | DataType::Bytes => {
+                return None;
+            }
         })
     }
 
@@ -206,7 +217,7 @@ impl TensorData {
     /// Decodes little-endian bytes of the binary tensor data extension.
     pub fn from_le_bytes(dtype: DataType, bytes: &[u8]) -> Result<Self, String> {
         let size = dtype.byte_size();
-        if bytes.len() % size != 0 {
+        if !bytes.len().is_multiple_of(size) {
             return Err(format!(
                 "{} bytes is not a whole number of {dtype} elements ({size} bytes each)",
                 bytes.len()
@@ -225,9 +236,7 @@ impl TensorData {
             }};
         }
         Ok(match dtype {
-            DataType::Bool => {
-                TensorData::Bool(bytes.iter().map(|b| *b != 0).collect())
-            }
+            DataType::Bool => TensorData::Bool(bytes.iter().map(|b| *b != 0).collect()),
             DataType::Uint8 => TensorData::U8(bytes.to_vec()),
             DataType::Int8 => TensorData::I8(decode!(i8, 1, |x| x)),
             DataType::Int16 => TensorData::I16(decode!(i16, 2, |x| x)),
@@ -286,7 +295,10 @@ mod tests {
             assert_eq!(DataType::parse(d.as_str()), Ok(d));
         }
         let err = DataType::parse("FLOAT").unwrap_err();
-        assert!(err.contains("unknown datatype 'FLOAT'") && err.contains("FP32"), "{err}");
+        assert!(
+            err.contains("unknown datatype 'FLOAT'") && err.contains("FP32"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -301,13 +313,24 @@ mod tests {
         let f = TensorData::F32(vec![1.5, -2.0]);
         let mut bytes = Vec::new();
         write_le_bytes(&f, Span { start: 1, len: 1 }, &mut bytes);
-        assert_eq!(TensorData::from_le_bytes(DataType::Fp32, &bytes).unwrap(), TensorData::F32(vec![-2.0]));
+        assert_eq!(
+            TensorData::from_le_bytes(DataType::Fp32, &bytes).unwrap(),
+            TensorData::F32(vec![-2.0])
+        );
     }
 
     #[test]
     fn binary_rejects_partial_elements_and_unsupported_types() {
-        assert!(TensorData::from_le_bytes(DataType::Fp32, &[0; 6]).unwrap_err().contains("whole number"));
-        assert!(TensorData::from_le_bytes(DataType::Bytes, &[0; 4]).unwrap_err().contains("not supported"));
+        assert!(
+            TensorData::from_le_bytes(DataType::Fp32, &[0; 6])
+                .unwrap_err()
+                .contains("whole number")
+        );
+        assert!(
+            TensorData::from_le_bytes(DataType::Bytes, &[0; 4])
+                .unwrap_err()
+                .contains("not supported")
+        );
     }
 
     #[test]

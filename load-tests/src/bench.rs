@@ -1,0 +1,467 @@
+//! `bench-backend`: everything measured side by side in one run on one machine, because these
+//! machines are noisy; the report gives ratios and the command that reproduces it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::batch_stats;
+use crate::client::{self, Target};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[arg(long, default_value = "models/repo")]
+    model_repository: PathBuf,
+    /// The backend binary (default: next to this one).
+    #[arg(long)]
+    backend_bin: Option<PathBuf>,
+    /// Where the Markdown report goes.
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    out: PathBuf,
+    /// Length of each measured served run.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Measuring time per batch size for the raw engine.
+    #[arg(long, default_value_t = 3.0)]
+    engine_seconds: f64,
+    /// Device for every model (auto, cpu, cuda:N); default: each config's own.
+    #[arg(long)]
+    device: Option<String>,
+    /// The command line to print in the report as the way to reproduce it.
+    #[arg(long, default_value = "scripts/bench.sh")]
+    reproduce: String,
+}
+
+/// The models measured, with the concurrency that saturates their batcher.
+const MODELS: [(&str, usize); 2] = [("mlp", 4), ("resnet18", 2)];
+const BATCH_SIZES: &str = "1,2,4,8,16,32,64";
+
+#[derive(Deserialize, Clone)]
+struct RawRow {
+    device: String,
+    batch_size: usize,
+    rows_per_second: f64,
+    p50_ms: f64,
+}
+
+struct Served {
+    model: String,
+    mode: &'static str,
+    concurrency: usize,
+    report: client::Report,
+    mean_batch: f64,
+}
+
+struct Backend {
+    child: Child,
+    http: String,
+    admin: String,
+}
+
+impl Backend {
+    async fn start(bin: &Path, repo: &Path) -> anyhow::Result<Self> {
+        let mut child = Command::new(bin)
+            .args([
+                "serve",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--admin-addr",
+                "127.0.0.1:0",
+                "--model-repository",
+            ])
+            .arg(repo)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let addr = |key: &str| {
+            line.split_whitespace()
+                .skip_while(|w| *w != key)
+                .nth(1)
+                .and_then(|u| u.strip_prefix("http://"))
+                .map(str::to_owned)
+        };
+        let (Some(http), Some(admin)) = (addr("inference"), addr("admin")) else {
+            let _ = child.kill();
+            bail!("backend did not report its addresses (got {line:?})");
+        };
+        for _ in 0..600 {
+            if let Ok((200, _)) = client::get(&http, "/v2/health/ready").await {
+                return Ok(Backend { child, http, admin });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = child.kill();
+        bail!("backend not ready after 60 s")
+    }
+
+    /// Peak resident memory (VmHWM), in MiB.
+    fn peak_rss_mib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let kb: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some(kb / 1024.0)
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// A copy of one version of each model with its batching changed; model files are linked.
+fn derived_repo(
+    src: &Path,
+    dst: &Path,
+    model: &str,
+    batching: bool,
+    device: Option<&str>,
+) -> anyhow::Result<()> {
+    let _ = std::fs::remove_dir_all(dst);
+    {
+        let from = src.join(model).join("v1");
+        let to = dst.join(model).join("v1");
+        std::fs::create_dir_all(&to)?;
+        let text = std::fs::read_to_string(from.join("config.json"))
+            .with_context(|| format!("{}: run models/generate.py first", from.display()))?;
+        let mut cfg: serde_json::Value = serde_json::from_str(&text)?;
+        if !batching {
+            cfg["batching"]["max_batch_size"] = 1.into();
+            cfg["batching"]["max_queue_delay_us"] = 0.into();
+        }
+        if let Some(d) = device {
+            cfg["device"] = d.into();
+        }
+        std::fs::write(to.join("config.json"), serde_json::to_vec_pretty(&cfg)?)?;
+        std::os::unix::fs::symlink(
+            std::fs::canonicalize(from.join("model.pt"))?,
+            to.join("model.pt"),
+        )?;
+    }
+    Ok(())
+}
+
+fn max_batch(repo: &Path, model: &str) -> anyhow::Result<usize> {
+    let text = std::fs::read_to_string(repo.join(model).join("v1").join("config.json"))?;
+    let v: serde_json::Value = serde_json::from_str(&text)?;
+    v["batching"]["max_batch_size"]
+        .as_u64()
+        .map(|n| n as usize)
+        .context("config without max_batch_size")
+}
+
+fn raw_ceiling(bin: &Path, a: &BenchArgs, model: &str) -> anyhow::Result<Vec<RawRow>> {
+    eprintln!("bench: raw engine ceiling for {model} (batch sizes {BATCH_SIZES})");
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "bench-engine",
+        "--model",
+        model,
+        "--version",
+        "v1",
+        "--batch-sizes",
+        BATCH_SIZES,
+    ])
+    .args([
+        "--seconds",
+        &a.engine_seconds.to_string(),
+        "--model-repository",
+    ])
+    .arg(&a.model_repository);
+    if let Some(d) = &a.device {
+        cmd.args(["--device", d]);
+    }
+    let out = cmd.stderr(Stdio::inherit()).output()?;
+    if !out.status.success() {
+        bail!("bench-engine for {model} failed ({})", out.status);
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).with_context(|| format!("bench-engine printed {l:?}")))
+        .collect()
+}
+
+async fn served_run(
+    b: &Backend,
+    model: &str,
+    concurrency: usize,
+    binary: bool,
+    seconds: f64,
+) -> anyhow::Result<(client::Report, f64)> {
+    let inputs = client::model_inputs(&b.http, model, Some("v1")).await?;
+    let (body, header_len) = client::build_request(&inputs, 1, binary, 7)?;
+    let target = Target {
+        addr: b.http.clone(),
+        path: format!("/v2/models/{model}/versions/v1/infer"),
+        body,
+        header_len,
+    };
+    // Warm-up, not counted.
+    client::closed_loop(
+        target.clone(),
+        concurrency,
+        None,
+        Some(Duration::from_secs_f64(1.0)),
+        1,
+    )
+    .await?;
+    let before = crate::scrape(&b.admin).await?;
+    let report = client::closed_loop(
+        target,
+        concurrency,
+        None,
+        Some(Duration::from_secs_f64(seconds)),
+        1,
+    )
+    .await?;
+    let after = crate::scrape(&b.admin).await?;
+    if !report.errors.is_empty() {
+        bail!("{model}: errors during the run: {:?}", report.errors);
+    }
+    Ok((report, batch_stats(&before, &after, model, "v1").mean_rows))
+}
+
+pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
+    let bin = match &a.backend_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?.with_file_name("switchyard-backend"),
+    };
+    anyhow::ensure!(
+        bin.exists(),
+        "backend binary {} not found (build it with cargo build --release)",
+        bin.display()
+    );
+    let work = std::env::temp_dir().join(format!("switchyard-bench-{}", std::process::id()));
+    let mut raw: BTreeMap<String, Vec<RawRow>> = BTreeMap::new();
+    let mut served = Vec::new();
+    let mut rss = Vec::new();
+    let mut overhead = None;
+    // Per model: its ceiling, then the server with batching on and off, back to back, so
+    // drift in the machine's speed touches all three alike.
+    for (model, per_batch) in MODELS {
+        raw.insert(model.to_owned(), raw_ceiling(&bin, &a, model)?);
+        let concurrency = per_batch * max_batch(&a.model_repository, model)?;
+        for (mode, batching) in [("batching on", true), ("batching off", false)] {
+            let repo = work.join(format!("{model}-{}", if batching { "on" } else { "off" }));
+            derived_repo(
+                &a.model_repository,
+                &repo,
+                model,
+                batching,
+                a.device.as_deref(),
+            )?;
+            let backend = Backend::start(&bin, &repo).await?;
+            eprintln!(
+                "bench: {model}, {mode}, {concurrency} concurrent clients, {}s",
+                a.seconds
+            );
+            let (report, mean_batch) =
+                served_run(&backend, model, concurrency, true, a.seconds).await?;
+            served.push(Served {
+                model: model.to_owned(),
+                mode,
+                concurrency,
+                report,
+                mean_batch,
+            });
+            if model == "mlp" && !batching {
+                eprintln!(
+                    "bench: mlp serving overhead, 1 client, JSON, {}s",
+                    a.seconds
+                );
+                overhead = Some(served_run(&backend, "mlp", 1, false, a.seconds).await?.0);
+            }
+            rss.push((format!("{model}, {mode}"), backend.peak_rss_mib()));
+            backend.stop();
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    let md = report(&a, &raw, &served, overhead.as_ref(), &rss)?;
+    if let Some(dir) = a.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&a.out, &md)?;
+    println!("{md}");
+    eprintln!("bench: wrote {}", a.out.display());
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    format!("{cpu}, {cores} cores, {mem:.0} GiB")
+}
+
+fn report(
+    a: &BenchArgs,
+    raw: &BTreeMap<String, Vec<RawRow>>,
+    served: &[Served],
+    overhead: Option<&client::Report>,
+    rss: &[(String, Option<f64>)],
+) -> anyhow::Result<String> {
+    let device = raw
+        .values()
+        .flatten()
+        .next()
+        .map_or("?".into(), |r| r.device.clone());
+    let mut m = String::new();
+    writeln!(m, "# Benchmarks: backend\n")?;
+    writeln!(
+        m,
+        "Generated by `{}` — do not edit by hand; re-run it.\n",
+        a.reproduce
+    )?;
+    writeln!(
+        m,
+        "- Machine: {}; device: **{device}**; libtorch 2.11.0 via tch 0.24.0.",
+        machine()
+    )?;
+    writeln!(
+        m,
+        "- Everything below was measured in one run, side by side: compare ratios, not absolute numbers across runs.\n\
+         - Served runs are closed-loop with 1 row per request, binary tensor data, {}s each after a 1s warm-up; \
+         the load generator runs on the same cores as the server.\n",
+        a.seconds
+    )?;
+    writeln!(m, "## 1. Raw engine ceiling (bare `forward`, no server)\n")?;
+    writeln!(
+        m,
+        "| model | batch | rows/s | p50 ms per batch |\n|---|---:|---:|---:|"
+    )?;
+    for (model, rows) in raw {
+        for r in rows {
+            writeln!(
+                m,
+                "| {model} | {} | {:.0} | {:.3} |",
+                r.batch_size, r.rows_per_second, r.p50_ms
+            )?;
+        }
+    }
+    writeln!(m, "\n## 2. Served throughput, batching on vs off\n")?;
+    writeln!(
+        m,
+        "| model | mode | clients | rows/s | mean batch | p50 ms | p99 ms | served / raw ceiling at max batch |\n|---|---|---:|---:|---:|---:|---:|---:|"
+    )?;
+    let mut goals = Vec::new();
+    for s in served {
+        let rows = raw.get(&s.model).map(Vec::as_slice).unwrap_or_default();
+        let max = if s.mode == "batching on" {
+            max_batch(&a.model_repository, &s.model)?
+        } else {
+            1
+        };
+        let ceiling = rows
+            .iter()
+            .find(|r| r.batch_size == max)
+            .map_or(f64::NAN, |r| r.rows_per_second);
+        let ratio = s.report.rows_per_second / ceiling;
+        writeln!(
+            m,
+            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1}% (raw at batch {max}: {ceiling:.0}) |",
+            s.model,
+            s.mode,
+            s.concurrency,
+            s.report.rows_per_second,
+            s.mean_batch,
+            s.report.p50_ms,
+            s.report.p99_ms,
+            ratio * 100.0
+        )?;
+        if s.model == "resnet18" && s.mode == "batching on" {
+            goals.push(format!(
+                "- ResNet-18 served throughput ≥ 90% of the raw ceiling at the same batch size: **{:.1}%** — {}",
+                ratio * 100.0,
+                if ratio >= 0.9 { "met" } else { "NOT met" }
+            ));
+        }
+    }
+    let speedup = |model: &str| {
+        let get = |mode| {
+            served
+                .iter()
+                .find(|s| s.model == model && s.mode == mode)
+                .map(|s| s.report.rows_per_second)
+        };
+        get("batching on")
+            .zip(get("batching off"))
+            .map(|(on, off)| on / off)
+    };
+    for (model, _) in MODELS {
+        if let Some(x) = speedup(model) {
+            writeln!(
+                m,
+                "\nBatching speed-up for {model}: **{x:.2}×** rows/s (on / off)."
+            )?;
+        }
+    }
+    if let (Some(o), Some(r1)) = (
+        overhead,
+        raw.get("mlp")
+            .and_then(|r| r.iter().find(|r| r.batch_size == 1)),
+    ) {
+        let us = (o.p50_ms - r1.p50_ms) * 1e3;
+        writeln!(
+            m,
+            "\n## 3. Serving overhead, MLP at batch 1 (1 client, JSON body, batching off)\n"
+        )?;
+        writeln!(
+            m,
+            "| raw forward p50 | served p50 (client-measured) | overhead p50 | served p99 |\n|---:|---:|---:|---:|"
+        )?;
+        writeln!(
+            m,
+            "| {:.0} µs | {:.0} µs | **{us:.0} µs** | {:.0} µs |",
+            r1.p50_ms * 1e3,
+            o.p50_ms * 1e3,
+            o.p99_ms * 1e3
+        )?;
+        goals.push(format!(
+            "- MLP serving overhead at batch 1 ≤ 300 µs at p50: **{us:.0} µs** — {}",
+            if us <= 300.0 { "met" } else { "NOT met" }
+        ));
+    }
+    writeln!(m, "\n## 4. Memory\n\n| server | peak RSS |\n|---|---:|")?;
+    for (mode, mib) in rss {
+        writeln!(
+            m,
+            "| backend serving {mode} | {} |",
+            mib.map_or("n/a".into(), |v| format!("{v:.0} MiB"))
+        )?;
+    }
+    writeln!(m, "\n## Goals\n\n{}", goals.join("\n"))?;
+    Ok(m)
+}

@@ -1,0 +1,79 @@
+//! Reads Prometheus text exposition, enough to difference counters around a run.
+
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+pub fn parse(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let value = value.parse().ok()?;
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, parse_labels(rest.strip_suffix('}')?)),
+                None => (series, BTreeMap::new()),
+            };
+            Some(Sample {
+                name: name.to_owned(),
+                labels,
+                value,
+            })
+        })
+        .collect()
+}
+
+fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut rest = s;
+    while let Some((k, after)) = rest.split_once("=\"") {
+        let Some(end) = after.find('"') else { break };
+        out.insert(
+            k.trim_start_matches(',').to_owned(),
+            after[..end].to_owned(),
+        );
+        rest = &after[end + 1..];
+    }
+    out
+}
+
+/// Sum of every sample named `name` whose labels include all of `want`.
+pub fn sum(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| {
+            s.name == name
+                && want
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_sums_labelled_samples() {
+        let text = "# HELP x\nswitchyard_batch_size_sum{model=\"mlp\",version=\"v1\"} 12.5\n\
+                    switchyard_batch_size_sum{model=\"mlp\",version=\"v2\"} 1\nup 1\n";
+        let s = parse(text);
+        assert_eq!(s.len(), 3);
+        assert_eq!(
+            sum(&s, "switchyard_batch_size_sum", &[("model", "mlp")]),
+            13.5
+        );
+        assert_eq!(
+            sum(&s, "switchyard_batch_size_sum", &[("version", "v1")]),
+            12.5
+        );
+        assert_eq!(sum(&s, "up", &[]), 1.0);
+    }
+}
