@@ -260,7 +260,7 @@ pub async fn run_batcher(
             t
         };
         queue.metrics.dropped_expired.inc_by(taken.expired);
-        queue.metrics.dropped_client_gone.inc_by(taken.cancelled);
+        // Abandoned entries are counted where the client's handler is dropped (server.rs).
         if taken.batch.is_empty() {
             continue;
         }

@@ -126,11 +126,7 @@ pub fn run_batch(
     device_seconds: &Counter<f64, AtomicU64>,
     mut batch: Vec<Pending>,
 ) {
-    let before = batch.len();
     batch.retain(|p| !p.reply.is_closed());
-    metrics
-        .dropped_client_gone
-        .inc_by((before - batch.len()) as u64);
     if batch.is_empty() {
         return;
     }

@@ -27,6 +27,7 @@ pub enum Outcome {
     NotReady,
     ShuttingDown,
     Error,
+    ClientGone,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -36,14 +37,14 @@ pub struct OutcomeLabels {
     pub outcome: Outcome,
 }
 
-/// Why a request never reached the engine.
+/// Why a request was dropped instead of answered by the engine.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum DropReason {
     /// Admission control: the queue was full (429).
     QueueFull,
     /// Its deadline passed while it waited in the queue (504).
     Expired,
-    /// The client went away before compute started.
+    /// The client disconnected before its answer; if still queued it never reaches the engine.
     ClientGone,
 }
 
@@ -71,6 +72,7 @@ snake_label!(Outcome {
     NotReady => "not_ready",
     ShuttingDown => "shutting_down",
     Error => "error",
+    ClientGone => "client_gone",
 });
 
 snake_label!(DropReason { QueueFull => "queue_full", Expired => "expired", ClientGone => "client_gone" });
@@ -196,7 +198,7 @@ impl Metrics {
         );
         r.register(
             "requests_dropped",
-            "Requests that never reached the engine, by reason",
+            "Requests dropped instead of answered by the engine, by reason",
             m.dropped.clone(),
         );
         r.register(

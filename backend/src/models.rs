@@ -70,8 +70,9 @@ impl ModelVersion {
         }
     }
 
+    /// On every request: looks at the state under the lock instead of cloning it.
     pub fn check_ready(&self) -> Result<(), ApiError> {
-        let reason = match self.state() {
+        let reason = match &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
             ModelState::Ready { .. } => return Ok(()),
             ModelState::Loading => "still loading".to_owned(),
             ModelState::Failed(e) => format!("failed to load: {e}"),

@@ -131,7 +131,7 @@ async fn server_metadata(State(st): State<Arc<AppState>>) -> axum::Json<serde_js
     axum::Json(json!({
         "name": "switchyard",
         "version": env!("CARGO_PKG_VERSION"),
-        "extensions": ["binary_tensor_data", "schedule_policy"],
+        "extensions": ["binary_tensor_data"],
         "models": models,
     }))
 }
@@ -213,12 +213,41 @@ async fn version_infer(
     run_infer(st, model, Some(version), headers, body).await
 }
 
-/// Decrements the in-flight gauge even when the client disconnects and the handler is dropped.
-struct InFlight<'a>(&'a ModelVersion);
+/// Keeps the in-flight gauge right and counts requests whose client disconnected: hyper then
+/// drops the handler wherever it is (decoding, queued, computing), and a queued entry whose
+/// handler is gone is skipped by the batcher, so it costs no compute.
+struct InFlight<'a> {
+    version: &'a ModelVersion,
+    started: Instant,
+    answered: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(version: &'a ModelVersion) -> Self {
+        version.metrics.in_flight.inc();
+        InFlight {
+            version,
+            started: Instant::now(),
+            answered: false,
+        }
+    }
+
+    fn answer(&mut self, outcome: Outcome) {
+        self.answered = true;
+        self.version
+            .metrics
+            .record_request(outcome, self.started.elapsed().as_secs_f64());
+    }
+}
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.metrics.in_flight.dec();
+        let m = &self.version.metrics;
+        m.in_flight.dec();
+        if !self.answered {
+            m.dropped_client_gone.inc();
+            m.record_request(Outcome::ClientGone, self.started.elapsed().as_secs_f64());
+        }
     }
 }
 
@@ -229,20 +258,16 @@ async fn run_infer(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
     let mv = match st.models.get(&model, version.as_deref()) {
         Ok(m) => m.clone(),
         Err(e) => return e.into_response(),
     };
-    mv.metrics.in_flight.inc();
-    let _guard = InFlight(&mv);
+    let mut guard = InFlight::new(&mv);
     let result = infer_body(&st, &mv, &headers, body).await;
-    let outcome = match &result {
+    guard.answer(match &result {
         Ok(_) => Outcome::Success,
         Err(e) => e.outcome(),
-    };
-    mv.metrics
-        .record_request(outcome, started.elapsed().as_secs_f64());
+    });
     match result {
         Ok(enc) => encoded_response(enc),
         Err(e) => e.into_response(),

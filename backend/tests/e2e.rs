@@ -555,3 +555,66 @@ fn offline_batch_keeps_input_order_reports_bad_lines_and_resumes() {
     assert!(log.contains("6 lines"), "{log}");
     assert_eq!(std::fs::read_to_string(&output).unwrap(), first);
 }
+
+#[test]
+fn requests_whose_client_left_are_dropped_before_compute_and_counted() {
+    let repo = derived_repo("gone", &[("resnet18", "v1")], |_, c| {
+        c["batching"] = json!({"max_batch_size": 1, "max_queue_delay_us": 0, "max_queue_size": 64, "default_timeout_us": 60_000_000});
+    });
+    let s = Server::start_ready(&repo, &[]);
+    let image: Vec<f32> = vec![0.5; 3 * 224 * 224];
+    let body = serde_json::to_vec(&json!({"inputs": [{"name": "image", "shape": [1, 3, 224, 224], "datatype": "FP32", "data": image}]})).unwrap();
+    let mut abandoned = Vec::new();
+    for _ in 0..6 {
+        use std::io::Write;
+        let mut c = std::net::TcpStream::connect(&s.http).unwrap();
+        let head = format!(
+            "POST /v2/models/resnet18/infer HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        c.write_all(head.as_bytes()).unwrap();
+        c.write_all(&body).unwrap();
+        abandoned.push(c);
+    }
+    // Once all six are accepted (one computing, the rest queued), every client hangs up.
+    let start = std::time::Instant::now();
+    loop {
+        let m = s.metrics();
+        if metric_sum(&m, "switchyard_in_flight_requests", &[])
+            + metric_sum(&m, "switchyard_batch_size_count", &[])
+            >= 6.0
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "requests not accepted:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    drop(abandoned);
+    let start = std::time::Instant::now();
+    while s.metric(
+        "switchyard_requests_dropped_total",
+        &["reason=\"client_gone\""],
+    ) < 6.0
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "abandoned requests not all counted:\n{}",
+            s.metrics()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        s.metric(
+            "switchyard_inference_requests_total",
+            &["outcome=\"client_gone\""]
+        ),
+        6.0
+    );
+    assert_eq!(s.metric("switchyard_in_flight_requests", &[]), 0.0);
+    // Work was saved: fewer batches ran than requests arrived.
+    let batches = s.metric("switchyard_batch_size_count", &[]);
+    assert!(batches < 6.0, "{batches} batches for 6 abandoned requests");
+}

@@ -30,6 +30,9 @@ pub struct BenchArgs {
     /// Measuring time per batch size for the raw engine.
     #[arg(long, default_value_t = 3.0)]
     engine_seconds: f64,
+    /// Alternating raw/served rounds for the served-vs-ceiling ratio.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Device for every model (auto, cpu, cuda:N); default: each config's own.
     #[arg(long)]
     device: Option<String>,
@@ -167,8 +170,8 @@ fn max_batch(repo: &Path, model: &str) -> anyhow::Result<usize> {
         .context("config without max_batch_size")
 }
 
-fn raw_ceiling(bin: &Path, a: &BenchArgs, model: &str) -> anyhow::Result<Vec<RawRow>> {
-    eprintln!("bench: raw engine ceiling for {model} (batch sizes {BATCH_SIZES})");
+fn raw_ceiling(bin: &Path, a: &BenchArgs, model: &str, sizes: &str) -> anyhow::Result<Vec<RawRow>> {
+    eprintln!("bench: raw engine ceiling for {model} (batch sizes {sizes})");
     let mut cmd = Command::new(bin);
     cmd.args([
         "bench-engine",
@@ -177,7 +180,7 @@ fn raw_ceiling(bin: &Path, a: &BenchArgs, model: &str) -> anyhow::Result<Vec<Raw
         "--version",
         "v1",
         "--batch-sizes",
-        BATCH_SIZES,
+        sizes,
     ])
     .args([
         "--seconds",
@@ -238,6 +241,35 @@ async fn served_run(
     Ok((report, batch_stats(&before, &after, model, "v1").mean_rows))
 }
 
+pub struct Round {
+    served: f64,
+    raw: f64,
+}
+
+/// Alternates raw ceiling and served load at the max batch size, `a.rounds` times.
+async fn ceiling_rounds(
+    bin: &Path,
+    a: &BenchArgs,
+    b: &Backend,
+    model: &str,
+    concurrency: usize,
+) -> anyhow::Result<Vec<Round>> {
+    let max = max_batch(&a.model_repository, model)?.to_string();
+    let mut rounds = Vec::new();
+    for i in 0..a.rounds {
+        eprintln!("bench: {model}, interleaved round {}/{}", i + 1, a.rounds);
+        let raw = raw_ceiling(bin, a, model, &max)?
+            .first()
+            .map_or(f64::NAN, |r| r.rows_per_second);
+        let (report, _) = served_run(b, model, concurrency, true, a.seconds / 2.0).await?;
+        rounds.push(Round {
+            served: report.rows_per_second,
+            raw,
+        });
+    }
+    Ok(rounds)
+}
+
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let bin = match &a.backend_bin {
         Some(b) => b.clone(),
@@ -253,10 +285,11 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let mut served = Vec::new();
     let mut rss = Vec::new();
     let mut overhead = None;
+    let mut interleaved = Vec::new();
     // Per model: its ceiling, then the server with batching on and off, back to back, so
     // drift in the machine's speed touches all three alike.
     for (model, per_batch) in MODELS {
-        raw.insert(model.to_owned(), raw_ceiling(&bin, &a, model)?);
+        raw.insert(model.to_owned(), raw_ceiling(&bin, &a, model, BATCH_SIZES)?);
         let concurrency = per_batch * max_batch(&a.model_repository, model)?;
         for (mode, batching) in [("batching on", true), ("batching off", false)] {
             let repo = work.join(format!("{model}-{}", if batching { "on" } else { "off" }));
@@ -274,6 +307,12 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             );
             let (report, mean_batch) =
                 served_run(&backend, model, concurrency, true, a.seconds).await?;
+            if batching {
+                interleaved.push((
+                    model,
+                    ceiling_rounds(&bin, &a, &backend, model, concurrency).await?,
+                ));
+            }
             served.push(Served {
                 model: model.to_owned(),
                 mode,
@@ -293,7 +332,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         }
     }
     let _ = std::fs::remove_dir_all(&work);
-    let md = report(&a, &raw, &served, overhead.as_ref(), &rss)?;
+    let md = report(&a, &raw, &served, &interleaved, overhead.as_ref(), &rss)?;
     if let Some(dir) = a.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -330,6 +369,7 @@ fn report(
     a: &BenchArgs,
     raw: &BTreeMap<String, Vec<RawRow>>,
     served: &[Served],
+    interleaved: &[(&str, Vec<Round>)],
     overhead: Option<&client::Report>,
     rss: &[(String, Option<f64>)],
 ) -> anyhow::Result<String> {
@@ -401,13 +441,6 @@ fn report(
             s.report.p99_ms,
             ratio * 100.0
         )?;
-        if s.model == "resnet18" && s.mode == "batching on" {
-            goals.push(format!(
-                "- ResNet-18 served throughput ≥ 90% of the raw ceiling at the same batch size: **{:.1}%** — {}",
-                ratio * 100.0,
-                if ratio >= 0.9 { "met" } else { "NOT met" }
-            ));
-        }
     }
     let speedup = |model: &str| {
         let get = |mode| {
@@ -426,6 +459,41 @@ fn report(
                 m,
                 "\nBatching speed-up for {model}: **{x:.2}×** rows/s (on / off)."
             )?;
+        }
+    }
+    writeln!(
+        m,
+        "\n### Served vs raw ceiling, interleaved\n\nThe machine's speed drifts between phases, so the ratio the goal is judged on \
+         is measured in alternating rounds against the server above (batching on, same clients): raw `forward` at the \
+         max batch size, then served load, {} rounds; the median ratio counts.\n",
+        a.rounds
+    )?;
+    writeln!(
+        m,
+        "| model | max batch | rounds: served rows/s ÷ raw rows/s | median |\n|---|---:|---|---:|"
+    )?;
+    for (model, rounds) in interleaved {
+        let mut ratios: Vec<f64> = rounds.iter().map(|r| r.served / r.raw).collect();
+        let text: Vec<String> = rounds
+            .iter()
+            .map(|r| format!("{:.0}÷{:.0}", r.served, r.raw))
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let median = ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN);
+        writeln!(
+            m,
+            "| {model} | {} | {} | **{:.1}%** |",
+            max_batch(&a.model_repository, model)?,
+            text.join(", "),
+            median * 100.0
+        )?;
+        if *model == "resnet18" {
+            goals.push(format!(
+                "- ResNet-18 served throughput ≥ 90% of the raw ceiling at the same batch size: **{:.1}%** (median of {} interleaved rounds) — {}",
+                median * 100.0,
+                rounds.len(),
+                if median >= 0.9 { "met" } else { "NOT met" }
+            ));
         }
     }
     if let (Some(o), Some(r1)) = (
