@@ -276,3 +276,145 @@ fn warm_up(engine: &mut dyn Engine, config: &ModelConfig) -> Result<(), String> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{BatchingPolicy, DeviceSpec, TensorSpec};
+    use crate::tensor::DataType;
+
+    fn config() -> ModelConfig {
+        let spec = |name: &str| TensorSpec {
+            name: name.into(),
+            datatype: DataType::Fp32,
+            shape: vec![-1, 2],
+        };
+        ModelConfig {
+            model: "fake".into(),
+            version: "v1".into(),
+            model_file: PathBuf::new(),
+            inputs: vec![spec("x")],
+            outputs: vec![spec("y")],
+            batching: BatchingPolicy {
+                max_batch_size: 8,
+                max_queue_delay: Duration::ZERO,
+                max_queue_size: 8,
+                default_timeout: Duration::from_secs(1),
+            },
+            instances: 1,
+            device: DeviceSpec::Cpu,
+        }
+    }
+
+    /// Doubles its input and remembers the batch shapes it was given.
+    #[derive(Default)]
+    struct Doubler {
+        seen: Vec<Vec<i64>>,
+        rows_off_by: i64,
+        panic: bool,
+    }
+
+    impl Engine for Doubler {
+        fn device(&self) -> String {
+            "fake".into()
+        }
+        fn infer(&mut self, inputs: Vec<BatchTensor>) -> Result<Vec<BatchTensor>, String> {
+            assert!(!self.panic, "engine bug");
+            self.seen.push(inputs[0].shape.clone());
+            let TensorData::F32(v) = &inputs[0].data else {
+                return Err("not f32".into());
+            };
+            let mut shape = inputs[0].shape.clone();
+            shape[0] += self.rows_off_by;
+            let n = usize::try_from(shape[0] * 2).unwrap_or(0);
+            Ok(vec![BatchTensor {
+                shape,
+                data: TensorData::F32(v.iter().map(|x| x * 2.0).cycle().take(n).collect()),
+            }])
+        }
+    }
+
+    type Rx = oneshot::Receiver<Result<InferOutput, BatchError>>;
+
+    fn pending(values: &[f32]) -> (Pending, Rx) {
+        let (tx, rx) = oneshot::channel();
+        let now = tokio::time::Instant::now();
+        let p = Pending {
+            inputs: vec![TensorData::F32(values.to_vec())],
+            rows: values.len() / 2,
+            arrival: now,
+            deadline: now + Duration::from_secs(1),
+            reply: tx,
+        };
+        (p, rx)
+    }
+
+    fn rows_of(out: &InferOutput) -> Vec<f32> {
+        let TensorData::F32(v) = &out.outputs[0].data else {
+            panic!("not f32")
+        };
+        v[out.row_start * 2..(out.row_start + out.rows) * 2].to_vec()
+    }
+
+    fn run(engine: &mut Doubler, batch: Vec<Pending>) {
+        let m = VersionMetrics::detached();
+        run_batch(engine, &config(), &m, &m.device_seconds("fake"), batch);
+    }
+
+    #[test]
+    fn one_tensor_per_batch_and_rows_split_back_exactly() {
+        let (a, mut ra) = pending(&[1., 2.]);
+        let (b, mut rb) = pending(&[3., 4., 5., 6.]);
+        let (c, rc) = pending(&[7., 8.]);
+        drop(rc); // client gone: skipped, never computed
+        let mut e = Doubler::default();
+        run(&mut e, vec![a, b, c]);
+        assert_eq!(e.seen, [vec![3, 2]]);
+        assert_eq!(rows_of(&ra.try_recv().unwrap().unwrap()), [2., 4.]);
+        assert_eq!(
+            rows_of(&rb.try_recv().unwrap().unwrap()),
+            [6., 8., 10., 12.]
+        );
+    }
+
+    #[test]
+    fn a_model_returning_the_wrong_rows_fails_the_batch_instead_of_misrouting() {
+        let (a, mut ra) = pending(&[1., 2.]);
+        let (b, mut rb) = pending(&[3., 4.]);
+        run(
+            &mut Doubler {
+                rows_off_by: -1,
+                ..Default::default()
+            },
+            vec![a, b],
+        );
+        for r in [ra.try_recv(), rb.try_recv()] {
+            let err = r.unwrap().unwrap_err();
+            assert!(
+                matches!(&err, BatchError::Engine(e) if e.contains("has shape [1, 2] for 2 row(s)")),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_engine_panic_fails_the_batch_and_the_thread_survives() {
+        let (a, mut ra) = pending(&[1., 2.]);
+        let mut e = Doubler {
+            panic: true,
+            ..Default::default()
+        };
+        run(&mut e, vec![a]);
+        assert_eq!(
+            ra.try_recv().unwrap().unwrap_err(),
+            BatchError::Engine("the engine panicked".into())
+        );
+        e.panic = false;
+        let (b, mut rb) = pending(&[1., 1.]);
+        run(&mut e, vec![b]);
+        assert_eq!(rows_of(&rb.try_recv().unwrap().unwrap()), [2., 2.]);
+    }
+}

@@ -434,18 +434,7 @@ fn an_invalid_repository_exits_non_zero_before_binding_and_lists_every_problem()
             c["inputs"][0]["datatype"] = json!("BYTES");
         }
     });
-    let out = std::process::Command::new(backend_bin())
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--model-repository",
-        ])
-        .arg(&repo)
-        .output()
-        .unwrap();
+    let out = serve_command(&repo).output().unwrap();
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -79,6 +79,21 @@ pub fn derived_repo(
     dst
 }
 
+/// `switchyard-backend serve` on `repo`, on any free loopback ports.
+pub fn serve_command(repo: &Path) -> Command {
+    let mut c = Command::new(backend_bin());
+    c.args([
+        "serve",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--model-repository",
+    ])
+    .arg(repo);
+    c
+}
+
 pub struct Server {
     child: Child,
     pub http: String,
@@ -89,16 +104,7 @@ pub struct Server {
 impl Server {
     /// Starts the backend on free ports and waits for its address line (not for readiness).
     pub fn start(repo: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(backend_bin())
-            .args([
-                "serve",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--admin-addr",
-                "127.0.0.1:0",
-                "--model-repository",
-            ])
-            .arg(repo)
+        let mut child = serve_command(repo)
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
