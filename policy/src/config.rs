@@ -1,0 +1,445 @@
+//! The filter's configuration (the Envoy plugin configuration, JSON), validated once: unknown
+//! fields are rejected and every problem is reported together.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::slo::WindowSpec;
+
+/// All problems found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid switchyard filter configuration: {}",
+            self.0.join("; ")
+        )
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Request header the router reads the upstream cluster from (`cluster_header`).
+    #[serde(default = "default_upstream_header")]
+    pub upstream_header: String,
+    /// Request header the mirror policy reads the shadow cluster from.
+    #[serde(default = "default_shadow_header")]
+    pub shadow_header: String,
+    /// Response header telling the client which version answered.
+    #[serde(default = "default_version_header")]
+    pub version_header: String,
+    pub models: BTreeMap<String, ModelPolicy>,
+    #[serde(default)]
+    pub collector: Option<Collector>,
+    /// Sliding windows for SLO accounting, e.g. `["5m", "1h"]`.
+    #[serde(default = "default_windows")]
+    pub slo_windows: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPolicy {
+    /// In order: a canary placed last only ever takes keys from the version before it as its
+    /// weight grows (see `split`).
+    pub versions: Vec<Version>,
+    #[serde(default)]
+    pub sticky: Option<Sticky>,
+    #[serde(default, rename = "override")]
+    pub override_: Option<Override>,
+    #[serde(default)]
+    pub shadow: Option<Shadow>,
+    #[serde(default)]
+    pub sampling: Option<Sampling>,
+    #[serde(default)]
+    pub slo: Option<Slo>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Version {
+    pub name: String,
+    /// The Envoy cluster that serves this version.
+    pub cluster: String,
+    /// Relative weight; 0 takes no split traffic (override and shadow still reach it).
+    pub weight: u32,
+}
+
+/// Where the stickiness key comes from; requests without it are split at random.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Sticky {
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub cookie: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Override {
+    pub header: String,
+    /// Versions a client may pick explicitly; others are refused (and counted).
+    pub allow: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Shadow {
+    pub version: String,
+    /// Share of requests also mirrored to `version`, 0–100.
+    pub percent: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Sampling {
+    /// Share of requests whose payloads are shipped to the collector, 0–1.
+    pub rate: f64,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Header names whose values are replaced by `[REDACTED]` (case-insensitive).
+    #[serde(default)]
+    pub redact_headers: Vec<String>,
+    /// JSON fields (dotted paths, e.g. `parameters.user`) whose values are replaced; a V2
+    /// input's name (e.g. `inputs.ssn`) redacts that input's `data`.
+    #[serde(default)]
+    pub redact_fields: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Slo {
+    /// Availability objective, e.g. 0.999: non-5xx, not timed out, not reset.
+    pub availability: f64,
+    /// Latency objective: share of requests answered within `latency_ms`.
+    #[serde(default = "default_latency_objective")]
+    pub latency_objective: f64,
+    pub latency_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Collector {
+    pub cluster: String,
+    #[serde(default = "default_collector_path")]
+    pub path: String,
+    #[serde(default = "default_collector_timeout")]
+    pub timeout_ms: u64,
+    /// Calls to the collector in flight per worker before new samples are dropped.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Samples waiting per worker before new ones are dropped.
+    #[serde(default = "default_max_queued")]
+    pub max_queued: usize,
+}
+
+fn default_upstream_header() -> String {
+    "x-switchyard-upstream".into()
+}
+fn default_shadow_header() -> String {
+    "x-switchyard-shadow".into()
+}
+fn default_version_header() -> String {
+    "x-switchyard-version".into()
+}
+fn default_windows() -> Vec<String> {
+    vec!["5m".into(), "1h".into()]
+}
+fn default_max_body() -> usize {
+    64 * 1024
+}
+fn default_latency_objective() -> f64 {
+    0.99
+}
+fn default_collector_path() -> String {
+    "/v1/samples".into()
+}
+fn default_collector_timeout() -> u64 {
+    2000
+}
+fn default_max_in_flight() -> usize {
+    32
+}
+fn default_max_queued() -> usize {
+    256
+}
+
+const MAX_BODY_CAP: usize = 1024 * 1024;
+
+fn valid_header(h: &str) -> bool {
+    !h.is_empty()
+        && h.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+impl Config {
+    /// Parses and validates; the error lists every problem.
+    pub fn parse(json: &[u8]) -> Result<Config, ConfigErrors> {
+        let cfg: Config =
+            serde_json::from_slice(json).map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+        let problems = cfg.problems();
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigErrors(problems))
+        }
+    }
+
+    /// The windows, parsed (valid after `parse`).
+    pub fn windows(&self) -> Vec<WindowSpec> {
+        self.slo_windows
+            .iter()
+            .filter_map(|w| WindowSpec::parse(w).ok())
+            .collect()
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let headers = [
+            ("upstream_header", &self.upstream_header),
+            ("shadow_header", &self.shadow_header),
+            ("version_header", &self.version_header),
+        ];
+        for (field, h) in headers {
+            if !valid_header(h) {
+                p.push(format!("{field} '{h}' must be a lowercase header name"));
+            }
+        }
+        if self.models.is_empty() {
+            p.push("models must name at least one model".into());
+        }
+        for (model, m) in &self.models {
+            m.check(model, self.collector.is_some(), &mut p);
+        }
+        if let Some(c) = &self.collector {
+            if c.cluster.is_empty() {
+                p.push("collector.cluster must not be empty".into());
+            }
+            if !c.path.starts_with('/') {
+                p.push(format!("collector.path '{}' must start with '/'", c.path));
+            }
+            if c.timeout_ms == 0 || c.max_in_flight == 0 || c.max_queued == 0 {
+                p.push(
+                    "collector.timeout_ms, max_in_flight and max_queued must be positive".into(),
+                );
+            }
+        }
+        let mut seen = HashSet::new();
+        for w in &self.slo_windows {
+            match WindowSpec::parse(w) {
+                Ok(spec) if !seen.insert(spec.seconds) => {
+                    p.push(format!("slo_windows: '{w}' is listed twice"));
+                }
+                Ok(_) => {}
+                Err(e) => p.push(format!("slo_windows: {e}")),
+            }
+        }
+        p
+    }
+}
+
+impl ModelPolicy {
+    fn check(&self, model: &str, has_collector: bool, p: &mut Vec<String>) {
+        let at = |s: &str| format!("models.{model}: {s}");
+        if !valid_name(model) {
+            p.push(at("model name must be 1-128 of [A-Za-z0-9_.-]"));
+        }
+        if self.versions.is_empty() {
+            p.push(at("versions must list at least one version"));
+        }
+        let mut names = HashSet::new();
+        for v in &self.versions {
+            if !valid_name(&v.name) {
+                p.push(at(&format!(
+                    "version name '{}' must be 1-128 of [A-Za-z0-9_.-]",
+                    v.name
+                )));
+            }
+            if !names.insert(v.name.as_str()) {
+                p.push(at(&format!("version '{}' is listed twice", v.name)));
+            }
+            if !valid_name(&v.cluster) {
+                p.push(at(&format!(
+                    "version '{}': cluster '{}' is not a valid cluster name",
+                    v.name, v.cluster
+                )));
+            }
+        }
+        if !self.versions.is_empty() && self.versions.iter().all(|v| v.weight == 0) {
+            p.push(at("at least one version needs a positive weight"));
+        }
+        if self
+            .versions
+            .iter()
+            .map(|v| u64::from(v.weight))
+            .sum::<u64>()
+            > u64::from(u32::MAX)
+        {
+            p.push(at("weights must add up to at most 4294967295"));
+        }
+        if let Some(s) = &self.sticky {
+            match (&s.header, &s.cookie) {
+                (Some(h), None) if valid_header(h) => {}
+                (None, Some(c)) if !c.is_empty() => {}
+                _ => p.push(at(
+                    "sticky needs exactly one of header (lowercase) or cookie",
+                )),
+            }
+        }
+        if let Some(o) = &self.override_ {
+            if !valid_header(&o.header) {
+                p.push(at(&format!(
+                    "override.header '{}' must be a lowercase header name",
+                    o.header
+                )));
+            }
+            for a in &o.allow {
+                if !names.contains(a.as_str()) {
+                    p.push(at(&format!("override.allow names unknown version '{a}'")));
+                }
+            }
+        }
+        if let Some(s) = &self.shadow {
+            if !names.contains(s.version.as_str()) {
+                p.push(at(&format!(
+                    "shadow.version '{}' is not one of the versions",
+                    s.version
+                )));
+            }
+            if !(0.0..=100.0).contains(&s.percent) {
+                p.push(at(&format!(
+                    "shadow.percent must be 0-100, got {}",
+                    s.percent
+                )));
+            }
+        }
+        if let Some(s) = &self.sampling {
+            if !(0.0..=1.0).contains(&s.rate) {
+                p.push(at(&format!("sampling.rate must be 0-1, got {}", s.rate)));
+            }
+            if s.max_body_bytes > MAX_BODY_CAP {
+                p.push(at(&format!(
+                    "sampling.max_body_bytes must be at most {MAX_BODY_CAP}"
+                )));
+            }
+            if s.rate > 0.0 && !has_collector {
+                p.push(at("sampling.rate > 0 needs a collector"));
+            }
+        }
+        if let Some(s) = &self.slo {
+            for (field, v) in [
+                ("availability", s.availability),
+                ("latency_objective", s.latency_objective),
+            ] {
+                if !(v > 0.0 && v < 1.0) {
+                    p.push(at(&format!(
+                        "slo.{field} must be strictly between 0 and 1, got {v}"
+                    )));
+                }
+            }
+            if s.latency_ms == 0 {
+                p.push(at("slo.latency_ms must be positive"));
+            }
+        }
+    }
+
+    pub fn version(&self, name: &str) -> Option<usize> {
+        self.versions.iter().position(|v| v.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const EXAMPLE: &str = r#"{
+        "models": {
+            "mlp": {
+                "versions": [{"name": "v1", "cluster": "mlp-v1", "weight": 90}, {"name": "v2", "cluster": "mlp-v2", "weight": 10}],
+                "sticky": {"header": "x-user-id"},
+                "override": {"header": "x-switchyard-override", "allow": ["v2"]},
+                "shadow": {"version": "v2", "percent": 5},
+                "sampling": {"rate": 0.01, "redact_headers": ["authorization"], "redact_fields": ["id"]},
+                "slo": {"availability": 0.999, "latency_ms": 250}
+            }
+        },
+        "collector": {"cluster": "collector"}
+    }"#;
+
+    #[test]
+    fn parses_the_example_with_defaults() {
+        let c = Config::parse(EXAMPLE.as_bytes()).unwrap();
+        assert_eq!(c.upstream_header, "x-switchyard-upstream");
+        assert_eq!(c.windows().len(), 2);
+        let m = &c.models["mlp"];
+        assert_eq!(m.version("v2"), Some(1));
+        assert_eq!(m.sampling.as_ref().unwrap().max_body_bytes, 64 * 1024);
+        assert_eq!(m.slo.as_ref().unwrap().latency_objective, 0.99);
+    }
+
+    #[test]
+    fn reports_every_problem() {
+        let bad = r#"{
+            "upstream_header": "X-Bad Header",
+            "models": {
+                "m m": {
+                    "versions": [{"name": "v1", "cluster": "c", "weight": 0}, {"name": "v1", "cluster": "bad cluster", "weight": 0}],
+                    "sticky": {"header": "x-a", "cookie": "b"},
+                    "override": {"header": "x-o", "allow": ["v9"]},
+                    "shadow": {"version": "v7", "percent": 150},
+                    "sampling": {"rate": 2, "max_body_bytes": 99999999},
+                    "slo": {"availability": 1.0, "latency_ms": 0}
+                },
+                "empty": {"versions": []}
+            },
+            "slo_windows": ["5m", "300s", "forever"]
+        }"#;
+        let e = Config::parse(bad.as_bytes()).unwrap_err();
+        let text = e.to_string();
+        for needle in [
+            "upstream_header 'X-Bad Header'",
+            "model name must be",
+            "listed twice",
+            "not a valid cluster name",
+            "needs a positive weight",
+            "exactly one of header",
+            "unknown version 'v9'",
+            "shadow.version 'v7'",
+            "shadow.percent must be 0-100",
+            "sampling.rate must be 0-1",
+            "max_body_bytes must be at most",
+            "needs a collector",
+            "slo.availability must be strictly between",
+            "slo.latency_ms must be positive",
+            "models.empty: versions must list at least one",
+            "'300s' is listed twice",
+            "slo_windows: 'forever'",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in {text}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let e = Config::parse(br#"{"models": {}, "modles": {}}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `modles`"), "{e}");
+        let e = Config::parse(br#"{"models": {"m": {"versions": [{"name": "v1", "cluster": "c", "weight": 1, "wieght": 2}]}}}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("unknown field `wieght`"), "{e}");
+    }
+}
