@@ -70,7 +70,10 @@ mod tests {
         );
         assert_eq!(unversioned(&p), "/v2/models/mlp/infer?x=1");
         let p = parse("/v2/models/mlp/versions/v3").unwrap();
-        assert_eq!((p.version, unversioned(&p)), (Some("v3"), "/v2/models/mlp".to_owned()));
+        assert_eq!(
+            (p.version, unversioned(&p)),
+            (Some("v3"), "/v2/models/mlp".to_owned())
+        );
         for bad in [
             "/v2/models/",
             "/v2/health/ready",

@@ -1,0 +1,327 @@
+//! One HTTP request through the filter.
+
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+use switchyard_policy::paths;
+use switchyard_policy::sampling::{self, Envelope, Payload};
+use switchyard_policy::slo::{self, Counts};
+use switchyard_policy::split::{self, RequestFacts};
+
+use crate::host;
+use crate::metrics::{outcome_index, reason_index};
+use crate::root::{Sample, Shared};
+
+/// Envoy's response flags (legacy bitmask of the `response.flags` property).
+const FLAG_TIMEOUT: u64 = 0x4 | 0x1_0000; // upstream request timeout, stream idle timeout
+const FLAG_RESET: u64 = 0x2 | 0x8 | 0x10 | 0x20 | 0x40; // no healthy upstream, local/remote reset, connect failure, termination
+
+const BINARY_HEADER: &str = "inference-header-content-length";
+
+#[derive(Default)]
+struct Capture {
+    request: Side,
+    response: Side,
+}
+
+#[derive(Default)]
+struct Side {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    bytes: u64,
+    truncated: bool,
+    json_len: Option<usize>,
+}
+
+impl Side {
+    fn take(&mut self, chunk_size: usize, cap: usize, read: impl FnOnce(usize) -> Vec<u8>) {
+        self.bytes += chunk_size as u64;
+        let room = cap.saturating_sub(self.body.len());
+        if chunk_size > room {
+            self.truncated = true;
+        }
+        if room > 0 && chunk_size > 0 {
+            self.body.extend(read(chunk_size.min(room)));
+        }
+    }
+
+    fn payload(&mut self, redact_headers: &[String], redact_fields: &[String]) -> Payload {
+        let mut headers = std::mem::take(&mut self.headers);
+        sampling::redact_headers(&mut headers, redact_headers);
+        let (body, binary) =
+            sampling::body_value(&self.body, self.truncated, self.json_len, redact_fields);
+        Payload {
+            headers,
+            body,
+            bytes: self.bytes,
+            truncated: self.truncated,
+            binary_bytes_omitted: binary,
+        }
+    }
+}
+
+struct Routed {
+    model: usize,
+    version: usize,
+    start_ms: u64,
+    capture: Option<Capture>,
+}
+
+pub struct Stream {
+    worker: Option<Shared>,
+    routed: Option<Routed>,
+}
+
+impl Stream {
+    pub fn new(worker: Option<Shared>) -> Self {
+        Stream {
+            worker,
+            routed: None,
+        }
+    }
+
+    fn route(&mut self) {
+        let Some(shared) = &self.worker else { return };
+        let Ok(mut w) = shared.try_borrow_mut() else {
+            return;
+        };
+        // Client copies of the internal headers would let a client pick a route: drop them first.
+        host::set_request_header(&w.config.upstream_header, None);
+        host::set_request_header(&w.config.shadow_header, None);
+        let Some(path) = host::request_header(":path") else {
+            return;
+        };
+        let Some(p) = paths::parse(&path) else {
+            w.ids.unrouted_not_model.inc();
+            return;
+        };
+        let Some(mi) = w.models.iter().position(|(name, _)| name == p.model) else {
+            w.ids.unrouted_unknown_model.inc();
+            return;
+        };
+        let random = w.rng.next_u64();
+        let shadow_random = w.rng.next_f64();
+        let sample_random = w.rng.next_f64();
+        let Some((_, policy)) = w.models.get(mi) else {
+            return;
+        };
+        let override_value = policy
+            .override_
+            .as_ref()
+            .and_then(|o| host::request_header(&o.header));
+        let sticky_value = policy
+            .sticky
+            .as_ref()
+            .and_then(|s| match (&s.header, &s.cookie) {
+                (Some(h), _) => host::request_header(h),
+                (None, Some(c)) => host::request_header("cookie")
+                    .and_then(|v| split::cookie_value(&v, c).map(str::to_owned)),
+                (None, None) => None,
+            });
+        let facts = RequestFacts {
+            requested: override_value.as_deref().or(p.version),
+            sticky_key: sticky_value.as_deref().filter(|k| !k.is_empty()),
+            random,
+            shadow_random,
+        };
+        let d = split::decide(policy, &facts);
+        let Some(version) = policy.versions.get(d.version) else {
+            return;
+        };
+        host::set_request_header(&w.config.upstream_header, Some(&version.cluster));
+        if p.version.is_some() {
+            host::set_request_header(":path", Some(&paths::unversioned(&p)));
+        }
+        let shadow = d
+            .shadow
+            .and_then(|i| policy.versions.get(i))
+            .map(|v| (d.shadow, v.cluster.clone()));
+        if let Some((_, cluster)) = &shadow {
+            host::set_request_header(&w.config.shadow_header, Some(cluster));
+        }
+        let sampled = policy
+            .sampling
+            .as_ref()
+            .is_some_and(|s| sample_random < s.rate);
+        let capture = sampled.then(|| Capture {
+            request: Side {
+                headers: host::request_headers(),
+                json_len: host::request_header(BINARY_HEADER).and_then(|v| v.trim().parse().ok()),
+                ..Side::default()
+            },
+            response: Side::default(),
+        });
+        if let Some(m) = w.ids.models.get(mi) {
+            if d.override_refused {
+                m.override_refused.inc();
+            }
+            if let Some(v) = m.versions.get(d.version) {
+                v.decisions
+                    .get(reason_index(d.reason))
+                    .copied()
+                    .unwrap_or_default()
+                    .inc();
+                if sampled {
+                    v.samples.first().copied().unwrap_or_default().inc();
+                }
+            }
+            if let Some(v) = shadow
+                .as_ref()
+                .and_then(|(i, _)| *i)
+                .and_then(|i| m.versions.get(i))
+            {
+                v.shadowed.inc();
+            }
+        }
+        self.routed = Some(Routed {
+            model: mi,
+            version: d.version,
+            start_ms: host::now_ms(),
+            capture,
+        });
+    }
+
+    fn sampling_cap(&self) -> usize {
+        let Some(r) = &self.routed else { return 0 };
+        let Some(w) = self.worker.as_ref().and_then(|w| w.try_borrow().ok()) else {
+            return 0;
+        };
+        w.models
+            .get(r.model)
+            .and_then(|(_, p)| p.sampling.as_ref())
+            .map_or(0, |s| s.max_body_bytes)
+    }
+
+    fn finish(&mut self) {
+        let (Some(shared), Some(r)) = (&self.worker, self.routed.as_mut()) else {
+            return;
+        };
+        let Ok(mut w) = shared.try_borrow_mut() else {
+            return;
+        };
+        let status = host::property_u64(&["response", "code"])
+            .and_then(|c| u16::try_from(c).ok())
+            .filter(|c| *c > 0);
+        let flags = host::property_u64(&["response", "flags"]).unwrap_or(0);
+        let outcome = slo::classify(status, flags & FLAG_TIMEOUT != 0, flags & FLAG_RESET != 0);
+        let latency_ms = host::property_u64(&["request", "duration"])
+            .map(|ns| ns / 1_000_000)
+            .unwrap_or_else(|| host::now_ms().saturating_sub(r.start_ms));
+        let Some((model, policy)) = w.models.get(r.model) else {
+            return;
+        };
+        let Some(version) = policy.versions.get(r.version) else {
+            return;
+        };
+        let (model, version) = (model.clone(), version.name.clone());
+        let threshold = policy.slo.as_ref().map(|s| s.latency_ms);
+        let sampling = policy.sampling.clone();
+        if let Some(v) = w
+            .ids
+            .models
+            .get(r.model)
+            .and_then(|m| m.versions.get(r.version))
+        {
+            v.requests
+                .get(outcome_index(outcome))
+                .copied()
+                .unwrap_or_default()
+                .inc();
+            v.duration_ms.record(latency_ms);
+        }
+        if let Some(t) = threshold {
+            let event = Counts::event(outcome, status, latency_ms, t);
+            if let Some(windows) = w
+                .pending
+                .get_mut(r.model)
+                .and_then(|m| m.get_mut(r.version))
+            {
+                for c in windows.iter_mut() {
+                    c.add(&event);
+                }
+            }
+        }
+        let (Some(mut cap), Some(s)) = (r.capture.take(), sampling) else {
+            return;
+        };
+        let envelope = Envelope {
+            schema: 1,
+            model,
+            version,
+            request_id: host::request_header("x-request-id").unwrap_or_default(),
+            start_unix_ms: host::property_u64(&["request", "time"])
+                .map_or(r.start_ms, |ns| ns / 1_000_000),
+            duration_ms: latency_ms,
+            status,
+            outcome: outcome.as_str(),
+            request: cap.request.payload(&s.redact_headers, &s.redact_fields),
+            response: cap.response.payload(&s.redact_headers, &s.redact_fields),
+        };
+        let max_queued = w.config.collector.as_ref().map_or(0, |c| c.max_queued);
+        match serde_json::to_vec(&envelope) {
+            Ok(body) if w.samples.len() < max_queued => {
+                w.samples.push_back(Sample {
+                    model: r.model,
+                    version: r.version,
+                    body,
+                });
+            }
+            // Queue full (collector slow or down) or unserialisable: dropped, counted.
+            _ => w.sample_metric(r.model, r.version, 3),
+        }
+    }
+}
+
+impl Context for Stream {}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.route();
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        let cap = self.sampling_cap();
+        if let Some(c) = self.routed.as_mut().and_then(|r| r.capture.as_mut()) {
+            c.request.take(body_size, cap, host::request_body);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(r) = self.routed.as_mut() else {
+            return Action::Continue;
+        };
+        if let Some(c) = r.capture.as_mut() {
+            c.response.headers = host::response_headers();
+            c.response.json_len =
+                host::response_header(BINARY_HEADER).and_then(|v| v.trim().parse().ok());
+        }
+        let name = self
+            .worker
+            .as_ref()
+            .and_then(|w| w.try_borrow().ok())
+            .and_then(|w| {
+                let (_, p) = w.models.get(r.model)?;
+                Some((
+                    w.config.version_header.clone(),
+                    p.versions.get(r.version)?.name.clone(),
+                ))
+            });
+        if let Some((header, version)) = name {
+            host::set_response_header(&header, &version);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        let cap = self.sampling_cap();
+        if let Some(c) = self.routed.as_mut().and_then(|r| r.capture.as_mut()) {
+            c.response.take(body_size, cap, host::response_body);
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        self.finish();
+    }
+}
