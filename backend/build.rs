@@ -13,9 +13,6 @@ fn main() {
     // The linker's default --as-needed drops libtorch_cuda.so because no symbol of it is
     // referenced directly; without it libtorch reports CUDA as unavailable.
     if lib.join("libtorch_cuda.so").exists() {
-        println!(
-            "cargo:rustc-link-arg=-Wl,--no-as-needed,-L{},-ltorch_cuda,--as-needed",
-            lib.display()
-        );
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-L{},-ltorch_cuda,--as-needed", lib.display());
     }
 }

@@ -89,12 +89,7 @@ pub struct QueueState {
 
 impl QueueState {
     pub fn new(policy: BatchingPolicy) -> Self {
-        QueueState {
-            entries: VecDeque::new(),
-            rows: 0,
-            closed: false,
-            policy,
-        }
+        QueueState { entries: VecDeque::new(), rows: 0, closed: false, policy }
     }
 
     pub fn len(&self) -> usize {
@@ -111,12 +106,7 @@ impl QueueState {
             return Err((PushError::Closed, p));
         }
         if self.entries.len() >= self.policy.max_queue_size {
-            return Err((
-                PushError::Full {
-                    capacity: self.policy.max_queue_size,
-                },
-                p,
-            ));
+            return Err((PushError::Full { capacity: self.policy.max_queue_size }, p));
         }
         self.rows += p.rows;
         self.entries.push_back(p);
@@ -130,9 +120,7 @@ impl QueueState {
 
     pub fn readiness(&self, now: Instant) -> Readiness {
         let Some(first) = self.entries.front() else {
-            return Readiness::Empty {
-                closed: self.closed,
-            };
+            return Readiness::Empty { closed: self.closed };
         };
         let due = first.arrival + self.policy.max_queue_delay;
         if self.closed || self.rows >= self.policy.max_batch_size || now >= due {
@@ -188,11 +176,7 @@ pub struct Queue {
 
 impl Queue {
     pub fn new(policy: BatchingPolicy, metrics: VersionMetrics) -> Arc<Self> {
-        Arc::new(Queue {
-            state: Mutex::new(QueueState::new(policy)),
-            notify: Notify::new(),
-            metrics,
-        })
+        Arc::new(Queue { state: Mutex::new(QueueState::new(policy)), notify: Notify::new(), metrics })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
@@ -227,11 +211,7 @@ impl Queue {
 
 /// Forms batches until the queue is closed and drained. `idle` holds one permit per idle
 /// engine instance; each batch is sent with one, and the engine releases it when done.
-pub async fn run_batcher(
-    queue: Arc<Queue>,
-    idle: Arc<Semaphore>,
-    work: std::sync::mpsc::Sender<Work>,
-) {
+pub async fn run_batcher(queue: Arc<Queue>, idle: Arc<Semaphore>, work: std::sync::mpsc::Sender<Work>) {
     loop {
         // Wait until a batch is due.
         loop {
@@ -264,15 +244,10 @@ pub async fn run_batcher(
         if taken.batch.is_empty() {
             continue;
         }
-        if let Err(std::sync::mpsc::SendError(w)) = work.send(Work {
-            batch: taken.batch,
-            permit,
-        }) {
+        if let Err(std::sync::mpsc::SendError(w)) = work.send(Work { batch: taken.batch, permit }) {
             // Every engine instance is gone: answer instead of leaving requests hanging.
             for p in w.batch {
-                let _ = p.reply.send(Err(BatchError::Engine(
-                    "engine instances have stopped".into(),
-                )));
+                let _ = p.reply.send(Err(BatchError::Engine("engine instances have stopped".into())));
             }
             return;
         }
@@ -321,17 +296,11 @@ mod tests {
         let (b, _rb) = pending(1, LONG);
         q.push(b).unwrap();
         // The second arrival does not restart the clock.
-        assert_eq!(
-            q.readiness(Instant::now()),
-            Readiness::WaitUntil(t0 + Duration::from_millis(10))
-        );
+        assert_eq!(q.readiness(Instant::now()), Readiness::WaitUntil(t0 + Duration::from_millis(10)));
         tokio::time::advance(Duration::from_millis(4)).await;
         assert_eq!(q.readiness(Instant::now()), Readiness::Ready);
         assert_eq!(q.take_batch(Instant::now()).batch.len(), 2);
-        assert_eq!(
-            q.readiness(Instant::now()),
-            Readiness::Empty { closed: false }
-        );
+        assert_eq!(q.readiness(Instant::now()), Readiness::Empty { closed: false });
     }
 
     #[tokio::test(start_paused = true)]
@@ -346,15 +315,9 @@ mod tests {
         assert_eq!(q.readiness(Instant::now()), Readiness::Ready);
         let first = q.take_batch(Instant::now());
         // 3 + 4 = 7 rows; the 2-row request would overflow 8, so it waits for the next batch.
-        assert_eq!(
-            first.batch.iter().map(|p| p.rows).collect::<Vec<_>>(),
-            [3, 4]
-        );
+        assert_eq!(first.batch.iter().map(|p| p.rows).collect::<Vec<_>>(), [3, 4]);
         let second = q.take_batch(Instant::now());
-        assert_eq!(
-            second.batch.iter().map(|p| p.rows).collect::<Vec<_>>(),
-            [2, 1]
-        );
+        assert_eq!(second.batch.iter().map(|p| p.rows).collect::<Vec<_>>(), [2, 1]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -365,10 +328,7 @@ mod tests {
         let (c, _rc) = pending(1, LONG);
         q.push(a).unwrap();
         q.push(b).unwrap();
-        assert!(matches!(
-            q.push(c),
-            Err((PushError::Full { capacity: 2 }, _))
-        ));
+        assert!(matches!(q.push(c), Err((PushError::Full { capacity: 2 }, _))));
         q.close();
         let (d, _rd) = pending(1, LONG);
         assert!(matches!(q.push(d), Err((PushError::Closed, _))));
@@ -453,10 +413,7 @@ mod tests {
             rxs.push(r);
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert!(
-            rx.try_recv().is_err(),
-            "no batch may be cut while no instance is idle"
-        );
+        assert!(rx.try_recv().is_err(), "no batch may be cut while no instance is idle");
         drop(busy); // releases the permit
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(rx.try_recv().expect("second batch").batch.len(), 10);

@@ -45,10 +45,7 @@ struct Row<'a> {
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let repo = load_repository(&args.model_repository)?;
-    let versions = repo
-        .models
-        .get(&args.model)
-        .with_context(|| format!("no model '{}'", args.model))?;
+    let versions = repo.models.get(&args.model).with_context(|| format!("no model '{}'", args.model))?;
     let config = match &args.version {
         Some(v) => versions.iter().find(|c| &c.version == v),
         None => versions.last(),
@@ -62,12 +59,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let engine = TorchEngine::load(config, device).map_err(anyhow::Error::msg)?;
     for &rows in &args.batch_sizes {
         let mut times = engine
-            .time_forward(
-                config,
-                rows,
-                Duration::from_secs_f64(args.seconds),
-                args.min_iterations,
-            )
+            .time_forward(config, rows, Duration::from_secs_f64(args.seconds), args.min_iterations)
             .map_err(anyhow::Error::msg)?;
         times.sort_by(f64::total_cmp);
         let mean = times.iter().sum::<f64>() / times.len() as f64;

@@ -122,16 +122,10 @@ impl Repository {
                 problems.push(format!("--models: no model '{model}' in the repository"));
                 continue;
             };
-            let chosen: Vec<ModelConfig> = versions
-                .iter()
-                .filter(|c| version.is_none_or(|v| c.version == v))
-                .cloned()
-                .collect();
+            let chosen: Vec<ModelConfig> =
+                versions.iter().filter(|c| version.is_none_or(|v| c.version == v)).cloned().collect();
             if chosen.is_empty() {
-                problems.push(format!(
-                    "--models: model '{model}' has no version '{}'",
-                    version.unwrap_or("")
-                ));
+                problems.push(format!("--models: model '{model}' has no version '{}'", version.unwrap_or("")));
             }
             let entry = keep.entry(model.to_owned()).or_default();
             for c in chosen {
@@ -202,8 +196,7 @@ fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
         && !s.starts_with('.')
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 /// Orders `v2` before `v10`: digit runs compare as numbers.
@@ -221,11 +214,7 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
                 run.push(c);
                 chars.next();
             }
-            let n = if digit {
-                run.parse().unwrap_or(u128::MAX)
-            } else {
-                0
-            };
+            let n = if digit { run.parse().unwrap_or(u128::MAX) } else { 0 };
             parts.push((digit, n, run));
         }
         parts
@@ -240,18 +229,12 @@ pub fn load_repository(root: &Path) -> Result<Repository, ConfigErrors> {
     let entries = match sorted_dirs(root) {
         Ok(e) => e,
         Err(e) => {
-            return Err(ConfigErrors(vec![format!(
-                "{}: cannot read the model repository: {e}",
-                root.display()
-            )]));
+            return Err(ConfigErrors(vec![format!("{}: cannot read the model repository: {e}", root.display())]));
         }
     };
     for (model, model_dir) in entries {
         if !valid_name(&model) {
-            problems.push(format!(
-                "{}: model name must be 1-128 of [A-Za-z0-9_.-]",
-                model_dir.display()
-            ));
+            problems.push(format!("{}: model name must be 1-128 of [A-Za-z0-9_.-]", model_dir.display()));
             continue;
         }
         let versions = match sorted_dirs(&model_dir) {
@@ -264,10 +247,7 @@ pub fn load_repository(root: &Path) -> Result<Repository, ConfigErrors> {
         let mut configs = Vec::new();
         for (version, dir) in versions {
             if !valid_name(&version) {
-                problems.push(format!(
-                    "{}: version name must be 1-128 of [A-Za-z0-9_.-]",
-                    dir.display()
-                ));
+                problems.push(format!("{}: version name must be 1-128 of [A-Za-z0-9_.-]", dir.display()));
                 continue;
             }
             match load_version(&model, &version, &dir) {
@@ -275,15 +255,8 @@ pub fn load_repository(root: &Path) -> Result<Repository, ConfigErrors> {
                 Err(mut p) => problems.append(&mut p),
             }
         }
-        if configs.is_empty()
-            && !problems
-                .iter()
-                .any(|p| p.contains(&*model_dir.to_string_lossy()))
-        {
-            problems.push(format!(
-                "{}: model has no version directories",
-                model_dir.display()
-            ));
+        if configs.is_empty() && !problems.iter().any(|p| p.contains(&*model_dir.to_string_lossy())) {
+            problems.push(format!("{}: model has no version directories", model_dir.display()));
         }
         configs.sort_by(|a, b| natural_cmp(&a.version, &b.version));
         if !configs.is_empty() {
@@ -291,16 +264,9 @@ pub fn load_repository(root: &Path) -> Result<Repository, ConfigErrors> {
         }
     }
     if repo.models.is_empty() && problems.is_empty() {
-        problems.push(format!(
-            "{}: the repository holds no models",
-            root.display()
-        ));
+        problems.push(format!("{}: the repository holds no models", root.display()));
     }
-    if problems.is_empty() {
-        Ok(repo)
-    } else {
-        Err(ConfigErrors(problems))
-    }
+    if problems.is_empty() { Ok(repo) } else { Err(ConfigErrors(problems)) }
 }
 
 /// Sub-directories of `dir` by name, hidden ones skipped.
@@ -320,45 +286,27 @@ fn sorted_dirs(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
 
 fn load_version(model: &str, version: &str, dir: &Path) -> Result<ModelConfig, Vec<String>> {
     let path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?;
-    let file: ConfigFile = serde_json::from_str(&text)
-        .map_err(|e| vec![format!("{}: invalid config: {e}", path.display())])?;
-    validate(model, version, dir, file).map_err(|ps| {
-        ps.into_iter()
-            .map(|p| format!("{}: {p}", path.display()))
-            .collect()
-    })
+    let text = std::fs::read_to_string(&path).map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?;
+    let file: ConfigFile =
+        serde_json::from_str(&text).map_err(|e| vec![format!("{}: invalid config: {e}", path.display())])?;
+    validate(model, version, dir, file)
+        .map_err(|ps| ps.into_iter().map(|p| format!("{}: {p}", path.display())).collect())
 }
 
-fn validate(
-    model: &str,
-    version: &str,
-    dir: &Path,
-    f: ConfigFile,
-) -> Result<ModelConfig, Vec<String>> {
+fn validate(model: &str, version: &str, dir: &Path, f: ConfigFile) -> Result<ModelConfig, Vec<String>> {
     let mut problems = Vec::new();
     if f.platform != "torchscript" {
-        problems.push(format!(
-            "platform '{}' is not supported (only 'torchscript')",
-            f.platform
-        ));
+        problems.push(format!("platform '{}' is not supported (only 'torchscript')", f.platform));
     }
     let model_file = dir.join(f.model_file.as_deref().unwrap_or(DEFAULT_MODEL_FILE));
     if !model_file.is_file() {
-        problems.push(format!(
-            "model file {} does not exist",
-            model_file.display()
-        ));
+        problems.push(format!("model file {} does not exist", model_file.display()));
     }
     let inputs = tensor_specs("inputs", f.inputs, &mut problems);
     let outputs = tensor_specs("outputs", f.outputs, &mut problems);
     let b = f.batching;
     if b.max_batch_size == 0 || b.max_batch_size > MAX_BATCH_SIZE {
-        problems.push(format!(
-            "batching.max_batch_size must be 1..={MAX_BATCH_SIZE}, got {}",
-            b.max_batch_size
-        ));
+        problems.push(format!("batching.max_batch_size must be 1..={MAX_BATCH_SIZE}, got {}", b.max_batch_size));
     }
     if b.max_queue_size == 0 {
         problems.push("batching.max_queue_size must be at least 1".into());
@@ -373,10 +321,7 @@ fn validate(
         ));
     }
     if f.instances == 0 || f.instances > MAX_INSTANCES {
-        problems.push(format!(
-            "instances must be 1..={MAX_INSTANCES}, got {}",
-            f.instances
-        ));
+        problems.push(format!("instances must be 1..={MAX_INSTANCES}, got {}", f.instances));
     }
     let device = DeviceSpec::parse(&f.device).unwrap_or_else(|e| {
         problems.push(e);
@@ -402,11 +347,7 @@ fn validate(
     })
 }
 
-fn tensor_specs(
-    field: &str,
-    specs: Vec<TensorSpecFile>,
-    problems: &mut Vec<String>,
-) -> Vec<TensorSpec> {
+fn tensor_specs(field: &str, specs: Vec<TensorSpecFile>, problems: &mut Vec<String>) -> Vec<TensorSpec> {
     if specs.is_empty() {
         problems.push(format!("{field} must list at least one tensor"));
     }
@@ -422,9 +363,7 @@ fn tensor_specs(
         let datatype = match DataType::parse(&s.datatype) {
             Ok(d) if d.is_servable() => Some(d),
             Ok(d) => {
-                problems.push(format!(
-                    "{at}: datatype {d} is not supported by the libtorch engine"
-                ));
+                problems.push(format!("{at}: datatype {d} is not supported by the libtorch engine"));
                 None
             }
             Err(e) => {
@@ -434,21 +373,14 @@ fn tensor_specs(
         };
         match s.shape.split_first() {
             Some((-1, rest)) if rest.iter().all(|&d| d > 0) && element_count(rest).is_some() => {}
-            Some((-1, _)) => problems.push(format!(
-                "{at}: dimensions after the batch dimension must be positive, got {:?}",
-                s.shape
-            )),
-            _ => problems.push(format!(
-                "{at}: shape must start with the batch dimension -1, got {:?}",
-                s.shape
-            )),
+            Some((-1, _)) => {
+                problems
+                    .push(format!("{at}: dimensions after the batch dimension must be positive, got {:?}", s.shape));
+            }
+            _ => problems.push(format!("{at}: shape must start with the batch dimension -1, got {:?}", s.shape)),
         }
         if let Some(datatype) = datatype {
-            out.push(TensorSpec {
-                name: s.name,
-                datatype,
-                shape: s.shape,
-            });
+            out.push(TensorSpec { name: s.name, datatype, shape: s.shape });
         }
     }
     out
@@ -471,8 +403,7 @@ mod tests {
     }"#;
 
     fn tempdir(name: &str) -> PathBuf {
-        let d =
-            std::env::temp_dir().join(format!("switchyard-config-{name}-{}", std::process::id()));
+        let d = std::env::temp_dir().join(format!("switchyard-config-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
@@ -487,10 +418,7 @@ mod tests {
         }
         write(&d, ".generated", "stamp");
         let repo = load_repository(&d).unwrap();
-        let versions: Vec<_> = repo.models["m"]
-            .iter()
-            .map(|c| c.version.as_str())
-            .collect();
+        let versions: Vec<_> = repo.models["m"].iter().map(|c| c.version.as_str()).collect();
         assert_eq!(versions, ["v1", "v2", "v10"]);
         let c = &repo.models["m"][0];
         assert_eq!(c.batching.max_queue_delay, Duration::from_millis(1));
@@ -513,11 +441,7 @@ mod tests {
             "device": "tpu"
         }"#,
         );
-        write(
-            &d,
-            "n/v1/config.json",
-            r#"{"inputs": [], "unknown_field": 1}"#,
-        );
+        write(&d, "n/v1/config.json", r#"{"inputs": [], "unknown_field": 1}"#);
         write(&d, "n/v2/config.json", "not json");
         let err = load_repository(&d).unwrap_err();
         let text = err.to_string();
@@ -548,12 +472,7 @@ mod tests {
         let err = load_repository(Path::new("/nonexistent/switchyard")).unwrap_err();
         assert!(err.to_string().contains("cannot read the model repository"));
         let d = tempdir("empty");
-        assert!(
-            load_repository(&d)
-                .unwrap_err()
-                .to_string()
-                .contains("holds no models")
-        );
+        assert!(load_repository(&d).unwrap_err().to_string().contains("holds no models"));
     }
 
     #[test]
@@ -565,20 +484,9 @@ mod tests {
         }
         let repo = load_repository(&d).unwrap();
         let sel = repo.clone().select(&["a:v2".into(), "b".into()]).unwrap();
-        assert_eq!(
-            sel.versions()
-                .map(|c| format!("{}:{}", c.model, c.version))
-                .collect::<Vec<_>>(),
-            ["a:v2", "b:v1"]
-        );
-        let err = repo
-            .select(&["c".into(), "a:v9".into()])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("no model 'c'") && err.contains("no version 'v9'"),
-            "{err}"
-        );
+        assert_eq!(sel.versions().map(|c| format!("{}:{}", c.model, c.version)).collect::<Vec<_>>(), ["a:v2", "b:v1"]);
+        let err = repo.select(&["c".into(), "a:v9".into()]).unwrap_err().to_string();
+        assert!(err.contains("no model 'c'") && err.contains("no version 'v9'"), "{err}");
     }
 
     #[test]

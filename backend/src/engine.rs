@@ -24,8 +24,7 @@ pub trait Engine {
 
 /// Builds the engine of one instance, on that instance's thread (so engines need not be
 /// `Send`). Arguments: the version's config and the instance number.
-pub type EngineFactory =
-    Arc<dyn Fn(&ModelConfig, usize) -> Result<Box<dyn Engine>, String> + Send + Sync>;
+pub type EngineFactory = Arc<dyn Fn(&ModelConfig, usize) -> Result<Box<dyn Engine>, String> + Send + Sync>;
 
 /// The running instances of one model version.
 pub struct Instances {
@@ -49,16 +48,10 @@ pub async fn start_instances(
     let mut ready = Vec::new();
     for i in 0..config.instances {
         let (tx, rx) = oneshot::channel::<Result<String, String>>();
-        let (config, metrics, factory, work_rx) = (
-            config.clone(),
-            metrics.clone(),
-            factory.clone(),
-            work_rx.clone(),
-        );
+        let (config, metrics, factory, work_rx) = (config.clone(), metrics.clone(), factory.clone(), work_rx.clone());
         let name = format!("engine-{}-{}-{i}", config.model, config.version);
         let spawned = std::thread::Builder::new().name(name).spawn(move || {
-            let built =
-                factory(&config, i).and_then(|mut e| warm_up(e.as_mut(), &config).map(|()| e));
+            let built = factory(&config, i).and_then(|mut e| warm_up(e.as_mut(), &config).map(|()| e));
             let mut engine = match built {
                 Ok(e) => {
                     let _ = tx.send(Ok(e.device()));
@@ -70,13 +63,7 @@ pub async fn start_instances(
                 }
             };
             let device_seconds = metrics.device_seconds(&engine.device());
-            serve(
-                engine.as_mut(),
-                &config,
-                &metrics,
-                &device_seconds,
-                &work_rx,
-            );
+            serve(engine.as_mut(), &config, &metrics, &device_seconds, &work_rx);
         });
         match spawned {
             Ok(t) => threads.push(t),
@@ -92,12 +79,7 @@ pub async fn start_instances(
             Err(_) => return Err(format!("instance {i}: engine thread died while loading")),
         }
     }
-    Ok(Instances {
-        device,
-        idle: Arc::new(Semaphore::new(config.instances)),
-        work: work_tx,
-        threads,
-    })
+    Ok(Instances { device, idle: Arc::new(Semaphore::new(config.instances)), work: work_tx, threads })
 }
 
 fn serve(
@@ -131,9 +113,7 @@ pub fn run_batch(
         return;
     }
     for p in &batch {
-        metrics
-            .queue_duration
-            .observe(p.arrival.elapsed().as_secs_f64());
+        metrics.queue_duration.observe(p.arrival.elapsed().as_secs_f64());
     }
     let rows: usize = batch.iter().map(|p| p.rows).sum();
     let result = assemble(config, &mut batch, rows).and_then(|inputs| {
@@ -152,11 +132,7 @@ pub fn run_batch(
             let outputs: Arc<[BatchTensor]> = outputs.into();
             let mut row_start = 0;
             for p in batch {
-                let out = InferOutput {
-                    outputs: outputs.clone(),
-                    row_start,
-                    rows: p.rows,
-                };
+                let out = InferOutput { outputs: outputs.clone(), row_start, rows: p.rows };
                 row_start += p.rows;
                 let _ = p.reply.send(Ok(out));
             }
@@ -171,11 +147,7 @@ pub fn run_batch(
 }
 
 /// One buffer per input for the whole batch: a lone request's buffers are moved, not copied.
-fn assemble(
-    config: &ModelConfig,
-    batch: &mut [Pending],
-    rows: usize,
-) -> Result<Vec<BatchTensor>, String> {
+fn assemble(config: &ModelConfig, batch: &mut [Pending], rows: usize) -> Result<Vec<BatchTensor>, String> {
     let shape_of = |spec: &crate::config::TensorSpec| {
         let mut shape = spec.shape.clone();
         shape[0] = rows as i64;
@@ -187,10 +159,7 @@ fn assemble(
             .inputs
             .iter()
             .zip(inputs)
-            .map(|(s, data)| BatchTensor {
-                shape: shape_of(s),
-                data,
-            })
+            .map(|(s, data)| BatchTensor { shape: shape_of(s), data })
             .collect());
     }
     config
@@ -204,10 +173,7 @@ fn assemble(
                 let part = p.inputs.get(i).ok_or("request is missing an input")?;
                 data.extend_from(part)?;
             }
-            Ok(BatchTensor {
-                shape: shape_of(spec),
-                data,
-            })
+            Ok(BatchTensor { shape: shape_of(spec), data })
         })
         .collect()
 }
@@ -215,19 +181,12 @@ fn assemble(
 /// The model must return what its config promises, or responses would be split wrongly.
 fn check_outputs(config: &ModelConfig, outputs: &[BatchTensor], rows: usize) -> Result<(), String> {
     if outputs.len() != config.outputs.len() {
-        return Err(format!(
-            "model returned {} output(s), its config lists {}",
-            outputs.len(),
-            config.outputs.len()
-        ));
+        return Err(format!("model returned {} output(s), its config lists {}", outputs.len(), config.outputs.len()));
     }
     for (o, spec) in outputs.iter().zip(&config.outputs) {
         let dims_ok = o.shape.len() == spec.shape.len()
             && o.shape.first() == Some(&(rows as i64))
-            && o.shape[1..]
-                .iter()
-                .zip(&spec.shape[1..])
-                .all(|(a, b)| *b < 0 || a == b);
+            && o.shape[1..].iter().zip(&spec.shape[1..]).all(|(a, b)| *b < 0 || a == b);
         if !dims_ok {
             return Err(format!(
                 "output '{}' has shape {:?} for {rows} row(s), its config says {:?}",
@@ -235,20 +194,10 @@ fn check_outputs(config: &ModelConfig, outputs: &[BatchTensor], rows: usize) -> 
             ));
         }
         if o.data.datatype() != spec.datatype {
-            return Err(format!(
-                "output '{}' is {}, its config says {}",
-                spec.name,
-                o.data.datatype(),
-                spec.datatype
-            ));
+            return Err(format!("output '{}' is {}, its config says {}", spec.name, o.data.datatype(), spec.datatype));
         }
         if element_count(&o.shape) != Some(o.data.len()) {
-            return Err(format!(
-                "output '{}' has {} elements for shape {:?}",
-                spec.name,
-                o.data.len(),
-                o.shape
-            ));
+            return Err(format!("output '{}' has {} elements for shape {:?}", spec.name, o.data.len(), o.shape));
         }
     }
     Ok(())
@@ -269,9 +218,7 @@ fn warm_up(engine: &mut dyn Engine, config: &ModelConfig) -> Result<(), String> 
                 Ok(BatchTensor { shape, data })
             })
             .collect::<Result<Vec<_>, String>>()?;
-        let out = engine
-            .infer(inputs)
-            .map_err(|e| format!("warm-up with {rows} row(s) failed: {e}"))?;
+        let out = engine.infer(inputs).map_err(|e| format!("warm-up with {rows} row(s) failed: {e}"))?;
         check_outputs(config, &out, rows).map_err(|e| format!("warm-up: {e}"))?;
     }
     Ok(())
@@ -287,11 +234,7 @@ mod tests {
     use crate::tensor::DataType;
 
     fn config() -> ModelConfig {
-        let spec = |name: &str| TensorSpec {
-            name: name.into(),
-            datatype: DataType::Fp32,
-            shape: vec![-1, 2],
-        };
+        let spec = |name: &str| TensorSpec { name: name.into(), datatype: DataType::Fp32, shape: vec![-1, 2] };
         ModelConfig {
             model: "fake".into(),
             version: "v1".into(),
@@ -330,10 +273,7 @@ mod tests {
             let mut shape = inputs[0].shape.clone();
             shape[0] += self.rows_off_by;
             let n = usize::try_from(shape[0] * 2).unwrap_or(0);
-            Ok(vec![BatchTensor {
-                shape,
-                data: TensorData::F32(v.iter().map(|x| x * 2.0).cycle().take(n).collect()),
-            }])
+            Ok(vec![BatchTensor { shape, data: TensorData::F32(v.iter().map(|x| x * 2.0).cycle().take(n).collect()) }])
         }
     }
 
@@ -353,9 +293,7 @@ mod tests {
     }
 
     fn rows_of(out: &InferOutput) -> Vec<f32> {
-        let TensorData::F32(v) = &out.outputs[0].data else {
-            panic!("not f32")
-        };
+        let TensorData::F32(v) = &out.outputs[0].data else { panic!("not f32") };
         v[out.row_start * 2..(out.row_start + out.rows) * 2].to_vec()
     }
 
@@ -374,44 +312,26 @@ mod tests {
         run(&mut e, vec![a, b, c]);
         assert_eq!(e.seen, [vec![3, 2]]);
         assert_eq!(rows_of(&ra.try_recv().unwrap().unwrap()), [2., 4.]);
-        assert_eq!(
-            rows_of(&rb.try_recv().unwrap().unwrap()),
-            [6., 8., 10., 12.]
-        );
+        assert_eq!(rows_of(&rb.try_recv().unwrap().unwrap()), [6., 8., 10., 12.]);
     }
 
     #[test]
     fn a_model_returning_the_wrong_rows_fails_the_batch_instead_of_misrouting() {
         let (a, mut ra) = pending(&[1., 2.]);
         let (b, mut rb) = pending(&[3., 4.]);
-        run(
-            &mut Doubler {
-                rows_off_by: -1,
-                ..Default::default()
-            },
-            vec![a, b],
-        );
+        run(&mut Doubler { rows_off_by: -1, ..Default::default() }, vec![a, b]);
         for r in [ra.try_recv(), rb.try_recv()] {
             let err = r.unwrap().unwrap_err();
-            assert!(
-                matches!(&err, BatchError::Engine(e) if e.contains("has shape [1, 2] for 2 row(s)")),
-                "{err:?}"
-            );
+            assert!(matches!(&err, BatchError::Engine(e) if e.contains("has shape [1, 2] for 2 row(s)")), "{err:?}");
         }
     }
 
     #[test]
     fn an_engine_panic_fails_the_batch_and_the_thread_survives() {
         let (a, mut ra) = pending(&[1., 2.]);
-        let mut e = Doubler {
-            panic: true,
-            ..Default::default()
-        };
+        let mut e = Doubler { panic: true, ..Default::default() };
         run(&mut e, vec![a]);
-        assert_eq!(
-            ra.try_recv().unwrap().unwrap_err(),
-            BatchError::Engine("the engine panicked".into())
-        );
+        assert_eq!(ra.try_recv().unwrap().unwrap_err(), BatchError::Engine("the engine panicked".into()));
         e.panic = false;
         let (b, mut rb) = pending(&[1., 1.]);
         run(&mut e, vec![b]);

@@ -18,22 +18,12 @@ pub enum ApiError {
     BadRequest(String),
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
-    #[error(
-        "model '{model}' version '{version}' is overloaded: {capacity} requests already queued; retry later"
-    )]
-    QueueFull {
-        model: String,
-        version: String,
-        capacity: usize,
-    },
+    #[error("model '{model}' version '{version}' is overloaded: {capacity} requests already queued; retry later")]
+    QueueFull { model: String, version: String, capacity: usize },
     #[error("deadline exceeded: not served within the request's timeout of {} µs", .0.as_micros())]
     DeadlineExceeded(Duration),
     #[error("model '{model}' version '{version}' is not ready: {reason}")]
-    NotReady {
-        model: String,
-        version: String,
-        reason: String,
-    },
+    NotReady { model: String, version: String, reason: String },
     #[error("not ready: {0}")]
     ServerNotReady(String),
     #[error("the server is shutting down")]
@@ -50,9 +40,9 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::ModelNotFound(_)
-            | ApiError::VersionNotFound { .. }
-            | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::ModelNotFound(_) | ApiError::VersionNotFound { .. } | ApiError::RouteNotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -84,15 +74,10 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(error = %detail, "request failed");
         }
-        let mut resp = (
-            status,
-            axum::Json(serde_json::json!({ "error": self.to_string() })),
-        )
-            .into_response();
+        let mut resp = (status, axum::Json(serde_json::json!({ "error": self.to_string() }))).into_response();
         if status == StatusCode::TOO_MANY_REQUESTS || matches!(self, ApiError::ShuttingDown) {
             // Whole seconds only (RFC 9110); the queue drains far faster than that.
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
     }

@@ -40,17 +40,12 @@ pub async fn poll(models: Arc<Models>, metrics: Arc<Metrics>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let on_gpu = models
-            .all()
-            .any(|m| m.device().is_some_and(|d| d.starts_with("cuda")));
+        let on_gpu = models.all().any(|m| m.device().is_some_and(|d| d.starts_with("cuda")));
         if !on_gpu {
             continue;
         }
         let out = tokio::process::Command::new("nvidia-smi")
-            .args([
-                "--query-gpu=index,utilization.gpu,memory.used,memory.total",
-                "--format=csv,noheader,nounits",
-            ])
+            .args(["--query-gpu=index,utilization.gpu,memory.used,memory.total", "--format=csv,noheader,nounits"])
             .output()
             .await;
         let samples = match out {
@@ -67,14 +62,8 @@ pub async fn poll(models: Arc<Models>, metrics: Arc<Metrics>, every: Duration) {
         for s in samples {
             let l = GpuLabels { gpu: s.index };
             metrics.gpu_utilization.get_or_create(&l).set(s.utilization);
-            metrics
-                .gpu_memory_used
-                .get_or_create(&l)
-                .set(s.memory_used_bytes);
-            metrics
-                .gpu_memory_total
-                .get_or_create(&l)
-                .set(s.memory_total_bytes);
+            metrics.gpu_memory_used.get_or_create(&l).set(s.memory_used_bytes);
+            metrics.gpu_memory_total.get_or_create(&l).set(s.memory_total_bytes);
         }
     }
 }

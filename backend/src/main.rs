@@ -7,9 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use switchyard_backend::{
-    bench, config, gpu, metrics::Metrics, models::Models, offline, server, torch,
-};
+use switchyard_backend::{bench, config, gpu, metrics::Metrics, models::Models, offline, server, torch};
 
 /// Open Inference Protocol (KServe V2) server with dynamic batching on libtorch.
 #[derive(Parser)]
@@ -73,12 +71,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(&args),
         Command::Check(args) => load(&args).map(|repo| {
             for c in repo.versions() {
-                println!(
-                    "ok  {}:{}  ({})",
-                    c.model,
-                    c.version,
-                    c.model_file.display()
-                );
+                println!("ok  {}:{}  ({})", c.model, c.version, c.model_file.display());
             }
         }),
         Command::Batch(args) => offline::run(&args),
@@ -100,9 +93,7 @@ fn load(args: &RepoArgs) -> anyhow::Result<config::Repository> {
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     // Validated before any port is bound.
     let repo = load(&args.repo)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let http = tokio::net::TcpListener::bind(args.http_addr)
             .await
@@ -121,18 +112,8 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             admin.local_addr()?
         );
         tokio::spawn(gpu::poll(models, metrics, Duration::from_secs(5)));
-        let drained = server::run(
-            st,
-            http,
-            admin,
-            Duration::from_secs(args.shutdown_grace_seconds),
-        )
-        .await?;
-        anyhow::ensure!(
-            drained,
-            "shutdown grace period of {}s ran out",
-            args.shutdown_grace_seconds
-        );
+        let drained = server::run(st, http, admin, Duration::from_secs(args.shutdown_grace_seconds)).await?;
+        anyhow::ensure!(drained, "shutdown grace period of {}s ran out", args.shutdown_grace_seconds);
         tracing::info!("stopped cleanly");
         Ok(())
     })

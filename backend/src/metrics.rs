@@ -153,59 +153,30 @@ impl Metrics {
             registry: Registry::default(),
         };
         let r = &mut registry;
-        r.register(
-            "inference_requests",
-            "Inference requests by outcome",
-            m.requests.clone(),
-        );
+        r.register("inference_requests", "Inference requests by outcome", m.requests.clone());
         r.register_with_unit(
             "inference_request_duration",
             "Time from receiving an inference request to its response, by outcome",
             Unit::Seconds,
             m.request_duration.clone(),
         );
-        r.register(
-            "inference_rows",
-            "Rows (batch-dimension entries) inferred",
-            m.rows.clone(),
-        );
+        r.register("inference_rows", "Rows (batch-dimension entries) inferred", m.rows.clone());
         r.register_with_unit(
             "queue_duration",
             "Time a request waited in the batching queue before compute",
             Unit::Seconds,
             m.queue_duration.clone(),
         );
-        r.register_with_unit(
-            "compute_duration",
-            "Engine time per batch",
-            Unit::Seconds,
-            m.compute_duration.clone(),
-        );
-        r.register(
-            "batch_size",
-            "Rows per executed batch",
-            m.batch_size.clone(),
-        );
-        r.register(
-            "queue_depth",
-            "Requests waiting in the batching queue",
-            m.queue_depth.clone(),
-        );
-        r.register(
-            "in_flight_requests",
-            "Inference requests accepted and not yet answered",
-            m.in_flight.clone(),
-        );
+        r.register_with_unit("compute_duration", "Engine time per batch", Unit::Seconds, m.compute_duration.clone());
+        r.register("batch_size", "Rows per executed batch", m.batch_size.clone());
+        r.register("queue_depth", "Requests waiting in the batching queue", m.queue_depth.clone());
+        r.register("in_flight_requests", "Inference requests accepted and not yet answered", m.in_flight.clone());
         r.register(
             "requests_dropped",
             "Requests dropped instead of answered by the engine, by reason",
             m.dropped.clone(),
         );
-        r.register(
-            "model_ready",
-            "1 when the model version serves requests",
-            m.ready.clone(),
-        );
+        r.register("model_ready", "1 when the model version serves requests", m.ready.clone());
         r.register_with_unit(
             "device",
             "Engine busy time, for cost accounting (device-seconds)",
@@ -217,24 +188,10 @@ impl Metrics {
             "GPU utilisation (0-1) as reported by nvidia-smi",
             m.gpu_utilization.clone(),
         );
-        r.register_with_unit(
-            "gpu_memory_used",
-            "GPU memory in use",
-            Unit::Bytes,
-            m.gpu_memory_used.clone(),
-        );
-        r.register_with_unit(
-            "gpu_memory_total",
-            "GPU memory in total",
-            Unit::Bytes,
-            m.gpu_memory_total.clone(),
-        );
+        r.register_with_unit("gpu_memory_used", "GPU memory in use", Unit::Bytes, m.gpu_memory_used.clone());
+        r.register_with_unit("gpu_memory_total", "GPU memory in total", Unit::Bytes, m.gpu_memory_total.clone());
         let info: Family<Vec<(String, String)>, Gauge> = Family::default();
-        info.get_or_create(&vec![(
-            "version".to_owned(),
-            env!("CARGO_PKG_VERSION").to_owned(),
-        )])
-        .set(1);
+        info.get_or_create(&vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]).set(1);
         r.register("build_info", "Build information", info);
         Metrics { registry, ..m }
     }
@@ -248,10 +205,7 @@ impl Metrics {
 
     /// Resolves the per-version handles once.
     pub fn version(&self, model: &str, version: &str) -> VersionMetrics {
-        let labels = VersionLabels {
-            model: model.to_owned(),
-            version: version.to_owned(),
-        };
+        let labels = VersionLabels { model: model.to_owned(), version: version.to_owned() };
         let drop = |reason| {
             self.dropped.get_or_create_owned(&DropLabels {
                 model: model.to_owned(),
@@ -304,15 +258,9 @@ impl VersionMetrics {
     }
 
     pub fn record_request(&self, outcome: Outcome, seconds: f64) {
-        let labels = OutcomeLabels {
-            model: self.labels.model.clone(),
-            version: self.labels.version.clone(),
-            outcome,
-        };
+        let labels = OutcomeLabels { model: self.labels.model.clone(), version: self.labels.version.clone(), outcome };
         self.requests.get_or_create(&labels).inc();
-        self.request_duration
-            .get_or_create(&labels)
-            .observe(seconds);
+        self.request_duration.get_or_create(&labels).observe(seconds);
     }
 
     /// Device label is known only once the engine has loaded.

@@ -50,16 +50,11 @@ impl ModelVersion {
     }
 
     pub fn state(&self) -> ModelState {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     fn set_state(&self, s: ModelState) {
-        self.metrics
-            .ready
-            .set(i64::from(matches!(s, ModelState::Ready { .. })));
+        self.metrics.ready.set(i64::from(matches!(s, ModelState::Ready { .. })));
         *self.state.lock().unwrap_or_else(PoisonError::into_inner) = s;
     }
 
@@ -78,11 +73,7 @@ impl ModelVersion {
             ModelState::Failed(e) => format!("failed to load: {e}"),
             ModelState::Stopped => return Err(ApiError::ShuttingDown),
         };
-        Err(ApiError::NotReady {
-            model: self.config.model.clone(),
-            version: self.config.version.clone(),
-            reason,
-        })
+        Err(ApiError::NotReady { model: self.config.model.clone(), version: self.config.version.clone(), reason })
     }
 
     /// Queues the request and waits for its rows of a batch, or its deadline.
@@ -92,28 +83,19 @@ impl ModelVersion {
         let arrival = Instant::now();
         let deadline = arrival + timeout;
         let (tx, rx) = oneshot::channel();
-        let pending = Pending {
-            inputs: req.inputs,
-            rows: req.rows,
-            arrival,
-            deadline,
-            reply: tx,
-        };
+        let pending = Pending { inputs: req.inputs, rows: req.rows, arrival, deadline, reply: tx };
         self.queue.push(pending).map_err(|e| match e {
-            PushError::Full { capacity } => ApiError::QueueFull {
-                model: self.config.model.clone(),
-                version: self.config.version.clone(),
-                capacity,
-            },
+            PushError::Full { capacity } => {
+                ApiError::QueueFull { model: self.config.model.clone(), version: self.config.version.clone(), capacity }
+            }
             PushError::Closed => ApiError::ShuttingDown,
         })?;
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(Ok(out))) => Ok(out),
             Ok(Ok(Err(BatchError::Expired))) | Err(_) => Err(ApiError::DeadlineExceeded(timeout)),
-            Ok(Ok(Err(BatchError::Engine(e)))) => Err(ApiError::Internal(format!(
-                "{}:{}: {e}",
-                self.config.model, self.config.version
-            ))),
+            Ok(Ok(Err(BatchError::Engine(e)))) => {
+                Err(ApiError::Internal(format!("{}:{}: {e}", self.config.model, self.config.version)))
+            }
             Ok(Err(_)) => Err(ApiError::Internal("the engine dropped the request".into())),
         }
     }
@@ -129,13 +111,9 @@ impl ModelVersion {
                     seconds = started.elapsed().as_secs_f64(), "ready (warmed up)"
                 );
                 let batcher = tokio::spawn(run_batcher(self.queue.clone(), inst.idle, inst.work));
-                *self.tasks.lock().unwrap_or_else(PoisonError::into_inner) = Some(Running {
-                    batcher,
-                    threads: inst.threads,
-                });
-                self.set_state(ModelState::Ready {
-                    device: inst.device,
-                });
+                *self.tasks.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(Running { batcher, threads: inst.threads });
+                self.set_state(ModelState::Ready { device: inst.device });
             }
             Err(e) => {
                 tracing::error!(model = %cfg.model, version = %cfg.version, error = %e, "failed to load; serving 503 for it");
@@ -148,11 +126,7 @@ impl ModelVersion {
     /// Stops admitting, serves what is queued, then joins the engine threads.
     async fn stop(&self) {
         self.queue.close();
-        let running = self
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let running = self.tasks.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(r) = running {
             let _ = r.batcher.await;
             // The batcher owned the work sender: with it gone the engine threads finish their
@@ -203,10 +177,7 @@ impl Models {
     }
 
     pub fn versions(&self, model: &str) -> Result<&[Arc<ModelVersion>], ApiError> {
-        self.models
-            .get(model)
-            .map(Vec::as_slice)
-            .ok_or_else(|| ApiError::ModelNotFound(model.to_owned()))
+        self.models.get(model).map(Vec::as_slice).ok_or_else(|| ApiError::ModelNotFound(model.to_owned()))
     }
 
     /// A named version, or without one the newest ready version (the newest when none is
@@ -215,11 +186,7 @@ impl Models {
         let versions = self.versions(model)?;
         let found = match version {
             Some(v) => versions.iter().find(|m| m.config.version == v),
-            None => versions
-                .iter()
-                .rev()
-                .find(|m| m.check_ready().is_ok())
-                .or(versions.last()),
+            None => versions.iter().rev().find(|m| m.check_ready().is_ok()).or(versions.last()),
         };
         found.ok_or_else(|| ApiError::VersionNotFound {
             model: model.to_owned(),

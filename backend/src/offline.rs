@@ -46,32 +46,21 @@ pub struct BatchArgs {
 
 pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
     let repo = load_repository(&args.model_repository)?;
-    let versions = repo
-        .models
-        .get(&args.model)
-        .with_context(|| format!("no model '{}' in the repository", args.model))?;
+    let versions =
+        repo.models.get(&args.model).with_context(|| format!("no model '{}' in the repository", args.model))?;
     let config = match &args.version {
         Some(v) => versions.iter().find(|c| &c.version == v),
         None => versions.last(),
     }
-    .with_context(|| {
-        format!(
-            "model '{}' has no version '{}'",
-            args.model,
-            args.version.as_deref().unwrap_or("")
-        )
-    })?;
+    .with_context(|| format!("model '{}' has no version '{}'", args.model, args.version.as_deref().unwrap_or("")))?;
     let max = config.batching.max_batch_size;
     let batch_rows = args.batch_size.unwrap_or(max).clamp(1, max);
 
-    let total = count_lines(&args.input)
-        .with_context(|| format!("cannot read {}", args.input.display()))?;
+    let total = count_lines(&args.input).with_context(|| format!("cannot read {}", args.input.display()))?;
     if args.restart {
-        File::create(&args.output)
-            .with_context(|| format!("cannot create {}", args.output.display()))?;
+        File::create(&args.output).with_context(|| format!("cannot create {}", args.output.display()))?;
     }
-    let done = resume_point(&args.output)
-        .with_context(|| format!("cannot read {}", args.output.display()))?;
+    let done = resume_point(&args.output).with_context(|| format!("cannot read {}", args.output.display()))?;
     if done > total {
         anyhow::bail!(
             "{} has {done} lines but the input has only {total}: it belongs to another input (use --restart)",
@@ -79,10 +68,7 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
         );
     }
     if done > 0 {
-        eprintln!(
-            "resuming after {done} of {total} lines already in {}",
-            args.output.display()
-        );
+        eprintln!("resuming after {done} of {total} lines already in {}", args.output.display());
     }
 
     let factory = TorchEngine::factory();
@@ -100,31 +86,18 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
     );
 
     let input = BufReader::new(File::open(&args.input)?);
-    let mut out = BufWriter::new(
-        OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&args.output)?,
-    );
+    let mut out = BufWriter::new(OpenOptions::new().append(true).create(true).open(&args.output)?);
     let mut progress = Progress::new(total, done);
     let mut chunk: Vec<(usize, Result<InferRequest, String>)> = Vec::new();
     let mut chunk_rows = 0;
     let (mut rows_done, mut errors) = (0usize, 0usize);
     let started = Instant::now();
     for (n, line) in input.lines().enumerate().skip(done) {
-        let line =
-            line.with_context(|| format!("reading line {} of {}", n + 1, args.input.display()))?;
+        let line = line.with_context(|| format!("reading line {} of {}", n + 1, args.input.display()))?;
         let parsed = parse_line(config, &line);
         let rows = parsed.as_ref().map_or(0, |r| r.rows);
         if chunk_rows + rows > batch_rows && !chunk.is_empty() {
-            let (r, e) = flush(
-                engine.as_mut(),
-                config,
-                &vm,
-                &device_seconds,
-                std::mem::take(&mut chunk),
-                &mut out,
-            )?;
+            let (r, e) = flush(engine.as_mut(), config, &vm, &device_seconds, std::mem::take(&mut chunk), &mut out)?;
             (rows_done, errors) = (rows_done + r, errors + e);
             chunk_rows = 0;
             progress.update(n);
@@ -133,14 +106,7 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
         chunk.push((n + 1, parsed));
     }
     if !chunk.is_empty() {
-        let (r, e) = flush(
-            engine.as_mut(),
-            config,
-            &vm,
-            &device_seconds,
-            chunk,
-            &mut out,
-        )?;
+        let (r, e) = flush(engine.as_mut(), config, &vm, &device_seconds, chunk, &mut out)?;
         (rows_done, errors) = (rows_done + r, errors + e);
     }
     progress.update(total);
@@ -172,10 +138,7 @@ fn flush(
     engine: &mut dyn crate::engine::Engine,
     config: &ModelConfig,
     vm: &crate::metrics::VersionMetrics,
-    device_seconds: &prometheus_client::metrics::counter::Counter<
-        f64,
-        std::sync::atomic::AtomicU64,
-    >,
+    device_seconds: &prometheus_client::metrics::counter::Counter<f64, std::sync::atomic::AtomicU64>,
     chunk: Vec<(usize, Result<InferRequest, String>)>,
     out: &mut impl Write,
 ) -> anyhow::Result<(usize, usize)> {
@@ -187,21 +150,8 @@ fn flush(
         match parsed {
             Ok(req) => {
                 let (tx, rx) = oneshot::channel();
-                let outputs: Vec<_> = req
-                    .outputs
-                    .iter()
-                    .map(|o| v2::RequestedOutput {
-                        binary: false,
-                        ..*o
-                    })
-                    .collect();
-                pending.push(Pending {
-                    inputs: req.inputs,
-                    rows: req.rows,
-                    arrival: now,
-                    deadline: far,
-                    reply: tx,
-                });
+                let outputs: Vec<_> = req.outputs.iter().map(|o| v2::RequestedOutput { binary: false, ..*o }).collect();
+                pending.push(Pending { inputs: req.inputs, rows: req.rows, arrival: now, deadline: far, reply: tx });
                 slots.push((line, Ok((req.id, outputs, rx))));
             }
             Err(e) => slots.push((line, Err(e))),
@@ -212,10 +162,8 @@ fn flush(
     let mut errors = 0;
     for (line, slot) in slots {
         let result = slot.and_then(|(id, outputs, mut rx)| {
-            let out = rx
-                .try_recv()
-                .map_err(|_| "no result".to_owned())?
-                .map_err(|e| format!("inference failed: {e:?}"))?;
+            let out =
+                rx.try_recv().map_err(|_| "no result".to_owned())?.map_err(|e| format!("inference failed: {e:?}"))?;
             v2::encode_response(config, id.as_deref(), &outputs, &out).map(|e| e.body)
         });
         match result {
@@ -275,21 +223,11 @@ struct Progress {
 impl Progress {
     fn new(total: usize, start_line: usize) -> Self {
         let now = Instant::now();
-        Progress {
-            total,
-            start_line,
-            started: now,
-            last: now,
-            tty: std::io::stderr().is_terminal(),
-        }
+        Progress { total, start_line, started: now, last: now, tty: std::io::stderr().is_terminal() }
     }
 
     fn update(&mut self, line: usize) {
-        let every = if self.tty {
-            Duration::from_millis(200)
-        } else {
-            Duration::from_secs(5)
-        };
+        let every = if self.tty { Duration::from_millis(200) } else { Duration::from_secs(5) };
         if self.last.elapsed() < every && line < self.total {
             return;
         }
@@ -299,16 +237,9 @@ impl Progress {
         let eta = (self.total - line.min(self.total)) as f64 / rate.max(1e-9);
         let frac = line as f64 / self.total.max(1) as f64;
         let filled = (frac * 30.0) as usize;
-        let bar = format!(
-            "[{}{}]",
-            "#".repeat(filled),
-            "-".repeat(30 - filled.min(30))
-        );
-        let text = format!(
-            "{bar} {line}/{} lines {:>5.1}%  {rate:.0} lines/s  ETA {eta:.0}s",
-            self.total,
-            frac * 100.0
-        );
+        let bar = format!("[{}{}]", "#".repeat(filled), "-".repeat(30 - filled.min(30)));
+        let text =
+            format!("{bar} {line}/{} lines {:>5.1}%  {rate:.0} lines/s  ETA {eta:.0}s", self.total, frac * 100.0);
         if self.tty {
             eprint!("\r{text}");
         } else {

@@ -32,12 +32,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(models: Arc<Models>, metrics: Arc<Metrics>, max_body_bytes: usize) -> Arc<Self> {
-        Arc::new(AppState {
-            models,
-            metrics,
-            max_body_bytes,
-            draining: AtomicBool::new(false),
-        })
+        Arc::new(AppState { models, metrics, max_body_bytes, draining: AtomicBool::new(false) })
     }
 
     fn ready(&self) -> Result<(), ApiError> {
@@ -45,47 +40,25 @@ impl AppState {
             return Err(ApiError::ShuttingDown);
         }
         // Every version that is not ready, so one probe tells the whole story.
-        let problems: Vec<String> = self
-            .models
-            .all()
-            .filter_map(|m| m.check_ready().err())
-            .map(|e| e.to_string())
-            .collect();
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::ServerNotReady(problems.join("; ")))
-        }
+        let problems: Vec<String> =
+            self.models.all().filter_map(|m| m.check_ready().err()).map(|e| e.to_string()).collect();
+        if problems.is_empty() { Ok(()) } else { Err(ApiError::ServerNotReady(problems.join("; "))) }
     }
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.max_body_bytes;
     Router::new()
-        .route(
-            "/v2/health/live",
-            get(|| async { axum::Json(json!({"live": true})) }),
-        )
+        .route("/v2/health/live", get(|| async { axum::Json(json!({"live": true})) }))
         .route("/v2/health/ready", get(server_ready))
         .route("/v2", get(server_metadata))
         .route("/v2/models/{model}", get(model_metadata))
-        .route(
-            "/v2/models/{model}/versions/{version}",
-            get(version_metadata),
-        )
+        .route("/v2/models/{model}/versions/{version}", get(version_metadata))
         .route("/v2/models/{model}/ready", get(model_ready))
-        .route(
-            "/v2/models/{model}/versions/{version}/ready",
-            get(version_ready),
-        )
+        .route("/v2/models/{model}/versions/{version}/ready", get(version_ready))
         .route("/v2/models/{model}/infer", post(infer))
-        .route(
-            "/v2/models/{model}/versions/{version}/infer",
-            post(version_infer),
-        )
-        .fallback(
-            |uri: axum::http::Uri| async move { ApiError::RouteNotFound(uri.path().to_owned()) },
-        )
+        .route("/v2/models/{model}/versions/{version}/infer", post(version_infer))
+        .fallback(|uri: axum::http::Uri| async move { ApiError::RouteNotFound(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -94,34 +67,21 @@ pub fn router(state: Arc<AppState>) -> Router {
 pub fn admin_router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .route(
-            "/health/live",
-            get(|| async { axum::Json(json!({"live": true})) }),
-        )
+        .route("/health/live", get(|| async { axum::Json(json!({"live": true})) }))
         .route("/health/ready", get(server_ready))
-        .fallback(
-            |uri: axum::http::Uri| async move { ApiError::RouteNotFound(uri.path().to_owned()) },
-        )
+        .fallback(|uri: axum::http::Uri| async move { ApiError::RouteNotFound(uri.path().to_owned()) })
         .with_state(state)
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     match st.metrics.encode() {
-        Ok(text) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        )
+        Ok(text) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
             .into_response(),
         Err(e) => ApiError::Internal(format!("encoding metrics: {e}")).into_response(),
     }
 }
 
-async fn server_ready(
-    State(st): State<Arc<AppState>>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+async fn server_ready(State(st): State<Arc<AppState>>) -> Result<axum::Json<serde_json::Value>, ApiError> {
     st.ready()?;
     Ok(axum::Json(json!({"ready": true})))
 }
@@ -136,29 +96,13 @@ async fn server_metadata(State(st): State<Arc<AppState>>) -> axum::Json<serde_js
     }))
 }
 
-fn metadata(
-    st: &AppState,
-    model: &str,
-    version: Option<&str>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+fn metadata(st: &AppState, model: &str, version: Option<&str>) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let mv = st.models.get(model, version)?;
-    let versions: Vec<&str> = st
-        .models
-        .versions(model)?
-        .iter()
-        .map(|v| v.config.version.as_str())
-        .collect();
-    Ok(axum::Json(v2::model_metadata(
-        &mv.config,
-        &versions,
-        mv.device().as_deref(),
-    )))
+    let versions: Vec<&str> = st.models.versions(model)?.iter().map(|v| v.config.version.as_str()).collect();
+    Ok(axum::Json(v2::model_metadata(&mv.config, &versions, mv.device().as_deref())))
 }
 
-async fn model_metadata(
-    State(st): State<Arc<AppState>>,
-    Path(model): Path<String>,
-) -> impl IntoResponse {
+async fn model_metadata(State(st): State<Arc<AppState>>, Path(model): Path<String>) -> impl IntoResponse {
     metadata(&st, &model, None)
 }
 
@@ -169,22 +113,13 @@ async fn version_metadata(
     metadata(&st, &model, Some(&version))
 }
 
-fn ready(
-    st: &AppState,
-    model: &str,
-    version: Option<&str>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+fn ready(st: &AppState, model: &str, version: Option<&str>) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let mv = st.models.get(model, version)?;
     mv.check_ready()?;
-    Ok(axum::Json(
-        json!({"name": model, "version": mv.config.version, "ready": true}),
-    ))
+    Ok(axum::Json(json!({"name": model, "version": mv.config.version, "ready": true})))
 }
 
-async fn model_ready(
-    State(st): State<Arc<AppState>>,
-    Path(model): Path<String>,
-) -> impl IntoResponse {
+async fn model_ready(State(st): State<Arc<AppState>>, Path(model): Path<String>) -> impl IntoResponse {
     ready(&st, &model, None)
 }
 
@@ -225,18 +160,12 @@ struct InFlight<'a> {
 impl<'a> InFlight<'a> {
     fn new(version: &'a ModelVersion) -> Self {
         version.metrics.in_flight.inc();
-        InFlight {
-            version,
-            started: Instant::now(),
-            answered: false,
-        }
+        InFlight { version, started: Instant::now(), answered: false }
     }
 
     fn answer(&mut self, outcome: Outcome) {
         self.answered = true;
-        self.version
-            .metrics
-            .record_request(outcome, self.started.elapsed().as_secs_f64());
+        self.version.metrics.record_request(outcome, self.started.elapsed().as_secs_f64());
     }
 }
 
@@ -283,9 +212,7 @@ async fn infer_body(
     mv.check_ready()?;
     let body = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge {
-                limit: st.max_body_bytes,
-            }
+            ApiError::PayloadTooLarge { limit: st.max_body_bytes }
         } else {
             ApiError::BadRequest(format!("cannot read the request body: {}", r.body_text()))
         }
@@ -296,11 +223,7 @@ async fn infer_body(
             v.to_str()
                 .ok()
                 .and_then(|s| s.trim().parse::<usize>().ok())
-                .ok_or_else(|| {
-                    ApiError::BadRequest(
-                        "Inference-Header-Content-Length must be a byte count".into(),
-                    )
-                })?,
+                .ok_or_else(|| ApiError::BadRequest("Inference-Header-Content-Length must be a byte count".into()))?,
         ),
     };
     let req = if body.len() > BLOCKING_DECODE_BYTES {
@@ -323,17 +246,11 @@ fn encoded_response(enc: EncodedResponse) -> Response {
     let h = resp.headers_mut();
     match enc.header_len {
         Some(n) => {
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
             h.insert(HEADER_CONTENT_LENGTH, HeaderValue::from(n));
         }
         None => {
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
     }
     resp
@@ -378,10 +295,7 @@ pub async fn run(
         shutdown_signal().await;
         // Readiness fails from here on, so a load balancer stops sending.
         st2.draining.store(true, Ordering::Relaxed);
-        tracing::info!(
-            grace_seconds = grace.as_secs_f64(),
-            "shutdown signal: draining"
-        );
+        tracing::info!(grace_seconds = grace.as_secs_f64(), "shutdown signal: draining");
         let _ = deadline_tx.send(Some(tokio::time::Instant::now() + grace));
     });
     let mut overdue_rx = deadline_rx.clone();
@@ -396,13 +310,8 @@ pub async fn run(
         r = serve.into_future() => { r?; true }
         () = overdue => false,
     };
-    let deadline = deadline_rx
-        .borrow_and_update()
-        .unwrap_or_else(|| tokio::time::Instant::now() + grace);
-    let stopped = connections_closed
-        && tokio::time::timeout_at(deadline, st.models.stop())
-            .await
-            .is_ok();
+    let deadline = deadline_rx.borrow_and_update().unwrap_or_else(|| tokio::time::Instant::now() + grace);
+    let stopped = connections_closed && tokio::time::timeout_at(deadline, st.models.stop()).await.is_ok();
     if !stopped {
         tracing::warn!("grace period over before every request was answered");
     }

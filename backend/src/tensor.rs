@@ -65,25 +65,16 @@ impl DataType {
 
     /// Parses a protocol datatype name; the error lists the valid names.
     pub fn parse(name: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|d| d.as_str() == name)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.iter().map(|d| d.as_str()).collect();
-                format!(
-                    "unknown datatype '{name}' (expected one of {})",
-                    names.join(", ")
-                )
-            })
+        Self::ALL.into_iter().find(|d| d.as_str() == name).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|d| d.as_str()).collect();
+            format!("unknown datatype '{name}' (expected one of {})", names.join(", "))
+        })
     }
 
     /// libtorch has no unsigned types wider than 8 bits and this server has no string
     /// tensors, so these are refused when a model config is validated.
     pub fn is_servable(self) -> bool {
-        !matches!(
-            self,
-            DataType::Uint16 | DataType::Uint32 | DataType::Uint64 | DataType::Bytes
-        )
+        !matches!(self, DataType::Uint16 | DataType::Uint32 | DataType::Uint64 | DataType::Bytes)
     }
 
     /// Size of one element in the binary tensor data extension.
@@ -218,10 +209,7 @@ impl TensorData {
     pub fn from_le_bytes(dtype: DataType, bytes: &[u8]) -> Result<Self, String> {
         let size = dtype.byte_size();
         if !bytes.len().is_multiple_of(size) {
-            return Err(format!(
-                "{} bytes is not a whole number of {dtype} elements ({size} bytes each)",
-                bytes.len()
-            ));
+            return Err(format!("{} bytes is not a whole number of {dtype} elements ({size} bytes each)", bytes.len()));
         }
         macro_rules! decode {
             ($t:ty, $n:literal, $ctor:expr) => {{
@@ -280,9 +268,7 @@ pub fn write_le_bytes(data: &TensorData, span: Span, out: &mut Vec<u8>) {
 
 /// Number of elements of a shape; `None` on a negative dimension or overflow.
 pub fn element_count(shape: &[i64]) -> Option<usize> {
-    shape.iter().try_fold(1usize, |acc, &d| {
-        usize::try_from(d).ok().and_then(|d| acc.checked_mul(d))
-    })
+    shape.iter().try_fold(1usize, |acc, &d| usize::try_from(d).ok().and_then(|d| acc.checked_mul(d)))
 }
 
 #[cfg(test)]
@@ -295,10 +281,7 @@ mod tests {
             assert_eq!(DataType::parse(d.as_str()), Ok(d));
         }
         let err = DataType::parse("FLOAT").unwrap_err();
-        assert!(
-            err.contains("unknown datatype 'FLOAT'") && err.contains("FP32"),
-            "{err}"
-        );
+        assert!(err.contains("unknown datatype 'FLOAT'") && err.contains("FP32"), "{err}");
     }
 
     #[test]
@@ -313,24 +296,13 @@ mod tests {
         let f = TensorData::F32(vec![1.5, -2.0]);
         let mut bytes = Vec::new();
         write_le_bytes(&f, Span { start: 1, len: 1 }, &mut bytes);
-        assert_eq!(
-            TensorData::from_le_bytes(DataType::Fp32, &bytes).unwrap(),
-            TensorData::F32(vec![-2.0])
-        );
+        assert_eq!(TensorData::from_le_bytes(DataType::Fp32, &bytes).unwrap(), TensorData::F32(vec![-2.0]));
     }
 
     #[test]
     fn binary_rejects_partial_elements_and_unsupported_types() {
-        assert!(
-            TensorData::from_le_bytes(DataType::Fp32, &[0; 6])
-                .unwrap_err()
-                .contains("whole number")
-        );
-        assert!(
-            TensorData::from_le_bytes(DataType::Bytes, &[0; 4])
-                .unwrap_err()
-                .contains("not supported")
-        );
+        assert!(TensorData::from_le_bytes(DataType::Fp32, &[0; 6]).unwrap_err().contains("whole number"));
+        assert!(TensorData::from_le_bytes(DataType::Bytes, &[0; 4]).unwrap_err().contains("not supported"));
     }
 
     #[test]

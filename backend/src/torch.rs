@@ -22,23 +22,13 @@ pub fn cuda_available() -> bool {
 pub fn resolve_device(spec: DeviceSpec) -> Result<Device, String> {
     match spec {
         DeviceSpec::Cpu => Ok(Device::Cpu),
-        DeviceSpec::Auto => Ok(if cuda_available() {
-            Device::Cuda(0)
-        } else {
-            Device::Cpu
-        }),
+        DeviceSpec::Auto => Ok(if cuda_available() { Device::Cuda(0) } else { Device::Cpu }),
         DeviceSpec::Cuda(n) => {
-            let count = if cuda_available() {
-                tch::Cuda::device_count()
-            } else {
-                0
-            };
+            let count = if cuda_available() { tch::Cuda::device_count() } else { 0 };
             if (n as i64) < count {
                 Ok(Device::Cuda(n))
             } else {
-                Err(format!(
-                    "device cuda:{n} requested but libtorch sees {count} CUDA device(s)"
-                ))
+                Err(format!("device cuda:{n} requested but libtorch sees {count} CUDA device(s)"))
             }
         }
     }
@@ -73,11 +63,7 @@ impl TorchEngine {
             .map_err(|e| format!("cannot load {}: {e}", config.model_file.display()))?;
         module.set_eval();
         let outputs = config.outputs.iter().map(|o| o.datatype).collect();
-        Ok(TorchEngine {
-            module,
-            device,
-            outputs,
-        })
+        Ok(TorchEngine { module, device, outputs })
     }
 
     /// The factory the server uses: every instance resolves the device and loads the module
@@ -103,13 +89,9 @@ fn from_tensor(t: &Tensor, dtype: DataType) -> Result<BatchTensor, String> {
         .and_then(|t| t.f_contiguous())
         .map_err(|e| e.to_string())?;
     let n = t.numel();
-    let mut data =
-        TensorData::zeros(dtype, n).ok_or_else(|| format!("datatype {dtype} is not servable"))?;
+    let mut data = TensorData::zeros(dtype, n).ok_or_else(|| format!("datatype {dtype} is not servable"))?;
     each_variant!(&mut data, v => t.f_copy_data(v, n)).map_err(|e| e.to_string())?;
-    Ok(BatchTensor {
-        shape: t.size(),
-        data,
-    })
+    Ok(BatchTensor { shape: t.size(), data })
 }
 
 fn collect_tensors(v: IValue, out: &mut Vec<Tensor>) -> Result<(), String> {
@@ -139,24 +121,13 @@ impl Engine for TorchEngine {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("cannot build input tensors: {e}"))?;
         drop(inputs);
-        let out = self
-            .module
-            .forward_is(&args)
-            .map_err(|e| format!("forward failed: {e}"))?;
+        let out = self.module.forward_is(&args).map_err(|e| format!("forward failed: {e}"))?;
         let mut tensors = Vec::new();
         collect_tensors(out, &mut tensors)?;
         if tensors.len() != self.outputs.len() {
-            return Err(format!(
-                "model returned {} tensor(s), its config lists {}",
-                tensors.len(),
-                self.outputs.len()
-            ));
+            return Err(format!("model returned {} tensor(s), its config lists {}", tensors.len(), self.outputs.len()));
         }
-        tensors
-            .iter()
-            .zip(&self.outputs)
-            .map(|(t, d)| from_tensor(t, *d))
-            .collect()
+        tensors.iter().zip(&self.outputs).map(|(t, d)| from_tensor(t, *d)).collect()
     }
 }
 

@@ -85,23 +85,15 @@ struct Parameters {
 
 /// Decodes and validates a request body for `config`. `header_len` is the value of the
 /// `Inference-Header-Content-Length` header, when present.
-pub fn decode_request(
-    config: &ModelConfig,
-    body: &[u8],
-    header_len: Option<usize>,
-) -> Result<InferRequest, String> {
+pub fn decode_request(config: &ModelConfig, body: &[u8], header_len: Option<usize>) -> Result<InferRequest, String> {
     let (json, mut binary) = match header_len {
         Some(n) if n > body.len() => {
-            return Err(format!(
-                "Inference-Header-Content-Length is {n} but the body has only {} bytes",
-                body.len()
-            ));
+            return Err(format!("Inference-Header-Content-Length is {n} but the body has only {} bytes", body.len()));
         }
         Some(n) => body.split_at(n),
         None => (body, &[][..]),
     };
-    let raw: RawRequest<'_> =
-        serde_json::from_slice(json).map_err(|e| format!("malformed request JSON: {e}"))?;
+    let raw: RawRequest<'_> = serde_json::from_slice(json).map_err(|e| format!("malformed request JSON: {e}"))?;
     let params = raw.parameters.unwrap_or_default();
 
     let mut slots: Vec<Option<TensorData>> = vec![None; config.inputs.len()];
@@ -132,10 +124,7 @@ pub fn decode_request(
         let binary_size = input.parameters.as_ref().and_then(|p| p.binary_data_size);
         let data = match (input.data, binary_size) {
             (Some(_), Some(_)) => {
-                return Err(format!(
-                    "input '{}' has both 'data' and a binary_data_size parameter",
-                    input.name
-                ));
+                return Err(format!("input '{}' has both 'data' and a binary_data_size parameter", input.name));
             }
             (Some(raw), None) => parse_json_data(spec.datatype, raw.get(), count)
                 .map_err(|e| format!("input '{}': invalid data: {e}", input.name))?,
@@ -155,8 +144,7 @@ pub fn decode_request(
                 }
                 let (mine, rest) = binary.split_at(size);
                 binary = rest;
-                TensorData::from_le_bytes(spec.datatype, mine)
-                    .map_err(|e| format!("input '{}': {e}", input.name))?
+                TensorData::from_le_bytes(spec.datatype, mine).map_err(|e| format!("input '{}': {e}", input.name))?
             }
             (None, None) => return Err(format!("input '{}' has no 'data'", input.name)),
         };
@@ -171,10 +159,7 @@ pub fn decode_request(
         slots[index] = Some(data);
     }
     if !binary.is_empty() {
-        return Err(format!(
-            "{} byte(s) of binary data are not claimed by any input",
-            binary.len()
-        ));
+        return Err(format!("{} byte(s) of binary data are not claimed by any input", binary.len()));
     }
     let mut inputs = Vec::with_capacity(slots.len());
     for (slot, spec) in slots.into_iter().zip(&config.inputs) {
@@ -195,20 +180,12 @@ pub fn decode_request(
                         names.join(", ")
                     ));
                 };
-                let binary = o
-                    .parameters
-                    .and_then(|p| p.binary_data)
-                    .unwrap_or(binary_default);
+                let binary = o.parameters.and_then(|p| p.binary_data).unwrap_or(binary_default);
                 out.push(RequestedOutput { index, binary });
             }
             out
         }
-        _ => (0..config.outputs.len())
-            .map(|index| RequestedOutput {
-                index,
-                binary: binary_default,
-            })
-            .collect(),
+        _ => (0..config.outputs.len()).map(|index| RequestedOutput { index, binary: binary_default }).collect(),
     };
     Ok(InferRequest {
         id: raw.id,
@@ -232,47 +209,25 @@ pub fn decode_row(config: &ModelConfig, text: &str) -> Result<InferRequest, Stri
     let want = spec.row_elements();
     let data = parse_json_data(spec.datatype, text, want)?;
     if data.len() != want {
-        return Err(format!(
-            "row has {} element(s); input '{}' needs {want} per row",
-            data.len(),
-            spec.name
-        ));
+        return Err(format!("row has {} element(s); input '{}' needs {want} per row", data.len(), spec.name));
     }
     Ok(InferRequest {
         id: None,
         inputs: vec![data],
         rows: 1,
-        outputs: (0..config.outputs.len())
-            .map(|index| RequestedOutput {
-                index,
-                binary: false,
-            })
-            .collect(),
+        outputs: (0..config.outputs.len()).map(|index| RequestedOutput { index, binary: false }).collect(),
         timeout: None,
     })
 }
 
 /// Checks name-independent header fields; returns the row count.
-fn check_input_header(
-    spec: &TensorSpec,
-    input: &RawInput<'_>,
-    max_batch: usize,
-) -> Result<usize, String> {
-    let datatype =
-        DataType::parse(&input.datatype).map_err(|e| format!("input '{}': {e}", input.name))?;
+fn check_input_header(spec: &TensorSpec, input: &RawInput<'_>, max_batch: usize) -> Result<usize, String> {
+    let datatype = DataType::parse(&input.datatype).map_err(|e| format!("input '{}': {e}", input.name))?;
     if datatype != spec.datatype {
-        return Err(format!(
-            "input '{}' has datatype {datatype} but the model expects {}",
-            input.name, spec.datatype
-        ));
+        return Err(format!("input '{}' has datatype {datatype} but the model expects {}", input.name, spec.datatype));
     }
     let dims_ok = input.shape.len() == spec.shape.len()
-        && input
-            .shape
-            .iter()
-            .zip(&spec.shape)
-            .skip(1)
-            .all(|(got, want)| got == want);
+        && input.shape.iter().zip(&spec.shape).skip(1).all(|(got, want)| got == want);
     if !dims_ok {
         return Err(format!(
             "input '{}' has shape {:?} but the model expects {:?}",
@@ -281,10 +236,7 @@ fn check_input_header(
     }
     let rows = input.shape[0];
     if rows < 1 {
-        return Err(format!(
-            "input '{}' has batch dimension {rows}; it must be at least 1",
-            input.name
-        ));
+        return Err(format!("input '{}' has batch dimension {rows}; it must be at least 1", input.name));
     }
     if rows as u64 > max_batch as u64 {
         return Err(format!(
@@ -365,10 +317,7 @@ impl<T: Scalar> Flatten<'_, T> {
                 self.0.push(v);
                 Ok(())
             }
-            None => Err(E::custom(format!(
-                "{shown} is not a valid {} value",
-                T::NAME
-            ))),
+            None => Err(E::custom(format!("{shown} is not a valid {} value", T::NAME))),
         }
     }
 }
@@ -402,9 +351,7 @@ fn parse_flat<T: Scalar>(text: &str, capacity: usize) -> Result<Vec<T>, String> 
     }
     let mut out = Vec::with_capacity(capacity);
     let mut de = serde_json::Deserializer::from_str(text);
-    Flatten(&mut out)
-        .deserialize(&mut de)
-        .map_err(|e| e.to_string())?;
+    Flatten(&mut out).deserialize(&mut de).map_err(|e| e.to_string())?;
     de.end().map_err(|e| e.to_string())?;
     Ok(out)
 }
@@ -490,15 +437,10 @@ pub fn encode_response(
     let mut binary = Vec::new();
     for r in requested {
         let spec = &config.outputs[r.index];
-        let tensor = result
-            .outputs
-            .get(r.index)
-            .ok_or_else(|| format!("output '{}' missing from the batch", spec.name))?;
+        let tensor =
+            result.outputs.get(r.index).ok_or_else(|| format!("output '{}' missing from the batch", spec.name))?;
         let row = element_count(tensor.shape.get(1..).unwrap_or(&[])).unwrap_or(0);
-        let span = Span {
-            start: result.row_start * row,
-            len: result.rows * row,
-        };
+        let span = Span { start: result.row_start * row, len: result.rows * row };
         if span.start + span.len > tensor.data.len() {
             return Err(format!("output '{}' is shorter than the batch", spec.name));
         }
@@ -507,55 +449,26 @@ pub fn encode_response(
         let (parameters, data) = if r.binary {
             let before = binary.len();
             write_le_bytes(&tensor.data, span, &mut binary);
-            (
-                Some(BinaryParams {
-                    binary_data_size: binary.len() - before,
-                }),
-                None,
-            )
+            (Some(BinaryParams { binary_data_size: binary.len() - before }), None)
         } else {
             (None, Some(DataSlice(&tensor.data, span)))
         };
-        outputs.push(ResponseOutput {
-            name: &spec.name,
-            datatype: spec.datatype,
-            shape,
-            parameters,
-            data,
-        });
+        outputs.push(ResponseOutput { name: &spec.name, datatype: spec.datatype, shape, parameters, data });
     }
-    let resp = Response {
-        model_name: &config.model,
-        model_version: &config.version,
-        id,
-        outputs,
-    };
+    let resp = Response { model_name: &config.model, model_version: &config.version, id, outputs };
     let mut body = serde_json::to_vec(&resp).map_err(|e| e.to_string())?;
     if binary.is_empty() && !requested.iter().any(|r| r.binary) {
-        return Ok(EncodedResponse {
-            body,
-            header_len: None,
-        });
+        return Ok(EncodedResponse { body, header_len: None });
     }
     let header_len = body.len();
     body.extend_from_slice(&binary);
-    Ok(EncodedResponse {
-        body,
-        header_len: Some(header_len),
-    })
+    Ok(EncodedResponse { body, header_len: Some(header_len) })
 }
 
 /// `GET /v2/models/{m}[/versions/{v}]`.
-pub fn model_metadata(
-    config: &ModelConfig,
-    versions: &[&str],
-    device: Option<&str>,
-) -> serde_json::Value {
+pub fn model_metadata(config: &ModelConfig, versions: &[&str], device: Option<&str>) -> serde_json::Value {
     let tensors = |specs: &[TensorSpec]| -> Vec<serde_json::Value> {
-        specs
-            .iter()
-            .map(|s| serde_json::json!({"name": s.name, "datatype": s.datatype, "shape": s.shape}))
-            .collect()
+        specs.iter().map(|s| serde_json::json!({"name": s.name, "datatype": s.datatype, "shape": s.shape})).collect()
     };
     serde_json::json!({
         "name": config.model,
@@ -590,28 +503,12 @@ mod tests {
             version: "v1".into(),
             model_file: PathBuf::from("model.pt"),
             inputs: vec![
-                TensorSpec {
-                    name: "x".into(),
-                    datatype: DataType::Fp32,
-                    shape: vec![-1, 2, 2],
-                },
-                TensorSpec {
-                    name: "k".into(),
-                    datatype: DataType::Int64,
-                    shape: vec![-1, 1],
-                },
+                TensorSpec { name: "x".into(), datatype: DataType::Fp32, shape: vec![-1, 2, 2] },
+                TensorSpec { name: "k".into(), datatype: DataType::Int64, shape: vec![-1, 1] },
             ],
             outputs: vec![
-                TensorSpec {
-                    name: "y".into(),
-                    datatype: DataType::Fp32,
-                    shape: vec![-1, 2],
-                },
-                TensorSpec {
-                    name: "z".into(),
-                    datatype: DataType::Bool,
-                    shape: vec![-1, 1],
-                },
+                TensorSpec { name: "y".into(), datatype: DataType::Fp32, shape: vec![-1, 2] },
+                TensorSpec { name: "z".into(), datatype: DataType::Bool, shape: vec![-1, 1] },
             ],
             batching: BatchingPolicy {
                 max_batch_size: 4,
@@ -638,18 +535,9 @@ mod tests {
         let r = decode(GOOD).unwrap();
         assert_eq!(r.id.as_deref(), Some("r1"));
         assert_eq!(r.rows, 2);
-        assert_eq!(
-            r.inputs[0],
-            TensorData::F32(vec![1., 2., 3., 4., 5., 6.5, 7., 8.])
-        );
+        assert_eq!(r.inputs[0], TensorData::F32(vec![1., 2., 3., 4., 5., 6.5, 7., 8.]));
         assert_eq!(r.inputs[1], TensorData::I64(vec![7, 8]));
-        assert_eq!(
-            r.outputs,
-            [RequestedOutput {
-                index: 1,
-                binary: false
-            }]
-        );
+        assert_eq!(r.outputs, [RequestedOutput { index: 1, binary: false }]);
         assert_eq!(r.timeout, Some(Duration::from_micros(2500)));
     }
 
@@ -661,88 +549,54 @@ mod tests {
             ("{", "malformed request JSON"),
             (r#"{"inputs": 3}"#, "malformed request JSON"),
             (&format!(r#"{{"inputs":[{x}]}}"#), "missing input 'k'"),
+            (&format!(r#"{{"inputs":[{x},{k},{k}]}}"#), "given more than once"),
             (
-                &format!(r#"{{"inputs":[{x},{k},{k}]}}"#),
-                "given more than once",
-            ),
-            (
-                &format!(
-                    r#"{{"inputs":[{x},{{"name":"q","shape":[1],"datatype":"FP32","data":[1]}}]}}"#
-                ),
+                &format!(r#"{{"inputs":[{x},{{"name":"q","shape":[1],"datatype":"FP32","data":[1]}}]}}"#),
                 "unknown input 'q'",
             ),
             (
-                &format!(
-                    r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"FP32","data":[1]}}]}}"#
-                ),
+                &format!(r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"FP32","data":[1]}}]}}"#),
                 "has datatype FP32 but the model expects INT64",
             ),
             (
-                &format!(
-                    r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"FLOAT","data":[1]}}]}}"#
-                ),
+                &format!(r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"FLOAT","data":[1]}}]}}"#),
                 "unknown datatype 'FLOAT'",
             ),
             (
-                &format!(
-                    r#"{{"inputs":[{x},{{"name":"k","shape":[1,2],"datatype":"INT64","data":[1,2]}}]}}"#
-                ),
+                &format!(r#"{{"inputs":[{x},{{"name":"k","shape":[1,2],"datatype":"INT64","data":[1,2]}}]}}"#),
                 "has shape [1, 2] but the model expects [-1, 1]",
             ),
             (
-                &format!(
-                    r#"{{"inputs":[{x},{{"name":"k","shape":[2,1],"datatype":"INT64","data":[1,2]}}]}}"#
-                ),
+                &format!(r#"{{"inputs":[{x},{{"name":"k","shape":[2,1],"datatype":"INT64","data":[1,2]}}]}}"#),
                 "same batch dimension",
             ),
             (
-                &format!(
-                    r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"INT64","data":[1,2]}}]}}"#
-                ),
+                &format!(r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"INT64","data":[1,2]}}]}}"#),
                 "has 2 element(s) but shape [1, 1] needs 1",
             ),
             (
-                &format!(
-                    r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"INT64","data":[1.5]}}]}}"#
-                ),
+                &format!(r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"INT64","data":[1.5]}}]}}"#),
                 "1.5 is not a valid INT64 value",
             ),
             (
-                &format!(
-                    r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"INT64","data":["a"]}}]}}"#
-                ),
+                &format!(r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"INT64","data":["a"]}}]}}"#),
                 "invalid data",
             ),
             (
-                &format!(
-                    r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"INT64","data":7}}]}}"#
-                ),
+                &format!(r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"INT64","data":7}}]}}"#),
                 "'data' must be an array",
             ),
+            (&format!(r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"INT64"}}]}}"#), "has no 'data'"),
             (
-                &format!(r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"INT64"}}]}}"#),
-                "has no 'data'",
-            ),
-            (
-                &format!(
-                    r#"{{"inputs":[{x},{{"name":"k","shape":[0,1],"datatype":"INT64","data":[]}}]}}"#
-                ),
+                &format!(r#"{{"inputs":[{x},{{"name":"k","shape":[0,1],"datatype":"INT64","data":[]}}]}}"#),
                 "must be at least 1",
             ),
             (
-                &format!(
-                    r#"{{"inputs":[{x},{{"name":"k","shape":[5,1],"datatype":"INT64","data":[1,2,3,4,5]}}]}}"#
-                ),
+                &format!(r#"{{"inputs":[{x},{{"name":"k","shape":[5,1],"datatype":"INT64","data":[1,2,3,4,5]}}]}}"#),
                 "more than the model's max_batch_size of 4",
             ),
-            (
-                &format!(r#"{{"inputs":[{x},{k}],"outputs":[{{"name":"nope"}}]}}"#),
-                "unknown output 'nope'",
-            ),
-            (
-                &format!(r#"{{"inputs":[{x},{k}],"parameters":{{"timeout":"soon"}}}}"#),
-                "malformed request JSON",
-            ),
+            (&format!(r#"{{"inputs":[{x},{k}],"outputs":[{{"name":"nope"}}]}}"#), "unknown output 'nope'"),
+            (&format!(r#"{{"inputs":[{x},{k}],"parameters":{{"timeout":"soon"}}}}"#), "malformed request JSON"),
             (
                 &format!(
                     r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"INT64","parameters":{{"binary_data_size":8}}}}]}}"#
@@ -777,22 +631,15 @@ mod tests {
         extra.push(0);
         let err = decode_request(&config(), &extra, Some(header.len())).unwrap_err();
         assert!(err.contains("not claimed"), "{err}");
-        let err =
-            decode_request(&config(), &body[..body.len() - 1], Some(header.len())).unwrap_err();
+        let err = decode_request(&config(), &body[..body.len() - 1], Some(header.len())).unwrap_err();
         assert!(err.contains("only 7 remain"), "{err}");
     }
 
     fn batch_result() -> InferOutput {
         InferOutput {
             outputs: Arc::from(vec![
-                BatchTensor {
-                    shape: vec![3, 2],
-                    data: TensorData::F32(vec![0., 1., 2., 3., 4., 5.]),
-                },
-                BatchTensor {
-                    shape: vec![3, 1],
-                    data: TensorData::Bool(vec![true, false, true]),
-                },
+                BatchTensor { shape: vec![3, 2], data: TensorData::F32(vec![0., 1., 2., 3., 4., 5.]) },
+                BatchTensor { shape: vec![3, 1], data: TensorData::Bool(vec![true, false, true]) },
             ]),
             row_start: 1,
             rows: 2,
@@ -801,16 +648,7 @@ mod tests {
 
     #[test]
     fn encodes_this_requests_rows_as_json() {
-        let all = [
-            RequestedOutput {
-                index: 0,
-                binary: false,
-            },
-            RequestedOutput {
-                index: 1,
-                binary: false,
-            },
-        ];
+        let all = [RequestedOutput { index: 0, binary: false }, RequestedOutput { index: 1, binary: false }];
         let enc = encode_response(&config(), Some("abc"), &all, &batch_result()).unwrap();
         assert!(enc.header_len.is_none());
         let v: serde_json::Value = serde_json::from_slice(&enc.body).unwrap();
@@ -824,10 +662,7 @@ mod tests {
 
     #[test]
     fn encodes_binary_outputs_after_the_json_header() {
-        let req = [RequestedOutput {
-            index: 0,
-            binary: true,
-        }];
+        let req = [RequestedOutput { index: 0, binary: true }];
         let enc = encode_response(&config(), None, &req, &batch_result()).unwrap();
         let n = enc.header_len.unwrap();
         let header: serde_json::Value = serde_json::from_slice(&enc.body[..n]).unwrap();

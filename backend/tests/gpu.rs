@@ -2,10 +2,8 @@
 //! `--ignored` on a machine with an NVIDIA GPU, where they fail loudly if CUDA is unusable.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
 use serde_json::json;
+use switchyard_testkit::*;
 
 #[test]
 #[ignore = "needs an NVIDIA GPU: run scripts/gpu-tests.sh on a GPU machine"]
@@ -20,31 +18,20 @@ fn serves_on_cuda_with_golden_outputs_batching_and_gpu_metrics() {
         let meta = s.get(&format!("/v2/models/{model}")).json();
         assert_eq!(meta["parameters"]["device"], "cuda:0", "{meta}");
         let g = golden(model, "v1");
-        let r = s.post_json(
-            &format!("/v2/models/{model}/versions/v1/infer"),
-            &json!({"inputs": g["inputs"]}),
-        );
+        let r = s.post_json(&format!("/v2/models/{model}/versions/v1/infer"), &json!({"inputs": g["inputs"]}));
         assert_eq!(r.status, 200);
         let got = floats(&r.json()["outputs"][0]["data"]);
         let want = floats(&g["outputs"][0]["data"]);
         // cuDNN may use TF32 for convolutions: compare relative to the output's scale.
         let scale = want.iter().fold(1.0f64, |m, x| m.max(x.abs()));
         let err = max_abs_diff(&got, &want) / scale;
-        assert!(
-            err < 1e-2,
-            "{model}: relative error {err} against the CPU golden"
-        );
+        assert!(err < 1e-2, "{model}: relative error {err} against the CPU golden");
     }
     // Batched on the GPU equals one-by-one on the GPU.
-    let rows: Vec<Vec<f64>> = (0..16)
-        .map(|i| (0..64).map(|j| ((i * 64 + j) as f64).cos()).collect())
-        .collect();
+    let rows: Vec<Vec<f64>> = (0..16).map(|i| (0..64).map(|j| ((i * 64 + j) as f64).cos()).collect()).collect();
     let one = |r: &[f64]| {
         let body = json!({"inputs": [{"name": "features", "shape": [1, 64], "datatype": "FP32", "data": r}]});
-        floats(
-            &s.post_json("/v2/models/mlp/versions/v1/infer", &body)
-                .json()["outputs"][0]["data"],
-        )
+        floats(&s.post_json("/v2/models/mlp/versions/v1/infer", &body).json()["outputs"][0]["data"])
     };
     let alone: Vec<Vec<f64>> = rows.iter().map(|r| one(r)).collect();
     let together: Vec<Vec<f64>> = std::thread::scope(|sc| {
@@ -56,9 +43,5 @@ fn serves_on_cuda_with_golden_outputs_batching_and_gpu_metrics() {
     }
     assert!(s.metric("switchyard_device_seconds_total", &["device=\"cuda:0\""]) > 0.0);
     std::thread::sleep(std::time::Duration::from_secs(6));
-    assert!(
-        s.metric("switchyard_gpu_memory_used_bytes", &[]) > 0.0,
-        "no GPU metrics:\n{}",
-        s.metrics()
-    );
+    assert!(s.metric("switchyard_gpu_memory_used_bytes", &[]) > 0.0, "no GPU metrics:\n{}", s.metrics());
 }

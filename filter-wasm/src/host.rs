@@ -31,21 +31,15 @@ pub fn set_tick_period(d: Duration) {
 }
 
 pub fn plugin_configuration() -> Option<Vec<u8>> {
-    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-        .ok()
-        .flatten()
+    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).ok().flatten()
 }
 
 pub fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
+    hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten()
 }
 
 pub fn response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
-        .ok()
-        .flatten()
+    hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
 }
 
 pub fn request_headers() -> Vec<(String, String)> {
@@ -66,17 +60,11 @@ pub fn set_response_header(name: &str, value: &str) {
 
 /// Up to `max` bytes of the body chunk now passing through.
 pub fn request_body(max: usize) -> Vec<u8> {
-    hostcalls::get_buffer(BufferType::HttpRequestBody, 0, max)
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+    hostcalls::get_buffer(BufferType::HttpRequestBody, 0, max).ok().flatten().unwrap_or_default()
 }
 
 pub fn response_body(max: usize) -> Vec<u8> {
-    hostcalls::get_buffer(BufferType::HttpResponseBody, 0, max)
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+    hostcalls::get_buffer(BufferType::HttpResponseBody, 0, max).ok().flatten().unwrap_or_default()
 }
 
 /// An integer property (Envoy encodes them as 8 little-endian bytes).
@@ -105,22 +93,14 @@ pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> SharedSet {
 }
 
 pub fn dispatch_post(cluster: &str, path: &str, body: &[u8], timeout: Duration) -> Option<u32> {
-    let headers = vec![
-        (":method", "POST"),
-        (":path", path),
-        (":authority", cluster),
-        ("content-type", "application/json"),
-    ];
+    let headers =
+        vec![(":method", "POST"), (":path", path), (":authority", cluster), ("content-type", "application/json")];
     hostcalls::dispatch_http_call(cluster, headers, Some(body), vec![], timeout).ok()
 }
 
 /// `:status` of the response to a dispatched call (Envoy answers 504 on a timeout).
 pub fn call_response_status() -> Option<u16> {
-    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-        .ok()
-        .flatten()?
-        .parse()
-        .ok()
+    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten()?.parse().ok()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -4,12 +4,7 @@
 //! sticky, override), route by setting the upstream-cluster header, maybe mirror to the shadow
 //! version, and on completion account the outcome against the version's SLO and maybe ship a
 //! payload sample. The request itself is never held, altered beyond routing, or failed here.
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod host;
 mod metrics;

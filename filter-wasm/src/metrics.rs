@@ -78,11 +78,7 @@ impl Ids {
             .models
             .iter()
             .map(|(model, policy)| ModelIds {
-                override_refused: Id::define(
-                    Kind::Counter,
-                    "switchyard_override_refused_total",
-                    &[("model", model)],
-                ),
+                override_refused: Id::define(Kind::Counter, "switchyard_override_refused_total", &[("model", model)]),
                 versions: policy
                     .versions
                     .iter()
@@ -91,17 +87,9 @@ impl Ids {
                         let with = |k: &'static str, val: &'static str| [l[0], l[1], (k, val)];
                         VersionIds {
                             requests: Outcome::ALL.map(|o| {
-                                Id::define(
-                                    Kind::Counter,
-                                    "switchyard_requests_total",
-                                    &with("outcome", o.as_str()),
-                                )
+                                Id::define(Kind::Counter, "switchyard_requests_total", &with("outcome", o.as_str()))
                             }),
-                            duration_ms: Id::define(
-                                Kind::Histogram,
-                                "switchyard_request_duration_ms",
-                                &l,
-                            ),
+                            duration_ms: Id::define(Kind::Histogram, "switchyard_request_duration_ms", &l),
                             decisions: REASONS.map(|r| {
                                 Id::define(
                                     Kind::Counter,
@@ -109,18 +97,9 @@ impl Ids {
                                     &with("reason", r.as_str()),
                                 )
                             }),
-                            shadowed: Id::define(
-                                Kind::Counter,
-                                "switchyard_shadow_requests_total",
-                                &l,
-                            ),
-                            samples: SAMPLE_RESULTS.map(|r| {
-                                Id::define(
-                                    Kind::Counter,
-                                    "switchyard_samples_total",
-                                    &with("result", r),
-                                )
-                            }),
+                            shadowed: Id::define(Kind::Counter, "switchyard_shadow_requests_total", &l),
+                            samples: SAMPLE_RESULTS
+                                .map(|r| Id::define(Kind::Counter, "switchyard_samples_total", &with("result", r))),
                             slo: if policy.slo.is_some() {
                                 windows
                                     .iter()
@@ -129,20 +108,13 @@ impl Ids {
                                             Id::define(
                                                 Kind::Gauge,
                                                 base,
-                                                &[
-                                                    l[0],
-                                                    l[1],
-                                                    ("window", w.label.as_str()),
-                                                    ("sli", sli),
-                                                ],
+                                                &[l[0], l[1], ("window", w.label.as_str()), ("sli", sli)],
                                             )
                                         };
                                         SloIds {
-                                            good: SLIS
-                                                .map(|s| per("switchyard_slo_good_events", s)),
+                                            good: SLIS.map(|s| per("switchyard_slo_good_events", s)),
                                             bad: SLIS.map(|s| per("switchyard_slo_bad_events", s)),
-                                            burn_x1000: SLIS
-                                                .map(|s| per("switchyard_slo_burn_rate_x1000", s)),
+                                            burn_x1000: SLIS.map(|s| per("switchyard_slo_burn_rate_x1000", s)),
                                         }
                                     })
                                     .collect()

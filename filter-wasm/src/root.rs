@@ -49,10 +49,8 @@ impl Worker {
         let windows = config.windows();
         let ids = Ids::define(&config, &windows);
         let models: Vec<(String, ModelPolicy)> = config.models.clone().into_iter().collect();
-        let pending = models
-            .iter()
-            .map(|(_, m)| vec![vec![Counts::default(); windows.len()]; m.versions.len()])
-            .collect();
+        let pending =
+            models.iter().map(|(_, m)| vec![vec![Counts::default(); windows.len()]; m.versions.len()]).collect();
         Worker {
             config,
             models,
@@ -66,12 +64,8 @@ impl Worker {
     }
 
     pub fn sample_metric(&self, model: usize, version: usize, result: usize) {
-        if let Some(id) = self
-            .ids
-            .models
-            .get(model)
-            .and_then(|m| m.versions.get(version))
-            .and_then(|v| v.samples.get(result))
+        if let Some(id) =
+            self.ids.models.get(model).and_then(|m| m.versions.get(version)).and_then(|v| v.samples.get(result))
         {
             id.inc();
         }
@@ -87,12 +81,7 @@ impl Worker {
             let Some(s) = self.samples.pop_front() else {
                 break;
             };
-            match host::dispatch_post(
-                &c.cluster,
-                &c.path,
-                &s.body,
-                Duration::from_millis(c.timeout_ms),
-            ) {
+            match host::dispatch_post(&c.cluster, &c.path, &s.body, Duration::from_millis(c.timeout_ms)) {
                 Some(token) => {
                     self.in_flight.insert(token, (s.model, s.version));
                 }
@@ -117,33 +106,21 @@ impl Worker {
             for (vi, version) in policy.versions.iter().enumerate() {
                 for (wi, spec) in self.windows.iter().enumerate() {
                     let key = format!("switchyard/slo/{model}/{}/{}", version.name, spec.seconds);
-                    let Some(delta) = self
-                        .pending
-                        .get_mut(mi)
-                        .and_then(|v| v.get_mut(vi))
-                        .and_then(|w| w.get_mut(wi))
+                    let Some(delta) = self.pending.get_mut(mi).and_then(|v| v.get_mut(vi)).and_then(|w| w.get_mut(wi))
                     else {
                         continue;
                     };
                     let window = merge(&key, spec, delta, now_s);
                     let t = window.totals(now_s);
-                    let Some(ids) = self
-                        .ids
-                        .models
-                        .get(mi)
-                        .and_then(|m| m.versions.get(vi))
-                        .and_then(|v| v.slo.get(wi))
+                    let Some(ids) =
+                        self.ids.models.get(mi).and_then(|m| m.versions.get(vi)).and_then(|v| v.slo.get(wi))
                     else {
                         continue;
                     };
-                    let sli = [
-                        (t.total, t.bad, slo.availability),
-                        (t.latency_total, t.latency_bad, slo.latency_objective),
-                    ];
+                    let sli =
+                        [(t.total, t.bad, slo.availability), (t.latency_total, t.latency_bad, slo.latency_objective)];
                     for (i, (total, bad, objective)) in sli.into_iter().enumerate() {
-                        if let (Some(g), Some(b), Some(r)) =
-                            (ids.good.get(i), ids.bad.get(i), ids.burn_x1000.get(i))
-                        {
+                        if let (Some(g), Some(b), Some(r)) = (ids.good.get(i), ids.bad.get(i), ids.burn_x1000.get(i)) {
                             g.record(total - bad);
                             b.record(bad);
                             r.record((burn_rate(bad, total, objective) * 1000.0).round() as u64);
@@ -161,9 +138,7 @@ fn merge(key: &str, spec: &WindowSpec, delta: &mut Counts, now_s: u64) -> Window
     let mut seen = Window::new(spec);
     for _ in 0..CAS_RETRIES {
         let (bytes, cas) = host::shared_get(key);
-        seen = bytes
-            .and_then(|b| Window::decode(spec, &b))
-            .unwrap_or_else(|| Window::new(spec));
+        seen = bytes.and_then(|b| Window::decode(spec, &b)).unwrap_or_else(|| Window::new(spec));
         if delta.is_empty() {
             return seen;
         }
@@ -178,10 +153,7 @@ fn merge(key: &str, spec: &WindowSpec, delta: &mut Counts, now_s: u64) -> Window
             SharedSet::Failed => break,
         }
     }
-    host::log(
-        LogLevel::Warn,
-        &format!("switchyard: could not update shared data {key}; retrying next tick"),
-    );
+    host::log(LogLevel::Warn, &format!("switchyard: could not update shared data {key}; retrying next tick"));
     seen
 }
 
@@ -192,13 +164,7 @@ pub struct Root {
 }
 
 impl Context for Root {
-    fn on_http_call_response(
-        &mut self,
-        token: u32,
-        _headers: usize,
-        _body: usize,
-        _trailers: usize,
-    ) {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, _body: usize, _trailers: usize) {
         if let Some(w) = &self.worker
             && let Ok(mut w) = w.try_borrow_mut()
         {
@@ -210,19 +176,13 @@ impl Context for Root {
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let Some(bytes) = host::plugin_configuration() else {
-            host::log(
-                LogLevel::Error,
-                "switchyard: no plugin configuration given; refusing to start",
-            );
+            host::log(LogLevel::Error, "switchyard: no plugin configuration given; refusing to start");
             return false;
         };
         match Config::parse(&bytes) {
             Ok(config) => {
                 let models: Vec<&str> = config.models.keys().map(String::as_str).collect();
-                host::log(
-                    LogLevel::Info,
-                    &format!("switchyard: configured for models {}", models.join(", ")),
-                );
+                host::log(LogLevel::Info, &format!("switchyard: configured for models {}", models.join(", ")));
                 self.worker = Some(Rc::new(RefCell::new(Worker::new(config))));
                 host::set_tick_period(TICK);
                 true

@@ -47,15 +47,8 @@ impl Side {
     fn payload(&mut self, redact_headers: &[String], redact_fields: &[String]) -> Payload {
         let mut headers = std::mem::take(&mut self.headers);
         sampling::redact_headers(&mut headers, redact_headers);
-        let (body, binary) =
-            sampling::body_value(&self.body, self.truncated, self.json_len, redact_fields);
-        Payload {
-            headers,
-            body,
-            bytes: self.bytes,
-            truncated: self.truncated,
-            binary_bytes_omitted: binary,
-        }
+        let (body, binary) = sampling::body_value(&self.body, self.truncated, self.json_len, redact_fields);
+        Payload { headers, body, bytes: self.bytes, truncated: self.truncated, binary_bytes_omitted: binary }
     }
 }
 
@@ -73,10 +66,7 @@ pub struct Stream {
 
 impl Stream {
     pub fn new(worker: Option<Shared>) -> Self {
-        Stream {
-            worker,
-            routed: None,
-        }
+        Stream { worker, routed: None }
     }
 
     fn route(&mut self) {
@@ -104,19 +94,14 @@ impl Stream {
         let Some((_, policy)) = w.models.get(mi) else {
             return;
         };
-        let override_value = policy
-            .override_
-            .as_ref()
-            .and_then(|o| host::request_header(&o.header));
-        let sticky_value = policy
-            .sticky
-            .as_ref()
-            .and_then(|s| match (&s.header, &s.cookie) {
-                (Some(h), _) => host::request_header(h),
-                (None, Some(c)) => host::request_header("cookie")
-                    .and_then(|v| split::cookie_value(&v, c).map(str::to_owned)),
-                (None, None) => None,
-            });
+        let override_value = policy.override_.as_ref().and_then(|o| host::request_header(&o.header));
+        let sticky_value = policy.sticky.as_ref().and_then(|s| match (&s.header, &s.cookie) {
+            (Some(h), _) => host::request_header(h),
+            (None, Some(c)) => {
+                host::request_header("cookie").and_then(|v| split::cookie_value(&v, c).map(str::to_owned))
+            }
+            (None, None) => None,
+        });
         let facts = RequestFacts {
             requested: override_value.as_deref().or(p.version),
             sticky_key: sticky_value.as_deref().filter(|k| !k.is_empty()),
@@ -131,17 +116,11 @@ impl Stream {
         if p.version.is_some() {
             host::set_request_header(":path", Some(&paths::unversioned(&p)));
         }
-        let shadow = d
-            .shadow
-            .and_then(|i| policy.versions.get(i))
-            .map(|v| (d.shadow, v.cluster.clone()));
+        let shadow = d.shadow.and_then(|i| policy.versions.get(i)).map(|v| (d.shadow, v.cluster.clone()));
         if let Some((_, cluster)) = &shadow {
             host::set_request_header(&w.config.shadow_header, Some(cluster));
         }
-        let sampled = policy
-            .sampling
-            .as_ref()
-            .is_some_and(|s| sample_random < s.rate);
+        let sampled = policy.sampling.as_ref().is_some_and(|s| sample_random < s.rate);
         let capture = sampled.then(|| Capture {
             request: Side {
                 headers: host::request_headers(),
@@ -155,29 +134,16 @@ impl Stream {
                 m.override_refused.inc();
             }
             if let Some(v) = m.versions.get(d.version) {
-                v.decisions
-                    .get(reason_index(d.reason))
-                    .copied()
-                    .unwrap_or_default()
-                    .inc();
+                v.decisions.get(reason_index(d.reason)).copied().unwrap_or_default().inc();
                 if sampled {
                     v.samples.first().copied().unwrap_or_default().inc();
                 }
             }
-            if let Some(v) = shadow
-                .as_ref()
-                .and_then(|(i, _)| *i)
-                .and_then(|i| m.versions.get(i))
-            {
+            if let Some(v) = shadow.as_ref().and_then(|(i, _)| *i).and_then(|i| m.versions.get(i)) {
                 v.shadowed.inc();
             }
         }
-        self.routed = Some(Routed {
-            model: mi,
-            version: d.version,
-            start_ms: host::now_ms(),
-            capture,
-        });
+        self.routed = Some(Routed { model: mi, version: d.version, start_ms: host::now_ms(), capture });
     }
 
     fn sampling_cap(&self) -> usize {
@@ -185,10 +151,7 @@ impl Stream {
         let Some(w) = self.worker.as_ref().and_then(|w| w.try_borrow().ok()) else {
             return 0;
         };
-        w.models
-            .get(r.model)
-            .and_then(|(_, p)| p.sampling.as_ref())
-            .map_or(0, |s| s.max_body_bytes)
+        w.models.get(r.model).and_then(|(_, p)| p.sampling.as_ref()).map_or(0, |s| s.max_body_bytes)
     }
 
     fn finish(&mut self) {
@@ -198,9 +161,7 @@ impl Stream {
         let Ok(mut w) = shared.try_borrow_mut() else {
             return;
         };
-        let status = host::property_u64(&["response", "code"])
-            .and_then(|c| u16::try_from(c).ok())
-            .filter(|c| *c > 0);
+        let status = host::property_u64(&["response", "code"]).and_then(|c| u16::try_from(c).ok()).filter(|c| *c > 0);
         let flags = host::property_u64(&["response", "flags"]).unwrap_or(0);
         let outcome = slo::classify(status, flags & FLAG_TIMEOUT != 0, flags & FLAG_RESET != 0);
         let latency_ms = host::property_u64(&["request", "duration"])
@@ -215,26 +176,13 @@ impl Stream {
         let (model, version) = (model.clone(), version.name.clone());
         let threshold = policy.slo.as_ref().map(|s| s.latency_ms);
         let sampling = policy.sampling.clone();
-        if let Some(v) = w
-            .ids
-            .models
-            .get(r.model)
-            .and_then(|m| m.versions.get(r.version))
-        {
-            v.requests
-                .get(outcome_index(outcome))
-                .copied()
-                .unwrap_or_default()
-                .inc();
+        if let Some(v) = w.ids.models.get(r.model).and_then(|m| m.versions.get(r.version)) {
+            v.requests.get(outcome_index(outcome)).copied().unwrap_or_default().inc();
             v.duration_ms.record(latency_ms);
         }
         if let Some(t) = threshold {
             let event = Counts::event(outcome, status, latency_ms, t);
-            if let Some(windows) = w
-                .pending
-                .get_mut(r.model)
-                .and_then(|m| m.get_mut(r.version))
-            {
+            if let Some(windows) = w.pending.get_mut(r.model).and_then(|m| m.get_mut(r.version)) {
                 for c in windows.iter_mut() {
                     c.add(&event);
                 }
@@ -248,8 +196,7 @@ impl Stream {
             model,
             version,
             request_id: host::request_header("x-request-id").unwrap_or_default(),
-            start_unix_ms: host::property_u64(&["request", "time"])
-                .map_or(r.start_ms, |ns| ns / 1_000_000),
+            start_unix_ms: host::property_u64(&["request", "time"]).map_or(r.start_ms, |ns| ns / 1_000_000),
             duration_ms: latency_ms,
             status,
             outcome: outcome.as_str(),
@@ -259,11 +206,7 @@ impl Stream {
         let max_queued = w.config.collector.as_ref().map_or(0, |c| c.max_queued);
         match serde_json::to_vec(&envelope) {
             Ok(body) if w.samples.len() < max_queued => {
-                w.samples.push_back(Sample {
-                    model: r.model,
-                    version: r.version,
-                    body,
-                });
+                w.samples.push_back(Sample { model: r.model, version: r.version, body });
             }
             // Queue full (collector slow or down) or unserialisable: dropped, counted.
             _ => w.sample_metric(r.model, r.version, 3),
@@ -293,20 +236,12 @@ impl HttpContext for Stream {
         };
         if let Some(c) = r.capture.as_mut() {
             c.response.headers = host::response_headers();
-            c.response.json_len =
-                host::response_header(BINARY_HEADER).and_then(|v| v.trim().parse().ok());
+            c.response.json_len = host::response_header(BINARY_HEADER).and_then(|v| v.trim().parse().ok());
         }
-        let name = self
-            .worker
-            .as_ref()
-            .and_then(|w| w.try_borrow().ok())
-            .and_then(|w| {
-                let (_, p) = w.models.get(r.model)?;
-                Some((
-                    w.config.version_header.clone(),
-                    p.versions.get(r.version)?.name.clone(),
-                ))
-            });
+        let name = self.worker.as_ref().and_then(|w| w.try_borrow().ok()).and_then(|w| {
+            let (_, p) = w.models.get(r.model)?;
+            Some((w.config.version_header.clone(), p.versions.get(r.version)?.name.clone()))
+        });
         if let Some((header, version)) = name {
             host::set_response_header(&header, &version);
         }

@@ -70,14 +70,7 @@ struct Backend {
 impl Backend {
     async fn start(bin: &Path, repo: &Path) -> anyhow::Result<Self> {
         let mut child = Command::new(bin)
-            .args([
-                "serve",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--admin-addr",
-                "127.0.0.1:0",
-                "--model-repository",
-            ])
+            .args(["serve", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--model-repository"])
             .arg(repo)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -111,32 +104,18 @@ impl Backend {
     /// Peak resident memory (VmHWM), in MiB.
     fn peak_rss_mib(&self) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let kb: f64 = status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
+        let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
         Some(kb / 1024.0)
     }
 
     fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
     }
 }
 
 /// A copy of one version of each model with its batching changed; model files are linked.
-fn derived_repo(
-    src: &Path,
-    dst: &Path,
-    model: &str,
-    batching: bool,
-    device: Option<&str>,
-) -> anyhow::Result<()> {
+fn derived_repo(src: &Path, dst: &Path, model: &str, batching: bool, device: Option<&str>) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(dst);
     {
         let from = src.join(model).join("v1");
@@ -153,10 +132,7 @@ fn derived_repo(
             cfg["device"] = d.into();
         }
         std::fs::write(to.join("config.json"), serde_json::to_vec_pretty(&cfg)?)?;
-        std::os::unix::fs::symlink(
-            std::fs::canonicalize(from.join("model.pt"))?,
-            to.join("model.pt"),
-        )?;
+        std::os::unix::fs::symlink(std::fs::canonicalize(from.join("model.pt"))?, to.join("model.pt"))?;
     }
     Ok(())
 }
@@ -164,30 +140,15 @@ fn derived_repo(
 fn max_batch(repo: &Path, model: &str) -> anyhow::Result<usize> {
     let text = std::fs::read_to_string(repo.join(model).join("v1").join("config.json"))?;
     let v: serde_json::Value = serde_json::from_str(&text)?;
-    v["batching"]["max_batch_size"]
-        .as_u64()
-        .map(|n| n as usize)
-        .context("config without max_batch_size")
+    v["batching"]["max_batch_size"].as_u64().map(|n| n as usize).context("config without max_batch_size")
 }
 
 fn raw_ceiling(bin: &Path, a: &BenchArgs, model: &str, sizes: &str) -> anyhow::Result<Vec<RawRow>> {
     eprintln!("bench: raw engine ceiling for {model} (batch sizes {sizes})");
     let mut cmd = Command::new(bin);
-    cmd.args([
-        "bench-engine",
-        "--model",
-        model,
-        "--version",
-        "v1",
-        "--batch-sizes",
-        sizes,
-    ])
-    .args([
-        "--seconds",
-        &a.engine_seconds.to_string(),
-        "--model-repository",
-    ])
-    .arg(&a.model_repository);
+    cmd.args(["bench-engine", "--model", model, "--version", "v1", "--batch-sizes", sizes])
+        .args(["--seconds", &a.engine_seconds.to_string(), "--model-repository"])
+        .arg(&a.model_repository);
     if let Some(d) = &a.device {
         cmd.args(["--device", d]);
     }
@@ -210,30 +171,12 @@ async fn served_run(
 ) -> anyhow::Result<(client::Report, f64)> {
     let inputs = client::model_inputs(&b.http, model, Some("v1")).await?;
     let (body, header_len) = client::build_request(&inputs, 1, binary, 7)?;
-    let target = Target {
-        addr: b.http.clone(),
-        path: format!("/v2/models/{model}/versions/v1/infer"),
-        body,
-        header_len,
-    };
+    let target =
+        Target { addr: b.http.clone(), path: format!("/v2/models/{model}/versions/v1/infer"), body, header_len };
     // Warm-up, not counted.
-    client::closed_loop(
-        target.clone(),
-        concurrency,
-        None,
-        Some(Duration::from_secs_f64(1.0)),
-        1,
-    )
-    .await?;
+    client::closed_loop(target.clone(), concurrency, None, Some(Duration::from_secs_f64(1.0)), 1).await?;
     let before = crate::scrape(&b.admin).await?;
-    let report = client::closed_loop(
-        target,
-        concurrency,
-        None,
-        Some(Duration::from_secs_f64(seconds)),
-        1,
-    )
-    .await?;
+    let report = client::closed_loop(target, concurrency, None, Some(Duration::from_secs_f64(seconds)), 1).await?;
     let after = crate::scrape(&b.admin).await?;
     if !report.errors.is_empty() {
         bail!("{model}: errors during the run: {:?}", report.errors);
@@ -258,14 +201,9 @@ async fn ceiling_rounds(
     let mut rounds = Vec::new();
     for i in 0..a.rounds {
         eprintln!("bench: {model}, interleaved round {}/{}", i + 1, a.rounds);
-        let raw = raw_ceiling(bin, a, model, &max)?
-            .first()
-            .map_or(f64::NAN, |r| r.rows_per_second);
+        let raw = raw_ceiling(bin, a, model, &max)?.first().map_or(f64::NAN, |r| r.rows_per_second);
         let (report, _) = served_run(b, model, concurrency, true, a.seconds / 2.0).await?;
-        rounds.push(Round {
-            served: report.rows_per_second,
-            raw,
-        });
+        rounds.push(Round { served: report.rows_per_second, raw });
     }
     Ok(rounds)
 }
@@ -275,11 +213,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         Some(b) => b.clone(),
         None => std::env::current_exe()?.with_file_name("switchyard-backend"),
     };
-    anyhow::ensure!(
-        bin.exists(),
-        "backend binary {} not found (build it with cargo build --release)",
-        bin.display()
-    );
+    anyhow::ensure!(bin.exists(), "backend binary {} not found (build it with cargo build --release)", bin.display());
     let work = std::env::temp_dir().join(format!("switchyard-bench-{}", std::process::id()));
     let mut raw: BTreeMap<String, Vec<RawRow>> = BTreeMap::new();
     let mut served = Vec::new();
@@ -293,38 +227,16 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         let concurrency = per_batch * max_batch(&a.model_repository, model)?;
         for (mode, batching) in [("batching on", true), ("batching off", false)] {
             let repo = work.join(format!("{model}-{}", if batching { "on" } else { "off" }));
-            derived_repo(
-                &a.model_repository,
-                &repo,
-                model,
-                batching,
-                a.device.as_deref(),
-            )?;
+            derived_repo(&a.model_repository, &repo, model, batching, a.device.as_deref())?;
             let backend = Backend::start(&bin, &repo).await?;
-            eprintln!(
-                "bench: {model}, {mode}, {concurrency} concurrent clients, {}s",
-                a.seconds
-            );
-            let (report, mean_batch) =
-                served_run(&backend, model, concurrency, true, a.seconds).await?;
+            eprintln!("bench: {model}, {mode}, {concurrency} concurrent clients, {}s", a.seconds);
+            let (report, mean_batch) = served_run(&backend, model, concurrency, true, a.seconds).await?;
             if batching {
-                interleaved.push((
-                    model,
-                    ceiling_rounds(&bin, &a, &backend, model, concurrency).await?,
-                ));
+                interleaved.push((model, ceiling_rounds(&bin, &a, &backend, model, concurrency).await?));
             }
-            served.push(Served {
-                model: model.to_owned(),
-                mode,
-                concurrency,
-                report,
-                mean_batch,
-            });
+            served.push(Served { model: model.to_owned(), mode, concurrency, report, mean_batch });
             if model == "mlp" && !batching {
-                eprintln!(
-                    "bench: mlp serving overhead, 1 client, JSON, {}s",
-                    a.seconds
-                );
+                eprintln!("bench: mlp serving overhead, 1 client, JSON, {}s", a.seconds);
                 overhead = Some(served_run(&backend, "mlp", 1, false, a.seconds).await?.0);
             }
             rss.push((format!("{model}, {mode}"), backend.peak_rss_mib()));
@@ -355,12 +267,7 @@ fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .next()
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|k| k.parse::<f64>().ok())
-        })
+        .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<f64>().ok()))
         .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
     format!("{cpu}, {cores} cores, {mem:.0} GiB")
 }
@@ -373,23 +280,11 @@ fn report(
     overhead: Option<&client::Report>,
     rss: &[(String, Option<f64>)],
 ) -> anyhow::Result<String> {
-    let device = raw
-        .values()
-        .flatten()
-        .next()
-        .map_or("?".into(), |r| r.device.clone());
+    let device = raw.values().flatten().next().map_or("?".into(), |r| r.device.clone());
     let mut m = String::new();
     writeln!(m, "# Benchmarks: backend\n")?;
-    writeln!(
-        m,
-        "Generated by `{}` — do not edit by hand; re-run it.\n",
-        a.reproduce
-    )?;
-    writeln!(
-        m,
-        "- Machine: {}; device: **{device}**; libtorch 2.11.0 via tch 0.24.0.",
-        machine()
-    )?;
+    writeln!(m, "Generated by `{}` — do not edit by hand; re-run it.\n", a.reproduce)?;
+    writeln!(m, "- Machine: {}; device: **{device}**; libtorch 2.11.0 via tch 0.24.0.", machine())?;
     writeln!(
         m,
         "- Everything below was measured in one run, side by side: compare ratios, not absolute numbers across runs.\n\
@@ -398,17 +293,10 @@ fn report(
         a.seconds
     )?;
     writeln!(m, "## 1. Raw engine ceiling (bare `forward`, no server)\n")?;
-    writeln!(
-        m,
-        "| model | batch | rows/s | p50 ms per batch |\n|---|---:|---:|---:|"
-    )?;
+    writeln!(m, "| model | batch | rows/s | p50 ms per batch |\n|---|---:|---:|---:|")?;
     for (model, rows) in raw {
         for r in rows {
-            writeln!(
-                m,
-                "| {model} | {} | {:.0} | {:.3} |",
-                r.batch_size, r.rows_per_second, r.p50_ms
-            )?;
+            writeln!(m, "| {model} | {} | {:.0} | {:.3} |", r.batch_size, r.rows_per_second, r.p50_ms)?;
         }
     }
     writeln!(m, "\n## 2. Served throughput, batching on vs off\n")?;
@@ -419,15 +307,8 @@ fn report(
     let mut goals = Vec::new();
     for s in served {
         let rows = raw.get(&s.model).map(Vec::as_slice).unwrap_or_default();
-        let max = if s.mode == "batching on" {
-            max_batch(&a.model_repository, &s.model)?
-        } else {
-            1
-        };
-        let ceiling = rows
-            .iter()
-            .find(|r| r.batch_size == max)
-            .map_or(f64::NAN, |r| r.rows_per_second);
+        let max = if s.mode == "batching on" { max_batch(&a.model_repository, &s.model)? } else { 1 };
+        let ceiling = rows.iter().find(|r| r.batch_size == max).map_or(f64::NAN, |r| r.rows_per_second);
         let ratio = s.report.rows_per_second / ceiling;
         writeln!(
             m,
@@ -443,22 +324,12 @@ fn report(
         )?;
     }
     let speedup = |model: &str| {
-        let get = |mode| {
-            served
-                .iter()
-                .find(|s| s.model == model && s.mode == mode)
-                .map(|s| s.report.rows_per_second)
-        };
-        get("batching on")
-            .zip(get("batching off"))
-            .map(|(on, off)| on / off)
+        let get = |mode| served.iter().find(|s| s.model == model && s.mode == mode).map(|s| s.report.rows_per_second);
+        get("batching on").zip(get("batching off")).map(|(on, off)| on / off)
     };
     for (model, _) in MODELS {
         if let Some(x) = speedup(model) {
-            writeln!(
-                m,
-                "\nBatching speed-up for {model}: **{x:.2}×** rows/s (on / off)."
-            )?;
+            writeln!(m, "\nBatching speed-up for {model}: **{x:.2}×** rows/s (on / off).")?;
         }
     }
     writeln!(
@@ -468,16 +339,10 @@ fn report(
          max batch size, then served load, {} rounds; the median ratio counts.\n",
         a.rounds
     )?;
-    writeln!(
-        m,
-        "| model | max batch | rounds: served rows/s ÷ raw rows/s | median |\n|---|---:|---|---:|"
-    )?;
+    writeln!(m, "| model | max batch | rounds: served rows/s ÷ raw rows/s | median |\n|---|---:|---|---:|")?;
     for (model, rounds) in interleaved {
         let mut ratios: Vec<f64> = rounds.iter().map(|r| r.served / r.raw).collect();
-        let text: Vec<String> = rounds
-            .iter()
-            .map(|r| format!("{:.0}÷{:.0}", r.served, r.raw))
-            .collect();
+        let text: Vec<String> = rounds.iter().map(|r| format!("{:.0}÷{:.0}", r.served, r.raw)).collect();
         ratios.sort_by(f64::total_cmp);
         let median = ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN);
         writeln!(
@@ -496,16 +361,9 @@ fn report(
             ));
         }
     }
-    if let (Some(o), Some(r1)) = (
-        overhead,
-        raw.get("mlp")
-            .and_then(|r| r.iter().find(|r| r.batch_size == 1)),
-    ) {
+    if let (Some(o), Some(r1)) = (overhead, raw.get("mlp").and_then(|r| r.iter().find(|r| r.batch_size == 1))) {
         let us = (o.p50_ms - r1.p50_ms) * 1e3;
-        writeln!(
-            m,
-            "\n## 3. Serving overhead, MLP at batch 1 (1 client, JSON body, batching off)\n"
-        )?;
+        writeln!(m, "\n## 3. Serving overhead, MLP at batch 1 (1 client, JSON body, batching off)\n")?;
         writeln!(
             m,
             "| raw forward p50 | served p50 (client-measured) | overhead p50 | served p99 |\n|---:|---:|---:|---:|"
@@ -524,11 +382,7 @@ fn report(
     }
     writeln!(m, "\n## 4. Memory\n\n| server | peak RSS |\n|---|---:|")?;
     for (mode, mib) in rss {
-        writeln!(
-            m,
-            "| backend serving {mode} | {} |",
-            mib.map_or("n/a".into(), |v| format!("{v:.0} MiB"))
-        )?;
+        writeln!(m, "| backend serving {mode} | {} |", mib.map_or("n/a".into(), |v| format!("{v:.0} MiB")))?;
     }
     writeln!(m, "\n## Goals\n\n{}", goals.join("\n"))?;
     Ok(m)

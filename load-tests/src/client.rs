@@ -32,36 +32,23 @@ pub struct TensorMeta {
 }
 
 /// Reads `GET /v2/models/{m}[/versions/{v}]`.
-pub async fn model_inputs(
-    addr: &str,
-    model: &str,
-    version: Option<&str>,
-) -> anyhow::Result<Vec<TensorMeta>> {
+pub async fn model_inputs(addr: &str, model: &str, version: Option<&str>) -> anyhow::Result<Vec<TensorMeta>> {
     let path = match version {
         Some(v) => format!("/v2/models/{model}/versions/{v}"),
         None => format!("/v2/models/{model}"),
     };
     let (status, body) = get(addr, &path).await?;
     if status != 200 {
-        bail!(
-            "GET {path} answered {status}: {}",
-            String::from_utf8_lossy(&body)
-        );
+        bail!("GET {path} answered {status}: {}", String::from_utf8_lossy(&body));
     }
-    let v: serde_json::Value =
-        serde_json::from_slice(&body).context("model metadata is not JSON")?;
-    let inputs = v["inputs"]
-        .as_array()
-        .context("model metadata has no inputs")?;
+    let v: serde_json::Value = serde_json::from_slice(&body).context("model metadata is not JSON")?;
+    let inputs = v["inputs"].as_array().context("model metadata has no inputs")?;
     inputs
         .iter()
         .map(|i| {
             Ok(TensorMeta {
                 name: i["name"].as_str().context("input without name")?.to_owned(),
-                datatype: i["datatype"]
-                    .as_str()
-                    .context("input without datatype")?
-                    .to_owned(),
+                datatype: i["datatype"].as_str().context("input without datatype")?.to_owned(),
                 shape: serde_json::from_value(i["shape"].clone()).context("input shape")?,
             })
         })
@@ -95,11 +82,7 @@ pub fn build_request(
     let mut blob = Vec::new();
     for i in inputs {
         if i.datatype != "FP32" {
-            bail!(
-                "input '{}' is {}: the generator builds FP32 inputs only",
-                i.name,
-                i.datatype
-            );
+            bail!("input '{}' is {}: the generator builds FP32 inputs only", i.name, i.datatype);
         }
         let mut shape = i.shape.clone();
         shape[0] = rows as i64;
@@ -123,9 +106,7 @@ pub fn build_request(
 }
 
 async fn connect(addr: &str) -> anyhow::Result<http1::SendRequest<Full<Bytes>>> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("cannot connect to {addr}"))?;
+    let stream = TcpStream::connect(addr).await.with_context(|| format!("cannot connect to {addr}"))?;
     stream.set_nodelay(true)?;
     let (sender, conn) = http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
     tokio::spawn(conn);
@@ -134,9 +115,7 @@ async fn connect(addr: &str) -> anyhow::Result<http1::SendRequest<Full<Bytes>>> 
 
 pub async fn get(addr: &str, path: &str) -> anyhow::Result<(u16, Bytes)> {
     let mut s = connect(addr).await?;
-    let req = Request::get(path)
-        .header("host", addr)
-        .body(Full::new(Bytes::new()))?;
+    let req = Request::get(path).header("host", addr).body(Full::new(Bytes::new()))?;
     let resp = s.send_request(req).await?;
     let status = resp.status().as_u16();
     Ok((status, resp.into_body().collect().await?.to_bytes()))
@@ -241,10 +220,8 @@ pub async fn closed_loop(
     report.requests = report.ok + report.errors.values().sum::<u64>();
     report.requests_per_second = report.ok as f64 / report.seconds;
     report.rows_per_second = report.requests_per_second * rows as f64;
-    let q = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-            .map_or(0.0, |s| s * 1e3)
-    };
+    let q =
+        |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).map_or(0.0, |s| s * 1e3);
     (report.p50_ms, report.p90_ms, report.p99_ms) = (q(0.5), q(0.9), q(0.99));
     report.max_ms = lat.last().map_or(0.0, |s| s * 1e3);
     Ok(report)

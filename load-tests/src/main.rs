@@ -59,10 +59,7 @@ struct ClosedArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -92,26 +89,15 @@ pub struct BatchStats {
 
 pub async fn scrape(admin: &str) -> anyhow::Result<Vec<scrape::Sample>> {
     let (status, body) = client::get(admin, "/metrics").await?;
-    anyhow::ensure!(
-        status == 200,
-        "GET http://{admin}/metrics answered {status}"
-    );
+    anyhow::ensure!(status == 200, "GET http://{admin}/metrics answered {status}");
     Ok(scrape::parse(&String::from_utf8_lossy(&body)))
 }
 
-pub fn batch_stats(
-    before: &[scrape::Sample],
-    after: &[scrape::Sample],
-    model: &str,
-    version: &str,
-) -> BatchStats {
+pub fn batch_stats(before: &[scrape::Sample], after: &[scrape::Sample], model: &str, version: &str) -> BatchStats {
     let want = [("model", model), ("version", version)];
     let d = |n: &str| scrape::sum(after, n, &want) - scrape::sum(before, n, &want);
     let batches = d("switchyard_batch_size_count");
-    BatchStats {
-        batches,
-        mean_rows: d("switchyard_batch_size_sum") / batches.max(1.0),
-    }
+    BatchStats { batches, mean_rows: d("switchyard_batch_size_sum") / batches.max(1.0) }
 }
 
 async fn closed(a: ClosedArgs) -> anyhow::Result<()> {
@@ -129,12 +115,7 @@ async fn closed(a: ClosedArgs) -> anyhow::Result<()> {
         (None, None) => Some(Duration::from_secs(10)),
         (_, s) => s.map(Duration::from_secs_f64),
     };
-    let target = client::Target {
-        addr: a.addr.clone(),
-        path,
-        body,
-        header_len,
-    };
+    let target = client::Target { addr: a.addr.clone(), path, body, header_len };
     let report = client::closed_loop(target, a.concurrency, a.requests, duration, a.rows).await?;
     let batches = match (&a.admin_addr, before) {
         (Some(m), Some(before)) => {
@@ -151,10 +132,7 @@ async fn closed(a: ClosedArgs) -> anyhow::Result<()> {
     println!(
         "{}{}: {} ok in {:.1}s = {:.0} req/s ({:.0} rows/s); latency ms p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}",
         a.model,
-        a.version
-            .as_deref()
-            .map(|v| format!(":{v}"))
-            .unwrap_or_default(),
+        a.version.as_deref().map(|v| format!(":{v}")).unwrap_or_default(),
         report.ok,
         report.seconds,
         report.requests_per_second,
@@ -168,10 +146,7 @@ async fn closed(a: ClosedArgs) -> anyhow::Result<()> {
         println!("  errors: {:?}", report.errors);
     }
     if let Some(b) = batches {
-        println!(
-            "  batches executed: {:.0}, mean batch size {:.2} rows",
-            b.batches, b.mean_rows
-        );
+        println!("  batches executed: {:.0}, mean batch size {:.2} rows", b.batches, b.mean_rows);
     }
     Ok(())
 }

@@ -19,11 +19,7 @@ pub fn parse(text: &str) -> Vec<Sample> {
                 Some((n, rest)) => (n, parse_labels(rest.strip_suffix('}')?)),
                 None => (series, BTreeMap::new()),
             };
-            Some(Sample {
-                name: name.to_owned(),
-                labels,
-                value,
-            })
+            Some(Sample { name: name.to_owned(), labels, value })
         })
         .collect()
 }
@@ -33,10 +29,7 @@ fn parse_labels(s: &str) -> BTreeMap<String, String> {
     let mut rest = s;
     while let Some((k, after)) = rest.split_once("=\"") {
         let Some(end) = after.find('"') else { break };
-        out.insert(
-            k.trim_start_matches(',').to_owned(),
-            after[..end].to_owned(),
-        );
+        out.insert(k.trim_start_matches(',').to_owned(), after[..end].to_owned());
         rest = &after[end + 1..];
     }
     out
@@ -46,12 +39,7 @@ fn parse_labels(s: &str) -> BTreeMap<String, String> {
 pub fn sum(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
     samples
         .iter()
-        .filter(|s| {
-            s.name == name
-                && want
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
+        .filter(|s| s.name == name && want.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
         .map(|s| s.value)
         .sum()
 }
@@ -66,14 +54,8 @@ mod tests {
                     switchyard_batch_size_sum{model=\"mlp\",version=\"v2\"} 1\nup 1\n";
         let s = parse(text);
         assert_eq!(s.len(), 3);
-        assert_eq!(
-            sum(&s, "switchyard_batch_size_sum", &[("model", "mlp")]),
-            13.5
-        );
-        assert_eq!(
-            sum(&s, "switchyard_batch_size_sum", &[("version", "v1")]),
-            12.5
-        );
+        assert_eq!(sum(&s, "switchyard_batch_size_sum", &[("model", "mlp")]), 13.5);
+        assert_eq!(sum(&s, "switchyard_batch_size_sum", &[("version", "v1")]), 12.5);
         assert_eq!(sum(&s, "up", &[]), 1.0);
     }
 }

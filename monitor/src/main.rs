@@ -20,18 +20,10 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(name = "switchyard-collector", version, about)]
 struct Args {
-    #[arg(
-        long,
-        env = "SWITCHYARD_COLLECTOR_ADDR",
-        default_value = "127.0.0.1:9411"
-    )]
+    #[arg(long, env = "SWITCHYARD_COLLECTOR_ADDR", default_value = "127.0.0.1:9411")]
     listen: SocketAddr,
     /// JSONL file the samples are appended to (created if missing).
-    #[arg(
-        long,
-        env = "SWITCHYARD_COLLECTOR_OUTPUT",
-        default_value = "samples.jsonl"
-    )]
+    #[arg(long, env = "SWITCHYARD_COLLECTOR_OUTPUT", default_value = "samples.jsonl")]
     output: PathBuf,
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     max_body_bytes: usize,
@@ -46,29 +38,19 @@ struct Sink {
 async fn receive(State(sink): State<Arc<Sink>>, body: Bytes) -> (StatusCode, String) {
     if serde_json::from_slice::<serde_json::Value>(&body).map_or(true, |v| !v.is_object()) {
         sink.rejected.fetch_add(1, Ordering::Relaxed);
-        return (
-            StatusCode::BAD_REQUEST,
-            "{\"error\":\"a sample must be one JSON object\"}".into(),
-        );
+        return (StatusCode::BAD_REQUEST, "{\"error\":\"a sample must be one JSON object\"}".into());
     }
     // One write per line, so concurrent samples never interleave.
     let mut line = body.to_vec();
     line.retain(|b| *b != b'\n');
     line.push(b'\n');
-    let written = sink
-        .file
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .write_all(&line);
+    let written = sink.file.lock().unwrap_or_else(PoisonError::into_inner).write_all(&line);
     match written {
         Ok(()) => {
             sink.received.fetch_add(1, Ordering::Relaxed);
             (StatusCode::OK, "{}".into())
         }
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{{\"error\":\"cannot write: {e}\"}}"),
-        ),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{{\"error\":\"cannot write: {e}\"}}")),
     }
 }
 
@@ -87,25 +69,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .append(true)
         .open(&args.output)
         .with_context(|| format!("cannot open {}", args.output.display()))?;
-    let sink = Arc::new(Sink {
-        file: Mutex::new(file),
-        received: AtomicU64::new(0),
-        rejected: AtomicU64::new(0),
-    });
+    let sink = Arc::new(Sink { file: Mutex::new(file), received: AtomicU64::new(0), rejected: AtomicU64::new(0) });
     let app = Router::new()
         .route("/v1/samples", post(receive))
         .route("/metrics", get(stats))
         .route("/health", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(args.max_body_bytes))
         .with_state(sink);
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot bind {}", args.listen))?;
-    println!(
-        "switchyard-collector listening: http://{} -> {}",
-        listener.local_addr()?,
-        args.output.display()
-    );
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot bind {}", args.listen))?;
+    println!("switchyard-collector listening: http://{} -> {}", listener.local_addr()?, args.output.display());
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -120,10 +93,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e}");

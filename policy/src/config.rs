@@ -14,11 +14,7 @@ pub struct ConfigErrors(pub Vec<String>);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid switchyard filter configuration: {}",
-            self.0.join("; ")
-        )
+        write!(f, "invalid switchyard filter configuration: {}", self.0.join("; "))
     }
 }
 
@@ -175,37 +171,24 @@ fn default_max_queued() -> usize {
 const MAX_BODY_CAP: usize = 1024 * 1024;
 
 fn valid_header(h: &str) -> bool {
-    !h.is_empty()
-        && h.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    !h.is_empty() && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 impl Config {
     /// Parses and validates; the error lists every problem.
     pub fn parse(json: &[u8]) -> Result<Config, ConfigErrors> {
-        let cfg: Config =
-            serde_json::from_slice(json).map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+        let cfg: Config = serde_json::from_slice(json).map_err(|e| ConfigErrors(vec![e.to_string()]))?;
         let problems = cfg.problems();
-        if problems.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(ConfigErrors(problems))
-        }
+        if problems.is_empty() { Ok(cfg) } else { Err(ConfigErrors(problems)) }
     }
 
     /// The windows, parsed (valid after `parse`).
     pub fn windows(&self) -> Vec<WindowSpec> {
-        self.slo_windows
-            .iter()
-            .filter_map(|w| WindowSpec::parse(w).ok())
-            .collect()
+        self.slo_windows.iter().filter_map(|w| WindowSpec::parse(w).ok()).collect()
     }
 
     fn problems(&self) -> Vec<String> {
@@ -234,9 +217,7 @@ impl Config {
                 p.push(format!("collector.path '{}' must start with '/'", c.path));
             }
             if c.timeout_ms == 0 || c.max_in_flight == 0 || c.max_queued == 0 {
-                p.push(
-                    "collector.timeout_ms, max_in_flight and max_queued must be positive".into(),
-                );
+                p.push("collector.timeout_ms, max_in_flight and max_queued must be positive".into());
             }
         }
         let mut seen = HashSet::new();
@@ -265,48 +246,31 @@ impl ModelPolicy {
         let mut names = HashSet::new();
         for v in &self.versions {
             if !valid_name(&v.name) {
-                p.push(at(&format!(
-                    "version name '{}' must be 1-128 of [A-Za-z0-9_.-]",
-                    v.name
-                )));
+                p.push(at(&format!("version name '{}' must be 1-128 of [A-Za-z0-9_.-]", v.name)));
             }
             if !names.insert(v.name.as_str()) {
                 p.push(at(&format!("version '{}' is listed twice", v.name)));
             }
             if !valid_name(&v.cluster) {
-                p.push(at(&format!(
-                    "version '{}': cluster '{}' is not a valid cluster name",
-                    v.name, v.cluster
-                )));
+                p.push(at(&format!("version '{}': cluster '{}' is not a valid cluster name", v.name, v.cluster)));
             }
         }
         if !self.versions.is_empty() && self.versions.iter().all(|v| v.weight == 0) {
             p.push(at("at least one version needs a positive weight"));
         }
-        if self
-            .versions
-            .iter()
-            .map(|v| u64::from(v.weight))
-            .sum::<u64>()
-            > u64::from(u32::MAX)
-        {
+        if self.versions.iter().map(|v| u64::from(v.weight)).sum::<u64>() > u64::from(u32::MAX) {
             p.push(at("weights must add up to at most 4294967295"));
         }
         if let Some(s) = &self.sticky {
             match (&s.header, &s.cookie) {
                 (Some(h), None) if valid_header(h) => {}
                 (None, Some(c)) if !c.is_empty() => {}
-                _ => p.push(at(
-                    "sticky needs exactly one of header (lowercase) or cookie",
-                )),
+                _ => p.push(at("sticky needs exactly one of header (lowercase) or cookie")),
             }
         }
         if let Some(o) = &self.override_ {
             if !valid_header(&o.header) {
-                p.push(at(&format!(
-                    "override.header '{}' must be a lowercase header name",
-                    o.header
-                )));
+                p.push(at(&format!("override.header '{}' must be a lowercase header name", o.header)));
             }
             for a in &o.allow {
                 if !names.contains(a.as_str()) {
@@ -316,16 +280,10 @@ impl ModelPolicy {
         }
         if let Some(s) = &self.shadow {
             if !names.contains(s.version.as_str()) {
-                p.push(at(&format!(
-                    "shadow.version '{}' is not one of the versions",
-                    s.version
-                )));
+                p.push(at(&format!("shadow.version '{}' is not one of the versions", s.version)));
             }
             if !(0.0..=100.0).contains(&s.percent) {
-                p.push(at(&format!(
-                    "shadow.percent must be 0-100, got {}",
-                    s.percent
-                )));
+                p.push(at(&format!("shadow.percent must be 0-100, got {}", s.percent)));
             }
         }
         if let Some(s) = &self.sampling {
@@ -333,23 +291,16 @@ impl ModelPolicy {
                 p.push(at(&format!("sampling.rate must be 0-1, got {}", s.rate)));
             }
             if s.max_body_bytes > MAX_BODY_CAP {
-                p.push(at(&format!(
-                    "sampling.max_body_bytes must be at most {MAX_BODY_CAP}"
-                )));
+                p.push(at(&format!("sampling.max_body_bytes must be at most {MAX_BODY_CAP}")));
             }
             if s.rate > 0.0 && !has_collector {
                 p.push(at("sampling.rate > 0 needs a collector"));
             }
         }
         if let Some(s) = &self.slo {
-            for (field, v) in [
-                ("availability", s.availability),
-                ("latency_objective", s.latency_objective),
-            ] {
+            for (field, v) in [("availability", s.availability), ("latency_objective", s.latency_objective)] {
                 if !(v > 0.0 && v < 1.0) {
-                    p.push(at(&format!(
-                        "slo.{field} must be strictly between 0 and 1, got {v}"
-                    )));
+                    p.push(at(&format!("slo.{field} must be strictly between 0 and 1, got {v}")));
                 }
             }
             if s.latency_ms == 0 {
@@ -438,8 +389,10 @@ mod tests {
     fn unknown_fields_are_rejected() {
         let e = Config::parse(br#"{"models": {}, "modles": {}}"#).unwrap_err();
         assert!(e.to_string().contains("unknown field `modles`"), "{e}");
-        let e = Config::parse(br#"{"models": {"m": {"versions": [{"name": "v1", "cluster": "c", "weight": 1, "wieght": 2}]}}}"#)
-            .unwrap_err();
+        let e = Config::parse(
+            br#"{"models": {"m": {"versions": [{"name": "v1", "cluster": "c", "weight": 1, "wieght": 2}]}}}"#,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("unknown field `wieght`"), "{e}");
     }
 }

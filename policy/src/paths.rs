@@ -35,12 +35,7 @@ pub fn parse(path: &str) -> Option<ModelPath<'_>> {
         }
         None => (None, tail),
     };
-    Some(ModelPath {
-        model,
-        version,
-        rest,
-        query,
-    })
+    Some(ModelPath { model, version, rest, query })
 }
 
 /// The path without its `/versions/{v}` segment.
@@ -64,23 +59,11 @@ mod tests {
         assert_eq!((p.model, p.version, p.rest), ("mlp", None, "infer"));
         assert_eq!(unversioned(&p), "/v2/models/mlp/infer");
         let p = parse("/v2/models/mlp/versions/v1/infer?x=1").unwrap();
-        assert_eq!(
-            (p.model, p.version, p.rest, p.query),
-            ("mlp", Some("v1"), "infer", "?x=1")
-        );
+        assert_eq!((p.model, p.version, p.rest, p.query), ("mlp", Some("v1"), "infer", "?x=1"));
         assert_eq!(unversioned(&p), "/v2/models/mlp/infer?x=1");
         let p = parse("/v2/models/mlp/versions/v3").unwrap();
-        assert_eq!(
-            (p.version, unversioned(&p)),
-            (Some("v3"), "/v2/models/mlp".to_owned())
-        );
-        for bad in [
-            "/v2/models/",
-            "/v2/health/ready",
-            "/v2/models//infer",
-            "/v2/models/m/versions/",
-            "/",
-        ] {
+        assert_eq!((p.version, unversioned(&p)), (Some("v3"), "/v2/models/mlp".to_owned()));
+        for bad in ["/v2/models/", "/v2/health/ready", "/v2/models//infer", "/v2/models/m/versions/", "/"] {
             assert_eq!(parse(bad), None, "{bad}");
         }
     }

@@ -75,9 +75,7 @@ pub fn body_value(
             }
             v
         }
-        None if !redact.is_empty() => {
-            Value::String(format!("{REDACTED}: body not parseable as JSON"))
-        }
+        None if !redact.is_empty() => Value::String(format!("{REDACTED}: body not parseable as JSON")),
         None => Value::String(String::from_utf8_lossy(json_part).into_owned()),
     };
     (value, binary)
@@ -125,10 +123,7 @@ mod tests {
 
     #[test]
     fn redacts_headers_case_insensitively() {
-        let mut h = vec![
-            ("Authorization".into(), "secret".into()),
-            ("x-ok".into(), "1".into()),
-        ];
+        let mut h = vec![("Authorization".into(), "secret".into()), ("x-ok".into(), "1".into())];
         redact_headers(&mut h, &["authorization".into()]);
         assert_eq!(h[0].1, REDACTED);
         assert_eq!(h[1].1, "1");
@@ -139,11 +134,7 @@ mod tests {
         let body = json!({"id": "u-1", "parameters": {"user": "alice", "keep": 1},
             "inputs": [{"name": "ssn", "data": [1, 2]}, {"name": "x", "data": [3]}]});
         let bytes = serde_json::to_vec(&body).unwrap();
-        let redact = [
-            "id".to_owned(),
-            "parameters.user".to_owned(),
-            "inputs.ssn".to_owned(),
-        ];
+        let redact = ["id".to_owned(), "parameters.user".to_owned(), "inputs.ssn".to_owned()];
         let (v, bin) = body_value(&bytes, false, None, &redact);
         assert_eq!(bin, None);
         assert_eq!(v["id"], REDACTED);
@@ -154,12 +145,7 @@ mod tests {
 
     #[test]
     fn unparseable_bodies_are_withheld_when_redaction_is_asked() {
-        let (v, _) = body_value(
-            b"{\"id\": \"secret\", \"inp",
-            true,
-            None,
-            &["id".to_owned()],
-        );
+        let (v, _) = body_value(b"{\"id\": \"secret\", \"inp", true, None, &["id".to_owned()]);
         assert!(v.as_str().unwrap().starts_with(REDACTED));
         let (v, _) = body_value(b"plain text", false, None, &[]);
         assert_eq!(v, json!("plain text"));

@@ -14,13 +14,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 5] = [
-        Outcome::Success,
-        Outcome::ClientError,
-        Outcome::ServerError,
-        Outcome::Timeout,
-        Outcome::UpstreamReset,
-    ];
+    pub const ALL: [Outcome; 5] =
+        [Outcome::Success, Outcome::ClientError, Outcome::ServerError, Outcome::Timeout, Outcome::UpstreamReset];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -71,9 +66,7 @@ impl WindowSpec {
     /// `30s`, `5m`, `1h`, `3d`: 30 seconds to 30 days.
     pub fn parse(s: &str) -> Result<WindowSpec, String> {
         let (num, unit) = s.split_at(s.trim_end_matches(|c: char| c.is_ascii_alphabetic()).len());
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("'{s}' is not a duration like 5m or 1h"))?;
+        let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a duration like 5m or 1h"))?;
         let mult = match unit {
             "s" => 1,
             "m" => 60,
@@ -85,10 +78,7 @@ impl WindowSpec {
         if !(30..=30 * 86_400).contains(&seconds) {
             return Err(format!("'{s}' must be between 30s and 30d"));
         }
-        Ok(WindowSpec {
-            label: s.to_owned(),
-            seconds,
-        })
+        Ok(WindowSpec { label: s.to_owned(), seconds })
     }
 
     pub fn bucket_seconds(&self) -> u64 {
@@ -122,12 +112,7 @@ impl Counts {
     }
 
     /// One request's contribution.
-    pub fn event(
-        outcome: Outcome,
-        status: Option<u16>,
-        latency_ms: u64,
-        threshold_ms: u64,
-    ) -> Counts {
+    pub fn event(outcome: Outcome, status: Option<u16>, latency_ms: u64, threshold_ms: u64) -> Counts {
         let ok = outcome == Outcome::Success;
         Counts {
             total: 1,
@@ -156,10 +141,7 @@ pub struct Window {
 
 impl Window {
     pub fn new(spec: &WindowSpec) -> Self {
-        Window {
-            bucket_seconds: spec.bucket_seconds(),
-            buckets: vec![(0, Counts::default()); BUCKETS as usize],
-        }
+        Window { bucket_seconds: spec.bucket_seconds(), buckets: vec![(0, Counts::default()); BUCKETS as usize] }
     }
 
     pub fn add(&mut self, now_seconds: u64, c: &Counts) {
@@ -205,9 +187,7 @@ impl Window {
             a.copy_from_slice(c);
             u64::from_le_bytes(a)
         });
-        if bytes.len() != 8 + BUCKETS as usize * Self::RECORD
-            || words.next()? != spec.bucket_seconds()
-        {
+        if bytes.len() != 8 + BUCKETS as usize * Self::RECORD || words.next()? != spec.bucket_seconds() {
             return None;
         }
         let mut buckets = Vec::with_capacity(BUCKETS as usize);
@@ -221,10 +201,7 @@ impl Window {
             };
             buckets.push((b, c));
         }
-        Some(Window {
-            bucket_seconds: spec.bucket_seconds(),
-            buckets,
-        })
+        Some(Window { bucket_seconds: spec.bucket_seconds(), buckets })
     }
 }
 
@@ -259,26 +236,12 @@ mod tests {
     fn window_slides_and_forgets() {
         let spec = WindowSpec::parse("5m").unwrap();
         let mut w = Window::new(&spec);
-        let bad = Counts {
-            total: 1,
-            bad: 1,
-            ..Default::default()
-        };
-        let good = Counts {
-            total: 1,
-            ..Default::default()
-        };
+        let bad = Counts { total: 1, bad: 1, ..Default::default() };
+        let good = Counts { total: 1, ..Default::default() };
         w.add(1000, &bad);
         w.add(1005, &good);
         w.add(1100, &good);
-        assert_eq!(
-            w.totals(1100),
-            Counts {
-                total: 3,
-                bad: 1,
-                ..Default::default()
-            }
-        );
+        assert_eq!(w.totals(1100), Counts { total: 3, bad: 1, ..Default::default() });
         // 300 s later the first events have left the window.
         assert_eq!(w.totals(1305).total, 1);
         assert_eq!(w.totals(2000).total, 0);
@@ -291,21 +254,10 @@ mod tests {
     fn window_encoding_round_trips_and_rejects_other_specs() {
         let spec = WindowSpec::parse("1h").unwrap();
         let mut w = Window::new(&spec);
-        w.add(
-            7200,
-            &Counts {
-                total: 5,
-                bad: 2,
-                latency_total: 3,
-                latency_bad: 1,
-            },
-        );
+        w.add(7200, &Counts { total: 5, bad: 2, latency_total: 3, latency_bad: 1 });
         let bytes = w.encode();
         assert_eq!(Window::decode(&spec, &bytes), Some(w));
-        assert_eq!(
-            Window::decode(&WindowSpec::parse("5m").unwrap(), &bytes),
-            None
-        );
+        assert_eq!(Window::decode(&WindowSpec::parse("5m").unwrap(), &bytes), None);
         assert_eq!(Window::decode(&spec, &bytes[1..]), None);
     }
 
@@ -318,17 +270,10 @@ mod tests {
 
     #[test]
     fn latency_sli_counts_only_successes() {
-        assert_eq!(
-            Counts::event(Outcome::Success, Some(200), 300, 250).latency_bad,
-            1
-        );
+        assert_eq!(Counts::event(Outcome::Success, Some(200), 300, 250).latency_bad, 1);
         assert_eq!(
             Counts::event(Outcome::ServerError, Some(500), 300, 250),
-            Counts {
-                total: 1,
-                bad: 1,
-                ..Default::default()
-            }
+            Counts { total: 1, bad: 1, ..Default::default() }
         );
     }
 }

@@ -70,33 +70,21 @@ pub fn decide(policy: &ModelPolicy, facts: &RequestFacts<'_>) -> Decision {
     let mut override_refused = false;
     let mut chosen = None;
     if let Some(want) = facts.requested {
-        let allowed = policy
-            .override_
-            .as_ref()
-            .is_some_and(|o| o.allow.iter().any(|a| a == want));
+        let allowed = policy.override_.as_ref().is_some_and(|o| o.allow.iter().any(|a| a == want));
         match policy.version(want) {
             Some(i) if allowed => chosen = Some((i, Reason::Override)),
             _ => override_refused = true,
         }
     }
     let (version, reason) = chosen.unwrap_or_else(|| match facts.sticky_key {
-        Some(k) => (
-            version_at(policy, stable_hash(k.as_bytes())),
-            Reason::Sticky,
-        ),
+        Some(k) => (version_at(policy, stable_hash(k.as_bytes())), Reason::Sticky),
         None => (version_at(policy, facts.random), Reason::Weighted),
     });
-    let shadow = policy.shadow.as_ref().and_then(|s| {
-        policy
-            .version(&s.version)
-            .filter(|&i| i != version && facts.shadow_random * 100.0 < s.percent)
-    });
-    Decision {
-        version,
-        reason,
-        override_refused,
-        shadow,
-    }
+    let shadow = policy
+        .shadow
+        .as_ref()
+        .and_then(|s| policy.version(&s.version).filter(|&i| i != version && facts.shadow_random * 100.0 < s.percent));
+    Decision { version, reason, override_refused, shadow }
 }
 
 /// The sticky key from a `Cookie` header value.
@@ -120,17 +108,10 @@ mod tests {
             versions: weights
                 .iter()
                 .enumerate()
-                .map(|(i, w)| Version {
-                    name: format!("v{}", i + 1),
-                    cluster: format!("c{}", i + 1),
-                    weight: *w,
-                })
+                .map(|(i, w)| Version { name: format!("v{}", i + 1), cluster: format!("c{}", i + 1), weight: *w })
                 .collect(),
             sticky: None,
-            override_: Some(Override {
-                header: "x-o".into(),
-                allow: vec!["v2".into()],
-            }),
+            override_: Some(Override { header: "x-o".into(), allow: vec!["v2".into()] }),
             shadow: None,
             sampling: None,
             slo: None,
@@ -143,9 +124,7 @@ mod tests {
         let p = policy(&[90, 10]);
         let mut rng = Rng::new(1);
         let n = 100_000;
-        let canary = (0..n)
-            .filter(|_| version_at(&p, rng.next_u64()) == 1)
-            .count();
+        let canary = (0..n).filter(|_| version_at(&p, rng.next_u64()) == 1).count();
         let share = canary as f64 / f64::from(n);
         assert!((share - 0.10).abs() < 0.005, "{share}");
     }
@@ -161,21 +140,11 @@ mod tests {
     #[test]
     fn override_only_when_allowed() {
         let p = policy(&[100, 0]);
-        let facts = |r| RequestFacts {
-            requested: Some(r),
-            ..Default::default()
-        };
+        let facts = |r| RequestFacts { requested: Some(r), ..Default::default() };
         let d = decide(&p, &facts("v2"));
-        assert_eq!(
-            (d.version, d.reason, d.override_refused),
-            (1, Reason::Override, false)
-        );
+        assert_eq!((d.version, d.reason, d.override_refused), (1, Reason::Override, false));
         let d = decide(&p, &facts("v1"));
-        assert_eq!(
-            (d.version, d.reason, d.override_refused),
-            (0, Reason::Weighted, true),
-            "v1 is not in allow"
-        );
+        assert_eq!((d.version, d.reason, d.override_refused), (0, Reason::Weighted, true), "v1 is not in allow");
         let d = decide(&p, &facts("v9"));
         assert!(d.override_refused);
         let mut no_override = p;
@@ -186,35 +155,21 @@ mod tests {
     #[test]
     fn shadow_goes_to_the_shadow_version_at_its_rate_and_never_to_itself() {
         let mut p = policy(&[100, 0]);
-        p.shadow = Some(Shadow {
-            version: "v2".into(),
-            percent: 25.0,
-        });
+        p.shadow = Some(Shadow { version: "v2".into(), percent: 25.0 });
         let mut rng = Rng::new(3);
         let n = 40_000;
         let shadowed = (0..n)
             .filter(|_| {
                 decide(
                     &p,
-                    &RequestFacts {
-                        random: rng.next_u64(),
-                        shadow_random: rng.next_f64(),
-                        ..Default::default()
-                    },
+                    &RequestFacts { random: rng.next_u64(), shadow_random: rng.next_f64(), ..Default::default() },
                 )
                 .shadow
                     == Some(1)
             })
             .count();
-        assert!(
-            (shadowed as f64 / f64::from(n) - 0.25).abs() < 0.011,
-            "{shadowed}"
-        );
-        let to_self = RequestFacts {
-            requested: Some("v2"),
-            shadow_random: 0.0,
-            ..Default::default()
-        };
+        assert!((shadowed as f64 / f64::from(n) - 0.25).abs() < 0.011, "{shadowed}");
+        let to_self = RequestFacts { requested: Some("v2"), shadow_random: 0.0, ..Default::default() };
         assert_eq!(decide(&p, &to_self).shadow, None);
     }
 

@@ -1,0 +1,234 @@
+//! The local data plane for end-to-end tests: Envoy with the Switchyard filter (real `.wasm`,
+//! configuration through ECDS), one backend per model version, and the sample collector.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::{Resp, Server, demo_repo, free_port, request, root, scratch, wait_until, workspace_bin};
+
+/// `target/`, from the running test binary (`target/<profile>/deps/<test>`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors().nth(3).unwrap().to_path_buf()
+}
+
+pub fn wasm_path() -> PathBuf {
+    let p = std::env::var_os("SWITCHYARD_FILTER_WASM")
+        .map_or_else(|| target_dir().join("wasm32-wasip1/wasm-release/switchyard_filter.wasm"), PathBuf::from);
+    assert!(p.exists(), "{} missing: run scripts/build-filter.sh (scripts/test.sh does)", p.display());
+    p
+}
+
+pub fn envoy_bin() -> PathBuf {
+    let p = root().join(".venv/bin/envoy");
+    assert!(p.exists(), "{} missing: run scripts/setup.sh", p.display());
+    p
+}
+
+pub fn python() -> PathBuf {
+    root().join(".venv/bin/python")
+}
+
+/// Runs `envoy/render.py` with `args`; panics with its message on failure.
+pub fn render(args: &[&str]) {
+    let out = Command::new(python()).arg(root().join("envoy/render.py")).args(args).output().unwrap();
+    assert!(out.status.success(), "render.py {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub struct Stack {
+    pub dir: PathBuf,
+    pub v1: Server,
+    pub v2: Server,
+    collector: Option<Proc>,
+    pub samples: PathBuf,
+    /// Killed when the stack is dropped.
+    _envoy: Proc,
+    pub listen: String,
+    pub admin: String,
+    pub envoy_log: PathBuf,
+}
+
+impl Stack {
+    /// Starts everything for `mlp` v1 and v2 and waits until the filter is configured.
+    /// `policy` is the filter policy (its collector, if any, is started here).
+    pub fn start(name: &str, policy: &serde_json::Value) -> Stack {
+        let dir = scratch(name);
+        let repo = demo_repo();
+        let v1 = Server::start_ready(&repo, &["--models", "mlp:v1"]);
+        let v2 = Server::start_ready(&repo, &["--models", "mlp:v2"]);
+        let samples = dir.join("samples.jsonl");
+        let mut collector = Command::new(workspace_bin("switchyard-collector"))
+            .args(["--listen", "127.0.0.1:0", "--output"])
+            .arg(&samples)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(collector.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let collector_addr =
+            line.split_whitespace().find_map(|w| w.strip_prefix("http://")).expect("collector address").to_owned();
+        let policy_file = dir.join("policy.json");
+        std::fs::write(&policy_file, serde_json::to_vec_pretty(policy).unwrap()).unwrap();
+        let (listen, admin) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+        let (bootstrap, ecds) = (dir.join("envoy.yaml"), dir.join("filter.yaml"));
+        render(&[
+            "filter",
+            "--policy",
+            policy_file.to_str().unwrap(),
+            "--wasm",
+            wasm_path().to_str().unwrap(),
+            "--out",
+            ecds.to_str().unwrap(),
+        ]);
+        render(&[
+            "bootstrap",
+            "--policy",
+            policy_file.to_str().unwrap(),
+            "--out",
+            bootstrap.to_str().unwrap(),
+            "--ecds",
+            ecds.to_str().unwrap(),
+            "--listen",
+            &listen,
+            "--admin",
+            &admin,
+            "--upstream",
+            &format!("mlp-v1={}", v1.http),
+            "--upstream",
+            &format!("mlp-v2={}", v2.http),
+            "--collector",
+            &collector_addr,
+        ]);
+        let envoy_log = dir.join("envoy.log");
+        let envoy = Command::new(envoy_bin())
+            .arg("-c")
+            .arg(&bootstrap)
+            .args(["--disable-hot-restart", "--log-level", "warn", "--log-path"])
+            .arg(&envoy_log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stack = Stack {
+            dir,
+            v1,
+            v2,
+            collector: Some(Proc(collector)),
+            samples,
+            _envoy: Proc(envoy),
+            listen,
+            admin,
+            envoy_log,
+        };
+        wait_until(Duration::from_secs(30), "Envoy to load the filter", || {
+            stack.stat("extension_config_discovery.http_filter.switchyard.update_success") >= 1.0
+                && crate::try_request(&stack.listen, "GET", "/v2/health/live", &[], b"").is_ok()
+        });
+        stack
+    }
+
+    /// Replaces the filter policy at run time (ECDS: write, then rename) and waits until
+    /// Envoy has accepted or rejected it. Returns whether it was accepted.
+    pub fn apply_policy(&self, policy: &serde_json::Value) -> bool {
+        let before =
+            (self.ecds_stat("update_success"), self.ecds_stat("update_rejected") + self.ecds_stat("update_failure"));
+        let file = self.dir.join("policy-next.json");
+        std::fs::write(&file, serde_json::to_vec_pretty(policy).unwrap()).unwrap();
+        render(&[
+            "filter",
+            "--policy",
+            file.to_str().unwrap(),
+            "--wasm",
+            wasm_path().to_str().unwrap(),
+            "--out",
+            self.dir.join("filter.yaml").to_str().unwrap(),
+        ]);
+        let mut accepted = false;
+        wait_until(Duration::from_secs(20), "Envoy to take the new filter config", || {
+            let now = (
+                self.ecds_stat("update_success"),
+                self.ecds_stat("update_rejected") + self.ecds_stat("update_failure"),
+            );
+            accepted = now.0 > before.0;
+            now != before
+        });
+        accepted
+    }
+
+    fn ecds_stat(&self, name: &str) -> f64 {
+        self.stat(&format!("extension_config_discovery.http_filter.switchyard.{name}"))
+    }
+
+    /// A counter or gauge from Envoy's plain `/stats` (0 when absent).
+    pub fn stat(&self, name: &str) -> f64 {
+        let Ok(r) =
+            crate::try_request(&self.admin, "GET", &format!("/stats?filter=^{}$", name.replace('.', "\\.")), &[], b"")
+        else {
+            return 0.0;
+        };
+        String::from_utf8_lossy(&r.body)
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    /// `/stats/prometheus`.
+    pub fn prometheus(&self) -> String {
+        String::from_utf8_lossy(&request(&self.admin, "GET", "/stats/prometheus", &[], b"").body).into_owned()
+    }
+
+    pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        request(&self.listen, method, path, headers, body)
+    }
+
+    pub fn kill_collector(&mut self) {
+        self.collector = None;
+    }
+
+    pub fn sample_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.samples)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    pub fn envoy_log(&self) -> String {
+        std::fs::read_to_string(&self.envoy_log).unwrap_or_default()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// A test policy for `mlp` v1/v2 with the given per-model overrides merged in.
+pub fn mlp_policy(model: &serde_json::Value) -> serde_json::Value {
+    let mut m = serde_json::json!({
+        "versions": [
+            {"name": "v1", "cluster": "mlp-v1", "weight": 90},
+            {"name": "v2", "cluster": "mlp-v2", "weight": 10}
+        ]
+    });
+    if let (Some(base), Some(extra)) = (m.as_object_mut(), model.as_object()) {
+        for (k, v) in extra {
+            base.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::json!({
+        "models": {"mlp": m},
+        "collector": {"cluster": "collector", "timeout_ms": 500},
+        "slo_windows": ["5m", "1h"]
+    })
+}
