@@ -1,68 +1,111 @@
 #!/usr/bin/env bash
-# The local demo, from a fresh clone: installs what is missing, builds, generates the demo
-# models, starts the backend on them, drives real-time traffic at every model version, runs
-# an offline batch job, shows what came back and where the metrics are, then stops cleanly.
+# The local demo stack, from a fresh clone: installs what is missing, builds, generates the
+# demo models, and runs the data plane on loopback:
+#   client -> Envoy :10000 (Switchyard filter: split, shadow, sampling, SLOs)
+#          -> backend v1 :8101 (mlp:v1, resnet18:v1) | backend v2 :8102 (mlp:v2, resnet18:v2)
+#   samples -> collector :9411 -> .demo/samples.jsonl
+# then drives traffic, changes the canary weight at run time, runs an offline batch job,
+# prints what came back and where the metrics are, and stops everything cleanly.
 #   scripts/demo.sh          run and stop
-#   scripts/demo.sh --stay   leave the backend running until Ctrl-C
-# Ports: SWITCHYARD_HTTP_ADDR (default 127.0.0.1:8000), SWITCHYARD_ADMIN_ADDR (127.0.0.1:8002).
+#   scripts/demo.sh --stay   leave the stack running until Ctrl-C
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STAY=0
 for arg in "$@"; do
   case "$arg" in
     --stay) STAY=1 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
-export SWITCHYARD_HTTP_ADDR=${SWITCHYARD_HTTP_ADDR:-127.0.0.1:8000}
-export SWITCHYARD_ADMIN_ADDR=${SWITCHYARD_ADMIN_ADDR:-127.0.0.1:8002}
 DEMO=.demo
 mkdir -p "$DEMO"
+ENVOY=127.0.0.1:10000
+ENVOY_ADMIN=127.0.0.1:9901
+export SWITCHYARD_STATE=$DEMO/envoy SWITCHYARD_ENVOY_LISTEN=$ENVOY SWITCHYARD_ENVOY_ADMIN=$ENVOY_ADMIN
+export SWITCHYARD_BACKEND_V1=127.0.0.1:8101 SWITCHYARD_BACKEND_V2=127.0.0.1:8102 SWITCHYARD_COLLECTOR=127.0.0.1:9411
 
 scripts/setup.sh
 
 echo "==> building (release; the first build compiles libtorch bindings and takes a few minutes)"
-cargo build --release --quiet -p switchyard-backend -p switchyard-load
+cargo build --release --quiet
+scripts/build-filter.sh
 BIN=target/release
+PY=.venv/bin/python
 
-echo "==> starting the backend on http://$SWITCHYARD_HTTP_ADDR (admin http://$SWITCHYARD_ADMIN_ADDR); log: $DEMO/backend.log"
-"$BIN/switchyard-backend" serve --model-repository models/repo >"$DEMO/backend.out" 2>"$DEMO/backend.log" &
-PID=$!
+PIDS=()
 stop() {
-  if kill -0 "$PID" 2>/dev/null; then
-    echo "==> stopping the backend (SIGTERM: drains queued work, then exits)"
-    kill -TERM "$PID" 2>/dev/null || true
-    wait "$PID" && echo "    stopped cleanly" || echo "    backend exited with status $?"
-  fi
+  trap - EXIT
+  [ ${#PIDS[@]} -gt 0 ] || return 0
+  echo "==> stopping (SIGTERM: backends drain queued work, then exit)"
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  echo "    stopped"
 }
 trap stop EXIT
 trap 'exit 130' INT TERM
-for _ in $(seq 1 600); do
-  if curl -fsS "http://$SWITCHYARD_HTTP_ADDR/v2/health/ready" >/dev/null 2>&1; then break; fi
-  if ! kill -0 "$PID" 2>/dev/null; then echo "backend exited during start-up:" >&2; cat "$DEMO/backend.log" >&2; exit 1; fi
-  sleep 0.2
-done
-curl -fsS "http://$SWITCHYARD_HTTP_ADDR/v2/health/ready" >/dev/null || { echo "backend not ready after 120 s; see $DEMO/backend.log" >&2; exit 1; }
-for m in mlp resnet18; do
-  curl -fsS "http://$SWITCHYARD_HTTP_ADDR/v2/models/$m" | "$PWD/.venv/bin/python" -c '
-import json, sys
-m = json.load(sys.stdin); p = m["parameters"]
-print("    %s: versions %s, input %s, device %s, max batch %s" % (m["name"], m["versions"], m["inputs"][0]["shape"], p["device"], p["max_batch_size"]))'
+start() { # name, command...
+  local name=$1; shift
+  "$@" >"$DEMO/$name.out" 2>"$DEMO/$name.log" &
+  PIDS+=($!)
+}
+wait_http() { # url, what
+  for _ in $(seq 1 600); do
+    curl -fsS "$1" >/dev/null 2>&1 && return 0
+    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null || { echo "a component exited during start-up; logs in $DEMO/" >&2; tail -5 "$DEMO"/*.log >&2; exit 1; }; done
+    sleep 0.2
+  done
+  echo "$2 not ready after 120 s; logs in $DEMO/" >&2; exit 1
+}
+
+echo "==> starting backends, collector and Envoy (logs in $DEMO/)"
+start backend-v1 "$BIN/switchyard-backend" serve --model-repository models/repo --models mlp:v1,resnet18:v1 \
+  --http-addr "$SWITCHYARD_BACKEND_V1" --admin-addr 127.0.0.1:8201
+start backend-v2 "$BIN/switchyard-backend" serve --model-repository models/repo --models mlp:v2,resnet18:v2 \
+  --http-addr "$SWITCHYARD_BACKEND_V2" --admin-addr 127.0.0.1:8202
+start collector "$BIN/switchyard-collector" --listen "$SWITCHYARD_COLLECTOR" --output "$DEMO/samples.jsonl"
+start envoy envoy/run.sh
+wait_http "http://$SWITCHYARD_BACKEND_V1/v2/health/ready" "backend v1"
+wait_http "http://$SWITCHYARD_BACKEND_V2/v2/health/ready" "backend v2"
+wait_http "http://$ENVOY/v2/health/live" "Envoy"
+echo "    policy (envoy/policy.json): mlp v1 90% / v2 10%, sticky on x-user-id, 5% shadowed to v2; resnet18 all v1; 1% of payloads sampled"
+
+metric() { # prometheus text on stdin; prints matching lines without the metric's noise
+  grep -E "$1" | grep -vE ' 0$' | sed 's/^/    /' || true
+}
+
+echo "==> real-time traffic through Envoy: 32 clients on mlp for 4 s, 8 clients on resnet18 for 4 s"
+"$BIN/switchyard-load" closed --addr "$ENVOY" --model mlp --concurrency 32 --seconds 4
+"$BIN/switchyard-load" closed --addr "$ENVOY" --model resnet18 --concurrency 8 --seconds 4 --binary
+echo "    where the requests went, by the filter's own count:"
+curl -fsS "http://$ENVOY_ADMIN/stats/prometheus" | metric '^switchyard_requests_total\{model="(mlp|resnet18)".*outcome="success"'
+echo "    batch sizes the backends formed (mean rows per batch):"
+for port in 8201 8202; do
+  curl -fsS "http://127.0.0.1:$port/metrics" | awk -v p="$port" '/^switchyard_batch_size_(sum|count)/ {split($1,a,"{"); k=a[2]; v[a[1]" "k]=$2} END {for (x in v) if (x ~ /_sum/) {c=x; sub(/_sum/,"_count",c); if (v[c]>0) {l=substr(x, index(x," ")+1); gsub(/model="|",version="/, " ", l); gsub(/"}/, "", l); printf "    backend :%s %s mean %.1f rows\n", p, l, v[x]/v[c]}}}'
 done
 
-echo "==> real-time traffic: concurrent clients per model version (latency measured by the client; batch sizes from the backend's metrics)"
-for mv in mlp:v1 mlp:v2; do
-  "$BIN/switchyard-load" closed --addr "$SWITCHYARD_HTTP_ADDR" --admin-addr "$SWITCHYARD_ADMIN_ADDR" \
-    --model "${mv%%:*}" --version "${mv##*:}" --concurrency 32 --seconds 3
+echo "==> sticky users: each user keeps their version"
+for u in alice bob carol dave; do
+  versions=$(for _ in 1 2 3 4 5; do curl -fsS -o /dev/null -D - -H "x-user-id: $u" "http://$ENVOY/v2/models/mlp" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-switchyard-version" {print $2}'; done | sort | uniq -c | tr -s ' ')
+  echo "    $u:$versions"
 done
-for mv in resnet18:v1 resnet18:v2; do
-  "$BIN/switchyard-load" closed --addr "$SWITCHYARD_HTTP_ADDR" --admin-addr "$SWITCHYARD_ADMIN_ADDR" \
-    --model "${mv%%:*}" --version "${mv##*:}" --concurrency 8 --seconds 4 --binary
-done
+
+echo "==> canary to 50% at run time (ECDS; no restart, nothing dropped)"
+"$PY" - "$DEMO/policy-50.json" <<'PY'
+import json, sys
+p = json.load(open("envoy/policy.json"))
+p["models"]["mlp"]["versions"][0]["weight"] = 50
+p["models"]["mlp"]["versions"][1]["weight"] = 50
+json.dump(p, open(sys.argv[1], "w"), indent=2)
+PY
+envoy/apply-policy.sh "$DEMO/policy-50.json" | sed 's/^/    /'
+before=$(curl -fsS "http://$ENVOY_ADMIN/stats/prometheus" | awk '/^switchyard_requests_total\{model="mlp",version="v2",outcome="success"/ {print $2}')
+"$BIN/switchyard-load" closed --addr "$ENVOY" --model mlp --concurrency 16 --requests 2000
+after=$(curl -fsS "http://$ENVOY_ADMIN/stats/prometheus" | awk '/^switchyard_requests_total\{model="mlp",version="v2",outcome="success"/ {print $2}')
+echo "    v2 served $((after - before)) of those 2000 requests"
 
 echo "==> offline batch: 2,000 rows through mlp:v1 at full batch size ($DEMO/batch-in.jsonl -> $DEMO/batch-out.jsonl)"
-"$PWD/.venv/bin/python" - "$DEMO/batch-in.jsonl" <<'PY'
+"$PY" - "$DEMO/batch-in.jsonl" <<'PY'
 import json, random, sys
 random.seed(42)
 with open(sys.argv[1], "w") as f:
@@ -73,11 +116,20 @@ PY
   --input "$DEMO/batch-in.jsonl" --output "$DEMO/batch-out.jsonl" --restart
 echo "    first result: $(head -n 1 "$DEMO/batch-out.jsonl" | cut -c 1-160)"
 
-echo "==> metrics: http://$SWITCHYARD_ADMIN_ADDR/metrics   (documented in docs/metrics.md); a few of them:"
-curl -fsS "http://$SWITCHYARD_ADMIN_ADDR/metrics" \
-  | grep -E '^switchyard_(inference_requests_total|batch_size_(sum|count)|device_seconds_total|model_ready)' | sed 's/^/    /'
+sleep 2 # one SLO merge and stats flush
+echo "==> SLOs per version (filter, shared across Envoy workers): burn rate x1000 over the 5m window"
+curl -fsS "http://$ENVOY_ADMIN/stats/prometheus" | grep -E '^switchyard_slo_burn_rate_x1000\{.*window="5m"' | sed 's/^/    /'
+echo "==> payload samples shipped to the collector: $(wc -l < "$DEMO/samples.jsonl") in $DEMO/samples.jsonl"
+
+cat <<EOF
+==> where to look
+    inference (through Envoy):  http://$ENVOY/v2/models/mlp/infer
+    Envoy + filter metrics:     http://$ENVOY_ADMIN/stats/prometheus   (switchyard_* documented in docs/metrics.md)
+    backend metrics:            http://127.0.0.1:8201/metrics  http://127.0.0.1:8202/metrics
+    change weights/sampling:    envoy/apply-policy.sh <policy.json>
+EOF
 
 if [ "$STAY" = 1 ]; then
-  echo "==> the backend stays up: http://$SWITCHYARD_HTTP_ADDR (Open Inference Protocol). Ctrl-C stops it."
-  wait "$PID" || true
+  echo "==> the stack stays up; Ctrl-C stops it."
+  wait "${PIDS[0]}" || true
 fi
