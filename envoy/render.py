@@ -130,6 +130,9 @@ def bootstrap(a):
             {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
         ],
     }
+    if a.no_filter:
+        hcm["http_filters"] = hcm["http_filters"][2:]
+        hcm["route_config"]["virtual_hosts"][0]["routes"] = hcm["route_config"]["virtual_hosts"][0]["routes"][1:]
     config = {
         "node": {"id": "switchyard-local", "cluster": "switchyard"},
         "admin": {"address": addr(a.admin)},
@@ -195,6 +198,7 @@ def main():
     b.add_argument("--upstream", action="append", default=[], metavar="CLUSTER=HOST:PORT")
     b.add_argument("--collector", metavar="HOST:PORT")
     b.add_argument("--default-cluster")
+    b.add_argument("--no-filter", action="store_true", help="plain Envoy (the benchmark's baseline): no scrub, no Switchyard filter")
     f = sub.add_parser("filter")
     f.add_argument("--policy", required=True)
     f.add_argument("--wasm", required=True)

@@ -19,6 +19,8 @@ const BINARY_HEADER: &str = "inference-header-content-length";
 
 #[derive(Default)]
 struct Capture {
+    /// Body bytes kept per direction (`sampling.max_body_bytes`).
+    cap: usize,
     request: Side,
     response: Side,
 }
@@ -56,6 +58,8 @@ struct Routed {
     model: usize,
     version: usize,
     start_ms: u64,
+    /// `:status` as the response headers passed (local replies included).
+    status: Option<u16>,
     capture: Option<Capture>,
 }
 
@@ -120,8 +124,10 @@ impl Stream {
         if let Some((_, cluster)) = &shadow {
             host::set_request_header(&w.config.shadow_header, Some(cluster));
         }
-        let sampled = policy.sampling.as_ref().is_some_and(|s| sample_random < s.rate);
-        let capture = sampled.then(|| Capture {
+        let sampling = policy.sampling.as_ref().filter(|s| sample_random < s.rate);
+        let sampled = sampling.is_some();
+        let capture = sampling.map(|s| Capture {
+            cap: s.max_body_bytes,
             request: Side {
                 headers: host::request_headers(),
                 json_len: host::request_header(BINARY_HEADER).and_then(|v| v.trim().parse().ok()),
@@ -143,15 +149,7 @@ impl Stream {
                 v.shadowed.inc();
             }
         }
-        self.routed = Some(Routed { model: mi, version: d.version, start_ms: host::now_ms(), capture });
-    }
-
-    fn sampling_cap(&self) -> usize {
-        let Some(r) = &self.routed else { return 0 };
-        let Some(w) = self.worker.as_ref().and_then(|w| w.try_borrow().ok()) else {
-            return 0;
-        };
-        w.models.get(r.model).and_then(|(_, p)| p.sampling.as_ref()).map_or(0, |s| s.max_body_bytes)
+        self.routed = Some(Routed { model: mi, version: d.version, start_ms: host::now_ms(), status: None, capture });
     }
 
     fn finish(&mut self) {
@@ -161,12 +159,14 @@ impl Stream {
         let Ok(mut w) = shared.try_borrow_mut() else {
             return;
         };
-        let status = host::property_u64(&["response", "code"]).and_then(|c| u16::try_from(c).ok()).filter(|c| *c > 0);
-        let flags = host::property_u64(&["response", "flags"]).unwrap_or(0);
+        let status = r.status;
+        // Response flags only matter for failures: skip the property read on the common path.
+        let flags = match status {
+            Some(s) if s < 500 => 0,
+            _ => host::property_u64(&["response", "flags"]).unwrap_or(0),
+        };
         let outcome = slo::classify(status, flags & FLAG_TIMEOUT != 0, flags & FLAG_RESET != 0);
-        let latency_ms = host::property_u64(&["request", "duration"])
-            .map(|ns| ns / 1_000_000)
-            .unwrap_or_else(|| host::now_ms().saturating_sub(r.start_ms));
+        let latency_ms = host::now_ms().saturating_sub(r.start_ms);
         let Some((model, policy)) = w.models.get(r.model) else {
             return;
         };
@@ -223,9 +223,8 @@ impl HttpContext for Stream {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
-        let cap = self.sampling_cap();
         if let Some(c) = self.routed.as_mut().and_then(|r| r.capture.as_mut()) {
-            c.request.take(body_size, cap, host::request_body);
+            c.request.take(body_size, c.cap, host::request_body);
         }
         Action::Continue
     }
@@ -234,6 +233,7 @@ impl HttpContext for Stream {
         let Some(r) = self.routed.as_mut() else {
             return Action::Continue;
         };
+        r.status = host::response_header(":status").and_then(|s| s.parse().ok());
         if let Some(c) = r.capture.as_mut() {
             c.response.headers = host::response_headers();
             c.response.json_len = host::response_header(BINARY_HEADER).and_then(|v| v.trim().parse().ok());
@@ -249,9 +249,8 @@ impl HttpContext for Stream {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
-        let cap = self.sampling_cap();
         if let Some(c) = self.routed.as_mut().and_then(|r| r.capture.as_mut()) {
-            c.response.take(body_size, cap, host::response_body);
+            c.response.take(body_size, c.cap, host::response_body);
         }
         Action::Continue
     }

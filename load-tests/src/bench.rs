@@ -37,7 +37,7 @@ pub struct BenchArgs {
     #[arg(long)]
     device: Option<String>,
     /// The command line to print in the report as the way to reproduce it.
-    #[arg(long, default_value = "scripts/bench.sh")]
+    #[arg(long, default_value = "scripts/bench.sh backend")]
     reproduce: String,
 }
 
@@ -61,14 +61,14 @@ struct Served {
     mean_batch: f64,
 }
 
-struct Backend {
+pub struct Backend {
     child: Child,
-    http: String,
-    admin: String,
+    pub http: String,
+    pub admin: String,
 }
 
 impl Backend {
-    async fn start(bin: &Path, repo: &Path) -> anyhow::Result<Self> {
+    pub async fn start(bin: &Path, repo: &Path) -> anyhow::Result<Self> {
         let mut child = Command::new(bin)
             .args(["serve", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--model-repository"])
             .arg(repo)
@@ -107,15 +107,18 @@ impl Backend {
         let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
         Some(kb / 1024.0)
     }
+}
 
-    fn stop(mut self) {
+/// SIGTERM (the backend drains), then wait: on every path out, errors included.
+impl Drop for Backend {
+    fn drop(&mut self) {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
     }
 }
 
 /// A copy of one version of each model with its batching changed; model files are linked.
-fn derived_repo(src: &Path, dst: &Path, model: &str, batching: bool, device: Option<&str>) -> anyhow::Result<()> {
+pub fn derived_repo(src: &Path, dst: &Path, model: &str, batching: bool, device: Option<&str>) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(dst);
     {
         let from = src.join(model).join("v1");
@@ -171,8 +174,13 @@ async fn served_run(
 ) -> anyhow::Result<(client::Report, f64)> {
     let inputs = client::model_inputs(&b.http, model, Some("v1")).await?;
     let (body, header_len) = client::build_request(&inputs, 1, binary, 7)?;
-    let target =
-        Target { addr: b.http.clone(), path: format!("/v2/models/{model}/versions/v1/infer"), body, header_len };
+    let target = Target {
+        addr: b.http.clone(),
+        post: true,
+        path: format!("/v2/models/{model}/versions/v1/infer"),
+        body,
+        header_len,
+    };
     // Warm-up, not counted.
     client::closed_loop(target.clone(), concurrency, None, Some(Duration::from_secs_f64(1.0)), 1).await?;
     let before = crate::scrape(&b.admin).await?;
@@ -240,21 +248,18 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                 overhead = Some(served_run(&backend, "mlp", 1, false, a.seconds).await?.0);
             }
             rss.push((format!("{model}, {mode}"), backend.peak_rss_mib()));
-            backend.stop();
+            drop(backend);
         }
     }
     let _ = std::fs::remove_dir_all(&work);
     let md = report(&a, &raw, &served, &interleaved, overhead.as_ref(), &rss)?;
-    if let Some(dir) = a.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&a.out, &md)?;
+    write_section(&a.out, "backend", &md)?;
     println!("{md}");
     eprintln!("bench: wrote {}", a.out.display());
     Ok(())
 }
 
-fn machine() -> String {
+pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -386,4 +391,22 @@ fn report(
     }
     writeln!(m, "\n## Goals\n\n{}", goals.join("\n"))?;
     Ok(m)
+}
+
+/// Replaces the part of `path` between `<!-- BEGIN name -->` and `<!-- END name -->` (appending
+/// it when absent), so each benchmark regenerates its own section of one report.
+pub fn write_section(path: &Path, name: &str, content: &str) -> anyhow::Result<()> {
+    let (begin, end) = (format!("<!-- BEGIN {name} -->"), format!("<!-- END {name} -->"));
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let block = format!("{begin}\n{}\n{end}", content.trim_end());
+    let new = match (old.find(&begin), old.find(&end)) {
+        (Some(b), Some(e)) if e > b => format!("{}{block}{}", &old[..b], &old[e + end.len()..]),
+        _ if old.trim().is_empty() => format!("{block}\n"),
+        _ => format!("{}\n\n{block}\n", old.trim_end()),
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, new)?;
+    Ok(())
 }

@@ -18,6 +18,8 @@ use tokio::net::TcpStream;
 pub struct Target {
     /// `host:port` of the inference listener.
     pub addr: String,
+    /// POST with `body`; GET (no body) when false.
+    pub post: bool,
     pub path: String,
     pub body: Bytes,
     /// Set for the binary tensor data extension.
@@ -29,6 +31,22 @@ pub struct TensorMeta {
     pub name: String,
     pub datatype: String,
     pub shape: Vec<i64>,
+}
+
+impl Target {
+    fn request(&self) -> Result<Request<Full<Bytes>>, hyper::http::Error> {
+        if !self.post {
+            return Request::get(self.path.as_str()).header("host", self.addr.as_str()).body(Full::new(Bytes::new()));
+        }
+        let req = Request::post(self.path.as_str()).header("host", self.addr.as_str());
+        let req = match self.header_len {
+            Some(n) => {
+                req.header("inference-header-content-length", n).header("content-type", "application/octet-stream")
+            }
+            None => req.header("content-type", "application/json"),
+        };
+        req.body(Full::new(self.body.clone()))
+    }
 }
 
 /// Reads `GET /v2/models/{m}[/versions/{v}]`.
@@ -214,15 +232,89 @@ pub async fn closed_loop(
             *report.errors.entry(k).or_default() += v;
         }
     }
-    report.seconds = start.elapsed().as_secs_f64();
+    summarize(&mut report, lat, start.elapsed().as_secs_f64(), rows);
+    Ok(report)
+}
+
+/// Open-loop load: requests leave on a fixed schedule (`rate` per second) whatever the
+/// server does, and each latency is measured from its *intended* send time, so a stalled
+/// server shows up as latency instead of hiding as fewer requests (no coordinated omission).
+/// Connections are reused; up to `max_connections` are open at once.
+pub async fn open_loop(
+    target: Target,
+    rate: f64,
+    duration: Duration,
+    max_connections: usize,
+) -> anyhow::Result<Report> {
+    connect(&target.addr).await?;
+    let pool = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::<http1::SendRequest<Full<Bytes>>>::new()));
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let start = tokio::time::Instant::now();
+    let total = (rate * duration.as_secs_f64()).round() as u64;
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut outcomes: Vec<(f64, Result<(), String>)> = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let intended = start + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(intended).await;
+        let (t, pool, slots) = (target.clone(), pool.clone(), slots.clone());
+        tasks.spawn(async move {
+            // Waiting for a free connection counts towards latency: the clock started at `intended`.
+            let Ok(_slot) = slots.acquire_owned().await else { return (0.0, Err("closed".to_owned())) };
+            let pooled = pool.lock().await.pop();
+            let mut sender = match pooled {
+                Some(s) => s,
+                None => match connect(&t.addr).await {
+                    Ok(s) => s,
+                    Err(_) => return (intended.elapsed().as_secs_f64(), Err("io".to_owned())),
+                },
+            };
+            let Ok(req) = t.request() else { return (0.0, Err("request".to_owned())) };
+            let result = async {
+                let resp = sender.send_request(req).await?;
+                let status = resp.status().as_u16();
+                resp.into_body().collect().await?;
+                anyhow::Ok(status)
+            }
+            .await;
+            let latency = intended.elapsed().as_secs_f64();
+            match result {
+                Ok(status) => {
+                    pool.lock().await.push(sender);
+                    (latency, if status == 200 { Ok(()) } else { Err(status.to_string()) })
+                }
+                Err(_) => (latency, Err("io".to_owned())),
+            }
+        });
+        while let Some(done) = tasks.try_join_next() {
+            outcomes.push(done?);
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        outcomes.push(done?);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let mut report = Report::default();
+    let mut lat = Vec::with_capacity(outcomes.len());
+    for (l, r) in outcomes {
+        match r {
+            Ok(()) => lat.push(l),
+            Err(e) => *report.errors.entry(e).or_default() += 1,
+        }
+    }
+    summarize(&mut report, lat, seconds, 1);
+    Ok(report)
+}
+
+/// Fills throughput and percentiles from successful latencies (seconds).
+fn summarize(report: &mut Report, mut lat: Vec<f64>, seconds: f64, rows: usize) {
+    report.seconds = seconds;
     lat.sort_by(f64::total_cmp);
     report.ok = lat.len() as u64;
     report.requests = report.ok + report.errors.values().sum::<u64>();
-    report.requests_per_second = report.ok as f64 / report.seconds;
+    report.requests_per_second = report.ok as f64 / seconds;
     report.rows_per_second = report.requests_per_second * rows as f64;
     let q =
         |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).map_or(0.0, |s| s * 1e3);
     (report.p50_ms, report.p90_ms, report.p99_ms) = (q(0.5), q(0.9), q(0.99));
     report.max_ms = lat.last().map_or(0.0, |s| s * 1e3);
-    Ok(report)
 }

@@ -2,6 +2,7 @@
 //! benchmark suite that writes `docs/benchmarks.md`.
 
 mod bench;
+mod bench_filter;
 mod client;
 mod scrape;
 
@@ -24,6 +25,9 @@ enum Command {
     /// The backend benchmark: raw engine ceiling, served throughput with batching on and
     /// off, serving overhead; writes a Markdown report.
     BenchBackend(bench::BenchArgs),
+    /// The filter benchmark: backend direct vs Envoy without and with the filter (latency
+    /// under open-loop load, saturation throughput, memory); writes a Markdown report.
+    BenchFilter(bench_filter::FilterBenchArgs),
 }
 
 #[derive(Args)]
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Closed(a) => closed(a).await,
             Command::BenchBackend(a) => bench::run(a).await,
+            Command::BenchFilter(a) => bench_filter::run(a).await,
         }
     });
     match result {
@@ -115,7 +120,7 @@ async fn closed(a: ClosedArgs) -> anyhow::Result<()> {
         (None, None) => Some(Duration::from_secs(10)),
         (_, s) => s.map(Duration::from_secs_f64),
     };
-    let target = client::Target { addr: a.addr.clone(), path, body, header_len };
+    let target = client::Target { addr: a.addr.clone(), post: true, path, body, header_len };
     let report = client::closed_loop(target, a.concurrency, a.requests, duration, a.rows).await?;
     let batches = match (&a.admin_addr, before) {
         (Some(m), Some(before)) => {
