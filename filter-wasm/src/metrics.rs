@@ -1,6 +1,8 @@
 //! Metric names and ids. Labels travel in the name as `;key=value` pairs; the bootstrap's
 //! `stats_tags` turn them into Prometheus labels (see envoy/ and docs/metrics.md). Every
-//! per-version id is defined once at configuration, so the request path only increments.
+//! metric is defined once at configuration. Counters are counted locally and handed to Envoy
+//! on the worker's timer, so the request path makes no host call for them (a host call costs
+//! more than the rest of the filter's per-request work).
 
 use switchyard_policy::Config;
 use switchyard_policy::slo::{Outcome, WindowSpec};
@@ -27,14 +29,46 @@ impl Id {
     pub fn define(kind: Kind, base: &str, labels: &[(&str, &str)]) -> Id {
         Id(host::define_metric(kind, &name(base, labels)))
     }
-    pub fn inc(self) {
-        if let Some(id) = self.0 {
-            host::increment_metric(id, 1);
-        }
-    }
     pub fn record(self, v: u64) {
         if let Some(id) = self.0 {
             host::record_metric(id, v);
+        }
+    }
+}
+
+/// A counter's slot in the worker's `Counters`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counter(usize);
+
+/// Counters with their pending (not yet reported) increments.
+#[derive(Default)]
+pub struct Counters {
+    ids: Vec<Option<u32>>,
+    pending: Vec<i64>,
+}
+
+impl Counters {
+    pub fn define(&mut self, base: &str, labels: &[(&str, &str)]) -> Counter {
+        self.ids.push(host::define_metric(Kind::Counter, &name(base, labels)));
+        self.pending.push(0);
+        Counter(self.ids.len() - 1)
+    }
+
+    pub fn inc(&mut self, c: Counter) {
+        if let Some(p) = self.pending.get_mut(c.0) {
+            *p += 1;
+        }
+    }
+
+    /// Reports pending increments to Envoy.
+    pub fn flush(&mut self) {
+        for (id, p) in self.ids.iter().zip(self.pending.iter_mut()) {
+            if *p != 0 {
+                if let Some(id) = id {
+                    host::increment_metric(*id, *p);
+                }
+                *p = 0;
+            }
         }
     }
 }
@@ -50,35 +84,35 @@ pub struct SloIds {
 }
 
 pub struct VersionIds {
-    pub requests: [Id; 5],
+    pub requests: [Counter; 5],
     pub duration_ms: Id,
-    pub decisions: [Id; 3],
-    pub shadowed: Id,
-    pub samples: [Id; 4],
+    pub decisions: [Counter; 3],
+    pub shadowed: Counter,
+    pub samples: [Counter; 4],
     /// One per configured window.
     pub slo: Vec<SloIds>,
 }
 
 pub struct ModelIds {
-    pub override_refused: Id,
+    pub override_refused: Counter,
     pub versions: Vec<VersionIds>,
 }
 
 pub struct Ids {
     pub models: Vec<ModelIds>,
-    pub unrouted_not_model: Id,
-    pub unrouted_unknown_model: Id,
+    pub unrouted_not_model: Counter,
+    pub unrouted_unknown_model: Counter,
 }
 
 pub const SLIS: [&str; 2] = ["availability", "latency"];
 
 impl Ids {
-    pub fn define(config: &Config, windows: &[WindowSpec]) -> Ids {
+    pub fn define(config: &Config, windows: &[WindowSpec], c: &mut Counters) -> Ids {
         let models = config
             .models
             .iter()
             .map(|(model, policy)| ModelIds {
-                override_refused: Id::define(Kind::Counter, "switchyard_override_refused_total", &[("model", model)]),
+                override_refused: c.define("switchyard_override_refused_total", &[("model", model)]),
                 versions: policy
                     .versions
                     .iter()
@@ -86,20 +120,13 @@ impl Ids {
                         let l = [("model", model.as_str()), ("version", v.name.as_str())];
                         let with = |k: &'static str, val: &'static str| [l[0], l[1], (k, val)];
                         VersionIds {
-                            requests: Outcome::ALL.map(|o| {
-                                Id::define(Kind::Counter, "switchyard_requests_total", &with("outcome", o.as_str()))
-                            }),
+                            requests: Outcome::ALL
+                                .map(|o| c.define("switchyard_requests_total", &with("outcome", o.as_str()))),
                             duration_ms: Id::define(Kind::Histogram, "switchyard_request_duration_ms", &l),
-                            decisions: REASONS.map(|r| {
-                                Id::define(
-                                    Kind::Counter,
-                                    "switchyard_route_decisions_total",
-                                    &with("reason", r.as_str()),
-                                )
-                            }),
-                            shadowed: Id::define(Kind::Counter, "switchyard_shadow_requests_total", &l),
-                            samples: SAMPLE_RESULTS
-                                .map(|r| Id::define(Kind::Counter, "switchyard_samples_total", &with("result", r))),
+                            decisions: REASONS
+                                .map(|r| c.define("switchyard_route_decisions_total", &with("reason", r.as_str()))),
+                            shadowed: c.define("switchyard_shadow_requests_total", &l),
+                            samples: SAMPLE_RESULTS.map(|r| c.define("switchyard_samples_total", &with("result", r))),
                             slo: if policy.slo.is_some() {
                                 windows
                                     .iter()
@@ -128,16 +155,8 @@ impl Ids {
             .collect();
         Ids {
             models,
-            unrouted_not_model: Id::define(
-                Kind::Counter,
-                "switchyard_unrouted_requests_total",
-                &[("reason", "not_a_model_path")],
-            ),
-            unrouted_unknown_model: Id::define(
-                Kind::Counter,
-                "switchyard_unrouted_requests_total",
-                &[("reason", "unknown_model")],
-            ),
+            unrouted_not_model: c.define("switchyard_unrouted_requests_total", &[("reason", "not_a_model_path")]),
+            unrouted_unknown_model: c.define("switchyard_unrouted_requests_total", &[("reason", "unknown_model")]),
         }
     }
 }

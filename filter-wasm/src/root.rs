@@ -13,7 +13,7 @@ use switchyard_policy::slo::{Counts, Window, WindowSpec, burn_rate};
 use switchyard_policy::{Config, ModelPolicy};
 
 use crate::host::{self, SharedSet};
-use crate::metrics::Ids;
+use crate::metrics::{Counters, Ids};
 use crate::stream::Stream;
 
 const TICK: Duration = Duration::from_millis(100);
@@ -35,6 +35,7 @@ pub struct Worker {
     pub models: Vec<(String, ModelPolicy)>,
     pub windows: Vec<WindowSpec>,
     pub ids: Ids,
+    pub counters: Counters,
     pub rng: Rng,
     /// SLO events not yet merged into shared data: [model][version][window].
     pub pending: Vec<Vec<Vec<Counts>>>,
@@ -47,7 +48,8 @@ pub type Shared = Rc<RefCell<Worker>>;
 impl Worker {
     fn new(config: Config) -> Worker {
         let windows = config.windows();
-        let ids = Ids::define(&config, &windows);
+        let mut counters = Counters::default();
+        let ids = Ids::define(&config, &windows, &mut counters);
         let models: Vec<(String, ModelPolicy)> = config.models.clone().into_iter().collect();
         let pending =
             models.iter().map(|(_, m)| vec![vec![Counts::default(); windows.len()]; m.versions.len()]).collect();
@@ -56,6 +58,7 @@ impl Worker {
             models,
             windows,
             ids,
+            counters,
             rng: Rng::new(host::random_seed()),
             pending,
             samples: VecDeque::new(),
@@ -63,11 +66,10 @@ impl Worker {
         }
     }
 
-    pub fn sample_metric(&self, model: usize, version: usize, result: usize) {
-        if let Some(id) =
-            self.ids.models.get(model).and_then(|m| m.versions.get(version)).and_then(|v| v.samples.get(result))
-        {
-            id.inc();
+    pub fn sample_metric(&mut self, model: usize, version: usize, result: usize) {
+        let c = self.ids.models.get(model).and_then(|m| m.versions.get(version)).and_then(|v| v.samples.get(result));
+        if let Some(c) = c.copied() {
+            self.counters.inc(c);
         }
     }
 
@@ -201,6 +203,7 @@ impl RootContext for Root {
             return;
         };
         w.dispatch_samples();
+        w.counters.flush();
         if self.ticks.is_multiple_of(SLO_EVERY_TICKS) {
             w.flush_slo();
         }

@@ -75,79 +75,73 @@ impl Stream {
 
     fn route(&mut self) {
         let Some(shared) = &self.worker else { return };
-        let Ok(mut w) = shared.try_borrow_mut() else {
-            return;
-        };
+        let Ok(mut guard) = shared.try_borrow_mut() else { return };
+        let w = &mut *guard;
+        // One host call for every header: cheaper than asking for each one.
+        let headers = host::request_headers();
+        let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         // Client copies of the internal headers would let a client pick a route: drop them first.
-        host::set_request_header(&w.config.upstream_header, None);
-        host::set_request_header(&w.config.shadow_header, None);
-        let Some(path) = host::request_header(":path") else {
-            return;
-        };
-        let Some(p) = paths::parse(&path) else {
-            w.ids.unrouted_not_model.inc();
+        for h in [&w.config.upstream_header, &w.config.shadow_header] {
+            if header(h).is_some() {
+                host::set_request_header(h, None);
+            }
+        }
+        let Some(p) = header(":path").and_then(paths::parse) else {
+            w.counters.inc(w.ids.unrouted_not_model);
             return;
         };
         let Some(mi) = w.models.iter().position(|(name, _)| name == p.model) else {
-            w.ids.unrouted_unknown_model.inc();
+            w.counters.inc(w.ids.unrouted_unknown_model);
             return;
         };
-        let random = w.rng.next_u64();
-        let shadow_random = w.rng.next_f64();
-        let sample_random = w.rng.next_f64();
-        let Some((_, policy)) = w.models.get(mi) else {
-            return;
-        };
-        let override_value = policy.override_.as_ref().and_then(|o| host::request_header(&o.header));
-        let sticky_value = policy.sticky.as_ref().and_then(|s| match (&s.header, &s.cookie) {
-            (Some(h), _) => host::request_header(h),
-            (None, Some(c)) => {
-                host::request_header("cookie").and_then(|v| split::cookie_value(&v, c).map(str::to_owned))
+        let (Some((_, policy)), Some(ids)) = (w.models.get(mi), w.ids.models.get(mi)) else { return };
+        let cookie;
+        let sticky_key = match policy.sticky.as_ref().map(|s| (&s.header, &s.cookie)) {
+            Some((Some(h), _)) => header(h),
+            Some((None, Some(c))) => {
+                cookie = header("cookie");
+                cookie.and_then(|v| split::cookie_value(v, c))
             }
-            (None, None) => None,
-        });
+            _ => None,
+        };
         let facts = RequestFacts {
-            requested: override_value.as_deref().or(p.version),
-            sticky_key: sticky_value.as_deref().filter(|k| !k.is_empty()),
-            random,
-            shadow_random,
+            requested: policy.override_.as_ref().and_then(|o| header(&o.header)).or(p.version),
+            sticky_key: sticky_key.filter(|k| !k.is_empty()),
+            random: w.rng.next_u64(),
+            shadow_random: w.rng.next_f64(),
         };
         let d = split::decide(policy, &facts);
-        let Some(version) = policy.versions.get(d.version) else {
-            return;
-        };
+        let Some(version) = policy.versions.get(d.version) else { return };
         host::set_request_header(&w.config.upstream_header, Some(&version.cluster));
         if p.version.is_some() {
             host::set_request_header(":path", Some(&paths::unversioned(&p)));
         }
-        let shadow = d.shadow.and_then(|i| policy.versions.get(i)).map(|v| (d.shadow, v.cluster.clone()));
-        if let Some((_, cluster)) = &shadow {
-            host::set_request_header(&w.config.shadow_header, Some(cluster));
+        if let Some(shadow) = d.shadow.and_then(|i| policy.versions.get(i)) {
+            host::set_request_header(&w.config.shadow_header, Some(&shadow.cluster));
         }
-        let sampling = policy.sampling.as_ref().filter(|s| sample_random < s.rate);
-        let sampled = sampling.is_some();
+        let sampling = policy.sampling.as_ref().filter(|s| w.rng.next_f64() < s.rate);
         let capture = sampling.map(|s| Capture {
             cap: s.max_body_bytes,
             request: Side {
-                headers: host::request_headers(),
-                json_len: host::request_header(BINARY_HEADER).and_then(|v| v.trim().parse().ok()),
+                json_len: header(BINARY_HEADER).and_then(|v| v.trim().parse().ok()),
+                headers: headers.clone(),
                 ..Side::default()
             },
             response: Side::default(),
         });
-        if let Some(m) = w.ids.models.get(mi) {
-            if d.override_refused {
-                m.override_refused.inc();
+        if d.override_refused {
+            w.counters.inc(ids.override_refused);
+        }
+        if let Some(v) = ids.versions.get(d.version) {
+            if let Some(c) = v.decisions.get(reason_index(d.reason)) {
+                w.counters.inc(*c);
             }
-            if let Some(v) = m.versions.get(d.version) {
-                v.decisions.get(reason_index(d.reason)).copied().unwrap_or_default().inc();
-                if sampled {
-                    v.samples.first().copied().unwrap_or_default().inc();
-                }
+            if let (Some(c), true) = (v.samples.first(), capture.is_some()) {
+                w.counters.inc(*c);
             }
-            if let Some(v) = shadow.as_ref().and_then(|(i, _)| *i).and_then(|i| m.versions.get(i)) {
-                v.shadowed.inc();
-            }
+        }
+        if let Some(v) = d.shadow.and_then(|i| ids.versions.get(i)) {
+            w.counters.inc(v.shadowed);
         }
         self.routed = Some(Routed { model: mi, version: d.version, start_ms: host::now_ms(), status: None, capture });
     }
@@ -177,8 +171,11 @@ impl Stream {
         let threshold = policy.slo.as_ref().map(|s| s.latency_ms);
         let sampling = policy.sampling.clone();
         if let Some(v) = w.ids.models.get(r.model).and_then(|m| m.versions.get(r.version)) {
-            v.requests.get(outcome_index(outcome)).copied().unwrap_or_default().inc();
-            v.duration_ms.record(latency_ms);
+            let (c, d) = (v.requests.get(outcome_index(outcome)).copied(), v.duration_ms);
+            d.record(latency_ms);
+            if let Some(c) = c {
+                w.counters.inc(c);
+            }
         }
         if let Some(t) = threshold {
             let event = Counts::event(outcome, status, latency_ms, t);

@@ -143,6 +143,12 @@ pub async fn get(addr: &str, path: &str) -> anyhow::Result<(u16, Bytes)> {
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub requests: u64,
+    /// Open loop only: requests that left more than 1 ms after their scheduled time.
+    pub sent_late: u64,
+    /// Open loop only: percentiles of service time, from the actual send (the others are from
+    /// the scheduled send time).
+    pub service_p50_ms: f64,
+    pub service_p99_ms: f64,
     pub ok: u64,
     /// Non-2xx answers by status, and transport failures under "io".
     pub errors: BTreeMap<String, u64>,
@@ -193,14 +199,7 @@ pub async fn closed_loop(
                         }
                     },
                 };
-                let mut req = Request::post(t.path.as_str()).header("host", t.addr.as_str());
-                req = match t.header_len {
-                    Some(n) => req
-                        .header("inference-header-content-length", n)
-                        .header("content-type", "application/octet-stream"),
-                    None => req.header("content-type", "application/json"),
-                };
-                let Ok(req) = req.body(Full::new(t.body.clone())) else {
+                let Ok(req) = t.request() else {
                     break;
                 };
                 let t0 = Instant::now();
@@ -252,23 +251,25 @@ pub async fn open_loop(
     let start = tokio::time::Instant::now();
     let total = (rate * duration.as_secs_f64()).round() as u64;
     let mut tasks = tokio::task::JoinSet::new();
-    let mut outcomes: Vec<(f64, Result<(), String>)> = Vec::with_capacity(total as usize);
+    let mut late = 0;
+    let mut outcomes: Vec<(f64, f64, Result<(), String>)> = Vec::with_capacity(total as usize);
     for i in 0..total {
         let intended = start + Duration::from_secs_f64(i as f64 / rate);
         tokio::time::sleep_until(intended).await;
         let (t, pool, slots) = (target.clone(), pool.clone(), slots.clone());
         tasks.spawn(async move {
             // Waiting for a free connection counts towards latency: the clock started at `intended`.
-            let Ok(_slot) = slots.acquire_owned().await else { return (0.0, Err("closed".to_owned())) };
+            let Ok(_slot) = slots.acquire_owned().await else { return (0.0, 0.0, Err("closed".to_owned())) };
             let pooled = pool.lock().await.pop();
             let mut sender = match pooled {
                 Some(s) => s,
                 None => match connect(&t.addr).await {
                     Ok(s) => s,
-                    Err(_) => return (intended.elapsed().as_secs_f64(), Err("io".to_owned())),
+                    Err(_) => return (intended.elapsed().as_secs_f64(), 0.0, Err("io".to_owned())),
                 },
             };
-            let Ok(req) = t.request() else { return (0.0, Err("request".to_owned())) };
+            let Ok(req) = t.request() else { return (0.0, 0.0, Err("request".to_owned())) };
+            let sent = tokio::time::Instant::now();
             let result = async {
                 let resp = sender.send_request(req).await?;
                 let status = resp.status().as_u16();
@@ -276,15 +277,18 @@ pub async fn open_loop(
                 anyhow::Ok(status)
             }
             .await;
-            let latency = intended.elapsed().as_secs_f64();
+            let (latency, service) = (intended.elapsed().as_secs_f64(), sent.elapsed().as_secs_f64());
             match result {
                 Ok(status) => {
                     pool.lock().await.push(sender);
-                    (latency, if status == 200 { Ok(()) } else { Err(status.to_string()) })
+                    (latency, service, if status == 200 { Ok(()) } else { Err(status.to_string()) })
                 }
-                Err(_) => (latency, Err("io".to_owned())),
+                Err(_) => (latency, service, Err("io".to_owned())),
             }
         });
+        if intended.elapsed() > Duration::from_millis(1) {
+            late += 1;
+        }
         while let Some(done) = tasks.try_join_next() {
             outcomes.push(done?);
         }
@@ -295,13 +299,23 @@ pub async fn open_loop(
     let seconds = start.elapsed().as_secs_f64();
     let mut report = Report::default();
     let mut lat = Vec::with_capacity(outcomes.len());
-    for (l, r) in outcomes {
+    let mut service = Vec::with_capacity(outcomes.len());
+    for (l, sv, r) in outcomes {
         match r {
-            Ok(()) => lat.push(l),
+            Ok(()) => {
+                lat.push(l);
+                service.push(sv);
+            }
             Err(e) => *report.errors.entry(e).or_default() += 1,
         }
     }
     summarize(&mut report, lat, seconds, 1);
+    service.sort_by(f64::total_cmp);
+    let q = |p: f64| {
+        service.get(((service.len() as f64 * p) as usize).min(service.len().saturating_sub(1))).map_or(0.0, |s| s * 1e3)
+    };
+    (report.service_p50_ms, report.service_p99_ms) = (q(0.5), q(0.99));
+    report.sent_late = late;
     Ok(report)
 }
 

@@ -53,6 +53,10 @@ struct ClosedArgs {
     /// Send tensors with the binary tensor data extension instead of JSON.
     #[arg(long)]
     binary: bool,
+    /// Send `GET /v2/models/{m}` (model metadata) instead of inference: measures the request
+    /// path (proxy, routing) with almost no model work.
+    #[arg(long)]
+    get: bool,
     /// Admin listener (host:port) to read batch sizes from, before and after.
     #[arg(long)]
     admin_addr: Option<String>,
@@ -108,10 +112,13 @@ pub fn batch_stats(before: &[scrape::Sample], after: &[scrape::Sample], model: &
 async fn closed(a: ClosedArgs) -> anyhow::Result<()> {
     let inputs = client::model_inputs(&a.addr, &a.model, a.version.as_deref()).await?;
     let (body, header_len) = client::build_request(&inputs, a.rows, a.binary, 1)?;
-    let path = match &a.version {
-        Some(v) => format!("/v2/models/{}/versions/{v}/infer", a.model),
-        None => format!("/v2/models/{}/infer", a.model),
+    let mut path = match &a.version {
+        Some(v) => format!("/v2/models/{}/versions/{v}", a.model),
+        None => format!("/v2/models/{}", a.model),
     };
+    if !a.get {
+        path.push_str("/infer");
+    }
     let before = match &a.admin_addr {
         Some(m) => Some(scrape(m).await?),
         None => None,
@@ -120,7 +127,7 @@ async fn closed(a: ClosedArgs) -> anyhow::Result<()> {
         (None, None) => Some(Duration::from_secs(10)),
         (_, s) => s.map(Duration::from_secs_f64),
     };
-    let target = client::Target { addr: a.addr.clone(), post: true, path, body, header_len };
+    let target = client::Target { addr: a.addr.clone(), post: !a.get, path, body, header_len };
     let report = client::closed_loop(target, a.concurrency, a.requests, duration, a.rows).await?;
     let batches = match (&a.admin_addr, before) {
         (Some(m), Some(before)) => {
