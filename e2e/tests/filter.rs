@@ -359,7 +359,19 @@ fn every_envoy_config_validates() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("OK"), "{text}");
-    // The demo policy itself passes the filter's own validation rules.
-    let p: serde_json::Value = serde_json::from_slice(&std::fs::read(&policy).unwrap()).unwrap();
-    assert!(p["models"]["mlp"]["versions"].is_array());
+    // The demo policy passes the filter's own validation rules; a broken one fails with every
+    // problem named.
+    let check = |file: &std::path::Path| {
+        std::process::Command::new(workspace_bin("switchyard-policy")).arg("check").arg(file).output().unwrap()
+    };
+    assert!(check(&policy).status.success());
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        br#"{"models": {"m": {"versions": [{"name": "v1", "cluster": "c", "weight": 0}]}}, "slo_windows": ["1y"]}"#,
+    )
+    .unwrap();
+    let out = check(&bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("positive weight") && err.contains("'1y'"), "{err}");
 }
