@@ -131,6 +131,14 @@ async fn connect(addr: &str) -> anyhow::Result<http1::SendRequest<Full<Bytes>>> 
     Ok(sender)
 }
 
+/// Sends one request and reads the whole answer; returns its status.
+async fn exchange(sender: &mut http1::SendRequest<Full<Bytes>>, req: Request<Full<Bytes>>) -> anyhow::Result<u16> {
+    let resp = sender.send_request(req).await?;
+    let status = resp.status().as_u16();
+    resp.into_body().collect().await?;
+    Ok(status)
+}
+
 pub async fn get(addr: &str, path: &str) -> anyhow::Result<(u16, Bytes)> {
     let mut s = connect(addr).await?;
     let req = Request::get(path).header("host", addr).body(Full::new(Bytes::new()))?;
@@ -203,13 +211,7 @@ pub async fn closed_loop(
                     break;
                 };
                 let t0 = Instant::now();
-                let result = async {
-                    let resp = sender.send_request(req).await?;
-                    let status = resp.status().as_u16();
-                    resp.into_body().collect().await?;
-                    anyhow::Ok(status)
-                }
-                .await;
+                let result = exchange(sender, req).await;
                 match result {
                     Ok(200) => lat.push(t0.elapsed().as_secs_f64()),
                     Ok(s) => *errors.entry(s.to_string()).or_default() += 1,
@@ -270,13 +272,7 @@ pub async fn open_loop(
             };
             let Ok(req) = t.request() else { return (0.0, 0.0, Err("request".to_owned())) };
             let sent = tokio::time::Instant::now();
-            let result = async {
-                let resp = sender.send_request(req).await?;
-                let status = resp.status().as_u16();
-                resp.into_body().collect().await?;
-                anyhow::Ok(status)
-            }
-            .await;
+            let result = exchange(&mut sender, req).await;
             let (latency, service) = (intended.elapsed().as_secs_f64(), sent.elapsed().as_secs_f64());
             match result {
                 Ok(status) => {
