@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -196,14 +195,6 @@ impl Models {
 
     pub fn all_ready(&self) -> bool {
         self.all().all(|m| m.check_ready().is_ok())
-    }
-
-    /// Waits until no version is still loading; returns whether all are ready.
-    pub async fn wait_loaded(&self, poll: Duration) -> bool {
-        while self.all().any(|m| m.state() == ModelState::Loading) {
-            tokio::time::sleep(poll).await;
-        }
-        self.all_ready()
     }
 
     pub async fn stop(&self) {

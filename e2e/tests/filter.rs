@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::json;
-use switchyard_testkit::stack::{Stack, mlp_policy, render, wasm_path};
+use switchyard_testkit::stack::{Stack, mlp_policy, render, render_filter};
 use switchyard_testkit::*;
 
 fn infer_body(seed: usize) -> Vec<u8> {
@@ -326,15 +326,7 @@ fn every_envoy_config_validates() {
     let dir = scratch("validate");
     let policy = root().join("envoy/policy.json");
     let ecds = dir.join("filter.yaml");
-    render(&[
-        "filter",
-        "--policy",
-        policy.to_str().unwrap(),
-        "--wasm",
-        wasm_path().to_str().unwrap(),
-        "--out",
-        ecds.to_str().unwrap(),
-    ]);
+    render_filter(&policy, &ecds);
     let boot = dir.join("envoy.yaml");
     let mut args = vec![
         "bootstrap",

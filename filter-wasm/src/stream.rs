@@ -150,9 +150,10 @@ impl Stream {
         let (Some(shared), Some(r)) = (&self.worker, self.routed.as_mut()) else {
             return;
         };
-        let Ok(mut w) = shared.try_borrow_mut() else {
+        let Ok(mut guard) = shared.try_borrow_mut() else {
             return;
         };
+        let w = &mut *guard;
         let status = r.status;
         // Response flags only matter for failures: skip the property read on the common path.
         let flags = match status {
@@ -167,31 +168,27 @@ impl Stream {
         let Some(version) = policy.versions.get(r.version) else {
             return;
         };
-        let (model, version) = (model.clone(), version.name.clone());
-        let threshold = policy.slo.as_ref().map(|s| s.latency_ms);
-        let sampling = policy.sampling.clone();
         if let Some(v) = w.ids.models.get(r.model).and_then(|m| m.versions.get(r.version)) {
-            let (c, d) = (v.requests.get(outcome_index(outcome)).copied(), v.duration_ms);
-            d.record(latency_ms);
-            if let Some(c) = c {
-                w.counters.inc(c);
+            v.duration_ms.record(latency_ms);
+            if let Some(c) = v.requests.get(outcome_index(outcome)) {
+                w.counters.inc(*c);
             }
         }
-        if let Some(t) = threshold {
-            let event = Counts::event(outcome, status, latency_ms, t);
+        if let Some(slo) = &policy.slo {
+            let event = Counts::event(outcome, status, latency_ms, slo.latency_ms);
             if let Some(windows) = w.pending.get_mut(r.model).and_then(|m| m.get_mut(r.version)) {
                 for c in windows.iter_mut() {
                     c.add(&event);
                 }
             }
         }
-        let (Some(mut cap), Some(s)) = (r.capture.take(), sampling) else {
+        let (Some(mut cap), Some(s)) = (r.capture.take(), &policy.sampling) else {
             return;
         };
         let envelope = Envelope {
             schema: 1,
-            model,
-            version,
+            model: model.clone(),
+            version: version.name.clone(),
             request_id: host::request_header("x-request-id").unwrap_or_default(),
             start_unix_ms: host::property_u64(&["request", "time"]).map_or(r.start_ms, |ns| ns / 1_000_000),
             duration_ms: latency_ms,

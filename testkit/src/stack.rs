@@ -2,7 +2,7 @@
 //! configuration through ECDS), one backend per model version, and the sample collector.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -35,6 +35,19 @@ pub fn python() -> PathBuf {
 pub fn render(args: &[&str]) {
     let out = Command::new(python()).arg(root().join("envoy/render.py")).args(args).output().unwrap();
     assert!(out.status.success(), "render.py {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The filter's ECDS configuration for `policy`, with the built `.wasm`.
+pub fn render_filter(policy: &Path, out: &Path) {
+    render(&[
+        "filter",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--wasm",
+        wasm_path().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
 }
 
 struct Proc(Child);
@@ -82,15 +95,7 @@ impl Stack {
         std::fs::write(&policy_file, serde_json::to_vec_pretty(policy).unwrap()).unwrap();
         let (listen, admin) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
         let (bootstrap, ecds) = (dir.join("envoy.yaml"), dir.join("filter.yaml"));
-        render(&[
-            "filter",
-            "--policy",
-            policy_file.to_str().unwrap(),
-            "--wasm",
-            wasm_path().to_str().unwrap(),
-            "--out",
-            ecds.to_str().unwrap(),
-        ]);
+        render_filter(&policy_file, &ecds);
         render(&[
             "bootstrap",
             "--policy",
@@ -145,15 +150,7 @@ impl Stack {
             (self.ecds_stat("update_success"), self.ecds_stat("update_rejected") + self.ecds_stat("update_failure"));
         let file = self.dir.join("policy-next.json");
         std::fs::write(&file, serde_json::to_vec_pretty(policy).unwrap()).unwrap();
-        render(&[
-            "filter",
-            "--policy",
-            file.to_str().unwrap(),
-            "--wasm",
-            wasm_path().to_str().unwrap(),
-            "--out",
-            self.dir.join("filter.yaml").to_str().unwrap(),
-        ]);
+        render_filter(&file, &self.dir.join("filter.yaml"));
         let mut accepted = false;
         wait_until(Duration::from_secs(20), "Envoy to take the new filter config", || {
             let now = (
@@ -206,10 +203,6 @@ impl Stack {
 
     pub fn envoy_log(&self) -> String {
         std::fs::read_to_string(&self.envoy_log).unwrap_or_default()
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
     }
 }
 
