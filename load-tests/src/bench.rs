@@ -12,7 +12,9 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::batch_stats;
-use crate::client::{self, Target};
+use crate::client;
+use crate::payload::build_body;
+use crate::run::{self, Report};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -57,7 +59,7 @@ struct Served {
     model: String,
     mode: &'static str,
     concurrency: usize,
-    report: client::Report,
+    report: Report,
     mean_batch: f64,
 }
 
@@ -171,23 +173,17 @@ async fn served_run(
     concurrency: usize,
     binary: bool,
     seconds: f64,
-) -> anyhow::Result<(client::Report, f64)> {
+) -> anyhow::Result<(Report, f64)> {
     let inputs = client::model_inputs(&b.http, model, Some("v1")).await?;
-    let (body, header_len) = client::build_request(&inputs, 1, binary, 7)?;
-    let target = Target {
-        addr: b.http.clone(),
-        post: true,
-        path: format!("/v2/models/{model}/versions/v1/infer"),
-        body,
-        header_len,
-    };
+    let body = build_body(&inputs, 1, binary, 7, None)?;
+    let path = format!("/v2/models/{model}/versions/v1/infer");
     // Warm-up, not counted.
-    client::closed_loop(target.clone(), concurrency, None, Some(Duration::from_secs_f64(1.0)), 1).await?;
+    run::closed(&b.http, &path, Some(body.clone()), concurrency, Duration::from_secs(1)).await?;
     let before = crate::scrape(&b.admin).await?;
-    let report = client::closed_loop(target, concurrency, None, Some(Duration::from_secs_f64(seconds)), 1).await?;
+    let report = run::closed(&b.http, &path, Some(body), concurrency, Duration::from_secs_f64(seconds)).await?;
     let after = crate::scrape(&b.admin).await?;
-    if !report.errors.is_empty() {
-        bail!("{model}: errors during the run: {:?}", report.errors);
+    if report.total.errors > 0 {
+        bail!("{model}: errors during the run: {:?} {:?}", report.total.by_status, report.total.by_cause);
     }
     Ok((report, batch_stats(&before, &after, model, "v1").mean_rows))
 }
@@ -211,7 +207,7 @@ async fn ceiling_rounds(
         eprintln!("bench: {model}, interleaved round {}/{}", i + 1, a.rounds);
         let raw = raw_ceiling(bin, a, model, &max)?.first().map_or(f64::NAN, |r| r.rows_per_second);
         let (report, _) = served_run(b, model, concurrency, true, a.seconds / 2.0).await?;
-        rounds.push(Round { served: report.rows_per_second, raw });
+        rounds.push(Round { served: report.total.rows_per_second, raw });
     }
     Ok(rounds)
 }
@@ -282,7 +278,7 @@ fn report(
     raw: &BTreeMap<String, Vec<RawRow>>,
     served: &[Served],
     interleaved: &[(&str, Vec<Round>)],
-    overhead: Option<&client::Report>,
+    overhead: Option<&Report>,
     rss: &[(String, Option<f64>)],
 ) -> anyhow::Result<String> {
     let device = raw.values().flatten().next().map_or("?".into(), |r| r.device.clone());
@@ -314,22 +310,23 @@ fn report(
         let rows = raw.get(&s.model).map(Vec::as_slice).unwrap_or_default();
         let max = if s.mode == "batching on" { max_batch(&a.model_repository, &s.model)? } else { 1 };
         let ceiling = rows.iter().find(|r| r.batch_size == max).map_or(f64::NAN, |r| r.rows_per_second);
-        let ratio = s.report.rows_per_second / ceiling;
+        let ratio = s.report.total.rows_per_second / ceiling;
         writeln!(
             m,
             "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1}% (raw at batch {max}: {ceiling:.0}) |",
             s.model,
             s.mode,
             s.concurrency,
-            s.report.rows_per_second,
+            s.report.total.rows_per_second,
             s.mean_batch,
-            s.report.p50_ms,
-            s.report.p99_ms,
+            s.report.total.latency_ms.p50,
+            s.report.total.latency_ms.p99,
             ratio * 100.0
         )?;
     }
     let speedup = |model: &str| {
-        let get = |mode| served.iter().find(|s| s.model == model && s.mode == mode).map(|s| s.report.rows_per_second);
+        let get =
+            |mode| served.iter().find(|s| s.model == model && s.mode == mode).map(|s| s.report.total.rows_per_second);
         get("batching on").zip(get("batching off")).map(|(on, off)| on / off)
     };
     for (model, _) in MODELS {
@@ -367,7 +364,7 @@ fn report(
         }
     }
     if let (Some(o), Some(r1)) = (overhead, raw.get("mlp").and_then(|r| r.iter().find(|r| r.batch_size == 1))) {
-        let us = (o.p50_ms - r1.p50_ms) * 1e3;
+        let us = (o.total.latency_ms.p50 - r1.p50_ms) * 1e3;
         writeln!(m, "\n## 3. Serving overhead, MLP at batch 1 (1 client, JSON body, batching off)\n")?;
         writeln!(
             m,
@@ -377,8 +374,8 @@ fn report(
             m,
             "| {:.0} µs | {:.0} µs | **{us:.0} µs** | {:.0} µs |",
             r1.p50_ms * 1e3,
-            o.p50_ms * 1e3,
-            o.p99_ms * 1e3
+            o.total.latency_ms.p50 * 1e3,
+            o.total.latency_ms.p99 * 1e3
         )?;
         goals.push(format!(
             "- MLP serving overhead at batch 1 ≤ 300 µs at p50: **{us:.0} µs** — {}",

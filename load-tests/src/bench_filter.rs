@@ -12,7 +12,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::bench::{Backend, derived_repo, write_section};
-use crate::client::{self, Report, Target};
+use crate::client;
+use crate::payload::{Body, build_body};
+use crate::run::{self, Report};
 
 #[derive(clap::Args)]
 pub struct FilterBenchArgs {
@@ -185,22 +187,11 @@ pub async fn run(a: FilterBenchArgs) -> anyhow::Result<()> {
     let sampled = Envoy::start(&dir, "sampled", &p1, &backend.http, collector_addr, true).await?;
 
     let inputs = client::model_inputs(&backend.http, "mlp", Some("v1")).await?;
-    let (body, _) = client::build_request(&inputs, 1, false, 3)?;
-    let target = |addr: &str| Target {
-        addr: addr.to_owned(),
-        post: true,
-        path: "/v2/models/mlp/infer".into(),
-        body: body.clone(),
-        header_len: None,
-    };
+    let body = build_body(&inputs, 1, false, 3, None)?;
+    let infer = "/v2/models/mlp/infer";
     // Saturation: model metadata, so the upstream is cheap and Envoy is what saturates.
-    let metadata = |addr: &str| Target {
-        addr: addr.to_owned(),
-        post: false,
-        path: "/v2/models/mlp".into(),
-        body: body.clone(),
-        header_len: None,
-    };
+    let metadata = "/v2/models/mlp";
+    let some_body = || Some::<Body>(body.clone());
     let secs = Duration::from_secs_f64(a.seconds);
     let mut rows = vec![
         Row { name: "backend directly", runs: vec![] },
@@ -210,7 +201,7 @@ pub async fn run(a: FilterBenchArgs) -> anyhow::Result<()> {
     ];
     // Warm-up, not counted.
     for addr in [&backend.http, &plain.listen, &filtered.listen, &sampled.listen] {
-        client::open_loop(target(addr), a.rate, Duration::from_secs(2), 64).await?;
+        run::open(addr, infer, some_body(), a.rate, Duration::from_secs(2)).await?;
     }
     for round in 0..a.rounds {
         eprintln!(
@@ -221,7 +212,7 @@ pub async fn run(a: FilterBenchArgs) -> anyhow::Result<()> {
             a.seconds
         );
         for (row, addr) in rows.iter_mut().zip([&backend.http, &plain.listen, &filtered.listen, &sampled.listen]) {
-            row.runs.push(client::open_loop(target(addr), a.rate, secs, 64).await?);
+            row.runs.push(run::open(addr, infer, some_body(), a.rate, secs).await?);
         }
     }
     let mut saturation = (Vec::new(), Vec::new());
@@ -233,12 +224,8 @@ pub async fn run(a: FilterBenchArgs) -> anyhow::Result<()> {
             a.clients,
             a.seconds
         );
-        saturation.0.push(
-            client::closed_loop(metadata(&plain.listen), a.clients, None, Some(secs), 1).await?.requests_per_second,
-        );
-        saturation.1.push(
-            client::closed_loop(metadata(&filtered.listen), a.clients, None, Some(secs), 1).await?.requests_per_second,
-        );
+        saturation.0.push(run::closed(&plain.listen, metadata, None, a.clients, secs).await?.total.throughput);
+        saturation.1.push(run::closed(&filtered.listen, metadata, None, a.clients, secs).await?.total.throughput);
     }
     let samples = std::fs::read_to_string(dir.join("samples.jsonl")).map_or(0, |s| s.lines().count());
     let mem = (plain.memory_mib(), filtered.memory_mib());
@@ -280,7 +267,7 @@ fn report(
     writeln!(
         m,
         "Service time is measured from the actual send; the scheduled columns from the intended send time \
-         (coordinated-omission corrected, but they also carry the generator's timer granularity of up to 1 ms).\n"
+         (coordinated-omission corrected; they also carry the generator's send lag, tens of µs on an idle core).\n"
     )?;
     writeln!(
         m,
@@ -288,24 +275,24 @@ fn report(
     )?;
     let pct = |r: &Row, f: fn(&Report) -> f64| median(r.runs.iter().map(f).collect());
     for r in rows {
-        let errors: u64 = r.runs.iter().map(|x| x.errors.values().sum::<u64>()).sum();
-        let late: u64 = r.runs.iter().map(|x| x.sent_late).sum();
+        let errors: u64 = r.runs.iter().map(|x| x.total.errors).sum();
+        let late: u64 = r.runs.iter().map(|x| x.total.late).sum();
         writeln!(
             m,
             "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {late} | {errors} |",
             r.name,
-            pct(r, |x| x.service_p50_ms),
-            pct(r, |x| x.service_p99_ms),
-            pct(r, |x| x.p50_ms),
-            pct(r, |x| x.p99_ms)
+            pct(r, |x| x.total.service_ms.p50),
+            pct(r, |x| x.total.service_ms.p99),
+            pct(r, |x| x.total.latency_ms.p50),
+            pct(r, |x| x.total.latency_ms.p99)
         )?;
     }
     let (base, zero, one) = (&rows[1], &rows[2], &rows[3]);
     let d = |r: &Row, f: fn(&Report) -> f64| (pct(r, f) - pct(base, f)) * 1000.0;
     writeln!(m, "\nAdded by the filter over Envoy without it, service time (µs):\n")?;
     writeln!(m, "| sampling | p50 | p99 |\n|---|---:|---:|")?;
-    writeln!(m, "| 0% | {:.0} | {:.0} |", d(zero, |x| x.service_p50_ms), d(zero, |x| x.service_p99_ms))?;
-    writeln!(m, "| 1% | {:.0} | {:.0} |", d(one, |x| x.service_p50_ms), d(one, |x| x.service_p99_ms))?;
+    writeln!(m, "| 0% | {:.0} | {:.0} |", d(zero, |x| x.total.service_ms.p50), d(zero, |x| x.total.service_ms.p99))?;
+    writeln!(m, "| 1% | {:.0} | {:.0} |", d(one, |x| x.total.service_ms.p50), d(one, |x| x.total.service_ms.p99))?;
     let (plain, filtered) = (median(saturation.0.clone()), median(saturation.1.clone()));
     let cost = 1.0 - filtered / plain;
     writeln!(m, "\n## Saturation throughput\n\n| Envoy | req/s (median) | rounds |\n|---|---:|---|")?;
@@ -324,8 +311,8 @@ fn report(
     writeln!(m, "\nPayload samples received by the collector during the 1% runs: {samples}.\n")?;
     let ok = |c: bool| if c { "met" } else { "NOT met" };
     let (p50, p99) = (
-        d(zero, |x| x.service_p50_ms).max(d(one, |x| x.service_p50_ms)),
-        d(zero, |x| x.service_p99_ms).max(d(one, |x| x.service_p99_ms)),
+        d(zero, |x| x.total.service_ms.p50).max(d(one, |x| x.total.service_ms.p50)),
+        d(zero, |x| x.total.service_ms.p99).max(d(one, |x| x.total.service_ms.p99)),
     );
     writeln!(m, "## Goals\n")?;
     writeln!(m, "- Filter adds ≤ 100 µs at p50: **{p50:.0} µs** (worse of 0% and 1% sampling) — {}", ok(p50 <= 100.0))?;

@@ -1,15 +1,28 @@
-//! `switchyard-load`: load generation against Open Inference Protocol servers, and the
-//! benchmark suite that writes `docs/benchmarks.md`.
+//! `switchyard-load`: an open-loop load generator for Open Inference Protocol servers (scenario
+//! files, HDR latency from intended send times, JSON reports, SVG charts), and the benchmark
+//! suite that writes `docs/benchmarks.md`.
 
 mod bench;
 mod bench_filter;
 mod client;
+mod payload;
+mod plot;
+mod run;
+mod scenario;
+mod schedule;
 mod scrape;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+
+use crate::payload::{HeaderDist, Mixes};
+use crate::run::{Plan, PlanPhase, Report};
+use crate::scenario::{HeaderFile, Load, PayloadFile, Phase, Scenario};
+use crate::schedule::Segment;
 
 #[derive(Parser)]
 #[command(name = "switchyard-load", version, about)]
@@ -20,10 +33,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Runs a scenario file (phases of open- or closed-loop load; see load-tests/README.md).
+    Run(RunArgs),
+    /// Validates scenario files and prints their phases; sends nothing.
+    Check {
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+    },
+    /// Open-loop load at a fixed rate (or a ramp), without a scenario file.
+    Open(OpenArgs),
     /// Closed-loop load: N concurrent clients, each sending as soon as it has its answer.
     Closed(ClosedArgs),
     /// The backend benchmark: raw engine ceiling, served throughput with batching on and
-    /// off, serving overhead; writes a Markdown report.
+    /// off, serving overhead, saturation sweeps; writes a Markdown report.
     BenchBackend(bench::BenchArgs),
     /// The filter benchmark: backend direct vs Envoy without and with the filter (latency
     /// under open-loop load, saturation throughput, memory); writes a Markdown report.
@@ -31,38 +53,98 @@ enum Command {
 }
 
 #[derive(Args)]
-struct ClosedArgs {
+struct RunArgs {
+    scenario: PathBuf,
+    /// Inference listener host:port (overrides the scenario's `addr`).
+    #[arg(long)]
+    addr: Option<String>,
+    #[command(flatten)]
+    out: Output,
+}
+
+#[derive(Args)]
+struct Output {
+    /// Write the full report (totals, phases, per-second timeline) as JSON here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Write latency-over-time.svg and latency-vs-throughput.svg into this directory.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Print the report as JSON on stdout instead of the summary.
+    #[arg(long)]
+    json: bool,
+    /// No progress line.
+    #[arg(long, short)]
+    quiet: bool,
+    /// A request sent later than this after its scheduled time counts as late.
+    #[arg(long, default_value = "1ms", value_parser = duration_arg)]
+    late_after: Duration,
+}
+
+#[derive(Args)]
+struct Target {
     /// Inference listener, host:port.
     #[arg(long, default_value = "127.0.0.1:8000")]
     addr: String,
-    #[arg(long)]
-    model: String,
+    /// Model to infer on (tensors built from its metadata).
+    #[arg(long, required_unless_present = "get")]
+    model: Option<String>,
     #[arg(long)]
     version: Option<String>,
-    #[arg(long, default_value_t = 8)]
-    concurrency: usize,
-    /// Stop after this many requests…
-    #[arg(long)]
-    requests: Option<u64>,
-    /// …or after this many seconds (default 10 when neither is given).
-    #[arg(long)]
-    seconds: Option<f64>,
+    /// GET this path instead of inferring (e.g. /v2/models/mlp or /v2/health/ready).
+    #[arg(long, conflicts_with = "model")]
+    get: Option<String>,
     /// Rows per request.
     #[arg(long, default_value_t = 1)]
     rows: usize,
     /// Send tensors with the binary tensor data extension instead of JSON.
     #[arg(long)]
     binary: bool,
-    /// Send `GET /v2/models/{m}` (model metadata) instead of inference: measures the request
-    /// path (proxy, routing) with almost no model work.
+    /// Replay request bodies from a JSONL file instead of generating them.
+    #[arg(long, conflicts_with_all = ["rows", "binary", "get"])]
+    replay: Option<PathBuf>,
+    /// Extra header on every request, NAME=VALUE (repeatable).
+    #[arg(long = "header", value_name = "NAME=VALUE")]
+    headers: Vec<String>,
+    #[arg(long, default_value = "30s", value_parser = duration_arg)]
+    timeout: Duration,
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+}
+
+#[derive(Args)]
+struct OpenArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Requests per second (the start rate with --ramp-to).
     #[arg(long)]
-    get: bool,
+    rate: f64,
+    /// Ramp linearly to this rate by the end.
+    #[arg(long)]
+    ramp_to: Option<f64>,
+    #[arg(long, default_value = "10s", value_parser = duration_arg)]
+    duration: Duration,
+    #[command(flatten)]
+    out: Output,
+}
+
+#[derive(Args)]
+struct ClosedArgs {
+    #[command(flatten)]
+    target: Target,
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    #[arg(long, default_value = "10s", value_parser = duration_arg)]
+    duration: Duration,
     /// Admin listener (host:port) to read batch sizes from, before and after.
     #[arg(long)]
     admin_addr: Option<String>,
-    /// Print the report as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    out: Output,
+}
+
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    scenario::parse_duration(s)
 }
 
 fn main() -> ExitCode {
@@ -76,6 +158,9 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async {
         match cli.command {
+            Command::Run(a) => run_scenario(a).await,
+            Command::Check { scenarios } => check(&scenarios),
+            Command::Open(a) => open(a).await,
             Command::Closed(a) => closed(a).await,
             Command::BenchBackend(a) => bench::run(a).await,
             Command::BenchFilter(a) => bench_filter::run(a).await,
@@ -88,6 +173,172 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn check(paths: &[PathBuf]) -> anyhow::Result<()> {
+    let mut bad = 0;
+    for p in paths {
+        match scenario::load(p) {
+            Ok(sc) => {
+                println!("{}: ok, {} phases. {}", p.display(), sc.phases.len(), sc.description);
+                for ph in &sc.phases {
+                    let load = match (&ph.load, ph.load.mean_rate(ph.duration)) {
+                        (Load::Closed(n), _) => format!("{n} clients"),
+                        (_, Some(r)) => format!("{r:.0} req/s mean"),
+                        _ => String::new(),
+                    };
+                    let drift = if ph.drifted { ", drifted inputs" } else { "" };
+                    println!("  {:<24} {:>8.1}s  {load}{drift}", ph.name, ph.duration.as_secs_f64());
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                bad += 1;
+            }
+        }
+    }
+    anyhow::ensure!(bad == 0, "{bad} of {} scenario files are invalid", paths.len());
+    Ok(())
+}
+
+/// Builds the payloads and headers of every phase against the live model metadata.
+async fn prepare(sc: &Scenario, addr: &str, out: &Output) -> anyhow::Result<Plan> {
+    let (path, inputs) = match (&sc.model, &sc.get) {
+        (_, Some(get)) => (get.clone(), Vec::new()),
+        (Some(m), None) => {
+            let inputs = client::model_inputs(addr, m, sc.version.as_deref()).await?;
+            let base = match &sc.version {
+                Some(v) => format!("/v2/models/{m}/versions/{v}"),
+                None => format!("/v2/models/{m}"),
+            };
+            (format!("{base}/infer"), inputs)
+        }
+        (None, None) => anyhow::bail!("the scenario names neither a model nor a path"),
+    };
+    let mut mixes = Mixes::new(&inputs, sc.seed);
+    let mut phases = Vec::new();
+    for p in &sc.phases {
+        let drift = sc.drift.as_ref().filter(|_| p.drifted);
+        let mix = if sc.get.is_some() {
+            payload::Mix::single(payload::Body::empty())
+        } else {
+            mixes.build(&p.payload, drift).with_context(|| format!("phase '{}'", p.name))?
+        };
+        let headers = p.header.iter().map(HeaderDist::new).collect::<anyhow::Result<_>>()?;
+        phases.push(PlanPhase { name: p.name.clone(), duration: p.duration, load: p.load.clone(), mix, headers });
+    }
+    Ok(Plan {
+        name: sc.name.clone(),
+        addr: addr.to_owned(),
+        path,
+        post: sc.get.is_none(),
+        timeout: sc.timeout,
+        max_connections: sc.max_connections,
+        late_after: out.late_after,
+        seed: sc.seed,
+        phases,
+        progress: !out.quiet,
+    })
+}
+
+async fn run_scenario(a: RunArgs) -> anyhow::Result<()> {
+    let sc = scenario::load(&a.scenario).map_err(anyhow::Error::msg)?;
+    let addr = a.addr.clone().or_else(|| sc.addr.clone()).unwrap_or_else(|| "127.0.0.1:8000".into());
+    let plan = prepare(&sc, &addr, &a.out).await?;
+    let report = run::execute(plan).await?;
+    emit(&report, &a.out)
+}
+
+/// A one-phase scenario from command-line flags, validated like a file.
+fn ad_hoc(t: &Target, load: Load, duration: Duration) -> anyhow::Result<Scenario> {
+    let mut header = Vec::new();
+    for h in &t.headers {
+        let (name, value) = h.split_once('=').with_context(|| format!("--header '{h}': expected NAME=VALUE"))?;
+        header.push(HeaderFile {
+            name: name.to_owned(),
+            fraction: 1.0,
+            users: None,
+            prefix: String::new(),
+            values: Some(vec![value.to_owned()]),
+            weights: None,
+        });
+    }
+    let payload = vec![PayloadFile {
+        weight: 1.0,
+        rows: t.replay.is_none().then_some(t.rows),
+        binary: t.binary,
+        replay: t.replay.clone(),
+    }];
+    anyhow::ensure!(t.rows > 0, "--rows must be at least 1");
+    anyhow::ensure!(t.max_connections > 0, "--max-connections must be at least 1");
+    Ok(Scenario {
+        name: String::new(),
+        description: String::new(),
+        addr: Some(t.addr.clone()),
+        model: t.model.clone(),
+        version: t.version.clone(),
+        get: t.get.clone(),
+        timeout: t.timeout,
+        max_connections: t.max_connections,
+        seed: 1,
+        phases: vec![Phase { name: "main".into(), duration, load, payload, header, drifted: false }],
+        drift: None,
+    })
+}
+
+async fn open(a: OpenArgs) -> anyhow::Result<()> {
+    let ok = |r: f64| r.is_finite() && r > 0.0;
+    anyhow::ensure!(ok(a.rate) || a.ramp_to.is_some_and(ok), "--rate must be a positive number of requests per second");
+    let secs = a.duration.as_secs_f64();
+    let segment = Segment { seconds: secs, from: a.rate.max(0.0), to: a.ramp_to.unwrap_or(a.rate).max(0.0) };
+    let sc = ad_hoc(&a.target, Load::Open(vec![segment]), a.duration)?;
+    let plan = prepare(&sc, &a.target.addr, &a.out).await?;
+    emit(&run::execute(plan).await?, &a.out)
+}
+
+async fn closed(a: ClosedArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.concurrency > 0, "--concurrency must be at least 1");
+    let sc = ad_hoc(&a.target, Load::Closed(a.concurrency), a.duration)?;
+    let plan = prepare(&sc, &a.target.addr, &a.out).await?;
+    let before = match &a.admin_addr {
+        Some(m) => Some(scrape(m).await?),
+        None => None,
+    };
+    let report = run::execute(plan).await?;
+    emit(&report, &a.out)?;
+    if let (Some(m), Some(before), Some(model)) = (&a.admin_addr, before, &a.target.model) {
+        let after = scrape(m).await?;
+        let version = a.target.version.as_deref().unwrap_or("");
+        let b = batch_stats(&before, &after, model, version);
+        if !a.out.json {
+            println!("batches executed: {:.0}, mean batch size {:.2} rows", b.batches, b.mean_rows);
+        }
+    }
+    Ok(())
+}
+
+fn emit(report: &Report, out: &Output) -> anyhow::Result<()> {
+    if let Some(p) = &out.report {
+        write_json(p, report)?;
+    }
+    if let Some(dir) = &out.plot {
+        for p in plot::write(dir, report)? {
+            eprintln!("wrote {}", p.display());
+        }
+    }
+    if out.json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", run::summary(report));
+    }
+    Ok(())
+}
+
+fn write_json(path: &Path, report: &Report) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(path, serde_json::to_vec_pretty(report)?).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Mean batch size and batches executed for a model version between two scrapes.
@@ -107,58 +358,4 @@ pub fn batch_stats(before: &[scrape::Sample], after: &[scrape::Sample], model: &
     let d = |n: &str| scrape::sum(after, n, &want) - scrape::sum(before, n, &want);
     let batches = d("switchyard_batch_size_count");
     BatchStats { batches, mean_rows: d("switchyard_batch_size_sum") / batches.max(1.0) }
-}
-
-async fn closed(a: ClosedArgs) -> anyhow::Result<()> {
-    let inputs = client::model_inputs(&a.addr, &a.model, a.version.as_deref()).await?;
-    let (body, header_len) = client::build_request(&inputs, a.rows, a.binary, 1)?;
-    let mut path = match &a.version {
-        Some(v) => format!("/v2/models/{}/versions/{v}", a.model),
-        None => format!("/v2/models/{}", a.model),
-    };
-    if !a.get {
-        path.push_str("/infer");
-    }
-    let before = match &a.admin_addr {
-        Some(m) => Some(scrape(m).await?),
-        None => None,
-    };
-    let duration = match (a.requests, a.seconds) {
-        (None, None) => Some(Duration::from_secs(10)),
-        (_, s) => s.map(Duration::from_secs_f64),
-    };
-    let target = client::Target { addr: a.addr.clone(), post: !a.get, path, body, header_len };
-    let report = client::closed_loop(target, a.concurrency, a.requests, duration, a.rows).await?;
-    let batches = match (&a.admin_addr, before) {
-        (Some(m), Some(before)) => {
-            let after = scrape(m).await?;
-            let version = a.version.as_deref().unwrap_or("");
-            Some(batch_stats(&before, &after, &a.model, version))
-        }
-        _ => None,
-    };
-    if a.json {
-        println!("{}", serde_json::to_string(&report)?);
-        return Ok(());
-    }
-    println!(
-        "{}{}: {} ok in {:.1}s = {:.0} req/s ({:.0} rows/s); latency ms p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}",
-        a.model,
-        a.version.as_deref().map(|v| format!(":{v}")).unwrap_or_default(),
-        report.ok,
-        report.seconds,
-        report.requests_per_second,
-        report.rows_per_second,
-        report.p50_ms,
-        report.p90_ms,
-        report.p99_ms,
-        report.max_ms
-    );
-    if !report.errors.is_empty() {
-        println!("  errors: {:?}", report.errors);
-    }
-    if let Some(b) = batches {
-        println!("  batches executed: {:.0}, mean batch size {:.2} rows", b.batches, b.mean_rows);
-    }
-    Ok(())
 }

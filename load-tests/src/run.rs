@@ -1,0 +1,828 @@
+//! The generator: runs a plan's phases back to back on one thread.
+//!
+//! Open-loop phases send each request at its scheduled time whatever the server does, and
+//! measure its latency from that *intended* time: a request that waited for a connection, or
+//! behind a stalled server, shows the wait as latency instead of silently not being sent
+//! (no coordinated omission). Closed-loop phases keep N clients busy (saturation).
+//! Latencies go into HDR histograms (µs, 3 significant digits), per phase and per second.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::client::conn::http1;
+use hyper::header::{HeaderName, HeaderValue};
+use serde::Serialize;
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::payload::{Body, HeaderDist, Mix, Rng};
+use crate::scenario::Load;
+use crate::schedule::{Arrivals, Segment, rate_at};
+
+/// Everything a run needs, payloads already built.
+pub struct Plan {
+    pub name: String,
+    pub addr: String,
+    pub path: String,
+    /// POST the phase's bodies; GET `path` when false.
+    pub post: bool,
+    pub timeout: Duration,
+    pub max_connections: usize,
+    /// A request sent more than this after its scheduled time counts as late.
+    pub late_after: Duration,
+    pub seed: u64,
+    pub phases: Vec<PlanPhase>,
+    pub progress: bool,
+}
+
+pub struct PlanPhase {
+    pub name: String,
+    pub duration: Duration,
+    pub load: Load,
+    pub mix: Mix,
+    pub headers: Vec<HeaderDist>,
+}
+
+impl Plan {
+    /// A one-phase plan: `load` for `duration`, the same body every time.
+    pub fn simple(addr: &str, path: &str, body: Option<Body>, load: Load, duration: Duration) -> Plan {
+        Plan {
+            name: String::new(),
+            addr: addr.to_owned(),
+            path: path.to_owned(),
+            post: body.is_some(),
+            timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            late_after: DEFAULT_LATE_AFTER,
+            seed: 1,
+            phases: vec![PlanPhase {
+                name: "main".into(),
+                duration,
+                load,
+                mix: Mix::single(body.unwrap_or_else(Body::empty)),
+                headers: Vec::new(),
+            }],
+            progress: false,
+        }
+    }
+}
+
+/// Closed loop: `clients` concurrent clients for `duration`, the same request each time.
+pub async fn closed(
+    addr: &str,
+    path: &str,
+    body: Option<Body>,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<Report> {
+    execute(Plan::simple(addr, path, body, Load::Closed(clients), duration)).await
+}
+
+/// Open loop at a constant `rate` for `duration`, the same request each time.
+pub async fn open(addr: &str, path: &str, body: Option<Body>, rate: f64, duration: Duration) -> anyhow::Result<Report> {
+    let load = Load::Open(vec![Segment::constant(rate, duration.as_secs_f64())]);
+    execute(Plan::simple(addr, path, body, load, duration)).await
+}
+
+/// Sends leave within tens of microseconds of their schedule on an idle machine (see `pacer`);
+/// 1 ms leaves room for a busy one before calling a send late.
+pub const DEFAULT_LATE_AFTER: Duration = Duration::from_millis(1);
+
+const HIGHEST_US: u64 = 3_600_000_000;
+
+fn histogram(sigfig: u8) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIGHEST_US, sigfig).expect("constant bounds within hdrhistogram's limits")
+}
+
+/// Why a request got no HTTP answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Cause {
+    Connect,
+    Timeout,
+    Reset,
+    Io,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Connect => "connect",
+            Cause::Timeout => "timeout",
+            Cause::Reset => "reset",
+            Cause::Io => "io",
+        }
+    }
+}
+
+fn classify(e: &hyper::Error) -> Cause {
+    if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+        return Cause::Reset;
+    }
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            return match io.kind() {
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => Cause::Reset,
+                _ => Cause::Io,
+            };
+        }
+        src = s.source();
+    }
+    Cause::Io
+}
+
+struct PhaseRec {
+    sent: u64,
+    ok: u64,
+    rows: u64,
+    late: u64,
+    statuses: BTreeMap<u16, u64>,
+    causes: BTreeMap<Cause, u64>,
+    latency: Histogram<u64>,
+    service: Histogram<u64>,
+}
+
+impl PhaseRec {
+    fn new() -> Self {
+        PhaseRec {
+            sent: 0,
+            ok: 0,
+            rows: 0,
+            late: 0,
+            statuses: BTreeMap::new(),
+            causes: BTreeMap::new(),
+            latency: histogram(3),
+            service: histogram(3),
+        }
+    }
+}
+
+struct SecondRec {
+    sent: u64,
+    ok: u64,
+    errors: u64,
+    latency: Histogram<u64>,
+}
+
+/// Everything measured, updated by each request as it completes.
+pub struct Recorder {
+    phases: Vec<PhaseRec>,
+    /// By the second of the intended send time.
+    seconds: Vec<SecondRec>,
+    lag: Histogram<u64>,
+    late_after_us: u64,
+    last_done: Duration,
+}
+
+/// One finished request, in offsets from the run's start.
+pub struct Outcome {
+    pub phase: usize,
+    pub intended: Duration,
+    /// When it left (it may have waited for a connection); None if it never did.
+    pub sent: Option<Duration>,
+    pub done: Duration,
+    pub result: Result<u16, Cause>,
+    pub rows: usize,
+}
+
+fn us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).clamp(1, HIGHEST_US)
+}
+
+impl Recorder {
+    pub fn new(phases: usize, late_after: Duration) -> Self {
+        Recorder {
+            phases: (0..phases).map(|_| PhaseRec::new()).collect(),
+            seconds: Vec::new(),
+            lag: histogram(3),
+            late_after_us: u64::try_from(late_after.as_micros()).unwrap_or(u64::MAX),
+            last_done: Duration::ZERO,
+        }
+    }
+
+    pub fn record(&mut self, o: &Outcome) {
+        let Some(p) = self.phases.get_mut(o.phase) else { return };
+        let sec = o.intended.as_secs() as usize;
+        if self.seconds.len() <= sec {
+            self.seconds.resize_with(sec + 1, || SecondRec { sent: 0, ok: 0, errors: 0, latency: histogram(2) });
+        }
+        let Some(s) = self.seconds.get_mut(sec) else { return };
+        p.sent += 1;
+        s.sent += 1;
+        self.last_done = self.last_done.max(o.done);
+        let lag = o.sent.unwrap_or(o.done).saturating_sub(o.intended);
+        let lag_us = u64::try_from(lag.as_micros()).unwrap_or(u64::MAX);
+        self.lag.saturating_record(lag_us.max(1));
+        if lag_us > self.late_after_us {
+            p.late += 1;
+        }
+        match o.result {
+            Ok(status) if (200..300).contains(&status) => {
+                p.ok += 1;
+                s.ok += 1;
+                p.rows += o.rows as u64;
+                let latency = us(o.done.saturating_sub(o.intended));
+                p.latency.saturating_record(latency);
+                s.latency.saturating_record(latency);
+                p.service.saturating_record(us(o.done.saturating_sub(o.sent.unwrap_or(o.intended))));
+            }
+            Ok(status) => {
+                *p.statuses.entry(status).or_default() += 1;
+                s.errors += 1;
+            }
+            Err(cause) => {
+                *p.causes.entry(cause).or_default() += 1;
+                s.errors += 1;
+            }
+        }
+    }
+}
+
+/// Percentiles in milliseconds.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl Latency {
+    fn of(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        let q = |p: f64| h.value_at_quantile(p) as f64 / 1e3;
+        Latency {
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: h.max() as f64 / 1e3,
+            mean: h.mean() / 1e3,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Stats {
+    /// Requests scheduled and finished (answered or failed).
+    pub sent: u64,
+    /// 2xx answers.
+    pub ok: u64,
+    /// Non-2xx answers by status, then failures without an answer by cause.
+    pub errors: u64,
+    pub by_status: BTreeMap<String, u64>,
+    pub by_cause: BTreeMap<String, u64>,
+    /// Requests that left more than `late_after_ms` after their scheduled time.
+    pub late: u64,
+    pub rows: u64,
+    pub seconds: f64,
+    /// 2xx answers per second.
+    pub throughput: f64,
+    pub rows_per_second: f64,
+    /// From the intended send time (what a user waiting on the schedule saw), 2xx only.
+    pub latency_ms: Latency,
+    /// From the actual send (the server's and network's share), 2xx only.
+    pub service_ms: Latency,
+}
+
+impl Stats {
+    fn of(p: &PhaseRec, seconds: f64) -> Stats {
+        let errors = p.statuses.values().sum::<u64>() + p.causes.values().sum::<u64>();
+        Stats {
+            sent: p.sent,
+            ok: p.ok,
+            errors,
+            by_status: p.statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            by_cause: p.causes.iter().map(|(k, v)| (k.as_str().to_owned(), *v)).collect(),
+            late: p.late,
+            rows: p.rows,
+            seconds,
+            throughput: p.ok as f64 / seconds.max(1e-9),
+            rows_per_second: p.rows as f64 / seconds.max(1e-9),
+            latency_ms: Latency::of(&p.latency),
+            service_ms: Latency::of(&p.service),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PhaseReport {
+    pub name: String,
+    /// Mean scheduled rate (open loop).
+    pub target_rate: Option<f64>,
+    /// Clients (closed loop).
+    pub concurrency: Option<usize>,
+    #[serde(flatten)]
+    pub stats: Stats,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SecondReport {
+    /// Seconds from the start (by intended send time).
+    pub t: usize,
+    pub sent: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub target: String,
+    pub late_after_ms: f64,
+    pub total: Stats,
+    /// How far behind schedule requests left, in ms.
+    pub send_lag_ms: Latency,
+    pub phases: Vec<PhaseReport>,
+    pub timeline: Vec<SecondReport>,
+}
+
+struct Shared {
+    addr: String,
+    timeout: Duration,
+    pool: Mutex<Vec<http1::SendRequest<Full<Bytes>>>>,
+    slots: Arc<tokio::sync::Semaphore>,
+    rec: Mutex<Recorder>,
+    start: Instant,
+    started: AtomicU64,
+    finished: AtomicU64,
+}
+
+impl Shared {
+    fn rec(&self) -> MutexGuard<'_, Recorder> {
+        // A poisoned lock only means a request task panicked mid-record; the counts stay usable.
+        self.rec.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    fn pool(&self) -> MutexGuard<'_, Vec<http1::SendRequest<Full<Bytes>>>> {
+        self.pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+pub async fn connect(addr: &str) -> anyhow::Result<http1::SendRequest<Full<Bytes>>> {
+    let stream = TcpStream::connect(addr).await.with_context(|| format!("cannot connect to {addr}"))?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+fn request(plan: &Plan, phase: &PlanPhase, rng: &mut Rng) -> Result<(Request<Full<Bytes>>, usize), hyper::http::Error> {
+    let mut b = Request::builder()
+        .method(if plan.post { "POST" } else { "GET" })
+        .uri(plan.path.as_str())
+        .header(hyper::header::HOST, plan.addr.as_str());
+    for h in &phase.headers {
+        if let Some((k, v)) = h.draw(rng) {
+            b = b.header(k, v);
+        }
+    }
+    if !plan.post {
+        return Ok((b.body(Full::new(Bytes::new()))?, 0));
+    }
+    let body = phase.mix.pick(rng).cloned().unwrap_or_else(Body::empty);
+    b = match body.header_len {
+        Some(n) => b
+            .header(HeaderName::from_static("inference-header-content-length"), HeaderValue::from(n))
+            .header(hyper::header::CONTENT_TYPE, "application/octet-stream"),
+        None => b.header(hyper::header::CONTENT_TYPE, "application/json"),
+    };
+    Ok((b.body(Full::new(body.bytes))?, body.rows))
+}
+
+/// Sends one request (on a pooled connection or a new one) and records what happened.
+async fn send(sh: Arc<Shared>, phase: usize, intended: Instant, req: Request<Full<Bytes>>, rows: usize) {
+    sh.started.fetch_add(1, Ordering::Relaxed);
+    let at = |t: Instant| t.saturating_duration_since(sh.start);
+    let (sent, result) = exchange(&sh, req).await;
+    let o = Outcome { phase, intended: at(intended), sent: sent.map(at), done: at(Instant::now()), result, rows };
+    sh.rec().record(&o);
+    sh.finished.fetch_add(1, Ordering::Relaxed);
+}
+
+async fn exchange(sh: &Shared, req: Request<Full<Bytes>>) -> (Option<Instant>, Result<u16, Cause>) {
+    // Waiting for a connection slot counts towards latency: the clock started at `intended`.
+    let Ok(_slot) = sh.slots.acquire().await else { return (None, Err(Cause::Io)) };
+    let pooled = {
+        let mut pool = sh.pool();
+        std::iter::from_fn(|| pool.pop()).find(|s| !s.is_closed())
+    };
+    let mut sender = match pooled {
+        Some(s) => s,
+        None => match tokio::time::timeout(sh.timeout, connect(&sh.addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(_)) => return (None, Err(Cause::Connect)),
+            Err(_) => return (None, Err(Cause::Timeout)),
+        },
+    };
+    let sent = Instant::now();
+    let answer = tokio::time::timeout(sh.timeout, async {
+        let resp = sender.send_request(req).await?;
+        let status = resp.status().as_u16();
+        resp.into_body().collect().await?;
+        Ok::<u16, hyper::Error>(status)
+    })
+    .await;
+    match answer {
+        Ok(Ok(status)) => {
+            sh.pool().push(sender);
+            (Some(sent), Ok(status))
+        }
+        Ok(Err(e)) => (Some(sent), Err(classify(&e))),
+        // The connection is mid-exchange: dropping it closes it.
+        Err(_) => (Some(sent), Err(Cause::Timeout)),
+    }
+}
+
+/// Paces an open-loop phase from its own OS thread: each due time is handed over when it
+/// comes. Tokio's timer wheel ticks in whole milliseconds, which would put up to 1 ms of error
+/// into every latency measured from the intended time; a sleeping thread wakes within tens of
+/// microseconds, without spinning a core. If the sender falls behind, the bounded channel
+/// blocks the pacer, but the due times it hands over stay the scheduled ones, so the lag shows
+/// up as latency and as late sends.
+fn pacer(segments: Vec<Segment>, start: Instant) -> tokio::sync::mpsc::Receiver<Instant> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4096);
+    let start = start.into_std();
+    std::thread::spawn(move || {
+        for offset in Arrivals::new(segments) {
+            let due = start + offset;
+            let now = std::time::Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            if tx.blocking_send(Instant::from_std(due)).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Runs every phase back to back and reports. Fails early when nothing listens at the address.
+pub async fn execute(plan: Plan) -> anyhow::Result<Report> {
+    drop(connect(&plan.addr).await?);
+    let plan = Arc::new(plan);
+    let start = Instant::now();
+    let sh = Arc::new(Shared {
+        addr: plan.addr.clone(),
+        timeout: plan.timeout,
+        pool: Mutex::new(Vec::new()),
+        slots: Arc::new(tokio::sync::Semaphore::new(plan.max_connections)),
+        rec: Mutex::new(Recorder::new(plan.phases.len(), plan.late_after)),
+        start,
+        started: AtomicU64::new(0),
+        finished: AtomicU64::new(0),
+    });
+    let current = Arc::new(AtomicU64::new(0));
+    let progress = plan.progress.then(|| tokio::spawn(progress_line(sh.clone(), phase_table(&plan), current.clone())));
+    let mut rng = Rng::new(plan.seed);
+    let mut tasks = JoinSet::new();
+    let mut phase_start = start;
+    for (i, phase) in plan.phases.iter().enumerate() {
+        current.store(i as u64, Ordering::Relaxed);
+        let end = phase_start + phase.duration;
+        match &phase.load {
+            Load::Open(segments) => {
+                let mut due = pacer(segments.clone(), phase_start);
+                while let Some(intended) = due.recv().await {
+                    let (req, rows) = request(&plan, phase, &mut rng)?;
+                    tasks.spawn(send(sh.clone(), i, intended, req, rows));
+                    // Reap finished tasks as we go, so memory stays flat on long runs.
+                    while tasks.try_join_next().is_some() {}
+                }
+                tokio::time::sleep_until(end).await;
+            }
+            Load::Closed(clients) => {
+                let mut workers = JoinSet::new();
+                for w in 0..*clients {
+                    let (sh, plan) = (sh.clone(), plan.clone());
+                    let mut rng = Rng::new(plan.seed ^ ((i as u64) << 32 | w as u64));
+                    workers.spawn(async move {
+                        let Some(phase) = plan.phases.get(i) else { return Ok(()) };
+                        while Instant::now() < end {
+                            let (req, rows) = request(&plan, phase, &mut rng)?;
+                            send(sh.clone(), i, Instant::now(), req, rows).await;
+                        }
+                        Ok::<(), hyper::http::Error>(())
+                    });
+                }
+                while let Some(w) = workers.join_next().await {
+                    w??;
+                }
+            }
+        }
+        phase_start = end;
+    }
+    while tasks.join_next().await.is_some() {}
+    if let Some(p) = progress {
+        p.abort();
+        if std::io::stderr().is_terminal() {
+            eprintln!();
+        }
+    }
+    let rec = sh.rec();
+    Ok(report(&plan, &rec))
+}
+
+fn report(plan: &Plan, rec: &Recorder) -> Report {
+    let mut total = PhaseRec::new();
+    let mut phases = Vec::new();
+    for (p, r) in plan.phases.iter().zip(&rec.phases) {
+        let (target_rate, concurrency) = match &p.load {
+            Load::Open(_) => (p.load.mean_rate(p.duration), None),
+            Load::Closed(n) => (None, Some(*n)),
+        };
+        phases.push(PhaseReport {
+            name: p.name.clone(),
+            target_rate,
+            concurrency,
+            stats: Stats::of(r, p.duration.as_secs_f64()),
+        });
+        total.sent += r.sent;
+        total.ok += r.ok;
+        total.rows += r.rows;
+        total.late += r.late;
+        for (k, v) in &r.statuses {
+            *total.statuses.entry(*k).or_default() += v;
+        }
+        for (k, v) in &r.causes {
+            *total.causes.entry(*k).or_default() += v;
+        }
+        // Same bounds and precision: adding cannot fail.
+        let _ = total.latency.add(&r.latency);
+        let _ = total.service.add(&r.service);
+    }
+    let scheduled: Duration = plan.phases.iter().map(|p| p.duration).sum();
+    let timeline = rec
+        .seconds
+        .iter()
+        .enumerate()
+        .map(|(t, s)| {
+            let l = Latency::of(&s.latency);
+            SecondReport { t, sent: s.sent, ok: s.ok, errors: s.errors, p50_ms: l.p50, p99_ms: l.p99, max_ms: l.max }
+        })
+        .collect();
+    Report {
+        scenario: plan.name.clone(),
+        target: format!("http://{}{}", plan.addr, plan.path),
+        late_after_ms: plan.late_after.as_secs_f64() * 1e3,
+        total: Stats::of(&total, scheduled.as_secs_f64()),
+        send_lag_ms: Latency::of(&rec.lag),
+        phases,
+        timeline,
+    }
+}
+
+struct PhaseInfo {
+    name: String,
+    start: Duration,
+    duration: Duration,
+    segments: Option<Vec<Segment>>,
+}
+
+fn phase_table(plan: &Plan) -> Vec<PhaseInfo> {
+    let mut start = Duration::ZERO;
+    plan.phases
+        .iter()
+        .map(|p| {
+            let info = PhaseInfo {
+                name: p.name.clone(),
+                start,
+                duration: p.duration,
+                segments: match &p.load {
+                    Load::Open(s) => Some(s.clone()),
+                    Load::Closed(_) => None,
+                },
+            };
+            start += p.duration;
+            info
+        })
+        .collect()
+}
+
+/// A status line every second on a terminal (rewritten in place), every 5 s in a log.
+async fn progress_line(sh: Arc<Shared>, phases: Vec<PhaseInfo>, current: Arc<AtomicU64>) {
+    let tty = std::io::stderr().is_terminal();
+    let every = if tty { 1 } else { 5 };
+    let mut tick = tokio::time::interval(Duration::from_secs(every));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let now = sh.start.elapsed();
+        let Some(p) = phases.get(current.load(Ordering::Relaxed) as usize) else { continue };
+        let into = now.saturating_sub(p.start);
+        let target = p
+            .segments
+            .as_ref()
+            .map_or_else(|| "closed loop".to_owned(), |s| format!("{:.0}/s", rate_at(s, into.as_secs_f64())));
+        let line = {
+            let rec = sh.rec();
+            let (ok, errors) = rec.phases.iter().fold((0, 0), |(o, e), r| (o + r.ok, e + r.sent - r.ok));
+            // The last complete second, by intended send time.
+            let last = now.as_secs().checked_sub(2).and_then(|s| rec.seconds.get(s as usize));
+            let (rate, p99) = last.map_or((0, 0.0), |s| (s.ok, Latency::of(&s.latency).p99));
+            format!(
+                "[{:>5.1}s] {} {:.0}/{:.0}s target {target} | ok {ok} err {errors} in flight {} | last s: {rate}/s p99 {p99:.1} ms",
+                now.as_secs_f64(),
+                p.name,
+                into.as_secs_f64().min(p.duration.as_secs_f64()),
+                p.duration.as_secs_f64(),
+                sh.started.load(Ordering::Relaxed).saturating_sub(sh.finished.load(Ordering::Relaxed)),
+            )
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = if tty { write!(err, "\r\x1b[K{line}") } else { writeln!(err, "{line}") };
+        let _ = err.flush();
+    }
+}
+
+/// The human-readable summary.
+pub fn summary(r: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "{} → {}", if r.scenario.is_empty() { "run" } else { &r.scenario }, r.target);
+    let _ = writeln!(
+        s,
+        "{:<24} {:>10} {:>8} {:>8} {:>6} {:>5} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "phase", "target", "sent", "ok", "errors", "late", "achieved", "p50 ms", "p90", "p99", "p99.9", "max"
+    );
+    let row = |s: &mut String, name: &str, target: String, st: &Stats| {
+        let l = &st.latency_ms;
+        let _ = writeln!(
+            s,
+            "{:<24} {:>10} {:>8} {:>8} {:>6} {:>5} {:>8.0}/s {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+            name, target, st.sent, st.ok, st.errors, st.late, st.throughput, l.p50, l.p90, l.p99, l.p999, l.max
+        );
+    };
+    for p in &r.phases {
+        let target = match (p.target_rate, p.concurrency) {
+            (Some(t), _) => format!("{t:.0}/s"),
+            (_, Some(c)) => format!("{c} clients"),
+            _ => String::new(),
+        };
+        row(&mut s, &p.name, target, &p.stats);
+    }
+    if r.phases.len() > 1 {
+        row(&mut s, "total", String::new(), &r.total);
+    }
+    if r.total.errors > 0 {
+        let list =
+            |m: &BTreeMap<String, u64>| m.iter().map(|(k, v)| format!("{k} ×{v}")).collect::<Vec<_>>().join(", ");
+        let _ = writeln!(
+            s,
+            "errors: by status [{}]; without an answer [{}]",
+            list(&r.total.by_status),
+            list(&r.total.by_cause)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "latency is from each request's scheduled send time; service time (from the actual send) p50 {:.2} ms, p99 {:.2} ms",
+        r.total.service_ms.p50, r.total.service_ms.p99
+    );
+    let _ = writeln!(
+        s,
+        "send lag behind schedule: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} of {} requests late (> {} ms)",
+        r.send_lag_ms.p50, r.send_lag_ms.p99, r.send_lag_ms.max, r.total.late, r.total.sent, r.late_after_ms
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server that answers every request after `delay`, each connection on its own task,
+    /// and counts the requests it saw.
+    async fn slow_server(delay: Duration, stall_from: Option<(Duration, Duration)>) -> (String, Arc<AtomicU64>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let seen = Arc::new(AtomicU64::new(0));
+        let seen2 = seen.clone();
+        let t0 = std::time::Instant::now();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = l.accept().await.unwrap();
+                let seen = seen2.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    loop {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                        seen.fetch_add(1, Ordering::Relaxed);
+                        let mut wait = delay;
+                        if let Some((from, len)) = stall_from {
+                            let now = t0.elapsed();
+                            if now >= from && now < from + len {
+                                wait += from + len - now;
+                            }
+                        }
+                        tokio::time::sleep(wait).await;
+                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                    }
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    fn open(addr: &str, rate: f64, secs: f64) -> Plan {
+        Plan::simple(addr, "/", None, Load::Open(vec![Segment::constant(rate, secs)]), Duration::from_secs_f64(secs))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn requests_leave_on_time_against_a_slow_server() {
+        // 200 req/s for 1 s against a server that takes 100 ms each: a closed-loop client with
+        // a few connections would send far fewer; the schedule must hold.
+        let (addr, seen) = slow_server(Duration::from_millis(100), None).await;
+        let r = execute(open(&addr, 200.0, 1.0)).await.unwrap();
+        assert_eq!(r.total.sent, 200);
+        assert_eq!(r.total.ok, 200);
+        assert_eq!(seen.load(Ordering::Relaxed), 200);
+        assert!(r.total.latency_ms.p50 >= 100.0, "latency includes the server's 100 ms: {:?}", r.total.latency_ms);
+        assert!(r.send_lag_ms.p99 < 20.0, "sends kept to the schedule: lag {:?}", r.send_lag_ms);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_stall_shows_as_latency_from_the_intended_time() {
+        // One connection only: while the server stalls for 300 ms, requests queue for the
+        // connection. Measured from their intended time they show the stall (the coordinated
+        // omission a closed-loop tool hides); the service time alone would not.
+        let (addr, _) =
+            slow_server(Duration::from_millis(1), Some((Duration::from_millis(200), Duration::from_millis(300)))).await;
+        let mut plan = open(&addr, 100.0, 1.0);
+        plan.max_connections = 1;
+        let r = execute(plan).await.unwrap();
+        assert_eq!(r.total.ok, 100);
+        assert!(r.total.latency_ms.max >= 250.0, "the stall is visible: {:?}", r.total.latency_ms);
+        assert!(r.total.latency_ms.p90 >= 50.0, "requests behind the stall waited: {:?}", r.total.latency_ms);
+        assert!(r.total.late >= 20, "requests held back by the stall are late: {}", r.total.late);
+        assert!(r.total.service_ms.p50 < 20.0, "the service time hides it: {:?}", r.total.service_ms);
+    }
+
+    #[test]
+    fn histogram_accounting() {
+        let mut rec = Recorder::new(2, Duration::from_millis(2));
+        let ms = Duration::from_millis;
+        for i in 0..100u64 {
+            let intended = ms(i * 10);
+            let result = match i {
+                0..90 => Ok(200),
+                90..95 => Ok(503),
+                _ => Err(Cause::Timeout),
+            };
+            let lag = if i % 10 == 0 { ms(5) } else { Duration::ZERO };
+            rec.record(&Outcome {
+                phase: usize::from(i >= 50),
+                intended,
+                sent: Some(intended + lag),
+                done: intended + lag + ms(i + 1),
+                result,
+                rows: 2,
+            });
+        }
+        let plan = open("x", 1.0, 1.0);
+        let mut plan2 = open("x", 1.0, 1.0);
+        plan2.phases.extend(plan.phases);
+        let r = report(&plan2, &rec);
+        assert_eq!((r.total.sent, r.total.ok, r.total.errors, r.total.late), (100, 90, 10, 10));
+        assert_eq!(r.total.by_status.get("503"), Some(&5));
+        assert_eq!(r.total.by_cause.get("timeout"), Some(&5));
+        assert_eq!(r.total.rows, 180);
+        assert_eq!((r.phases[0].stats.sent, r.phases[1].stats.sent), (50, 50));
+        // Successful latencies from the intended time are (i + 1) ms, plus 5 ms of send lag every 10th (i < 90).
+        let l = r.total.latency_ms;
+        assert!((l.max - 90.0).abs() < 0.1 && (l.p50 - 46.0).abs() < 1.1, "{l:?}");
+        assert!((r.total.service_ms.max - 90.0).abs() < 0.1);
+        assert_eq!(r.timeline.len(), 1, "all intended within the first second");
+        assert_eq!(r.timeline[0].sent, 100);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_unreachable_address_is_a_clear_error() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        drop(l);
+        let e = execute(open(&addr, 10.0, 0.1)).await.unwrap_err();
+        assert!(format!("{e:#}").contains(&format!("cannot connect to {addr}")), "{e:#}");
+    }
+}
