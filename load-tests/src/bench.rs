@@ -71,7 +71,20 @@ pub struct Backend {
 
 impl Backend {
     pub async fn start(bin: &Path, repo: &Path) -> anyhow::Result<Self> {
-        let mut child = Command::new(bin)
+        Self::start_pinned(bin, repo, None).await
+    }
+
+    /// Starts the backend, on CPU `cpu` only when given (`taskset`).
+    pub async fn start_pinned(bin: &Path, repo: &Path, cpu: Option<&str>) -> anyhow::Result<Self> {
+        let mut cmd = match cpu {
+            Some(c) => {
+                let mut t = Command::new("taskset");
+                t.args(["-c", c]).arg(bin);
+                t
+            }
+            None => Command::new(bin),
+        };
+        let mut child = cmd
             .args(["serve", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--model-repository"])
             .arg(repo)
             .env("RUST_LOG", "warn")
@@ -142,7 +155,7 @@ pub fn derived_repo(src: &Path, dst: &Path, model: &str, batching: bool, device:
     Ok(())
 }
 
-fn max_batch(repo: &Path, model: &str) -> anyhow::Result<usize> {
+pub fn max_batch(repo: &Path, model: &str) -> anyhow::Result<usize> {
     let text = std::fs::read_to_string(repo.join(model).join("v1").join("config.json"))?;
     let v: serde_json::Value = serde_json::from_str(&text)?;
     v["batching"]["max_batch_size"].as_u64().map(|n| n as usize).context("config without max_batch_size")

@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_filter;
+mod bench_load;
 mod client;
 mod payload;
 mod plot;
@@ -50,6 +51,10 @@ enum Command {
     /// The filter benchmark: backend direct vs Envoy without and with the filter (latency
     /// under open-loop load, saturation throughput, memory); writes a Markdown report.
     BenchFilter(bench_filter::FilterBenchArgs),
+    /// The generator against wrk on one core: closed-loop rate, open-loop schedule accuracy.
+    BenchGenerator(bench_load::GeneratorArgs),
+    /// Saturation sweep per model: open-loop steps up to past the measured ceiling, with charts.
+    BenchSweep(bench_load::SweepArgs),
 }
 
 #[derive(Args)]
@@ -164,6 +169,8 @@ fn main() -> ExitCode {
             Command::Closed(a) => closed(a).await,
             Command::BenchBackend(a) => bench::run(a).await,
             Command::BenchFilter(a) => bench_filter::run(a).await,
+            Command::BenchGenerator(a) => bench_load::generator(a).await,
+            Command::BenchSweep(a) => bench_load::sweep(a).await,
         }
     });
     match result {

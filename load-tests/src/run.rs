@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper::client::conn::http1;
 use hyper::header::{HeaderName, HeaderValue};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -249,7 +249,7 @@ impl Recorder {
 }
 
 /// Percentiles in milliseconds.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct Latency {
     pub p50: f64,
     pub p90: f64,
@@ -276,7 +276,7 @@ impl Latency {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Stats {
     /// Requests scheduled and finished (answered or failed).
     pub sent: u64,
@@ -319,7 +319,7 @@ impl Stats {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PhaseReport {
     pub name: String,
     /// Mean scheduled rate (open loop).
@@ -330,7 +330,7 @@ pub struct PhaseReport {
     pub stats: Stats,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SecondReport {
     /// Seconds from the start (by intended send time).
     pub t: usize,
@@ -342,7 +342,7 @@ pub struct SecondReport {
     pub max_ms: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
     pub scenario: String,
     pub target: String,

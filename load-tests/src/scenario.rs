@@ -534,6 +534,16 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_is_valid() {
+        let readme = include_str!("../README.md");
+        let block = readme.split("```toml\n").nth(1).and_then(|b| b.split("```").next()).unwrap();
+        let sc = parse(block).unwrap();
+        assert_eq!(sc.phases.len(), 13, "warm-up, 10 sweep steps, spike, drifted");
+        assert!(sc.phases.last().unwrap().drifted);
+        assert_eq!(sc.phases[0].payload.len(), 3);
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let e = toml::from_str::<ScenarioFile>("model = 'm'\nrps = 5").unwrap_err().to_string();
         assert!(e.contains("unknown field `rps`"), "{e}");
