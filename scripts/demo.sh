@@ -74,9 +74,9 @@ metric() { # prometheus text on stdin; prints matching lines without the metric'
   grep -E "$1" | grep -vE ' 0$' | sed 's/^/    /' || true
 }
 
-echo "==> real-time traffic through Envoy: 32 clients on mlp for 4 s, 8 clients on resnet18 for 4 s"
-"$BIN/switchyard-load" closed --addr "$ENVOY" --model mlp --concurrency 32 --seconds 4
-"$BIN/switchyard-load" closed --addr "$ENVOY" --model resnet18 --concurrency 8 --seconds 4 --binary
+echo "==> real-time traffic through Envoy: mlp ramping 50 -> 800 req/s over 5 s (open loop), 8 clients on resnet18 for 4 s"
+"$BIN/switchyard-load" open --addr "$ENVOY" --model mlp --rate 50 --ramp-to 800 --duration 5s --plot "$DEMO/load"
+"$BIN/switchyard-load" closed --addr "$ENVOY" --model resnet18 --concurrency 8 --duration 4s --binary
 echo "    where the requests went, by the filter's own count:"
 curl -fsS "http://$ENVOY_ADMIN/stats/prometheus" | metric '^switchyard_requests_total\{model="(mlp|resnet18)".*outcome="success"'
 echo "    batch sizes the backends formed (mean rows per batch):"
@@ -100,7 +100,7 @@ json.dump(p, open(sys.argv[1], "w"), indent=2)
 PY
 envoy/apply-policy.sh "$DEMO/policy-50.json" | sed 's/^/    /'
 before=$(curl -fsS "http://$ENVOY_ADMIN/stats/prometheus" | awk '/^switchyard_requests_total\{model="mlp",version="v2",outcome="success"/ {print $2}')
-"$BIN/switchyard-load" closed --addr "$ENVOY" --model mlp --concurrency 16 --requests 2000
+"$BIN/switchyard-load" open --addr "$ENVOY" --model mlp --rate 500 --duration 4s -q
 after=$(curl -fsS "http://$ENVOY_ADMIN/stats/prometheus" | awk '/^switchyard_requests_total\{model="mlp",version="v2",outcome="success"/ {print $2}')
 echo "    v2 served $((after - before)) of those 2000 requests"
 

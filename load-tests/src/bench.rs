@@ -16,16 +16,38 @@ use crate::client;
 use crate::payload::build_body;
 use crate::run::{self, Report};
 
+/// What every benchmark that starts a backend takes.
 #[derive(clap::Args)]
-pub struct BenchArgs {
+pub struct Common {
     #[arg(long, default_value = "models/repo")]
-    model_repository: PathBuf,
+    pub model_repository: PathBuf,
     /// The backend binary (default: next to this one).
     #[arg(long)]
-    backend_bin: Option<PathBuf>,
-    /// Where the Markdown report goes.
+    pub backend_bin: Option<PathBuf>,
+    /// Where the Markdown report goes (each benchmark rewrites its own section).
     #[arg(long, default_value = "docs/benchmarks.md")]
-    out: PathBuf,
+    pub out: PathBuf,
+}
+
+impl Common {
+    pub fn backend(&self) -> anyhow::Result<PathBuf> {
+        let bin = match &self.backend_bin {
+            Some(b) => b.clone(),
+            None => std::env::current_exe()?.with_file_name("switchyard-backend"),
+        };
+        anyhow::ensure!(
+            bin.exists(),
+            "backend binary {} not found (build it with cargo build --release)",
+            bin.display()
+        );
+        Ok(bin)
+    }
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    common: Common,
     /// Length of each measured served run.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
@@ -166,7 +188,7 @@ fn raw_ceiling(bin: &Path, a: &BenchArgs, model: &str, sizes: &str) -> anyhow::R
     let mut cmd = Command::new(bin);
     cmd.args(["bench-engine", "--model", model, "--version", "v1", "--batch-sizes", sizes])
         .args(["--seconds", &a.engine_seconds.to_string(), "--model-repository"])
-        .arg(&a.model_repository);
+        .arg(&a.common.model_repository);
     if let Some(d) = &a.device {
         cmd.args(["--device", d]);
     }
@@ -214,7 +236,7 @@ async fn ceiling_rounds(
     model: &str,
     concurrency: usize,
 ) -> anyhow::Result<Vec<Round>> {
-    let max = max_batch(&a.model_repository, model)?.to_string();
+    let max = max_batch(&a.common.model_repository, model)?.to_string();
     let mut rounds = Vec::new();
     for i in 0..a.rounds {
         eprintln!("bench: {model}, interleaved round {}/{}", i + 1, a.rounds);
@@ -226,11 +248,7 @@ async fn ceiling_rounds(
 }
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
-    let bin = match &a.backend_bin {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?.with_file_name("switchyard-backend"),
-    };
-    anyhow::ensure!(bin.exists(), "backend binary {} not found (build it with cargo build --release)", bin.display());
+    let bin = a.common.backend()?;
     let work = std::env::temp_dir().join(format!("switchyard-bench-{}", std::process::id()));
     let mut raw: BTreeMap<String, Vec<RawRow>> = BTreeMap::new();
     let mut served = Vec::new();
@@ -241,10 +259,10 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     // drift in the machine's speed touches all three alike.
     for (model, per_batch) in MODELS {
         raw.insert(model.to_owned(), raw_ceiling(&bin, &a, model, BATCH_SIZES)?);
-        let concurrency = per_batch * max_batch(&a.model_repository, model)?;
+        let concurrency = per_batch * max_batch(&a.common.model_repository, model)?;
         for (mode, batching) in [("batching on", true), ("batching off", false)] {
             let repo = work.join(format!("{model}-{}", if batching { "on" } else { "off" }));
-            derived_repo(&a.model_repository, &repo, model, batching, a.device.as_deref())?;
+            derived_repo(&a.common.model_repository, &repo, model, batching, a.device.as_deref())?;
             let backend = Backend::start(&bin, &repo).await?;
             eprintln!("bench: {model}, {mode}, {concurrency} concurrent clients, {}s", a.seconds);
             let (report, mean_batch) = served_run(&backend, model, concurrency, true, a.seconds).await?;
@@ -262,9 +280,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&work);
     let md = report(&a, &raw, &served, &interleaved, overhead.as_ref(), &rss)?;
-    write_section(&a.out, "backend", &md)?;
+    write_section(&a.common.out, "backend", &md)?;
     println!("{md}");
-    eprintln!("bench: wrote {}", a.out.display());
+    eprintln!("bench: wrote {}", a.common.out.display());
     Ok(())
 }
 
@@ -321,7 +339,7 @@ fn report(
     let mut goals = Vec::new();
     for s in served {
         let rows = raw.get(&s.model).map(Vec::as_slice).unwrap_or_default();
-        let max = if s.mode == "batching on" { max_batch(&a.model_repository, &s.model)? } else { 1 };
+        let max = if s.mode == "batching on" { max_batch(&a.common.model_repository, &s.model)? } else { 1 };
         let ceiling = rows.iter().find(|r| r.batch_size == max).map_or(f64::NAN, |r| r.rows_per_second);
         let ratio = s.report.total.rows_per_second / ceiling;
         writeln!(
@@ -363,7 +381,7 @@ fn report(
         writeln!(
             m,
             "| {model} | {} | {} | **{:.1}%** |",
-            max_batch(&a.model_repository, model)?,
+            max_batch(&a.common.model_repository, model)?,
             text.join(", "),
             median * 100.0
         )?;

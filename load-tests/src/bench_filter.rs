@@ -11,15 +11,15 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::bench::{Backend, derived_repo, write_section};
+use crate::bench::{Backend, Common, derived_repo, write_section};
 use crate::client;
 use crate::payload::{Body, build_body};
 use crate::run::{self, Report};
 
 #[derive(clap::Args)]
 pub struct FilterBenchArgs {
-    #[arg(long, default_value = "models/repo")]
-    model_repository: PathBuf,
+    #[command(flatten)]
+    common: Common,
     /// Open-loop rate for the latency comparison (requests/s).
     #[arg(long, default_value_t = 400.0)]
     rate: f64,
@@ -31,8 +31,6 @@ pub struct FilterBenchArgs {
     /// Concurrent clients for the saturation runs.
     #[arg(long, default_value_t = 64)]
     clients: usize,
-    #[arg(long, default_value = "docs/benchmarks.md")]
-    out: PathBuf,
     #[arg(long, default_value = "scripts/bench.sh filter")]
     reproduce: String,
 }
@@ -165,8 +163,8 @@ pub async fn run(a: FilterBenchArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("switchyard-bench-filter-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     // Batching off: the batcher's queue delay would dwarf the microseconds measured here.
-    derived_repo(&a.model_repository, &dir.join("repo"), "mlp", false, None)?;
-    let backend = Backend::start(&bin_dir.join("switchyard-backend"), &dir.join("repo")).await?;
+    derived_repo(&a.common.model_repository, &dir.join("repo"), "mlp", false, None)?;
+    let backend = Backend::start(&a.common.backend()?, &dir.join("repo")).await?;
     let mut collector = Command::new(bin_dir.join("switchyard-collector"))
         .args(["--listen", "127.0.0.1:0", "--output"])
         .arg(dir.join("samples.jsonl"))
@@ -230,9 +228,9 @@ pub async fn run(a: FilterBenchArgs) -> anyhow::Result<()> {
     let samples = std::fs::read_to_string(dir.join("samples.jsonl")).map_or(0, |s| s.lines().count());
     let mem = (plain.memory_mib(), filtered.memory_mib());
     let md = report(&a, &rows, &saturation, mem, samples)?;
-    write_section(&a.out, "filter", &md)?;
+    write_section(&a.common.out, "filter", &md)?;
     println!("{md}");
-    eprintln!("bench-filter: wrote {}", a.out.display());
+    eprintln!("bench-filter: wrote {}", a.common.out.display());
     drop((plain, filtered, sampled, backend));
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

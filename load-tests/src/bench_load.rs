@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::bench::{Backend, machine, max_batch, write_section};
+use crate::bench::{Backend, Common, machine, max_batch, write_section};
 use crate::payload::{Mix, build_body};
 use crate::plot;
 use crate::run::{self, Plan, PlanPhase, Report};
@@ -19,13 +19,8 @@ use crate::schedule::Segment;
 
 #[derive(clap::Args)]
 pub struct GeneratorArgs {
-    #[arg(long, default_value = "models/repo")]
-    model_repository: PathBuf,
-    /// The backend binary (default: next to this one).
-    #[arg(long)]
-    backend_bin: Option<PathBuf>,
-    #[arg(long, default_value = "docs/benchmarks.md")]
-    out: PathBuf,
+    #[command(flatten)]
+    common: Common,
     /// Seconds per measured run.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
@@ -40,12 +35,8 @@ pub struct GeneratorArgs {
 
 #[derive(clap::Args)]
 pub struct SweepArgs {
-    #[arg(long, default_value = "models/repo")]
-    model_repository: PathBuf,
-    #[arg(long)]
-    backend_bin: Option<PathBuf>,
-    #[arg(long, default_value = "docs/benchmarks.md")]
-    out: PathBuf,
+    #[command(flatten)]
+    common: Common,
     /// Charts go here (linked from the report).
     #[arg(long, default_value = "docs/bench")]
     charts: PathBuf,
@@ -57,15 +48,6 @@ pub struct SweepArgs {
     steps: u32,
     #[arg(long, default_value = "scripts/bench.sh sweep")]
     reproduce: String,
-}
-
-fn backend_bin(given: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    let bin = match given {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?.with_file_name("switchyard-backend"),
-    };
-    anyhow::ensure!(bin.exists(), "backend binary {} not found (build it with cargo build --release)", bin.display());
-    Ok(bin)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -96,10 +78,10 @@ fn wrk_rate(out: &str) -> anyhow::Result<f64> {
 }
 
 pub async fn generator(a: GeneratorArgs) -> anyhow::Result<()> {
-    let bin = backend_bin(&a.backend_bin)?;
+    let bin = a.common.backend()?;
     let me = std::env::current_exe()?;
     let me = me.to_str().context("non-UTF-8 path")?;
-    let backend = Backend::start_pinned(&bin, &a.model_repository, Some("1")).await?;
+    let backend = Backend::start_pinned(&bin, &a.common.model_repository, Some("1")).await?;
     let url = format!("http://{}/v2/health/live", backend.http);
     let secs = format!("{}s", a.seconds);
     let (mut wrk, mut closed) = (Vec::new(), Vec::new());
@@ -199,9 +181,9 @@ pub async fn generator(a: GeneratorArgs) -> anyhow::Result<()> {
         "Latency in the open-loop rows is measured from each request's scheduled time, so it includes the send lag; \
          wrk measures from the actual send (coordinated omission), which is why only throughput is compared with it."
     )?;
-    write_section(&a.out, "generator", &m)?;
+    write_section(&a.common.out, "generator", &m)?;
     println!("{m}");
-    eprintln!("bench-generator: wrote {}", a.out.display());
+    eprintln!("bench-generator: wrote {}", a.common.out.display());
     Ok(())
 }
 
@@ -209,7 +191,7 @@ pub async fn generator(a: GeneratorArgs) -> anyhow::Result<()> {
 const SWEPT: [(&str, usize); 2] = [("mlp", 4), ("resnet18", 2)];
 
 pub async fn sweep(a: SweepArgs) -> anyhow::Result<()> {
-    let bin = backend_bin(&a.backend_bin)?;
+    let bin = a.common.backend()?;
     let mut m = String::new();
     writeln!(m, "# Benchmarks: saturation sweeps\n")?;
     writeln!(m, "Machine: {}. Reproduce: `{}`.\n", machine(), a.reproduce)?;
@@ -221,11 +203,11 @@ pub async fn sweep(a: SweepArgs) -> anyhow::Result<()> {
         a.step_seconds
     )?;
     for (model, per_batch) in SWEPT {
-        let backend = Backend::start_pinned(&bin, &a.model_repository, None).await?;
+        let backend = Backend::start_pinned(&bin, &a.common.model_repository, None).await?;
         let inputs = crate::client::model_inputs(&backend.http, model, Some("v1")).await?;
         let body = build_body(&inputs, 1, true, 11, None)?;
         let path = format!("/v2/models/{model}/versions/v1/infer");
-        let clients = per_batch * max_batch(&a.model_repository, model)?;
+        let clients = per_batch * max_batch(&a.common.model_repository, model)?;
         eprintln!("bench-sweep: {model}: closed-loop ceiling, {clients} clients");
         run::closed(&backend.http, &path, Some(body.clone()), clients, Duration::from_secs(1)).await?;
         let ceiling = run::closed(&backend.http, &path, Some(body.clone()), clients, Duration::from_secs(5)).await?;
@@ -258,7 +240,7 @@ pub async fn sweep(a: SweepArgs) -> anyhow::Result<()> {
         std::fs::write(&chart, plot::latency_vs_throughput(&r))?;
         writeln!(m, "## {model}\n")?;
         writeln!(m, "Closed-loop ceiling: {top:.0} req/s ({clients} clients).\n")?;
-        writeln!(m, "![{model} latency vs throughput]({})\n", relative(&a.out, &chart))?;
+        writeln!(m, "![{model} latency vs throughput]({})\n", relative(&a.common.out, &chart))?;
         writeln!(
             m,
             "| step (of ceiling) | target req/s | achieved req/s | p50 ms | p99 ms | p99.9 ms | errors |\n|---|---:|---:|---:|---:|---:|---:|"
@@ -278,9 +260,9 @@ pub async fn sweep(a: SweepArgs) -> anyhow::Result<()> {
         }
         writeln!(m)?;
     }
-    write_section(&a.out, "sweep", &m)?;
+    write_section(&a.common.out, "sweep", &m)?;
     println!("{m}");
-    eprintln!("bench-sweep: wrote {}", a.out.display());
+    eprintln!("bench-sweep: wrote {}", a.common.out.display());
     Ok(())
 }
 
