@@ -5,6 +5,9 @@
                       --upstream CLUSTER=H:P [...] [--collector H:P] [--default-cluster C]
       The static bootstrap: listener -> header scrub -> Switchyard filter (via ECDS) -> router,
       one cluster per model version named in the policy, the collector cluster, stats tags.
+      --fault CLUSTER=PERCENT[:STATUS] (repeatable) aborts PERCENT % of the requests the filter
+      sends to CLUSTER with STATUS (default 503): a canary with injected errors, for drills
+      and for the observability tests.
   render.py filter --policy P --wasm PATH --out F
       The filter configuration Envoy watches (ECDS). Written to a temporary file and renamed,
       which is what makes Envoy pick it up without a restart.
@@ -50,6 +53,37 @@ def cluster(name, hostport):
         "type": "STATIC",
         "connect_timeout": "1s",
         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": addr(hostport)}}]}]},
+    }
+
+
+def duration_buckets(policy):
+    """The latency histogram's bucket bounds (ms): the defaults plus every model's SLO latency
+    threshold, so that Prometheus can count requests within the threshold exactly
+    (dashboards/render.py selects that bucket for the latency SLI)."""
+    thresholds = [m["slo"]["latency_ms"] for m in policy.get("models", {}).values() if m.get("slo", {}).get("latency_ms")]
+    return sorted(set(DURATION_BUCKETS_MS) | {int(t) for t in thresholds})
+
+
+def fault_filter(spec, upstream_header):
+    """Envoy's fault filter aborting PERCENT % of the requests routed to CLUSTER. It sits after
+    the Switchyard filter, so it sees the routing header the filter set, and the filter sees
+    the injected responses like any upstream answer (as in an Istio VirtualService fault)."""
+    cluster_name, _, rest = spec.partition("=")
+    percent, _, status = rest.partition(":")
+    try:
+        percent, status = float(percent), int(status or 503)
+    except ValueError:
+        fail(f"--fault '{spec}' is not CLUSTER=PERCENT[:STATUS]")
+    if not cluster_name or not 0 < percent <= 100 or not 200 <= status < 600:
+        fail(f"--fault '{spec}': need a cluster, 0 < PERCENT <= 100 and 200 <= STATUS < 600")
+    return {
+        "name": f"fault-{cluster_name}",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
+            "headers": [{"name": upstream_header, "string_match": {"exact": cluster_name}}],
+            # Millionths, so that fractional percentages are exact.
+            "abort": {"http_status": status, "percentage": {"numerator": round(percent * 10_000), "denominator": "MILLION"}},
+        },
     }
 
 
@@ -127,10 +161,13 @@ def bootstrap(a):
                     "type_urls": [WASM_TYPE],
                 },
             },
+            *[fault_filter(f, headers["upstream_header"]) for f in a.fault],
             {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
         ],
     }
     if a.no_filter:
+        if a.fault:
+            fail("--fault needs the Switchyard filter (it matches the routing header the filter sets)")
         hcm["http_filters"] = hcm["http_filters"][2:]
         hcm["route_config"]["virtual_hosts"][0]["routes"] = hcm["route_config"]["virtual_hosts"][0]["routes"][1:]
     config = {
@@ -141,7 +178,7 @@ def bootstrap(a):
         "stats_config": {
             "stats_tags": [{"tag_name": k, "regex": f"(;{k}=([^;]*))"} for k in LABELS],
             "histogram_bucket_settings": [
-                {"match": {"prefix": "wasmcustom.switchyard_request_duration_ms"}, "buckets": DURATION_BUCKETS_MS}
+                {"match": {"prefix": "wasmcustom.switchyard_request_duration_ms"}, "buckets": duration_buckets(policy)}
             ],
         },
         "static_resources": {
@@ -199,6 +236,8 @@ def main():
     b.add_argument("--collector", metavar="HOST:PORT")
     b.add_argument("--default-cluster")
     b.add_argument("--no-filter", action="store_true", help="plain Envoy (the benchmark's baseline): no scrub, no Switchyard filter")
+    b.add_argument("--fault", action="append", default=[], metavar="CLUSTER=PERCENT[:STATUS]",
+                   help="abort PERCENT %% of the requests routed to CLUSTER with STATUS (default 503)")
     f = sub.add_parser("filter")
     f.add_argument("--policy", required=True)
     f.add_argument("--wasm", required=True)

@@ -4,6 +4,7 @@
 #   client -> Envoy :10000 (Switchyard filter: split, shadow, sampling, SLOs)
 #          -> backend v1 :8101 (mlp:v1, resnet18:v1) | backend v2 :8102 (mlp:v2, resnet18:v2)
 #   samples -> collector :9411 -> .demo/samples.jsonl
+#   Prometheus :9090 (scrapes Envoy and the backends; SLO, canary, cost rules) -> Alertmanager :9093
 # then drives traffic, changes the canary weight at run time, runs an offline batch job,
 # prints what came back and where the metrics are, and stops everything cleanly.
 #   scripts/demo.sh          run and stop
@@ -68,6 +69,19 @@ start envoy envoy/run.sh
 wait_http "http://$SWITCHYARD_BACKEND_V1/v2/health/ready" "backend v1"
 wait_http "http://$SWITCHYARD_BACKEND_V2/v2/health/ready" "backend v2"
 wait_http "http://$ENVOY/v2/health/live" "Envoy"
+PROM=127.0.0.1:9090 ALERTMANAGER=127.0.0.1:9093 WEBHOOK=127.0.0.1:9095
+echo "==> starting Prometheus :9090 (SLO, canary and cost rules) and Alertmanager :9093 (webhook receiver :9095)"
+rm -rf "$DEMO/prometheus" "$DEMO/alertmanager"
+"$PY" dashboards/render.py alertmanager --out "$DEMO/alertmanager/alertmanager.yml" --webhook "http://$WEBHOOK" >/dev/null
+"$PY" dashboards/render.py prometheus --out-dir "$DEMO/prometheus" --policy envoy/policy.json --envoy "$ENVOY_ADMIN" \
+  --backend 127.0.0.1:8201 --backend 127.0.0.1:8202 --alertmanager "$ALERTMANAGER" >/dev/null
+start webhook "$PY" dashboards/webhook.py --listen "$WEBHOOK" --out "$DEMO/alerts.jsonl"
+start alertmanager prometheus-alertmanager --config.file="$DEMO/alertmanager/alertmanager.yml" \
+  --storage.path="$DEMO/alertmanager/data" --web.listen-address="$ALERTMANAGER" --cluster.listen-address=
+start prometheus prometheus --config.file="$DEMO/prometheus/prometheus.yml" --storage.tsdb.path="$DEMO/prometheus/data" \
+  --web.listen-address="$PROM"
+wait_http "http://$ALERTMANAGER/-/ready" "Alertmanager"
+wait_http "http://$PROM/-/ready" "Prometheus"
 echo "    policy (envoy/policy.json): mlp v1 90% / v2 10%, sticky on x-user-id, 5% shadowed to v2; resnet18 all v1; 1% of payloads sampled"
 
 metric() { # prometheus text on stdin; prints matching lines without the metric's noise
@@ -120,6 +134,16 @@ sleep 2 # one SLO merge and stats flush
 echo "==> SLOs per version (filter, shared across Envoy workers): burn rate x1000 over the 5m window"
 curl -fsS "http://$ENVOY_ADMIN/stats/prometheus" | grep -E '^switchyard_slo_burn_rate_x1000\{.*window="5m"' | sed 's/^/    /'
 echo "==> payload samples shipped to the collector: $(wc -l < "$DEMO/samples.jsonl") in $DEMO/samples.jsonl"
+prom_query() { # PromQL -> one line per series: labels = value
+  curl -fsS "http://$PROM/api/v1/query" --data-urlencode "query=$1" | "$PY" -c 'import json, sys
+for r in json.load(sys.stdin)["data"]["result"]:
+    labels = " ".join(f"{k}={v}" for k, v in sorted(r["metric"].items()) if k != "__name__")
+    print("    " + labels, "=", "%.6g" % float(r["value"][1]))'
+}
+sleep 6 # one more scrape and rule evaluation (every 5 s)
+echo "==> Prometheus (http://$PROM): availability SLI error ratio over 5m, and cost per 1,000 inferences (USD, dashboards/prices.json)"
+prom_query 'slo:sli_error:ratio_rate5m{sli="availability"} >= 0' # NaN (no traffic in the window) left out
+prom_query 'model_version:switchyard_cost_per_1k_inferences_dollars:rate5m'
 
 cat <<EOF
 ==> where to look
@@ -127,6 +151,10 @@ cat <<EOF
     Envoy + filter metrics:     http://$ENVOY_ADMIN/stats/prometheus   (switchyard_* documented in docs/metrics.md)
     backend metrics:            http://127.0.0.1:8201/metrics  http://127.0.0.1:8202/metrics
     change weights/sampling:    envoy/apply-policy.sh <policy.json>
+    Prometheus (SLOs, cost, alerts): http://$PROM   e.g. slo:current_burn_rate:ratio
+    Alertmanager:               http://$ALERTMANAGER   (notifications in $DEMO/alerts.jsonl)
+    Grafana dashboards:         dashboards/grafana/*.json (import; choose this Prometheus as data source)
+    load scenarios:             target/release/switchyard-load run load-tests/scenarios/<name>.toml
 EOF
 
 if [ "$STAY" = 1 ]; then

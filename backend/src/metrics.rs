@@ -120,6 +120,8 @@ pub struct Metrics {
     in_flight: Family<VersionLabels, Gauge>,
     dropped: Family<DropLabels, Counter>,
     ready: Family<VersionLabels, Gauge>,
+    max_batch_size: Family<VersionLabels, Gauge>,
+    max_queue_size: Family<VersionLabels, Gauge>,
     device_seconds: Family<DeviceLabels, Counter<f64, AtomicU64>>,
     pub gpu_utilization: Family<GpuLabels, Gauge<f64, AtomicU64>>,
     pub gpu_memory_used: Family<GpuLabels, Gauge>,
@@ -146,6 +148,8 @@ impl Metrics {
             in_flight: Family::default(),
             dropped: Family::default(),
             ready: Family::default(),
+            max_batch_size: Family::default(),
+            max_queue_size: Family::default(),
             device_seconds: Family::default(),
             gpu_utilization: Family::default(),
             gpu_memory_used: Family::default(),
@@ -177,6 +181,14 @@ impl Metrics {
             m.dropped.clone(),
         );
         r.register("model_ready", "1 when the model version serves requests", m.ready.clone());
+        // The batching limits as series, so that rules can divide by them (batch fill
+        // efficiency, queue near capacity) without a copy of every model's config.
+        r.register("max_batch_size", "Configured batching.max_batch_size (rows per batch)", m.max_batch_size.clone());
+        r.register(
+            "max_queue_size",
+            "Configured batching.max_queue_size (requests allowed to wait)",
+            m.max_queue_size.clone(),
+        );
         r.register_with_unit(
             "device",
             "Engine busy time, for cost accounting (device-seconds)",
@@ -221,6 +233,8 @@ impl Metrics {
             queue_depth: self.queue_depth.get_or_create_owned(&labels),
             in_flight: self.in_flight.get_or_create_owned(&labels),
             ready: self.ready.get_or_create_owned(&labels),
+            max_batch_size: self.max_batch_size.get_or_create_owned(&labels),
+            max_queue_size: self.max_queue_size.get_or_create_owned(&labels),
             dropped_queue_full: drop(DropReason::QueueFull),
             dropped_expired: drop(DropReason::Expired),
             dropped_client_gone: drop(DropReason::ClientGone),
@@ -243,6 +257,8 @@ pub struct VersionMetrics {
     pub queue_depth: Gauge,
     pub in_flight: Gauge,
     pub ready: Gauge,
+    pub max_batch_size: Gauge,
+    pub max_queue_size: Gauge,
     pub dropped_queue_full: Counter,
     pub dropped_expired: Counter,
     pub dropped_client_gone: Counter,
@@ -284,6 +300,7 @@ mod tests {
         v.record_request(Outcome::Success, 0.01);
         v.dropped_expired.inc();
         v.device_seconds("cpu").inc_by(0.5);
+        v.max_batch_size.set(64);
         let text = m.encode().unwrap();
         for needle in [
             "switchyard_inference_requests_total{model=\"mlp\",version=\"v1\",outcome=\"success\"} 1",
@@ -294,6 +311,8 @@ mod tests {
             "switchyard_requests_dropped_total{model=\"mlp\",version=\"v1\",reason=\"expired\"} 1",
             "switchyard_device_seconds_total{model=\"mlp\",version=\"v1\",device=\"cpu\"} 0.5",
             "switchyard_model_ready{model=\"mlp\",version=\"v1\"} 0",
+            "switchyard_max_batch_size{model=\"mlp\",version=\"v1\"} 64",
+            "switchyard_max_queue_size{model=\"mlp\",version=\"v1\"} 0",
             "switchyard_build_info{version=",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");

@@ -38,6 +38,9 @@ struct Running {
 
 impl ModelVersion {
     fn new(config: ModelConfig, metrics: VersionMetrics) -> Self {
+        let limit = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        metrics.max_batch_size.set(limit(config.batching.max_batch_size));
+        metrics.max_queue_size.set(limit(config.batching.max_queue_size));
         let queue = Queue::new(config.batching.clone(), metrics.clone());
         ModelVersion {
             config: Arc::new(config),

@@ -343,14 +343,19 @@ fn every_envoy_config_validates() {
     {
         args.extend(["--upstream", u]);
     }
-    render(&args);
-    let out = std::process::Command::new(switchyard_testkit::stack::envoy_bin())
-        .args(["--mode", "validate", "--disable-hot-restart", "-c"])
-        .arg(&boot)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("OK"), "{text}");
+    // As the demo renders it, and with injected canary faults (the observability drill).
+    for extra in [&[][..], &["--fault", "mlp-v2=30", "--fault", "resnet18-v2=12.5:500"]] {
+        let mut args = args.clone();
+        args.extend_from_slice(extra);
+        render(&args);
+        let out = std::process::Command::new(switchyard_testkit::stack::envoy_bin())
+            .args(["--mode", "validate", "--disable-hot-restart", "-c"])
+            .arg(&boot)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains("OK"), "{extra:?}: {text}");
+    }
     // The demo policy passes the filter's own validation rules; a broken one fails with every
     // problem named.
     let check = |file: &std::path::Path| {

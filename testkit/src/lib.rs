@@ -293,6 +293,7 @@ pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
 
+pub mod prom;
 pub mod stack;
 
 /// Polls `f` every 20 ms until it returns true; panics with `what` after `within`.

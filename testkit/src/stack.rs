@@ -50,7 +50,8 @@ pub fn render_filter(policy: &Path, out: &Path) {
     ]);
 }
 
-struct Proc(Child);
+/// A child process, killed when dropped.
+pub(crate) struct Proc(pub(crate) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -65,6 +66,8 @@ pub struct Stack {
     pub v2: Server,
     collector: Option<Proc>,
     pub samples: PathBuf,
+    /// The policy the stack started with.
+    pub policy_file: PathBuf,
     /// Killed when the stack is dropped.
     _envoy: Proc,
     pub listen: String,
@@ -76,6 +79,12 @@ impl Stack {
     /// Starts everything for `mlp` v1 and v2 and waits until the filter is configured.
     /// `policy` is the filter policy (its collector, if any, is started here).
     pub fn start(name: &str, policy: &serde_json::Value) -> Stack {
+        Stack::start_with(name, policy, &[])
+    }
+
+    /// [`Stack::start`] with more `envoy/render.py bootstrap` arguments, e.g.
+    /// `["--fault", "mlp-v2=30"]` for a canary with injected errors.
+    pub fn start_with(name: &str, policy: &serde_json::Value, bootstrap_args: &[&str]) -> Stack {
         let dir = scratch(name);
         let repo = demo_repo();
         let v1 = Server::start_ready(&repo, &["--models", "mlp:v1"]);
@@ -96,7 +105,8 @@ impl Stack {
         let (listen, admin) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
         let (bootstrap, ecds) = (dir.join("envoy.yaml"), dir.join("filter.yaml"));
         render_filter(&policy_file, &ecds);
-        render(&[
+        let (up1, up2) = (format!("mlp-v1={}", v1.http), format!("mlp-v2={}", v2.http));
+        let mut args = vec![
             "bootstrap",
             "--policy",
             policy_file.to_str().unwrap(),
@@ -109,12 +119,14 @@ impl Stack {
             "--admin",
             &admin,
             "--upstream",
-            &format!("mlp-v1={}", v1.http),
+            &up1,
             "--upstream",
-            &format!("mlp-v2={}", v2.http),
+            &up2,
             "--collector",
             &collector_addr,
-        ]);
+        ];
+        args.extend_from_slice(bootstrap_args);
+        render(&args);
         let envoy_log = dir.join("envoy.log");
         let envoy = Command::new(envoy_bin())
             .arg("-c")
@@ -131,6 +143,7 @@ impl Stack {
             v2,
             collector: Some(Proc(collector)),
             samples,
+            policy_file,
             _envoy: Proc(envoy),
             listen,
             admin,

@@ -1,0 +1,263 @@
+//! Prometheus, Alertmanager and the demo's webhook receiver on free loopback ports, with the
+//! configuration rendered by `dashboards/render.py`, and small clients for their HTTP APIs.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::stack::{Proc, python};
+use crate::{free_port, root, try_request};
+
+/// A Debian-packaged tool (`prometheus`, `promtool`, `prometheus-alertmanager`, `amtool`).
+pub fn tool(name: &str) -> Command {
+    let found =
+        std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(name).is_file()));
+    assert!(found, "{name} is not on PATH: run scripts/setup.sh (it installs Debian's prometheus packages)");
+    Command::new(name)
+}
+
+/// Runs a tool to completion: (success, stdout and stderr together).
+pub fn run_tool(name: &str, args: &[&str]) -> (bool, String) {
+    let out = tool(name).args(args).output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Runs `dashboards/render.py` with `args`; panics with its message on failure.
+pub fn render(args: &[&str]) {
+    let out = Command::new(python()).arg(root().join("dashboards/render.py")).args(args).output().unwrap();
+    assert!(out.status.success(), "dashboards/render.py {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Percent-encoding for a URL query value (RFC 3986 unreserved characters kept).
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// GET `path` and parse the JSON body; Err with the body on a non-2xx status.
+fn get_json(addr: &str, path: &str) -> Result<serde_json::Value, String> {
+    let r = try_request(addr, "GET", path, &[], b"").map_err(|e| format!("GET {path}: {e}"))?;
+    let body = String::from_utf8_lossy(&r.body).into_owned();
+    if !(200..300).contains(&r.status) {
+        return Err(format!("HTTP {}: {body}", r.status));
+    }
+    serde_json::from_str(&body).map_err(|e| format!("not JSON ({e}): {body}"))
+}
+
+/// A process with its output in `log`, killed on drop.
+struct Daemon {
+    _proc: Proc,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn spawn(mut cmd: Command, log: PathBuf) -> Daemon {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = cmd.stdout(Stdio::from(file.try_clone().unwrap())).stderr(Stdio::from(file)).spawn().unwrap();
+        Daemon { _proc: Proc(child), log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_ready(&self, addr: &str, what: &str) {
+        let mut ready = false;
+        for _ in 0..1500 {
+            if try_request(addr, "GET", "/-/ready", &[], b"").is_ok_and(|r| r.status == 200) {
+                ready = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(ready, "{what} on {addr} not ready after 30 s; its log:\n{}", self.log());
+    }
+}
+
+/// One sample of an instant query.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// An alert as Prometheus' `/api/v1/alerts` shows it.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub labels: BTreeMap<String, String>,
+    /// `pending` or `firing`.
+    pub state: String,
+    pub value: f64,
+}
+
+impl Alert {
+    pub fn name(&self) -> &str {
+        self.labels.get("alertname").map_or("", String::as_str)
+    }
+
+    pub fn label(&self, k: &str) -> &str {
+        self.labels.get(k).map_or("", String::as_str)
+    }
+}
+
+fn labels(v: &serde_json::Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+        .unwrap_or_default()
+}
+
+/// Prometheus values are strings ("1.5", "NaN", "+Inf").
+fn value(v: &serde_json::Value) -> f64 {
+    v.as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN)
+}
+
+pub struct Prometheus {
+    daemon: Daemon,
+    pub addr: String,
+}
+
+impl Prometheus {
+    /// Starts `prometheus` on a free port with `config`, its data under `dir`.
+    pub fn start(config: &Path, dir: &Path) -> Prometheus {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut cmd = tool("prometheus");
+        cmd.arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("prometheus-data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--log.level=warn");
+        let daemon = Daemon::spawn(cmd, dir.join("prometheus.log"));
+        daemon.wait_ready(&addr, "Prometheus");
+        Prometheus { daemon, addr }
+    }
+
+    pub fn log(&self) -> String {
+        self.daemon.log()
+    }
+
+    fn api(&self, path: &str) -> Result<serde_json::Value, String> {
+        let v = get_json(&self.addr, path)?;
+        if v["status"] != "success" {
+            return Err(format!("{v}"));
+        }
+        Ok(v["data"].clone())
+    }
+
+    /// An instant query at the current time; Err with Prometheus' message (e.g. a parse error).
+    pub fn query(&self, expr: &str) -> Result<Vec<Sample>, String> {
+        let data = self.api(&format!("/api/v1/query?query={}", url_encode(expr)))?;
+        let result = data["result"].as_array().cloned().unwrap_or_default();
+        Ok(match data["resultType"].as_str() {
+            Some("vector") => {
+                result.iter().map(|s| Sample { labels: labels(&s["metric"]), value: value(&s["value"][1]) }).collect()
+            }
+            Some("scalar") => vec![Sample { labels: BTreeMap::new(), value: value(&data["result"][1]) }],
+            other => return Err(format!("unexpected result type {other:?} for {expr}")),
+        })
+    }
+
+    /// Values of `label` on the series matching `selector` (Grafana's `label_values`).
+    pub fn label_values(&self, label: &str, selector: &str) -> Result<Vec<String>, String> {
+        let data = self.api(&format!("/api/v1/label/{label}/values?match[]={}", url_encode(selector)))?;
+        Ok(data
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default())
+    }
+
+    /// The loaded rule groups (`/api/v1/rules`).
+    pub fn rule_groups(&self) -> Vec<serde_json::Value> {
+        self.api("/api/v1/rules").unwrap()["groups"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Pending and firing alerts.
+    pub fn alerts(&self) -> Vec<Alert> {
+        let data = self.api("/api/v1/alerts").unwrap();
+        data["alerts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|a| Alert {
+                labels: labels(&a["labels"]),
+                state: a["state"].as_str().unwrap_or_default().to_owned(),
+                value: value(&a["value"]),
+            })
+            .collect()
+    }
+}
+
+pub struct Alertmanager {
+    daemon: Daemon,
+    pub addr: String,
+}
+
+impl Alertmanager {
+    /// Starts Alertmanager on a free port, clustering off (it would bind a fixed port).
+    pub fn start(config: &Path, dir: &Path) -> Alertmanager {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut cmd = tool("prometheus-alertmanager");
+        cmd.arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.join("alertmanager-data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--cluster.listen-address=")
+            .arg("--log.level=warn");
+        let daemon = Daemon::spawn(cmd, dir.join("alertmanager.log"));
+        daemon.wait_ready(&addr, "Alertmanager");
+        Alertmanager { daemon, addr }
+    }
+
+    pub fn log(&self) -> String {
+        self.daemon.log()
+    }
+
+    /// Every alert Alertmanager holds, inhibited ones included, as its v2 API returns them
+    /// (`labels`, `status.state` = active | suppressed, `status.inhibitedBy`).
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        get_json(&self.addr, "/api/v2/alerts").unwrap().as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// `dashboards/webhook.py`: the demo's stand-in pager and ticket queue.
+pub struct Webhook {
+    _daemon: Proc,
+    pub url: String,
+    out: PathBuf,
+}
+
+impl Webhook {
+    pub fn start(dir: &Path) -> Webhook {
+        let out = dir.join("notifications.jsonl");
+        let mut child = Command::new(python())
+            .arg(root().join("dashboards/webhook.py"))
+            .args(["--listen", "127.0.0.1:0", "--out"])
+            .arg(&out)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        let mut reader = BufReader::new(stdout);
+        reader.read_line(&mut line).unwrap();
+        // Keep draining its per-notification lines so that it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in reader.lines().map_while(Result::ok) {});
+        let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("webhook address").to_owned();
+        Webhook { _daemon: Proc(child), url, out }
+    }
+
+    /// Every notification received so far: (receiver, Alertmanager's payload).
+    pub fn notifications(&self) -> Vec<(String, serde_json::Value)> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| (v["receiver"].as_str().unwrap_or_default().to_owned(), v["notification"].clone()))
+            .collect()
+    }
+}
