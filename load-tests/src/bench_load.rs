@@ -243,19 +243,32 @@ pub async fn sweep(a: SweepArgs) -> anyhow::Result<()> {
         writeln!(m, "![{model} latency vs throughput]({})\n", relative(&a.common.out, &chart))?;
         writeln!(
             m,
-            "| step (of ceiling) | target req/s | achieved req/s | p50 ms | p99 ms | p99.9 ms | errors |\n|---|---:|---:|---:|---:|---:|---:|"
+            "| step (of ceiling) | target req/s | achieved req/s | p50 ms | p99 ms | p99.9 ms | errors | sent late |\n|---|---:|---:|---:|---:|---:|---:|---:|"
         )?;
+        let mut generator_bound = false;
         for p in &r.phases {
+            let late = p.stats.late as f64 / p.stats.sent.max(1) as f64;
+            generator_bound |= late > 0.01;
             writeln!(
                 m,
-                "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
+                "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1}% |",
                 p.name,
                 p.target_rate.unwrap_or(0.0),
                 p.stats.throughput,
                 p.stats.latency_ms.p50,
                 p.stats.latency_ms.p99,
                 p.stats.latency_ms.p999,
-                p.stats.errors
+                p.stats.errors,
+                late * 100.0
+            )?;
+        }
+        if generator_bound {
+            writeln!(
+                m,
+                "\nSteps with more than 1% of requests sent late were limited by the machine, not only the backend: \
+                 the generator shares these {} cores with the backend, and once the backend's batches take them, \
+                 requests leave behind schedule (their latency still counts from the schedule).",
+                std::thread::available_parallelism().map_or(0, |n| n.get())
             )?;
         }
         writeln!(m)?;

@@ -150,6 +150,8 @@ struct PhaseRec {
     causes: BTreeMap<Cause, u64>,
     latency: Histogram<u64>,
     service: Histogram<u64>,
+    /// When the phase's last request finished, from the run's start.
+    last_done: Duration,
 }
 
 impl PhaseRec {
@@ -163,6 +165,7 @@ impl PhaseRec {
             causes: BTreeMap::new(),
             latency: histogram(3),
             service: histogram(3),
+            last_done: Duration::ZERO,
         }
     }
 }
@@ -181,7 +184,6 @@ pub struct Recorder {
     seconds: Vec<SecondRec>,
     lag: Histogram<u64>,
     late_after_us: u64,
-    last_done: Duration,
 }
 
 /// One finished request, in offsets from the run's start.
@@ -206,7 +208,6 @@ impl Recorder {
             seconds: Vec::new(),
             lag: histogram(3),
             late_after_us: u64::try_from(late_after.as_micros()).unwrap_or(u64::MAX),
-            last_done: Duration::ZERO,
         }
     }
 
@@ -219,7 +220,7 @@ impl Recorder {
         let Some(s) = self.seconds.get_mut(sec) else { return };
         p.sent += 1;
         s.sent += 1;
-        self.last_done = self.last_done.max(o.done);
+        p.last_done = p.last_done.max(o.done);
         let lag = o.sent.unwrap_or(o.done).saturating_sub(o.intended);
         let lag_us = u64::try_from(lag.as_micros()).unwrap_or(u64::MAX);
         self.lag.saturating_record(lag_us.max(1));
@@ -543,21 +544,27 @@ pub async fn execute(plan: Plan) -> anyhow::Result<Report> {
 fn report(plan: &Plan, rec: &Recorder) -> Report {
     let mut total = PhaseRec::new();
     let mut phases = Vec::new();
+    let mut start = Duration::ZERO;
     for (p, r) in plan.phases.iter().zip(&rec.phases) {
         let (target_rate, concurrency) = match &p.load {
             Load::Open(_) => (p.load.mean_rate(p.duration), None),
             Load::Closed(n) => (None, Some(*n)),
         };
+        // Throughput over the time the phase's answers took to arrive: past saturation they
+        // trail its end, and the achieved rate falls below the target instead of hiding it.
+        let span = p.duration.max(r.last_done.saturating_sub(start));
+        start += p.duration;
         phases.push(PhaseReport {
             name: p.name.clone(),
             target_rate,
             concurrency,
-            stats: Stats::of(r, p.duration.as_secs_f64()),
+            stats: Stats::of(r, span.as_secs_f64()),
         });
         total.sent += r.sent;
         total.ok += r.ok;
         total.rows += r.rows;
         total.late += r.late;
+        total.last_done = total.last_done.max(r.last_done);
         for (k, v) in &r.statuses {
             *total.statuses.entry(*k).or_default() += v;
         }
@@ -582,7 +589,7 @@ fn report(plan: &Plan, rec: &Recorder) -> Report {
         scenario: plan.name.clone(),
         target: format!("http://{}{}", plan.addr, plan.path),
         late_after_ms: plan.late_after.as_secs_f64() * 1e3,
-        total: Stats::of(&total, scheduled.as_secs_f64()),
+        total: Stats::of(&total, scheduled.max(total.last_done).as_secs_f64()),
         send_lag_ms: Latency::of(&rec.lag),
         phases,
         timeline,
