@@ -21,7 +21,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RULE_FILES = [os.path.join(HERE, "prometheus", f) for f in ("recording-rules.yml", "alerting-rules.yml")]
@@ -69,13 +68,8 @@ def q(s):
 
 
 def atomic_write(path, text):
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".render-")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    """Readers (Prometheus reloading, a test) never see a half-written file: envoy/render.py's."""
+    envoy_render().atomic_write(path, text)
 
 
 def static_rule(record, value, labels):
