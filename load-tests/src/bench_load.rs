@@ -227,9 +227,8 @@ pub async fn sweep(a: SweepArgs) -> anyhow::Result<()> {
                 }
             })
             .collect();
-        let mut plan = Plan::simple(&backend.http, &path, Some(body.clone()), Load::Closed(1), step);
+        let mut plan = Plan::phases(&backend.http, &path, true, phases);
         plan.name = format!("{model} sweep");
-        plan.phases = phases;
         plan.timeout = Duration::from_secs(5);
         plan.progress = true;
         eprintln!("bench-sweep: {model}: {} open-loop steps up to {:.0} req/s", a.steps, top * 1.2);

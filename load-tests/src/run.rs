@@ -55,22 +55,24 @@ pub struct PlanPhase {
 impl Plan {
     /// A one-phase plan: `load` for `duration`, the same body every time.
     pub fn simple(addr: &str, path: &str, body: Option<Body>, load: Load, duration: Duration) -> Plan {
+        let post = body.is_some();
+        let mix = Mix::single(body.unwrap_or_else(Body::empty));
+        let phase = PlanPhase { name: "main".into(), duration, load, mix, headers: Vec::new() };
+        Plan::phases(addr, path, post, vec![phase])
+    }
+
+    /// A plan of `phases` with the defaults of the command line.
+    pub fn phases(addr: &str, path: &str, post: bool, phases: Vec<PlanPhase>) -> Plan {
         Plan {
             name: String::new(),
             addr: addr.to_owned(),
             path: path.to_owned(),
-            post: body.is_some(),
+            post,
             timeout: Duration::from_secs(30),
             max_connections: 1024,
             late_after: DEFAULT_LATE_AFTER,
             seed: 1,
-            phases: vec![PlanPhase {
-                name: "main".into(),
-                duration,
-                load,
-                mix: Mix::single(body.unwrap_or_else(Body::empty)),
-                headers: Vec::new(),
-            }],
+            phases,
             progress: false,
         }
     }
