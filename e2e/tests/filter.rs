@@ -266,12 +266,19 @@ fn slo_accounting_sees_a_failing_version_in_every_worker() {
     }
     assert!(failed > 50, "{failed} failures");
     let g = |p: &str, name: &str, labels: &[&str]| metric_sum(p, name, labels);
+    let mut seen = (0.0, 0.0);
     wait_until(Duration::from_secs(15), "SLO windows to count every request", || {
         let p = stack.prometheus();
         let w = ["window=\"5m\"", "sli=\"availability\""];
-        let bad = g(&p, "switchyard_slo_bad_events", &[&w[..], &["version=\"v2\""]].concat());
-        let good = g(&p, "switchyard_slo_good_events", &w);
-        bad == failed as f64 && good == (n - failed) as f64
+        let now = (
+            g(&p, "switchyard_slo_bad_events", &[&w[..], &["version=\"v2\""]].concat()),
+            g(&p, "switchyard_slo_good_events", &w),
+        );
+        if now != seen {
+            eprintln!("SLO window (bad v2, good): {now:?}; want ({failed}, {})", n - failed);
+            seen = now;
+        }
+        now == (failed as f64, (n - failed) as f64)
     });
     let p = stack.prometheus();
     // All of v2's requests failed: bad ratio 1 over a budget of 0.01 = burn rate 100.

@@ -5,6 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
+use switchyard_policy::slo::{SetResult, SharedStore};
 
 pub fn log(level: LogLevel, msg: &str) {
     let _ = hostcalls::log(level, msg);
@@ -74,21 +75,24 @@ pub fn property_u64(path: &[&str]) -> Option<u64> {
     Some(u64::from_le_bytes(arr))
 }
 
-pub fn shared_get(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-    hostcalls::get_shared_data(key).unwrap_or((None, None))
-}
+/// Envoy's shared data for this VM id, shared by every worker.
+pub struct SharedData;
 
-pub enum SharedSet {
-    Ok,
-    CasMismatch,
-    Failed,
-}
+impl SharedStore for SharedData {
+    fn get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match hostcalls::get_shared_data(key) {
+            // A present but empty value still has a token to swap against.
+            Ok((value, Some(cas))) => Some((value.unwrap_or_default(), cas)),
+            _ => None,
+        }
+    }
 
-pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> SharedSet {
-    match hostcalls::set_shared_data(key, Some(value), cas) {
-        Ok(()) => SharedSet::Ok,
-        Err(Status::CasMismatch) => SharedSet::CasMismatch,
-        Err(_) => SharedSet::Failed,
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> SetResult {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => SetResult::Ok,
+            Err(Status::CasMismatch) => SetResult::CasMismatch,
+            Err(_) => SetResult::Failed,
+        }
     }
 }
 

@@ -9,10 +9,10 @@ use std::time::Duration;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 use switchyard_policy::hash::Rng;
-use switchyard_policy::slo::{Counts, Window, WindowSpec, burn_rate};
+use switchyard_policy::slo::{self, Counts, Window, WindowSpec, burn_rate};
 use switchyard_policy::{Config, ModelPolicy};
 
-use crate::host::{self, SharedSet};
+use crate::host;
 use crate::metrics::{Counters, Ids};
 use crate::stream::Stream;
 
@@ -134,29 +134,13 @@ impl Worker {
     }
 }
 
-/// Adds `delta` to the shared window under `key`; on success `delta` is cleared, otherwise it
-/// waits for the next flush (nothing is lost to a lost race). Returns the window as merged.
+/// Adds `delta` to the shared window under `key` (see [`slo::merge`]); a lost race keeps
+/// `delta` for the next flush. Returns the window as merged, or as last seen.
 fn merge(key: &str, spec: &WindowSpec, delta: &mut Counts, now_s: u64) -> Window {
-    let mut seen = Window::new(spec);
-    for _ in 0..CAS_RETRIES {
-        let (bytes, cas) = host::shared_get(key);
-        seen = bytes.and_then(|b| Window::decode(spec, &b)).unwrap_or_else(|| Window::new(spec));
-        if delta.is_empty() {
-            return seen;
-        }
-        let mut merged = seen.clone();
-        merged.add(now_s, delta);
-        match host::shared_set(key, &merged.encode(), cas) {
-            SharedSet::Ok => {
-                *delta = Counts::default();
-                return merged;
-            }
-            SharedSet::CasMismatch => {}
-            SharedSet::Failed => break,
-        }
-    }
-    host::log(LogLevel::Warn, &format!("switchyard: could not update shared data {key}; retrying next tick"));
-    seen
+    slo::merge(&mut host::SharedData, key, spec, delta, now_s, CAS_RETRIES).unwrap_or_else(|seen| {
+        host::log(LogLevel::Warn, &format!("switchyard: could not update shared data {key}; retrying next tick"));
+        seen
+    })
 }
 
 #[derive(Default)]

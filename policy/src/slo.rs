@@ -205,9 +205,155 @@ impl Window {
     }
 }
 
+/// The host's shared key-value store (Envoy's proxy-wasm shared data), as far as windows need
+/// it. A set with `cas` succeeds only while the stored token is still `cas`; with `None` it
+/// always overwrites. There is no create-if-absent, which is why [`merge`] never writes a
+/// window with `None`.
+pub trait SharedStore {
+    /// The value and its CAS token; `None` when the key is absent.
+    fn get(&mut self, key: &str) -> Option<(Vec<u8>, u32)>;
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> SetResult;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetResult {
+    Ok,
+    CasMismatch,
+    Failed,
+}
+
+/// The token a creation passes as its CAS. Envoy inserts an absent key whatever the token and
+/// refuses to overwrite a present one unless the token matches; tokens count up from 1 per
+/// process, so a live entry would need four billion writes before it carried this one. Two
+/// workers creating the same key at once therefore cannot overwrite each other's counts,
+/// which an unconditional write did (one worker's events vanished).
+const CREATE_CAS: u32 = u32::MAX;
+
+/// Adds `delta` to the window stored under `key` by compare-and-swap, so every worker's
+/// events add up. On success `delta` is cleared; when `attempts` all lose a race (or the store
+/// fails) `delta` is kept for the next flush, and `Err` carries the window as last read, so
+/// nothing is lost to a lost race. Returns the window as merged.
+pub fn merge(
+    store: &mut impl SharedStore,
+    key: &str,
+    spec: &WindowSpec,
+    delta: &mut Counts,
+    now_seconds: u64,
+    attempts: usize,
+) -> Result<Window, Window> {
+    let mut seen = Window::new(spec);
+    for _ in 0..attempts {
+        let stored = store.get(key);
+        seen = stored.as_ref().and_then(|(b, _)| Window::decode(spec, b)).unwrap_or_else(|| Window::new(spec));
+        if delta.is_empty() {
+            return Ok(seen);
+        }
+        let mut merged = seen.clone();
+        merged.add(now_seconds, delta);
+        let cas = stored.map_or(CREATE_CAS, |(_, cas)| cas);
+        match store.set(key, &merged.encode(), Some(cas)) {
+            SetResult::Ok => {
+                *delta = Counts::default();
+                return Ok(merged);
+            }
+            SetResult::CasMismatch => {}
+            SetResult::Failed => break,
+        }
+    }
+    Err(seen)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Envoy's shared data (proxy-wasm-cpp-host `SharedData::set`): tokens count up from 1,
+    /// CAS 0 (`None`) overwrites, an absent key is inserted whatever the token.
+    #[derive(Default)]
+    struct EnvoyStore {
+        map: std::collections::HashMap<String, (Vec<u8>, u32)>,
+        next: u32,
+    }
+
+    impl SharedStore for EnvoyStore {
+        fn get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
+            self.map.get(key).cloned()
+        }
+
+        fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> SetResult {
+            if let (Some((_, current)), Some(cas)) = (self.map.get(key), cas)
+                && *current != cas
+            {
+                return SetResult::CasMismatch;
+            }
+            self.next += 1;
+            self.map.insert(key.to_owned(), (value.to_vec(), self.next));
+            SetResult::Ok
+        }
+    }
+
+    /// Runs `rival` (another worker's whole flush) between this worker's read and its write.
+    struct Interleaved<'a, F: FnMut(&mut EnvoyStore)> {
+        store: &'a mut EnvoyStore,
+        rival: Option<F>,
+    }
+
+    impl<F: FnMut(&mut EnvoyStore)> SharedStore for Interleaved<'_, F> {
+        fn get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
+            self.store.get(key)
+        }
+
+        fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> SetResult {
+            if let Some(mut rival) = self.rival.take() {
+                rival(self.store);
+            }
+            self.store.set(key, value, cas)
+        }
+    }
+
+    fn events(total: u64, bad: u64) -> Counts {
+        Counts { total, bad, latency_total: total - bad, latency_bad: 0 }
+    }
+
+    #[test]
+    fn two_workers_creating_a_window_at_once_both_count() {
+        let spec = WindowSpec::parse("5m").unwrap();
+        let mut store = EnvoyStore::default();
+        let mut mine = events(54, 0);
+        let rival = |s: &mut EnvoyStore| {
+            let mut theirs = events(44, 2);
+            merge(s, "k", &spec, &mut theirs, 1000, 8).unwrap();
+            assert!(theirs.is_empty());
+        };
+        let mut racing = Interleaved { store: &mut store, rival: Some(rival) };
+        let merged = merge(&mut racing, "k", &spec, &mut mine, 1000, 8).unwrap();
+        assert!(mine.is_empty());
+        assert_eq!(merged.totals(1000), events(98, 2));
+        let stored = Window::decode(&spec, &store.get("k").unwrap().0).unwrap();
+        assert_eq!(stored.totals(1000), events(98, 2));
+    }
+
+    #[test]
+    fn a_worker_losing_every_race_keeps_its_events_for_the_next_flush() {
+        let spec = WindowSpec::parse("5m").unwrap();
+        let mut store = EnvoyStore::default();
+        merge(&mut store, "k", &spec, &mut events(1, 0), 1000, 1).unwrap();
+        struct AlwaysStale<'a>(&'a mut EnvoyStore);
+        impl SharedStore for AlwaysStale<'_> {
+            fn get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
+                self.0.get(key).map(|(v, cas)| (v, cas - 1))
+            }
+            fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> SetResult {
+                self.0.set(key, value, cas)
+            }
+        }
+        let mut mine = events(5, 1);
+        let seen = merge(&mut AlwaysStale(&mut store), "k", &spec, &mut mine, 1000, 8).unwrap_err();
+        assert_eq!(seen.totals(1000), events(1, 0));
+        assert_eq!(mine, events(5, 1), "events were dropped");
+        merge(&mut store, "k", &spec, &mut mine, 1001, 8).unwrap();
+        assert_eq!(Window::decode(&spec, &store.get("k").unwrap().0).unwrap().totals(1001), events(6, 1));
+    }
 
     #[test]
     fn classification() {
