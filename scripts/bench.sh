@@ -3,10 +3,11 @@
 # regenerates its section of docs/benchmarks.md (charts under docs/bench/).
 #   scripts/bench.sh [all|backend|filter|generator|sweep] [extra arguments for that benchmark]
 #   backend:   raw libtorch ceiling vs served throughput, batching on/off, serving overhead (~5 min)
-#   filter:    backend direct vs Envoy without/with the filter: latency, saturation, memory (~4 min)
+#   filter:    backend direct vs Envoy without a filter, with an empty wasm filter and with ours:
+#              latency, saturation, Envoy CPU and instructions per request, memory (~8 min)
 #   generator: switchyard-load vs wrk on one core; open-loop schedule accuracy (~1 min)
 #   sweep:     saturation sweep (throughput vs latency) per model, with charts (~2 min)
-#   all:       all four, in that order (~12 min)
+#   all:       all four, in that order (~15 min)
 # Keep the machine otherwise idle while it runs: the results are ratios measured side by side,
 # but a busy neighbour still blurs them.
 set -euo pipefail
@@ -24,11 +25,16 @@ scripts/setup.sh
 echo "==> building (release)"
 cargo build --release --quiet
 scripts/build-filter.sh
+# The empty filter bench-filter compares against.
+cargo build --quiet -p switchyard-filter --target wasm32-wasip1 --profile wasm-release --example noop
 LOAD=target/release/switchyard-load
 for b in backend filter generator sweep; do
   if [ "$WHICH" = all ] || [ "$WHICH" = "$b" ]; then
     echo "==> benchmark: $b"
-    "$LOAD" "bench-$b" --reproduce "scripts/bench.sh $b${*:+ $*}" "$@"
+    pin=()
+    # bench-filter gives the Envoys CPU 1 (--envoy-cpus); the generator and the backend take CPU 0.
+    if [ "$b" = filter ] && [ "$(nproc)" -ge 2 ]; then pin=(taskset -c 0); fi
+    "${pin[@]}" "$LOAD" "bench-$b" --reproduce "scripts/bench.sh $b${*:+ $*}" "$@"
   fi
 done
 echo "==> results: docs/benchmarks.md"

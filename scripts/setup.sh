@@ -38,15 +38,15 @@ ln -sfn "$torch_dir" "$VENV/libtorch"
 test -f "$VENV/libtorch/lib/libtorch_cpu.so" || { echo "no libtorch_cpu.so under $torch_dir/lib" >&2; exit 1; }
 "$VENV/bin/envoy" --version >/dev/null
 
-step "Prometheus, promtool, Alertmanager, amtool; wrk for the generator benchmark (Debian packages)"
+step "Prometheus, promtool, Alertmanager, amtool; wrk and valgrind for the benchmarks (Debian packages)"
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
    || ! command -v prometheus-alertmanager >/dev/null || ! command -v amtool >/dev/null \
-   || ! command -v wrk >/dev/null; then
+   || ! command -v wrk >/dev/null || ! command -v callgrind_control >/dev/null; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   # The packages' services are not wanted: the demo and tests run their own on loopback.
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    prometheus prometheus-alertmanager wrk >/dev/null
+    prometheus prometheus-alertmanager wrk valgrind >/dev/null
 else
   echo "    present: $(prometheus --version 2>&1 | head -1)"
 fi
