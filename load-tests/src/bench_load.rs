@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
-use crate::bench::{Backend, Common, machine, max_batch, write_section};
+use crate::bench::{Backend, Common, machine, max_batch, stdout_of, write_section};
 use crate::payload::{Mix, build_body};
 use crate::plot;
 use crate::run::{self, Plan, PlanPhase, Report};
@@ -57,16 +57,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Runs `cmd` pinned to CPU 0 and returns its stdout.
 fn pinned(cmd: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("taskset")
-        .arg("-c")
-        .arg("0")
-        .args(cmd)
-        .output()
-        .with_context(|| format!("cannot run taskset {cmd:?} (Debian package util-linux)"))?;
-    if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    stdout_of(
+        Command::new("taskset").args(["-c", "0"]).args(cmd),
+        &format!("taskset -c 0 {cmd:?} (taskset is in util-linux)"),
+    )
 }
 
 /// `Requests/sec:` from wrk's output.
