@@ -1,24 +1,35 @@
 #!/usr/bin/env bash
 # Applies a filter policy to the running Envoy (ECDS: the watched file is replaced
-# atomically). Envoy validates it through the filter: a policy with problems is refused, the
-# running one stays, and Envoy's log names every problem.
+# atomically). The policy is checked first; Envoy validates it again through the filter: a
+# policy with problems is refused, the running one stays, and Envoy's log names every problem.
 #   envoy/apply-policy.sh POLICY.json
-set -euo pipefail
-cd "$(dirname "$0")/.."
-[ $# -eq 1 ] || { sed -n '2,6p' "$0"; exit 2; }
+# Uses $SWITCHYARD_STATE (.demo/envoy) and $SWITCHYARD_ENVOY_ADMIN (127.0.0.1:9901), as run.sh.
+# shellcheck source=../scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+[ $# -eq 1 ] || { sed -n '2,6p' "$0" >&2; exit 2; }
+POLICY=$1
+[ -f "$POLICY" ] || die "no policy file at $POLICY"
 STATE=${SWITCHYARD_STATE:-.demo/envoy}
 ADMIN=${SWITCHYARD_ENVOY_ADMIN:-127.0.0.1:9901}
-CHECK=$(ls target/release/switchyard-policy target/debug/switchyard-policy 2>/dev/null | head -1)
-[ -n "$CHECK" ] || cargo build --quiet -p switchyard-policy
-"${CHECK:-target/debug/switchyard-policy}" check "$1"
-stat() { curl -fsS "http://$ADMIN/stats?filter=extension_config_discovery.http_filter.switchyard.$1\$" | awk '{print $2}'; }
-before_ok=$(stat update_success); before_bad=$(( $(stat update_rejected) + $(stat update_failure) ))
-.venv/bin/python envoy/render.py filter --policy "$1" --wasm target/wasm32-wasip1/wasm-release/switchyard_filter.wasm --out "$STATE/filter.yaml"
+"$(sy_bin switchyard-policy)" check "$POLICY"
+curl -fsS -o /dev/null "http://$ADMIN/ready" 2>/dev/null \
+  || die "no running Envoy answers at $ADMIN: start one with envoy/run.sh (or scripts/demo.sh --stay) first"
+[ -f "$STATE/filter.yaml" ] || die "no $STATE/filter.yaml: the Envoy at $ADMIN was not started by envoy/run.sh with SWITCHYARD_STATE=$STATE"
+sy_need_setup
+stat() { # one ECDS counter of the switchyard filter
+  local out
+  out=$(curl -fsS "http://$ADMIN/stats?filter=extension_config_discovery.http_filter.switchyard.$1\$") \
+    || die "cannot read Envoy's stats at $ADMIN"
+  awk '{n += $2} END {print n + 0}' <<<"$out"
+}
+before_ok=$(stat update_success)
+before_bad=$(( $(stat update_rejected) + $(stat update_failure) ))
+"$SY_PY" envoy/render.py filter --policy "$POLICY" --wasm "$SY_WASM" --out "$STATE/filter.yaml" >/dev/null
 for _ in $(seq 1 100); do
   if [ "$(stat update_success)" != "$before_ok" ]; then echo "applied: Envoy runs the new policy"; exit 0; fi
   if [ $(( $(stat update_rejected) + $(stat update_failure) )) != "$before_bad" ]; then
-    echo "REFUSED: Envoy keeps the previous policy; see Envoy's log for the problems" >&2; exit 1
+    die "REFUSED: Envoy keeps the previous policy; see Envoy's log for the problems"
   fi
   sleep 0.1
 done
-echo "no answer from Envoy at $ADMIN within 10 s" >&2; exit 1
+die "no answer from Envoy at $ADMIN within 10 s"

@@ -10,8 +10,8 @@
 #   all:       all four, in that order (~15 min)
 # Keep the machine otherwise idle while it runs: the results are ratios measured side by side,
 # but a busy neighbour still blurs them.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 WHICH=${1:-all}
 [ $# -gt 0 ] && shift
 case "$WHICH" in
@@ -21,16 +21,17 @@ esac
 if [ "$WHICH" = all ] && [ $# -gt 0 ]; then
   echo "extra arguments go to one benchmark: scripts/bench.sh <name> $*" >&2; exit 2
 fi
+step "set-up (scripts/setup.sh)"
 scripts/setup.sh
-echo "==> building (release)"
-cargo build --release --quiet
-scripts/build-filter.sh
+step "building (release)"
+sy_build_release
+sy_filter >/dev/null
 # The empty filter bench-filter compares against.
 cargo build --quiet -p switchyard-filter --target wasm32-wasip1 --profile wasm-release --example noop
-LOAD=target/release/switchyard-load
+LOAD=$(sy_bin switchyard-load)
 for b in backend filter generator sweep; do
   if [ "$WHICH" = all ] || [ "$WHICH" = "$b" ]; then
-    echo "==> benchmark: $b"
+    step "benchmark: $b"
     pin=()
     # bench-filter gives the Envoys CPU 1 (--envoy-cpus); the generator and the backend take CPU 0.
     if [ "$b" = filter ] && [ "$(nproc)" -ge 2 ]; then pin=(taskset -c 0); fi

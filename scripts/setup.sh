@@ -1,58 +1,62 @@
 #!/usr/bin/env bash
 # Installs whatever is missing for building, testing and running the demo. Idempotent: a
-# second run only checks. Every step says what it does; a failing step says which and why,
-# and the script exits non-zero.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-VENV=$ROOT/.venv
-
-current=""
-trap 'rc=$?; if [ $rc -ne 0 ]; then echo "setup: FAILED at step: ${current} (exit $rc); see the output above" >&2; fi' EXIT
-step() { current=$1; echo "==> $1"; }
+# second run only checks (a few seconds). Every step says what it does; a failing step says
+# which, with the command and its error output, and the script exits non-zero.
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+SECONDS=0
 
 step "Rust toolchain (pinned in rust-toolchain.toml) with the wasm32-wasip1 target"
-command -v rustup >/dev/null || { echo "rustup is not installed: install Rust 1.95.0 via rustup first" >&2; exit 1; }
+command -v rustup >/dev/null || die "rustup is not installed: install it (https://rustup.rs), then run this again"
 toolchain=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
 rustup toolchain list | grep -q "^${toolchain}" || rustup toolchain install "$toolchain" --profile minimal
 rustup component list --toolchain "$toolchain" --installed | grep -q '^clippy' || rustup component add --toolchain "$toolchain" clippy rustfmt
 rustup target list --toolchain "$toolchain" --installed | grep -qx wasm32-wasip1 || rustup target add --toolchain "$toolchain" wasm32-wasip1
 
 step "Python venv (.venv) with torch, envoy, tritonclient (scripts/requirements.txt)"
+command -v python3 >/dev/null || die "python3 is not installed: apt-get install python3 python3-venv"
 want=$(sha256sum scripts/requirements.txt | cut -d' ' -f1)
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV"
+if [ ! -x "$SY_PY" ]; then
+  python3 -m venv "$SY_VENV"
 fi
-if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+if [ "$(cat "$SY_VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+  quietly "$SY_PY" -m pip install --upgrade pip
   echo "    installing (torch with its CUDA libraries is ~4.6 GB; about a minute on a good link)"
-  "$VENV/bin/python" -m pip install --quiet --progress-bar off -r scripts/requirements.txt
-  echo "$want" > "$VENV/.requirements.sha256"
+  "$SY_PY" -m pip install --quiet --progress-bar off -r scripts/requirements.txt
+  echo "$want" > "$SY_VENV/.requirements.sha256"
 else
   echo "    up to date"
 fi
 
 step "libtorch link for cargo (.venv/libtorch, read by .cargo/config.toml)"
-torch_dir=$("$VENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
-ln -sfn "$torch_dir" "$VENV/libtorch"
-test -f "$VENV/libtorch/lib/libtorch_cpu.so" || { echo "no libtorch_cpu.so under $torch_dir/lib" >&2; exit 1; }
-"$VENV/bin/envoy" --version >/dev/null
+torch_dir=$("$SY_PY" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+ln -sfn "$torch_dir" "$SY_VENV/libtorch"
+test -f "$SY_VENV/libtorch/lib/libtorch_cpu.so" || die "no libtorch_cpu.so under $torch_dir/lib"
+quietly "$SY_VENV/bin/envoy" --version
 
-step "Prometheus, promtool, Alertmanager, amtool; wrk and valgrind for the benchmarks (Debian packages)"
-if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
-   || ! command -v prometheus-alertmanager >/dev/null || ! command -v amtool >/dev/null \
-   || ! command -v wrk >/dev/null || ! command -v callgrind_control >/dev/null; then
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
+step "Debian packages: Prometheus, promtool, Alertmanager, amtool; curl and ss for the scripts; shellcheck for the tests; wrk and valgrind for the benchmarks"
+# command -> package
+declare -A wanted=([prometheus]=prometheus [promtool]=prometheus [prometheus-alertmanager]=prometheus-alertmanager
+  [amtool]=prometheus-alertmanager [curl]=curl [ss]=iproute2 [shellcheck]=shellcheck [wrk]=wrk
+  [callgrind_control]=valgrind)
+missing=()
+for cmd in "${!wanted[@]}"; do
+  command -v "$cmd" >/dev/null || missing+=("${wanted[$cmd]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  echo "    installing: ${missing[*]}"
+  SUDO=()
+  [ "$(id -u)" -eq 0 ] || SUDO=(sudo)
+  quietly "${SUDO[@]}" apt-get update -qq
   # The packages' services are not wanted: the demo and tests run their own on loopback.
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    prometheus prometheus-alertmanager wrk valgrind >/dev/null
+  quietly "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
-  echo "    present: $(prometheus --version 2>&1 | head -1)"
+  echo "    present: $(prometheus --version 2>&1 | head -n 1)"
 fi
 
 step "Demo models and golden vectors (models/generate.py)"
-"$VENV/bin/python" models/generate.py
+"$SY_PY" models/generate.py
 
-current=""
-echo "==> setup complete"
+steps_done
+echo "==> setup complete ($(sy_elapsed "$SECONDS"))"

@@ -1,23 +1,38 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what is missing (scripts/setup.sh), then
-# format, lints and every test against the real parts (libtorch and the generated models,
-# tritonclient, Envoy with the built filter). Exits non-zero on the first failure.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+# shell lint, format, lints and every test against the real parts (libtorch and the generated
+# models, tritonclient, Envoy with the built filter, Prometheus and Alertmanager). Stops at
+# the first failure and names it.
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+SECONDS=0
 
+step "set-up (scripts/setup.sh)"
 scripts/setup.sh
+T_SETUP=$SECONDS
 
-echo "==> cargo fmt --check"
+step "shellcheck (every shell script in the repository)"
+mapfile -t scripts < <(git ls-files | while read -r f; do
+  case "$f" in
+    *.sh) echo "$f" ;;
+    *) [ -f "$f" ] && head -c 64 "$f" | head -n 1 | grep -qE '^#!.*\b(ba)?sh\b' && echo "$f" ;;
+  esac
+done; true)
+shellcheck -x "${scripts[@]}"
+echo "    ${#scripts[@]} scripts clean"
+
+step "cargo fmt --check"
 cargo fmt --all --check
 
-echo "==> cargo clippy (warnings are errors)"
+step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-echo "==> building the filter (wasm32-wasip1) and the binaries the end-to-end tests start"
-scripts/build-filter.sh
+step "building the filter (wasm32-wasip1) and the binaries the end-to-end tests start"
+sy_filter >/dev/null
 cargo build --quiet
+T_BUILD=$SECONDS
 
-echo "==> cargo test"
+step "cargo test"
 # Integration tests start real servers; two at a time suit a 2-core machine.
 cargo test -- --test-threads 2
 
@@ -26,6 +41,8 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; t
   echo "!!! GPU tests NOT run: no NVIDIA GPU on this machine. They are the 'ignored' tests above;"
   echo "!!! on a GPU machine run: scripts/gpu-tests.sh"
 else
-  echo "==> GPU tests (a GPU is present)"
+  step "GPU tests (a GPU is present)"
   cargo test -p switchyard-backend --test gpu -- --ignored --test-threads 1
 fi
+steps_done
+echo "==> tests done in $(sy_elapsed "$SECONDS"): set-up $(sy_elapsed "$T_SETUP"), lints and build $(sy_elapsed $((T_BUILD - T_SETUP))), tests $(sy_elapsed $((SECONDS - T_BUILD)))"
