@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Applies a filter policy to the running Envoy (ECDS: the watched file is replaced
-# atomically). The policy is checked first; Envoy validates it again through the filter: a
-# policy with problems is refused, the running one stays, and Envoy's log names every problem.
+# atomically). It is checked first, and refused with the reason when it is invalid or when
+# the running Envoy could not serve it (a renamed routing header, a cluster its bootstrap
+# lacks: those need envoy/run.sh to restart Envoy). Envoy validates it once more through the
+# filter: a policy it refuses leaves the running one in place, and Envoy's log says why.
 #   envoy/apply-policy.sh POLICY.json
 # Uses $SWITCHYARD_STATE (.demo/envoy) and $SWITCHYARD_ENVOY_ADMIN (127.0.0.1:9901), as run.sh.
 # shellcheck source=../scripts/lib.sh
@@ -11,11 +13,11 @@ POLICY=$1
 [ -f "$POLICY" ] || die "no policy file at $POLICY"
 STATE=${SWITCHYARD_STATE:-.demo/envoy}
 ADMIN=${SWITCHYARD_ENVOY_ADMIN:-127.0.0.1:9901}
-"$(sy_bin switchyard-policy)" check "$POLICY"
+POLICY_BIN=$(sy_bin switchyard-policy)
+"$POLICY_BIN" check "$POLICY"
 curl -fsS -o /dev/null "http://$ADMIN/ready" 2>/dev/null \
   || die "no running Envoy answers at $ADMIN: start one with envoy/run.sh (or scripts/demo.sh --stay) first"
-[ -f "$STATE/filter.yaml" ] || die "no $STATE/filter.yaml: the Envoy at $ADMIN was not started by envoy/run.sh with SWITCHYARD_STATE=$STATE"
-sy_need_setup
+[ -f "$STATE/envoy.yaml" ] || die "no $STATE/envoy.yaml: the Envoy at $ADMIN was not started by envoy/run.sh with SWITCHYARD_STATE=$STATE"
 stat() { # one ECDS counter of the switchyard filter
   local out
   out=$(curl -fsS "http://$ADMIN/stats?filter=extension_config_discovery.http_filter.switchyard.$1\$") \
@@ -24,7 +26,7 @@ stat() { # one ECDS counter of the switchyard filter
 }
 before_ok=$(stat update_success)
 before_bad=$(( $(stat update_rejected) + $(stat update_failure) ))
-"$SY_PY" envoy/render.py filter --policy "$POLICY" --wasm "$SY_WASM" --out "$STATE/filter.yaml" >/dev/null
+"$POLICY_BIN" render filter --policy "$POLICY" --wasm "$SY_WASM" --bootstrap "$STATE/envoy.yaml" >/dev/null
 for _ in $(seq 1 100); do
   if [ "$(stat update_success)" != "$before_ok" ]; then echo "applied: Envoy runs the new policy"; exit 0; fi
   if [ $(( $(stat update_rejected) + $(stat update_failure) )) != "$before_bad" ]; then

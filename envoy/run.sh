@@ -24,14 +24,13 @@ done
 STATE=${SWITCHYARD_STATE:-.demo/envoy}
 mkdir -p "$STATE"
 sy_need_setup
-step "checking the policy ($POLICY)"
-"$(sy_bin switchyard-policy)" check "$POLICY"
+POLICY_BIN=$(sy_bin switchyard-policy)
 step "building the filter"
 WASM=$(sy_filter)
-step "rendering the Envoy bootstrap and the filter config into $STATE"
+step "rendering the Envoy bootstrap and the filter config from $POLICY into $STATE"
 if [ ${#UPSTREAMS[@]} -eq 0 ]; then
-  clusters=$("$SY_PY" -c 'import json,sys; [print(v["cluster"]) for m in json.load(open(sys.argv[1]))["models"].values() for v in m["versions"]]' "$POLICY" | sort -u)
-  while read -r c; do
+  clusters=$("$POLICY_BIN" clusters "$POLICY")
+  while read -r _model _version c; do
     case "$c" in
       *-v1) UPSTREAMS+=(--upstream "$c=${SWITCHYARD_BACKEND_V1:-127.0.0.1:8101}") ;;
       *-v2) UPSTREAMS+=(--upstream "$c=${SWITCHYARD_BACKEND_V2:-127.0.0.1:8102}") ;;
@@ -39,8 +38,7 @@ if [ ${#UPSTREAMS[@]} -eq 0 ]; then
     esac
   done <<<"$clusters"
 fi
-"$SY_PY" envoy/render.py filter --policy "$POLICY" --wasm "$WASM" --out "$STATE/filter.yaml" >/dev/null
-"$SY_PY" envoy/render.py bootstrap --policy "$POLICY" --out "$STATE/envoy.yaml" --ecds "$STATE/filter.yaml" \
+"$POLICY_BIN" render envoy --policy "$POLICY" --wasm "$WASM" --out-dir "$STATE" \
   --listen "${SWITCHYARD_ENVOY_LISTEN:-127.0.0.1:10000}" --admin "${SWITCHYARD_ENVOY_ADMIN:-127.0.0.1:9901}" \
   --collector "${SWITCHYARD_COLLECTOR:-127.0.0.1:9411}" "${UPSTREAMS[@]}" >/dev/null
 step "starting Envoy"

@@ -46,6 +46,7 @@ sy_filter >/dev/null
 LOAD=$(sy_bin switchyard-load)
 BACKEND=$(sy_bin switchyard-backend)
 COLLECTOR=$(sy_bin switchyard-collector)
+POLICY_BIN=$(sy_bin switchyard-policy)
 T_BUILD=$SECONDS
 
 NAMES=() PIDS=()
@@ -106,8 +107,8 @@ wait_http "http://$SWITCHYARD_BACKEND_V2/v2/health/ready" "backend v2"
 wait_http "http://$ENVOY/v2/health/live" "Envoy"
 
 step "starting Prometheus :9090 (SLO, canary and cost rules) and Alertmanager :9093 (webhook receiver :9095)"
-"$SY_PY" dashboards/render.py alertmanager --out "$DEMO/alertmanager/alertmanager.yml" --webhook "http://$WEBHOOK" >/dev/null
-"$SY_PY" dashboards/render.py prometheus --out-dir "$DEMO/prometheus" --policy envoy/policy.json --envoy "$ENVOY_ADMIN" \
+"$POLICY_BIN" render alertmanager --out "$DEMO/alertmanager/alertmanager.yml" --webhook "http://$WEBHOOK" >/dev/null
+"$POLICY_BIN" render prometheus --out-dir "$DEMO/prometheus" --policy envoy/policy.json --envoy "$ENVOY_ADMIN" \
   --backend 127.0.0.1:8201 --backend 127.0.0.1:8202 --alertmanager "$ALERTMANAGER" >/dev/null
 start webhook "$SY_PY" dashboards/webhook.py --listen "$WEBHOOK" --out "$DEMO/alerts.jsonl"
 start alertmanager prometheus-alertmanager --config.file="$DEMO/alertmanager/alertmanager.yml" \
@@ -143,13 +144,7 @@ for u in alice bob carol dave; do
 done
 
 step "canary to 50% at run time (ECDS; no restart, nothing dropped)"
-"$SY_PY" - "$DEMO/policy-50.json" <<'PY'
-import json, sys
-p = json.load(open("envoy/policy.json"))
-p["models"]["mlp"]["versions"][0]["weight"] = 50
-p["models"]["mlp"]["versions"][1]["weight"] = 50
-json.dump(p, open(sys.argv[1], "w"), indent=2)
-PY
+"$POLICY_BIN" weights envoy/policy.json --model mlp v1=50 v2=50 --out "$DEMO/policy-50.json" >/dev/null
 envoy/apply-policy.sh "$DEMO/policy-50.json" | sed 's/^/    /'
 v2_served() {
   envoy_stats | awk '/^switchyard_requests_total\{model="mlp",version="v2",outcome="success"/ {n += $2} END {print n + 0}'

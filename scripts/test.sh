@@ -12,12 +12,18 @@ scripts/setup.sh
 T_SETUP=$SECONDS
 
 step "shellcheck (every shell script in the repository)"
-mapfile -t scripts < <(git ls-files | while read -r f; do
-  case "$f" in
-    *.sh) echo "$f" ;;
-    *) [ -f "$f" ] && head -c 64 "$f" | head -n 1 | grep -qE '^#!.*\b(ba)?sh\b' && echo "$f" ;;
+is_shell() { # a *.sh file, or one whose first line runs sh or bash
+  case "$1" in
+    *.sh) return 0 ;;
   esac
-done; true)
+  local first=""
+  if [ -f "$1" ]; then IFS= read -r first <"$1" || true; fi
+  [[ $first =~ ^\#!.*[/\ ](ba)?sh([[:space:]]|$) ]]
+}
+scripts=()
+while IFS= read -r f; do
+  if is_shell "$f"; then scripts+=("$f"); fi
+done < <(git ls-files)
 shellcheck -x "${scripts[@]}"
 echo "    ${#scripts[@]} scripts clean"
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::json;
-use switchyard_testkit::stack::{Stack, mlp_policy, render, render_filter};
+use switchyard_testkit::stack::{Stack, mlp_policy, render_envoy};
 use switchyard_testkit::*;
 
 fn infer_body(seed: usize) -> Vec<u8> {
@@ -223,13 +223,22 @@ fn runtime_weight_change_through_ecds_loses_no_request() {
             seen
         });
         std::thread::sleep(Duration::from_millis(500));
-        let accepted = stack.apply_policy(&all_v2);
+        let accepted = stack.apply_policy(&all_v2).unwrap();
         std::thread::sleep(Duration::from_millis(500));
-        // An invalid policy is refused by the filter; Envoy keeps the running one.
+        // An invalid policy is refused by the renderer, and by the filter when it arrives
+        // without the renderer; Envoy keeps the running one.
         let mut bad = all_v2.clone();
         bad["models"]["mlp"]["versions"][0]["weight"] = json!(0);
         bad["models"]["mlp"]["versions"][1]["weight"] = json!(0);
-        let bad_accepted = stack.apply_policy(&bad);
+        let refused = stack.apply_policy(&bad).unwrap_err();
+        assert!(refused.contains("at least one version needs a positive weight"), "{refused}");
+        // A valid policy that renames the routing header would break routing on this
+        // bootstrap: refused before it reaches Envoy.
+        let mut renamed = all_v2.clone();
+        renamed["upstream_header"] = json!("x-route-to");
+        let refused = stack.apply_policy(&renamed).unwrap_err();
+        assert!(refused.contains("upstream_header is 'x-route-to'"), "{refused}");
+        let bad_accepted = stack.apply_unchecked_policy_text(&bad.to_string());
         std::thread::sleep(Duration::from_millis(300));
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         (load.join().unwrap(), accepted, bad_accepted)
@@ -332,19 +341,8 @@ fn bad_input_passes_through_or_is_rejected_cleanly_and_never_crashes_the_vm() {
 fn every_envoy_config_validates() {
     let dir = scratch("validate");
     let policy = root().join("envoy/policy.json");
-    let ecds = dir.join("filter.yaml");
-    render_filter(&policy, &ecds);
     let boot = dir.join("envoy.yaml");
-    let mut args = vec![
-        "bootstrap",
-        "--policy",
-        policy.to_str().unwrap(),
-        "--out",
-        boot.to_str().unwrap(),
-        "--ecds",
-        ecds.to_str().unwrap(),
-    ];
-    args.extend(["--collector", "127.0.0.1:9411"]);
+    let mut args = vec!["--collector", "127.0.0.1:9411"];
     for u in
         ["mlp-v1=127.0.0.1:8101", "resnet18-v1=127.0.0.1:8101", "mlp-v2=127.0.0.1:8102", "resnet18-v2=127.0.0.1:8102"]
     {
@@ -354,7 +352,7 @@ fn every_envoy_config_validates() {
     for extra in [&[][..], &["--fault", "mlp-v2=30", "--fault", "resnet18-v2=12.5:500"]] {
         let mut args = args.clone();
         args.extend_from_slice(extra);
-        render(&args);
+        render_envoy(&policy, &dir, &args);
         let out = std::process::Command::new(switchyard_testkit::stack::envoy_bin())
             .args(["--mode", "validate", "--disable-hot-restart", "-c"])
             .arg(&boot)

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchyard_testkit::prom::{Alert, Alertmanager, Prometheus, Sample, Webhook, render, run_tool};
-use switchyard_testkit::stack::{Stack, mlp_policy, python};
+use switchyard_testkit::prom::{Alert, Alertmanager, Prometheus, Sample, Webhook, run_tool};
+use switchyard_testkit::stack::{Stack, mlp_policy, python, render};
 use switchyard_testkit::{demo_repo, root, scratch, try_request};
 
 /// What every runbook_url starts with; the rest is `docs/runbooks/<alertname>.md`.
@@ -67,7 +67,7 @@ fn dashboards() -> Vec<(String, Value)> {
         .collect()
 }
 
-/// `dashboards/render.py prometheus` into `dir`; returns the path of prometheus.yml.
+/// `switchyard-policy render prometheus` into `dir`; returns the path of prometheus.yml.
 fn render_prometheus(
     dir: &Path,
     policy: &Path,
@@ -295,7 +295,7 @@ fn promtool_and_amtool_accept_the_configuration_and_the_rule_unit_tests_pass() {
     let (ok, out) = run_tool("amtool", &["check-config", am.to_str().unwrap()]);
     assert!(ok, "amtool check-config {}:\n{out}", am.display());
     let text = read(&am);
-    for needle in ["receiver: page", "receiver: ticket", "inhibit_rules", "/page\"", "/ticket\""] {
+    for needle in ["receiver: page", "receiver: ticket", "inhibit_rules", "/page\n", "/ticket\n"] {
         assert!(text.contains(needle), "{needle:?} missing from the rendered Alertmanager config:\n{text}");
     }
 }

@@ -64,8 +64,12 @@ fn python() -> PathBuf {
     PathBuf::from(".venv/bin/python")
 }
 
+/// `switchyard-policy render ARGS`, the one renderer of policy-derived configuration.
 fn render(args: &[&str]) -> anyhow::Result<()> {
-    stdout_of(Command::new(python()).arg("envoy/render.py").args(args), &format!("envoy/render.py {args:?}"))?;
+    stdout_of(
+        Command::new("target/release/switchyard-policy").arg("render").args(args),
+        &format!("switchyard-policy render {args:?}"),
+    )?;
     Ok(())
 }
 
@@ -78,17 +82,16 @@ struct Envoy {
 impl Envoy {
     async fn start(dir: &Path, name: &str, run: &EnvoyRun<'_>, filter: Option<&Path>) -> anyhow::Result<Envoy> {
         let (listen, admin) = (format!("127.0.0.1:{}", free_port()?), format!("127.0.0.1:{}", free_port()?));
-        let (boot, ecds) = (dir.join(format!("{name}.yaml")), dir.join(format!("{name}-filter.yaml")));
-        if let Some(wasm) = filter {
-            render(&["filter", "--policy", path(run.policy)?, "--wasm", path(wasm)?, "--out", path(&ecds)?])?;
-        }
-        let mut args = vec!["bootstrap", "--policy", path(run.policy)?, "--out", path(&boot)?, "--ecds", path(&ecds)?];
+        let out_dir = dir.join(name);
+        let boot = out_dir.join("envoy.yaml");
+        let mut args = vec!["envoy", "--policy", path(run.policy)?, "--out-dir", path(&out_dir)?];
         let up1 = format!("mlp-v1={}", run.backend);
         let up2 = format!("mlp-v2={}", run.backend);
         args.extend(["--listen", &listen, "--admin", &admin, "--upstream", &up1, "--upstream", &up2]);
         args.extend(["--collector", run.collector]);
-        if filter.is_none() {
-            args.push("--no-filter");
+        match filter {
+            Some(wasm) => args.extend(["--wasm", path(wasm)?]),
+            None => args.push("--no-filter"),
         }
         render(&args)?;
         let mut cmd = match run.launch {

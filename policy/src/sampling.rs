@@ -56,9 +56,9 @@ pub fn body_value(
     json_len: Option<usize>,
     redact: &[String],
 ) -> (Value, Option<u64>) {
-    let (json_part, binary) = match json_len {
-        Some(n) if n <= captured.len() => (&captured[..n], Some((captured.len() - n) as u64)),
-        _ => (captured, None),
+    let (json_part, binary) = match json_len.and_then(|n| captured.get(..n)) {
+        Some(part) => (part, Some((captured.len() - part.len()) as u64)),
+        None => (captured, None),
     };
     if json_part.is_empty() {
         return (Value::Null, binary);

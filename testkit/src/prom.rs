@@ -1,5 +1,5 @@
 //! Prometheus, Alertmanager and the demo's webhook receiver on free loopback ports, with the
-//! configuration rendered by `dashboards/render.py`, and small clients for their HTTP APIs.
+//! configuration rendered by `switchyard-policy render` ([`crate::stack::render`]), and small clients for their HTTP APIs.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -22,12 +22,6 @@ pub fn tool(name: &str) -> Command {
 pub fn run_tool(name: &str, args: &[&str]) -> (bool, String) {
     let out = tool(name).args(args).output().unwrap();
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
-
-/// Runs `dashboards/render.py` with `args`; panics with its message on failure.
-pub fn render(args: &[&str]) {
-    let out = Command::new(python()).arg(root().join("dashboards/render.py")).args(args).output().unwrap();
-    assert!(out.status.success(), "dashboards/render.py {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Percent-encoding for a URL query value (RFC 3986 unreserved characters kept).

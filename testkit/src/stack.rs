@@ -31,23 +31,33 @@ pub fn python() -> PathBuf {
     root().join(".venv/bin/python")
 }
 
-/// Runs `envoy/render.py` with `args`; panics with its message on failure.
-pub fn render(args: &[&str]) {
-    let out = Command::new(python()).arg(root().join("envoy/render.py")).args(args).output().unwrap();
-    assert!(out.status.success(), "render.py {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+/// `switchyard-policy ARGS` in the checkout (the one reader of policies, as the scripts run
+/// it): its stdout, or its stderr as the error.
+pub fn policy_tool(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(workspace_bin("switchyard-policy")).args(args).current_dir(root()).output().unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
-/// The filter's ECDS configuration for `policy`, with the built `.wasm`.
-pub fn render_filter(policy: &Path, out: &Path) {
-    render(&[
-        "filter",
-        "--policy",
-        policy.to_str().unwrap(),
-        "--wasm",
-        wasm_path().to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+/// `switchyard-policy render ARGS`; panics with its message on failure.
+pub fn render(args: &[&str]) {
+    let mut all = vec!["render"];
+    all.extend_from_slice(args);
+    if let Err(e) = policy_tool(&all) {
+        panic!("switchyard-policy render {args:?} failed: {e}");
+    }
+}
+
+/// `render envoy` of `policy` into `dir` (envoy.yaml and filter.yaml) with the built `.wasm`
+/// and `extra` arguments (`--upstream`, `--listen`, `--fault`, …).
+pub fn render_envoy(policy: &Path, dir: &Path, extra: &[&str]) {
+    let (policy, dir, wasm) = (policy.to_str().unwrap(), dir.to_str().unwrap(), wasm_path());
+    let mut args = vec!["envoy", "--policy", policy, "--wasm", wasm.to_str().unwrap(), "--out-dir", dir];
+    args.extend_from_slice(extra);
+    render(&args);
 }
 
 /// A child process, killed when dropped.
@@ -82,7 +92,7 @@ impl Stack {
         Stack::start_with(name, policy, &[])
     }
 
-    /// [`Stack::start`] with more `envoy/render.py bootstrap` arguments, e.g.
+    /// [`Stack::start`] with more `switchyard-policy render envoy` arguments, e.g.
     /// `["--fault", "mlp-v2=30"]` for a canary with injected errors.
     pub fn start_with(name: &str, policy: &serde_json::Value, bootstrap_args: &[&str]) -> Stack {
         let dir = scratch(name);
@@ -103,17 +113,8 @@ impl Stack {
         let policy_file = dir.join("policy.json");
         std::fs::write(&policy_file, serde_json::to_vec_pretty(policy).unwrap()).unwrap();
         let (listen, admin) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-        let (bootstrap, ecds) = (dir.join("envoy.yaml"), dir.join("filter.yaml"));
-        render_filter(&policy_file, &ecds);
         let (up1, up2) = (format!("mlp-v1={}", v1.http), format!("mlp-v2={}", v2.http));
         let mut args = vec![
-            "bootstrap",
-            "--policy",
-            policy_file.to_str().unwrap(),
-            "--out",
-            bootstrap.to_str().unwrap(),
-            "--ecds",
-            ecds.to_str().unwrap(),
             "--listen",
             &listen,
             "--admin",
@@ -126,7 +127,8 @@ impl Stack {
             &collector_addr,
         ];
         args.extend_from_slice(bootstrap_args);
-        render(&args);
+        render_envoy(&policy_file, &dir, &args);
+        let bootstrap = dir.join("envoy.yaml");
         let envoy_log = dir.join("envoy.log");
         let envoy = Command::new(envoy_bin())
             .arg("-c")
@@ -156,20 +158,48 @@ impl Stack {
         stack
     }
 
-    /// Replaces the filter policy at run time (ECDS: write, then rename) and waits until
-    /// Envoy has accepted or rejected it. Returns whether it was accepted.
-    pub fn apply_policy(&self, policy: &serde_json::Value) -> bool {
-        let before =
-            (self.ecds_stat("update_success"), self.ecds_stat("update_rejected") + self.ecds_stat("update_failure"));
+    /// Replaces the filter policy at run time as `envoy/apply-policy.sh` does: `render filter`
+    /// checks it against the running bootstrap and writes the ECDS file (write, then rename).
+    /// Err with the renderer's message when it refuses; otherwise waits until Envoy has
+    /// accepted or rejected it and says whether it was accepted.
+    pub fn apply_policy(&self, policy: &serde_json::Value) -> Result<bool, String> {
         let file = self.dir.join("policy-next.json");
         std::fs::write(&file, serde_json::to_vec_pretty(policy).unwrap()).unwrap();
-        render_filter(&file, &self.dir.join("filter.yaml"));
+        let bootstrap = self.dir.join("envoy.yaml");
+        let args = ["render", "filter", "--policy", file.to_str().unwrap(), "--wasm"];
+        let wasm = wasm_path();
+        let mut args = args.to_vec();
+        args.extend([wasm.to_str().unwrap(), "--bootstrap", bootstrap.to_str().unwrap()]);
+        let before = self.ecds_counts();
+        policy_tool(&args)?;
+        Ok(self.wait_ecds(before))
+    }
+
+    /// Hands Envoy a policy the renderer never saw (as a cluster's WasmPlugin could): the
+    /// running ECDS resource with its configuration replaced by `text`. The filter's own
+    /// validation is then all that stands between it and traffic. Returns whether Envoy
+    /// accepted it.
+    pub fn apply_unchecked_policy_text(&self, text: &str) -> bool {
+        let ecds = self.dir.join("filter.yaml");
+        let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&ecds).unwrap()).unwrap();
+        doc["version_info"] = serde_json::json!(format!("unchecked-{}", text.len()));
+        doc["resources"][0]["typed_config"]["config"]["configuration"]["value"] = serde_json::json!(text);
+        let before = self.ecds_counts();
+        let tmp = self.dir.join(".filter.yaml.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+        std::fs::rename(&tmp, &ecds).unwrap();
+        self.wait_ecds(before)
+    }
+
+    /// (accepted, refused) ECDS updates so far.
+    fn ecds_counts(&self) -> (f64, f64) {
+        (self.ecds_stat("update_success"), self.ecds_stat("update_rejected") + self.ecds_stat("update_failure"))
+    }
+
+    fn wait_ecds(&self, before: (f64, f64)) -> bool {
         let mut accepted = false;
         wait_until(Duration::from_secs(20), "Envoy to take the new filter config", || {
-            let now = (
-                self.ecds_stat("update_success"),
-                self.ecds_stat("update_rejected") + self.ecds_stat("update_failure"),
-            );
+            let now = self.ecds_counts();
             accepted = now.0 > before.0;
             now != before
         });

@@ -1,29 +1,359 @@
-//! `switchyard-policy check FILE...`: validates filter policies with the same rules the filter
-//! applies in Envoy, before they are deployed. Exits non-zero listing every problem.
+//! `switchyard-policy`: the one reader of filter policies outside the filter. It validates
+//! them with the rules the filter applies in Envoy, and renders everything that depends on
+//! them (Envoy's bootstrap and ECDS filter config, Prometheus' and Alertmanager's
+//! configuration). Scripts, tests and benchmarks consume what it writes and never parse the
+//! policy themselves. Every problem is reported at once; exit status 1 on a bad input, 2 on
+//! bad arguments.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::{Args, Parser, Subcommand};
 use switchyard_policy::Config;
+use switchyard_policy::render::envoy::{self, BootstrapOptions, Contract, Fault};
+use switchyard_policy::render::prometheus::{self, AlertmanagerOptions, Prices, PrometheusOptions};
+use switchyard_policy::render::{HostPort, Policy};
+
+#[derive(Parser)]
+#[command(
+    name = "switchyard-policy",
+    about = "Check Switchyard filter policies and render the configuration that depends on them"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate policies; lists every problem of every file.
+    Check {
+        #[arg(required = true)]
+        policies: Vec<PathBuf>,
+    },
+    /// Print the cluster of every version, one per line (`MODEL VERSION CLUSTER`).
+    Clusters { policy: PathBuf },
+    /// Write a copy of a policy with new weights for one model's versions.
+    Weights {
+        policy: PathBuf,
+        #[arg(long)]
+        model: String,
+        /// VERSION=WEIGHT, for every version whose weight changes.
+        #[arg(required = true, value_name = "VERSION=WEIGHT")]
+        weights: Vec<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    #[command(subcommand)]
+    Render(Render),
+}
+
+#[derive(Subcommand)]
+enum Render {
+    /// Envoy's bootstrap (OUT_DIR/envoy.yaml) and the filter's ECDS config (OUT_DIR/filter.yaml).
+    Envoy(EnvoyArgs),
+    /// Only the filter's ECDS config, for a running Envoy: the policy is checked against what
+    /// its bootstrap was rendered with (headers, clusters, histogram bounds) and refused,
+    /// naming each difference, when that Envoy could not serve it.
+    Filter {
+        #[arg(long)]
+        policy: PathBuf,
+        #[arg(long)]
+        wasm: PathBuf,
+        /// The running Envoy's bootstrap (as rendered by `render envoy`).
+        #[arg(long)]
+        bootstrap: PathBuf,
+        /// Default: filter.yaml next to the bootstrap.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Prometheus: OUT_DIR/prometheus.yml and OUT_DIR/switchyard-config.rules.yml.
+    Prometheus(PrometheusArgs),
+    /// Alertmanager: pages and tickets to WEBHOOK/page and WEBHOOK/ticket.
+    Alertmanager {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        webhook: String,
+        #[arg(long, default_value = "30s")]
+        group_wait: String,
+        #[arg(long, default_value = "5m")]
+        group_interval: String,
+    },
+}
+
+#[derive(Args)]
+struct EnvoyArgs {
+    #[arg(long)]
+    policy: PathBuf,
+    /// The filter's .wasm (not with --no-filter).
+    #[arg(long, required_unless_present = "no_filter")]
+    wasm: Option<PathBuf>,
+    #[arg(long)]
+    out_dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:10000")]
+    listen: HostPort,
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    admin: HostPort,
+    /// An address for each cluster the policy names.
+    #[arg(long, value_name = "CLUSTER=HOST:PORT")]
+    upstream: Vec<String>,
+    /// The sample collector's address (needed when the policy has a collector).
+    #[arg(long, value_name = "HOST:PORT")]
+    collector: Option<HostPort>,
+    /// Where requests go that the filter did not route; the first model's first version by default.
+    #[arg(long)]
+    default_cluster: Option<String>,
+    /// Plain Envoy without the filter and its header scrub (the benchmarks' baseline).
+    #[arg(long)]
+    no_filter: bool,
+    /// Abort PERCENT % of the requests routed to CLUSTER with STATUS (503 by default): a
+    /// failing canary for drills and tests.
+    #[arg(long, value_name = "CLUSTER=PERCENT[:STATUS]")]
+    fault: Vec<Fault>,
+}
+
+#[derive(Args)]
+struct PrometheusArgs {
+    #[arg(long)]
+    policy: PathBuf,
+    #[arg(long)]
+    out_dir: PathBuf,
+    #[arg(long, default_value = "dashboards/prices.json")]
+    prices: PathBuf,
+    /// The checked-in recording and alerting rules.
+    #[arg(long, default_value = "dashboards/prometheus")]
+    rules_dir: PathBuf,
+    /// Envoy's admin address.
+    #[arg(long, value_name = "HOST:PORT")]
+    envoy: HostPort,
+    /// A backend's admin address (repeatable).
+    #[arg(long, value_name = "HOST:PORT", required = true)]
+    backend: Vec<HostPort>,
+    #[arg(long, value_name = "HOST:PORT")]
+    alertmanager: Option<HostPort>,
+    #[arg(long, default_value = "5s")]
+    scrape_interval: String,
+    #[arg(long, default_value = "5s")]
+    evaluation_interval: String,
+}
+
+/// The rule files of `dashboards/prometheus/` that Prometheus loads.
+const RULE_FILES: [&str; 2] = ["recording-rules.yml", "alerting-rules.yml"];
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(("check", files)) = args.split_first().map(|(c, f)| (c.as_str(), f)) else {
-        eprintln!("usage: switchyard-policy check POLICY.json...");
-        return ExitCode::from(2);
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { policies } => check(&policies),
+        Command::Clusters { policy } => read_policy(&policy).map(|p| {
+            for (model, m) in &p.config().models {
+                for v in &m.versions {
+                    println!("{model} {} {}", v.name, v.cluster);
+                }
+            }
+        }),
+        Command::Weights { policy, model, weights, out } => set_weights(&policy, &model, &weights, &out),
+        Command::Render(r) => render(r),
     };
-    if files.is_empty() {
-        eprintln!("usage: switchyard-policy check POLICY.json...");
-        return ExitCode::from(2);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchyard-policy: {e}");
+            ExitCode::FAILURE
+        }
     }
-    let mut ok = true;
-    for f in files {
-        match std::fs::read(f).map_err(|e| e.to_string()).and_then(|b| Config::parse(&b).map_err(|e| e.to_string())) {
-            Ok(c) => println!("ok  {f}: {} model(s)", c.models.len()),
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn read_policy(path: &Path) -> Result<Policy, String> {
+    let text = String::from_utf8(read(path)?).map_err(|_| format!("{}: not UTF-8", path.display()))?;
+    Policy::parse(text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Readers (Envoy watching the ECDS file, Prometheus reloading) never see a half-written
+/// file: write a temporary file beside it, then rename.
+fn write_atomic(path: &Path, text: &str) -> Result<(), String> {
+    let err = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, text).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e)
+    })
+}
+
+fn absolute(path: &Path) -> Result<String, String> {
+    std::path::absolute(path).map(|p| p.to_string_lossy().into_owned()).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn json_text(v: &serde_json::Value) -> String {
+    // Envoy reads JSON as YAML; a Value always serialises.
+    serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
+}
+
+fn check(policies: &[PathBuf]) -> Result<(), String> {
+    let mut failed = 0;
+    for p in policies {
+        match read_policy(p) {
+            Ok(policy) => println!("ok  {}: {} model(s)", p.display(), policy.config().models.len()),
             Err(e) => {
-                ok = false;
-                eprintln!("{f}: {e}");
+                failed += 1;
+                eprintln!("{e}");
             }
         }
     }
-    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if failed == 0 { Ok(()) } else { Err(format!("{failed} of {} policies invalid", policies.len())) }
+}
+
+fn set_weights(path: &Path, model: &str, weights: &[String], out: &Path) -> Result<(), String> {
+    let policy = read_policy(path)?;
+    let mut cfg: Config = policy.config().clone();
+    let m = cfg.models.get_mut(model).ok_or_else(|| format!("{}: no model '{model}'", path.display()))?;
+    let mut problems = Vec::new();
+    for w in weights {
+        let parsed = w.split_once('=').and_then(|(v, n)| n.parse::<u32>().ok().map(|n| (v, n)));
+        match parsed {
+            Some((v, n)) => match m.versions.iter_mut().find(|x| x.name == v) {
+                Some(x) => x.weight = n,
+                None => problems.push(format!("model '{model}' has no version '{v}'")),
+            },
+            None => problems.push(format!("'{w}' is not VERSION=WEIGHT")),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
+    let text = serde_json::to_string_pretty(&cfg).map_err(|e| e.to_string())? + "\n";
+    // The result must pass the same validation (e.g. not every weight 0).
+    Policy::parse(text.clone()).map_err(|e| format!("the new weights make an invalid policy: {e}"))?;
+    write_atomic(out, &text)?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+fn render(r: Render) -> Result<(), String> {
+    match r {
+        Render::Envoy(a) => render_envoy(a),
+        Render::Filter { policy, wasm, bootstrap, out } => {
+            let policy = read_policy(&policy)?;
+            let running: serde_json::Value = serde_json::from_slice(&read(&bootstrap)?)
+                .map_err(|e| format!("{}: not a rendered bootstrap: {e}", bootstrap.display()))?;
+            Contract::of_bootstrap(&running)
+                .map_err(|e| format!("{}: {e}", bootstrap.display()))?
+                .check(policy.config())
+                .map_err(|e| {
+                    format!("refused: the Envoy running {} cannot serve this policy: {e}", bootstrap.display())
+                })?;
+            let out = out.unwrap_or_else(|| bootstrap.with_file_name("filter.yaml"));
+            let doc = envoy::filter_config(&policy, &wasm_file(&wasm)?);
+            write_atomic(&out, &json_text(&doc))?;
+            println!("filter config {} -> {}", doc["version_info"].as_str().unwrap_or_default(), out.display());
+            Ok(())
+        }
+        Render::Prometheus(a) => render_prometheus(a),
+        Render::Alertmanager { out, webhook, group_wait, group_interval } => {
+            let text = prometheus::alertmanager_config(&AlertmanagerOptions { webhook, group_wait, group_interval })
+                .map_err(|e| e.to_string())?;
+            write_atomic(&out, &text)?;
+            println!("alertmanager config -> {}", out.display());
+            Ok(())
+        }
+    }
+}
+
+fn wasm_file(path: &Path) -> Result<String, String> {
+    if !path.is_file() {
+        return Err(format!("filter binary {} not found: build it with scripts/build-filter.sh", path.display()));
+    }
+    absolute(path)
+}
+
+fn render_envoy(a: EnvoyArgs) -> Result<(), String> {
+    let policy = read_policy(&a.policy)?;
+    let mut upstreams = BTreeMap::new();
+    let mut problems = Vec::new();
+    for spec in &a.upstream {
+        match spec.split_once('=').map(|(c, hp)| (c, hp.parse::<HostPort>())) {
+            Some((c, Ok(hp))) if !c.is_empty() => {
+                upstreams.insert(c.to_owned(), hp);
+            }
+            Some((_, Err(e))) => problems.push(format!("--upstream {spec}: {e}")),
+            _ => problems.push(format!("--upstream '{spec}' is not CLUSTER=HOST:PORT")),
+        }
+    }
+    let wasm = match (&a.wasm, a.no_filter) {
+        (Some(w), false) => wasm_file(w)?,
+        _ => String::new(),
+    };
+    let ecds = a.out_dir.join("filter.yaml");
+    let options = BootstrapOptions {
+        listen: a.listen,
+        admin: a.admin,
+        ecds_path: absolute(&ecds)?,
+        upstreams,
+        collector: a.collector,
+        default_cluster: a.default_cluster,
+        no_filter: a.no_filter,
+        faults: a.fault,
+    };
+    let bootstrap = envoy::bootstrap(policy.config(), &options);
+    match bootstrap {
+        Ok(_) if !problems.is_empty() => Err(problems.join("; ")),
+        Err(e) => {
+            problems.extend(e.0);
+            Err(problems.join("; "))
+        }
+        Ok(doc) => {
+            let path = a.out_dir.join("envoy.yaml");
+            if !a.no_filter {
+                write_atomic(&ecds, &json_text(&envoy::filter_config(&policy, &wasm)))?;
+            }
+            write_atomic(&path, &json_text(&doc))?;
+            println!(
+                "envoy bootstrap -> {}{}",
+                path.display(),
+                if a.no_filter { "" } else { " (filter config: filter.yaml)" }
+            );
+            Ok(())
+        }
+    }
+}
+
+fn render_prometheus(a: PrometheusArgs) -> Result<(), String> {
+    let policy = read_policy(&a.policy)?;
+    let prices = Prices::parse(&read(&a.prices)?).map_err(|e| format!("{}: {e}", a.prices.display()))?;
+    let config_rules = a.out_dir.join(prometheus::CONFIG_RULES);
+    let mut rule_files = Vec::new();
+    for f in RULE_FILES {
+        let p = a.rules_dir.join(f);
+        if !p.is_file() {
+            return Err(format!("rule file {} not found (--rules-dir)", p.display()));
+        }
+        rule_files.push(absolute(&p)?);
+    }
+    rule_files.push(absolute(&config_rules)?);
+    let options = PrometheusOptions {
+        rule_files,
+        envoy: a.envoy,
+        backends: a.backend,
+        alertmanager: a.alertmanager,
+        scrape_interval: a.scrape_interval,
+        evaluation_interval: a.evaluation_interval,
+    };
+    let text = prometheus::prometheus_config(&options).map_err(|e| e.to_string())?;
+    write_atomic(&config_rules, &prometheus::config_rules(policy.config(), &prices))?;
+    let path = a.out_dir.join("prometheus.yml");
+    write_atomic(&path, &text)?;
+    println!("prometheus config -> {}", path.display());
+    Ok(())
 }

@@ -1,0 +1,402 @@
+//! Envoy's configuration for a policy: the static bootstrap (listener → header scrub →
+//! Switchyard filter through ECDS → router; one cluster per version; stats tags) and the
+//! filter's ECDS resource, which Envoy reloads when the file is atomically replaced.
+//!
+//! The bootstrap depends on a few names from the policy (the routing headers, the clusters,
+//! the latency buckets). It records them in `node.metadata.switchyard` as a [`Contract`];
+//! a policy applied later through ECDS is checked against it, so that a change Envoy could
+//! only pick up with a restart is refused instead of silently breaking routing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{HostPort, Policy, RenderErrors, collect};
+use crate::Config;
+use crate::hash::stable_hash;
+
+/// The filter's name in the HTTP filter chain and in its ECDS resource.
+pub const FILTER_NAME: &str = "switchyard";
+const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+/// Labels the filter encodes as `;key=value;` in its metric names; the bootstrap's
+/// `stats_tags` turn them into Prometheus labels.
+pub const LABELS: [&str; 7] = ["model", "version", "outcome", "reason", "result", "window", "sli"];
+/// Latency histogram bounds (ms); every model's SLO threshold is added, so that Prometheus
+/// can count the requests within it exactly.
+const DURATION_BUCKETS_MS: [u64; 14] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
+/// The filter's latency histogram, as Envoy names Wasm metrics.
+const DURATION_HISTOGRAM: &str = "wasmcustom.switchyard_request_duration_ms";
+const ROUTE_TIMEOUT: &str = "60s";
+
+/// The latency histogram's bucket bounds (ms) for `cfg`: the defaults plus every SLO threshold.
+pub fn duration_buckets(cfg: &Config) -> Vec<u64> {
+    let mut b: BTreeSet<u64> = DURATION_BUCKETS_MS.into_iter().collect();
+    b.extend(cfg.models.values().filter_map(|m| m.slo.as_ref()).map(|s| s.latency_ms));
+    b.into_iter().collect()
+}
+
+/// What a rendered bootstrap took from its policy, and a later policy must keep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contract {
+    pub upstream_header: String,
+    pub shadow_header: String,
+    /// Every cluster the bootstrap defines.
+    pub clusters: BTreeSet<String>,
+    pub latency_buckets_ms: Vec<u64>,
+}
+
+impl Contract {
+    /// The contract a bootstrap recorded (`node.metadata.switchyard`).
+    pub fn of_bootstrap(bootstrap: &Value) -> Result<Contract, String> {
+        let v = bootstrap.pointer("/node/metadata/switchyard").ok_or(
+            "the bootstrap has no node.metadata.switchyard: it was not rendered by switchyard-policy render envoy",
+        )?;
+        Contract::deserialize(v).map_err(|e| format!("the bootstrap's node.metadata.switchyard is unreadable: {e}"))
+    }
+
+    /// Every way `cfg` disagrees with the running bootstrap.
+    pub fn check(&self, cfg: &Config) -> Result<(), RenderErrors> {
+        let mut p = Vec::new();
+        let restart = "changing it needs a new bootstrap (envoy/run.sh restarts Envoy with one)";
+        for (field, now, new) in [
+            ("upstream_header", &self.upstream_header, &cfg.upstream_header),
+            ("shadow_header", &self.shadow_header, &cfg.shadow_header),
+        ] {
+            if now != new {
+                p.push(format!("{field} is '{new}' but the running bootstrap routes and scrubs '{now}': {restart}"));
+            }
+        }
+        let collector = cfg.collector.as_ref().map(|c| c.cluster.as_str());
+        let named = cfg.models.values().flat_map(|m| m.versions.iter().map(|v| v.cluster.as_str()));
+        let unknown: BTreeSet<&str> = named.chain(collector).filter(|c| !self.clusters.contains(*c)).collect();
+        for c in unknown {
+            p.push(format!("cluster '{c}' is not defined in the running bootstrap: {restart}"));
+        }
+        for (model, m) in &cfg.models {
+            if let Some(slo) = &m.slo
+                && !self.latency_buckets_ms.contains(&slo.latency_ms)
+            {
+                p.push(format!(
+                    "models.{model}: slo.latency_ms {} is not a bound of the running latency histogram {:?}: {restart}",
+                    slo.latency_ms, self.latency_buckets_ms
+                ));
+            }
+        }
+        collect((), p)
+    }
+}
+
+/// Envoy's fault filter aborting `percent` % of the requests routed to `cluster`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub cluster: String,
+    pub percent: f64,
+    pub status: u16,
+}
+
+impl FromStr for Fault {
+    type Err = String;
+
+    /// `CLUSTER=PERCENT[:STATUS]`, STATUS 503 by default.
+    fn from_str(s: &str) -> Result<Fault, String> {
+        let bad =
+            || format!("fault '{s}' is not CLUSTER=PERCENT[:STATUS] with 0 < PERCENT <= 100, 200 <= STATUS < 600");
+        let (cluster, rest) = s.split_once('=').ok_or_else(bad)?;
+        let (percent, status) = rest.split_once(':').unwrap_or((rest, "503"));
+        let percent: f64 = percent.parse().map_err(|_| bad())?;
+        let status: u16 = status.parse().map_err(|_| bad())?;
+        if cluster.is_empty() || !(percent > 0.0 && percent <= 100.0) || !(200..600).contains(&status) {
+            return Err(bad());
+        }
+        Ok(Fault { cluster: cluster.to_owned(), percent, status })
+    }
+}
+
+/// What the bootstrap needs besides the policy.
+#[derive(Debug, Clone)]
+pub struct BootstrapOptions {
+    pub listen: HostPort,
+    pub admin: HostPort,
+    /// Absolute path of the ECDS file Envoy watches (see [`filter_config`]).
+    pub ecds_path: String,
+    /// An address for every cluster the policy names.
+    pub upstreams: BTreeMap<String, HostPort>,
+    /// The collector's address, needed when the policy has a collector.
+    pub collector: Option<HostPort>,
+    /// Where requests go that the filter did not route (not a model path, or the filter
+    /// failed open); the first model's first version by default.
+    pub default_cluster: Option<String>,
+    /// Without the filter (and its header scrub): plain Envoy, the benchmarks' baseline.
+    pub no_filter: bool,
+    pub faults: Vec<Fault>,
+}
+
+fn address(hp: &HostPort) -> Value {
+    json!({"socket_address": {"address": hp.host, "port_value": hp.port}})
+}
+
+fn cluster(name: &str, hp: &HostPort) -> Value {
+    json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address(hp)}}]}]},
+    })
+}
+
+/// The fault filter sits after the Switchyard filter: it matches the routing header the
+/// filter set, and the filter sees its responses like any upstream answer.
+fn fault_filter(f: &Fault, upstream_header: &str) -> Value {
+    json!({
+        "name": format!("fault-{}", f.cluster),
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
+            "headers": [{"name": upstream_header, "string_match": {"exact": f.cluster}}],
+            // Millionths, so that fractional percentages are exact.
+            "abort": {"http_status": f.status, "percentage": {"numerator": (f.percent * 10_000.0).round() as u64, "denominator": "MILLION"}},
+        },
+    })
+}
+
+/// The static bootstrap; every problem (a cluster without an address, …) is reported.
+pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErrors> {
+    let mut p = Vec::new();
+    let needed: Vec<&str> = cfg.models.values().flat_map(|m| m.versions.iter().map(|v| v.cluster.as_str())).collect();
+    let missing: BTreeSet<&str> = needed.iter().copied().filter(|c| !o.upstreams.contains_key(*c)).collect();
+    if !missing.is_empty() {
+        p.push(format!("no upstream address for cluster(s) {}", missing.into_iter().collect::<Vec<_>>().join(", ")));
+    }
+    let default = o.default_cluster.clone().or_else(|| needed.first().map(|c| (*c).to_owned())).unwrap_or_default();
+    if !o.upstreams.contains_key(&default) {
+        p.push(format!("the default cluster '{default}' has no upstream address"));
+    }
+    let mut clusters: Vec<Value> = o.upstreams.iter().map(|(n, hp)| cluster(n, hp)).collect();
+    let mut defined: BTreeSet<String> = o.upstreams.keys().cloned().collect();
+    if let Some(c) = &cfg.collector {
+        match &o.collector {
+            Some(hp) => {
+                clusters.push(cluster(&c.cluster, hp));
+                defined.insert(c.cluster.clone());
+            }
+            None => {
+                p.push(format!("the policy ships samples to cluster '{}': give the collector's address", c.cluster))
+            }
+        }
+    }
+    if o.no_filter && !o.faults.is_empty() {
+        p.push("faults need the Switchyard filter (they match the routing header it sets)".into());
+    }
+    for f in &o.faults {
+        if !defined.contains(&f.cluster) {
+            p.push(format!("fault for unknown cluster '{}'", f.cluster));
+        }
+    }
+    let (upstream, shadow) = (cfg.upstream_header.as_str(), cfg.shadow_header.as_str());
+    let chosen = json!({
+        // The filter chose a version: route to its cluster, maybe mirror.
+        "match": {"prefix": "/", "headers": [{"name": upstream, "present_match": true}]},
+        "route": {
+            "cluster_header": upstream,
+            "timeout": ROUTE_TIMEOUT,
+            "request_mirror_policies": [{"cluster_header": shadow}],
+        },
+    });
+    // Not a model path, or the filter is unavailable (fail-open): the stable version.
+    let fallback = json!({"match": {"prefix": "/"}, "route": {"cluster": default, "timeout": ROUTE_TIMEOUT}});
+    let router = json!({"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}});
+    let (routes, filters) = if o.no_filter {
+        (vec![fallback], vec![router])
+    } else {
+        let mut filters = vec![
+            json!({
+                // Clients must never choose a route: the internal headers are removed before
+                // the Switchyard filter runs, so this holds even if the filter fails open.
+                "name": "envoy.filters.http.header_mutation",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+                    "mutations": {"request_mutations": [{"remove": upstream}, {"remove": shadow}]},
+                },
+            }),
+            json!({
+                "name": FILTER_NAME,
+                "config_discovery": {
+                    "config_source": {"path_config_source": {"path": o.ecds_path}, "resource_api_version": "V3"},
+                    "type_urls": [WASM_TYPE],
+                },
+            }),
+        ];
+        filters.extend(o.faults.iter().map(|f| fault_filter(f, upstream)));
+        filters.push(router);
+        (vec![chosen, fallback], filters)
+    };
+    let buckets = duration_buckets(cfg);
+    let contract = Contract {
+        upstream_header: upstream.to_owned(),
+        shadow_header: shadow.to_owned(),
+        clusters: defined,
+        latency_buckets_ms: buckets.clone(),
+    };
+    let doc = json!({
+        "node": {"id": "switchyard-local", "cluster": "switchyard", "metadata": {"switchyard": contract}},
+        "admin": {"address": address(&o.admin)},
+        // Histograms are published at each flush; 1 s keeps dashboards and tests current.
+        "stats_flush_interval": "1s",
+        "stats_config": {
+            "stats_tags": LABELS.iter().map(|k| json!({"tag_name": k, "regex": format!("(;{k}=([^;]*))")})).collect::<Vec<_>>(),
+            "histogram_bucket_settings": [{"match": {"prefix": DURATION_HISTOGRAM}, "buckets": buckets}],
+        },
+        "static_resources": {
+            "listeners": [{
+                "name": "ingress",
+                "address": address(&o.listen),
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "ingress",
+                        "route_config": {"name": "models", "virtual_hosts": [{"name": "models", "domains": ["*"], "routes": routes}]},
+                        "http_filters": filters,
+                    },
+                }]}],
+            }],
+            "clusters": clusters,
+        },
+    });
+    collect(doc, p)
+}
+
+/// The filter's ECDS resource: the policy's text as the plugin configuration (the filter
+/// parses it with the same [`Config::parse`]), the `.wasm` at the absolute path `wasm_path`.
+/// `version_info` changes with either, which is what makes Envoy reload.
+pub fn filter_config(policy: &Policy, wasm_path: &str) -> Value {
+    let policy_text = policy.text();
+    let version = stable_hash(format!("{wasm_path}\n{policy_text}").as_bytes());
+    json!({
+        "version_info": format!("{version:016x}"),
+        "resources": [{
+            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+            "name": FILTER_NAME,
+            "typed_config": {
+                "@type": WASM_TYPE,
+                "config": {
+                    "name": FILTER_NAME,
+                    "root_id": FILTER_NAME,
+                    "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": policy_text},
+                    // A crashed VM must not take traffic down: requests then bypass the filter
+                    // and take the fallback route (the stable version).
+                    "failure_policy": "FAIL_OPEN",
+                    "vm_config": {"vm_id": FILTER_NAME, "runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": wasm_path}}},
+                },
+            },
+        }],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    const POLICY: &str = r#"{
+        "models": {
+            "mlp": {"versions": [{"name": "v1", "cluster": "mlp-v1", "weight": 90}, {"name": "v2", "cluster": "mlp-v2", "weight": 10}],
+                    "slo": {"availability": 0.999, "latency_ms": 120}}
+        },
+        "collector": {"cluster": "collector"}
+    }"#;
+
+    fn hp(s: &str) -> HostPort {
+        s.parse().unwrap()
+    }
+
+    fn options() -> BootstrapOptions {
+        BootstrapOptions {
+            listen: hp("127.0.0.1:10000"),
+            admin: hp("127.0.0.1:9901"),
+            ecds_path: "/tmp/filter.yaml".into(),
+            upstreams: [("mlp-v1".to_owned(), hp("127.0.0.1:8101")), ("mlp-v2".to_owned(), hp("127.0.0.1:8102"))]
+                .into(),
+            collector: Some(hp("127.0.0.1:9411")),
+            default_cluster: None,
+            no_filter: false,
+            faults: vec!["mlp-v2=12.5:500".parse().unwrap()],
+        }
+    }
+
+    #[test]
+    fn bootstrap_routes_on_the_policy_headers_and_records_its_contract() {
+        let cfg = Config::parse(POLICY.as_bytes()).unwrap();
+        let b = bootstrap(&cfg, &options()).unwrap();
+        let hcm = &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+        let routes = &hcm["route_config"]["virtual_hosts"][0]["routes"];
+        assert_eq!(routes[0]["route"]["cluster_header"], "x-switchyard-upstream");
+        assert_eq!(routes[1]["route"]["cluster"], "mlp-v1");
+        let names: Vec<&str> =
+            hcm["http_filters"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            ["envoy.filters.http.header_mutation", "switchyard", "fault-mlp-v2", "envoy.filters.http.router"]
+        );
+        assert_eq!(hcm["http_filters"][2]["typed_config"]["abort"]["percentage"]["numerator"], 125_000);
+        let buckets = &b["stats_config"]["histogram_bucket_settings"][0]["buckets"];
+        assert!(buckets.as_array().unwrap().contains(&json!(120)));
+        let contract = Contract::of_bootstrap(&b).unwrap();
+        assert_eq!(contract.clusters.iter().map(String::as_str).collect::<Vec<_>>(), ["collector", "mlp-v1", "mlp-v2"]);
+        assert!(contract.check(&cfg).is_ok());
+    }
+
+    #[test]
+    fn bootstrap_reports_every_missing_address() {
+        let cfg = Config::parse(POLICY.as_bytes()).unwrap();
+        let mut o = options();
+        o.upstreams.clear();
+        o.collector = None;
+        o.faults.push("nowhere=5".parse().unwrap());
+        let e = bootstrap(&cfg, &o).unwrap_err().to_string();
+        for needle in [
+            "cluster(s) mlp-v1, mlp-v2",
+            "default cluster 'mlp-v1'",
+            "cluster 'collector'",
+            "unknown cluster 'nowhere'",
+        ] {
+            assert!(e.contains(needle), "{needle:?} missing in {e}");
+        }
+    }
+
+    #[test]
+    fn a_policy_the_bootstrap_cannot_serve_is_refused() {
+        let cfg = Config::parse(POLICY.as_bytes()).unwrap();
+        let contract = Contract::of_bootstrap(&bootstrap(&cfg, &options()).unwrap()).unwrap();
+        let renamed = POLICY
+            .replacen("\"models\"", "\"upstream_header\": \"x-route\", \"models\"", 1)
+            .replace("mlp-v2", "mlp-v3")
+            .replace("120", "130");
+        let e = contract.check(&Config::parse(renamed.as_bytes()).unwrap()).unwrap_err().to_string();
+        for needle in ["upstream_header is 'x-route'", "cluster 'mlp-v3' is not defined", "slo.latency_ms 130"] {
+            assert!(e.contains(needle), "{needle:?} missing in {e}");
+        }
+        assert!(Contract::of_bootstrap(&json!({"node": {}})).is_err());
+    }
+
+    #[test]
+    fn faults_parse_strictly() {
+        assert_eq!("c=5".parse::<Fault>().unwrap(), Fault { cluster: "c".into(), percent: 5.0, status: 503 });
+        for bad in ["c", "=5", "c=0", "c=101", "c=5:99", "c=x", "c=5:abc"] {
+            assert!(bad.parse::<Fault>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn filter_config_version_follows_policy_and_wasm() {
+        let policy = Policy::parse(POLICY.to_owned()).unwrap();
+        let a = filter_config(&policy, "/a.wasm");
+        assert_eq!(a["resources"][0]["typed_config"]["config"]["configuration"]["value"], POLICY);
+        assert_ne!(a["version_info"], filter_config(&policy, "/b.wasm")["version_info"]);
+        assert_eq!(a["version_info"], filter_config(&policy, "/a.wasm")["version_info"]);
+        let other = Policy::parse(POLICY.replace("90", "80")).unwrap();
+        assert_ne!(a["version_info"], filter_config(&other, "/a.wasm")["version_info"]);
+    }
+}
