@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark suite (not tests): builds in release mode, starts what each benchmark needs, and
+# The benchmark suite (not tests; crate bench/, binary switchyard-bench): builds in release mode, starts what each benchmark needs, and
 # regenerates its section of docs/benchmarks.md (charts under docs/bench/).
 #   scripts/bench.sh [all|backend|filter|generator|sweep] [extra arguments for that benchmark]
 #   backend:   raw libtorch ceiling vs served throughput, batching on/off, serving overhead (~5 min)
@@ -28,14 +28,14 @@ sy_build_release
 sy_filter >/dev/null
 # The empty filter bench-filter compares against.
 cargo build --quiet -p switchyard-filter --target wasm32-wasip1 --profile wasm-release --example noop
-LOAD=$(sy_bin switchyard-load)
+BENCH=$(sy_bin switchyard-bench)
 for b in backend filter generator sweep; do
   if [ "$WHICH" = all ] || [ "$WHICH" = "$b" ]; then
     step "benchmark: $b"
     pin=()
     # bench-filter gives the Envoys CPU 1 (--envoy-cpus); the generator and the backend take CPU 0.
     if [ "$b" = filter ] && [ "$(nproc)" -ge 2 ]; then pin=(taskset -c 0); fi
-    "${pin[@]}" "$LOAD" "bench-$b" --reproduce "scripts/bench.sh $b${*:+ $*}" "$@"
+    "${pin[@]}" "$BENCH" "$b" --reproduce "scripts/bench.sh $b${*:+ $*}" "$@"
   fi
 done
 echo "==> results: docs/benchmarks.md"

@@ -40,7 +40,7 @@ T_BUILD=$SECONDS
 
 step "cargo test"
 # Integration tests start real servers; two at a time suit a 2-core machine.
-cargo test -- --test-threads 2
+cargo test --workspace -- --test-threads 2
 
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
   echo

@@ -1,24 +1,17 @@
 //! `bench-engine`: raw libtorch forward throughput per batch size, with no server around it.
 //! The benchmark suite compares served throughput against these numbers.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use serde::Serialize;
 
-use crate::config::load_repository;
+use crate::config::VersionChoice;
 use crate::torch::{TorchEngine, device_label, resolve_device};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    #[arg(long, env = "SWITCHYARD_MODEL_REPOSITORY")]
-    model_repository: PathBuf,
-    #[arg(long)]
-    model: String,
-    /// Default: the newest version.
-    #[arg(long)]
-    version: Option<String>,
+    #[command(flatten)]
+    target: VersionChoice,
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32,64")]
     batch_sizes: Vec<usize>,
     /// Time spent measuring each batch size.
@@ -44,13 +37,7 @@ struct Row<'a> {
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    let repo = load_repository(&args.model_repository)?;
-    let versions = repo.models.get(&args.model).with_context(|| format!("no model '{}'", args.model))?;
-    let config = match &args.version {
-        Some(v) => versions.iter().find(|c| &c.version == v),
-        None => versions.last(),
-    }
-    .with_context(|| format!("model '{}' has no such version", args.model))?;
+    let config = &args.target.load()?;
     let spec = match &args.device {
         Some(d) => crate::config::DeviceSpec::parse(d).map_err(anyhow::Error::msg)?,
         None => config.device,

@@ -100,9 +100,41 @@ pub struct Repository {
     pub models: BTreeMap<String, Vec<ModelConfig>>,
 }
 
+/// Which model version an offline command (`batch`, `bench-engine`) runs: one set of flags
+/// and one rule (the named version, else the newest).
+#[derive(Debug, Clone, clap::Args)]
+pub struct VersionChoice {
+    #[arg(long, env = "SWITCHYARD_MODEL_REPOSITORY")]
+    pub model_repository: PathBuf,
+    #[arg(long)]
+    pub model: String,
+    /// Default: the newest version.
+    #[arg(long)]
+    pub version: Option<String>,
+}
+
+impl VersionChoice {
+    /// Loads and validates the repository and picks the version.
+    pub fn load(&self) -> anyhow::Result<ModelConfig> {
+        let repo = load_repository(&self.model_repository)?;
+        repo.find_version(&self.model, self.version.as_deref()).cloned().map_err(anyhow::Error::msg)
+    }
+}
+
 impl Repository {
     pub fn versions(&self) -> impl Iterator<Item = &ModelConfig> {
         self.models.values().flatten()
+    }
+
+    /// The named version of `model`, or its newest one: what the offline commands run.
+    pub fn find_version(&self, model: &str, version: Option<&str>) -> Result<&ModelConfig, String> {
+        let versions = self.models.get(model).ok_or_else(|| format!("no model '{model}' in the repository"))?;
+        match version {
+            Some(v) => {
+                versions.iter().find(|c| c.version == v).ok_or_else(|| format!("model '{model}' has no version '{v}'"))
+            }
+            None => versions.last().ok_or_else(|| format!("model '{model}' has no versions")),
+        }
     }
 
     /// Keeps only the `model` or `model:version` entries of `selection` (all when empty);
@@ -487,6 +519,20 @@ mod tests {
         assert_eq!(sel.versions().map(|c| format!("{}:{}", c.model, c.version)).collect::<Vec<_>>(), ["a:v2", "b:v1"]);
         let err = repo.select(&["c".into(), "a:v9".into()]).unwrap_err().to_string();
         assert!(err.contains("no model 'c'") && err.contains("no version 'v9'"), "{err}");
+    }
+
+    #[test]
+    fn find_version_takes_the_named_or_the_newest_in_natural_order() {
+        let d = tempdir("find");
+        for v in ["v2", "v10", "v9"] {
+            write(&d, &format!("m/{v}/config.json"), GOOD);
+            write(&d, &format!("m/{v}/model.pt"), "");
+        }
+        let repo = load_repository(&d).unwrap();
+        assert_eq!(repo.find_version("m", None).unwrap().version, "v10");
+        assert_eq!(repo.find_version("m", Some("v9")).unwrap().version, "v9");
+        assert_eq!(repo.find_version("m", Some("v1")).unwrap_err(), "model 'm' has no version 'v1'");
+        assert_eq!(repo.find_version("n", None).unwrap_err(), "no model 'n' in the repository");
     }
 
     #[test]

@@ -226,55 +226,13 @@ fn warm_up(engine: &mut dyn Engine, config: &ModelConfig) -> Result<(), String> 
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
     use std::time::Duration;
 
     use super::*;
-    use crate::config::{BatchingPolicy, DeviceSpec, TensorSpec};
-    use crate::tensor::DataType;
+    use crate::testing::Doubler;
 
     fn config() -> ModelConfig {
-        let spec = |name: &str| TensorSpec { name: name.into(), datatype: DataType::Fp32, shape: vec![-1, 2] };
-        ModelConfig {
-            model: "fake".into(),
-            version: "v1".into(),
-            model_file: PathBuf::new(),
-            inputs: vec![spec("x")],
-            outputs: vec![spec("y")],
-            batching: BatchingPolicy {
-                max_batch_size: 8,
-                max_queue_delay: Duration::ZERO,
-                max_queue_size: 8,
-                default_timeout: Duration::from_secs(1),
-            },
-            instances: 1,
-            device: DeviceSpec::Cpu,
-        }
-    }
-
-    /// Doubles its input and remembers the batch shapes it was given.
-    #[derive(Default)]
-    struct Doubler {
-        seen: Vec<Vec<i64>>,
-        rows_off_by: i64,
-        panic: bool,
-    }
-
-    impl Engine for Doubler {
-        fn device(&self) -> String {
-            "fake".into()
-        }
-        fn infer(&mut self, inputs: Vec<BatchTensor>) -> Result<Vec<BatchTensor>, String> {
-            assert!(!self.panic, "engine bug");
-            self.seen.push(inputs[0].shape.clone());
-            let TensorData::F32(v) = &inputs[0].data else {
-                return Err("not f32".into());
-            };
-            let mut shape = inputs[0].shape.clone();
-            shape[0] += self.rows_off_by;
-            let n = usize::try_from(shape[0] * 2).unwrap_or(0);
-            Ok(vec![BatchTensor { shape, data: TensorData::F32(v.iter().map(|x| x * 2.0).cycle().take(n).collect()) }])
-        }
+        crate::testing::config("fake", "v1")
     }
 
     type Rx = oneshot::Receiver<Result<InferOutput, BatchError>>;

@@ -12,5 +12,7 @@ pub mod models;
 pub mod offline;
 pub mod server;
 pub mod tensor;
+#[cfg(test)]
+mod testing;
 pub mod torch;
 pub mod v2;

@@ -7,15 +7,16 @@
 //! arguments resumes after the last complete output line.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use indicatif::{HumanDuration, ProgressBar, ProgressStyle};
 use tokio::sync::oneshot;
 
 use crate::batcher::Pending;
-use crate::config::{ModelConfig, load_repository};
+use crate::config::{ModelConfig, VersionChoice};
 use crate::engine::run_batch;
 use crate::metrics::Metrics;
 use crate::torch::TorchEngine;
@@ -23,13 +24,8 @@ use crate::v2::{self, InferRequest};
 
 #[derive(clap::Args)]
 pub struct BatchArgs {
-    #[arg(long, env = "SWITCHYARD_MODEL_REPOSITORY")]
-    model_repository: PathBuf,
-    #[arg(long)]
-    model: String,
-    /// Default: the newest version.
-    #[arg(long)]
-    version: Option<String>,
+    #[command(flatten)]
+    target: VersionChoice,
     /// JSONL of V2 requests, or of rows for a single-input model.
     #[arg(long)]
     input: PathBuf,
@@ -45,14 +41,7 @@ pub struct BatchArgs {
 }
 
 pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
-    let repo = load_repository(&args.model_repository)?;
-    let versions =
-        repo.models.get(&args.model).with_context(|| format!("no model '{}' in the repository", args.model))?;
-    let config = match &args.version {
-        Some(v) => versions.iter().find(|c| &c.version == v),
-        None => versions.last(),
-    }
-    .with_context(|| format!("model '{}' has no version '{}'", args.model, args.version.as_deref().unwrap_or("")))?;
+    let config = &args.target.load()?;
     let max = config.batching.max_batch_size;
     let batch_rows = args.batch_size.unwrap_or(max).clamp(1, max);
 
@@ -211,46 +200,51 @@ fn resume_point(path: &Path) -> std::io::Result<usize> {
     Ok(data[..complete].iter().filter(|b| **b == b'\n').count())
 }
 
-/// A progress bar on a terminal; a line every few seconds otherwise (logs, CI).
+/// Between plain progress lines when stderr is not a terminal.
+const PLAIN_EVERY: Duration = Duration::from_secs(5);
+
+const TEMPLATE: &str = "[{bar:30}] {pos}/{len} lines {percent:>3}%  {per_sec:0}  ETA {eta}";
+
+/// A progress bar on a terminal; a plain line every few seconds otherwise (logs, CI), where a
+/// redrawn bar would garble the output.
 struct Progress {
-    total: usize,
-    start_line: usize,
-    started: Instant,
-    last: Instant,
-    tty: bool,
+    bar: ProgressBar,
+    /// When the last plain line went out; `None` while the bar draws itself.
+    last_plain: Option<Instant>,
 }
 
 impl Progress {
     fn new(total: usize, start_line: usize) -> Self {
-        let now = Instant::now();
-        Progress { total, start_line, started: now, last: now, tty: std::io::stderr().is_terminal() }
+        // The template is a constant (checked by a test): the default style is only a fallback.
+        let style = ProgressStyle::with_template(TEMPLATE).unwrap_or_else(|_| ProgressStyle::default_bar());
+        let bar =
+            ProgressBar::new(total as u64).with_style(style.progress_chars("#-")).with_position(start_line as u64);
+        // The tick records where a resumed run starts and the reset drops it from the rate:
+        // lines done by an earlier run took no time in this one.
+        bar.tick();
+        bar.reset_eta();
+        let last_plain = bar.is_hidden().then(Instant::now);
+        Progress { bar, last_plain }
     }
 
     fn update(&mut self, line: usize) {
-        let every = if self.tty { Duration::from_millis(200) } else { Duration::from_secs(5) };
-        if self.last.elapsed() < every && line < self.total {
+        self.bar.set_position(line as u64);
+        let total = self.bar.length().unwrap_or(0);
+        let Some(last) = &mut self.last_plain else { return };
+        if last.elapsed() < PLAIN_EVERY && (line as u64) < total {
             return;
         }
-        self.last = Instant::now();
-        let done = line.saturating_sub(self.start_line);
-        let rate = done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
-        let eta = (self.total - line.min(self.total)) as f64 / rate.max(1e-9);
-        let frac = line as f64 / self.total.max(1) as f64;
-        let filled = (frac * 30.0) as usize;
-        let bar = format!("[{}{}]", "#".repeat(filled), "-".repeat(30 - filled.min(30)));
-        let text =
-            format!("{bar} {line}/{} lines {:>5.1}%  {rate:.0} lines/s  ETA {eta:.0}s", self.total, frac * 100.0);
-        if self.tty {
-            eprint!("\r{text}");
-        } else {
-            eprintln!("{text}");
-        }
+        *last = Instant::now();
+        let percent = line as f64 * 100.0 / total.max(1) as f64;
+        eprintln!(
+            "{line}/{total} lines {percent:>5.1}%  {:.0} lines/s  ETA {:#}",
+            self.bar.per_sec(),
+            HumanDuration(self.bar.eta())
+        );
     }
 
     fn finish(&self) {
-        if self.tty {
-            eprintln!();
-        }
+        self.bar.finish();
     }
 }
 
@@ -266,6 +260,11 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "a\nb\n");
         std::fs::remove_file(&p).unwrap();
         assert_eq!(resume_point(&p).unwrap(), 0);
+    }
+
+    #[test]
+    fn progress_template_parses() {
+        ProgressStyle::with_template(TEMPLATE).unwrap();
     }
 
     #[test]

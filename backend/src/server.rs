@@ -318,3 +318,6 @@ pub async fn run(
     admin_task.abort();
     Ok(stopped)
 }
+
+#[cfg(test)]
+mod tests;

@@ -109,9 +109,9 @@ fn every_endpoint_golden_outputs_and_every_error_status() {
     assert!(text.contains("tritonclient: all checks passed"), "{text}");
 
     // The request metrics add up to what was sent (4 golden + 1 selection on mlp/resnet succeeded).
-    let ok = s.metric("switchyard_inference_requests_total", &["outcome=\"success\""]);
+    let ok = s.metric("switchyard_inference_requests_total", &[("outcome", "success")]);
     assert!(ok >= 5.0, "success count {ok}");
-    assert!(s.metric("switchyard_inference_requests_total", &["outcome=\"bad_request\""]) >= 7.0);
+    assert!(s.metric("switchyard_inference_requests_total", &[("outcome", "bad_request")]) >= 7.0);
 }
 
 /// The row for client `i`: distinct values so mixed-up results would show.
@@ -159,10 +159,11 @@ fn concurrent_requests_form_batches_whose_results_equal_single_requests() {
         }
     }
     let after = s.metrics();
-    let delta = |name: &str, labels: &[&str]| metric_sum(&after, name, labels) - metric_sum(&before, name, labels);
+    let delta =
+        |name: &str, labels: &[(&str, &str)]| metric_sum(&after, name, labels) - metric_sum(&before, name, labels);
     let batches = delta("switchyard_batch_size_count", &[]);
     // Single requests carry at most 3 rows: a batch of more rows joined several requests.
-    let multi = batches - delta("switchyard_batch_size_bucket", &["le=\"4.0\""]);
+    let multi = batches - delta("switchyard_batch_size_bucket", &[("le", "4.0")]);
     assert!(multi >= 1.0, "no batch of more than 4 rows formed: {batches} batches\n{after}");
     assert!(batches < clients as f64, "{batches} batches for {clients} concurrent requests: no batching");
 
@@ -172,8 +173,8 @@ fn concurrent_requests_form_batches_whose_results_equal_single_requests() {
     assert_eq!(r.status, 504, "{}", String::from_utf8_lossy(&r.body));
     assert!(r.error().contains("deadline exceeded"));
     std::thread::sleep(Duration::from_millis(50));
-    assert!(s.metric("switchyard_requests_dropped_total", &["reason=\"expired\""]) >= 1.0);
-    assert!(s.metric("switchyard_inference_requests_total", &["outcome=\"expired\""]) >= 1.0);
+    assert!(s.metric("switchyard_requests_dropped_total", &[("reason", "expired")]) >= 1.0);
+    assert!(s.metric("switchyard_inference_requests_total", &[("outcome", "expired")]) >= 1.0);
 }
 
 #[test]
@@ -211,7 +212,7 @@ fn overload_is_refused_with_429_and_retry_after() {
         assert_eq!(retry.as_deref(), Some("1"));
         assert!(body.contains("overloaded"), "{body}");
     }
-    let dropped = s.metric("switchyard_requests_dropped_total", &["reason=\"queue_full\""]);
+    let dropped = s.metric("switchyard_requests_dropped_total", &[("reason", "queue_full")]);
     assert_eq!(dropped, rejected.len() as f64);
 }
 
@@ -235,8 +236,8 @@ fn a_version_that_fails_to_load_answers_503_and_the_others_serve() {
     let r = s.post_json("/v2/models/mlp/infer", &infer_body(&golden("mlp", "v1"), "g"));
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["model_version"], "v1");
-    assert_eq!(s.metric("switchyard_model_ready", &["version=\"v2\""]), 0.0);
-    assert_eq!(s.metric("switchyard_model_ready", &["version=\"v1\""]), 1.0);
+    assert_eq!(s.metric("switchyard_model_ready", &[("version", "v2")]), 0.0);
+    assert_eq!(s.metric("switchyard_model_ready", &[("version", "v1")]), 1.0);
 }
 
 #[test]
@@ -396,11 +397,11 @@ fn requests_whose_client_left_are_dropped_before_compute_and_counted() {
     }
     drop(abandoned);
     let start = std::time::Instant::now();
-    while s.metric("switchyard_requests_dropped_total", &["reason=\"client_gone\""]) < 6.0 {
+    while s.metric("switchyard_requests_dropped_total", &[("reason", "client_gone")]) < 6.0 {
         assert!(start.elapsed() < Duration::from_secs(30), "abandoned requests not all counted:\n{}", s.metrics());
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(s.metric("switchyard_inference_requests_total", &["outcome=\"client_gone\""]), 6.0);
+    assert_eq!(s.metric("switchyard_inference_requests_total", &[("outcome", "client_gone")]), 6.0);
     assert_eq!(s.metric("switchyard_in_flight_requests", &[]), 0.0);
     // Work was saved: fewer batches ran than requests arrived.
     let batches = s.metric("switchyard_batch_size_count", &[]);

@@ -41,7 +41,7 @@ fn serves_on_cuda_with_golden_outputs_batching_and_gpu_metrics() {
     for (a, b) in alone.iter().zip(&together) {
         assert!(max_abs_diff(a, b) < 1e-4);
     }
-    assert!(s.metric("switchyard_device_seconds_total", &["device=\"cuda:0\""]) > 0.0);
+    assert!(s.metric("switchyard_device_seconds_total", &[("device", "cuda:0")]) > 0.0);
     std::thread::sleep(std::time::Duration::from_secs(6));
     assert!(s.metric("switchyard_gpu_memory_used_bytes", &[]) > 0.0, "no GPU metrics:\n{}", s.metrics());
 }

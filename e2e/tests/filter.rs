@@ -88,16 +88,16 @@ fn weighted_split_stickiness_and_labelled_metrics() {
     let added_up = (0..500).any(|_| {
         last = stack.prometheus();
         std::thread::sleep(Duration::from_millis(20));
-        metric_sum(&last, "switchyard_requests_total", &["model=\"mlp\"", "outcome=\"success\""]) == sent
+        metric_sum(&last, "switchyard_requests_total", &[("model", "mlp"), ("outcome", "success")]) == sent
     });
     assert!(added_up, "{}", last.lines().filter(|l| l.starts_with("switchyard_re")).collect::<Vec<_>>().join("\n"));
     let p = stack.prometheus();
-    let v2 = metric_sum(&p, "switchyard_requests_total", &["version=\"v2\"", "outcome=\"success\""]);
+    let v2 = metric_sum(&p, "switchyard_requests_total", &[("version", "v2"), ("outcome", "success")]);
     assert_eq!(v2 as usize, c.get("v2").unwrap_or(&0) + sticky_canary * 5);
-    assert_eq!(metric_sum(&p, "switchyard_route_decisions_total", &["reason=\"sticky\""]), 500.0);
+    assert_eq!(metric_sum(&p, "switchyard_route_decisions_total", &[("reason", "sticky")]), 500.0);
     // Histograms are merged from the workers at each stats flush (1 s here).
     wait_until(Duration::from_secs(10), "latency histogram to count every request", || {
-        metric_sum(&stack.prometheus(), "switchyard_request_duration_ms_count", &["model=\"mlp\""]) == sent
+        metric_sum(&stack.prometheus(), "switchyard_request_duration_ms_count", &[("model", "mlp")]) == sent
     });
     assert!(p.contains("switchyard_request_duration_ms_bucket{model=\"mlp\",version=\"v1\",le=\"5\"}"), "{p}");
 }
@@ -129,7 +129,7 @@ fn override_only_when_allowed_and_clients_cannot_pick_routes() {
         "only the allowed override reached v2"
     );
     wait_until(Duration::from_secs(10), "refusals counted", || {
-        metric_sum(&stack.prometheus(), "switchyard_override_refused_total", &["model=\"mlp\""]) == 2.0
+        metric_sum(&stack.prometheus(), "switchyard_override_refused_total", &[("model", "mlp")]) == 2.0
     });
 }
 
@@ -146,11 +146,11 @@ fn shadow_traffic_reaches_the_shadow_but_the_client_sees_the_primary() {
         assert_eq!(served_by(&r), "v1");
     }
     wait_until(Duration::from_secs(10), "every request mirrored to v2", || {
-        stack.v2.metric("switchyard_inference_requests_total", &["outcome=\"success\""]) == n as f64
+        stack.v2.metric("switchyard_inference_requests_total", &[("outcome", "success")]) == n as f64
     });
-    assert_eq!(stack.v1.metric("switchyard_inference_requests_total", &["outcome=\"success\""]), n as f64);
+    assert_eq!(stack.v1.metric("switchyard_inference_requests_total", &[("outcome", "success")]), n as f64);
     wait_until(Duration::from_secs(10), "shadow counter", || {
-        metric_sum(&stack.prometheus(), "switchyard_shadow_requests_total", &["version=\"v2\""]) == n as f64
+        metric_sum(&stack.prometheus(), "switchyard_shadow_requests_total", &[("version", "v2")]) == n as f64
     });
 }
 
@@ -172,9 +172,9 @@ fn samples_reach_the_collector_and_a_dead_collector_costs_the_client_nothing() {
     }
     wait_until(Duration::from_secs(15), "all captured samples shipped", || {
         let p = stack.prometheus();
-        let c = metric_sum(&p, "switchyard_samples_total", &["result=\"captured\""]);
+        let c = metric_sum(&p, "switchyard_samples_total", &[("result", "captured")]);
         c > 0.0
-            && metric_sum(&p, "switchyard_samples_total", &["result=\"sent\""]) == c
+            && metric_sum(&p, "switchyard_samples_total", &[("result", "sent")]) == c
             && stack.sample_lines().len() as f64 == c
     });
     // Rate 0.5 over 400: sd 10; allow 5 sd.
@@ -190,15 +190,15 @@ fn samples_reach_the_collector_and_a_dead_collector_costs_the_client_nothing() {
 
     // Collector gone: every request still succeeds; the samples fail or drop, counted.
     stack.kill_collector();
-    let before = metric_sum(&stack.prometheus(), "switchyard_samples_total", &["result=\"captured\""]);
+    let before = metric_sum(&stack.prometheus(), "switchyard_samples_total", &[("result", "captured")]);
     for i in 0..200 {
         assert_eq!(stack.send("POST", "/v2/models/mlp/infer", &[], &body(i)).status, 200);
     }
     wait_until(Duration::from_secs(15), "lost samples counted", || {
         let p = stack.prometheus();
-        let c = metric_sum(&p, "switchyard_samples_total", &["result=\"captured\""]);
-        let lost = metric_sum(&p, "switchyard_samples_total", &["result=\"failed\""])
-            + metric_sum(&p, "switchyard_samples_total", &["result=\"dropped\""]);
+        let c = metric_sum(&p, "switchyard_samples_total", &[("result", "captured")]);
+        let lost = metric_sum(&p, "switchyard_samples_total", &[("result", "failed")])
+            + metric_sum(&p, "switchyard_samples_total", &[("result", "dropped")]);
         c > before && lost == c - before
     });
 }
@@ -274,13 +274,13 @@ fn slo_accounting_sees_a_failing_version_in_every_worker() {
         }
     }
     assert!(failed > 50, "{failed} failures");
-    let g = |p: &str, name: &str, labels: &[&str]| metric_sum(p, name, labels);
+    let g = |p: &str, name: &str, labels: &[(&str, &str)]| metric_sum(p, name, labels);
     let mut seen = (0.0, 0.0);
     wait_until(Duration::from_secs(15), "SLO windows to count every request", || {
         let p = stack.prometheus();
-        let w = ["window=\"5m\"", "sli=\"availability\""];
+        let w = [("window", "5m"), ("sli", "availability")];
         let now = (
-            g(&p, "switchyard_slo_bad_events", &[&w[..], &["version=\"v2\""]].concat()),
+            g(&p, "switchyard_slo_bad_events", &[&w[..], &[("version", "v2")]].concat()),
             g(&p, "switchyard_slo_good_events", &w),
         );
         if now != seen {
@@ -291,10 +291,10 @@ fn slo_accounting_sees_a_failing_version_in_every_worker() {
     });
     let p = stack.prometheus();
     // All of v2's requests failed: bad ratio 1 over a budget of 0.01 = burn rate 100.
-    let burn = g(&p, "switchyard_slo_burn_rate_x1000", &["version=\"v2\"", "window=\"1h\"", "sli=\"availability\""]);
+    let burn = g(&p, "switchyard_slo_burn_rate_x1000", &[("version", "v2"), ("window", "1h"), ("sli", "availability")]);
     assert_eq!(burn, 100_000.0);
-    assert_eq!(g(&p, "switchyard_slo_burn_rate_x1000", &["version=\"v1\"", "sli=\"availability\""]), 0.0);
-    assert_eq!(g(&p, "switchyard_requests_total", &["version=\"v2\"", "outcome=\"upstream_reset\""]), failed as f64);
+    assert_eq!(g(&p, "switchyard_slo_burn_rate_x1000", &[("version", "v1"), ("sli", "availability")]), 0.0);
+    assert_eq!(g(&p, "switchyard_requests_total", &[("version", "v2"), ("outcome", "upstream_reset")]), failed as f64);
 }
 
 #[test]
@@ -353,7 +353,7 @@ fn every_envoy_config_validates() {
         let mut args = args.clone();
         args.extend_from_slice(extra);
         render_envoy(&policy, &dir, &args);
-        let out = std::process::Command::new(switchyard_testkit::stack::envoy_bin())
+        let out = std::process::Command::new(switchyard_testkit::envoy::envoy_bin())
             .args(["--mode", "validate", "--disable-hot-restart", "-c"])
             .arg(&boot)
             .output()

@@ -725,7 +725,7 @@ fn live_stack_feeds_every_rule_panel_and_alert() {
         [("switchyard_max_batch_size", "max_batch_size"), ("switchyard_max_queue_size", "max_queue_size")]
     {
         let want = config["batching"][field].as_f64().unwrap();
-        assert_eq!(stack.v1.metric(metric, &["model=\"mlp\"", "version=\"v1\""]), want, "{metric}");
+        assert_eq!(stack.v1.metric(metric, &[("model", "mlp"), ("version", "v1")]), want, "{metric}");
     }
 
     // Load: 3 clients, each pausing 5 ms between requests, so that Prometheus keeps its 1 s

@@ -1,17 +1,5 @@
-//! `switchyard-load`: an open-loop load generator for Open Inference Protocol servers (scenario
-//! files, HDR latency from intended send times, JSON reports, SVG charts), and the benchmark
-//! suite that writes `docs/benchmarks.md`.
-
-mod bench;
-mod bench_filter;
-mod bench_load;
-mod client;
-mod payload;
-mod plot;
-mod run;
-mod scenario;
-mod schedule;
-mod scrape;
+//! `switchyard-load`: the command line of the load generator library (`switchyard_load`):
+//! scenario files, open- and closed-loop runs, reports and charts.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,10 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::payload::{HeaderDist, Mixes};
-use crate::run::{Plan, PlanPhase, Report};
-use crate::scenario::{HeaderFile, Load, PayloadFile, Phase, Scenario};
-use crate::schedule::Segment;
+use switchyard_load::metrics::{batch_stats, scrape};
+use switchyard_load::report::{self, Report};
+use switchyard_load::scenario::{self, HeaderFile, Load, PayloadFile, Phase, Scenario};
+use switchyard_load::schedule::Segment;
+use switchyard_load::{plot, run};
 
 #[derive(Parser)]
 #[command(name = "switchyard-load", version, about)]
@@ -45,16 +34,6 @@ enum Command {
     Open(OpenArgs),
     /// Closed-loop load: N concurrent clients, each sending as soon as it has its answer.
     Closed(ClosedArgs),
-    /// The backend benchmark: raw engine ceiling, served throughput with batching on and
-    /// off, serving overhead, saturation sweeps; writes a Markdown report.
-    BenchBackend(bench::BenchArgs),
-    /// The filter benchmark: backend direct vs Envoy without and with the filter (latency
-    /// under open-loop load, saturation throughput, memory); writes a Markdown report.
-    BenchFilter(bench_filter::FilterBenchArgs),
-    /// The generator against wrk on one core: closed-loop rate, open-loop schedule accuracy.
-    BenchGenerator(bench_load::GeneratorArgs),
-    /// Saturation sweep per model: open-loop steps up to past the measured ceiling, with charts.
-    BenchSweep(bench_load::SweepArgs),
 }
 
 #[derive(Args)]
@@ -154,32 +133,14 @@ fn duration_arg(s: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = rt.block_on(async {
+    switchyard_load::exit_code_of(async {
         match cli.command {
             Command::Run(a) => run_scenario(a).await,
             Command::Check { scenarios } => check(&scenarios),
             Command::Open(a) => open(a).await,
             Command::Closed(a) => closed(a).await,
-            Command::BenchBackend(a) => bench::run(a).await,
-            Command::BenchFilter(a) => bench_filter::run(a).await,
-            Command::BenchGenerator(a) => bench_load::generator(a).await,
-            Command::BenchSweep(a) => bench_load::sweep(a).await,
         }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 fn check(paths: &[PathBuf]) -> anyhow::Result<()> {
@@ -208,50 +169,10 @@ fn check(paths: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the payloads and headers of every phase against the live model metadata.
-async fn prepare(sc: &Scenario, addr: &str, out: &Output) -> anyhow::Result<Plan> {
-    let (path, inputs) = match (&sc.model, &sc.get) {
-        (_, Some(get)) => (get.clone(), Vec::new()),
-        (Some(m), None) => {
-            let inputs = client::model_inputs(addr, m, sc.version.as_deref()).await?;
-            let base = match &sc.version {
-                Some(v) => format!("/v2/models/{m}/versions/{v}"),
-                None => format!("/v2/models/{m}"),
-            };
-            (format!("{base}/infer"), inputs)
-        }
-        (None, None) => anyhow::bail!("the scenario names neither a model nor a path"),
-    };
-    let mut mixes = Mixes::new(&inputs, sc.seed);
-    let mut phases = Vec::new();
-    for p in &sc.phases {
-        let drift = sc.drift.as_ref().filter(|_| p.drifted);
-        let mix = if sc.get.is_some() {
-            payload::Mix::single(payload::Body::empty())
-        } else {
-            mixes.build(&p.payload, drift).with_context(|| format!("phase '{}'", p.name))?
-        };
-        let headers = p.header.iter().map(HeaderDist::new).collect::<anyhow::Result<_>>()?;
-        phases.push(PlanPhase { name: p.name.clone(), duration: p.duration, load: p.load.clone(), mix, headers });
-    }
-    Ok(Plan {
-        name: sc.name.clone(),
-        addr: addr.to_owned(),
-        path,
-        post: sc.get.is_none(),
-        timeout: sc.timeout,
-        max_connections: sc.max_connections,
-        late_after: out.late_after,
-        seed: sc.seed,
-        phases,
-        progress: !out.quiet,
-    })
-}
-
 async fn run_scenario(a: RunArgs) -> anyhow::Result<()> {
     let sc = scenario::load(&a.scenario).map_err(anyhow::Error::msg)?;
     let addr = a.addr.clone().or_else(|| sc.addr.clone()).unwrap_or_else(|| "127.0.0.1:8000".into());
-    let plan = prepare(&sc, &addr, &a.out).await?;
+    let plan = run::prepare(&sc, &addr, a.out.late_after, !a.out.quiet).await?;
     let report = run::execute(plan).await?;
     emit(&report, &a.out)
 }
@@ -299,14 +220,14 @@ async fn open(a: OpenArgs) -> anyhow::Result<()> {
     let secs = a.duration.as_secs_f64();
     let segment = Segment { seconds: secs, from: a.rate.max(0.0), to: a.ramp_to.unwrap_or(a.rate).max(0.0) };
     let sc = ad_hoc(&a.target, Load::Open(vec![segment]), a.duration)?;
-    let plan = prepare(&sc, &a.target.addr, &a.out).await?;
+    let plan = run::prepare(&sc, &a.target.addr, a.out.late_after, !a.out.quiet).await?;
     emit(&run::execute(plan).await?, &a.out)
 }
 
 async fn closed(a: ClosedArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.concurrency > 0, "--concurrency must be at least 1");
     let sc = ad_hoc(&a.target, Load::Closed(a.concurrency), a.duration)?;
-    let plan = prepare(&sc, &a.target.addr, &a.out).await?;
+    let plan = run::prepare(&sc, &a.target.addr, a.out.late_after, !a.out.quiet).await?;
     let before = match &a.admin_addr {
         Some(m) => Some(scrape(m).await?),
         None => None,
@@ -336,7 +257,7 @@ fn emit(report: &Report, out: &Output) -> anyhow::Result<()> {
     if out.json {
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        print!("{}", run::summary(report));
+        print!("{}", report::summary(report));
     }
     Ok(())
 }
@@ -346,23 +267,4 @@ fn write_json(path: &Path, report: &Report) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     std::fs::write(path, serde_json::to_vec_pretty(report)?).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Mean batch size and batches executed for a model version between two scrapes.
-pub struct BatchStats {
-    pub batches: f64,
-    pub mean_rows: f64,
-}
-
-pub async fn scrape(admin: &str) -> anyhow::Result<Vec<scrape::Sample>> {
-    let (status, body) = client::get(admin, "/metrics").await?;
-    anyhow::ensure!(status == 200, "GET http://{admin}/metrics answered {status}");
-    Ok(scrape::parse(&String::from_utf8_lossy(&body)))
-}
-
-pub fn batch_stats(before: &[scrape::Sample], after: &[scrape::Sample], model: &str, version: &str) -> BatchStats {
-    let want = [("model", model), ("version", version)];
-    let d = |n: &str| scrape::sum(after, n, &want) - scrape::sum(before, n, &want);
-    let batches = d("switchyard_batch_size_count");
-    BatchStats { batches, mean_rows: d("switchyard_batch_size_sum") / batches.max(1.0) }
 }

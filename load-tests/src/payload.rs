@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue};
 
-use crate::client::TensorMeta;
+use crate::metadata::TensorMeta;
 use crate::scenario::{Drift, HeaderFile, PayloadFile};
 
 /// Different bodies per generated payload variant, so the data varies between requests (a drift

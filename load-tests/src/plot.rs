@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::run::Report;
+use crate::report::Report;
 
 const W: f64 = 760.0;
 const H: f64 = 300.0;
@@ -136,7 +136,7 @@ pub fn document(charts: &[(&str, &str, &str, Vec<Series>)]) -> String {
 
 /// Latency and throughput per second of the run.
 pub fn over_time(r: &Report) -> String {
-    let t = |f: fn(&crate::run::SecondReport) -> f64| r.timeline.iter().map(|s| (s.t as f64, f(s))).collect();
+    let t = |f: fn(&crate::report::SecondReport) -> f64| r.timeline.iter().map(|s| (s.t as f64, f(s))).collect();
     document(&[
         (
             "Latency over time (from intended send time)",
@@ -165,7 +165,7 @@ pub fn over_time(r: &Report) -> String {
 pub fn latency_vs_throughput(r: &Report) -> String {
     let mut phases: Vec<_> = r.phases.iter().filter(|p| p.stats.ok > 0).collect();
     phases.sort_by(|a, b| a.stats.throughput.total_cmp(&b.stats.throughput));
-    let pts = |f: fn(&crate::run::Latency) -> f64| {
+    let pts = |f: fn(&crate::report::Latency) -> f64| {
         phases.iter().map(|p| (p.stats.throughput, f(&p.stats.latency_ms))).collect()
     };
     document(&[(

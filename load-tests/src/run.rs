@@ -19,13 +19,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper::client::conn::http1;
 use hyper::header::{HeaderName, HeaderValue};
-use serde::{Deserialize, Serialize};
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::payload::{Body, HeaderDist, Mix, Rng};
-use crate::scenario::Load;
+use crate::http::connect;
+use crate::payload::{Body, HeaderDist, Mix, Mixes, Rng};
+use crate::report::{Latency, PhaseReport, Report, SecondReport, Stats};
+use crate::scenario::{Load, Scenario};
 use crate::schedule::{Arrivals, Segment, rate_at};
 
 /// Everything a run needs, payloads already built.
@@ -76,6 +76,46 @@ impl Plan {
             progress: false,
         }
     }
+}
+
+/// Builds the payloads and headers of every phase against the live model metadata.
+pub async fn prepare(sc: &Scenario, addr: &str, late_after: Duration, progress: bool) -> anyhow::Result<Plan> {
+    let (path, inputs) = match (&sc.model, &sc.get) {
+        (_, Some(get)) => (get.clone(), Vec::new()),
+        (Some(m), None) => {
+            let inputs = crate::metadata::model_inputs(addr, m, sc.version.as_deref()).await?;
+            let base = match &sc.version {
+                Some(v) => format!("/v2/models/{m}/versions/{v}"),
+                None => format!("/v2/models/{m}"),
+            };
+            (format!("{base}/infer"), inputs)
+        }
+        (None, None) => anyhow::bail!("the scenario names neither a model nor a path"),
+    };
+    let mut mixes = Mixes::new(&inputs, sc.seed);
+    let mut phases = Vec::new();
+    for p in &sc.phases {
+        let drift = sc.drift.as_ref().filter(|_| p.drifted);
+        let mix = if sc.get.is_some() {
+            Mix::single(Body::empty())
+        } else {
+            mixes.build(&p.payload, drift).with_context(|| format!("phase '{}'", p.name))?
+        };
+        let headers = p.header.iter().map(HeaderDist::new).collect::<anyhow::Result<_>>()?;
+        phases.push(PlanPhase { name: p.name.clone(), duration: p.duration, load: p.load.clone(), mix, headers });
+    }
+    Ok(Plan {
+        name: sc.name.clone(),
+        addr: addr.to_owned(),
+        path,
+        post: sc.get.is_none(),
+        timeout: sc.timeout,
+        max_connections: sc.max_connections,
+        late_after,
+        seed: sc.seed,
+        phases,
+        progress,
+    })
 }
 
 /// Closed loop: `clients` concurrent clients for `duration`, the same request each time.
@@ -251,110 +291,23 @@ impl Recorder {
     }
 }
 
-/// Percentiles in milliseconds.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
-pub struct Latency {
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
-    pub p999: f64,
-    pub max: f64,
-    pub mean: f64,
-}
-
-impl Latency {
-    fn of(h: &Histogram<u64>) -> Latency {
-        if h.is_empty() {
-            return Latency::default();
-        }
-        let q = |p: f64| h.value_at_quantile(p) as f64 / 1e3;
-        Latency {
-            p50: q(0.5),
-            p90: q(0.9),
-            p99: q(0.99),
-            p999: q(0.999),
-            max: h.max() as f64 / 1e3,
-            mean: h.mean() / 1e3,
-        }
+/// A phase record's figures over `seconds`.
+fn stats_of(p: &PhaseRec, seconds: f64) -> Stats {
+    let errors = p.statuses.values().sum::<u64>() + p.causes.values().sum::<u64>();
+    Stats {
+        sent: p.sent,
+        ok: p.ok,
+        errors,
+        by_status: p.statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        by_cause: p.causes.iter().map(|(k, v)| (k.as_str().to_owned(), *v)).collect(),
+        late: p.late,
+        rows: p.rows,
+        seconds,
+        throughput: p.ok as f64 / seconds.max(1e-9),
+        rows_per_second: p.rows as f64 / seconds.max(1e-9),
+        latency_ms: Latency::of(&p.latency),
+        service_ms: Latency::of(&p.service),
     }
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Stats {
-    /// Requests scheduled and finished (answered or failed).
-    pub sent: u64,
-    /// 2xx answers.
-    pub ok: u64,
-    /// Non-2xx answers by status, then failures without an answer by cause.
-    pub errors: u64,
-    pub by_status: BTreeMap<String, u64>,
-    pub by_cause: BTreeMap<String, u64>,
-    /// Requests that left more than `late_after_ms` after their scheduled time.
-    pub late: u64,
-    pub rows: u64,
-    pub seconds: f64,
-    /// 2xx answers per second.
-    pub throughput: f64,
-    pub rows_per_second: f64,
-    /// From the intended send time (what a user waiting on the schedule saw), 2xx only.
-    pub latency_ms: Latency,
-    /// From the actual send (the server's and network's share), 2xx only.
-    pub service_ms: Latency,
-}
-
-impl Stats {
-    fn of(p: &PhaseRec, seconds: f64) -> Stats {
-        let errors = p.statuses.values().sum::<u64>() + p.causes.values().sum::<u64>();
-        Stats {
-            sent: p.sent,
-            ok: p.ok,
-            errors,
-            by_status: p.statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-            by_cause: p.causes.iter().map(|(k, v)| (k.as_str().to_owned(), *v)).collect(),
-            late: p.late,
-            rows: p.rows,
-            seconds,
-            throughput: p.ok as f64 / seconds.max(1e-9),
-            rows_per_second: p.rows as f64 / seconds.max(1e-9),
-            latency_ms: Latency::of(&p.latency),
-            service_ms: Latency::of(&p.service),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PhaseReport {
-    pub name: String,
-    /// Mean scheduled rate (open loop).
-    pub target_rate: Option<f64>,
-    /// Clients (closed loop).
-    pub concurrency: Option<usize>,
-    #[serde(flatten)]
-    pub stats: Stats,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SecondReport {
-    /// Seconds from the start (by intended send time).
-    pub t: usize,
-    pub sent: u64,
-    pub ok: u64,
-    pub errors: u64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Report {
-    pub scenario: String,
-    pub target: String,
-    pub late_after_ms: f64,
-    pub total: Stats,
-    /// How far behind schedule requests left, in ms.
-    pub send_lag_ms: Latency,
-    pub phases: Vec<PhaseReport>,
-    pub timeline: Vec<SecondReport>,
 }
 
 struct Shared {
@@ -376,14 +329,6 @@ impl Shared {
     fn pool(&self) -> MutexGuard<'_, Vec<http1::SendRequest<Full<Bytes>>>> {
         self.pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-pub async fn connect(addr: &str) -> anyhow::Result<http1::SendRequest<Full<Bytes>>> {
-    let stream = TcpStream::connect(addr).await.with_context(|| format!("cannot connect to {addr}"))?;
-    stream.set_nodelay(true)?;
-    let (sender, conn) = http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    Ok(sender)
 }
 
 fn request(plan: &Plan, phase: &PlanPhase, rng: &mut Rng) -> Result<(Request<Full<Bytes>>, usize), hyper::http::Error> {
@@ -560,7 +505,7 @@ fn report(plan: &Plan, rec: &Recorder) -> Report {
             name: p.name.clone(),
             target_rate,
             concurrency,
-            stats: Stats::of(r, span.as_secs_f64()),
+            stats: stats_of(r, span.as_secs_f64()),
         });
         total.sent += r.sent;
         total.ok += r.ok;
@@ -591,7 +536,7 @@ fn report(plan: &Plan, rec: &Recorder) -> Report {
         scenario: plan.name.clone(),
         target: format!("http://{}{}", plan.addr, plan.path),
         late_after_ms: plan.late_after.as_secs_f64() * 1e3,
-        total: Stats::of(&total, scheduled.max(total.last_done).as_secs_f64()),
+        total: stats_of(&total, scheduled.max(total.last_done).as_secs_f64()),
         send_lag_ms: Latency::of(&rec.lag),
         phases,
         timeline,
@@ -659,58 +604,6 @@ async fn progress_line(sh: Arc<Shared>, phases: Vec<PhaseInfo>, current: Arc<Ato
         let _ = if tty { write!(err, "\r\x1b[K{line}") } else { writeln!(err, "{line}") };
         let _ = err.flush();
     }
-}
-
-/// The human-readable summary.
-pub fn summary(r: &Report) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::new();
-    let _ = writeln!(s, "{} → {}", if r.scenario.is_empty() { "run" } else { &r.scenario }, r.target);
-    let _ = writeln!(
-        s,
-        "{:<24} {:>10} {:>8} {:>8} {:>6} {:>5} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "phase", "target", "sent", "ok", "errors", "late", "achieved", "p50 ms", "p90", "p99", "p99.9", "max"
-    );
-    let row = |s: &mut String, name: &str, target: String, st: &Stats| {
-        let l = &st.latency_ms;
-        let _ = writeln!(
-            s,
-            "{:<24} {:>10} {:>8} {:>8} {:>6} {:>5} {:>8.0}/s {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
-            name, target, st.sent, st.ok, st.errors, st.late, st.throughput, l.p50, l.p90, l.p99, l.p999, l.max
-        );
-    };
-    for p in &r.phases {
-        let target = match (p.target_rate, p.concurrency) {
-            (Some(t), _) => format!("{t:.0}/s"),
-            (_, Some(c)) => format!("{c} clients"),
-            _ => String::new(),
-        };
-        row(&mut s, &p.name, target, &p.stats);
-    }
-    if r.phases.len() > 1 {
-        row(&mut s, "total", String::new(), &r.total);
-    }
-    if r.total.errors > 0 {
-        let list =
-            |m: &BTreeMap<String, u64>| m.iter().map(|(k, v)| format!("{k} ×{v}")).collect::<Vec<_>>().join(", ");
-        let _ = writeln!(
-            s,
-            "errors: by status [{}]; without an answer [{}]",
-            list(&r.total.by_status),
-            list(&r.total.by_cause)
-        );
-    }
-    let _ = writeln!(
-        s,
-        "latency is from each request's scheduled send time; service time (from the actual send) p50 {:.2} ms, p99 {:.2} ms",
-        r.total.service_ms.p50, r.total.service_ms.p99
-    );
-    let _ = writeln!(
-        s,
-        "send lag behind schedule: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} of {} requests late (> {} ms)",
-        r.send_lag_ms.p50, r.send_lag_ms.p99, r.send_lag_ms.max, r.total.late, r.total.sent, r.late_after_ms
-    );
-    s
 }
 
 #[cfg(test)]

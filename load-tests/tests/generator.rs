@@ -80,7 +80,7 @@ fn a_scenario_report_agrees_with_the_backend_metrics() {
     assert!(summary.contains("ramp") && summary.contains("closed") && summary.contains("total"), "{summary}");
     let after = server.metrics();
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
-    let delta = |name: &str, labels: &[&str]| {
+    let delta = |name: &str, labels: &[(&str, &str)]| {
         switchyard_testkit::metric_sum(&after, name, labels) - switchyard_testkit::metric_sum(&before, name, labels)
     };
     let total = &r["total"];
@@ -88,9 +88,8 @@ fn a_scenario_report_agrees_with_the_backend_metrics() {
     // The open phase schedules ∫ rate = 400 requests exactly.
     assert_eq!(r["phases"][0]["sent"], 400, "{}", r["phases"][0]);
     assert!(n(&r["phases"][1]["sent"]) > 0.0);
-    let mlp = ["model=\"mlp\"", "version=\"v1\""];
-    let outcome =
-        |o: &str| delta("switchyard_inference_requests_total", &[mlp[0], mlp[1], &format!("outcome=\"{o}\"")]);
+    let mlp = [("model", "mlp"), ("version", "v1")];
+    let outcome = |o: &str| delta("switchyard_inference_requests_total", &[mlp[0], mlp[1], ("outcome", o)]);
     assert_eq!(
         n(&total["sent"]),
         delta("switchyard_inference_requests_total", &mlp),

@@ -1,13 +1,14 @@
-//! Harness for end-to-end tests: the real binaries (`switchyard-backend`, the collector,
-//! Envoy) on the generated demo models, and a small blocking HTTP/1.1 client.
+//! The one harness of Switchyard's tests, benchmarks and drills: the real binaries
+//! (`switchyard-backend`, the collector, Envoy, Prometheus, Alertmanager) as [`process`]es on
+//! the generated demo models, the local data plane ([`stack`]), blocking HTTP calls through
+//! `ureq`, and Prometheus text read with the load generator's parser.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
+
+use crate::process::{Log, Process, address_after};
 
 /// The checkout; `SWITCHYARD_ROOT` overrides it when test binaries run on another machine.
 pub fn root() -> PathBuf {
@@ -82,49 +83,22 @@ pub fn serve_command(repo: &Path) -> Command {
     c
 }
 
+/// The backend on free loopback ports, its log kept in memory; killed when dropped.
 pub struct Server {
-    child: Child,
+    process: Process,
     pub http: String,
     pub admin: String,
-    pub log: Arc<Mutex<String>>,
 }
 
 impl Server {
     /// Starts the backend on free ports and waits for its address line (not for readiness).
     pub fn start(repo: &Path, extra: &[&str]) -> Server {
-        let mut child = serve_command(repo)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = |key: &str| {
-            line.split_whitespace()
-                .skip_while(|w| *w != key)
-                .nth(1)
-                .and_then(|u| u.strip_prefix("http://"))
-                .map(str::to_owned)
-        };
-        match (addr("inference"), addr("admin")) {
-            (Some(http), Some(admin)) => Server { child, http, admin, log },
-            _ => {
-                let _ = child.kill();
-                std::thread::sleep(Duration::from_millis(200));
-                panic!("backend did not start; stdout {line:?}; stderr:\n{}", log.lock().unwrap());
-            }
+        let mut cmd = serve_command(repo);
+        cmd.args(extra).env("RUST_LOG", "info");
+        let (process, line) = Process::spawn_reporting("switchyard-backend", cmd, Log::Memory).unwrap();
+        match (address_after(&line, "inference"), address_after(&line, "admin")) {
+            (Some(http), Some(admin)) => Server { process, http, admin },
+            _ => panic!("backend did not report its addresses: {line:?}\n{}", process.log()),
         }
     }
 
@@ -148,7 +122,7 @@ impl Server {
     }
 
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.process.log()
     }
 
     pub fn get(&self, path: &str) -> Resp {
@@ -163,42 +137,23 @@ impl Server {
         String::from_utf8(request(&self.admin, "GET", "/metrics", &[], b"").body).unwrap()
     }
 
-    /// Sum of the samples of `name` whose label text contains every `labels` fragment.
-    pub fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+    /// Sum of the samples of `name` whose labels include every `labels` pair.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         metric_sum(&self.metrics(), name, labels)
     }
 
     pub fn sigterm(&self) {
-        assert!(Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap().success());
+        self.process.sigterm().unwrap();
     }
 
     pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(start.elapsed() < within, "backend still running after {within:?}:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.process.wait_exit(within).unwrap()
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-                && labels.iter().all(|f| l.contains(f))
-        })
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
+/// Sum of the samples of `name` in Prometheus text whose labels include every `labels` pair.
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    switchyard_load::metrics::sum(&switchyard_load::metrics::parse(text), name, labels)
 }
 
 #[derive(Debug)]
@@ -226,61 +181,56 @@ impl Resp {
     }
 }
 
-/// One request on a fresh connection (`Connection: close`).
+/// One request on a fresh connection; panics when there is no HTTP answer.
 pub fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
     try_request(addr, method, path, headers, body).unwrap_or_else(|e| panic!("{method} http://{addr}{path}: {e}"))
 }
 
+/// One request on a fresh connection (so that each may land on another Envoy worker), any
+/// status an answer; Err only when no HTTP answer came (refused, reset, timed out).
 pub fn try_request(
     addr: &str,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> std::io::Result<Resp> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(120)))?;
-    let mut head =
-        format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+) -> Result<Resp, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_idle_connections(0)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into();
+    let mut req = ureq::http::Request::builder().method(method).uri(format!("http://{addr}{path}"));
     for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
+        req = req.header(*k, *v);
     }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes())?;
-    s.write_all(body)?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other(format!("no header end in {:?}", String::from_utf8_lossy(&raw))))?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other("bad status line"))?;
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))).collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
-        body = dechunk(&body);
-    }
+    let req = match req.body(body.to_vec()) {
+        Ok(r) => r,
+        // The http crate refuses to build what a hostile client sends anyway (control bytes in
+        // a header value, a malformed path): send those bytes as they are.
+        Err(_) => return raw::request(addr, method, path, headers, body),
+    };
+    let resp = agent.run(req).map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let body = resp.into_body().with_config().limit(u64::MAX).read_to_vec().map_err(|e| e.to_string())?;
     Ok(Resp { status, headers, body })
 }
 
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(i) = b.windows(2).position(|w| w == b"\r\n") {
-        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..i]).trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&b[i + 2..i + 2 + n]);
-        b = &b[i + 2 + n + 2..];
-    }
-    out
+/// Percent-encoding for a URL query value (RFC 3986 unreserved characters kept).
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Flattened FP32 data of an output from a JSON response.
@@ -293,7 +243,10 @@ pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
 
+pub mod envoy;
+pub mod process;
 pub mod prom;
+mod raw;
 pub mod stack;
 
 /// Polls `f` every 20 ms until it returns true; panics with `what` after `within`.

@@ -2,13 +2,13 @@
 //! configuration rendered by `switchyard-policy render` ([`crate::stack::render`]), and small clients for their HTTP APIs.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use crate::stack::{Proc, python};
-use crate::{free_port, root, try_request};
+use crate::process::{Log, Process, address_after};
+use crate::stack::python;
+use crate::{free_port, root, try_request, url_encode};
 
 /// A Debian-packaged tool (`prometheus`, `promtool`, `prometheus-alertmanager`, `amtool`).
 pub fn tool(name: &str) -> Command {
@@ -24,16 +24,6 @@ pub fn run_tool(name: &str, args: &[&str]) -> (bool, String) {
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
-/// Percent-encoding for a URL query value (RFC 3986 unreserved characters kept).
-pub fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// GET `path` and parse the JSON body; Err with the body on a non-2xx status.
 fn get_json(addr: &str, path: &str) -> Result<serde_json::Value, String> {
     let r = try_request(addr, "GET", path, &[], b"").map_err(|e| format!("GET {path}: {e}"))?;
@@ -44,34 +34,14 @@ fn get_json(addr: &str, path: &str) -> Result<serde_json::Value, String> {
     serde_json::from_str(&body).map_err(|e| format!("not JSON ({e}): {body}"))
 }
 
-/// A process with its output in `log`, killed on drop.
-struct Daemon {
-    _proc: Proc,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn spawn(mut cmd: Command, log: PathBuf) -> Daemon {
-        let file = std::fs::File::create(&log).unwrap();
-        let child = cmd.stdout(Stdio::from(file.try_clone().unwrap())).stderr(Stdio::from(file)).spawn().unwrap();
-        Daemon { _proc: Proc(child), log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_ready(&self, addr: &str, what: &str) {
-        let mut ready = false;
-        for _ in 0..1500 {
-            if try_request(addr, "GET", "/-/ready", &[], b"").is_ok_and(|r| r.status == 200) {
-                ready = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(ready, "{what} on {addr} not ready after 30 s; its log:\n{}", self.log());
-    }
+/// A daemon with its output in `log`, killed on drop, up once `/-/ready` answers 200.
+fn daemon(name: &str, cmd: Command, log: PathBuf, addr: &str) -> Process {
+    let mut p = Process::spawn(name, cmd, Log::File(log)).unwrap();
+    p.wait_ready(Duration::from_secs(30), "readiness", || {
+        try_request(addr, "GET", "/-/ready", &[], b"").is_ok_and(|r| r.status == 200)
+    })
+    .unwrap();
+    p
 }
 
 /// One sample of an instant query.
@@ -112,7 +82,7 @@ fn value(v: &serde_json::Value) -> f64 {
 }
 
 pub struct Prometheus {
-    daemon: Daemon,
+    daemon: Process,
     pub addr: String,
 }
 
@@ -125,8 +95,7 @@ impl Prometheus {
             .arg(format!("--storage.tsdb.path={}", dir.join("prometheus-data").display()))
             .arg(format!("--web.listen-address={addr}"))
             .arg("--log.level=warn");
-        let daemon = Daemon::spawn(cmd, dir.join("prometheus.log"));
-        daemon.wait_ready(&addr, "Prometheus");
+        let daemon = daemon("prometheus", cmd, dir.join("prometheus.log"), &addr);
         Prometheus { daemon, addr }
     }
 
@@ -187,7 +156,7 @@ impl Prometheus {
 }
 
 pub struct Alertmanager {
-    daemon: Daemon,
+    daemon: Process,
     pub addr: String,
 }
 
@@ -201,8 +170,7 @@ impl Alertmanager {
             .arg(format!("--web.listen-address={addr}"))
             .arg("--cluster.listen-address=")
             .arg("--log.level=warn");
-        let daemon = Daemon::spawn(cmd, dir.join("alertmanager.log"));
-        daemon.wait_ready(&addr, "Alertmanager");
+        let daemon = daemon("alertmanager", cmd, dir.join("alertmanager.log"), &addr);
         Alertmanager { daemon, addr }
     }
 
@@ -219,7 +187,7 @@ impl Alertmanager {
 
 /// `dashboards/webhook.py`: the demo's stand-in pager and ticket queue.
 pub struct Webhook {
-    _daemon: Proc,
+    _daemon: Process,
     pub url: String,
     out: PathBuf,
 }
@@ -227,24 +195,12 @@ pub struct Webhook {
 impl Webhook {
     pub fn start(dir: &Path) -> Webhook {
         let out = dir.join("notifications.jsonl");
-        let mut child = Command::new(python())
-            .arg(root().join("dashboards/webhook.py"))
-            .args(["--listen", "127.0.0.1:0", "--out"])
-            .arg(&out)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        let mut reader = BufReader::new(stdout);
-        reader.read_line(&mut line).unwrap();
-        // Keep draining its per-notification lines so that it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in reader.lines().map_while(Result::ok) {});
-        let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("webhook address").to_owned();
-        Webhook { _daemon: Proc(child), url, out }
+        let mut cmd = Command::new(python());
+        cmd.arg(root().join("dashboards/webhook.py")).args(["--listen", "127.0.0.1:0", "--out"]).arg(&out);
+        let (daemon, line) = Process::spawn_reporting("webhook", cmd, Log::Discard).unwrap();
+        let url = format!("http://{}", address_after(&line, "").expect("webhook address"));
+        Webhook { _daemon: daemon, url, out }
     }
-
     /// Every notification received so far: (receiver, Alertmanager's payload).
     pub fn notifications(&self) -> Vec<(String, serde_json::Value)> {
         std::fs::read_to_string(&self.out)

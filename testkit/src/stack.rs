@@ -1,11 +1,12 @@
 //! The local data plane for end-to-end tests: Envoy with the Switchyard filter (real `.wasm`,
 //! configuration through ECDS), one backend per model version, and the sample collector.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use crate::envoy::{Envoy, EnvoyOptions, envoy_bin};
+use crate::process::{Log, Process, address_after};
 use crate::{Resp, Server, demo_repo, free_port, request, root, scratch, wait_until, workspace_bin};
 
 /// `target/`, from the running test binary (`target/<profile>/deps/<test>`).
@@ -18,12 +19,6 @@ pub fn wasm_path() -> PathBuf {
     let p = std::env::var_os("SWITCHYARD_FILTER_WASM")
         .map_or_else(|| target_dir().join("wasm32-wasip1/wasm-release/switchyard_filter.wasm"), PathBuf::from);
     assert!(p.exists(), "{} missing: run scripts/build-filter.sh (scripts/test.sh does)", p.display());
-    p
-}
-
-pub fn envoy_bin() -> PathBuf {
-    let p = root().join(".venv/bin/envoy");
-    assert!(p.exists(), "{} missing: run scripts/setup.sh", p.display());
     p
 }
 
@@ -60,26 +55,24 @@ pub fn render_envoy(policy: &Path, dir: &Path, extra: &[&str]) {
     render(&args);
 }
 
-/// A child process, killed when dropped.
-pub(crate) struct Proc(pub(crate) Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// The sample collector `bin` on a free port, writing `samples`: the process and its address.
+pub fn start_collector(bin: &Path, samples: &Path) -> anyhow::Result<(Process, String)> {
+    let mut cmd = Command::new(bin);
+    cmd.args(["--listen", "127.0.0.1:0", "--output"]).arg(samples);
+    let (p, line) = Process::spawn_reporting("switchyard-collector", cmd, Log::Memory)?;
+    let addr = address_after(&line, "").ok_or_else(|| anyhow::anyhow!("no collector address in {line:?}"))?;
+    Ok((p, addr))
 }
 
 pub struct Stack {
     pub dir: PathBuf,
     pub v1: Server,
     pub v2: Server,
-    collector: Option<Proc>,
+    collector: Option<Process>,
     pub samples: PathBuf,
     /// The policy the stack started with.
     pub policy_file: PathBuf,
-    /// Killed when the stack is dropped.
-    _envoy: Proc,
+    pub envoy: Envoy,
     pub listen: String,
     pub admin: String,
     pub envoy_log: PathBuf,
@@ -100,16 +93,7 @@ impl Stack {
         let v1 = Server::start_ready(&repo, &["--models", "mlp:v1"]);
         let v2 = Server::start_ready(&repo, &["--models", "mlp:v2"]);
         let samples = dir.join("samples.jsonl");
-        let mut collector = Command::new(workspace_bin("switchyard-collector"))
-            .args(["--listen", "127.0.0.1:0", "--output"])
-            .arg(&samples)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(collector.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let collector_addr =
-            line.split_whitespace().find_map(|w| w.strip_prefix("http://")).expect("collector address").to_owned();
+        let (collector, collector_addr) = start_collector(&workspace_bin("switchyard-collector"), &samples).unwrap();
         let policy_file = dir.join("policy.json");
         std::fs::write(&policy_file, serde_json::to_vec_pretty(policy).unwrap()).unwrap();
         let (listen, admin) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
@@ -128,34 +112,13 @@ impl Stack {
         ];
         args.extend_from_slice(bootstrap_args);
         render_envoy(&policy_file, &dir, &args);
-        let bootstrap = dir.join("envoy.yaml");
         let envoy_log = dir.join("envoy.log");
-        let envoy = Command::new(envoy_bin())
-            .arg("-c")
-            .arg(&bootstrap)
-            .args(["--disable-hot-restart", "--log-level", "warn", "--log-path"])
-            .arg(&envoy_log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stack = Stack {
-            dir,
-            v1,
-            v2,
-            collector: Some(Proc(collector)),
-            samples,
-            policy_file,
-            _envoy: Proc(envoy),
-            listen,
-            admin,
-            envoy_log,
-        };
-        wait_until(Duration::from_secs(30), "Envoy to load the filter", || {
-            stack.stat("extension_config_discovery.http_filter.switchyard.update_success") >= 1.0
-                && crate::try_request(&stack.listen, "GET", "/v2/health/live", &[], b"").is_ok()
-        });
-        stack
+        let options = EnvoyOptions { log_path: Some(envoy_log.clone()), ..EnvoyOptions::default() };
+        let envoy = Envoy::start(Command::new(envoy_bin()), &dir.join("envoy.yaml"), &listen, &admin, &options)
+            .unwrap_or_else(|e| {
+                panic!("{e:#}\nEnvoy's log:\n{}", std::fs::read_to_string(&envoy_log).unwrap_or_default())
+            });
+        Stack { dir, v1, v2, collector: Some(collector), samples, policy_file, envoy, listen, admin, envoy_log }
     }
 
     /// Replaces the filter policy at run time as `envoy/apply-policy.sh` does: `render filter`
@@ -212,20 +175,12 @@ impl Stack {
 
     /// A counter or gauge from Envoy's plain `/stats` (0 when absent).
     pub fn stat(&self, name: &str) -> f64 {
-        let Ok(r) =
-            crate::try_request(&self.admin, "GET", &format!("/stats?filter=^{}$", name.replace('.', "\\.")), &[], b"")
-        else {
-            return 0.0;
-        };
-        String::from_utf8_lossy(&r.body)
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or(0.0)
+        self.envoy.stat(name)
     }
 
     /// `/stats/prometheus`.
     pub fn prometheus(&self) -> String {
-        String::from_utf8_lossy(&request(&self.admin, "GET", "/stats/prometheus", &[], b"").body).into_owned()
+        self.envoy.prometheus()
     }
 
     pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {

@@ -182,7 +182,7 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
                 defined.insert(c.cluster.clone());
             }
             None => {
-                p.push(format!("the policy ships samples to cluster '{}': give the collector's address", c.cluster))
+                p.push(format!("the policy ships samples to cluster '{}': give the collector's address", c.cluster));
             }
         }
     }

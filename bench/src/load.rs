@@ -10,12 +10,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::bench::{Backend, Common, machine, max_batch, stdout_of, write_section};
-use crate::payload::{Mix, build_body};
-use crate::plot;
-use crate::run::{self, Plan, PlanPhase, Report};
-use crate::scenario::Load;
-use crate::schedule::Segment;
+use switchyard_load::metadata::model_inputs;
+use switchyard_load::payload::{Mix, build_body};
+use switchyard_load::plot;
+use switchyard_load::report::Report;
+use switchyard_load::run::{self, Plan, PlanPhase};
+use switchyard_load::scenario::Load;
+use switchyard_load::schedule::Segment;
+
+use crate::common::{Backend, Common, machine, max_batch, median, stdout_of, write_section};
 
 #[derive(clap::Args)]
 pub struct GeneratorArgs {
@@ -50,11 +53,6 @@ pub struct SweepArgs {
     reproduce: String,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 /// Runs `cmd` pinned to CPU 0 and returns its stdout.
 fn pinned(cmd: &[&str]) -> anyhow::Result<String> {
     stdout_of(
@@ -73,9 +71,10 @@ fn wrk_rate(out: &str) -> anyhow::Result<f64> {
 
 pub async fn generator(a: GeneratorArgs) -> anyhow::Result<()> {
     let bin = a.common.backend()?;
-    let me = std::env::current_exe()?;
+    // The generator as users run it: the switchyard-load binary built next to this one.
+    let me = std::env::current_exe()?.with_file_name("switchyard-load");
     let me = me.to_str().context("non-UTF-8 path")?;
-    let backend = Backend::start_pinned(&bin, &a.common.model_repository, Some("1")).await?;
+    let backend = Backend::start_pinned(&bin, &a.common.model_repository, Some("1"))?;
     let url = format!("http://{}/v2/health/live", backend.http);
     let secs = format!("{}s", a.seconds);
     let (mut wrk, mut closed) = (Vec::new(), Vec::new());
@@ -197,8 +196,8 @@ pub async fn sweep(a: SweepArgs) -> anyhow::Result<()> {
         a.step_seconds
     )?;
     for (model, per_batch) in SWEPT {
-        let backend = Backend::start_pinned(&bin, &a.common.model_repository, None).await?;
-        let inputs = crate::client::model_inputs(&backend.http, model, Some("v1")).await?;
+        let backend = Backend::start_pinned(&bin, &a.common.model_repository, None)?;
+        let inputs = model_inputs(&backend.http, model, Some("v1")).await?;
         let body = build_body(&inputs, 1, true, 11, None)?;
         let path = format!("/v2/models/{model}/versions/v1/infer");
         let clients = per_batch * max_batch(&a.common.model_repository, model)?;

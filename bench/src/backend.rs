@@ -3,46 +3,20 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use crate::batch_stats;
-use crate::client;
-use crate::payload::build_body;
-use crate::run::{self, Report};
+use switchyard_load::metadata::model_inputs;
+use switchyard_load::metrics::{batch_stats, scrape};
+use switchyard_load::payload::build_body;
+use switchyard_load::report::Report;
+use switchyard_load::run;
 
-/// What every benchmark that starts a backend takes.
-#[derive(clap::Args)]
-pub struct Common {
-    #[arg(long, default_value = "models/repo")]
-    pub model_repository: PathBuf,
-    /// The backend binary (default: next to this one).
-    #[arg(long)]
-    pub backend_bin: Option<PathBuf>,
-    /// Where the Markdown report goes (each benchmark rewrites its own section).
-    #[arg(long, default_value = "docs/benchmarks.md")]
-    pub out: PathBuf,
-}
-
-impl Common {
-    pub fn backend(&self) -> anyhow::Result<PathBuf> {
-        let bin = match &self.backend_bin {
-            Some(b) => b.clone(),
-            None => std::env::current_exe()?.with_file_name("switchyard-backend"),
-        };
-        anyhow::ensure!(
-            bin.exists(),
-            "backend binary {} not found (build it with cargo build --release)",
-            bin.display()
-        );
-        Ok(bin)
-    }
-}
+use crate::common::{Backend, Common, derived_repo, machine, max_batch, stdout_of, write_section};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -85,104 +59,6 @@ struct Served {
     mean_batch: f64,
 }
 
-pub struct Backend {
-    child: Child,
-    pub http: String,
-    pub admin: String,
-}
-
-impl Backend {
-    pub async fn start(bin: &Path, repo: &Path) -> anyhow::Result<Self> {
-        Self::start_pinned(bin, repo, None).await
-    }
-
-    /// Starts the backend, on CPU `cpu` only when given (`taskset`).
-    pub async fn start_pinned(bin: &Path, repo: &Path, cpu: Option<&str>) -> anyhow::Result<Self> {
-        let mut cmd = match cpu {
-            Some(c) => {
-                let mut t = Command::new("taskset");
-                t.args(["-c", c]).arg(bin);
-                t
-            }
-            None => Command::new(bin),
-        };
-        let mut child = cmd
-            .args(["serve", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--model-repository"])
-            .arg(repo)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let addr = |key: &str| {
-            line.split_whitespace()
-                .skip_while(|w| *w != key)
-                .nth(1)
-                .and_then(|u| u.strip_prefix("http://"))
-                .map(str::to_owned)
-        };
-        let (Some(http), Some(admin)) = (addr("inference"), addr("admin")) else {
-            let _ = child.kill();
-            bail!("backend did not report its addresses (got {line:?})");
-        };
-        for _ in 0..600 {
-            if let Ok((200, _)) = client::get(&http, "/v2/health/ready").await {
-                return Ok(Backend { child, http, admin });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let _ = child.kill();
-        bail!("backend not ready after 60 s")
-    }
-
-    /// Peak resident memory (VmHWM), in MiB.
-    fn peak_rss_mib(&self) -> Option<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kb / 1024.0)
-    }
-}
-
-/// SIGTERM (the backend drains), then wait: on every path out, errors included.
-impl Drop for Backend {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
-    }
-}
-
-/// A copy of one version of each model with its batching changed; model files are linked.
-pub fn derived_repo(src: &Path, dst: &Path, model: &str, batching: bool, device: Option<&str>) -> anyhow::Result<()> {
-    let _ = std::fs::remove_dir_all(dst);
-    {
-        let from = src.join(model).join("v1");
-        let to = dst.join(model).join("v1");
-        std::fs::create_dir_all(&to)?;
-        let text = std::fs::read_to_string(from.join("config.json"))
-            .with_context(|| format!("{}: run models/generate.py first", from.display()))?;
-        let mut cfg: serde_json::Value = serde_json::from_str(&text)?;
-        if !batching {
-            cfg["batching"]["max_batch_size"] = 1.into();
-            cfg["batching"]["max_queue_delay_us"] = 0.into();
-        }
-        if let Some(d) = device {
-            cfg["device"] = d.into();
-        }
-        std::fs::write(to.join("config.json"), serde_json::to_vec_pretty(&cfg)?)?;
-        std::os::unix::fs::symlink(std::fs::canonicalize(from.join("model.pt"))?, to.join("model.pt"))?;
-    }
-    Ok(())
-}
-
-pub fn max_batch(repo: &Path, model: &str) -> anyhow::Result<usize> {
-    let text = std::fs::read_to_string(repo.join(model).join("v1").join("config.json"))?;
-    let v: serde_json::Value = serde_json::from_str(&text)?;
-    v["batching"]["max_batch_size"].as_u64().map(|n| n as usize).context("config without max_batch_size")
-}
-
 fn raw_ceiling(bin: &Path, a: &BenchArgs, model: &str, sizes: &str) -> anyhow::Result<Vec<RawRow>> {
     eprintln!("bench: raw engine ceiling for {model} (batch sizes {sizes})");
     let mut cmd = Command::new(bin);
@@ -205,14 +81,14 @@ async fn served_run(
     binary: bool,
     seconds: f64,
 ) -> anyhow::Result<(Report, f64)> {
-    let inputs = client::model_inputs(&b.http, model, Some("v1")).await?;
+    let inputs = model_inputs(&b.http, model, Some("v1")).await?;
     let body = build_body(&inputs, 1, binary, 7, None)?;
     let path = format!("/v2/models/{model}/versions/v1/infer");
     // Warm-up, not counted.
     run::closed(&b.http, &path, Some(body.clone()), concurrency, Duration::from_secs(1)).await?;
-    let before = crate::scrape(&b.admin).await?;
+    let before = scrape(&b.admin).await?;
     let report = run::closed(&b.http, &path, Some(body), concurrency, Duration::from_secs_f64(seconds)).await?;
-    let after = crate::scrape(&b.admin).await?;
+    let after = scrape(&b.admin).await?;
     if report.total.errors > 0 {
         bail!("{model}: errors during the run: {:?} {:?}", report.total.by_status, report.total.by_cause);
     }
@@ -259,7 +135,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         for (mode, batching) in [("batching on", true), ("batching off", false)] {
             let repo = work.join(format!("{model}-{}", if batching { "on" } else { "off" }));
             derived_repo(&a.common.model_repository, &repo, model, batching, a.device.as_deref())?;
-            let backend = Backend::start(&bin, &repo).await?;
+            let backend = Backend::start(&bin, &repo)?;
             eprintln!("bench: {model}, {mode}, {concurrency} concurrent clients, {}s", a.seconds);
             let (report, mean_batch) = served_run(&backend, model, concurrency, true, a.seconds).await?;
             if batching {
@@ -280,38 +156,6 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     println!("{md}");
     eprintln!("bench: wrote {}", a.common.out.display());
     Ok(())
-}
-
-/// Runs `cmd` to its end and returns its stdout; an error names `what` and carries its stderr.
-pub fn stdout_of(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
-    let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
-    if !out.status.success() {
-        bail!("{what} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The machine's CPUs, not this process's: a benchmark may run pinned to one.
-pub fn machine_cpus() -> usize {
-    std::fs::read_to_string("/proc/cpuinfo").map_or(0, |s| s.lines().filter(|l| l.starts_with("processor")).count())
-}
-
-pub fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = machine_cpus();
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<f64>().ok()))
-        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
-    format!("{cpu}, {cores} cores, {mem:.0} GiB")
 }
 
 fn report(
@@ -429,22 +273,4 @@ fn report(
     }
     writeln!(m, "\n## Goals\n\n{}", goals.join("\n"))?;
     Ok(m)
-}
-
-/// Replaces the part of `path` between `<!-- BEGIN name -->` and `<!-- END name -->` (appending
-/// it when absent), so each benchmark regenerates its own section of one report.
-pub fn write_section(path: &Path, name: &str, content: &str) -> anyhow::Result<()> {
-    let (begin, end) = (format!("<!-- BEGIN {name} -->"), format!("<!-- END {name} -->"));
-    let old = std::fs::read_to_string(path).unwrap_or_default();
-    let block = format!("{begin}\n{}\n{end}", content.trim_end());
-    let new = match (old.find(&begin), old.find(&end)) {
-        (Some(b), Some(e)) if e > b => format!("{}{block}{}", &old[..b], &old[e + end.len()..]),
-        _ if old.trim().is_empty() => format!("{block}\n"),
-        _ => format!("{}\n\n{block}\n", old.trim_end()),
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(path, new)?;
-    Ok(())
 }

@@ -1,11 +1,8 @@
-//! One-off HTTP calls around a run: model metadata and admin scrapes.
+//! Model metadata (`GET /v2/models/{m}[/versions/{v}]`): the inputs requests are built for.
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
 
-use crate::run::connect;
+use crate::http::get;
 
 #[derive(Clone, Debug)]
 pub struct TensorMeta {
@@ -43,12 +40,4 @@ pub async fn model_inputs(addr: &str, model: &str, version: Option<&str>) -> any
             })
         })
         .collect()
-}
-
-pub async fn get(addr: &str, path: &str) -> anyhow::Result<(u16, Bytes)> {
-    let mut s = connect(addr).await?;
-    let req = Request::get(path).header("host", addr).body(Full::new(Bytes::new()))?;
-    let resp = s.send_request(req).await?;
-    let status = resp.status().as_u16();
-    Ok((status, resp.into_body().collect().await?.to_bytes()))
 }

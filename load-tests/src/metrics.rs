@@ -1,4 +1,7 @@
-//! Reads Prometheus text exposition, enough to difference counters around a run.
+//! Reads Prometheus text exposition, enough to difference counters around a run: the one
+//! parser of it in the project (the test kit and the benchmarks use it too). Kept by hand:
+//! the exposition format's sample lines are simple, and the parser crates pull in regex and
+//! chrono for the parts (timestamps, exemplars, OpenMetrics) nothing here reads.
 
 use std::collections::BTreeMap;
 
@@ -42,6 +45,26 @@ pub fn sum(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
         .filter(|s| s.name == name && want.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
         .map(|s| s.value)
         .sum()
+}
+
+/// Mean batch size and batches executed for a model version between two scrapes.
+pub struct BatchStats {
+    pub batches: f64,
+    pub mean_rows: f64,
+}
+
+/// `GET /metrics` on an admin listener, parsed.
+pub async fn scrape(admin: &str) -> anyhow::Result<Vec<Sample>> {
+    let (status, body) = crate::http::get(admin, "/metrics").await?;
+    anyhow::ensure!(status == 200, "GET http://{admin}/metrics answered {status}");
+    Ok(parse(&String::from_utf8_lossy(&body)))
+}
+
+pub fn batch_stats(before: &[Sample], after: &[Sample], model: &str, version: &str) -> BatchStats {
+    let want = [("model", model), ("version", version)];
+    let d = |n: &str| sum(after, n, &want) - sum(before, n, &want);
+    let batches = d("switchyard_batch_size_count");
+    BatchStats { batches, mean_rows: d("switchyard_batch_size_sum") / batches.max(1.0) }
 }
 
 #[cfg(test)]

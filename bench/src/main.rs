@@ -1,0 +1,48 @@
+//! `switchyard-bench`: the benchmark suite. Each benchmark starts what it needs (backends,
+//! Envoys, the collector) through the test kit, drives it with the load generator library,
+//! measures side by side in one run (these machines are noisy: the report gives ratios) and
+//! rewrites its own section of `docs/benchmarks.md` with the command that reproduces it.
+//! `scripts/bench.sh` builds everything and runs them.
+
+mod backend;
+mod common;
+mod filter;
+mod load;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "switchyard-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The backend: raw engine ceiling, served throughput with batching on and off, serving
+    /// overhead, memory.
+    Backend(backend::BenchArgs),
+    /// The filter: backend direct vs Envoy without a filter, with an empty wasm filter and
+    /// with ours (latency under open-loop load, saturation, CPU and instructions per request,
+    /// memory).
+    Filter(filter::FilterBenchArgs),
+    /// The generator against wrk on one core: closed-loop rate, open-loop schedule accuracy.
+    Generator(load::GeneratorArgs),
+    /// Saturation sweep per model: open-loop steps up to past the measured ceiling, with charts.
+    Sweep(load::SweepArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    switchyard_load::exit_code_of(async {
+        match cli.command {
+            Command::Backend(a) => backend::run(a).await,
+            Command::Filter(a) => filter::run(a).await,
+            Command::Generator(a) => load::generator(a).await,
+            Command::Sweep(a) => load::sweep(a).await,
+        }
+    })
+}
