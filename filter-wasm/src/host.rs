@@ -1,78 +1,161 @@
-//! Every call into Envoy lives here. Failures are logged or turned into `None`/`false`:
-//! nothing the host answers may take a request down.
+//! Every call into Envoy, and what the filter knows of Envoy, lives here. Failures are logged
+//! or turned into `None`/`false`: nothing the host answers may take a request down.
+//!
+//! The calls the request flow and configuration make go through [`Host`], so that those can run
+//! natively against a fake; the timer's calls (collector, shared data) are plain functions.
 
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
-use switchyard_policy::slo::{SetResult, SharedStore};
+use switchyard_policy::slo::{self, Outcome, SetResult, SharedStore};
 
-pub fn log(level: LogLevel, msg: &str) {
-    let _ = hostcalls::log(level, msg);
+// Envoy's response flags: the legacy bitmask of the `response.flags` property.
+const NO_HEALTHY_UPSTREAM: u64 = 0x2; // UH
+const UPSTREAM_REQUEST_TIMEOUT: u64 = 0x4; // UT
+const LOCAL_RESET: u64 = 0x8; // LR
+const UPSTREAM_REMOTE_RESET: u64 = 0x10; // UR
+const UPSTREAM_CONNECTION_FAILURE: u64 = 0x20; // UF
+const UPSTREAM_CONNECTION_TERMINATION: u64 = 0x40; // UC
+const STREAM_IDLE_TIMEOUT: u64 = 0x1_0000; // SI
+const TIMED_OUT: u64 = UPSTREAM_REQUEST_TIMEOUT | STREAM_IDLE_TIMEOUT;
+const RESET: u64 = NO_HEALTHY_UPSTREAM
+    | LOCAL_RESET
+    | UPSTREAM_REMOTE_RESET
+    | UPSTREAM_CONNECTION_FAILURE
+    | UPSTREAM_CONNECTION_TERMINATION;
+
+pub const RESPONSE_FLAGS: &[&str] = &["response", "flags"];
+
+/// How a request ended, from `:status` and, for failures only, Envoy's response flags: they tell
+/// a timeout or a reset from a plain 5xx, and reading them is a host call the common path skips.
+pub fn outcome(h: &mut impl Host, status: Option<u16>) -> Outcome {
+    let flags = match status {
+        Some(s) if s < 500 => 0,
+        _ => h.property_u64(RESPONSE_FLAGS).unwrap_or(0),
+    };
+    slo::classify(status, flags & TIMED_OUT != 0, flags & RESET != 0)
 }
 
-pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64)
+/// When Envoy received the request's first byte (ms since the epoch; Envoy's is in ns).
+pub fn request_start_ms(h: &mut impl Host) -> Option<u64> {
+    h.property_u64(&["request", "time"]).map(|ns| ns / 1_000_000)
 }
 
-/// 64 bits from the host's entropy: std seeds `RandomState` with WASI `random_get`, which
-/// Envoy serves from BoringSSL.
-pub fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(now_ms());
-    h.finish()
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dir {
+    Request,
+    Response,
 }
 
-pub fn set_tick_period(d: Duration) {
-    let _ = hostcalls::set_tick_period(d);
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
 }
 
-pub fn plugin_configuration() -> Option<Vec<u8>> {
-    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).ok().flatten()
+/// The host as the request flow and configuration see it.
+pub trait Host {
+    fn log(&mut self, level: LogLevel, msg: &str);
+    fn now_ms(&mut self) -> u64;
+    fn random_seed(&mut self) -> u64;
+    fn plugin_configuration(&mut self) -> Option<Vec<u8>>;
+    fn set_tick_period(&mut self, period: Duration);
+    fn headers(&mut self, dir: Dir) -> Vec<(String, String)>;
+    fn header(&mut self, dir: Dir, name: &str) -> Option<String>;
+    fn set_header(&mut self, dir: Dir, name: &str, value: Option<&str>);
+    /// Up to `max` bytes of the body chunk now passing through.
+    fn body(&mut self, dir: Dir, max: usize) -> Vec<u8>;
+    fn property_u64(&mut self, path: &[&str]) -> Option<u64>;
+    fn define_metric(&mut self, kind: Kind, name: &str) -> Option<u32>;
+    fn increment_metric(&mut self, id: u32, by: i64);
+    /// Sets a gauge, or records a histogram sample.
+    fn record_metric(&mut self, id: u32, value: u64);
 }
 
-pub fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten()
+/// The real host.
+pub struct Envoy;
+
+impl Host for Envoy {
+    fn log(&mut self, level: LogLevel, msg: &str) {
+        let _ = hostcalls::log(level, msg);
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    /// 64 bits from the host's entropy: std seeds `RandomState` with WASI `random_get`, which
+    /// Envoy serves from BoringSSL.
+    fn random_seed(&mut self) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(self.now_ms());
+        h.finish()
+    }
+
+    fn plugin_configuration(&mut self) -> Option<Vec<u8>> {
+        hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).ok().flatten()
+    }
+
+    fn set_tick_period(&mut self, period: Duration) {
+        let _ = hostcalls::set_tick_period(period);
+    }
+
+    fn headers(&mut self, dir: Dir) -> Vec<(String, String)> {
+        hostcalls::get_map(map(dir)).unwrap_or_default()
+    }
+
+    fn header(&mut self, dir: Dir, name: &str) -> Option<String> {
+        hostcalls::get_map_value(map(dir), name).ok().flatten()
+    }
+
+    fn set_header(&mut self, dir: Dir, name: &str, value: Option<&str>) {
+        let _ = hostcalls::set_map_value(map(dir), name, value);
+    }
+
+    fn body(&mut self, dir: Dir, max: usize) -> Vec<u8> {
+        let buffer = match dir {
+            Dir::Request => BufferType::HttpRequestBody,
+            Dir::Response => BufferType::HttpResponseBody,
+        };
+        hostcalls::get_buffer(buffer, 0, max).ok().flatten().unwrap_or_default()
+    }
+
+    /// Envoy encodes integer properties as 8 little-endian bytes.
+    fn property_u64(&mut self, path: &[&str]) -> Option<u64> {
+        let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
+        let arr: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+        Some(u64::from_le_bytes(arr))
+    }
+
+    fn define_metric(&mut self, kind: Kind, name: &str) -> Option<u32> {
+        let t = match kind {
+            Kind::Counter => MetricType::Counter,
+            Kind::Gauge => MetricType::Gauge,
+            Kind::Histogram => MetricType::Histogram,
+        };
+        hostcalls::define_metric(t, name).ok()
+    }
+
+    fn increment_metric(&mut self, id: u32, by: i64) {
+        let _ = hostcalls::increment_metric(id, by);
+    }
+
+    fn record_metric(&mut self, id: u32, value: u64) {
+        let _ = hostcalls::record_metric(id, value);
+    }
 }
 
-pub fn response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
-}
-
-pub fn request_headers() -> Vec<(String, String)> {
-    hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
-}
-
-pub fn response_headers() -> Vec<(String, String)> {
-    hostcalls::get_map(MapType::HttpResponseHeaders).unwrap_or_default()
-}
-
-pub fn set_request_header(name: &str, value: Option<&str>) {
-    let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value);
-}
-
-pub fn set_response_header(name: &str, value: &str) {
-    let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
-}
-
-/// Up to `max` bytes of the body chunk now passing through.
-pub fn request_body(max: usize) -> Vec<u8> {
-    hostcalls::get_buffer(BufferType::HttpRequestBody, 0, max).ok().flatten().unwrap_or_default()
-}
-
-pub fn response_body(max: usize) -> Vec<u8> {
-    hostcalls::get_buffer(BufferType::HttpResponseBody, 0, max).ok().flatten().unwrap_or_default()
-}
-
-/// An integer property (Envoy encodes them as 8 little-endian bytes).
-pub fn property_u64(path: &[&str]) -> Option<u64> {
-    let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
-    let arr: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
-    Some(u64::from_le_bytes(arr))
+fn map(dir: Dir) -> MapType {
+    match dir {
+        Dir::Request => MapType::HttpRequestHeaders,
+        Dir::Response => MapType::HttpResponseHeaders,
+    }
 }
 
 /// Envoy's shared data for this VM id, shared by every worker.
@@ -105,29 +188,4 @@ pub fn dispatch_post(cluster: &str, path: &str, body: &[u8], timeout: Duration) 
 /// `:status` of the response to a dispatched call (Envoy answers 504 on a timeout).
 pub fn call_response_status() -> Option<u16> {
     hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten()?.parse().ok()
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Counter,
-    Gauge,
-    Histogram,
-}
-
-pub fn define_metric(kind: Kind, name: &str) -> Option<u32> {
-    let t = match kind {
-        Kind::Counter => MetricType::Counter,
-        Kind::Gauge => MetricType::Gauge,
-        Kind::Histogram => MetricType::Histogram,
-    };
-    hostcalls::define_metric(t, name).ok()
-}
-
-pub fn increment_metric(id: u32, by: i64) {
-    let _ = hostcalls::increment_metric(id, by);
-}
-
-/// Sets a gauge, or records a histogram sample.
-pub fn record_metric(id: u32, value: u64) {
-    let _ = hostcalls::record_metric(id, value);
 }

@@ -5,10 +5,11 @@
 //! more than the rest of the filter's per-request work).
 
 use switchyard_policy::Config;
+use switchyard_policy::sampling::SampleResult;
 use switchyard_policy::slo::{Outcome, WindowSpec};
 use switchyard_policy::split::Reason;
 
-use crate::host::{self, Kind};
+use crate::host::{Host, Kind};
 
 pub fn name(base: &str, labels: &[(&str, &str)]) -> String {
     let mut s = base.to_owned();
@@ -26,12 +27,12 @@ pub fn name(base: &str, labels: &[(&str, &str)]) -> String {
 pub struct Id(Option<u32>);
 
 impl Id {
-    pub fn define(kind: Kind, base: &str, labels: &[(&str, &str)]) -> Id {
-        Id(host::define_metric(kind, &name(base, labels)))
+    pub fn define(h: &mut impl Host, kind: Kind, base: &str, labels: &[(&str, &str)]) -> Id {
+        Id(h.define_metric(kind, &name(base, labels)))
     }
-    pub fn record(self, v: u64) {
+    pub fn record(self, h: &mut impl Host, v: u64) {
         if let Some(id) = self.0 {
-            host::record_metric(id, v);
+            h.record_metric(id, v);
         }
     }
 }
@@ -48,8 +49,8 @@ pub struct Counters {
 }
 
 impl Counters {
-    pub fn define(&mut self, base: &str, labels: &[(&str, &str)]) -> Counter {
-        self.ids.push(host::define_metric(Kind::Counter, &name(base, labels)));
+    pub fn define(&mut self, h: &mut impl Host, base: &str, labels: &[(&str, &str)]) -> Counter {
+        self.ids.push(h.define_metric(Kind::Counter, &name(base, labels)));
         self.pending.push(0);
         Counter(self.ids.len() - 1)
     }
@@ -61,11 +62,11 @@ impl Counters {
     }
 
     /// Reports pending increments to Envoy.
-    pub fn flush(&mut self) {
+    pub fn flush(&mut self, h: &mut impl Host) {
         for (id, p) in self.ids.iter().zip(self.pending.iter_mut()) {
             if *p != 0 {
                 if let Some(id) = id {
-                    host::increment_metric(*id, *p);
+                    h.increment_metric(*id, *p);
                 }
                 *p = 0;
             }
@@ -74,7 +75,6 @@ impl Counters {
 }
 
 pub const REASONS: [Reason; 3] = [Reason::Weighted, Reason::Sticky, Reason::Override];
-pub const SAMPLE_RESULTS: [&str; 4] = ["captured", "sent", "failed", "dropped"];
 
 pub struct SloIds {
     /// Per SLI (availability, latency): good and bad events in the window.
@@ -107,12 +107,12 @@ pub struct Ids {
 pub const SLIS: [&str; 2] = ["availability", "latency"];
 
 impl Ids {
-    pub fn define(config: &Config, windows: &[WindowSpec], c: &mut Counters) -> Ids {
+    pub fn define(h: &mut impl Host, config: &Config, windows: &[WindowSpec], c: &mut Counters) -> Ids {
         let models = config
             .models
             .iter()
             .map(|(model, policy)| ModelIds {
-                override_refused: c.define("switchyard_override_refused_total", &[("model", model)]),
+                override_refused: c.define(h, "switchyard_override_refused_total", &[("model", model)]),
                 versions: policy
                     .versions
                     .iter()
@@ -121,18 +121,20 @@ impl Ids {
                         let with = |k: &'static str, val: &'static str| [l[0], l[1], (k, val)];
                         VersionIds {
                             requests: Outcome::ALL
-                                .map(|o| c.define("switchyard_requests_total", &with("outcome", o.as_str()))),
-                            duration_ms: Id::define(Kind::Histogram, "switchyard_request_duration_ms", &l),
+                                .map(|o| c.define(h, "switchyard_requests_total", &with("outcome", o.as_str()))),
+                            duration_ms: Id::define(h, Kind::Histogram, "switchyard_request_duration_ms", &l),
                             decisions: REASONS
-                                .map(|r| c.define("switchyard_route_decisions_total", &with("reason", r.as_str()))),
-                            shadowed: c.define("switchyard_shadow_requests_total", &l),
-                            samples: SAMPLE_RESULTS.map(|r| c.define("switchyard_samples_total", &with("result", r))),
+                                .map(|r| c.define(h, "switchyard_route_decisions_total", &with("reason", r.as_str()))),
+                            shadowed: c.define(h, "switchyard_shadow_requests_total", &l),
+                            samples: SampleResult::ALL
+                                .map(|r| c.define(h, "switchyard_samples_total", &with("result", r.as_str()))),
                             slo: if policy.slo.is_some() {
                                 windows
                                     .iter()
                                     .map(|w| {
-                                        let per = |base: &str, sli: &str| {
+                                        let mut per = |base: &str, sli: &str| {
                                             Id::define(
+                                                h,
                                                 Kind::Gauge,
                                                 base,
                                                 &[l[0], l[1], ("window", w.label.as_str()), ("sli", sli)],
@@ -155,9 +157,17 @@ impl Ids {
             .collect();
         Ids {
             models,
-            unrouted_not_model: c.define("switchyard_unrouted_requests_total", &[("reason", "not_a_model_path")]),
-            unrouted_unknown_model: c.define("switchyard_unrouted_requests_total", &[("reason", "unknown_model")]),
+            unrouted_not_model: c.define(h, "switchyard_unrouted_requests_total", &[("reason", "not_a_model_path")]),
+            unrouted_unknown_model: c.define(h, "switchyard_unrouted_requests_total", &[("reason", "unknown_model")]),
         }
+    }
+
+    pub fn version(&self, model: usize, version: usize) -> Option<&VersionIds> {
+        self.models.get(model)?.versions.get(version)
+    }
+
+    pub fn sample(&self, model: usize, version: usize, r: SampleResult) -> Option<Counter> {
+        self.version(model, version)?.samples.get(sample_index(r)).copied()
     }
 }
 
@@ -167,4 +177,8 @@ pub fn outcome_index(o: Outcome) -> usize {
 
 pub fn reason_index(r: Reason) -> usize {
     REASONS.iter().position(|x| *x == r).unwrap_or(0)
+}
+
+pub fn sample_index(r: SampleResult) -> usize {
+    SampleResult::ALL.iter().position(|x| *x == r).unwrap_or(0)
 }

@@ -1,62 +1,13 @@
-//! One HTTP request through the filter.
+//! One HTTP request through the filter: routing on the way in; on the way out the version
+//! header, the request's accounting and, when sampled, its sample.
 
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
-use switchyard_policy::paths;
-use switchyard_policy::sampling::{self, Envelope, Payload};
-use switchyard_policy::slo::{self, Counts};
-use switchyard_policy::split::{self, RequestFacts};
+use switchyard_policy::sampling::{Capture, Envelope, SampleResult};
 
-use crate::host;
-use crate::metrics::{outcome_index, reason_index};
-use crate::root::{Sample, Shared};
-
-/// Envoy's response flags (legacy bitmask of the `response.flags` property).
-const FLAG_TIMEOUT: u64 = 0x4 | 0x1_0000; // upstream request timeout, stream idle timeout
-const FLAG_RESET: u64 = 0x2 | 0x8 | 0x10 | 0x20 | 0x40; // no healthy upstream, local/remote reset, connect failure, termination
-
-const BINARY_HEADER: &str = "inference-header-content-length";
-
-#[derive(Default)]
-struct Capture {
-    /// Body bytes kept per direction (`sampling.max_body_bytes`).
-    cap: usize,
-    request: Side,
-    response: Side,
-}
-
-#[derive(Default)]
-struct Side {
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    bytes: u64,
-    truncated: bool,
-    json_len: Option<usize>,
-}
-
-impl Side {
-    fn take(&mut self, chunk_size: usize, cap: usize, read: impl FnOnce(usize) -> Vec<u8>) {
-        self.bytes += chunk_size as u64;
-        let room = cap.saturating_sub(self.body.len());
-        if chunk_size > room {
-            self.truncated = true;
-        }
-        if room > 0 && chunk_size > 0 {
-            self.body.extend(read(chunk_size.min(room)));
-        }
-    }
-
-    fn payload(&mut self, redact_headers: &[String], redact_fields: &[String]) -> Payload {
-        let mut headers = std::mem::take(&mut self.headers);
-        sampling::redact_headers(&mut headers, redact_headers);
-        let (body, binary) = sampling::body_value(&self.body, self.truncated, self.json_len, redact_fields);
-        Payload { headers, body, bytes: self.bytes, truncated: self.truncated, binary_bytes_omitted: binary }
-    }
-}
+use crate::host::{self, Dir, Host};
+use crate::worker::{ModelVersion, Shared};
 
 struct Routed {
-    model: usize,
-    version: usize,
+    at: ModelVersion,
     start_ms: u64,
     /// `:status` as the response headers passed (local replies included).
     status: Option<u16>,
@@ -73,183 +24,301 @@ impl Stream {
         Stream { worker, routed: None }
     }
 
-    fn route(&mut self) {
+    pub fn request_headers(&mut self, h: &mut impl Host) {
         let Some(shared) = &self.worker else { return };
-        let Ok(mut guard) = shared.try_borrow_mut() else { return };
-        let w = &mut *guard;
+        let Ok(mut w) = shared.try_borrow_mut() else { return };
         // One host call for every header: cheaper than asking for each one.
-        let headers = host::request_headers();
+        let headers = h.headers(Dir::Request);
         let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         // Client copies of the internal headers would let a client pick a route: drop them first.
-        for h in [&w.config.upstream_header, &w.config.shadow_header] {
-            if header(h).is_some() {
-                host::set_request_header(h, None);
+        for name in w.internal_headers() {
+            if header(name).is_some() {
+                h.set_header(Dir::Request, name, None);
             }
         }
-        let Some(p) = header(":path").and_then(paths::parse) else {
-            w.counters.inc(w.ids.unrouted_not_model);
-            return;
-        };
-        let Some(mi) = w.models.iter().position(|(name, _)| name == p.model) else {
-            w.counters.inc(w.ids.unrouted_unknown_model);
-            return;
-        };
-        let (Some((_, policy)), Some(ids)) = (w.models.get(mi), w.ids.models.get(mi)) else { return };
-        let cookie;
-        let sticky_key = match policy.sticky.as_ref().map(|s| (&s.header, &s.cookie)) {
-            Some((Some(h), _)) => header(h),
-            Some((None, Some(c))) => {
-                cookie = header("cookie");
-                cookie.and_then(|v| split::cookie_value(v, c))
-            }
-            _ => None,
-        };
-        let facts = RequestFacts {
-            requested: policy.override_.as_ref().and_then(|o| header(&o.header)).or(p.version),
-            sticky_key: sticky_key.filter(|k| !k.is_empty()),
-            random: w.rng.next_u64(),
-            shadow_random: w.rng.next_f64(),
-        };
-        let d = split::decide(policy, &facts);
-        let Some(version) = policy.versions.get(d.version) else { return };
-        host::set_request_header(&w.config.upstream_header, Some(&version.cluster));
-        if p.version.is_some() {
-            host::set_request_header(":path", Some(&paths::unversioned(&p)));
+        let Some(route) = w.route(header) else { return };
+        let (name, cluster) = route.upstream;
+        h.set_header(Dir::Request, name, Some(cluster));
+        if let Some(path) = &route.path {
+            h.set_header(Dir::Request, ":path", Some(path));
         }
-        if let Some(shadow) = d.shadow.and_then(|i| policy.versions.get(i)) {
-            host::set_request_header(&w.config.shadow_header, Some(&shadow.cluster));
+        if let Some((name, cluster)) = route.shadow {
+            h.set_header(Dir::Request, name, Some(cluster));
         }
-        let sampling = policy.sampling.as_ref().filter(|s| w.rng.next_f64() < s.rate);
-        let capture = sampling.map(|s| Capture {
-            cap: s.max_body_bytes,
-            request: Side {
-                json_len: header(BINARY_HEADER).and_then(|v| v.trim().parse().ok()),
-                headers: headers.clone(),
-                ..Side::default()
-            },
-            response: Side::default(),
-        });
-        if d.override_refused {
-            w.counters.inc(ids.override_refused);
-        }
-        if let Some(v) = ids.versions.get(d.version) {
-            if let Some(c) = v.decisions.get(reason_index(d.reason)) {
-                w.counters.inc(*c);
-            }
-            if let (Some(c), true) = (v.samples.first(), capture.is_some()) {
-                w.counters.inc(*c);
-            }
-        }
-        if let Some(v) = d.shadow.and_then(|i| ids.versions.get(i)) {
-            w.counters.inc(v.shadowed);
-        }
-        self.routed = Some(Routed { model: mi, version: d.version, start_ms: host::now_ms(), status: None, capture });
+        let capture = route.sample_cap.map(|cap| Capture::new(cap, headers));
+        self.routed = Some(Routed { at: route.at, start_ms: h.now_ms(), status: None, capture });
     }
 
-    fn finish(&mut self) {
-        let (Some(shared), Some(r)) = (&self.worker, self.routed.as_mut()) else {
-            return;
+    pub fn body(&mut self, h: &mut impl Host, dir: Dir, size: usize) {
+        let Some(c) = self.routed.as_mut().and_then(|r| r.capture.as_mut()) else { return };
+        let side = match dir {
+            Dir::Request => &mut c.request,
+            Dir::Response => &mut c.response,
         };
-        let Ok(mut guard) = shared.try_borrow_mut() else {
-            return;
-        };
-        let w = &mut *guard;
-        let status = r.status;
-        // Response flags only matter for failures: skip the property read on the common path.
-        let flags = match status {
-            Some(s) if s < 500 => 0,
-            _ => host::property_u64(&["response", "flags"]).unwrap_or(0),
-        };
-        let outcome = slo::classify(status, flags & FLAG_TIMEOUT != 0, flags & FLAG_RESET != 0);
-        let latency_ms = host::now_ms().saturating_sub(r.start_ms);
-        let Some((model, policy)) = w.models.get(r.model) else {
-            return;
-        };
-        let Some(version) = policy.versions.get(r.version) else {
-            return;
-        };
-        if let Some(v) = w.ids.models.get(r.model).and_then(|m| m.versions.get(r.version)) {
-            v.duration_ms.record(latency_ms);
-            if let Some(c) = v.requests.get(outcome_index(outcome)) {
-                w.counters.inc(*c);
-            }
+        side.take(size, |n| h.body(dir, n));
+    }
+
+    pub fn response_headers(&mut self, h: &mut impl Host) {
+        let Some(r) = self.routed.as_mut() else { return };
+        r.status = h.header(Dir::Response, ":status").and_then(|s| s.parse().ok());
+        if let Some(c) = r.capture.as_mut() {
+            c.response.set_headers(h.headers(Dir::Response));
         }
-        if let Some(slo) = &policy.slo {
-            let event = Counts::event(outcome, status, latency_ms, slo.latency_ms);
-            if let Some(windows) = w.pending.get_mut(r.model).and_then(|m| m.get_mut(r.version)) {
-                for c in windows.iter_mut() {
-                    c.add(&event);
-                }
-            }
+        let Some(w) = self.worker.as_ref().and_then(|w| w.try_borrow().ok()) else { return };
+        if let Some((name, version)) = w.version_header(r.at) {
+            h.set_header(Dir::Response, name, Some(version));
         }
-        let (Some(mut cap), Some(s)) = (r.capture.take(), &policy.sampling) else {
-            return;
-        };
+    }
+
+    /// Accounts the finished request and queues its sample, if it has one.
+    pub fn done(&mut self, h: &mut impl Host) {
+        let (Some(shared), Some(r)) = (&self.worker, self.routed.as_mut()) else { return };
+        let Ok(mut w) = shared.try_borrow_mut() else { return };
+        let outcome = host::outcome(h, r.status);
+        let latency_ms = h.now_ms().saturating_sub(r.start_ms);
+        w.record_finished(h, r.at, outcome, r.status, latency_ms);
+        let Some(capture) = r.capture.take() else { return };
+        let Some((model, version, s)) = w.sampling(r.at) else { return };
+        let (request, response) = capture.payloads(s);
         let envelope = Envelope {
             schema: 1,
-            model: model.clone(),
-            version: version.name.clone(),
-            request_id: host::request_header("x-request-id").unwrap_or_default(),
-            start_unix_ms: host::property_u64(&["request", "time"]).map_or(r.start_ms, |ns| ns / 1_000_000),
+            model: model.to_owned(),
+            version: version.to_owned(),
+            request_id: h.header(Dir::Request, "x-request-id").unwrap_or_default(),
+            start_unix_ms: host::request_start_ms(h).unwrap_or(r.start_ms),
             duration_ms: latency_ms,
-            status,
+            status: r.status,
             outcome: outcome.as_str(),
-            request: cap.request.payload(&s.redact_headers, &s.redact_fields),
-            response: cap.response.payload(&s.redact_headers, &s.redact_fields),
+            request,
+            response,
         };
-        let max_queued = w.config.collector.as_ref().map_or(0, |c| c.max_queued);
         match serde_json::to_vec(&envelope) {
-            Ok(body) if w.samples.len() < max_queued => {
-                w.samples.push_back(Sample { model: r.model, version: r.version, body });
-            }
-            // Queue full (collector slow or down) or unserialisable: dropped, counted.
-            _ => w.sample_metric(r.model, r.version, 3),
+            Ok(body) => w.queue_sample(r.at, body),
+            // Unserialisable: dropped like a sample that finds the queue full.
+            Err(_) => w.count_sample(r.at, SampleResult::Dropped),
         }
     }
 }
 
-impl Context for Stream {}
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::indexing_slicing, clippy::panic)]
 
-impl HttpContext for Stream {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        self.route();
-        Action::Continue
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use serde_json::{Value, json};
+    use switchyard_policy::Config;
+
+    use super::*;
+    use crate::fake::FakeHost;
+    use crate::worker::Worker;
+
+    fn two_versions(extra: Value) -> Value {
+        let mut model = json!({"versions": [
+            {"name": "v1", "cluster": "mlp-v1", "weight": 100},
+            {"name": "v2", "cluster": "mlp-v2", "weight": 0}
+        ]});
+        let Value::Object(extra) = extra else { panic!("{extra} is not an object") };
+        model.as_object_mut().unwrap().extend(extra);
+        json!({"models": {"mlp": model}, "collector": {"cluster": "collector", "max_queued": 2, "max_in_flight": 1}})
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
-        if let Some(c) = self.routed.as_mut().and_then(|r| r.capture.as_mut()) {
-            c.request.take(body_size, c.cap, host::request_body);
-        }
-        Action::Continue
+    fn worker(h: &mut FakeHost, config: &Value) -> Shared {
+        let config = Config::parse(config.to_string().as_bytes()).unwrap();
+        let w = Rc::new(RefCell::new(Worker::new(config, h)));
+        h.calls.clear();
+        w
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(r) = self.routed.as_mut() else {
-            return Action::Continue;
-        };
-        r.status = host::response_header(":status").and_then(|s| s.parse().ok());
-        if let Some(c) = r.capture.as_mut() {
-            c.response.headers = host::response_headers();
-            c.response.json_len = host::response_header(BINARY_HEADER).and_then(|v| v.trim().parse().ok());
+    /// Runs the request the fake holds through a new stream, answered with `status` (`None`: no
+    /// response came back), the bodies passing in these chunks.
+    fn run(h: &mut FakeHost, w: &Shared, status: Option<u16>, request_body: &[&[u8]], response_body: &[&[u8]]) {
+        let mut s = Stream::new(Some(w.clone()));
+        s.request_headers(h);
+        for chunk in request_body {
+            h.request_chunk = chunk.to_vec();
+            s.body(h, Dir::Request, chunk.len());
         }
-        let name = self.worker.as_ref().and_then(|w| w.try_borrow().ok()).and_then(|w| {
-            let (_, p) = w.models.get(r.model)?;
-            Some((w.config.version_header.clone(), p.versions.get(r.version)?.name.clone()))
+        if let Some(status) = status {
+            h.response_headers = vec![(":status".into(), status.to_string())];
+            s.response_headers(h);
+            for chunk in response_body {
+                h.response_chunk = chunk.to_vec();
+                s.body(h, Dir::Response, chunk.len());
+            }
+        }
+        s.done(h);
+    }
+
+    fn flush(h: &mut FakeHost, w: &Shared) {
+        w.borrow_mut().flush_counters(h);
+    }
+
+    fn samples_posted(w: &Shared, token: Option<u32>) -> Vec<Value> {
+        let mut posted = Vec::new();
+        w.borrow_mut().dispatch_samples(|c, body| {
+            assert_eq!(c.cluster, "collector");
+            posted.push(serde_json::from_slice(body).unwrap());
+            token
         });
-        if let Some((header, version)) = name {
-            host::set_response_header(&header, &version);
-        }
-        Action::Continue
+        posted
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
-        if let Some(c) = self.routed.as_mut().and_then(|r| r.capture.as_mut()) {
-            c.response.take(body_size, c.cap, host::response_body);
+    #[test]
+    fn client_copies_of_the_internal_routing_headers_are_removed() {
+        let mut h = FakeHost::default();
+        let w = worker(&mut h, &two_versions(json!({})));
+        let forged = [("x-switchyard-upstream", "mlp-v2"), ("x-switchyard-shadow", "mlp-v2")];
+        h.request(&[&[(":path", "/v2/models/mlp/infer")][..], &forged].concat());
+        run(&mut h, &w, Some(200), &[], &[]);
+        assert_eq!(h.request_header("x-switchyard-upstream"), Some("mlp-v1"));
+        assert_eq!(h.request_header("x-switchyard-shadow"), None, "no shadow is configured");
+        // Requests the filter does not route lose them as well.
+        for path in ["/v2/models/nope/infer", "/healthz"] {
+            h.request(&[&[(":path", path)][..], &forged].concat());
+            run(&mut h, &w, Some(404), &[], &[]);
+            assert_eq!(h.request_header("x-switchyard-upstream"), None, "{path}");
+            assert_eq!(h.request_header("x-switchyard-shadow"), None, "{path}");
         }
-        Action::Continue
+        flush(&mut h, &w);
+        assert_eq!(h.counter("switchyard_unrouted_requests_total;reason=unknown_model"), 1);
+        assert_eq!(h.counter("switchyard_unrouted_requests_total;reason=not_a_model_path"), 1);
     }
 
-    fn on_log(&mut self) {
-        self.finish();
+    #[test]
+    fn a_version_in_the_path_is_stripped_and_honoured_only_when_allowed() {
+        let mut h = FakeHost::default();
+        let w = worker(&mut h, &two_versions(json!({"override": {"header": "x-pin", "allow": ["v2"]}})));
+        for (path, cluster, stripped, version) in [
+            ("/v2/models/mlp/versions/v2/infer?x=1", "mlp-v2", "/v2/models/mlp/infer?x=1", "v2"),
+            // Not allowed: split as usual, and still sent without the version segment.
+            ("/v2/models/mlp/versions/v9/infer", "mlp-v1", "/v2/models/mlp/infer", "v1"),
+            ("/v2/models/mlp/versions/v2", "mlp-v2", "/v2/models/mlp", "v2"),
+        ] {
+            h.request(&[(":path", path)]);
+            run(&mut h, &w, Some(200), &[], &[]);
+            assert_eq!(h.request_header("x-switchyard-upstream"), Some(cluster), "{path}");
+            assert_eq!(h.request_header(":path"), Some(stripped), "{path}");
+            assert_eq!(h.response_header("x-switchyard-version"), Some(version), "{path}");
+        }
+        // An unversioned path is left alone.
+        h.request(&[(":path", "/v2/models/mlp/infer"), ("x-pin", "v2")]);
+        h.calls.clear();
+        run(&mut h, &w, Some(200), &[], &[]);
+        assert_eq!(h.request_header("x-switchyard-upstream"), Some("mlp-v2"));
+        assert_eq!(h.count("set_header"), 2, "upstream and version headers only: {:?}", h.calls);
+        flush(&mut h, &w);
+        assert_eq!(h.counter("switchyard_override_refused_total;model=mlp"), 1);
+        assert_eq!(h.counter("switchyard_route_decisions_total;model=mlp;version=v2;reason=override"), 3);
+    }
+
+    #[test]
+    fn outcomes_come_from_the_status_and_for_failures_envoy_response_flags() {
+        let mut h = FakeHost::default();
+        let w = worker(&mut h, &two_versions(json!({})));
+        // UT, UF, LR and SI in Envoy's response-flag bits.
+        let (ut, uf, lr, si) = (0x4, 0x20, 0x8, 0x1_0000);
+        for (status, flags, outcome) in [
+            (Some(200), Some(ut), "success"),
+            (Some(404), None, "4xx"),
+            (Some(503), None, "5xx"),
+            (Some(503), Some(uf), "upstream_reset"),
+            (Some(500), Some(ut), "timeout"),
+            (Some(502), Some(si), "timeout"),
+            (Some(504), None, "timeout"),
+            (None, Some(lr), "upstream_reset"),
+            (None, None, "upstream_reset"),
+        ] {
+            let name = format!("switchyard_requests_total;model=mlp;version=v1;outcome={outcome}");
+            let before = h.counter(&name);
+            h.request(&[(":path", "/v2/models/mlp/infer")]);
+            h.response_flags = flags;
+            h.calls.clear();
+            run(&mut h, &w, status, &[], &[]);
+            flush(&mut h, &w);
+            assert_eq!(h.counter(&name), before + 1, "{status:?} {flags:?}");
+            // The flags are a host call: read only when the status does not settle it.
+            let read = status.is_none_or(|s| s >= 500);
+            assert_eq!(h.count("property_u64"), usize::from(read), "{status:?}");
+        }
+    }
+
+    #[test]
+    fn a_sample_keeps_bodies_up_to_max_body_bytes_and_says_it_cut_them() {
+        let mut h = FakeHost::default();
+        let w = worker(&mut h, &two_versions(json!({"sampling": {"rate": 1.0, "max_body_bytes": 8}})));
+        h.request(&[(":path", "/v2/models/mlp/infer"), ("x-request-id", "r-1")]);
+        run(&mut h, &w, Some(200), &[b"0123456", b"789", b"abc"], &[b"[1,2]"]);
+        // Once the cap is reached the rest of the body is not even read.
+        assert_eq!(h.count("body"), 3, "{:?}", h.calls);
+        let posted = samples_posted(&w, Some(1));
+        let s = &posted[0];
+        assert_eq!((&s["model"], &s["version"], &s["request_id"]), (&json!("mlp"), &json!("v1"), &json!("r-1")));
+        assert_eq!(s["request"]["bytes"], 13);
+        assert_eq!(s["request"]["truncated"], true);
+        assert_eq!(s["request"]["body"], "01234567");
+        assert_eq!(s["response"]["truncated"], false);
+        assert_eq!(s["response"]["body"], json!([1, 2]));
+    }
+
+    #[test]
+    fn the_sample_queue_is_bounded_and_every_sample_is_accounted_for() {
+        let mut h = FakeHost::default();
+        let w = worker(&mut h, &two_versions(json!({"sampling": {"rate": 1.0}})));
+        for _ in 0..3 {
+            h.request(&[(":path", "/v2/models/mlp/infer")]);
+            run(&mut h, &w, Some(200), &[], &[]);
+        }
+        // max_in_flight 1: one call at a time.
+        assert_eq!(samples_posted(&w, Some(10)).len(), 1);
+        assert_eq!(samples_posted(&w, Some(11)).len(), 0);
+        w.borrow_mut().call_done(99, || panic!("not our call: its status must not be read"));
+        w.borrow_mut().call_done(10, || true);
+        // The second queued sample: the call cannot be made.
+        assert_eq!(samples_posted(&w, None).len(), 1);
+        assert_eq!(samples_posted(&w, Some(12)).len(), 0, "the third was never queued");
+        flush(&mut h, &w);
+        let count = |r: &str| h.counter(&format!("switchyard_samples_total;model=mlp;version=v1;result={r}"));
+        assert_eq!([count("captured"), count("sent"), count("failed"), count("dropped")], [3, 1, 1, 1]);
+    }
+
+    #[test]
+    fn host_calls_per_request() {
+        let mut h = FakeHost::default();
+        let w = worker(&mut h, &two_versions(json!({"slo": {"availability": 0.99, "latency_ms": 100}})));
+        h.request(&[(":path", "/v2/models/mlp/infer")]);
+        h.now_ms = 1_000;
+        let mut s = Stream::new(Some(w));
+        s.request_headers(&mut h);
+        h.now_ms = 1_042;
+        s.body(&mut h, Dir::Request, 10);
+        h.response_headers = vec![(":status".into(), "200".into())];
+        s.response_headers(&mut h);
+        s.body(&mut h, Dir::Response, 10);
+        s.done(&mut h);
+        // An unsampled request: no body is read, no flags, every counter stays in the worker.
+        let expected = ["headers", "set_header", "now_ms", "header", "set_header", "now_ms", "record_metric"];
+        assert_eq!(h.calls, expected);
+        assert_eq!(h.recorded("switchyard_request_duration_ms;model=mlp;version=v1"), [42]);
+
+        let w = worker(&mut h, &two_versions(json!({"sampling": {"rate": 1.0}})));
+        h.request(&[(":path", "/v2/models/mlp/infer")]);
+        run(&mut h, &w, Some(200), &[b"{}"], &[b"{}"]);
+        let sampled = [
+            "headers",
+            "set_header",
+            "now_ms",
+            "body",
+            "header",
+            "headers",
+            "set_header",
+            "body",
+            "now_ms",
+            "record_metric",
+            "header",
+            "property_u64",
+        ];
+        assert_eq!(h.calls, sampled);
     }
 }

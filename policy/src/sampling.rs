@@ -4,7 +4,108 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::config::Sampling;
+
 pub const REDACTED: &str = "[REDACTED]";
+
+/// Open Inference Protocol's binary tensor extension: the length of the JSON part of a body
+/// whose tensor data follows it in binary.
+pub const BINARY_HEADER: &str = "inference-header-content-length";
+
+/// What became of a sample (`switchyard_samples_total{result}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SampleResult {
+    /// Chosen by the sampling rate; every other result follows one of these.
+    Captured,
+    /// The collector answered 2xx.
+    Sent,
+    /// The call could not be made, or the collector failed or timed out.
+    Failed,
+    /// Never sent: the worker's queue was full (collector slow or down).
+    Dropped,
+}
+
+impl SampleResult {
+    pub const ALL: [SampleResult; 4] =
+        [SampleResult::Captured, SampleResult::Sent, SampleResult::Failed, SampleResult::Dropped];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SampleResult::Captured => "captured",
+            SampleResult::Sent => "sent",
+            SampleResult::Failed => "failed",
+            SampleResult::Dropped => "dropped",
+        }
+    }
+}
+
+/// A sampled exchange as it streams through: each direction's headers, and its body up to
+/// `max_body_bytes` (the rest is only counted, so a large body costs no memory).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Capture {
+    pub request: Side,
+    pub response: Side,
+}
+
+/// One direction of a [`Capture`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Side {
+    cap: usize,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    bytes: u64,
+    truncated: bool,
+    json_len: Option<usize>,
+}
+
+impl Capture {
+    pub fn new(max_body_bytes: usize, request_headers: Vec<(String, String)>) -> Capture {
+        let mut request = Side::new(max_body_bytes);
+        request.set_headers(request_headers);
+        Capture { request, response: Side::new(max_body_bytes) }
+    }
+
+    /// The request and response as shipped, redacted as `s` asks.
+    pub fn payloads(self, s: &Sampling) -> (Payload, Payload) {
+        (self.request.payload(s), self.response.payload(s))
+    }
+}
+
+impl Side {
+    fn new(cap: usize) -> Side {
+        Side { cap, headers: Vec::new(), body: Vec::new(), bytes: 0, truncated: false, json_len: None }
+    }
+
+    pub fn set_headers(&mut self, headers: Vec<(String, String)>) {
+        self.json_len = headers.iter().find(|(k, _)| k == BINARY_HEADER).and_then(|(_, v)| v.trim().parse().ok());
+        self.headers = headers;
+    }
+
+    /// Counts a body chunk of `chunk_size` bytes and keeps what fits under the cap; `read(n)`
+    /// fetches the chunk's first `n` bytes, and is not called when nothing fits.
+    pub fn take(&mut self, chunk_size: usize, read: impl FnOnce(usize) -> Vec<u8>) {
+        self.bytes += chunk_size as u64;
+        let room = self.cap.saturating_sub(self.body.len());
+        if chunk_size > room {
+            self.truncated = true;
+        }
+        if room > 0 && chunk_size > 0 {
+            self.body.extend(read(chunk_size.min(room)));
+        }
+    }
+
+    fn payload(mut self, s: &Sampling) -> Payload {
+        redact_headers(&mut self.headers, &s.redact_headers);
+        let (body, binary) = body_value(&self.body, self.truncated, self.json_len, &s.redact_fields);
+        Payload {
+            headers: self.headers,
+            body,
+            bytes: self.bytes,
+            truncated: self.truncated,
+            binary_bytes_omitted: binary,
+        }
+    }
+}
 
 /// One sampled exchange, as the collector receives it (one JSON object per POST).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -161,5 +262,77 @@ mod tests {
         let (v, bin) = body_value(&body, false, Some(n), &[]);
         assert_eq!(v, json!({"inputs": []}));
         assert_eq!(bin, Some(16));
+    }
+
+    fn sampling(max_body_bytes: usize) -> Sampling {
+        Sampling { rate: 1.0, max_body_bytes, redact_headers: vec!["authorization".into()], redact_fields: vec![] }
+    }
+
+    /// Serves `chunk`'s first `n` bytes, recording how many were asked for.
+    fn reader<'a>(chunk: &'a [u8], asked: &'a mut Vec<usize>) -> impl FnOnce(usize) -> Vec<u8> + 'a {
+        move |n| {
+            asked.push(n);
+            chunk[..n].to_vec()
+        }
+    }
+
+    #[test]
+    fn capture_keeps_the_body_up_to_the_cap_and_counts_the_rest() {
+        let mut c = Capture::new(8, vec![("authorization".into(), "secret".into())]);
+        let mut asked = Vec::new();
+        for chunk in [&b"hello"[..], b" world", b"!!!"] {
+            c.request.take(chunk.len(), reader(chunk, &mut asked));
+        }
+        // Only what fits is read from the host; once full, nothing is.
+        assert_eq!(asked, [5, 3]);
+        let (req, resp) = c.payloads(&sampling(8));
+        assert_eq!((req.bytes, req.truncated), (14, true));
+        assert_eq!(req.body, json!("hello wo"));
+        assert_eq!(req.headers, [("authorization".to_owned(), REDACTED.to_owned())]);
+        assert_eq!((resp.bytes, resp.truncated, resp.body), (0, false, Value::Null));
+    }
+
+    #[test]
+    fn a_body_is_truncated_only_when_it_exceeds_the_cap() {
+        let mut c = Capture::new(4, vec![]);
+        let mut asked = Vec::new();
+        // The last call is the empty end-of-stream chunk.
+        for chunk in [&b"[1,"[..], b"2]", b""] {
+            c.response.take(chunk.len(), reader(chunk, &mut asked));
+        }
+        assert_eq!(asked, [3, 1]);
+        let (_, resp) = c.payloads(&sampling(4));
+        // Cut at the cap: the first byte of the second chunk is all that was kept.
+        assert_eq!((resp.bytes, resp.truncated, resp.body), (5, true, json!("[1,2")));
+
+        let mut c = Capture::new(5, vec![]);
+        let mut asked = Vec::new();
+        for chunk in [&b"[1,"[..], b"2]", b""] {
+            c.response.take(chunk.len(), reader(chunk, &mut asked));
+        }
+        assert_eq!(asked, [3, 2]);
+        let (_, resp) = c.payloads(&sampling(5));
+        assert_eq!((resp.bytes, resp.truncated, resp.body), (5, false, json!([1, 2])));
+    }
+
+    #[test]
+    fn a_zero_cap_reads_nothing_but_counts_everything() {
+        let mut c = Capture::new(0, vec![]);
+        c.request.take(3, |_| panic!("nothing fits, so nothing may be read"));
+        let (req, _) = c.payloads(&sampling(0));
+        assert_eq!((req.bytes, req.truncated, req.body), (3, true, Value::Null));
+    }
+
+    #[test]
+    fn the_binary_header_marks_where_the_json_part_ends() {
+        let json = br#"{"outputs":[]}"#;
+        let mut c = Capture::new(64, vec![]);
+        c.response.set_headers(vec![(BINARY_HEADER.into(), format!(" {} ", json.len()))]);
+        let mut body = json.to_vec();
+        body.extend_from_slice(&[7u8; 10]);
+        c.response.take(body.len(), |n| body[..n].to_vec());
+        let (_, resp) = c.payloads(&sampling(64));
+        assert_eq!(resp.body, json!({"outputs": []}));
+        assert_eq!(resp.binary_bytes_omitted, Some(10));
     }
 }

@@ -8,6 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
+pub mod envoy;
+pub mod http;
+pub mod process;
+pub mod prom;
+pub mod stack;
+
+pub use crate::http::{Resp, request, try_request, url_encode};
 use crate::process::{Log, Process, address_after};
 
 /// The checkout; `SWITCHYARD_ROOT` overrides it when test binaries run on another machine.
@@ -156,83 +163,6 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     switchyard_load::metrics::sum(&switchyard_load::metrics::parse(text), name, labels)
 }
 
-#[derive(Debug)]
-pub struct Resp {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Resp {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("status {} body is not JSON ({e}): {:?}", self.status, String::from_utf8_lossy(&self.body))
-        })
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
-    /// The `error` message of an error response, checking the body's shape.
-    pub fn error(&self) -> String {
-        let v = self.json();
-        v["error"].as_str().unwrap_or_else(|| panic!("no \"error\" string in {v}")).to_owned()
-    }
-}
-
-/// One request on a fresh connection; panics when there is no HTTP answer.
-pub fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-    try_request(addr, method, path, headers, body).unwrap_or_else(|e| panic!("{method} http://{addr}{path}: {e}"))
-}
-
-/// One request on a fresh connection (so that each may land on another Envoy worker), any
-/// status an answer; Err only when no HTTP answer came (refused, reset, timed out).
-pub fn try_request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Result<Resp, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .max_idle_connections(0)
-        .timeout_global(Some(Duration::from_secs(120)))
-        .build()
-        .into();
-    let mut req = ureq::http::Request::builder().method(method).uri(format!("http://{addr}{path}"));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let req = match req.body(body.to_vec()) {
-        Ok(r) => r,
-        // The http crate refuses to build what a hostile client sends anyway (control bytes in
-        // a header value, a malformed path): send those bytes as they are.
-        Err(_) => return raw::request(addr, method, path, headers, body),
-    };
-    let resp = agent.run(req).map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-        .collect();
-    let body = resp.into_body().with_config().limit(u64::MAX).read_to_vec().map_err(|e| e.to_string())?;
-    Ok(Resp { status, headers, body })
-}
-
-/// Percent-encoding for a URL query value (RFC 3986 unreserved characters kept).
-pub fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Flattened FP32 data of an output from a JSON response.
 pub fn floats(v: &serde_json::Value) -> Vec<f64> {
     v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
@@ -242,12 +172,6 @@ pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "lengths differ");
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
-
-pub mod envoy;
-pub mod process;
-pub mod prom;
-mod raw;
-pub mod stack;
 
 /// Polls `f` every 20 ms until it returns true; panics with `what` after `within`.
 pub fn wait_until(within: Duration, what: &str, mut f: impl FnMut() -> bool) {

@@ -1,0 +1,158 @@
+//! A host in memory, so the filter's flow runs natively: the test sets what Envoy would answer
+//! and reads back what the filter did, host call by host call.
+#![allow(clippy::indexing_slicing)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use proxy_wasm::types::LogLevel;
+
+use crate::host::{Dir, Host, Kind, RESPONSE_FLAGS};
+
+#[derive(Default)]
+pub struct FakeHost {
+    pub plugin_config: Option<Vec<u8>>,
+    pub request_headers: Vec<(String, String)>,
+    pub response_headers: Vec<(String, String)>,
+    /// The body chunk now passing through, per direction.
+    pub request_chunk: Vec<u8>,
+    pub response_chunk: Vec<u8>,
+    pub response_flags: Option<u64>,
+    pub now_ms: u64,
+    pub logs: Vec<(LogLevel, String)>,
+    /// Every call made, by name, in order.
+    pub calls: Vec<&'static str>,
+    /// Metric names by id: like Envoy, a name defined again keeps its id.
+    metrics: Vec<String>,
+    counters: HashMap<u32, i64>,
+    records: Vec<(u32, u64)>,
+}
+
+impl FakeHost {
+    pub fn set_config(&mut self, config: &serde_json::Value) {
+        self.plugin_config = Some(config.to_string().into_bytes());
+    }
+
+    /// Starts a new request: its headers, and no response yet.
+    pub fn request(&mut self, headers: &[(&str, &str)]) {
+        self.request_headers = headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        self.response_headers.clear();
+        self.response_flags = None;
+    }
+
+    pub fn request_header(&self, name: &str) -> Option<&str> {
+        find(&self.request_headers, name)
+    }
+
+    pub fn response_header(&self, name: &str) -> Option<&str> {
+        find(&self.response_headers, name)
+    }
+
+    /// A metric's value as Envoy would report it: for counters, the increments flushed so far.
+    pub fn counter(&self, name: &str) -> i64 {
+        self.id(name).and_then(|id| self.counters.get(&id)).copied().unwrap_or(0)
+    }
+
+    /// Values recorded to a histogram or gauge.
+    pub fn recorded(&self, name: &str) -> Vec<u64> {
+        let id = self.id(name);
+        self.records.iter().filter(|(i, _)| Some(*i) == id).map(|(_, v)| *v).collect()
+    }
+
+    pub fn count(&self, call: &str) -> usize {
+        self.calls.iter().filter(|c| **c == call).count()
+    }
+
+    fn id(&self, name: &str) -> Option<u32> {
+        self.metrics.iter().position(|m| m == name).map(|i| i as u32)
+    }
+
+    fn map(&mut self, dir: Dir) -> &mut Vec<(String, String)> {
+        match dir {
+            Dir::Request => &mut self.request_headers,
+            Dir::Response => &mut self.response_headers,
+        }
+    }
+}
+
+fn find<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+impl Host for FakeHost {
+    fn log(&mut self, level: LogLevel, msg: &str) {
+        self.calls.push("log");
+        self.logs.push((level, msg.to_owned()));
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        self.calls.push("now_ms");
+        self.now_ms
+    }
+
+    fn random_seed(&mut self) -> u64 {
+        self.calls.push("random_seed");
+        7
+    }
+
+    fn plugin_configuration(&mut self) -> Option<Vec<u8>> {
+        self.calls.push("plugin_configuration");
+        self.plugin_config.clone()
+    }
+
+    fn set_tick_period(&mut self, _period: Duration) {
+        self.calls.push("set_tick_period");
+    }
+
+    fn headers(&mut self, dir: Dir) -> Vec<(String, String)> {
+        self.calls.push("headers");
+        self.map(dir).clone()
+    }
+
+    fn header(&mut self, dir: Dir, name: &str) -> Option<String> {
+        self.calls.push("header");
+        find(self.map(dir), name).map(str::to_owned)
+    }
+
+    fn set_header(&mut self, dir: Dir, name: &str, value: Option<&str>) {
+        self.calls.push("set_header");
+        let map = self.map(dir);
+        map.retain(|(k, _)| k != name);
+        if let Some(v) = value {
+            map.push((name.to_owned(), v.to_owned()));
+        }
+    }
+
+    fn body(&mut self, dir: Dir, max: usize) -> Vec<u8> {
+        self.calls.push("body");
+        let chunk = match dir {
+            Dir::Request => &self.request_chunk,
+            Dir::Response => &self.response_chunk,
+        };
+        chunk[..max.min(chunk.len())].to_vec()
+    }
+
+    fn property_u64(&mut self, path: &[&str]) -> Option<u64> {
+        self.calls.push("property_u64");
+        if path == RESPONSE_FLAGS { self.response_flags } else { None }
+    }
+
+    fn define_metric(&mut self, _kind: Kind, name: &str) -> Option<u32> {
+        self.calls.push("define_metric");
+        let id = self.id(name).unwrap_or_else(|| {
+            self.metrics.push(name.to_owned());
+            self.metrics.len() as u32 - 1
+        });
+        Some(id)
+    }
+
+    fn increment_metric(&mut self, id: u32, by: i64) {
+        self.calls.push("increment_metric");
+        *self.counters.entry(id).or_default() += by;
+    }
+
+    fn record_metric(&mut self, id: u32, value: u64) {
+        self.calls.push("record_metric");
+        self.records.push((id, value));
+    }
+}
