@@ -356,7 +356,7 @@ fn report(
         "- Machine: {}. Envoy 1.40 (V8). {placement}.\n\
          - Four Envoys run side by side (no filter; an empty wasm filter built with the same SDK; the filter with \
          sampling at 0% and at 1%), so nothing is reconfigured between runs. All have the same bootstrap, the \
-         header scrub included, except the filter and the route it picks.\n\
+         internal-header stripping included, except the filter and the route it picks.\n\
          - Latency: open loop at {} req/s, {}s per run, {} rounds alternating the five paths. Medians of the \
          rounds' percentiles.\n\
          - Saturation: closed loop, {} clients, {}s per run, {} rounds alternating the Envoys; Envoy's CPU per request \

@@ -17,7 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # migrate it.
 SCHEMA_VERSION = 41
 DS = {"type": "prometheus", "uid": "${datasource}"}
-SLO_ERRORS = 'outcome=~"5xx|timeout|upstream_reset"'
+SLO_ERRORS = 'outcome=~"5xx|timeout|upstream_reset|overloaded"'
 
 
 def target(expr, legend="", ref=None, instant=False, fmt=None):

@@ -49,7 +49,12 @@ pub fn render(args: &[&str]) {
 /// `render envoy` of `policy` into `dir` (envoy.yaml and filter.yaml) with the built `.wasm`
 /// and `extra` arguments (`--upstream`, `--listen`, `--fault`, …).
 pub fn render_envoy(policy: &Path, dir: &Path, extra: &[&str]) {
-    let (policy, dir, wasm) = (policy.to_str().unwrap(), dir.to_str().unwrap(), wasm_path());
+    render_envoy_with(policy, &wasm_path(), dir, extra);
+}
+
+/// [`render_envoy`] with another `.wasm` in the filter's place.
+pub fn render_envoy_with(policy: &Path, wasm: &Path, dir: &Path, extra: &[&str]) {
+    let (policy, dir) = (policy.to_str().unwrap(), dir.to_str().unwrap());
     let mut args = vec!["envoy", "--policy", policy, "--wasm", wasm.to_str().unwrap(), "--out-dir", dir];
     args.extend_from_slice(extra);
     render(&args);
@@ -88,6 +93,12 @@ impl Stack {
     /// [`Stack::start`] with more `switchyard-policy render envoy` arguments, e.g.
     /// `["--fault", "mlp-v2=30"]` for a canary with injected errors.
     pub fn start_with(name: &str, policy: &serde_json::Value, bootstrap_args: &[&str]) -> Stack {
+        Stack::start_with_wasm(name, policy, &wasm_path(), bootstrap_args)
+    }
+
+    /// [`Stack::start_with`] with another `.wasm` in the filter's place (e.g. the empty filter,
+    /// standing for one that failed open).
+    pub fn start_with_wasm(name: &str, policy: &serde_json::Value, wasm: &Path, bootstrap_args: &[&str]) -> Stack {
         let dir = scratch(name);
         let repo = demo_repo();
         let v1 = Server::start_ready(&repo, &["--models", "mlp:v1"]);
@@ -111,7 +122,7 @@ impl Stack {
             &collector_addr,
         ];
         args.extend_from_slice(bootstrap_args);
-        render_envoy(&policy_file, &dir, &args);
+        render_envoy_with(&policy_file, wasm, &dir, &args);
         let envoy_log = dir.join("envoy.log");
         let options = EnvoyOptions { log_path: Some(envoy_log.clone()), ..EnvoyOptions::default() };
         let envoy = Envoy::start(Command::new(envoy_bin()), &dir.join("envoy.yaml"), &listen, &admin, &options)

@@ -105,7 +105,7 @@ struct EnvoyArgs {
     /// Where requests go that the filter did not route; the first model's first version by default.
     #[arg(long)]
     default_cluster: Option<String>,
-    /// Plain Envoy without the filter and its header scrub (the benchmarks' baseline).
+    /// Plain Envoy without the filter (the benchmarks' baseline).
     #[arg(long)]
     no_filter: bool,
     /// Abort PERCENT % of the requests routed to CLUSTER with STATUS (503 by default): a

@@ -1,5 +1,5 @@
-//! Envoy's configuration for a policy: the static bootstrap (listener → header scrub →
-//! Switchyard filter through ECDS → router; one cluster per version; stats tags) and the
+//! Envoy's configuration for a policy: the static bootstrap (listener → Switchyard filter
+//! through ECDS → router, internal headers stripped from clients; one cluster per version; stats tags) and the
 //! filter's ECDS resource, which Envoy reloads when the file is atomically replaced.
 //!
 //! The bootstrap depends on a few names from the policy (the routing headers, the clusters,
@@ -129,7 +129,7 @@ pub struct BootstrapOptions {
     /// Where requests go that the filter did not route (not a model path, or the filter
     /// failed open); the first model's first version by default.
     pub default_cluster: Option<String>,
-    /// Without the filter (and its header scrub): plain Envoy, the benchmarks' baseline.
+    /// Without the filter: plain Envoy, the benchmarks' baseline.
     pub no_filter: bool,
     pub faults: Vec<Fault>,
 }
@@ -159,6 +159,29 @@ fn fault_filter(f: &Fault, upstream_header: &str) -> Value {
             "abort": {"http_status": f.status, "percentage": {"numerator": (f.percent * 10_000.0).round() as u64, "denominator": "MILLION"}},
         },
     })
+}
+
+/// Model requests the filter did not route (it failed open, or the model is not in the
+/// policy): each model goes only to its own stable version, and an unknown model is answered
+/// 404 by Envoy itself, never sent to some other model's cluster.
+fn unrouted_model_paths(cfg: &Config) -> Vec<Value> {
+    let mut routes = Vec::new();
+    for (model, m) in &cfg.models {
+        let Some(stable) = m.versions.first() else { continue };
+        let route = json!({"cluster": stable.cluster, "timeout": ROUTE_TIMEOUT});
+        routes.push(json!({"match": {"path": format!("/v2/models/{model}")}, "route": route}));
+        routes.push(json!({"match": {"prefix": format!("/v2/models/{model}/")}, "route": route}));
+    }
+    let not_found = |m: Value| {
+        json!({
+            "match": m,
+            "direct_response": {"status": 404, "body": {"inline_string": "{\"error\":\"unknown model\"}"}},
+            "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
+        })
+    };
+    routes.push(not_found(json!({"prefix": "/v2/models/"})));
+    routes.push(not_found(json!({"path": "/v2/models"})));
+    routes
 }
 
 /// The static bootstrap; every problem (a cluster without an address, …) is reported.
@@ -204,22 +227,13 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
             "request_mirror_policies": [{"cluster_header": shadow}],
         },
     });
-    // Not a model path, or the filter is unavailable (fail-open): the stable version.
+    // Not a model path (health, server metadata): the default cluster.
     let fallback = json!({"match": {"prefix": "/"}, "route": {"cluster": default, "timeout": ROUTE_TIMEOUT}});
     let router = json!({"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}});
     let (routes, filters) = if o.no_filter {
         (vec![fallback], vec![router])
     } else {
         let mut filters = vec![
-            json!({
-                // Clients must never choose a route: the internal headers are removed before
-                // the Switchyard filter runs, so this holds even if the filter fails open.
-                "name": "envoy.filters.http.header_mutation",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
-                    "mutations": {"request_mutations": [{"remove": upstream}, {"remove": shadow}]},
-                },
-            }),
             json!({
                 "name": FILTER_NAME,
                 "config_discovery": {
@@ -230,7 +244,10 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
         ];
         filters.extend(o.faults.iter().map(|f| fault_filter(f, upstream)));
         filters.push(router);
-        (vec![chosen, fallback], filters)
+        let mut routes = vec![chosen];
+        routes.extend(unrouted_model_paths(cfg));
+        routes.push(fallback);
+        (routes, filters)
     };
     let buckets = duration_buckets(cfg);
     let contract = Contract {
@@ -257,7 +274,31 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
                     "typed_config": {
                         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                         "stat_prefix": "ingress",
-                        "route_config": {"name": "models", "virtual_hosts": [{"name": "models", "domains": ["*"], "routes": routes}]},
+                        // Paths are matched, decided on and forwarded in one canonical form:
+                        // dot segments resolved, slashes merged, and an escaped slash (%2F,
+                        // %5C), which a backend could decode into another path, refused (400).
+                        "normalize_path": true,
+                        "merge_slashes": true,
+                        "path_with_escaped_slashes_action": "REJECT_REQUEST",
+                        // The client is whoever connected, whatever x-forwarded-for it sends.
+                        // No address is internal: internal_address_config is left unset, which
+                        // in Envoy 1.40 means none (an explicit empty list would mean loopback
+                        // and RFC 1918, checked by e2e/tests/hostile.rs). So every client is
+                        // external, and the x-envoy-* request controls it sends (retries,
+                        // upstream timeouts) are dropped before they are honoured.
+                        "use_remote_address": true,
+                        // A client that trickles its headers is cut off (slowloris).
+                        "request_headers_timeout": "10s",
+                        "route_config": {
+                            "name": "models",
+                            // Clients must never choose a route: Envoy removes these from every
+                            // external request (all of them, with use_remote_address) before any
+                            // filter runs or a route is picked, so this holds with the filter
+                            // failed open too. (A header_mutation filter in front is not enough:
+                            // removing a header there does not re-pick the route.)
+                            "internal_only_headers": [upstream, shadow],
+                            "virtual_hosts": [{"name": "models", "domains": ["*"], "routes": routes}],
+                        },
                         "http_filters": filters,
                     },
                 }]}],
@@ -338,9 +379,14 @@ mod tests {
             hcm["http_filters"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
         assert_eq!(
             names,
-            ["envoy.filters.http.header_mutation", "switchyard", "fault-mlp-v2", "envoy.filters.http.router"]
+            ["switchyard", "fault-mlp-v2", "envoy.filters.http.router"]
         );
-        assert_eq!(hcm["http_filters"][2]["typed_config"]["abort"]["percentage"]["numerator"], 125_000);
+        assert_eq!(hcm["http_filters"][1]["typed_config"]["abort"]["percentage"]["numerator"], 125_000);
+        assert_eq!(hcm["route_config"]["internal_only_headers"], json!(["x-switchyard-upstream", "x-switchyard-shadow"]));
+        assert_eq!((&hcm["normalize_path"], &hcm["use_remote_address"]), (&json!(true), &json!(true)));
+        let routes = routes.as_array().unwrap();
+        assert!(routes.iter().any(|r| r["match"]["prefix"] == "/v2/models/" && r["direct_response"]["status"] == 404));
+        assert_eq!(routes.last().unwrap()["route"]["cluster"], "mlp-v1");
         let buckets = &b["stats_config"]["histogram_bucket_settings"][0]["buckets"];
         assert!(buckets.as_array().unwrap().contains(&json!(120)));
         let contract = Contract::of_bootstrap(&b).unwrap();
