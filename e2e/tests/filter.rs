@@ -6,14 +6,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::json;
-use switchyard_testkit::stack::{Stack, mlp_policy, render_envoy};
+use switchyard_testkit::stack::{Stack, mlp_infer_body as infer_body, mlp_policy, render_envoy};
 use switchyard_testkit::*;
-
-fn infer_body(seed: usize) -> Vec<u8> {
-    let row: Vec<f64> = (0..64).map(|j| ((seed * 64 + j) as f64 * 0.1).sin()).collect();
-    serde_json::to_vec(&json!({"inputs": [{"name": "features", "shape": [1, 64], "datatype": "FP32", "data": row}]}))
-        .unwrap()
-}
 
 /// The version that answered, per the filter's response header; checked against the body.
 fn served_by(r: &Resp) -> String {

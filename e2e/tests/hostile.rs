@@ -7,14 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
-use switchyard_testkit::stack::{Stack, mlp_policy, wasm_path};
+use switchyard_testkit::stack::{Stack, mlp_infer_body as infer_body, mlp_policy, wasm_path};
 use switchyard_testkit::*;
-
-fn infer_body(seed: usize) -> Vec<u8> {
-    let row: Vec<f64> = (0..64).map(|j| ((seed * 64 + j) as f64 * 0.1).sin()).collect();
-    serde_json::to_vec(&json!({"inputs": [{"name": "features", "shape": [1, 64], "datatype": "FP32", "data": row}]}))
-        .unwrap()
-}
 
 /// Requests either of the two backends answered so far.
 fn served(stack: &Stack) -> (f64, f64) {

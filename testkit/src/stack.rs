@@ -215,6 +215,13 @@ impl Stack {
     }
 }
 
+/// A V2 inference body for the demo `mlp` (one row of 64 features), different per `seed`.
+pub fn mlp_infer_body(seed: usize) -> Vec<u8> {
+    let row: Vec<f64> = (0..64).map(|j| ((seed * 64 + j) as f64 * 0.1).sin()).collect();
+    let input = serde_json::json!({"name": "features", "shape": [1, 64], "datatype": "FP32", "data": row});
+    serde_json::to_vec(&serde_json::json!({"inputs": [input]})).unwrap()
+}
+
 /// A test policy for `mlp` v1/v2 with the given per-model overrides merged in.
 pub fn mlp_policy(model: &serde_json::Value) -> serde_json::Value {
     let mut m = serde_json::json!({
