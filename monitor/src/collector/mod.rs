@@ -1,0 +1,165 @@
+//! The sample collector: receives the envelopes the Envoy filter ships (`POST /v1/samples`, see
+//! docs/sampling.md) and appends each as one line to a JSONL file, which the drift monitor
+//! reads.
+//!
+//! The pieces, in the order a sample passes them: [`http`] validates the body into a line
+//! ([`record`]) and offers it to the bounded [`queue`]; one writer thread takes whatever has
+//! queued up, appends it, fsyncs once ([`file`]) and only then lets the requests answer 200.
+
+pub mod file;
+mod http;
+pub mod metrics;
+pub mod queue;
+pub mod record;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use prometheus_client::registry::Registry;
+
+pub use file::{FileConfig, Fsync, Writer};
+pub use http::{App, router};
+pub use metrics::Metrics;
+
+/// The collector's command line (flags and environment), validated once by [`Config::validate`].
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Listener for samples, `/metrics` and `/health`.
+    #[arg(long, env = "SWITCHYARD_COLLECTOR_ADDR", default_value = "127.0.0.1:9411")]
+    pub listen: SocketAddr,
+    /// JSONL file the samples are appended to (created if missing).
+    #[arg(long, env = "SWITCHYARD_COLLECTOR_OUTPUT", default_value = "samples.jsonl")]
+    pub output: PathBuf,
+    /// Sample bodies above this get 413.
+    #[arg(long, env = "SWITCHYARD_COLLECTOR_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// `always`: fdatasync each batch before acknowledging it; `never`: acknowledge once the
+    /// batch is written (an OS crash may then lose acknowledged samples).
+    #[arg(long, env = "SWITCHYARD_COLLECTOR_FSYNC", value_enum, default_value_t = Fsync::Always)]
+    pub fsync: Fsync,
+    /// Rotate the output before a sample would take it past this size; 0 never rotates.
+    #[arg(long, env = "SWITCHYARD_COLLECTOR_MAX_FILE_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_file_bytes: u64,
+    /// Rotated files kept (`FILE.1` newest … `FILE.N`); older ones are deleted.
+    #[arg(long, env = "SWITCHYARD_COLLECTOR_MAX_FILES", default_value_t = 5)]
+    pub max_files: usize,
+    /// Samples waiting for the writer; beyond this, 503 with Retry-After.
+    #[arg(long, env = "SWITCHYARD_COLLECTOR_MAX_QUEUED", default_value_t = 1024)]
+    pub max_queued: usize,
+    /// Bytes of samples waiting for (or being written by) the writer; beyond this, 503.
+    #[arg(long, env = "SWITCHYARD_COLLECTOR_MAX_QUEUED_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_queued_bytes: usize,
+}
+
+impl Config {
+    /// Every problem with the configuration, not only the first.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if self.max_body_bytes == 0 {
+            problems.push("--max-body-bytes must be at least 1".to_owned());
+        }
+        if self.max_queued == 0 {
+            problems.push("--max-queued must be at least 1".to_owned());
+        }
+        // The byte budget is counted in semaphore permits, which are taken 2^32 - 1 at most.
+        if u32::try_from(self.max_queued_bytes).is_err() {
+            problems.push(format!("--max-queued-bytes must be at most {}", u32::MAX));
+        }
+        // Otherwise a sample of the largest accepted size (plus its newline) could never queue.
+        if self.max_queued_bytes <= self.max_body_bytes {
+            problems.push(format!(
+                "--max-queued-bytes ({}) must be larger than --max-body-bytes ({})",
+                self.max_queued_bytes, self.max_body_bytes
+            ));
+        }
+        if problems.is_empty() { Ok(()) } else { Err(problems) }
+    }
+
+    pub fn file(&self) -> FileConfig {
+        FileConfig {
+            path: self.output.clone(),
+            fsync: self.fsync,
+            max_file_bytes: self.max_file_bytes,
+            max_files: self.max_files,
+        }
+    }
+}
+
+/// Serves until SIGTERM or ctrl-c, then answers what is in flight, lets the writer store what
+/// is queued, and returns.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let metrics = Metrics::default();
+    let mut registry = Registry::with_prefix("switchyard");
+    metrics.register(registry.sub_registry_with_prefix("collector"));
+    let writer = Writer::open(config.file(), metrics.clone())
+        .with_context(|| format!("cannot open {}", config.output.display()))?;
+    let (queue, jobs) = queue::bounded(config.max_queued, config.max_queued_bytes);
+    let writer = queue::spawn_writer(writer, jobs, metrics.clone()).context("cannot start the writer thread")?;
+    let app = router(App { queue, metrics, registry }, config.max_body_bytes);
+    let listener =
+        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot bind {}", config.listen))?;
+    println!("switchyard-collector listening: http://{} -> {}", listener.local_addr()?, config.output.display());
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    // Every connection is closed, so the queue's sender is gone: the writer drains and stops.
+    match tokio::task::spawn_blocking(move || writer.join()).await {
+        Ok(Ok(())) => Ok(()),
+        _ => anyhow::bail!("the writer thread failed"),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    // A signal that cannot be watched must not count as received.
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Config;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn parse(args: &[&str]) -> Config {
+        Cli::try_parse_from(std::iter::once("switchyard-collector").chain(args.iter().copied())).unwrap().config
+    }
+
+    #[test]
+    fn defaults_are_valid_and_fsync_always() {
+        let c = parse(&[]);
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.fsync, super::Fsync::Always);
+        assert!(parse(&["--fsync", "never"]).fsync == super::Fsync::Never);
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let c = parse(&["--max-queued", "0", "--max-body-bytes", "100", "--max-queued-bytes", "100"]);
+        let problems = c.validate().unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("--max-queued "), "{problems:?}");
+        assert!(problems[1].contains("must be larger than --max-body-bytes"), "{problems:?}");
+    }
+}
