@@ -1,15 +1,17 @@
 //! The dynamic batcher of one model version.
 //!
-//! Requests wait in a bounded queue. A batch closes when it holds `max_batch_size` rows or
-//! when the *first* queued request has waited `max_queue_delay`, and it is only cut when an
-//! engine instance is idle, so everything that arrived while the engine was busy joins it.
-//! Entries whose deadline passed or whose client went away are dropped before compute.
+//! Requests wait in a bounded queue. A batch closes when it holds `max_batch_size` rows, when
+//! the *first* queued request has waited `max_queue_delay`, or when waiting longer would let a
+//! queued request's deadline pass; it is only cut when an engine instance is idle, so
+//! everything that arrived while the engine was busy joins it. Entries whose deadline passed
+//! or whose client went away are dropped before compute.
 //!
 //! `QueueState` holds the rules and is tested with paused time; `run_batcher` is the task that
 //! applies them; the engine side lives in `engine.rs`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::Instant;
@@ -39,6 +41,8 @@ pub enum BatchError {
     Expired,
     /// The engine failed the whole batch.
     Engine(String),
+    /// No engine instance is left to serve the request.
+    EngineLost,
 }
 
 pub type Reply = oneshot::Sender<Result<InferOutput, BatchError>>;
@@ -65,6 +69,11 @@ pub enum Readiness {
     WaitUntil(Instant),
 }
 
+/// tokio's timer fires on whole milliseconds and rounds a wake-up up, never down, while a
+/// request counts as expired from its deadline on. Aiming one tick early is what makes the
+/// batcher wake while the request can still be served.
+const TIMER_TICK: Duration = Duration::from_millis(1);
+
 /// A cut batch plus what was dropped while cutting it.
 #[derive(Debug, Default)]
 pub struct Taken {
@@ -75,7 +84,15 @@ pub struct Taken {
 
 #[derive(Debug)]
 pub enum PushError {
-    Full { capacity: usize },
+    Full {
+        capacity: usize,
+    },
+    /// More rows than a batch holds: `take_batch` could never cut it, and it would block every
+    /// request behind it.
+    TooLarge {
+        rows: usize,
+        max_batch_size: usize,
+    },
     Closed,
 }
 
@@ -100,8 +117,12 @@ impl QueueState {
         self.entries.is_empty()
     }
 
-    /// Admission control: fails fast when `max_queue_size` requests already wait.
+    /// Admission control: fails fast when `max_queue_size` requests already wait. An oversized
+    /// request is refused first: retrying it later cannot help.
     pub fn push(&mut self, p: Pending) -> Result<(), (PushError, Pending)> {
+        if p.rows > self.policy.max_batch_size {
+            return Err((PushError::TooLarge { rows: p.rows, max_batch_size: self.policy.max_batch_size }, p));
+        }
         if self.closed {
             return Err((PushError::Closed, p));
         }
@@ -118,16 +139,28 @@ impl QueueState {
         self.closed = true;
     }
 
+    /// Takes everything queued out, for answering when no engine is left to serve it.
+    pub fn drain(&mut self) -> VecDeque<Pending> {
+        self.rows = 0;
+        std::mem::take(&mut self.entries)
+    }
+
     pub fn readiness(&self, now: Instant) -> Readiness {
         let Some(first) = self.entries.front() else {
             return Readiness::Empty { closed: self.closed };
         };
-        let due = first.arrival + self.policy.max_queue_delay;
-        if self.closed || self.rows >= self.policy.max_batch_size || now >= due {
-            Readiness::Ready
-        } else {
-            Readiness::WaitUntil(due)
+        if self.closed || self.rows >= self.policy.max_batch_size {
+            return Readiness::Ready;
         }
+        // The batch is not full, so every queued entry would be in it. Dead ones are left out:
+        // they are dropped at the cut anyway and must not hurry the others.
+        let due = self
+            .entries
+            .iter()
+            .filter(|p| now < p.deadline && !p.reply.is_closed())
+            .map(|p| p.deadline.checked_sub(TIMER_TICK).unwrap_or(p.deadline))
+            .fold(first.arrival + self.policy.max_queue_delay, Instant::min);
+        if now >= due { Readiness::Ready } else { Readiness::WaitUntil(due) }
     }
 
     /// Cuts the next batch: whole requests in arrival order up to `max_batch_size` rows.
@@ -207,6 +240,22 @@ impl Queue {
         self.lock().close();
         self.notify.notify_one();
     }
+
+    /// Closes the queue and answers everything in it with `EngineLost`; returns how many.
+    pub fn fail_all(&self) -> usize {
+        let drained = {
+            let mut s = self.lock();
+            s.close();
+            self.metrics.queue_depth.set(0);
+            s.drain()
+        };
+        self.notify.notify_one();
+        let n = drained.len();
+        for p in drained {
+            let _ = p.reply.send(Err(BatchError::EngineLost));
+        }
+        n
+    }
 }
 
 /// Forms batches until the queue is closed and drained. `idle` holds one permit per idle
@@ -247,7 +296,7 @@ pub async fn run_batcher(queue: Arc<Queue>, idle: Arc<Semaphore>, work: std::syn
         if let Err(std::sync::mpsc::SendError(w)) = work.send(Work { batch: taken.batch, permit }) {
             // Every engine instance is gone: answer instead of leaving requests hanging.
             for p in w.batch {
-                let _ = p.reply.send(Err(BatchError::Engine("engine instances have stopped".into())));
+                let _ = p.reply.send(Err(BatchError::EngineLost));
             }
             return;
         }
@@ -367,6 +416,69 @@ mod tests {
         assert_eq!(t.batch.len(), 1);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_sooner_than_the_delay_cuts_the_batch_while_it_can_be_served() {
+        let ms = Duration::from_millis;
+        let mut q = QueueState::new(policy(8, 50, 100));
+        let t0 = Instant::now();
+        let (patient, _rp) = pending(1, LONG);
+        q.push(patient).unwrap();
+        tokio::time::advance(ms(10)).await;
+        // Due at t0 + 30 ms, long before the first arrival's delay ends at t0 + 50 ms.
+        let (urgent, _ru) = pending(1, ms(20));
+        q.push(urgent).unwrap();
+        assert_eq!(q.readiness(Instant::now()), Readiness::WaitUntil(t0 + ms(29)));
+        tokio::time::advance(ms(19)).await;
+        assert_eq!(q.readiness(Instant::now()), Readiness::Ready);
+        // Cut before the deadline, so the urgent request goes to compute, not to expiry.
+        let t = q.take_batch(Instant::now());
+        assert_eq!((t.batch.len(), t.expired), (2, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dead_entries_do_not_hurry_the_batch() {
+        let ms = Duration::from_millis;
+        let mut q = QueueState::new(policy(8, 50, 100));
+        let t0 = Instant::now();
+        let (gone, rgone) = pending(1, ms(5));
+        let (expired, _re) = pending(1, ms(10));
+        let (ok, _rok) = pending(1, LONG);
+        q.push(gone).unwrap();
+        q.push(expired).unwrap();
+        q.push(ok).unwrap();
+        drop(rgone);
+        tokio::time::advance(ms(10)).await;
+        assert_eq!(q.readiness(Instant::now()), Readiness::WaitUntil(t0 + ms(50)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_larger_than_a_batch_is_refused_at_enqueue() {
+        let mut q = QueueState::new(policy(4, 10, 100));
+        let (big, _rbig) = pending(5, LONG);
+        assert!(matches!(q.push(big), Err((PushError::TooLarge { rows: 5, max_batch_size: 4 }, _))));
+        let (fits, _rfits) = pending(4, LONG);
+        q.push(fits).unwrap();
+        assert_eq!(q.readiness(Instant::now()), Readiness::Ready);
+        assert_eq!(q.take_batch(Instant::now()).batch.len(), 1);
+        assert!(q.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fail_all_closes_and_answers_everything_queued() {
+        let queue = Queue::new(policy(8, 10, 100), VersionMetrics::detached());
+        let (a, ra) = pending(1, LONG);
+        let (b, rb) = pending(1, LONG);
+        queue.push(a).unwrap();
+        queue.push(b).unwrap();
+        assert_eq!(queue.fail_all(), 2);
+        for r in [ra, rb] {
+            assert_eq!(r.await.unwrap().unwrap_err(), BatchError::EngineLost);
+        }
+        let (c, _rc) = pending(1, LONG);
+        assert!(matches!(queue.push(c), Err(PushError::Closed)));
+        assert_eq!(queue.metrics.queue_depth.get(), 0);
+    }
+
     /// The batcher task end to end against a channel standing in for the engine.
     #[tokio::test(start_paused = true)]
     async fn batcher_waits_for_the_delay_then_cuts_one_batch() {
@@ -388,6 +500,24 @@ mod tests {
         let work = rx.try_recv().expect("a batch after the delay");
         assert_eq!(work.batch.len(), 3);
         assert_eq!(idle.available_permits(), 0);
+        drop(work);
+        queue.close();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batcher_does_not_wait_out_the_delay_past_a_queued_deadline() {
+        let queue = Queue::new(policy(8, 1000, 100), VersionMetrics::detached());
+        let idle = Arc::new(Semaphore::new(1));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let task = tokio::spawn(run_batcher(queue.clone(), idle.clone(), tx));
+        let (p, mut r) = pending(1, Duration::from_millis(20));
+        let deadline = p.deadline;
+        queue.push(p).unwrap();
+        tokio::time::sleep_until(deadline).await;
+        let work = rx.try_recv().expect("a batch before the deadline, not after the 1 s delay");
+        assert_eq!(work.batch.len(), 1);
+        assert!(r.try_recv().is_err(), "not answered as expired");
         drop(work);
         queue.close();
         task.await.unwrap();

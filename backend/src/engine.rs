@@ -1,5 +1,6 @@
 //! Engine instances: each runs on its own OS thread, never on the async runtime, takes one
-//! batch at a time from the batcher, and answers every request of the batch.
+//! batch at a time from the batcher, and answers every request of the batch. A thread that
+//! dies anyway reports it, so that its version does not go on accepting work nobody serves.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::AtomicU64;
@@ -8,7 +9,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::batcher::{BatchError, BatchTensor, InferOutput, Pending, Work};
 use crate::config::ModelConfig;
@@ -33,6 +35,28 @@ pub struct Instances {
     pub idle: Arc<Semaphore>,
     pub work: Sender<Work>,
     pub threads: Vec<std::thread::JoinHandle<()>>,
+    /// The number of each instance whose thread died; closed once every thread has ended.
+    pub lost: UnboundedReceiver<usize>,
+}
+
+/// Owned by a serving engine thread. When the thread unwinds (a panic `run_batch` could not
+/// contain), it reports the instance lost and forgets the permit of the batch it held: a dead
+/// instance must not count as idle, or the batcher would go on cutting batches for it.
+struct Watchdog {
+    instance: usize,
+    lost: UnboundedSender<usize>,
+    busy: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(permit) = self.busy.take() {
+                permit.forget();
+            }
+            let _ = self.lost.send(self.instance);
+        }
+    }
 }
 
 /// Starts `config.instances` threads, each loading and warming up its engine; returns once all
@@ -44,11 +68,13 @@ pub async fn start_instances(
 ) -> Result<Instances, String> {
     let (work_tx, work_rx) = std::sync::mpsc::channel::<Work>();
     let work_rx = Arc::new(Mutex::new(work_rx));
+    let (lost_tx, lost_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut threads = Vec::new();
     let mut ready = Vec::new();
     for i in 0..config.instances {
         let (tx, rx) = oneshot::channel::<Result<String, String>>();
         let (config, metrics, factory, work_rx) = (config.clone(), metrics.clone(), factory.clone(), work_rx.clone());
+        let lost = lost_tx.clone();
         let name = format!("engine-{}-{}-{i}", config.model, config.version);
         let spawned = std::thread::Builder::new().name(name).spawn(move || {
             let built = factory(&config, i).and_then(|mut e| warm_up(e.as_mut(), &config).map(|()| e));
@@ -63,7 +89,8 @@ pub async fn start_instances(
                 }
             };
             let device_seconds = metrics.device_seconds(&engine.device());
-            serve(engine.as_mut(), &config, &metrics, &device_seconds, &work_rx);
+            let mut watchdog = Watchdog { instance: i, lost, busy: None };
+            serve(engine.as_mut(), &config, &metrics, &device_seconds, &work_rx, &mut watchdog);
         });
         match spawned {
             Ok(t) => threads.push(t),
@@ -79,7 +106,7 @@ pub async fn start_instances(
             Err(_) => return Err(format!("instance {i}: engine thread died while loading")),
         }
     }
-    Ok(Instances { device, idle: Arc::new(Semaphore::new(config.instances)), work: work_tx, threads })
+    Ok(Instances { device, idle: Arc::new(Semaphore::new(config.instances)), work: work_tx, threads, lost: lost_rx })
 }
 
 fn serve(
@@ -88,6 +115,7 @@ fn serve(
     metrics: &VersionMetrics,
     device_seconds: &Counter<f64, AtomicU64>,
     rx: &Mutex<Receiver<Work>>,
+    watchdog: &mut Watchdog,
 ) {
     loop {
         // Idle instances queue on the mutex; the one holding it waits in recv.
@@ -95,8 +123,9 @@ fn serve(
         let Ok(Work { batch, permit }) = next else {
             return;
         };
+        watchdog.busy = Some(permit);
         run_batch(engine, config, metrics, device_seconds, batch);
-        drop(permit);
+        watchdog.busy = None;
     }
 }
 
@@ -229,7 +258,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::testing::Doubler;
+    use crate::testing::{Doubler, Fragile, Gate, KILL};
 
     fn config() -> ModelConfig {
         crate::testing::config("fake", "v1")
@@ -294,5 +323,30 @@ mod tests {
         let (b, mut rb) = pending(&[1., 1.]);
         run(&mut e, vec![b]);
         assert_eq!(rows_of(&rb.try_recv().unwrap().unwrap()), [2., 2.]);
+    }
+
+    #[tokio::test]
+    async fn a_dead_instance_is_reported_and_no_longer_counted_idle() {
+        let config = ModelConfig { instances: 2, ..config() };
+        let gate = Gate::new();
+        gate.open();
+        let factory: EngineFactory = Arc::new(move |_: &ModelConfig, _| {
+            Ok(Box::new(Fragile { doubler: Doubler::default(), gate: gate.clone() }) as Box<dyn Engine>)
+        });
+        let mut inst = start_instances(Arc::new(config), VersionMetrics::detached(), factory).await.unwrap();
+        let permit = inst.idle.clone().acquire_owned().await.unwrap();
+        let (kill, rkill) = pending(&[KILL, 0.]);
+        inst.work.send(Work { batch: vec![kill], permit }).unwrap();
+        let lost = tokio::time::timeout(Duration::from_secs(10), inst.lost.recv()).await.unwrap();
+        assert!(matches!(lost, Some(0 | 1)), "{lost:?}");
+        assert!(rkill.await.is_err(), "the request died with its thread");
+        assert_eq!(inst.idle.available_permits(), 1, "only the live instance counts as idle");
+        let permit = inst.idle.clone().acquire_owned().await.unwrap();
+        let (ok, rok) = pending(&[1., 2.]);
+        inst.work.send(Work { batch: vec![ok], permit }).unwrap();
+        assert_eq!(rows_of(&rok.await.unwrap().unwrap()), [2., 4.]);
+        // An orderly stop is no loss: the channel just closes.
+        drop(inst.work);
+        assert_eq!(inst.lost.recv().await, None);
     }
 }

@@ -8,6 +8,9 @@ use axum::response::{IntoResponse, Response};
 
 use crate::metrics::Outcome;
 
+/// Set to `client` on a 504 whose deadline was the client's own `timeout` parameter.
+pub const HEADER_DEADLINE: &str = "x-switchyard-deadline";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("model '{0}' not found")]
@@ -18,10 +21,23 @@ pub enum ApiError {
     BadRequest(String),
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("request body not received within {} s", .0.as_secs())]
+    BodyReadTimeout(Duration),
+    /// The connection failed while the body was being received: the client is most likely
+    /// gone, and is counted so.
+    #[error("cannot read the request body: {0}")]
+    BodyRead(String),
     #[error("model '{model}' version '{version}' is overloaded: {capacity} requests already queued; retry later")]
     QueueFull { model: String, version: String, capacity: usize },
+    /// Refused by admission control before the body was read.
+    #[error("the server is overloaded: {limit} {what} already in flight; retry later")]
+    Overloaded { what: &'static str, limit: usize },
     #[error("deadline exceeded: not served within the request's timeout of {} µs", .0.as_micros())]
     DeadlineExceeded(Duration),
+    /// The deadline that passed was the one the client asked for (its `timeout` parameter):
+    /// marked so that the proxy does not count it against the version's availability.
+    #[error("deadline exceeded: not served within the request's timeout of {} µs", .0.as_micros())]
+    ClientDeadlineExceeded(Duration),
     #[error("model '{model}' version '{version}' is not ready: {reason}")]
     NotReady { model: String, version: String, reason: String },
     #[error("not ready: {0}")]
@@ -43,10 +59,11 @@ impl ApiError {
             ApiError::ModelNotFound(_) | ApiError::VersionNotFound { .. } | ApiError::RouteNotFound(_) => {
                 StatusCode::NOT_FOUND
             }
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::BodyRead(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::BodyReadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::QueueFull { .. } | ApiError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::DeadlineExceeded(_) | ApiError::ClientDeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::NotReady { .. } | ApiError::ServerNotReady(_) | ApiError::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -58,11 +75,12 @@ impl ApiError {
     /// Bounded label for the request metrics.
     pub fn outcome(&self) -> Outcome {
         match self {
-            ApiError::QueueFull { .. } => Outcome::QueueFull,
-            ApiError::DeadlineExceeded(_) => Outcome::Expired,
+            ApiError::QueueFull { .. } | ApiError::Overloaded { .. } => Outcome::QueueFull,
+            ApiError::DeadlineExceeded(_) | ApiError::ClientDeadlineExceeded(_) => Outcome::Expired,
             ApiError::NotReady { .. } | ApiError::ServerNotReady(_) => Outcome::NotReady,
             ApiError::ShuttingDown => Outcome::ShuttingDown,
             ApiError::Internal(_) => Outcome::Error,
+            ApiError::BodyRead(_) => Outcome::ClientGone,
             _ => Outcome::BadRequest,
         }
     }
@@ -78,6 +96,13 @@ impl IntoResponse for ApiError {
         if status == StatusCode::TOO_MANY_REQUESTS || matches!(self, ApiError::ShuttingDown) {
             // Whole seconds only (RFC 9110); the queue drains far faster than that.
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // RFC 9110 §15.5.9: the rest of the body will not be read, so the connection ends.
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if matches!(self, ApiError::ClientDeadlineExceeded(_)) {
+            resp.headers_mut().insert(HEADER_DEADLINE, HeaderValue::from_static("client"));
         }
         resp
     }

@@ -1,6 +1,7 @@
 //! Switchyard backend: Open Inference Protocol (KServe V2) serving with dynamic batching on
 //! libtorch. The binary in `main.rs` wires these together.
 
+pub mod admission;
 pub mod batcher;
 pub mod bench;
 pub mod config;

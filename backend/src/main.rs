@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use switchyard_backend::{bench, config, gpu, metrics::Metrics, models::Models, offline, server, torch};
+use switchyard_backend::{admission, bench, config, gpu, metrics::Metrics, models::Models, offline, server, torch};
 
 /// Open Inference Protocol (KServe V2) server with dynamic batching on libtorch.
 #[derive(Parser)]
@@ -49,9 +49,8 @@ struct ServeArgs {
     /// Admin listener: /metrics, /health/live, /health/ready.
     #[arg(long, env = "SWITCHYARD_ADMIN_ADDR", default_value = "127.0.0.1:8002")]
     admin_addr: SocketAddr,
-    /// Request bodies above this get 413.
-    #[arg(long, env = "SWITCHYARD_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
-    max_body_bytes: usize,
+    #[command(flatten)]
+    limits: admission::LimitArgs,
     /// After SIGTERM, how long queued and in-flight requests have to finish.
     #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     shutdown_grace_seconds: u64,
@@ -91,8 +90,16 @@ fn load(args: &RepoArgs) -> anyhow::Result<config::Repository> {
 }
 
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
-    // Validated before any port is bound.
-    let repo = load(&args.repo)?;
+    // Validated before any port is bound, every problem reported in one go.
+    let (repo, limits) = match (load(&args.repo), args.limits.validate()) {
+        (Ok(repo), Ok(limits)) => (repo, limits),
+        (repo, limits) => {
+            let problems: Vec<String> =
+                [repo.err().map(|e| format!("{e:#}")), limits.err()].into_iter().flatten().collect();
+            anyhow::bail!("{}", problems.join("\n"));
+        }
+    };
+    let factor = admission::memory_factor(repo.versions());
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let http = tokio::net::TcpListener::bind(args.http_addr)
@@ -104,7 +111,16 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         let metrics = Arc::new(Metrics::new());
         tracing::info!(cuda_available = torch::cuda_available(), "loading models");
         let models = Models::start(repo, &metrics, &torch::TorchEngine::factory());
-        let st = server::AppState::new(models.clone(), metrics.clone(), args.max_body_bytes);
+        // What admission bounds (README, "Admission and memory"): request data on top of the RSS at readiness.
+        tracing::info!(
+            pid = std::process::id(),
+            max_body_bytes = limits.max_body_bytes,
+            max_inflight_bytes = limits.max_inflight_bytes,
+            max_inflight_requests = limits.max_inflight_requests,
+            request_memory_bound_bytes = admission::request_memory_bound(&limits, factor),
+            "admission limits"
+        );
+        let st = server::AppState::new(models.clone(), metrics.clone(), limits);
         // Tests and scripts read this line to find the ports (either may be 0 = any).
         println!(
             "switchyard-backend listening: inference http://{} admin http://{}",

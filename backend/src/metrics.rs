@@ -46,6 +46,8 @@ pub enum DropReason {
     Expired,
     /// The client disconnected before its answer; if still queued it never reaches the engine.
     ClientGone,
+    /// Its engine instance died while serving it, or none was left to serve it (503).
+    EngineLost,
 }
 
 /// Label values in snake_case, as Prometheus users expect.
@@ -75,7 +77,12 @@ snake_label!(Outcome {
     ClientGone => "client_gone",
 });
 
-snake_label!(DropReason { QueueFull => "queue_full", Expired => "expired", ClientGone => "client_gone" });
+snake_label!(DropReason {
+    QueueFull => "queue_full",
+    Expired => "expired",
+    ClientGone => "client_gone",
+    EngineLost => "engine_lost",
+});
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DropLabels {
@@ -238,6 +245,7 @@ impl Metrics {
             dropped_queue_full: drop(DropReason::QueueFull),
             dropped_expired: drop(DropReason::Expired),
             dropped_client_gone: drop(DropReason::ClientGone),
+            dropped_engine_lost: drop(DropReason::EngineLost),
             requests: self.requests.clone(),
             request_duration: self.request_duration.clone(),
             device_seconds: self.device_seconds.clone(),
@@ -262,6 +270,7 @@ pub struct VersionMetrics {
     pub dropped_queue_full: Counter,
     pub dropped_expired: Counter,
     pub dropped_client_gone: Counter,
+    pub dropped_engine_lost: Counter,
     requests: Family<OutcomeLabels, Counter>,
     request_duration: HistogramFamily<OutcomeLabels>,
     device_seconds: Family<DeviceLabels, Counter<f64, AtomicU64>>,
@@ -299,6 +308,7 @@ mod tests {
         let v = m.version("mlp", "v1");
         v.record_request(Outcome::Success, 0.01);
         v.dropped_expired.inc();
+        v.dropped_engine_lost.inc();
         v.device_seconds("cpu").inc_by(0.5);
         v.max_batch_size.set(64);
         let text = m.encode().unwrap();
@@ -309,6 +319,7 @@ mod tests {
             "switchyard_compute_duration_seconds_bucket",
             "switchyard_batch_size_bucket",
             "switchyard_requests_dropped_total{model=\"mlp\",version=\"v1\",reason=\"expired\"} 1",
+            "switchyard_requests_dropped_total{model=\"mlp\",version=\"v1\",reason=\"engine_lost\"} 1",
             "switchyard_device_seconds_total{model=\"mlp\",version=\"v1\",device=\"cpu\"} 0.5",
             "switchyard_model_ready{model=\"mlp\",version=\"v1\"} 0",
             "switchyard_max_batch_size{model=\"mlp\",version=\"v1\"} 64",

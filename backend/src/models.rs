@@ -1,16 +1,17 @@
-//! The served model versions: their state (loading, ready, failed, stopped), their queue
-//! and engine instances, and the path from a validated request to its result.
+//! The served model versions: their state (loading, ready, failed, lost, stopped), their
+//! queue and engine instances, and the path from a validated request to its result.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::oneshot;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::batcher::{BatchError, InferOutput, Pending, PushError, Queue, run_batcher};
 use crate::config::{ModelConfig, Repository};
-use crate::engine::{EngineFactory, start_instances};
+use crate::engine::{EngineFactory, Instances, start_instances};
 use crate::error::ApiError;
 use crate::metrics::{Metrics, VersionMetrics};
 use crate::v2::InferRequest;
@@ -18,8 +19,12 @@ use crate::v2::InferRequest;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ModelState {
     Loading,
-    Ready { device: String },
+    Ready {
+        device: String,
+    },
     Failed(String),
+    /// Every engine instance died after loading; the reason is safe to show to clients.
+    Lost(String),
     Stopped,
 }
 
@@ -73,6 +78,7 @@ impl ModelVersion {
             ModelState::Ready { .. } => return Ok(()),
             ModelState::Loading => "still loading".to_owned(),
             ModelState::Failed(e) => format!("failed to load: {e}"),
+            ModelState::Lost(e) => format!("engine lost: {e}"),
             ModelState::Stopped => return Err(ApiError::ShuttingDown),
         };
         Err(ApiError::NotReady { model: self.config.model.clone(), version: self.config.version.clone(), reason })
@@ -90,7 +96,11 @@ impl ModelVersion {
             PushError::Full { capacity } => {
                 ApiError::QueueFull { model: self.config.model.clone(), version: self.config.version.clone(), capacity }
             }
-            PushError::Closed => ApiError::ShuttingDown,
+            PushError::TooLarge { rows, max_batch_size } => ApiError::BadRequest(format!(
+                "request has {rows} rows, more than the model's max_batch_size of {max_batch_size}"
+            )),
+            // Closed because the engine was lost, or because the server is stopping.
+            PushError::Closed => self.check_ready().err().unwrap_or(ApiError::ShuttingDown),
         })?;
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(Ok(out))) => Ok(out),
@@ -98,7 +108,15 @@ impl ModelVersion {
             Ok(Ok(Err(BatchError::Engine(e)))) => {
                 Err(ApiError::Internal(format!("{}:{}: {e}", self.config.model, self.config.version)))
             }
-            Ok(Err(_)) => Err(ApiError::Internal("the engine dropped the request".into())),
+            // A reply is only ever dropped unanswered by an engine thread dying with it.
+            Ok(Ok(Err(BatchError::EngineLost)) | Err(_)) => {
+                self.metrics.dropped_engine_lost.inc();
+                Err(self.check_ready().err().unwrap_or_else(|| ApiError::NotReady {
+                    model: self.config.model.clone(),
+                    version: self.config.version.clone(),
+                    reason: "the engine instance serving this request died; retry".into(),
+                }))
+            }
         }
     }
 
@@ -107,15 +125,16 @@ impl ModelVersion {
         let started = std::time::Instant::now();
         tracing::info!(model = %cfg.model, version = %cfg.version, instances = cfg.instances, "loading");
         match start_instances(cfg.clone(), self.metrics.clone(), factory).await {
-            Ok(inst) => {
+            Ok(Instances { device, idle, work, threads, lost }) => {
                 tracing::info!(
-                    model = %cfg.model, version = %cfg.version, device = %inst.device,
+                    model = %cfg.model, version = %cfg.version, device = %device,
                     seconds = started.elapsed().as_secs_f64(), "ready (warmed up)"
                 );
-                let batcher = tokio::spawn(run_batcher(self.queue.clone(), inst.idle, inst.work));
-                *self.tasks.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some(Running { batcher, threads: inst.threads });
-                self.set_state(ModelState::Ready { device: inst.device });
+                let batcher = tokio::spawn(run_batcher(self.queue.clone(), idle.clone(), work));
+                *self.tasks.lock().unwrap_or_else(PoisonError::into_inner) = Some(Running { batcher, threads });
+                self.set_state(ModelState::Ready { device });
+                // Only once ready: a loss must not be overwritten by the `Ready` above.
+                tokio::spawn(self.clone().watch_instances(lost, idle));
             }
             Err(e) => {
                 tracing::error!(model = %cfg.model, version = %cfg.version, error = %e, "failed to load; serving 503 for it");
@@ -123,6 +142,38 @@ impl ModelVersion {
                 self.set_state(ModelState::Failed(e));
             }
         }
+    }
+
+    /// Counts engine instances as they die; with none left the version stops being ready and
+    /// everything queued is answered 503 rather than left to time out.
+    async fn watch_instances(self: Arc<Self>, mut lost: UnboundedReceiver<usize>, idle: Arc<Semaphore>) {
+        let (cfg, mut live) = (&self.config, self.config.instances);
+        while let Some(instance) = lost.recv().await {
+            live = live.saturating_sub(1);
+            tracing::error!(model = %cfg.model, version = %cfg.version, instance, live, "engine instance died");
+            if live > 0 {
+                continue;
+            }
+            let reason = format!("all {} engine instance(s) died (the server log has the panic)", cfg.instances);
+            if !self.lose(reason) {
+                continue;
+            }
+            // The batcher may be waiting for an idle instance that will never come back.
+            idle.close();
+            let queued = self.queue.fail_all();
+            tracing::error!(model = %cfg.model, version = %cfg.version, queued, "no engine instance left: not ready");
+        }
+    }
+
+    /// `Ready` becomes `Lost`; any other state is kept. Returns whether it changed.
+    fn lose(&self, reason: String) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if !matches!(*state, ModelState::Ready { .. }) {
+            return false;
+        }
+        *state = ModelState::Lost(reason);
+        self.metrics.ready.set(0);
+        true
     }
 
     /// Stops admitting, serves what is queued, then joins the engine threads.
@@ -204,5 +255,88 @@ impl Models {
         for v in self.all() {
             v.stop().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engine::Engine;
+    use crate::tensor::TensorData;
+    use crate::testing::{Doubler, Fragile, Gate, KILL, config};
+    use crate::v2::RequestedOutput;
+
+    fn request(first: f32) -> InferRequest {
+        InferRequest {
+            id: None,
+            inputs: vec![TensorData::F32(vec![first, 0.])],
+            rows: 1,
+            outputs: vec![RequestedOutput { index: 0, binary: false }],
+            timeout: None,
+        }
+    }
+
+    async fn eventually(what: &str, f: impl Fn() -> bool) {
+        let start = std::time::Instant::now();
+        while !f() {
+            assert!(start.elapsed() < Duration::from_secs(10), "never: {what}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn when_its_engine_dies_a_version_turns_not_ready_and_every_request_gets_503() {
+        let gate = Gate::new();
+        let g = gate.clone();
+        let factory: EngineFactory = Arc::new(move |_: &ModelConfig, _| {
+            Ok(Box::new(Fragile { doubler: Doubler::default(), gate: g.clone() }) as Box<dyn Engine>)
+        });
+        let mut repo = Repository::default();
+        let mut cfg = config("m", "v1");
+        // Long enough that a request left to time out cannot pass for one answered.
+        cfg.batching.default_timeout = Duration::from_secs(60);
+        repo.models.entry("m".into()).or_default().push(cfg);
+        let metrics = Metrics::new();
+        let models = Models::start(repo, &metrics, &factory);
+        let mv = models.get("m", Some("v1")).unwrap().clone();
+        eventually("ready", || mv.check_ready().is_ok()).await;
+
+        let infer = |first| {
+            let mv = mv.clone();
+            tokio::spawn(async move { mv.infer(request(first)).await })
+        };
+        let killed = infer(KILL);
+        gate.entered.acquire().await.unwrap().forget();
+        // The engine is busy with the fatal batch: these two wait in the queue.
+        let queued = [infer(1.), infer(2.)];
+        eventually("two queued", || mv.metrics.queue_depth.get() == 2).await;
+        gate.open();
+
+        for h in std::iter::once(killed).chain(queued) {
+            let answer =
+                tokio::time::timeout(Duration::from_secs(10), h).await.expect("answered, not left to time out");
+            let err = answer.unwrap().unwrap_err();
+            assert!(matches!(err, ApiError::NotReady { .. }), "{err:?}");
+            assert_eq!(err.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        }
+        assert!(matches!(mv.state(), ModelState::Lost(_)), "{:?}", mv.state());
+        let why = mv.check_ready().unwrap_err().to_string();
+        assert!(why.contains("is not ready: engine lost: all 1 engine instance(s) died"), "{why}");
+        assert!(!models.all_ready());
+        assert!(models.get("m", None).unwrap().check_ready().is_err());
+        // From now on refused at once, with the reason.
+        let err = mv.infer(request(3.)).await.unwrap_err();
+        assert_eq!(err.to_string(), why);
+
+        let text = metrics.encode().unwrap();
+        for needle in [
+            "switchyard_requests_dropped_total{model=\"m\",version=\"v1\",reason=\"engine_lost\"} 3",
+            "switchyard_model_ready{model=\"m\",version=\"v1\"} 0",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        tokio::time::timeout(Duration::from_secs(10), models.stop()).await.expect("stops without hanging");
     }
 }

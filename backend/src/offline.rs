@@ -3,16 +3,19 @@
 //!
 //! Each input line is a V2 request (`{"inputs": [...]}`) or, for single-input models, one row
 //! as a JSON array. Each output line, in input order, is the V2 response or
-//! `{"error": "...", "line": N}`. Output is flushed after every batch; a re-run with the same
-//! arguments resumes after the last complete output line.
+//! `{"error": "...", "line": N}` (a line that is not UTF-8 included). Output is flushed after
+//! every batch; a re-run with the same arguments resumes after the last complete output line,
+//! once `<output>.job.json` confirms the output was written by the same model version for
+//! this input (or this input before lines were appended to it).
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use indicatif::{HumanDuration, ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::batcher::Pending;
@@ -35,7 +38,7 @@ pub struct BatchArgs {
     /// Rows per batch (default and maximum: the model's max_batch_size).
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Discard existing output and start from the first line.
+    /// Discard existing output (whatever job it belongs to) and start from the first line.
     #[arg(long)]
     restart: bool,
 }
@@ -45,10 +48,30 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
     let max = config.batching.max_batch_size;
     let batch_rows = args.batch_size.unwrap_or(max).clamp(1, max);
 
-    let total = count_lines(&args.input).with_context(|| format!("cannot read {}", args.input.display()))?;
+    let record_path = job_record_path(&args.output);
     if args.restart {
         File::create(&args.output).with_context(|| format!("cannot create {}", args.output.display()))?;
     }
+    // Checked before anything is resumed (or a torn line cut off) in a file that may not be ours.
+    let recorded = match std::fs::metadata(&args.output) {
+        Ok(m) if m.len() > 0 => Some(read_job_record(&record_path, &args.output)?),
+        Ok(_) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", args.output.display())),
+    };
+    let scan = scan_input(&args.input, recorded.as_ref().map_or(0, |r| r.input_bytes))
+        .with_context(|| format!("cannot read {}", args.input.display()))?;
+    let job = JobRecord {
+        model: config.model.clone(),
+        version: config.version.clone(),
+        input: args.input.display().to_string(),
+        input_bytes: scan.bytes,
+        input_fnv1a64: hex(scan.hash),
+    };
+    if let Some(r) = &recorded {
+        check_same_job(r, &job, &scan, &args.output)?;
+    }
+    let total = scan.lines;
     let done = resume_point(&args.output).with_context(|| format!("cannot read {}", args.output.display()))?;
     if done > total {
         anyhow::bail!(
@@ -56,6 +79,8 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
             args.output.display()
         );
     }
+    // Lines appended to the input since are part of the job from now on.
+    write_job_record(&record_path, &job).with_context(|| format!("cannot write {}", record_path.display()))?;
     if done > 0 {
         eprintln!("resuming after {done} of {total} lines already in {}", args.output.display());
     }
@@ -74,25 +99,38 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
         total - done
     );
 
-    let input = BufReader::new(File::open(&args.input)?);
+    let mut input = BufReader::new(File::open(&args.input)?);
     let mut out = BufWriter::new(OpenOptions::new().append(true).create(true).open(&args.output)?);
     let mut progress = Progress::new(total, done);
     let mut chunk: Vec<(usize, Result<InferRequest, String>)> = Vec::new();
     let mut chunk_rows = 0;
     let (mut rows_done, mut errors) = (0usize, 0usize);
     let started = Instant::now();
-    for (n, line) in input.lines().enumerate().skip(done) {
-        let line = line.with_context(|| format!("reading line {} of {}", n + 1, args.input.display()))?;
+    // Bytes, not `lines()`: a line that is not UTF-8 is a bad line, not the end of the job.
+    let mut line = Vec::new();
+    let mut n = 0;
+    loop {
+        line.clear();
+        let read = input
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("reading line {} of {}", n + 1, args.input.display()))?;
+        if read == 0 {
+            break;
+        }
+        n += 1;
+        if n <= done {
+            continue;
+        }
         let parsed = parse_line(config, &line);
         let rows = parsed.as_ref().map_or(0, |r| r.rows);
         if chunk_rows + rows > batch_rows && !chunk.is_empty() {
             let (r, e) = flush(engine.as_mut(), config, &vm, &device_seconds, std::mem::take(&mut chunk), &mut out)?;
             (rows_done, errors) = (rows_done + r, errors + e);
             chunk_rows = 0;
-            progress.update(n);
+            progress.update(n - 1);
         }
         chunk_rows += rows;
-        chunk.push((n + 1, parsed));
+        chunk.push((n, parsed));
     }
     if !chunk.is_empty() {
         let (r, e) = flush(engine.as_mut(), config, &vm, &device_seconds, chunk, &mut out)?;
@@ -111,8 +149,10 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn parse_line(config: &ModelConfig, line: &str) -> Result<InferRequest, String> {
-    let t = line.trim_start();
+fn parse_line(config: &ModelConfig, line: &[u8]) -> Result<InferRequest, String> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let t = std::str::from_utf8(line).map_err(|e| format!("line is not UTF-8: {e}"))?.trim_start();
     if t.starts_with('[') {
         v2::decode_row(config, t)
     } else if t.is_empty() {
@@ -168,36 +208,162 @@ fn flush(
     Ok((rows, errors))
 }
 
-fn count_lines(path: &Path) -> std::io::Result<usize> {
-    let mut f = File::open(path)?;
-    let mut buf = vec![0u8; 1 << 20];
-    let (mut lines, mut last) = (0, b'\n');
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        lines += buf[..n].iter().filter(|b| **b == b'\n').count();
-        last = buf[n - 1];
-    }
-    Ok(lines + usize::from(last != b'\n'))
+/// Which job an output file belongs to, kept next to it (`<output>.job.json`) rather than
+/// as a header line, so that the output stays exactly one V2 response per input line.
+#[derive(Debug, Serialize, Deserialize)]
+struct JobRecord {
+    model: String,
+    version: String,
+    /// For messages only: the same bytes under another name are the same input.
+    input: String,
+    input_bytes: u64,
+    /// FNV-1a (64-bit) of the input's first `input_bytes` bytes: stable across builds and
+    /// platforms, which std's hasher is not; this guards against mistakes, not attacks.
+    input_fnv1a64: String,
 }
 
-/// Complete lines already written; a torn last line (killed mid-write) is cut off.
+fn job_record_path(output: &Path) -> PathBuf {
+    let mut name = output.as_os_str().to_owned();
+    name.push(".job.json");
+    PathBuf::from(name)
+}
+
+fn read_job_record(path: &Path, output: &Path) -> anyhow::Result<JobRecord> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "{} has results but no job record {}, so which input and model it belongs to is unknown \
+             (use --restart to replace it)",
+            output.display(),
+            path.display()
+        ),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a job record (use --restart to replace it and the output)", path.display()))
+}
+
+/// Written whole under a temporary name and renamed, so a crash never leaves half a record.
+fn write_job_record(path: &Path, job: &JobRecord) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(job)?)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The output may be resumed only for the same model version and an input that still starts
+/// with the bytes it was written for, ending at a line boundary if lines were appended since.
+fn check_same_job(recorded: &JobRecord, job: &JobRecord, scan: &InputScan, output: &Path) -> anyhow::Result<()> {
+    if (&recorded.model, &recorded.version) != (&job.model, &job.version) {
+        anyhow::bail!(
+            "{} holds results of {}:{}, not {}:{} (use --restart to replace it)",
+            output.display(),
+            recorded.model,
+            recorded.version,
+            job.model,
+            job.version
+        );
+    }
+    let same_start = scan.prefix.is_some_and(|(hash, _)| hex(hash) == recorded.input_fnv1a64);
+    let appended_whole_lines = scan.bytes == recorded.input_bytes || scan.prefix.is_some_and(|(_, at_line)| at_line);
+    if !(same_start && appended_whole_lines) {
+        anyhow::bail!(
+            "{} holds results for another input: {} as it was then ({} bytes); {} ({} bytes) is neither that \
+             file nor that file with lines added (use --restart to replace it)",
+            output.display(),
+            recorded.input,
+            recorded.input_bytes,
+            job.input,
+            scan.bytes
+        );
+    }
+    Ok(())
+}
+
+const BLOCK: usize = 1 << 16;
+
+/// Reads to the end in fixed-size blocks: memory stays the same however large the file.
+fn for_each_block(mut r: impl Read, mut f: impl FnMut(&[u8])) -> std::io::Result<()> {
+    let mut buf = vec![0u8; BLOCK];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => f(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Fnv1a(u64);
+
+impl Fnv1a {
+    const NEW: Fnv1a = Fnv1a(0xcbf2_9ce4_8422_2325);
+
+    fn update(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+fn hex(hash: u64) -> String {
+    format!("{hash:016x}")
+}
+
+/// One pass over the input.
+struct InputScan {
+    /// A last line without a newline counts.
+    lines: usize,
+    bytes: u64,
+    hash: u64,
+    /// For the first `prefix_len` bytes, if the input has that many: their hash and whether
+    /// they end at a line boundary.
+    prefix: Option<(u64, bool)>,
+}
+
+fn scan_input(path: &Path, prefix_len: u64) -> std::io::Result<InputScan> {
+    let (mut lines, mut bytes, mut last) = (0, 0u64, b'\n');
+    let mut hash = Fnv1a::NEW;
+    let mut prefix = (prefix_len == 0).then_some((hash.0, true));
+    for_each_block(File::open(path)?, |block| {
+        let start = bytes;
+        bytes += block.len() as u64;
+        if prefix.is_none() && bytes >= prefix_len {
+            let cut = usize::try_from(prefix_len - start).unwrap_or(block.len());
+            let mut h = hash;
+            h.update(&block[..cut]);
+            let end = if cut == 0 { last } else { block[cut - 1] };
+            prefix = Some((h.0, end == b'\n'));
+        }
+        hash.update(block);
+        lines += block.iter().filter(|b| **b == b'\n').count();
+        last = block[block.len() - 1];
+    })?;
+    Ok(InputScan { lines: lines + usize::from(last != b'\n'), bytes, hash: hash.0, prefix })
+}
+
+/// Complete lines already written; a torn last line (killed mid-write) is cut off. One
+/// streaming pass, so resuming a large output costs no more memory than a small one.
 fn resume_point(path: &Path) -> std::io::Result<usize> {
-    let mut f = match OpenOptions::new().read(true).write(true).open(path) {
+    let f = match OpenOptions::new().read(true).write(true).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),
     };
-    let mut data = Vec::new();
-    f.read_to_end(&mut data)?;
-    let complete = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    if complete < data.len() {
-        f.set_len(complete as u64)?;
-        f.seek(SeekFrom::End(0))?;
+    let (mut lines, mut len, mut complete) = (0, 0u64, 0u64);
+    for_each_block(&f, |block| {
+        lines += block.iter().filter(|b| **b == b'\n').count();
+        if let Some(i) = block.iter().rposition(|b| *b == b'\n') {
+            complete = len + i as u64 + 1;
+        }
+        len += block.len() as u64;
+    })?;
+    if complete < len {
+        f.set_len(complete)?;
     }
-    Ok(data[..complete].iter().filter(|b| **b == b'\n').count())
+    Ok(lines)
 }
 
 /// Between plain progress lines when stderr is not a terminal.
@@ -252,14 +418,41 @@ impl Progress {
 mod tests {
     use super::*;
 
+    fn temp(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("switchyard-{name}-{}", std::process::id()))
+    }
+
     #[test]
     fn resume_point_cuts_a_torn_line() {
-        let p = std::env::temp_dir().join(format!("switchyard-resume-{}", std::process::id()));
+        let p = temp("resume");
         std::fs::write(&p, "a\nb\npartial").unwrap();
         assert_eq!(resume_point(&p).unwrap(), 2);
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "a\nb\n");
         std::fs::remove_file(&p).unwrap();
         assert_eq!(resume_point(&p).unwrap(), 0);
+    }
+
+    /// Peak resident memory of this process, from the kernel.
+    fn peak_rss_bytes() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    }
+
+    #[test]
+    fn resuming_a_large_output_takes_constant_memory() {
+        const SIZE: u64 = 128 << 20;
+        let p = temp("resume-large");
+        // Two complete lines, then a torn one of 128 MiB spanning thousands of blocks (sparse,
+        // so it costs no disk).
+        std::fs::write(&p, "a\nb\n").unwrap();
+        OpenOptions::new().write(true).open(&p).unwrap().set_len(SIZE).unwrap();
+        let before = peak_rss_bytes();
+        assert_eq!(resume_point(&p).unwrap(), 2);
+        let grown = peak_rss_bytes() - before;
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 4);
+        std::fs::remove_file(&p).unwrap();
+        assert!(grown < 32 << 20, "resume grew the peak RSS by {} MiB for a {} MiB file", grown >> 20, SIZE >> 20);
     }
 
     #[test]
@@ -269,13 +462,78 @@ mod tests {
 
     #[test]
     fn counts_lines_with_and_without_a_final_newline() {
-        let p = std::env::temp_dir().join(format!("switchyard-count-{}", std::process::id()));
+        let p = temp("count");
         std::fs::write(&p, "a\nb\nc").unwrap();
-        assert_eq!(count_lines(&p).unwrap(), 3);
+        assert_eq!(scan_input(&p, 0).unwrap().lines, 3);
         std::fs::write(&p, "a\nb\n").unwrap();
-        assert_eq!(count_lines(&p).unwrap(), 2);
+        assert_eq!(scan_input(&p, 0).unwrap().lines, 2);
         std::fs::write(&p, "").unwrap();
-        assert_eq!(count_lines(&p).unwrap(), 0);
+        assert_eq!(scan_input(&p, 0).unwrap().lines, 0);
+        std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_a_bad_line() {
+        let config = crate::testing::config("m", "v1");
+        let err = parse_line(&config, b"[1.0, \xff]\n").unwrap_err();
+        assert!(err.starts_with("line is not UTF-8"), "{err}");
+        assert_eq!(parse_line(&config, b"[1.0, 2.0]\r\n").unwrap().rows, 1);
+    }
+
+    fn hash(bytes: &[u8]) -> u64 {
+        let mut h = Fnv1a::NEW;
+        h.update(bytes);
+        h.0
+    }
+
+    #[test]
+    fn the_prefix_fingerprint_is_the_hash_of_exactly_those_bytes_across_blocks() {
+        // Published FNV-1a 64 test vectors: the record must mean the same in every build.
+        assert_eq!(hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+        let p = temp("scan");
+        let data: Vec<u8> = (0..3 * BLOCK + 17).map(|i| if i % 100 == 99 { b'\n' } else { b'x' }).collect();
+        std::fs::write(&p, &data).unwrap();
+        for cut in [0, 1, 100, BLOCK, BLOCK + 1, 2 * BLOCK + 50, data.len()] {
+            let scan = scan_input(&p, cut as u64).unwrap();
+            let at_line = cut == 0 || data[cut - 1] == b'\n';
+            assert_eq!(scan.prefix, Some((hash(&data[..cut]), at_line)), "cut at {cut}");
+            assert_eq!((scan.bytes, scan.hash, scan.lines), (data.len() as u64, hash(&data), data.len() / 100 + 1));
+        }
+        assert_eq!(scan_input(&p, data.len() as u64 + 1).unwrap().prefix, None);
+        std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn only_the_same_job_or_the_same_input_with_lines_appended_resumes() {
+        let p = temp("job");
+        let output = Path::new("out.jsonl");
+        let record = |model: &str, version: &str, input: &[u8]| JobRecord {
+            model: model.into(),
+            version: version.into(),
+            input: "in.jsonl".into(),
+            input_bytes: input.len() as u64,
+            input_fnv1a64: hex(hash(input)),
+        };
+        let check = |recorded: &JobRecord, model: &str, version: &str, now: &[u8]| {
+            std::fs::write(&p, now).unwrap();
+            let scan = scan_input(&p, recorded.input_bytes).unwrap();
+            check_same_job(recorded, &record(model, version, now), &scan, output).map_err(|e| e.to_string())
+        };
+        let started = record("mlp", "v1", b"[1]\n[2]\n");
+        check(&started, "mlp", "v1", b"[1]\n[2]\n").unwrap();
+        check(&started, "mlp", "v1", b"[1]\n[2]\n[3]\n").unwrap();
+        let e = check(&started, "mlp", "v2", b"[1]\n[2]\n").unwrap_err();
+        assert!(e.contains("holds results of mlp:v1, not mlp:v2"), "{e}");
+        let others: [&[u8]; 4] = [b"[1]\n[9]\n", b"[1]\n", b"[1]\n[2]", b"x[1]\n[2]\n"];
+        for other in others {
+            let e = check(&started, "mlp", "v1", other).unwrap_err();
+            assert!(e.contains("holds results for another input: in.jsonl as it was then (8 bytes)"), "{e}");
+        }
+        // Without a final newline the last line itself may have grown: not an append.
+        let unterminated = record("mlp", "v1", b"[1]\n[2");
+        check(&unterminated, "mlp", "v1", b"[1]\n[2").unwrap();
+        check(&unterminated, "mlp", "v1", b"[1]\n[23]\n").unwrap_err();
         std::fs::remove_file(&p).unwrap();
     }
 }

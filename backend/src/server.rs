@@ -1,19 +1,23 @@
 //! HTTP: the Open Inference Protocol listener and the admin listener (metrics, health).
 
 use std::future::IntoFuture;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use bytes::BytesMut;
+use http_body_util::BodyExt;
 use serde_json::json;
 
+use crate::admission::{Admission, Limits, Ticket};
 use crate::error::ApiError;
 use crate::metrics::{Metrics, Outcome};
 use crate::models::{ModelVersion, Models};
@@ -26,13 +30,13 @@ const BLOCKING_DECODE_BYTES: usize = 256 * 1024;
 pub struct AppState {
     pub models: Arc<Models>,
     pub metrics: Arc<Metrics>,
-    pub max_body_bytes: usize,
+    pub admission: Admission,
     pub draining: AtomicBool,
 }
 
 impl AppState {
-    pub fn new(models: Arc<Models>, metrics: Arc<Metrics>, max_body_bytes: usize) -> Arc<Self> {
-        Arc::new(AppState { models, metrics, max_body_bytes, draining: AtomicBool::new(false) })
+    pub fn new(models: Arc<Models>, metrics: Arc<Metrics>, limits: Limits) -> Arc<Self> {
+        Arc::new(AppState { models, metrics, admission: Admission::new(limits), draining: AtomicBool::new(false) })
     }
 
     fn ready(&self) -> Result<(), ApiError> {
@@ -47,7 +51,6 @@ impl AppState {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let limit = state.max_body_bytes;
     Router::new()
         .route("/v2/health/live", get(|| async { axum::Json(json!({"live": true})) }))
         .route("/v2/health/ready", get(server_ready))
@@ -60,7 +63,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2/models/{model}/versions/{version}/infer", post(version_infer))
         .fallback(|uri: axum::http::Uri| async move { ApiError::RouteNotFound(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 
@@ -130,12 +132,8 @@ async fn version_ready(
     ready(&st, &model, Some(&version))
 }
 
-async fn infer(
-    State(st): State<Arc<AppState>>,
-    Path(model): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+// The body is taken raw, not as `Bytes`: admission has to come before a byte of it is read.
+async fn infer(State(st): State<Arc<AppState>>, Path(model): Path<String>, headers: HeaderMap, body: Body) -> Response {
     run_infer(st, model, None, headers, body).await
 }
 
@@ -143,7 +141,7 @@ async fn version_infer(
     State(st): State<Arc<AppState>>,
     Path((model, version)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     run_infer(st, model, Some(version), headers, body).await
 }
@@ -165,6 +163,9 @@ impl<'a> InFlight<'a> {
 
     fn answer(&mut self, outcome: Outcome) {
         self.answered = true;
+        if outcome == Outcome::ClientGone {
+            self.version.metrics.dropped_client_gone.inc();
+        }
         self.version.metrics.record_request(outcome, self.started.elapsed().as_secs_f64());
     }
 }
@@ -185,21 +186,30 @@ async fn run_infer(
     model: String,
     version: Option<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let mv = match st.models.get(&model, version.as_deref()) {
         Ok(m) => m.clone(),
         Err(e) => return e.into_response(),
     };
+    // Read before the request counts as in flight: a request counted in flight before the
+    // shutdown signal is one the drain answers.
+    let draining = st.draining.load(Ordering::Relaxed);
     let mut guard = InFlight::new(&mv);
-    let result = infer_body(&st, &mv, &headers, body).await;
+    let result = if draining { Err(ApiError::ShuttingDown) } else { infer_body(&st, &mv, &headers, body).await };
     guard.answer(match &result {
         Ok(_) => Outcome::Success,
         Err(e) => e.outcome(),
     });
     match result {
-        Ok(enc) => encoded_response(enc),
-        Err(e) => e.into_response(),
+        Ok((enc, ticket)) => encoded_response(enc, ticket),
+        Err(e) => {
+            if matches!(e, ApiError::Overloaded { .. }) {
+                // Counted with the queue's refusals: both are 429s that cost no compute.
+                mv.metrics.dropped_queue_full.inc();
+            }
+            e.into_response()
+        }
     }
 }
 
@@ -207,16 +217,9 @@ async fn infer_body(
     st: &AppState,
     mv: &Arc<ModelVersion>,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<EncodedResponse, ApiError> {
+    body: Body,
+) -> Result<(EncodedResponse, Ticket), ApiError> {
     mv.check_ready()?;
-    let body = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge { limit: st.max_body_bytes }
-        } else {
-            ApiError::BadRequest(format!("cannot read the request body: {}", r.body_text()))
-        }
-    })?;
     let header_len = match headers.get(HEADER_CONTENT_LENGTH) {
         None => None,
         Some(v) => Some(
@@ -226,23 +229,112 @@ async fn infer_body(
                 .ok_or_else(|| ApiError::BadRequest("Inference-Header-Content-Length must be a byte count".into()))?,
         ),
     };
-    let req = if body.len() > BLOCKING_DECODE_BYTES {
-        let config = mv.config.clone();
-        tokio::task::spawn_blocking(move || v2::decode_request(&config, &body, header_len))
-            .await
-            .map_err(|e| ApiError::Internal(format!("decoder task failed: {e}")))?
-    } else {
-        v2::decode_request(&mv.config, &body, header_len)
-    }
-    .map_err(ApiError::BadRequest)?;
+    // hyper's size hint is the Content-Length; a chunked body has none and is charged the
+    // maximum.
+    let declared = body.size_hint().exact();
+    let limits = &st.admission.limits;
+    let ticket = match st.admission.try_admit(declared) {
+        Err(e @ ApiError::PayloadTooLarge { .. }) => {
+            discard(body, headers, limits).await;
+            return Err(e);
+        }
+        admitted => admitted?,
+    };
+    let body = tokio::time::timeout(limits.body_read_timeout, read_body(body, declared, limits.max_body_bytes))
+        .await
+        .map_err(|_| ApiError::BodyReadTimeout(limits.body_read_timeout))??;
+    let req = decode(st, mv, body, header_len).await?;
     let id = req.id.clone();
     let requested = req.outputs.clone();
-    let out = mv.infer(req).await?;
-    v2::encode_response(&mv.config, id.as_deref(), &requested, &out).map_err(ApiError::Internal)
+    let asked = req.timeout;
+    let out = mv.infer(req).await.map_err(|e| match e {
+        // The deadline that passed is the client's own when it is the timeout it asked for.
+        ApiError::DeadlineExceeded(applied) if asked == Some(applied) => ApiError::ClientDeadlineExceeded(applied),
+        e => e,
+    })?;
+    let enc = v2::encode_response(&mv.config, id.as_deref(), &requested, &out).map_err(ApiError::Internal)?;
+    Ok((enc, ticket))
 }
 
-fn encoded_response(enc: EncodedResponse) -> Response {
-    let mut resp = Response::new(axum::body::Body::from(enc.body));
+/// Decodes on the blocking pool when the body is large; the body is freed here, before the
+/// request waits for its batch.
+async fn decode(
+    st: &AppState,
+    mv: &ModelVersion,
+    body: Bytes,
+    header_len: Option<usize>,
+) -> Result<v2::InferRequest, ApiError> {
+    if body.len() <= BLOCKING_DECODE_BYTES {
+        return v2::decode_request(&mv.config, &body, header_len).map_err(ApiError::BadRequest);
+    }
+    // Admitted bodies wait here for a decoder instead of each taking a blocking thread.
+    let _slot = st.admission.decode_slot().await?;
+    let config = mv.config.clone();
+    tokio::task::spawn_blocking(move || v2::decode_request(&config, &body, header_len))
+        .await
+        .map_err(|e| ApiError::Internal(format!("decoder task failed: {e}")))?
+        .map_err(ApiError::BadRequest)
+}
+
+/// Reads and drops a body announced over the limit, so that a client that sends it without
+/// `Expect: 100-continue` reads the 413 instead of a reset connection (nginx's lingering
+/// close). Nothing is kept; beyond twice the limit or the read timeout the connection is
+/// closed instead.
+async fn discard(mut body: Body, headers: &HeaderMap, limits: &Limits) {
+    let too_long = body.size_hint().lower() > 2 * limits.max_body_bytes as u64;
+    if too_long || headers.contains_key(header::EXPECT) {
+        return;
+    }
+    let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+    let _ = tokio::time::timeout(limits.body_read_timeout, drain).await;
+}
+
+/// Collects a body of at most `limit` bytes, sized once from its declared length.
+async fn read_body(mut body: Body, declared: Option<u64>, limit: usize) -> Result<Bytes, ApiError> {
+    let capacity = declared.and_then(|n| usize::try_from(n).ok()).unwrap_or(0).min(limit);
+    let mut buf = BytesMut::with_capacity(capacity);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::BodyRead(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// A response body that holds its request's admission ticket until hyper has sent it (or
+/// the client left), so responses waiting on slow readers stay within the budget.
+struct Ticketed {
+    body: Body,
+    _ticket: Ticket,
+}
+
+impl HttpBody for Ticketed {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+fn encoded_response(enc: EncodedResponse, ticket: Ticket) -> Response {
+    let body = Body::new(Ticketed { body: Body::from(enc.body), _ticket: ticket });
+    let mut resp = Response::new(body);
     let h = resp.headers_mut();
     match enc.header_len {
         Some(n) => {

@@ -2,6 +2,7 @@
 //! no model files.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::batcher::BatchTensor;
@@ -51,5 +52,66 @@ impl Engine for Doubler {
         shape[0] += self.rows_off_by;
         let n = usize::try_from(shape[0] * 2).unwrap_or(0);
         Ok(vec![BatchTensor { shape, data: TensorData::F32(v.iter().map(|x| x * 2.0).cycle().take(n).collect()) }])
+    }
+}
+
+/// First value of a request on which `Fragile` kills its engine thread.
+pub const KILL: f32 = -9.0;
+
+/// Doubles, except that a batch starting with `KILL` waits at `gate` and then kills its
+/// engine thread: it panics with a payload that panics again when `run_batch` drops it, the
+/// one engine panic that `catch_unwind` cannot contain. It stands in for any way an engine
+/// thread can die.
+pub struct Fragile {
+    pub doubler: Doubler,
+    pub gate: Arc<Gate>,
+}
+
+struct Escapes;
+
+impl Drop for Escapes {
+    fn drop(&mut self) {
+        panic!("the engine thread dies (test)");
+    }
+}
+
+impl Engine for Fragile {
+    fn device(&self) -> String {
+        self.doubler.device()
+    }
+    fn infer(&mut self, inputs: Vec<BatchTensor>) -> Result<Vec<BatchTensor>, String> {
+        if let Some(TensorData::F32(v)) = inputs.first().map(|t| &t.data)
+            && v.first() == Some(&KILL)
+        {
+            self.gate.wait();
+            std::panic::panic_any(Escapes);
+        }
+        self.doubler.infer(inputs)
+    }
+}
+
+/// Holds an engine thread until the test opens it; `entered` gets a permit per arrival.
+pub struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+    pub entered: tokio::sync::Semaphore,
+}
+
+impl Gate {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Gate { open: Mutex::new(false), opened: Condvar::new(), entered: tokio::sync::Semaphore::new(0) })
+    }
+
+    pub fn wait(&self) {
+        self.entered.add_permits(1);
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        while !*open {
+            open = self.opened.wait(open).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    pub fn open(&self) {
+        *self.open.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.opened.notify_all();
     }
 }

@@ -45,15 +45,18 @@ struct RawRequest<'a> {
     id: Option<String>,
     #[serde(default)]
     parameters: Option<Parameters>,
+    /// Parsed one element at a time (`for_each`), so the first bad input stops the parse and
+    /// a long list never becomes a long vector.
     #[serde(borrow)]
-    inputs: Vec<RawInput<'a>>,
-    #[serde(default)]
-    outputs: Option<Vec<RawOutput>>,
+    inputs: &'a RawValue,
+    #[serde(default, borrow)]
+    outputs: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
 struct RawInput<'a> {
     name: String,
+    #[serde(deserialize_with = "bounded_shape")]
     shape: Vec<i64>,
     datatype: String,
     #[serde(default)]
@@ -83,8 +86,74 @@ struct Parameters {
     binary_data_size: Option<usize>,
 }
 
+/// More dimensions than any model has; the limit keeps a hostile shape (and the error
+/// message that echoes it) small.
+const MAX_DIMS: usize = 32;
+
+fn bounded_shape<'de, D: de::Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
+    struct Dims;
+    impl<'de> Visitor<'de> for Dims {
+        type Value = Vec<i64>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a shape of at most {MAX_DIMS} dimensions")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<i64>, A::Error> {
+            let mut dims = Vec::new();
+            while let Some(d) = seq.next_element()? {
+                if dims.len() == MAX_DIMS {
+                    return Err(de::Error::custom(format!("shape has more than {MAX_DIMS} dimensions")));
+                }
+                dims.push(d);
+            }
+            Ok(dims)
+        }
+    }
+    d.deserialize_seq(Dims)
+}
+
+/// Calls `f` on each element of the JSON array `raw` as soon as it is parsed. A JSON error
+/// becomes "malformed request JSON"; an error of `f` stops the parse and is returned as is.
+fn for_each<'de, T: Deserialize<'de>>(
+    raw: &'de RawValue,
+    mut f: impl FnMut(T) -> Result<(), String>,
+) -> Result<(), String> {
+    struct Each<'f, T, F> {
+        f: &'f mut F,
+        failed: &'f mut Option<String>,
+        item: std::marker::PhantomData<fn() -> T>,
+    }
+    impl<'de, T: Deserialize<'de>, F: FnMut(T) -> Result<(), String>> Visitor<'de> for Each<'_, T, F> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(item) = seq.next_element::<T>()? {
+                if let Err(e) = (self.f)(item) {
+                    *self.failed = Some(e);
+                    return Err(de::Error::custom("stopped"));
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut failed = None;
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    let each = Each { f: &mut f, failed: &mut failed, item: std::marker::PhantomData };
+    let parsed = de::Deserializer::deserialize_seq(&mut de, each).and_then(|()| de.end());
+    match (failed, parsed) {
+        (Some(e), _) => Err(e),
+        (None, Err(e)) => Err(format!("malformed request JSON: {e}")),
+        (None, Ok(())) => Ok(()),
+    }
+}
+
 /// Decodes and validates a request body for `config`. `header_len` is the value of the
 /// `Inference-Header-Content-Length` header, when present.
+///
+/// Memory stays proportional to what the model accepts, whatever the body holds: inputs and
+/// outputs are checked one at a time as they are parsed, and a tensor's `data` stops being
+/// parsed at the first element beyond its declared shape.
 pub fn decode_request(config: &ModelConfig, body: &[u8], header_len: Option<usize>) -> Result<InferRequest, String> {
     let (json, mut binary) = match header_len {
         Some(n) if n > body.len() => {
@@ -98,7 +167,7 @@ pub fn decode_request(config: &ModelConfig, body: &[u8], header_len: Option<usiz
 
     let mut slots: Vec<Option<TensorData>> = vec![None; config.inputs.len()];
     let mut rows: Option<usize> = None;
-    for input in raw.inputs {
+    for_each(raw.inputs, |input: RawInput<'_>| {
         let Some(index) = config.inputs.iter().position(|s| s.name == input.name) else {
             let expected: Vec<&str> = config.inputs.iter().map(|s| s.name.as_str()).collect();
             return Err(format!(
@@ -120,14 +189,20 @@ pub fn decode_request(config: &ModelConfig, body: &[u8], header_len: Option<usiz
                 rows.unwrap_or(0)
             ));
         }
-        let count = element_count(&input.shape).unwrap_or(0);
+        let count = element_count(&input.shape)
+            .ok_or_else(|| format!("input '{}' has shape {:?}: too many elements", input.name, input.shape))?;
+        let wrong_count = |n: &dyn fmt::Display| {
+            format!("input '{}' has {n} element(s) but shape {:?} needs {count}", input.name, input.shape)
+        };
         let binary_size = input.parameters.as_ref().and_then(|p| p.binary_data_size);
         let data = match (input.data, binary_size) {
             (Some(_), Some(_)) => {
                 return Err(format!("input '{}' has both 'data' and a binary_data_size parameter", input.name));
             }
-            (Some(raw), None) => parse_json_data(spec.datatype, raw.get(), count)
-                .map_err(|e| format!("input '{}': invalid data: {e}", input.name))?,
+            (Some(raw), None) => parse_json_data(spec.datatype, raw.get(), count).map_err(|e| match e {
+                DataError::TooMany => wrong_count(&format_args!("more than {count}")),
+                DataError::Invalid(e) => format!("input '{}': invalid data: {e}", input.name),
+            })?,
             (None, Some(size)) => {
                 if header_len.is_none() {
                     return Err(format!(
@@ -142,6 +217,11 @@ pub fn decode_request(config: &ModelConfig, body: &[u8], header_len: Option<usiz
                         binary.len()
                     ));
                 }
+                // Whole elements of the wrong count are refused before they are decoded.
+                let element = spec.datatype.byte_size();
+                if size.is_multiple_of(element) && size / element != count {
+                    return Err(wrong_count(&(size / element)));
+                }
                 let (mine, rest) = binary.split_at(size);
                 binary = rest;
                 TensorData::from_le_bytes(spec.datatype, mine).map_err(|e| format!("input '{}': {e}", input.name))?
@@ -149,15 +229,11 @@ pub fn decode_request(config: &ModelConfig, body: &[u8], header_len: Option<usiz
             (None, None) => return Err(format!("input '{}' has no 'data'", input.name)),
         };
         if data.len() != count {
-            return Err(format!(
-                "input '{}' has {} element(s) but shape {:?} needs {count}",
-                input.name,
-                data.len(),
-                input.shape
-            ));
+            return Err(wrong_count(&data.len()));
         }
         slots[index] = Some(data);
-    }
+        Ok(())
+    })?;
     if !binary.is_empty() {
         return Err(format!("{} byte(s) of binary data are not claimed by any input", binary.len()));
     }
@@ -167,26 +243,31 @@ pub fn decode_request(config: &ModelConfig, body: &[u8], header_len: Option<usiz
     }
 
     let binary_default = params.binary_data_output.unwrap_or(false);
-    let outputs = match raw.outputs {
-        Some(list) if !list.is_empty() => {
-            let mut out = Vec::with_capacity(list.len());
-            for o in list {
-                let Some(index) = config.outputs.iter().position(|s| s.name == o.name) else {
-                    let names: Vec<&str> = config.outputs.iter().map(|s| s.name.as_str()).collect();
-                    return Err(format!(
-                        "unknown output '{}' (model '{}' has: {})",
-                        o.name,
-                        config.model,
-                        names.join(", ")
-                    ));
-                };
-                let binary = o.parameters.and_then(|p| p.binary_data).unwrap_or(binary_default);
-                out.push(RequestedOutput { index, binary });
+    let mut outputs = Vec::new();
+    if let Some(list) = raw.outputs {
+        for_each(list, |o: RawOutput| {
+            let Some(index) = config.outputs.iter().position(|s| s.name == o.name) else {
+                let names: Vec<&str> = config.outputs.iter().map(|s| s.name.as_str()).collect();
+                return Err(format!(
+                    "unknown output '{}' (model '{}' has: {})",
+                    o.name,
+                    config.model,
+                    names.join(", ")
+                ));
+            };
+            // Each output is encoded once per request: a repeated name would multiply the
+            // response without bound.
+            if outputs.iter().any(|r: &RequestedOutput| r.index == index) {
+                return Err(format!("output '{}' is requested more than once", o.name));
             }
-            out
-        }
-        _ => (0..config.outputs.len()).map(|index| RequestedOutput { index, binary: binary_default }).collect(),
-    };
+            let binary = o.parameters.and_then(|p| p.binary_data).unwrap_or(binary_default);
+            outputs.push(RequestedOutput { index, binary });
+            Ok(())
+        })?;
+    }
+    if outputs.is_empty() {
+        outputs = (0..config.outputs.len()).map(|index| RequestedOutput { index, binary: binary_default }).collect();
+    }
     Ok(InferRequest {
         id: raw.id,
         inputs,
@@ -207,7 +288,12 @@ pub fn decode_row(config: &ModelConfig, text: &str) -> Result<InferRequest, Stri
         ));
     };
     let want = spec.row_elements();
-    let data = parse_json_data(spec.datatype, text, want)?;
+    let data = parse_json_data(spec.datatype, text, want).map_err(|e| match e {
+        DataError::TooMany => {
+            format!("row has more than {want} element(s); input '{}' needs {want} per row", spec.name)
+        }
+        DataError::Invalid(e) => e,
+    })?;
     if data.len() != want {
         return Err(format!("row has {} element(s); input '{}' needs {want} per row", data.len(), spec.name));
     }
@@ -299,9 +385,24 @@ impl Scalar for bool {
     }
 }
 
+/// Why `data` could not become a tensor.
+#[derive(Debug, PartialEq)]
+enum DataError {
+    /// More elements than the shape allows: parsing stopped there.
+    TooMany,
+    Invalid(String),
+}
+
+/// The elements parsed so far, and how many there may be.
+struct Sink<T> {
+    values: Vec<T>,
+    limit: usize,
+    overflowed: bool,
+}
+
 /// Appends every scalar of a (possibly nested) JSON array to a vector, without building an
-/// intermediate `serde_json::Value`.
-struct Flatten<'v, T>(&'v mut Vec<T>);
+/// intermediate `serde_json::Value`, and stops at the first element beyond the limit.
+struct Flatten<'v, T>(&'v mut Sink<T>);
 
 impl<'de, T: Scalar> DeserializeSeed<'de> for Flatten<'_, T> {
     type Value = ();
@@ -312,9 +413,14 @@ impl<'de, T: Scalar> DeserializeSeed<'de> for Flatten<'_, T> {
 
 impl<T: Scalar> Flatten<'_, T> {
     fn push<E: de::Error>(self, v: Option<T>, shown: &dyn fmt::Display) -> Result<(), E> {
+        let sink = self.0;
         match v {
+            Some(_) if sink.values.len() == sink.limit => {
+                sink.overflowed = true;
+                Err(E::custom("too many elements"))
+            }
             Some(v) => {
-                self.0.push(v);
+                sink.values.push(v);
                 Ok(())
             }
             None => Err(E::custom(format!("{shown} is not a valid {} value", T::NAME))),
@@ -345,30 +451,36 @@ impl<'de, T: Scalar> Visitor<'de> for Flatten<'_, T> {
     }
 }
 
-fn parse_flat<T: Scalar>(text: &str, capacity: usize) -> Result<Vec<T>, String> {
+/// At most `limit` elements. The vector is sized from the text too (an element takes at
+/// least two bytes, `0,`), so a large declared shape with little data reserves little.
+fn parse_flat<T: Scalar>(text: &str, limit: usize) -> Result<Vec<T>, DataError> {
     if !text.trim_start().starts_with('[') {
-        return Err("'data' must be an array".into());
+        return Err(DataError::Invalid("'data' must be an array".into()));
     }
-    let mut out = Vec::with_capacity(capacity);
+    let capacity = limit.min(text.len() / 2 + 1);
+    let mut sink = Sink { values: Vec::with_capacity(capacity), limit, overflowed: false };
     let mut de = serde_json::Deserializer::from_str(text);
-    Flatten(&mut out).deserialize(&mut de).map_err(|e| e.to_string())?;
-    de.end().map_err(|e| e.to_string())?;
-    Ok(out)
+    let parsed = Flatten(&mut sink).deserialize(&mut de).and_then(|()| de.end());
+    match parsed {
+        Err(_) if sink.overflowed => Err(DataError::TooMany),
+        Err(e) => Err(DataError::Invalid(e.to_string())),
+        Ok(()) => Ok(sink.values),
+    }
 }
 
-fn parse_json_data(dtype: DataType, text: &str, count: usize) -> Result<TensorData, String> {
+fn parse_json_data(dtype: DataType, text: &str, limit: usize) -> Result<TensorData, DataError> {
     Ok(match dtype {
-        DataType::Bool => TensorData::Bool(parse_flat(text, count)?),
-        DataType::Uint8 => TensorData::U8(parse_flat(text, count)?),
-        DataType::Int8 => TensorData::I8(parse_flat(text, count)?),
-        DataType::Int16 => TensorData::I16(parse_flat(text, count)?),
-        DataType::Int32 => TensorData::I32(parse_flat(text, count)?),
-        DataType::Int64 => TensorData::I64(parse_flat(text, count)?),
-        DataType::Fp16 => TensorData::F16(parse_flat(text, count)?),
-        DataType::Bf16 => TensorData::Bf16(parse_flat(text, count)?),
-        DataType::Fp32 => TensorData::F32(parse_flat(text, count)?),
-        DataType::Fp64 => TensorData::F64(parse_flat(text, count)?),
-        other => return Err(format!("datatype {other} is not supported by this server")),
+        DataType::Bool => TensorData::Bool(parse_flat(text, limit)?),
+        DataType::Uint8 => TensorData::U8(parse_flat(text, limit)?),
+        DataType::Int8 => TensorData::I8(parse_flat(text, limit)?),
+        DataType::Int16 => TensorData::I16(parse_flat(text, limit)?),
+        DataType::Int32 => TensorData::I32(parse_flat(text, limit)?),
+        DataType::Int64 => TensorData::I64(parse_flat(text, limit)?),
+        DataType::Fp16 => TensorData::F16(parse_flat(text, limit)?),
+        DataType::Bf16 => TensorData::Bf16(parse_flat(text, limit)?),
+        DataType::Fp32 => TensorData::F32(parse_flat(text, limit)?),
+        DataType::Fp64 => TensorData::F64(parse_flat(text, limit)?),
+        other => return Err(DataError::Invalid(format!("datatype {other} is not supported by this server"))),
     })
 }
 
@@ -487,6 +599,9 @@ pub fn model_metadata(config: &ModelConfig, versions: &[&str], device: Option<&s
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use std::path::PathBuf;
     use std::sync::Arc;
@@ -572,7 +687,7 @@ mod tests {
             ),
             (
                 &format!(r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"INT64","data":[1,2]}}]}}"#),
-                "has 2 element(s) but shape [1, 1] needs 1",
+                "has more than 1 element(s) but shape [1, 1] needs 1",
             ),
             (
                 &format!(r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"INT64","data":[1.5]}}]}}"#),
@@ -596,6 +711,21 @@ mod tests {
                 "more than the model's max_batch_size of 4",
             ),
             (&format!(r#"{{"inputs":[{x},{k}],"outputs":[{{"name":"nope"}}]}}"#), "unknown output 'nope'"),
+            (
+                &format!(r#"{{"inputs":[{x},{k}],"outputs":[{{"name":"z"}},{{"name":"y"}},{{"name":"z"}}]}}"#),
+                "output 'z' is requested more than once",
+            ),
+            (
+                &format!(
+                    r#"{{"inputs":[{x},{{"name":"k","shape":[{}1],"datatype":"INT64","data":[1]}}]}}"#,
+                    "1,".repeat(40)
+                ),
+                "shape has more than 32 dimensions",
+            ),
+            (
+                &format!(r#"{{"inputs":[{x},{{"name":"k","shape":[1,1],"datatype":"INT64","data":[[1],[2]]}}]}}"#),
+                "has more than 1 element(s) but shape [1, 1] needs 1",
+            ),
             (&format!(r#"{{"inputs":[{x},{k}],"parameters":{{"timeout":"soon"}}}}"#), "malformed request JSON"),
             (
                 &format!(
@@ -670,6 +800,28 @@ mod tests {
         assert!(header["outputs"][0].get("data").is_none());
         let floats = TensorData::from_le_bytes(DataType::Fp32, &enc.body[n..]).unwrap();
         assert_eq!(floats, TensorData::F32(vec![2., 3., 4., 5.]));
+    }
+
+    #[test]
+    fn data_parsing_stops_at_the_first_element_beyond_the_shape() {
+        // The syntax error after the third element is never reached.
+        assert_eq!(parse_flat::<f32>("[1, 2, 3, oops", 2), Err(DataError::TooMany));
+        assert_eq!(parse_flat::<f32>("[[1, 2], [3]]", 2), Err(DataError::TooMany));
+        assert_eq!(parse_flat::<f32>("[[1], [2]]", 2), Ok(vec![1., 2.]));
+        // A large declared shape with little data reserves for the data only.
+        assert!(parse_flat::<f64>("[1]", 1 << 30).unwrap().capacity() <= 2);
+        let row = decode_row(&crate::testing::config("m", "v1"), "[1, 2, 3]").unwrap_err();
+        assert_eq!(row, "row has more than 2 element(s); input 'x' needs 2 per row");
+    }
+
+    #[test]
+    fn binary_tensors_of_the_wrong_size_are_refused_before_decoding() {
+        let header = r#"{"inputs":[{"name":"x","shape":[1,2,2],"datatype":"FP32","parameters":{"binary_data_size":20}},
+            {"name":"k","shape":[1,1],"datatype":"INT64","data":[1]}]}"#;
+        let mut body = header.as_bytes().to_vec();
+        body.extend_from_slice(&[0; 20]);
+        let err = decode_request(&config(), &body, Some(header.len())).unwrap_err();
+        assert_eq!(err, "input 'x' has 5 element(s) but shape [1, 2, 2] needs 4");
     }
 
     proptest! {

@@ -1,14 +1,16 @@
 //! Every endpoint and every error class through the router, against a fake engine.
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Condvar, Mutex};
 
 use axum::body::Body;
-use axum::http::Request;
+use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
 use super::*;
+use crate::admission::LimitArgs;
 use crate::batcher::BatchTensor;
 use crate::config::{ModelConfig, Repository};
 use crate::engine::{Engine, EngineFactory};
@@ -110,6 +112,10 @@ async fn app() -> App {
 /// Serves `versions` (oldest first), once every one has loaded or failed; `SLOW` ones are
 /// left loading.
 async fn app_with(versions: Vec<ModelConfig>, max_body_bytes: usize) -> App {
+    app_limited(versions, LimitArgs { max_body_bytes, ..LimitArgs::default() }).await
+}
+
+async fn app_limited(versions: Vec<ModelConfig>, limits: LimitArgs) -> App {
     let mut repo = Repository::default();
     for c in versions {
         repo.models.entry(c.model.clone()).or_default().push(c);
@@ -118,7 +124,7 @@ async fn app_with(versions: Vec<ModelConfig>, max_body_bytes: usize) -> App {
         Arc::new(Gate { open: Mutex::new(false), opened: Condvar::new(), entered: tokio::sync::Semaphore::new(0) });
     let metrics = Arc::new(Metrics::new());
     let models = Models::start(repo, &metrics, &factory(&gate));
-    let app = App { state: AppState::new(models, metrics, max_body_bytes), gate };
+    let app = App { state: AppState::new(models, metrics, limits.validate().unwrap()), gate };
     app.settled().await;
     app
 }
@@ -143,6 +149,15 @@ impl App {
 
     async fn post_raw(&self, uri: &str, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> Reply {
         send(router(self.state.clone()), request("POST", uri, headers, body.into())).await
+    }
+
+    async fn post_body(&self, uri: &str, body: Body) -> Reply {
+        send(router(self.state.clone()), Request::builder().method("POST").uri(uri).body(body).unwrap()).await
+    }
+
+    fn spawn_post(&self, body: &Value) -> tokio::task::JoinHandle<Reply> {
+        let req = request("POST", "/v2/models/m/infer", &[], body.to_string().into_bytes());
+        tokio::spawn(send(router(self.state.clone()), req))
     }
 
     async fn admin(&self, uri: &str) -> Reply {
@@ -434,20 +449,29 @@ async fn a_version_that_failed_to_load_is_503_and_unversioned_requests_get_the_r
 }
 
 #[tokio::test]
-async fn draining_fails_readiness_and_stopped_models_refuse_with_retry_after() {
+async fn draining_fails_readiness_refuses_new_inference_and_answers_accepted_requests() {
     let app = app().await;
+    let accepted = app.spawn_post(&rows(&[HOLD, 0.]));
+    app.gate.entered().await;
     app.state.draining.store(true, Ordering::Relaxed);
     for r in [app.get("/v2/health/ready").await, app.admin("/health/ready").await] {
         assert_eq!(r.expect_error(503), "the server is shutting down");
         assert_eq!(r.header("retry-after"), Some("1"));
     }
     assert_eq!(app.get("/v2/health/live").await.status, StatusCode::OK, "still live while draining");
-    // Accepted requests are still served until the models stop.
-    assert_eq!(app.post("/v2/models/m/infer", &rows(&[1., 2.])).await.status, StatusCode::OK);
-
-    app.state.models.stop().await;
+    // A request arriving after the signal is refused; the one accepted before is served.
     let r = app.post("/v2/models/m/infer", &rows(&[1., 2.])).await;
     assert_eq!(r.expect_error(503), "the server is shutting down");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    let mv = app.state.models.get("m", None).unwrap().clone();
+    assert_eq!(mv.metrics.in_flight.get(), 1, "the refused request is no longer in flight");
+    app.gate.open();
+    assert_eq!(accepted.await.unwrap().json()["outputs"][0]["data"], json!([HOLD * 2., 0.]));
+
+    app.state.models.stop().await;
+    app.state.draining.store(false, Ordering::Relaxed);
+    let r = app.post("/v2/models/m/infer", &rows(&[1., 2.])).await;
+    assert_eq!(r.expect_error(503), "the server is shutting down", "stopped models refuse too");
     assert_eq!(r.header("retry-after"), Some("1"));
     assert_eq!(app.get("/v2/models/m/versions/v1/ready").await.expect_error(503), "the server is shutting down");
 }
@@ -459,6 +483,156 @@ async fn a_deadline_that_passes_first_is_504() {
     body["parameters"] = json!({"timeout": 20_000});
     let r = app.post("/v2/models/m/infer", &body).await;
     assert_eq!(r.expect_error(504), "deadline exceeded: not served within the request's timeout of 20000 µs");
+}
+
+#[tokio::test]
+async fn only_a_504_of_the_clients_own_deadline_is_marked_client() {
+    let mut c = config("m", "v1");
+    c.batching.default_timeout = Duration::from_millis(30);
+    let app = app_with(vec![c], 1024).await;
+    // The model's default deadline: not the client's doing.
+    let r = app.post("/v2/models/m/infer", &rows(&[HOLD, 0.])).await;
+    assert_eq!(r.expect_error(504), "deadline exceeded: not served within the request's timeout of 30000 µs");
+    assert_eq!(r.header(crate::error::HEADER_DEADLINE), None);
+    // A `timeout` parameter, shorter or longer than the default, is the deadline that binds.
+    for timeout in [10_000, 60_000] {
+        let mut body = rows(&[HOLD, 0.]);
+        body["parameters"] = json!({"timeout": timeout});
+        let r = app.post("/v2/models/m/infer", &body).await;
+        assert!(r.expect_error(504).contains(&format!("timeout of {timeout} µs")), "{r:?}");
+        assert_eq!(r.header(crate::error::HEADER_DEADLINE), Some("client"));
+    }
+}
+
+#[tokio::test]
+async fn repeated_or_unknown_outputs_are_400() {
+    let app = app().await;
+    let mut body = rows(&[1., 2.]);
+    body["outputs"] = json!([{"name": "y"}, {"name": "y"}]);
+    let e = app.post("/v2/models/m/infer", &body).await.expect_error(400);
+    assert_eq!(e, "output 'y' is requested more than once");
+    // The attack that found it: one output 20,000 times, each encoded in the response.
+    body["outputs"] = json!(vec![json!({"name": "y"}); 20_000]);
+    let r = app.post("/v2/models/m/infer", &body).await;
+    assert_eq!(r.expect_error(400), "output 'y' is requested more than once");
+    assert!(r.body.len() < 100, "{} bytes", r.body.len());
+    body["outputs"] = json!([{"name": "nope"}]);
+    let e = app.post("/v2/models/m/infer", &body).await.expect_error(400);
+    assert_eq!(e, "unknown output 'nope' (model 'm' has: y)");
+}
+
+#[tokio::test]
+async fn data_beyond_the_declared_shape_is_400_without_parsing_the_rest() {
+    let app = app_with(vec![config("m", "v1")], 8 << 20).await;
+    // Four million elements for a shape of two, then a syntax error the parser never reaches.
+    let data = format!("[{}0,", "0,".repeat(4_000_000));
+    let body = format!(r#"{{"inputs":[{{"name":"x","shape":[1,2],"datatype":"FP32","data":{data}"#);
+    let started = Instant::now();
+    let r = app.post_raw("/v2/models/m/infer", &[], body).await;
+    assert!(r.expect_error(400).starts_with("malformed request JSON: EOF while parsing"), "{r:?}");
+    // Whole bodies are checked for syntax first; with valid JSON the data stops at element 3.
+    let body = format!(r#"{{"inputs":[{{"name":"x","shape":[1,2],"datatype":"FP32","data":{data}0]}}]}}"#);
+    let r = app.post_raw("/v2/models/m/infer", &[], body).await;
+    assert_eq!(r.expect_error(400), "input 'x' has more than 2 element(s) but shape [1, 2] needs 2");
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+}
+
+/// A request body that sends `chunk` (if any) and then nothing, and records whether it was
+/// read at all. Its length, when it has one, is declared as hyper declares a Content-Length.
+struct Stalling {
+    chunk: Option<Bytes>,
+    declared: Option<u64>,
+    polls: Arc<AtomicUsize>,
+}
+
+impl HttpBody for Stalling {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        let this = self.get_mut();
+        this.polls.fetch_add(1, Ordering::Relaxed);
+        match this.chunk.take() {
+            Some(c) => Poll::Ready(Some(Ok(http_body::Frame::data(c)))),
+            None => Poll::Pending,
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.declared.map(http_body::SizeHint::with_exact).unwrap_or_default()
+    }
+}
+
+/// A body that declares `declared` bytes (`None`: chunked) and sends only `chunk`.
+fn stalling(declared: Option<u64>, chunk: &str) -> (Body, Arc<AtomicUsize>) {
+    let polls = Arc::new(AtomicUsize::new(0));
+    let chunk = Some(Bytes::copy_from_slice(chunk.as_bytes()));
+    (Body::new(Stalling { chunk, declared, polls: polls.clone() }), polls)
+}
+
+#[tokio::test]
+async fn admission_is_429_before_the_body_is_read_and_held_until_the_response() {
+    let limits = LimitArgs {
+        max_body_bytes: 1000,
+        max_inflight_bytes: Some(1500),
+        max_inflight_requests: 3,
+        ..LimitArgs::default()
+    };
+    let app = app_limited(vec![config("m", "v1")], limits).await;
+    let admission = &app.state.admission;
+    // A body without a length is charged the maximum while it is being received.
+    let (body, _) = stalling(None, "{");
+    let stalled = tokio::spawn(send(router(app.state.clone()), {
+        Request::builder().method("POST").uri("/v2/models/m/infer").body(body).unwrap()
+    }));
+    wait_for("the stalled body to be admitted", || admission.bytes_in_flight() == 1000).await;
+    let held = rows(&[HOLD, 0.]);
+    let busy = app.spawn_post(&held);
+    app.gate.entered().await;
+    let held_len = held.to_string().len();
+    assert_eq!(admission.bytes_in_flight(), 1000 + held_len);
+
+    // 1000 + ~70 in flight: a body declaring 600 bytes does not fit, and is never read.
+    let (body, polls) = stalling(Some(600), &"x".repeat(600));
+    let r = app.post_body("/v2/models/m/infer", body).await;
+    assert_eq!(r.expect_error(429), "the server is overloaded: 1500 body bytes already in flight; retry later");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(polls.load(Ordering::Relaxed), 0, "a refused body must not be read");
+    let r = app.post_raw("/v2/models/m/infer", &[], vec![b' '; 1000]).await;
+    assert_eq!(r.expect_error(429), "the server is overloaded: 1500 body bytes already in flight; retry later");
+    // Small requests still fit; a third request in flight reaches the request limit.
+    let small = app.spawn_post(&held);
+    wait_for("the third request", || admission.bytes_in_flight() == 1000 + 2 * held_len).await;
+    let r = app.post("/v2/models/m/infer", &rows(&[1., 2.])).await;
+    assert_eq!(r.expect_error(429), "the server is overloaded: 3 requests already in flight; retry later");
+    let mv = app.state.models.get("m", None).unwrap().clone();
+    assert_eq!(mv.metrics.dropped_queue_full.get(), 3, "admission refusals count as queue_full");
+
+    app.gate.open();
+    assert_eq!(busy.await.unwrap().status, StatusCode::OK);
+    assert_eq!(small.await.unwrap().status, StatusCode::OK);
+    stalled.abort();
+    let _ = stalled.await;
+    wait_for("every share to be given back", || admission.bytes_in_flight() == 0).await;
+    assert_eq!(app.post("/v2/models/m/infer", &rows(&[1., 2.])).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_is_408_and_closes_the_connection() {
+    let limits = LimitArgs { body_read_timeout_seconds: 1, ..LimitArgs::default() };
+    let app = app_limited(vec![config("m", "v1")], limits).await;
+    // Headers and half of the body that they announce, then nothing.
+    let (body, polls) = stalling(Some(60), r#"{"inputs": [{"name": "x", "#);
+    let started = Instant::now();
+    let r = app.post_body("/v2/models/m/infer", body).await;
+    assert_eq!(r.expect_error(408), "request body not received within 1 s");
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(polls.load(Ordering::Relaxed) >= 2, "the first half was read, then it waited");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(app.state.admission.bytes_in_flight(), 0);
 }
 
 #[tokio::test]
