@@ -127,7 +127,8 @@ fn a_policy_swap_under_load_loses_no_count_and_no_sample() {
     let policy = |w1: u32, rate: f64| {
         mlp_policy(&json!({
             "versions": [{"name": "v1", "cluster": "mlp-v1", "weight": w1}, {"name": "v2", "cluster": "mlp-v2", "weight": 100 - w1}],
-            "sampling": {"rate": rate, "max_body_bytes": 2048}
+            "sampling": {"rate": rate, "max_body_bytes": 2048},
+            "slo": {"availability": 0.999, "latency_ms": 1000}
         }))
     };
     let stack = Stack::start("hostile-swap", &policy(90, 0.5));

@@ -6,8 +6,17 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use proxy_wasm::types::LogLevel;
+use switchyard_policy::slo::{SetResult, SharedStore};
 
 use crate::host::{Dir, Host, Kind, RESPONSE_FLAGS};
+
+/// A reply the filter sent itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
 
 #[derive(Default)]
 pub struct FakeHost {
@@ -20,6 +29,14 @@ pub struct FakeHost {
     pub response_flags: Option<u64>,
     pub now_ms: u64,
     pub logs: Vec<(LogLevel, String)>,
+    pub local_replies: Vec<LocalReply>,
+    /// Collector calls made: (token, body), in order.
+    pub posted: Vec<(u32, Vec<u8>)>,
+    /// When set, collector calls cannot be made.
+    pub refuse_calls: bool,
+    /// `:status` of the collector response being answered.
+    pub call_status: Option<u16>,
+    next_token: u32,
     /// Every call made, by name, in order.
     pub calls: Vec<&'static str>,
     /// Metric names by id: like Envoy, a name defined again keeps its id.
@@ -38,6 +55,17 @@ impl FakeHost {
         self.request_headers = headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         self.response_headers.clear();
         self.response_flags = None;
+        self.local_replies.clear();
+    }
+
+    /// Every counter whose name starts with `prefix`, summed.
+    pub fn counter_sum(&self, prefix: &str) -> i64 {
+        self.metrics
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.starts_with(prefix))
+            .filter_map(|(i, _)| self.counters.get(&(i as u32)))
+            .sum()
     }
 
     pub fn request_header(&self, name: &str) -> Option<&str> {
@@ -100,6 +128,15 @@ impl Host for FakeHost {
         self.plugin_config.clone()
     }
 
+    fn plugin_name(&mut self) -> String {
+        self.calls.push("plugin_name");
+        "switchyard".to_owned()
+    }
+
+    fn done(&mut self) {
+        self.calls.push("done");
+    }
+
     fn set_tick_period(&mut self, _period: Duration) {
         self.calls.push("set_tick_period");
     }
@@ -112,6 +149,12 @@ impl Host for FakeHost {
     fn header(&mut self, dir: Dir, name: &str) -> Option<String> {
         self.calls.push("header");
         find(self.map(dir), name).map(str::to_owned)
+    }
+
+    fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+        self.calls.push("send_local_reply");
+        let headers = headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        self.local_replies.push(LocalReply { status, headers, body: body.to_vec() });
     }
 
     fn set_header(&mut self, dir: Dir, name: &str, value: Option<&str>) {
@@ -154,5 +197,45 @@ impl Host for FakeHost {
     fn record_metric(&mut self, id: u32, value: u64) {
         self.calls.push("record_metric");
         self.records.push((id, value));
+    }
+
+    fn dispatch_post(&mut self, _cluster: &str, _path: &str, body: &[u8], _timeout: Duration) -> Option<u32> {
+        self.calls.push("dispatch_post");
+        if self.refuse_calls {
+            return None;
+        }
+        self.next_token += 1;
+        self.posted.push((self.next_token, body.to_vec()));
+        Some(self.next_token)
+    }
+
+    fn call_response_status(&mut self) -> Option<u16> {
+        self.calls.push("call_response_status");
+        self.call_status
+    }
+}
+
+/// Envoy's shared data (proxy-wasm-cpp-host `SharedData::set`): tokens count up from 1, CAS 0
+/// (`None`) overwrites, an absent key is inserted whatever the token.
+#[derive(Default)]
+pub struct FakeStore {
+    pub map: HashMap<String, (Vec<u8>, u32)>,
+    next: u32,
+}
+
+impl SharedStore for FakeStore {
+    fn get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.map.get(key).cloned()
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> SetResult {
+        if let (Some((_, current)), Some(cas)) = (self.map.get(key), cas)
+            && *current != cas
+        {
+            return SetResult::CasMismatch;
+        }
+        self.next += 1;
+        self.map.insert(key.to_owned(), (value.to_vec(), self.next));
+        SetResult::Ok
     }
 }

@@ -1,40 +1,56 @@
 //! Every call into Envoy, and what the filter knows of Envoy, lives here. Failures are logged
 //! or turned into `None`/`false`: nothing the host answers may take a request down.
 //!
-//! The calls the request flow and configuration make go through [`Host`], so that those can run
-//! natively against a fake; the timer's calls (collector, shared data) are plain functions.
+//! The calls the request flow, configuration and timer make go through [`Host`] (and shared
+//! data through `slo::SharedStore`), so that all of them run natively against a fake.
 
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
-use switchyard_policy::slo::{self, Outcome, SetResult, SharedStore};
+use switchyard_policy::slo::{self, Ending, Outcome, SetResult, SharedStore};
 
-// Envoy's response flags: the legacy bitmask of the `response.flags` property.
+// Envoy's response flags: the `response.flags` property is `StreamInfo::legacyResponseFlags()`,
+// bit n set for `CoreResponseFlag` n (envoy/stream_info/stream_info.h; the values are pinned by
+// `LegacyResponseFlagTest` in test/common/stream_info/stream_info_impl_test.cc).
 const NO_HEALTHY_UPSTREAM: u64 = 0x2; // UH
 const UPSTREAM_REQUEST_TIMEOUT: u64 = 0x4; // UT
 const LOCAL_RESET: u64 = 0x8; // LR
 const UPSTREAM_REMOTE_RESET: u64 = 0x10; // UR
 const UPSTREAM_CONNECTION_FAILURE: u64 = 0x20; // UF
 const UPSTREAM_CONNECTION_TERMINATION: u64 = 0x40; // UC
+/// The client's connection went away with the stream unfinished (`DC`).
+pub const DOWNSTREAM_CONNECTION_TERMINATION: u64 = 0x4000; // DC
 const STREAM_IDLE_TIMEOUT: u64 = 0x1_0000; // SI
+/// The client reset its stream (an HTTP/2 or HTTP/3 RST_STREAM, `DR`, in recent Envoys): a
+/// hang-up as well.
+pub const DOWNSTREAM_REMOTE_RESET: u64 = 0x1000_0000; // DR
 const TIMED_OUT: u64 = UPSTREAM_REQUEST_TIMEOUT | STREAM_IDLE_TIMEOUT;
 const RESET: u64 = NO_HEALTHY_UPSTREAM
     | LOCAL_RESET
     | UPSTREAM_REMOTE_RESET
     | UPSTREAM_CONNECTION_FAILURE
     | UPSTREAM_CONNECTION_TERMINATION;
+const CLIENT_GONE: u64 = DOWNSTREAM_CONNECTION_TERMINATION | DOWNSTREAM_REMOTE_RESET;
 
 pub const RESPONSE_FLAGS: &[&str] = &["response", "flags"];
 
 /// How a request ended, from `:status` and, for failures only, Envoy's response flags: they tell
-/// a timeout or a reset from a plain 5xx, and reading them is a host call the common path skips.
-pub fn outcome(h: &mut impl Host, status: Option<u16>) -> Outcome {
+/// a timeout, a reset or a client that left from a plain 5xx, and reading them is a host call
+/// the common path skips. `client_deadline`: a 504 carried the backend's mark that the client's
+/// own deadline passed (read only on 504s, for the same reason).
+pub fn outcome(h: &mut impl Host, status: Option<u16>, client_deadline: bool) -> Outcome {
     let flags = match status {
         Some(s) if s < 500 => 0,
         _ => h.property_u64(RESPONSE_FLAGS).unwrap_or(0),
     };
-    slo::classify(status, flags & TIMED_OUT != 0, flags & RESET != 0)
+    let ending = Ending {
+        timed_out: flags & TIMED_OUT != 0,
+        reset: flags & RESET != 0,
+        client_gone: flags & CLIENT_GONE != 0,
+        client_deadline,
+    };
+    slo::classify(status, ending)
 }
 
 /// When Envoy received the request's first byte (ms since the epoch; Envoy's is in ns).
@@ -61,10 +77,16 @@ pub trait Host {
     fn now_ms(&mut self) -> u64;
     fn random_seed(&mut self) -> u64;
     fn plugin_configuration(&mut self) -> Option<Vec<u8>>;
+    /// The filter's name in Envoy's configuration (the same across its policy changes).
+    fn plugin_name(&mut self) -> String;
+    /// Tells Envoy a root context that asked to finish later (`on_done` said no) is done.
+    fn done(&mut self);
     fn set_tick_period(&mut self, period: Duration);
     fn headers(&mut self, dir: Dir) -> Vec<(String, String)>;
     fn header(&mut self, dir: Dir, name: &str) -> Option<String>;
     fn set_header(&mut self, dir: Dir, name: &str, value: Option<&str>);
+    /// Answers the request from the filter (the request goes no further).
+    fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]);
     /// Up to `max` bytes of the body chunk now passing through.
     fn body(&mut self, dir: Dir, max: usize) -> Vec<u8>;
     fn property_u64(&mut self, path: &[&str]) -> Option<u64>;
@@ -72,6 +94,11 @@ pub trait Host {
     fn increment_metric(&mut self, id: u32, by: i64);
     /// Sets a gauge, or records a histogram sample.
     fn record_metric(&mut self, id: u32, value: u64);
+    /// POSTs `body` to `cluster` (a collector call); the call's token, `None` if not made.
+    fn dispatch_post(&mut self, cluster: &str, path: &str, body: &[u8], timeout: Duration) -> Option<u32>;
+    /// `:status` of the response to the dispatched call being answered (Envoy answers 504 on a
+    /// timeout).
+    fn call_response_status(&mut self) -> Option<u16>;
 }
 
 /// The real host.
@@ -102,6 +129,20 @@ impl Host for Envoy {
         hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).ok().flatten()
     }
 
+    fn plugin_name(&mut self) -> String {
+        hostcalls::get_property(vec!["plugin_name"])
+            .ok()
+            .flatten()
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
+
+    fn done(&mut self) {
+        if let Err(e) = hostcalls::done() {
+            self.log(LogLevel::Warn, &format!("switchyard: could not finish the root context: {e:?}"));
+        }
+    }
+
     fn set_tick_period(&mut self, period: Duration) {
         let _ = hostcalls::set_tick_period(period);
     }
@@ -116,6 +157,12 @@ impl Host for Envoy {
 
     fn set_header(&mut self, dir: Dir, name: &str, value: Option<&str>) {
         let _ = hostcalls::set_map_value(map(dir), name, value);
+    }
+
+    fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+        if let Err(e) = hostcalls::send_http_response(status, headers.to_vec(), Some(body)) {
+            self.log(LogLevel::Warn, &format!("switchyard: could not send a local reply: {e:?}"));
+        }
     }
 
     fn body(&mut self, dir: Dir, max: usize) -> Vec<u8> {
@@ -149,6 +196,16 @@ impl Host for Envoy {
     fn record_metric(&mut self, id: u32, value: u64) {
         let _ = hostcalls::record_metric(id, value);
     }
+
+    fn dispatch_post(&mut self, cluster: &str, path: &str, body: &[u8], timeout: Duration) -> Option<u32> {
+        let headers =
+            vec![(":method", "POST"), (":path", path), (":authority", cluster), ("content-type", "application/json")];
+        hostcalls::dispatch_http_call(cluster, headers, Some(body), vec![], timeout).ok()
+    }
+
+    fn call_response_status(&mut self) -> Option<u16> {
+        hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten()?.parse().ok()
+    }
 }
 
 fn map(dir: Dir) -> MapType {
@@ -177,15 +234,4 @@ impl SharedStore for SharedData {
             Err(_) => SetResult::Failed,
         }
     }
-}
-
-pub fn dispatch_post(cluster: &str, path: &str, body: &[u8], timeout: Duration) -> Option<u32> {
-    let headers =
-        vec![(":method", "POST"), (":path", path), (":authority", cluster), ("content-type", "application/json")];
-    hostcalls::dispatch_http_call(cluster, headers, Some(body), vec![], timeout).ok()
-}
-
-/// `:status` of the response to a dispatched call (Envoy answers 504 on a timeout).
-pub fn call_response_status() -> Option<u16> {
-    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten()?.parse().ok()
 }

@@ -3,7 +3,10 @@
 //! Per request: strip client copies of the internal headers, pick the model version (weighted,
 //! sticky, override), route by setting the upstream-cluster header, maybe mirror to the shadow
 //! version, and on completion account the outcome against the version's SLO and maybe ship a
-//! payload sample. The request itself is never held, altered beyond routing, or failed here.
+//! payload sample. The request itself is never held, altered beyond routing (its path in the
+//! canonical form the decision was made on), or failed here, with one exception: a model path
+//! whose names cannot be decoded unambiguously is answered 400, since no decision about it can
+//! be trusted.
 //!
 //! Modules, each depending only on those after it: this file binds proxy-wasm's callbacks to
 //! `root` (configuration, timer) and `stream` (one request), which share a `worker`'s state;
@@ -21,7 +24,7 @@ mod worker;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
-use crate::host::{Dir, Envoy};
+use crate::host::{Dir, Envoy, SharedData};
 use crate::root::Root;
 use crate::stream::Stream;
 
@@ -32,7 +35,11 @@ proxy_wasm::main! {{
 
 impl Context for Root {
     fn on_http_call_response(&mut self, token: u32, _headers: usize, _body: usize, _trailers: usize) {
-        self.call_done(token);
+        self.call_done(&mut Envoy, token);
+    }
+
+    fn on_done(&mut self) -> bool {
+        self.finish()
     }
 }
 
@@ -42,7 +49,7 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        self.tick();
+        self.tick(&mut Envoy, &mut SharedData);
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -58,8 +65,7 @@ impl Context for Stream {}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        self.request_headers(&mut Envoy);
-        Action::Continue
+        self.request_headers(&mut Envoy)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
@@ -78,7 +84,7 @@ impl HttpContext for Stream {
     }
 
     fn on_log(&mut self) {
-        self.done(&mut Envoy);
+        self.finish(&mut Envoy);
     }
 }
 
@@ -86,12 +92,15 @@ impl HttpContext for Stream {
 mod tests {
     #![allow(clippy::indexing_slicing)]
 
+    use std::collections::HashMap;
     use std::rc::Rc;
 
     use serde_json::json;
 
+    use switchyard_policy::slo::{Window, WindowSpec};
+
     use super::*;
-    use crate::fake::FakeHost;
+    use crate::fake::{FakeHost, FakeStore};
 
     fn routing_to(cluster: &str) -> serde_json::Value {
         json!({"models": {"mlp": {"versions": [{"name": "v1", "cluster": cluster, "weight": 1}]}}})
@@ -102,6 +111,213 @@ mod tests {
         h.request(&[(":path", "/v2/models/mlp/infer")]);
         Stream::new(root.worker()).request_headers(h);
         h.request_header("x-switchyard-upstream").map(str::to_owned)
+    }
+
+    /// A policy of the swap test: `models` as (model, versions); every one sampled and with an
+    /// SLO unless `collector` is 0 (no collector, no sampling), windows as given.
+    fn policy(models: &[(&str, &[&str])], windows: &[&str], collector: usize) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for (name, versions) in models {
+            let versions: Vec<_> =
+                versions.iter().map(|v| json!({"name": v, "cluster": format!("{name}-{v}"), "weight": 1})).collect();
+            let mut p = json!({"versions": versions, "slo": {"availability": 0.99, "latency_ms": 100}});
+            if collector > 0 {
+                p["sampling"] = json!({"rate": 1.0});
+            }
+            m.insert((*name).to_owned(), p);
+        }
+        let mut c = json!({"models": m, "slo_windows": windows});
+        if collector > 0 {
+            c["collector"] = json!({"cluster": "collector", "max_queued": collector, "max_in_flight": 2});
+        }
+        c
+    }
+
+    /// Window totals over every version of every model, for windows of `label`.
+    fn shared_totals(store: &FakeStore, label: &str, now_s: u64) -> u64 {
+        let spec = WindowSpec::parse(label).unwrap();
+        let suffix = format!("/{}", spec.seconds);
+        store
+            .map
+            .iter()
+            .filter(|(k, _)| k.ends_with(&suffix))
+            .filter_map(|(_, (b, _))| Window::decode(&spec, b))
+            .map(|w| w.totals(now_s).total)
+            .sum()
+    }
+
+    /// The attack: every ECDS policy change dropped the worker's unflushed counters, pending
+    /// SLO events and queued samples, and requests in flight finished into a worker nobody
+    /// flushed. Under traffic that spans swaps (requests in flight, collector calls in flight,
+    /// versions, models and windows removed and re-added, the collector removed), every count
+    /// still adds up.
+    #[test]
+    fn policy_swaps_under_traffic_lose_no_count_event_or_sample() {
+        swaps_under_traffic(false);
+    }
+
+    /// The same as Envoy does it: each policy gets a new root context in the same VM, and the
+    /// old one lives on (ticking, answered its collector calls) until its requests are done.
+    #[test]
+    fn policy_swaps_to_new_root_contexts_lose_nothing_either() {
+        swaps_under_traffic(true);
+    }
+
+    /// The collector answers call `token` to the root context `by` that made it; one that was
+    /// waiting for its last call to finish is deleted.
+    fn answer(roots: &mut [Option<Root>], finishing: &[usize], h: &mut FakeHost, token: u32, by: usize) {
+        let done_before = h.count("done");
+        if let Some(r) = roots[by].as_mut() {
+            r.call_done(h, token);
+        }
+        if h.count("done") > done_before {
+            assert!(finishing.contains(&by), "a root context finished that was not asked to");
+            roots[by] = None;
+        }
+    }
+
+    fn swaps_under_traffic(new_root_per_policy: bool) {
+        let policies = [
+            (policy(&[("mlp", &["v1", "v2"]), ("other", &["v1"])], &["5m", "1h"], 3), true),
+            (policy(&[("mlp", &["v1"])], &["5m"], 2), false),
+            (policy(&[("mlp", &["v1", "v3"]), ("other", &["v1"])], &["5m", "1h"], 4), true),
+            (policy(&[("mlp", &["v1"])], &["5m", "1h"], 0), true),
+        ];
+        let has_model = |p: usize, model: &str| policies[p].0["models"].get(model).is_some();
+        // Root contexts; `None` once Envoy deleted one. The last is the newest.
+        let mut roots: Vec<Option<Root>> = vec![Some(Root::default())];
+        // Root contexts asked to finish (`on_done`) that said not yet, by index.
+        let mut finishing: Vec<usize> = Vec::new();
+        let mut h = FakeHost::default();
+        let mut store = FakeStore::default();
+        let mut current = 0;
+        h.set_config(&policies[current].0);
+        assert!(roots[0].as_mut().unwrap().configure(&mut h));
+
+        // (stream, step it ends at, whether its policy has the 1h window)
+        let mut streams: Vec<(Stream, usize, bool)> = Vec::new();
+        // Collector calls not answered yet: (token, step it is answered at, root context that
+        // made it). The collector takes 3 to 12 steps, so calls are still in flight when a
+        // replaced root context is asked to finish.
+        let mut calls: Vec<(u32, usize, usize)> = Vec::new();
+        let (mut routed, mut routed_1h, mut unknown) = (HashMap::<&str, i64>::new(), 0, 0);
+        for step in 0..400 {
+            h.now_ms += 37;
+            if step % 45 == 44 {
+                current = (current + 1) % policies.len();
+                h.set_config(&policies[current].0);
+                if new_root_per_policy {
+                    roots.push(Some(Root::default()));
+                }
+                assert!(roots.last_mut().unwrap().as_mut().unwrap().configure(&mut h));
+            }
+            // Envoy deletes a replaced root context once its requests are done (they last
+            // at most five steps here).
+            if new_root_per_policy && step % 45 == 6 {
+                for i in 0..roots.len() - 1 {
+                    if let Some(r) = roots[i].as_mut()
+                        && !finishing.contains(&i)
+                    {
+                        if r.finish() {
+                            roots[i] = None;
+                        } else {
+                            finishing.push(i);
+                        }
+                    }
+                }
+            }
+            let model = if step % 3 == 0 { "other" } else { "mlp" };
+            h.request(&[(":path", format!("/v2/models/{model}/infer").as_str())]);
+            let newest = roots.last().unwrap().as_ref().unwrap();
+            let mut s = Stream::new(newest.worker());
+            s.request_headers(&mut h);
+            if has_model(current, model) {
+                *routed.entry(model).or_default() += 1;
+                routed_1h += i64::from(policies[current].1);
+            } else {
+                unknown += 1;
+            }
+            streams.push((s, step + 1 + step % 5, policies[current].1));
+            let (ending, rest): (Vec<_>, Vec<_>) = streams.drain(..).partition(|(_, end, _)| *end <= step);
+            streams = rest;
+            for (mut s, _, _) in ending {
+                h.response_headers = vec![(":status".into(), "200".into())];
+                s.response_headers(&mut h);
+                h.response_chunk = b"{}".to_vec();
+                s.body(&mut h, Dir::Response, 2);
+                s.finish(&mut h);
+            }
+            // Every seventh call cannot be made; the collector fails every fifth it answers.
+            h.refuse_calls = step % 7 == 0;
+            for (i, r) in roots.iter_mut().enumerate() {
+                let Some(r) = r else { continue };
+                let before = h.posted.len();
+                r.tick(&mut h, &mut store);
+                calls.extend(h.posted[before..].iter().map(|(t, _)| (*t, step + 3 + (*t as usize % 4) * 3, i)));
+            }
+            let (due, later): (Vec<_>, Vec<_>) = calls.drain(..).partition(|(_, at, _)| *at <= step);
+            calls = later;
+            for (token, _, by) in due {
+                h.call_status = Some(if token % 5 == 0 { 500 } else { 200 });
+                answer(&mut roots, &finishing, &mut h, token, by);
+            }
+        }
+        // Drain: every request ends, every queued sample is shipped and answered, and Envoy
+        // deletes every root context but the newest.
+        for (mut s, _, _) in streams.drain(..) {
+            h.response_headers = vec![(":status".into(), "200".into())];
+            s.response_headers(&mut h);
+            s.finish(&mut h);
+        }
+        h.refuse_calls = false;
+        h.call_status = Some(200);
+        for _ in 0..40 {
+            h.now_ms += 100;
+            for i in 0..roots.len() - 1 {
+                if let Some(r) = roots[i].as_mut()
+                    && !finishing.contains(&i)
+                {
+                    if r.finish() {
+                        roots[i] = None;
+                    } else {
+                        finishing.push(i);
+                    }
+                }
+            }
+            for (i, r) in roots.iter_mut().enumerate() {
+                let Some(r) = r else { continue };
+                let before = h.posted.len();
+                r.tick(&mut h, &mut store);
+                calls.extend(h.posted[before..].iter().map(|(t, _)| (*t, 0, i)));
+            }
+            for (token, _, by) in std::mem::take(&mut calls) {
+                answer(&mut roots, &finishing, &mut h, token, by);
+            }
+        }
+        let newest = roots.last().unwrap().as_ref().unwrap();
+        assert_eq!(newest.retiring(), 0, "workers of old policies outlived their requests");
+        assert!(roots[..roots.len() - 1].iter().all(Option::is_none), "a replaced root context never finished");
+
+        let c = |name: String| h.counter(&name);
+        let (mut captured, mut lost) = (0, 0);
+        for (model, version) in [("mlp", "v1"), ("mlp", "v2"), ("mlp", "v3"), ("other", "v1")] {
+            let r = |r: &str| c(format!("switchyard_samples_total;model={model};version={version};result={r}"));
+            let (cap, sent, failed, dropped) = (r("captured"), r("sent"), r("failed"), r("dropped"));
+            assert!(cap > 0, "{model}/{version} never sampled");
+            assert_eq!(cap, sent + failed + dropped, "{model}/{version}: {cap} != {sent} + {failed} + {dropped}");
+            captured += cap;
+            lost += failed + dropped;
+        }
+        assert!(lost > 0 && lost < captured, "the test never lost a sample: {lost}/{captured}");
+        for model in ["mlp", "other"] {
+            let counted = h.counter_sum(&format!("switchyard_requests_total;model={model};"));
+            assert_eq!(counted, routed[model], "{model}");
+        }
+        assert_eq!(h.counter("switchyard_unrouted_requests_total;reason=unknown_model"), unknown);
+        let now_s = h.now_ms / 1000;
+        let all: i64 = routed.values().sum();
+        assert_eq!(shared_totals(&store, "5m", now_s), all as u64, "SLO events lost");
+        assert_eq!(shared_totals(&store, "1h", now_s), routed_1h as u64, "1h events lost while 1h was not configured");
     }
 
     #[test]

@@ -84,11 +84,11 @@ pub struct SloIds {
 }
 
 pub struct VersionIds {
-    pub requests: [Counter; 5],
+    pub requests: [Counter; Outcome::COUNT],
     pub duration_ms: Id,
     pub decisions: [Counter; 3],
     pub shadowed: Counter,
-    pub samples: [Counter; 4],
+    pub samples: SampleCounters,
     /// One per configured window.
     pub slo: Vec<SloIds>,
 }
@@ -102,6 +102,19 @@ pub struct Ids {
     pub models: Vec<ModelIds>,
     pub unrouted_not_model: Counter,
     pub unrouted_unknown_model: Counter,
+    /// Model paths refused with 400 (undecodable or impossible names).
+    pub unrouted_invalid_path: Counter,
+}
+
+/// A version's `switchyard_samples_total` counters, by result (`SampleResult::ALL` order).
+pub type SampleCounters = [Counter; 4];
+
+/// Defines a version's sample counters (again: Envoy keeps one stat per name, so counts made
+/// through a second definition add up with the first's).
+pub fn sample_counters(h: &mut impl Host, c: &mut Counters, model: &str, version: &str) -> SampleCounters {
+    SampleResult::ALL.map(|r| {
+        c.define(h, "switchyard_samples_total", &[("model", model), ("version", version), ("result", r.as_str())])
+    })
 }
 
 pub const SLIS: [&str; 2] = ["availability", "latency"];
@@ -126,8 +139,7 @@ impl Ids {
                             decisions: REASONS
                                 .map(|r| c.define(h, "switchyard_route_decisions_total", &with("reason", r.as_str()))),
                             shadowed: c.define(h, "switchyard_shadow_requests_total", &l),
-                            samples: SampleResult::ALL
-                                .map(|r| c.define(h, "switchyard_samples_total", &with("result", r.as_str()))),
+                            samples: sample_counters(h, c, model, &v.name),
                             slo: if policy.slo.is_some() {
                                 windows
                                     .iter()
@@ -159,6 +171,7 @@ impl Ids {
             models,
             unrouted_not_model: c.define(h, "switchyard_unrouted_requests_total", &[("reason", "not_a_model_path")]),
             unrouted_unknown_model: c.define(h, "switchyard_unrouted_requests_total", &[("reason", "unknown_model")]),
+            unrouted_invalid_path: c.define(h, "switchyard_unrouted_requests_total", &[("reason", "invalid_path")]),
         }
     }
 
@@ -167,7 +180,7 @@ impl Ids {
     }
 
     pub fn sample(&self, model: usize, version: usize, r: SampleResult) -> Option<Counter> {
-        self.version(model, version)?.samples.get(sample_index(r)).copied()
+        sample_counter(&self.version(model, version)?.samples, r)
     }
 }
 
@@ -181,4 +194,8 @@ pub fn reason_index(r: Reason) -> usize {
 
 pub fn sample_index(r: SampleResult) -> usize {
     SampleResult::ALL.iter().position(|x| *x == r).unwrap_or(0)
+}
+
+pub fn sample_counter(c: &SampleCounters, r: SampleResult) -> Option<Counter> {
+    c.get(sample_index(r)).copied()
 }

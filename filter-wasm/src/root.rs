@@ -1,24 +1,69 @@
 //! The root context: configuration, and the work done off the request path on a timer —
 //! shipping queued samples and merging SLO counts into shared data.
+//!
+//! A policy change must not lose what the running worker has not reported yet (counts, SLO
+//! events, queued and in-flight samples). Envoy gives a changed configuration a new root
+//! context in the same VM (the plugin key includes the configuration) and keeps the old one,
+//! and its requests, until they end; proxy-wasm also allows configuring a root context again.
+//! Either way the new worker takes over the previous one's state, through this VM's
+//! [`Lineage`] of the filter, and goes on taking over what requests that started under an
+//! earlier policy record, until the last of them ends.
 
 use std::cell::RefCell;
-use std::rc::Rc;
+use std::collections::{HashMap, HashSet};
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use proxy_wasm::types::LogLevel;
 use switchyard_policy::Config;
+use switchyard_policy::slo::SharedStore;
 
-use crate::host::{self, Envoy, Host};
+use crate::host::Host;
 use crate::worker::{Shared, Worker};
 
 const TICK: Duration = Duration::from_millis(100);
 /// SLO windows are merged into shared data every this many ticks.
 const SLO_EVERY_TICKS: u64 = 10;
 
+/// One filter's workers in this VM (one VM per Envoy worker thread, so one of these each).
+#[derive(Default)]
+struct Lineage {
+    /// The worker of the root context configured last: the only one that ships samples and
+    /// flushes; every other worker's state is moved into it.
+    latest: Weak<RefCell<Worker>>,
+    /// Workers of earlier policies still held by requests (or root contexts) that can record
+    /// into them.
+    retiring: Vec<Shared>,
+}
+
+thread_local! {
+    /// By plugin name: two differently named Switchyard filters in one VM stay apart.
+    static LINEAGES: RefCell<HashMap<String, Lineage>> = RefCell::new(HashMap::new());
+}
+
+fn with_lineage<T>(plugin: &str, f: impl FnOnce(&mut Lineage) -> T) -> T {
+    LINEAGES.with(|l| {
+        let mut map = l.borrow_mut();
+        // Every tick asks: no key allocation once the entry exists.
+        if !map.contains_key(plugin) {
+            map.insert(plugin.to_owned(), Lineage::default());
+        }
+        match map.get_mut(plugin) {
+            Some(lineage) => f(lineage),
+            None => f(&mut Lineage::default()),
+        }
+    })
+}
+
 #[derive(Default)]
 pub struct Root {
     worker: Option<Shared>,
+    plugin: String,
     ticks: u64,
+    /// Collector calls this root context made and that are not answered yet: Envoy cancels
+    /// them when it deletes the context, so its deletion waits for them.
+    calls: HashSet<u32>,
+    done_pending: bool,
 }
 
 impl Root {
@@ -27,46 +72,108 @@ impl Root {
         self.worker.clone()
     }
 
-    /// Takes the plugin configuration: a valid one replaces the worker, a bad one is refused
-    /// (Envoy then refuses the config) and the worker in place is kept.
+    /// Takes the plugin configuration: a valid one replaces the worker, which takes over
+    /// everything the previous one (this root context's, or the filter's newest in this VM)
+    /// had not reported yet; a bad one is refused (Envoy then refuses the config) and the worker
+    /// in place is kept.
     pub fn configure(&mut self, h: &mut impl Host) -> bool {
         let Some(bytes) = h.plugin_configuration() else {
             h.log(LogLevel::Error, "switchyard: no plugin configuration given; refusing to start");
             return false;
         };
-        match Config::parse(&bytes) {
-            Ok(config) => {
-                let models: Vec<&str> = config.models.keys().map(String::as_str).collect();
-                h.log(LogLevel::Info, &format!("switchyard: configured for models {}", models.join(", ")));
-                self.worker = Some(Rc::new(RefCell::new(Worker::new(config, h))));
-                h.set_tick_period(TICK);
-                true
-            }
+        let config = match Config::parse(&bytes) {
+            Ok(config) => config,
             Err(e) => {
                 h.log(LogLevel::Error, &format!("switchyard: {e}"));
-                false
+                return false;
+            }
+        };
+        let models: Vec<&str> = config.models.keys().map(String::as_str).collect();
+        h.log(LogLevel::Info, &format!("switchyard: configured for models {}", models.join(", ")));
+        self.plugin = h.plugin_name();
+        let mut worker = Worker::new(config, h);
+        let previous = self.worker.take().or_else(|| with_lineage(&self.plugin, |l| l.latest.upgrade()));
+        if let Some(old) = previous {
+            let adopted = old.try_borrow_mut().map(|mut o| worker.adopt(h, &mut o)).is_ok();
+            // `old` is one holder; another (requests in flight, the root context that ran it)
+            // can still record into it.
+            if !adopted || Rc::strong_count(&old) > 1 {
+                with_lineage(&self.plugin, |l| l.retiring.push(old));
             }
         }
+        let worker = Rc::new(RefCell::new(worker));
+        with_lineage(&self.plugin, |l| l.latest = Rc::downgrade(&worker));
+        self.worker = Some(worker);
+        h.set_tick_period(TICK);
+        true
     }
 
-    pub fn tick(&mut self) {
+    fn is_latest(&self) -> bool {
+        let Some(w) = &self.worker else { return false };
+        with_lineage(&self.plugin, |l| l.latest.upgrade().is_some_and(|latest| Rc::ptr_eq(&latest, w)))
+    }
+
+    pub fn tick(&mut self, h: &mut impl Host, store: &mut impl SharedStore) {
         self.ticks += 1;
+        // A root context whose policy was replaced does nothing: the newest one takes over what
+        // its worker records.
+        if !self.is_latest() {
+            return;
+        }
         let Some(w) = &self.worker else { return };
         let Ok(mut w) = w.try_borrow_mut() else { return };
-        w.dispatch_samples(|c, body| {
-            host::dispatch_post(&c.cluster, &c.path, body, Duration::from_millis(c.timeout_ms))
+        with_lineage(&self.plugin, |l| {
+            for old in &l.retiring {
+                if let Ok(mut old) = old.try_borrow_mut() {
+                    w.adopt(h, &mut old);
+                }
+            }
+            // Adopted just now, and nothing can record into them any more: empty, let go.
+            l.retiring.retain(|old| Rc::strong_count(old) > 1 || old.try_borrow_mut().is_err());
         });
-        w.flush_counters(&mut Envoy);
+        let calls = &mut self.calls;
+        w.dispatch_samples(|c, body| {
+            let token = h.dispatch_post(&c.cluster, &c.path, body, Duration::from_millis(c.timeout_ms));
+            calls.extend(token);
+            token
+        });
+        w.flush_counters(h);
         if self.ticks.is_multiple_of(SLO_EVERY_TICKS) {
-            w.flush_slo(&mut Envoy, &mut host::SharedData);
+            w.flush_slo(h, store);
         }
     }
 
-    pub fn call_done(&mut self, token: u32) {
-        if let Some(w) = &self.worker
-            && let Ok(mut w) = w.try_borrow_mut()
-        {
-            w.call_done(token, || host::call_response_status().is_some_and(|s| (200..300).contains(&s)));
+    /// The collector answered call `token` (made by this root context): settled by whichever
+    /// worker now holds it.
+    pub fn call_done(&mut self, h: &mut impl Host, token: u32) {
+        self.calls.remove(&token);
+        let mut holders: Vec<Shared> = self.worker.iter().cloned().collect();
+        with_lineage(&self.plugin, |l| {
+            holders.extend(l.latest.upgrade());
+            holders.extend(l.retiring.iter().cloned());
+        });
+        for w in &holders {
+            if let Ok(mut w) = w.try_borrow_mut()
+                && w.call_done(token, || h.call_response_status().is_some_and(|s| (200..300).contains(&s)))
+            {
+                break;
+            }
         }
+        if self.done_pending && self.calls.is_empty() {
+            h.done();
+        }
+    }
+
+    /// Envoy is about to delete this root context: not before its collector calls are
+    /// answered (or time out), or their samples would never be counted.
+    pub fn finish(&mut self) -> bool {
+        self.done_pending = !self.calls.is_empty();
+        !self.done_pending
+    }
+
+    /// Workers of earlier policies still held by requests.
+    #[cfg(test)]
+    pub fn retiring(&self) -> usize {
+        with_lineage(&self.plugin, |l| l.retiring.len())
     }
 }

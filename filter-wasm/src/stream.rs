@@ -1,16 +1,20 @@
 //! One HTTP request through the filter: routing on the way in; on the way out the version
 //! header, the request's accounting and, when sampled, its sample.
 
-use switchyard_policy::sampling::{Capture, Envelope, SampleResult};
+use proxy_wasm::types::Action;
+use switchyard_policy::sampling::{Capture, Meta, SampleResult};
+use switchyard_policy::slo::{DEADLINE_BY_CLIENT, DEADLINE_HEADER};
 
 use crate::host::{self, Dir, Host};
-use crate::worker::{ModelVersion, Shared};
+use crate::worker::{ModelVersion, Routing, Shared};
 
 struct Routed {
     at: ModelVersion,
     start_ms: u64,
     /// `:status` as the response headers passed (local replies included).
     status: Option<u16>,
+    /// A 504 the backend marked as the client's own deadline passing.
+    client_deadline: bool,
     capture: Option<Capture>,
 }
 
@@ -24,9 +28,10 @@ impl Stream {
         Stream { worker, routed: None }
     }
 
-    pub fn request_headers(&mut self, h: &mut impl Host) {
-        let Some(shared) = &self.worker else { return };
-        let Ok(mut w) = shared.try_borrow_mut() else { return };
+    /// Routes the request; `Pause` only when the filter answered it itself (400).
+    pub fn request_headers(&mut self, h: &mut impl Host) -> Action {
+        let Some(shared) = &self.worker else { return Action::Continue };
+        let Ok(mut w) = shared.try_borrow_mut() else { return Action::Continue };
         // One host call for every header: cheaper than asking for each one.
         let headers = h.headers(Dir::Request);
         let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
@@ -36,7 +41,17 @@ impl Stream {
                 h.set_header(Dir::Request, name, None);
             }
         }
-        let Some(route) = w.route(header) else { return };
+        let route = match w.route(header) {
+            Routing::Routed(route) => route,
+            Routing::Unrouted => return Action::Continue,
+            Routing::Refused(e) => {
+                // Passing it on would let the backend decode the names its own way, past every
+                // decision made here.
+                let body = serde_json::json!({ "error": e.message() }).to_string();
+                h.send_local_reply(400, &[("content-type", "application/json")], body.as_bytes());
+                return Action::Pause;
+            }
+        };
         let (name, cluster) = route.upstream;
         h.set_header(Dir::Request, name, Some(cluster));
         if let Some(path) = &route.path {
@@ -46,7 +61,9 @@ impl Stream {
             h.set_header(Dir::Request, name, Some(cluster));
         }
         let capture = route.sample_cap.map(|cap| Capture::new(cap, headers));
-        self.routed = Some(Routed { at: route.at, start_ms: h.now_ms(), status: None, capture });
+        self.routed =
+            Some(Routed { at: route.at, start_ms: h.now_ms(), status: None, client_deadline: false, capture });
+        Action::Continue
     }
 
     pub fn body(&mut self, h: &mut impl Host, dir: Dir, size: usize) {
@@ -61,6 +78,11 @@ impl Stream {
     pub fn response_headers(&mut self, h: &mut impl Host) {
         let Some(r) = self.routed.as_mut() else { return };
         r.status = h.header(Dir::Response, ":status").and_then(|s| s.parse().ok());
+        // Only a 504 can be the client's deadline: other responses pay no host call for it.
+        if r.status == Some(504) {
+            r.client_deadline =
+                h.header(Dir::Response, DEADLINE_HEADER).is_some_and(|v| v.trim() == DEADLINE_BY_CLIENT);
+        }
         if let Some(c) = r.capture.as_mut() {
             c.response.set_headers(h.headers(Dir::Response));
         }
@@ -71,31 +93,28 @@ impl Stream {
     }
 
     /// Accounts the finished request and queues its sample, if it has one.
-    pub fn done(&mut self, h: &mut impl Host) {
+    pub fn finish(&mut self, h: &mut impl Host) {
         let (Some(shared), Some(r)) = (&self.worker, self.routed.as_mut()) else { return };
         let Ok(mut w) = shared.try_borrow_mut() else { return };
-        let outcome = host::outcome(h, r.status);
+        let outcome = host::outcome(h, r.status, r.client_deadline);
         let latency_ms = h.now_ms().saturating_sub(r.start_ms);
-        w.record_finished(h, r.at, outcome, r.status, latency_ms);
+        w.record_finished(h, r.at, outcome, latency_ms);
         let Some(capture) = r.capture.take() else { return };
         let Some((model, version, s)) = w.sampling(r.at) else { return };
-        let (request, response) = capture.payloads(s);
-        let envelope = Envelope {
-            schema: 1,
-            model: model.to_owned(),
-            version: version.to_owned(),
-            request_id: h.header(Dir::Request, "x-request-id").unwrap_or_default(),
+        let request_id = h.header(Dir::Request, "x-request-id").unwrap_or_default();
+        let meta = Meta {
+            model,
+            version,
+            request_id: &request_id,
             start_unix_ms: host::request_start_ms(h).unwrap_or(r.start_ms),
             duration_ms: latency_ms,
             status: r.status,
-            outcome: outcome.as_str(),
-            request,
-            response,
+            outcome,
         };
-        match serde_json::to_vec(&envelope) {
-            Ok(body) => w.queue_sample(r.at, body),
-            // Unserialisable: dropped like a sample that finds the queue full.
-            Err(_) => w.count_sample(r.at, SampleResult::Dropped),
+        match capture.envelope(&meta, s) {
+            Some(body) => w.queue_sample(r.at, body),
+            // Not even a header-less envelope fits: dropped like a sample that finds the queue full.
+            None => w.count_sample(r.at, SampleResult::Dropped),
         }
     }
 }
@@ -110,8 +129,12 @@ mod tests {
     use serde_json::{Value, json};
     use switchyard_policy::Config;
 
+    use switchyard_policy::sampling::REDACTED;
+    use switchyard_policy::slo::{Counts, Window, WindowSpec};
+
     use super::*;
-    use crate::fake::FakeHost;
+    use crate::fake::{FakeHost, FakeStore};
+    use crate::host::{DOWNSTREAM_CONNECTION_TERMINATION, DOWNSTREAM_REMOTE_RESET};
     use crate::worker::Worker;
 
     fn two_versions(extra: Value) -> Value {
@@ -132,7 +155,8 @@ mod tests {
     }
 
     /// Runs the request the fake holds through a new stream, answered with `status` (`None`: no
-    /// response came back), the bodies passing in these chunks.
+    /// response came back; other response headers as the fake holds them), the bodies passing
+    /// in these chunks.
     fn run(h: &mut FakeHost, w: &Shared, status: Option<u16>, request_body: &[&[u8]], response_body: &[&[u8]]) {
         let mut s = Stream::new(Some(w.clone()));
         s.request_headers(h);
@@ -141,14 +165,15 @@ mod tests {
             s.body(h, Dir::Request, chunk.len());
         }
         if let Some(status) = status {
-            h.response_headers = vec![(":status".into(), status.to_string())];
+            h.response_headers.retain(|(k, _)| k != ":status");
+            h.response_headers.insert(0, (":status".into(), status.to_string()));
             s.response_headers(h);
             for chunk in response_body {
                 h.response_chunk = chunk.to_vec();
                 s.body(h, Dir::Response, chunk.len());
             }
         }
-        s.done(h);
+        s.finish(h);
     }
 
     fn flush(h: &mut FakeHost, w: &Shared) {
@@ -219,7 +244,13 @@ mod tests {
         let w = worker(&mut h, &two_versions(json!({})));
         // UT, UF, LR and SI in Envoy's response-flag bits.
         let (ut, uf, lr, si) = (0x4, 0x20, 0x8, 0x1_0000);
+        let (dc, dr) = (DOWNSTREAM_CONNECTION_TERMINATION, DOWNSTREAM_REMOTE_RESET);
         for (status, flags, outcome) in [
+            (None, Some(dc), "client_gone"),
+            (None, Some(dc | lr), "client_gone"),
+            (None, Some(dr), "client_gone"),
+            // The answer had passed: what it said stands.
+            (Some(503), Some(dc), "5xx"),
             (Some(200), Some(ut), "success"),
             (Some(404), None, "4xx"),
             (Some(503), None, "5xx"),
@@ -296,7 +327,7 @@ mod tests {
         h.response_headers = vec![(":status".into(), "200".into())];
         s.response_headers(&mut h);
         s.body(&mut h, Dir::Response, 10);
-        s.done(&mut h);
+        s.finish(&mut h);
         // An unsampled request: no body is read, no flags, every counter stays in the worker.
         let expected = ["headers", "set_header", "now_ms", "header", "set_header", "now_ms", "record_metric"];
         assert_eq!(h.calls, expected);
@@ -320,5 +351,216 @@ mod tests {
             "property_u64",
         ];
         assert_eq!(h.calls, sampled);
+    }
+    /// `:path` as the backend will see it, the cluster chosen, and the version header.
+    fn routed(h: &FakeHost) -> (Option<&str>, Option<&str>, Option<&str>) {
+        (
+            h.request_header(":path"),
+            h.request_header("x-switchyard-upstream"),
+            h.response_header("x-switchyard-version"),
+        )
+    }
+
+    /// The attack: percent-encoded names reached a backend that decodes them as `mlp` while the
+    /// filter saw an unknown model: no split, allow-list, shadow, sampling or SLO.
+    #[test]
+    fn percent_encoded_names_are_decided_on_and_forwarded_decoded() {
+        let mut h = FakeHost::default();
+        let w = worker(
+            &mut h,
+            &two_versions(json!({
+                "override": {"header": "x-pin", "allow": ["v2"]},
+                "sampling": {"rate": 1.0},
+                "slo": {"availability": 0.99, "latency_ms": 100}
+            })),
+        );
+        for (path, forwarded, cluster, version) in [
+            ("/v2/models/ml%70/infer", "/v2/models/mlp/infer", "mlp-v1", "v1"),
+            ("/v2/models/%6dlp/versions/v2/infer", "/v2/models/mlp/infer", "mlp-v2", "v2"),
+            ("/v2/models/%6D%6C%70/%76ersions/%762/infer?a=%70", "/v2/models/mlp/infer?a=%70", "mlp-v2", "v2"),
+            // Not allowed once decoded either: split as usual.
+            ("/v2/models/ml%70/versions/v%31/infer", "/v2/models/mlp/infer", "mlp-v1", "v1"),
+        ] {
+            h.request(&[(":path", path)]);
+            run(&mut h, &w, Some(200), &[b"{}"], &[b"{}"]);
+            assert_eq!(routed(&h), (Some(forwarded), Some(cluster), Some(version)), "{path}");
+        }
+        flush(&mut h, &w);
+        let c = |name: &str| h.counter(name);
+        assert_eq!(c("switchyard_requests_total;model=mlp;version=v1;outcome=success"), 2);
+        assert_eq!(c("switchyard_requests_total;model=mlp;version=v2;outcome=success"), 2);
+        assert_eq!(c("switchyard_route_decisions_total;model=mlp;version=v2;reason=override"), 2);
+        assert_eq!(c("switchyard_override_refused_total;model=mlp"), 1, "v1 is not in allow");
+        assert_eq!(h.counter_sum("switchyard_samples_total;model=mlp;version=v1;result=captured"), 2);
+        assert_eq!(h.counter_sum("switchyard_unrouted_requests_total"), 0);
+        let posted = samples_posted(&w, Some(1));
+        assert_eq!(posted[0]["model"], "mlp");
+        let mut store = FakeStore::default();
+        w.borrow_mut().flush_slo(&mut h, &mut store);
+        let spec = WindowSpec::parse("5m").unwrap();
+        let (bytes, _) = &store.map["switchyard/slo/mlp/v2/300"];
+        assert_eq!(Window::decode(&spec, bytes).unwrap().totals(0).total, 2);
+    }
+
+    #[test]
+    fn undecodable_model_paths_are_answered_400_by_the_filter() {
+        let mut h = FakeHost::default();
+        let w = worker(&mut h, &two_versions(json!({})));
+        for path in [
+            "/v2/models/ml%7/infer",
+            "/v2/models/ml%zzp/infer",
+            "/v2/models/mlp%2Finfer",
+            "/v2/models/%2e%2e/infer",
+            "/v2/models/ml%20p/infer",
+            "/v2/models/mlp/versions/v%2f1/infer",
+            "/v2/models/mlp/versions//infer",
+        ] {
+            h.request(&[(":path", path), ("x-switchyard-upstream", "mlp-v2")]);
+            let mut s = Stream::new(Some(w.clone()));
+            assert_eq!(s.request_headers(&mut h), Action::Pause, "{path}");
+            let reply = &h.local_replies[..];
+            assert_eq!(reply.len(), 1, "{path}");
+            assert_eq!(reply[0].status, 400);
+            assert_eq!(reply[0].headers, [("content-type".to_owned(), "application/json".to_owned())]);
+            let body: Value = serde_json::from_slice(&reply[0].body).unwrap();
+            assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+            assert_eq!(h.request_header("x-switchyard-upstream"), None, "{path}");
+            s.finish(&mut h);
+        }
+        flush(&mut h, &w);
+        assert_eq!(h.counter("switchyard_unrouted_requests_total;reason=invalid_path"), 7);
+        assert_eq!(h.counter_sum("switchyard_requests_total"), 0);
+    }
+
+    #[test]
+    fn an_unknown_model_after_decoding_is_left_to_envoy() {
+        let mut h = FakeHost::default();
+        let w = worker(&mut h, &two_versions(json!({})));
+        h.request(&[(":path", "/v2/models/n%6fpe/infer")]);
+        let mut s = Stream::new(Some(w.clone()));
+        assert_eq!(s.request_headers(&mut h), Action::Continue);
+        assert_eq!(routed(&h), (Some("/v2/models/n%6fpe/infer"), None, None));
+        assert!(h.local_replies.is_empty());
+        flush(&mut h, &w);
+        assert_eq!(h.counter("switchyard_unrouted_requests_total;reason=unknown_model"), 1);
+    }
+
+    fn slo_totals(h: &mut FakeHost, w: &Shared, version: &str) -> Counts {
+        let mut store = FakeStore::default();
+        w.borrow_mut().flush_slo(h, &mut store);
+        let spec = WindowSpec::parse("5m").unwrap();
+        store
+            .map
+            .get(&format!("switchyard/slo/mlp/{version}/300"))
+            .and_then(|(b, _)| Window::decode(&spec, b))
+            .map(|win| win.totals(h.now_ms / 1000))
+            .unwrap_or_default()
+    }
+
+    /// The attack: clients hanging up, or timing out by their own deadline, burnt the version's
+    /// error budget (as `upstream_reset` and `timeout`).
+    #[test]
+    fn what_the_client_did_is_not_charged_to_the_version() {
+        let mut h = FakeHost::default();
+        let w = worker(&mut h, &two_versions(json!({"slo": {"availability": 0.99, "latency_ms": 100}})));
+        let send = |h: &mut FakeHost, status: Option<u16>, extra: &[(&str, &str)], flags, ms: u64| {
+            h.request(&[(":path", "/v2/models/mlp/infer")]);
+            h.response_headers = extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            h.response_flags = flags;
+            let mut s = Stream::new(Some(w.clone()));
+            s.request_headers(h);
+            h.now_ms += ms;
+            if let Some(status) = status {
+                h.response_headers.insert(0, (":status".into(), status.to_string()));
+                s.response_headers(h);
+            }
+            s.finish(h);
+        };
+        let deadline = [("x-switchyard-deadline", "client")];
+        let dc = Some(DOWNSTREAM_CONNECTION_TERMINATION);
+        send(&mut h, None, &[], dc, 50); // hung up quickly: not an event at all
+        send(&mut h, None, &[], dc, 500); // hung up after the threshold: the version was slow
+        send(&mut h, Some(504), &deadline, None, 50);
+        send(&mut h, Some(504), &deadline, None, 500);
+        send(&mut h, Some(504), &[("x-switchyard-deadline", "server")], None, 50); // the version's timeout
+        send(&mut h, Some(429), &[], None, 5); // shed load: the server's doing
+        send(&mut h, Some(200), &[], None, 5);
+        flush(&mut h, &w);
+        let c = |o: &str| h.counter(&format!("switchyard_requests_total;model=mlp;version=v1;outcome={o}"));
+        assert_eq!(
+            [c("client_gone"), c("client_deadline"), c("timeout"), c("overloaded"), c("success")],
+            [2, 2, 1, 1, 1]
+        );
+        assert_eq!(c("4xx"), 0);
+        assert_eq!(c("upstream_reset"), 0);
+        // Availability: the timeout, the 429 and the success; latency: the success and the two
+        // client-ended requests that were already slow.
+        assert_eq!(slo_totals(&mut h, &w, "v1"), Counts { total: 3, bad: 2, latency_total: 3, latency_bad: 2 });
+    }
+
+    #[test]
+    fn the_deadline_header_costs_a_host_call_only_on_a_504() {
+        let mut h = FakeHost::default();
+        let w = worker(&mut h, &two_versions(json!({})));
+        for (status, header_calls) in [(200, 1), (503, 1), (504, 2)] {
+            h.request(&[(":path", "/v2/models/mlp/infer")]);
+            h.calls.clear();
+            run(&mut h, &w, Some(status), &[], &[]);
+            assert_eq!(h.count("header"), header_calls, "{status}: {:?}", h.calls);
+        }
+    }
+
+    #[test]
+    fn samples_never_carry_credentials_and_an_allow_list_keeps_only_its_headers() {
+        let mut h = FakeHost::default();
+        let w = worker(&mut h, &two_versions(json!({"sampling": {"rate": 1.0}})));
+        let creds = [
+            ("authorization", "Bearer SECRET-A"),
+            ("cookie", "sid=SECRET-B"),
+            ("x-api-key", "SECRET-C"),
+            ("x-ok", "fine"),
+        ];
+        h.request(&[&[(":path", "/v2/models/mlp/infer")][..], &creds].concat());
+        h.response_headers = vec![("set-cookie".into(), "sid=SECRET-D".into())];
+        run(&mut h, &w, Some(200), &[], &[]);
+        let text = samples_posted(&w, Some(1))[0].to_string();
+        for secret in ["SECRET-A", "SECRET-B", "SECRET-C", "SECRET-D"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        assert!(text.contains(REDACTED) && text.contains("fine"), "{text}");
+
+        let w = worker(
+            &mut h,
+            &two_versions(json!({"sampling": {"rate": 1.0, "capture_headers": [":path", "authorization"]}})),
+        );
+        h.request(&[&[(":path", "/v2/models/mlp/infer")][..], &creds].concat());
+        run(&mut h, &w, Some(200), &[], &[]);
+        let s = &samples_posted(&w, Some(2))[0];
+        assert_eq!(s["request"]["headers"], json!([[":path", "/v2/models/mlp/infer"], ["authorization", REDACTED]]));
+        assert_eq!(s["response"]["headers"], json!([]));
+    }
+
+    #[test]
+    fn the_sample_queue_is_bounded_in_bytes_too() {
+        let mut h = FakeHost::default();
+        let mut config = two_versions(json!({"sampling": {"rate": 1.0, "max_body_bytes": 1024}}));
+        config["collector"]["max_queued"] = json!(100);
+        // Room for one envelope of a 1 KiB-capped model, not for two large ones.
+        config["collector"]["max_queued_bytes"] = json!(switchyard_policy::sampling::envelope_bound(1024));
+        let w = worker(&mut h, &config);
+        let big = vec![b'x'; 1000];
+        for _ in 0..3 {
+            h.request(&[(":path", "/v2/models/mlp/infer"), ("x-pad", "p".repeat(40_000).as_str())]);
+            run(&mut h, &w, Some(200), &[&big], &[]);
+        }
+        flush(&mut h, &w);
+        let count = |r: &str| h.counter(&format!("switchyard_samples_total;model=mlp;version=v1;result={r}"));
+        assert_eq!([count("captured"), count("dropped")], [3, 2]);
+        assert_eq!(samples_posted(&w, Some(1)).len(), 1);
+        // Once shipped, the bytes are free again.
+        h.request(&[(":path", "/v2/models/mlp/infer")]);
+        run(&mut h, &w, Some(200), &[&big], &[]);
+        w.borrow_mut().call_done(1, || true);
+        assert_eq!(samples_posted(&w, Some(2)).len(), 1);
     }
 }

@@ -9,14 +9,14 @@ use std::rc::Rc;
 use proxy_wasm::types::LogLevel;
 use switchyard_policy::config::{Collector, Sampling};
 use switchyard_policy::hash::Rng;
-use switchyard_policy::paths;
+use switchyard_policy::paths::{self, PathError};
 use switchyard_policy::sampling::SampleResult;
 use switchyard_policy::slo::{self, Counts, Outcome, Window, WindowSpec, burn_rate};
 use switchyard_policy::split::{self, RequestFacts};
 use switchyard_policy::{Config, ModelPolicy};
 
 use crate::host::Host;
-use crate::metrics::{Counters, Ids, outcome_index, reason_index};
+use crate::metrics::{Counters, Ids, SampleCounters, outcome_index, reason_index, sample_counter, sample_counters};
 
 const CAS_RETRIES: usize = 8;
 
@@ -36,15 +36,42 @@ pub struct Route<'a> {
     pub upstream: (&'a str, &'a str),
     /// The mirror's header and the shadow version's cluster, when mirrored.
     pub shadow: Option<(&'a str, &'a str)>,
-    /// The path without `/versions/{v}`, when it named one.
+    /// The canonical path (decoded names, no `/versions/{v}`), when it differs from the
+    /// client's: the backend must see what the filter decided on.
     pub path: Option<String>,
     /// `max_body_bytes` when the request is sampled.
     pub sample_cap: Option<usize>,
 }
 
+/// What becomes of a request (each outcome is counted).
+pub enum Routing<'a> {
+    Routed(Route<'a>),
+    /// Not for a configured model: Envoy's routes deal with it.
+    Unrouted,
+    /// A model path whose names cannot be trusted: answered 400 by the filter.
+    Refused(PathError),
+}
+
+/// Where a sample's fate is counted: by name, so that it survives a policy change.
+struct Origin {
+    model: String,
+    version: String,
+    counters: SampleCounters,
+}
+
 struct Sample {
-    at: ModelVersion,
+    /// Index into `Worker::origins`.
+    origin: usize,
     body: Vec<u8>,
+}
+
+/// SLO events for a version or window the policy no longer has: merged into shared data under
+/// the key they were counted for.
+struct Orphan {
+    model: String,
+    version: String,
+    spec: WindowSpec,
+    delta: Counts,
 }
 
 pub struct Worker {
@@ -57,8 +84,17 @@ pub struct Worker {
     rng: Rng,
     /// SLO events not yet merged into shared data: [model][version][window].
     pending: Vec<Vec<Vec<Counts>>>,
+    orphans: Vec<Orphan>,
+    /// The configured versions first (model by model, see `origin_base`), then versions of
+    /// earlier policies whose samples were carried over.
+    origins: Vec<Origin>,
+    /// Each model's first entry in `origins`.
+    origin_base: Vec<usize>,
     samples: VecDeque<Sample>,
-    in_flight: HashMap<u32, ModelVersion>,
+    /// Bytes of `samples` (bounded by `collector.max_queued_bytes`).
+    queued_bytes: usize,
+    /// Collector calls not yet answered, by token.
+    in_flight: HashMap<u32, usize>,
 }
 
 impl Worker {
@@ -69,6 +105,14 @@ impl Worker {
         let models: Vec<(String, ModelPolicy)> = config.models.clone().into_iter().collect();
         let pending =
             models.iter().map(|(_, m)| vec![vec![Counts::default(); windows.len()]; m.versions.len()]).collect();
+        let mut origins = Vec::new();
+        let mut origin_base = Vec::with_capacity(models.len());
+        for ((model, policy), model_ids) in models.iter().zip(&ids.models) {
+            origin_base.push(origins.len());
+            for (v, v_ids) in policy.versions.iter().zip(&model_ids.versions) {
+                origins.push(Origin { model: model.clone(), version: v.name.clone(), counters: v_ids.samples });
+            }
+        }
         Worker {
             config,
             models,
@@ -77,9 +121,108 @@ impl Worker {
             counters,
             rng: Rng::new(h.random_seed()),
             pending,
+            orphans: Vec::new(),
+            origins,
+            origin_base,
             samples: VecDeque::new(),
+            queued_bytes: 0,
             in_flight: HashMap::new(),
         }
+    }
+
+    /// Takes over everything `old` (the worker of an earlier policy) has not yet reported, so a
+    /// policy change loses no count, SLO event or sample: its counters are flushed under their
+    /// names; its SLO events join this worker's for the same model, version and window, or are
+    /// merged later under their old keys; its queued and in-flight samples continue here and are
+    /// counted under the names they were captured for. Run again for as long as requests that
+    /// started under `old` still finish into it.
+    pub fn adopt(&mut self, h: &mut impl Host, old: &mut Worker) {
+        // Envoy keeps one stat per name and the old ids stay valid in this VM: flushed through
+        // them, counts land under their old names whether or not this policy has them.
+        old.counters.flush(h);
+
+        let mut events = std::mem::take(&mut old.orphans);
+        for (mi, (model, policy)) in old.models.iter().enumerate() {
+            for (vi, version) in policy.versions.iter().enumerate() {
+                for (wi, spec) in old.windows.iter().enumerate() {
+                    let Some(delta) = old.pending.get_mut(mi).and_then(|v| v.get_mut(vi)).and_then(|w| w.get_mut(wi))
+                    else {
+                        continue;
+                    };
+                    if !delta.is_empty() {
+                        let delta = std::mem::take(delta);
+                        events.push(Orphan {
+                            model: model.clone(),
+                            version: version.name.clone(),
+                            spec: spec.clone(),
+                            delta,
+                        });
+                    }
+                }
+            }
+        }
+        for e in events {
+            match self.pending_for(&e.model, &e.version, &e.spec) {
+                Some(p) => p.add(&e.delta),
+                None => self.orphans.push(e),
+            }
+        }
+
+        let mut moved = HashMap::new();
+        for (token, from) in std::mem::take(&mut old.in_flight) {
+            if let Some(to) = self.remap(h, &old.origins, &mut moved, from) {
+                self.in_flight.insert(token, to);
+            }
+        }
+        old.queued_bytes = 0;
+        // Oldest first, within this worker's bounds (beyond them dropped, and counted).
+        for s in std::mem::take(&mut old.samples) {
+            if let Some(to) = self.remap(h, &old.origins, &mut moved, s.origin) {
+                self.enqueue(to, s.body);
+            }
+        }
+    }
+
+    /// This worker's origin for `old`'s origin `from` (memoised in `moved`).
+    fn remap(
+        &mut self,
+        h: &mut impl Host,
+        old: &[Origin],
+        moved: &mut HashMap<usize, usize>,
+        from: usize,
+    ) -> Option<usize> {
+        if let Some(to) = moved.get(&from) {
+            return Some(*to);
+        }
+        let o = old.get(from)?;
+        let to = self.origin_named(h, &o.model, &o.version);
+        moved.insert(from, to);
+        Some(to)
+    }
+
+    /// This worker's pending SLO events for a model's version and window, if it accounts them.
+    fn pending_for(&mut self, model: &str, version: &str, spec: &WindowSpec) -> Option<&mut Counts> {
+        let mi = self.models.iter().position(|(m, p)| m == model && p.slo.is_some())?;
+        let vi = self.models.get(mi)?.1.version(version)?;
+        let wi = self.windows.iter().position(|w| w.seconds == spec.seconds)?;
+        self.pending.get_mut(mi)?.get_mut(vi)?.get_mut(wi)
+    }
+
+    /// The origin for samples of `model`/`version`: the configured one, or one defined now for
+    /// a version this policy no longer has (its counters keep their names).
+    fn origin_named(&mut self, h: &mut impl Host, model: &str, version: &str) -> usize {
+        if let Some(i) = self.origins.iter().position(|o| o.model == model && o.version == version) {
+            return i;
+        }
+        let counters = sample_counters(h, &mut self.counters, model, version);
+        self.origins.push(Origin { model: model.to_owned(), version: version.to_owned(), counters });
+        self.origins.len() - 1
+    }
+
+    fn origin_of(&self, at: ModelVersion) -> Option<usize> {
+        let base = *self.origin_base.get(at.model)?;
+        let (_, policy) = self.models.get(at.model)?;
+        (at.version < policy.versions.len()).then_some(base + at.version)
     }
 
     /// The headers only this filter may set: a client's copies must go before routing.
@@ -87,31 +230,40 @@ impl Worker {
         [&self.config.upstream_header, &self.config.shadow_header]
     }
 
-    /// Picks the version for a request with these headers and counts the decision; `None` when
-    /// the request is not for a configured model (counted too).
-    pub fn route<'h>(&mut self, header: impl Fn(&str) -> Option<&'h str>) -> Option<Route<'_>> {
-        let Some(p) = header(":path").and_then(paths::parse) else {
-            self.counters.inc(self.ids.unrouted_not_model);
-            return None;
+    /// Picks the version for a request with these headers and counts the decision; requests
+    /// not for a configured model, and model paths that cannot be trusted, are counted too.
+    pub fn route<'h>(&mut self, header: impl Fn(&str) -> Option<&'h str>) -> Routing<'_> {
+        let p = match header(":path").map(paths::parse) {
+            Some(Ok(Some(p))) => p,
+            None | Some(Ok(None)) => {
+                self.counters.inc(self.ids.unrouted_not_model);
+                return Routing::Unrouted;
+            }
+            Some(Err(e)) => {
+                self.counters.inc(self.ids.unrouted_invalid_path);
+                return Routing::Refused(e);
+            }
         };
-        let Some(mi) = self.models.iter().position(|(name, _)| name == p.model) else {
+        let Some(mi) = self.models.iter().position(|(name, _)| *name == *p.model) else {
             self.counters.inc(self.ids.unrouted_unknown_model);
-            return None;
+            return Routing::Unrouted;
         };
-        let ((_, policy), ids) = (self.models.get(mi)?, self.ids.models.get(mi)?);
+        let (Some((_, policy)), Some(ids)) = (self.models.get(mi), self.ids.models.get(mi)) else {
+            return Routing::Unrouted;
+        };
         let sticky_key = match policy.sticky.as_ref().map(|s| (&s.header, &s.cookie)) {
             Some((Some(h), _)) => header(h),
             Some((None, Some(c))) => header("cookie").and_then(|v| split::cookie_value(v, c)),
             _ => None,
         };
         let facts = RequestFacts {
-            requested: policy.override_.as_ref().and_then(|o| header(&o.header)).or(p.version),
+            requested: policy.override_.as_ref().and_then(|o| header(&o.header)).or(p.version.as_deref()),
             sticky_key: sticky_key.filter(|k| !k.is_empty()),
             random: self.rng.next_u64(),
             shadow_random: self.rng.next_f64(),
         };
         let d = split::decide(policy, &facts);
-        let version = policy.versions.get(d.version)?;
+        let Some(version) = policy.versions.get(d.version) else { return Routing::Unrouted };
         let shadow = d.shadow.and_then(|i| policy.versions.get(i));
         let sampling = policy.sampling.as_ref().filter(|s| self.rng.next_f64() < s.rate);
         let at = ModelVersion { model: mi, version: d.version };
@@ -129,11 +281,11 @@ impl Worker {
         if let Some(v) = d.shadow.and_then(|i| ids.versions.get(i)) {
             self.counters.inc(v.shadowed);
         }
-        Some(Route {
+        Routing::Routed(Route {
             at,
             upstream: (&self.config.upstream_header, &version.cluster),
             shadow: shadow.map(|s| (self.config.shadow_header.as_str(), s.cluster.as_str())),
-            path: p.version.is_some().then(|| paths::unversioned(&p)),
+            path: (p.version.is_some() || p.encoded).then(|| paths::canonical(&p)),
             sample_cap: sampling.map(|s| s.max_body_bytes),
         })
     }
@@ -145,14 +297,7 @@ impl Worker {
     }
 
     /// Accounts a finished request against its version: outcome, latency and SLO events.
-    pub fn record_finished(
-        &mut self,
-        h: &mut impl Host,
-        at: ModelVersion,
-        outcome: Outcome,
-        status: Option<u16>,
-        latency_ms: u64,
-    ) {
+    pub fn record_finished(&mut self, h: &mut impl Host, at: ModelVersion, outcome: Outcome, latency_ms: u64) {
         let Some((_, policy)) = self.models.get(at.model) else { return };
         if let Some(v) = self.ids.version(at.model, at.version) {
             v.duration_ms.record(h, latency_ms);
@@ -161,7 +306,7 @@ impl Worker {
             }
         }
         if let Some(slo) = &policy.slo {
-            let event = Counts::event(outcome, status, latency_ms, slo.latency_ms);
+            let event = Counts::event(outcome, latency_ms, slo.latency_ms);
             if let Some(windows) = self.pending.get_mut(at.model).and_then(|m| m.get_mut(at.version)) {
                 for c in windows.iter_mut() {
                     c.add(&event);
@@ -178,16 +323,32 @@ impl Worker {
 
     /// Queues a sample for the collector; with the queue full it is dropped, and counted.
     pub fn queue_sample(&mut self, at: ModelVersion, body: Vec<u8>) {
-        let max_queued = self.config.collector.as_ref().map_or(0, |c| c.max_queued);
-        if self.samples.len() < max_queued {
-            self.samples.push_back(Sample { at, body });
+        if let Some(origin) = self.origin_of(at) {
+            self.enqueue(origin, body);
+        }
+    }
+
+    /// Queues within both bounds (`max_queued` samples, `max_queued_bytes`), else drops.
+    fn enqueue(&mut self, origin: usize, body: Vec<u8>) {
+        let room = self.config.collector.as_ref().is_some_and(|c| {
+            self.samples.len() < c.max_queued && self.queued_bytes.saturating_add(body.len()) <= c.max_queued_bytes
+        });
+        if room {
+            self.queued_bytes += body.len();
+            self.samples.push_back(Sample { origin, body });
         } else {
-            self.count_sample(at, SampleResult::Dropped);
+            self.count_origin(origin, SampleResult::Dropped);
         }
     }
 
     pub fn count_sample(&mut self, at: ModelVersion, result: SampleResult) {
-        if let Some(c) = self.ids.sample(at.model, at.version, result) {
+        if let Some(origin) = self.origin_of(at) {
+            self.count_origin(origin, result);
+        }
+    }
+
+    fn count_origin(&mut self, origin: usize, result: SampleResult) {
+        if let Some(c) = self.origins.get(origin).and_then(|o| sample_counter(&o.counters, result)) {
             self.counters.inc(c);
         }
     }
@@ -198,12 +359,15 @@ impl Worker {
         let Some(c) = &self.config.collector else { return };
         while self.in_flight.len() < c.max_in_flight {
             let Some(s) = self.samples.pop_front() else { break };
+            self.queued_bytes = self.queued_bytes.saturating_sub(s.body.len());
             match post(c, &s.body) {
                 Some(token) => {
-                    self.in_flight.insert(token, s.at);
+                    self.in_flight.insert(token, s.origin);
                 }
                 None => {
-                    if let Some(c) = self.ids.sample(s.at.model, s.at.version, SampleResult::Failed) {
+                    if let Some(c) =
+                        self.origins.get(s.origin).and_then(|o| sample_counter(&o.counters, SampleResult::Failed))
+                    {
                         self.counters.inc(c);
                     }
                 }
@@ -211,12 +375,12 @@ impl Worker {
         }
     }
 
-    /// Settles the collector call `token`, if it is one of ours; `ok` tells whether it succeeded
-    /// (asked only then: it is a host call).
-    pub fn call_done(&mut self, token: u32, ok: impl FnOnce() -> bool) {
-        if let Some(at) = self.in_flight.remove(&token) {
-            self.count_sample(at, if ok() { SampleResult::Sent } else { SampleResult::Failed });
-        }
+    /// Settles the collector call `token`, if it is one of ours (the answer is `true` then);
+    /// `ok` tells whether it succeeded (asked only then: it is a host call).
+    pub fn call_done(&mut self, token: u32, ok: impl FnOnce() -> bool) -> bool {
+        let Some(origin) = self.in_flight.remove(&token) else { return false };
+        self.count_origin(origin, if ok() { SampleResult::Sent } else { SampleResult::Failed });
+        true
     }
 
     /// Reports the counts made since the last flush.
@@ -228,11 +392,16 @@ impl Worker {
     /// add up) and publishes window totals and burn rates.
     pub fn flush_slo(&mut self, h: &mut impl Host, store: &mut impl slo::SharedStore) {
         let now_s = h.now_ms() / 1000;
+        self.orphans.retain_mut(|o| {
+            let key = slo::window_key(&o.model, &o.version, &o.spec);
+            merge(h, store, &key, &o.spec, &mut o.delta, now_s);
+            !o.delta.is_empty()
+        });
         for (mi, (model, policy)) in self.models.iter().enumerate() {
             let Some(slo) = &policy.slo else { continue };
             for (vi, version) in policy.versions.iter().enumerate() {
                 for (wi, spec) in self.windows.iter().enumerate() {
-                    let key = format!("switchyard/slo/{model}/{}/{}", version.name, spec.seconds);
+                    let key = slo::window_key(model, &version.name, spec);
                     let Some(delta) = self.pending.get_mut(mi).and_then(|v| v.get_mut(vi)).and_then(|w| w.get_mut(wi))
                     else {
                         continue;

@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::sampling;
 use crate::slo::WindowSpec;
 
 /// All problems found in a configuration.
@@ -108,6 +109,10 @@ pub struct Sampling {
     /// input's name (e.g. `inputs.ssn`) redacts that input's `data`.
     #[serde(default)]
     pub redact_fields: Vec<String>,
+    /// When present, only these headers are captured (an allow-list; pseudo-headers such as
+    /// `:path` must be listed too). Credential headers are redacted even when listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_headers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -135,6 +140,10 @@ pub struct Collector {
     /// Samples waiting per worker before new ones are dropped.
     #[serde(default = "default_max_queued")]
     pub max_queued: usize,
+    /// Bytes of samples waiting per worker before new ones are dropped: with `max_queued`
+    /// alone, a queue of large bodies could take the VM's memory.
+    #[serde(default = "default_max_queued_bytes")]
+    pub max_queued_bytes: usize,
 }
 
 fn default_upstream_header() -> String {
@@ -167,15 +176,28 @@ fn default_max_in_flight() -> usize {
 fn default_max_queued() -> usize {
     256
 }
+fn default_max_queued_bytes() -> usize {
+    4 * 1024 * 1024
+}
 
 const MAX_BODY_CAP: usize = 1024 * 1024;
+/// Per worker: every Envoy worker has its own VM and its own queue, so the memory a policy may
+/// ask for is this times the workers.
+pub const MAX_QUEUED_CAP: usize = 10_000;
+pub const MAX_QUEUED_BYTES_CAP: usize = 32 * 1024 * 1024;
 
 fn valid_header(h: &str) -> bool {
     !h.is_empty() && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+/// A model, version or cluster name: 1-128 of `[A-Za-z0-9_.-]`, and not `.` or `..`, which
+/// are path segments with a meaning of their own (a model is named in the request path).
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s != "."
+        && s != ".."
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 impl Config {
@@ -218,6 +240,30 @@ impl Config {
             }
             if c.timeout_ms == 0 || c.max_in_flight == 0 || c.max_queued == 0 {
                 p.push("collector.timeout_ms, max_in_flight and max_queued must be positive".into());
+            }
+            if c.max_queued > MAX_QUEUED_CAP {
+                p.push(format!(
+                    "collector.max_queued must be at most {MAX_QUEUED_CAP} samples per worker, got {}",
+                    c.max_queued
+                ));
+            }
+            if !(1..=MAX_QUEUED_BYTES_CAP).contains(&c.max_queued_bytes) {
+                p.push(format!(
+                    "collector.max_queued_bytes must be 1-{MAX_QUEUED_BYTES_CAP} (32 MiB per worker), got {}",
+                    c.max_queued_bytes
+                ));
+            }
+            // A queue that cannot hold one sample drops them all: refuse it rather than
+            // discover it in `switchyard_samples_total{result="dropped"}`.
+            for (model, m) in &self.models {
+                let Some(s) = m.sampling.as_ref().filter(|s| s.rate > 0.0) else { continue };
+                let need = sampling::envelope_bound(s.max_body_bytes);
+                if c.max_queued_bytes < need && c.max_queued_bytes > 0 {
+                    p.push(format!(
+                        "collector.max_queued_bytes ({}) must hold one sample of models.{model}: up to {need} bytes with sampling.max_body_bytes {}",
+                        c.max_queued_bytes, s.max_body_bytes
+                    ));
+                }
             }
         }
         let mut seen = HashSet::new();
@@ -296,6 +342,11 @@ impl ModelPolicy {
             if s.rate > 0.0 && !has_collector {
                 p.push(at("sampling.rate > 0 needs a collector"));
             }
+            for h in s.capture_headers.iter().flatten() {
+                if !valid_header(h.strip_prefix(':').unwrap_or(h)) {
+                    p.push(at(&format!("sampling.capture_headers: '{h}' must be a lowercase header name")));
+                }
+            }
         }
         if let Some(s) = &self.slo {
             for (field, v) in [("availability", s.availability), ("latency_objective", s.latency_objective)] {
@@ -353,12 +404,12 @@ mod tests {
                     "sticky": {"header": "x-a", "cookie": "b"},
                     "override": {"header": "x-o", "allow": ["v9"]},
                     "shadow": {"version": "v7", "percent": 150},
-                    "sampling": {"rate": 2, "max_body_bytes": 99999999},
+                    "sampling": {"rate": 2, "max_body_bytes": 99999999, "capture_headers": ["content-type", ":path", "Bad Header"]},
                     "slo": {"availability": 1.0, "latency_ms": 0}
                 },
                 "empty": {"versions": []}
             },
-            "slo_windows": ["5m", "300s", "forever"]
+            "slo_windows": ["5m", "300s", "forever", "45s"]
         }"#;
         let e = Config::parse(bad.as_bytes()).unwrap_err();
         let text = e.to_string();
@@ -380,9 +431,64 @@ mod tests {
             "models.empty: versions must list at least one",
             "'300s' is listed twice",
             "slo_windows: 'forever'",
+            "slo_windows: '45s' (45s) must be a multiple of 30s",
+            "sampling.capture_headers: 'Bad Header' must be a lowercase header name",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in {text}");
         }
+        assert!(!text.contains("'content-type'") && !text.contains("':path'"), "{text}");
+    }
+
+    #[test]
+    fn collector_queues_are_capped_and_must_hold_one_sample() {
+        let with = |collector: &str, max_body: usize| {
+            format!(
+                r#"{{"models": {{"m": {{"versions": [{{"name": "v1", "cluster": "c", "weight": 1}}],
+                    "sampling": {{"rate": 0.5, "max_body_bytes": {max_body}}}}}}},
+                    "collector": {{"cluster": "collector", {collector}}}}}"#
+            )
+        };
+        let c = Config::parse(with(r#""path": "/s""#, 1024 * 1024).as_bytes()).unwrap();
+        let collector = c.collector.unwrap();
+        assert_eq!((collector.max_queued, collector.max_queued_bytes), (256, 4 * 1024 * 1024));
+        for (collector, max_body, needle) in [
+            (
+                r#""max_queued": 10001"#,
+                1024,
+                "collector.max_queued must be at most 10000 samples per worker, got 10001",
+            ),
+            (
+                r#""max_queued_bytes": 0"#,
+                1024,
+                "collector.max_queued_bytes must be 1-33554432 (32 MiB per worker), got 0",
+            ),
+            (r#""max_queued_bytes": 33554433"#, 1024, "collector.max_queued_bytes must be 1-33554432"),
+            (
+                r#""max_queued_bytes": 100000"#,
+                65536,
+                "collector.max_queued_bytes (100000) must hold one sample of models.m: up to 196608 bytes with sampling.max_body_bytes 65536",
+            ),
+        ] {
+            let e = Config::parse(with(collector, max_body).as_bytes()).unwrap_err().to_string();
+            assert!(e.contains(needle), "{collector}: missing {needle:?} in {e}");
+        }
+        let e = Config::parse(with(r#""max_queued_byts": 1"#, 1024).as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("unknown field `max_queued_byts`"), "{e}");
+    }
+
+    #[test]
+    fn dot_segments_are_not_names() {
+        for name in [".", ".."] {
+            assert!(!valid_name(name), "{name}");
+        }
+        assert!(valid_name("resnet-18.v2") && valid_name("...") && valid_name(".hidden"));
+    }
+
+    #[test]
+    fn an_accepted_policy_re_serialises_to_itself() {
+        let c = Config::parse(EXAMPLE.as_bytes()).unwrap();
+        let again = Config::parse(&serde_json::to_vec(&c).unwrap()).unwrap();
+        assert_eq!(again, c);
     }
 
     #[test]

@@ -5,8 +5,29 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::Sampling;
+use crate::slo::Outcome;
 
 pub const REDACTED: &str = "[REDACTED]";
+
+/// What a body too large for the envelope's bound is replaced by.
+pub const WITHHELD: &str = "[WITHHELD]: sample over its size bound";
+
+/// Headers that carry credentials: redacted in every sample, whatever the policy says (a
+/// policy that forgets one must not leak it to the collector's files).
+pub const CREDENTIAL_HEADERS: [&str; 5] = ["authorization", "cookie", "set-cookie", "proxy-authorization", "x-api-key"];
+
+/// Room in an envelope for everything but the two bodies: names, ids, numbers, headers.
+const HEADROOM: usize = 64 * 1024;
+
+/// The `x-request-id` shipped is cut to this many bytes: it may come from the client.
+const MAX_REQUEST_ID: usize = 128;
+
+/// The most bytes one serialised envelope of a model with this `max_body_bytes` takes (the
+/// collector configuration is checked against it). Bodies re-serialise to about their size;
+/// ones that grow more (text full of characters JSON must escape) are withheld.
+pub fn envelope_bound(max_body_bytes: usize) -> usize {
+    max_body_bytes.saturating_mul(2).saturating_add(HEADROOM)
+}
 
 /// Open Inference Protocol's binary tensor extension: the length of the JSON part of a body
 /// whose tensor data follows it in binary.
@@ -94,35 +115,87 @@ impl Side {
         }
     }
 
-    fn payload(mut self, s: &Sampling) -> Payload {
-        redact_headers(&mut self.headers, &s.redact_headers);
+    fn payload(self, s: &Sampling) -> Payload {
+        let headers = sample_headers(self.headers, s);
         let (body, binary) = body_value(&self.body, self.truncated, self.json_len, &s.redact_fields);
-        Payload {
-            headers: self.headers,
-            body,
-            bytes: self.bytes,
-            truncated: self.truncated,
-            binary_bytes_omitted: binary,
-        }
+        Payload { headers, body, bytes: self.bytes, truncated: self.truncated, binary_bytes_omitted: binary }
     }
 }
 
-/// One sampled exchange, as the collector receives it (one JSON object per POST).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Envelope {
-    /// Envelope format version.
-    pub schema: u32,
-    pub model: String,
-    pub version: String,
+/// What the filter knows of a sampled exchange besides its payloads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Meta<'a> {
+    pub model: &'a str,
+    pub version: &'a str,
     /// `x-request-id` as Envoy set or forwarded it.
-    pub request_id: String,
+    pub request_id: &'a str,
     pub start_unix_ms: u64,
     pub duration_ms: u64,
     /// Absent when no response came back.
     pub status: Option<u16>,
+    pub outcome: Outcome,
+}
+
+/// One sampled exchange, as the collector receives it (one JSON object per POST).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Envelope<'a> {
+    /// Envelope format version.
+    pub schema: u32,
+    pub model: &'a str,
+    pub version: &'a str,
+    pub request_id: &'a str,
+    pub start_unix_ms: u64,
+    pub duration_ms: u64,
+    pub status: Option<u16>,
     pub outcome: &'static str,
     pub request: Payload,
     pub response: Payload,
+}
+
+impl Capture {
+    /// The envelope as shipped: headers kept and redacted, bodies redacted as `s` asks, and
+    /// serialised to at most [`envelope_bound`]`(s.max_body_bytes)` bytes. One that would be
+    /// larger loses its bodies, then its headers (both say so); `None` when even that is too
+    /// large, which validated names and ids never are.
+    pub fn envelope(self, meta: &Meta<'_>, s: &Sampling) -> Option<Vec<u8>> {
+        let bound = envelope_bound(s.max_body_bytes);
+        let (request, response) = self.payloads(s);
+        let mut e = Envelope {
+            schema: 1,
+            model: meta.model,
+            version: meta.version,
+            request_id: cut(meta.request_id, MAX_REQUEST_ID),
+            start_unix_ms: meta.start_unix_ms,
+            duration_ms: meta.duration_ms,
+            status: meta.status,
+            outcome: meta.outcome.as_str(),
+            request,
+            response,
+        };
+        let fits = |e: &Envelope<'_>| serde_json::to_vec(e).ok().filter(|b| b.len() <= bound);
+        if let Some(b) = fits(&e) {
+            return Some(b);
+        }
+        for p in [&mut e.request, &mut e.response] {
+            p.body = Value::String(WITHHELD.to_owned());
+        }
+        if let Some(b) = fits(&e) {
+            return Some(b);
+        }
+        for p in [&mut e.request, &mut e.response] {
+            p.headers = vec![(WITHHELD.to_owned(), String::new())];
+        }
+        fits(&e)
+    }
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default()
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Default)]
@@ -136,6 +209,27 @@ pub struct Payload {
     /// Bytes of binary tensor data after the JSON header, not shipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub binary_bytes_omitted: Option<u64>,
+}
+
+/// The headers a sample shows: with `capture_headers`, only those; credential headers and
+/// `redact_headers` with their values replaced (case-insensitive).
+pub fn sample_headers(headers: Vec<(String, String)>, s: &Sampling) -> Vec<(String, String)> {
+    let mut kept: Vec<(String, String)> = match &s.capture_headers {
+        Some(allow) => headers.into_iter().filter(|(k, _)| allow.iter().any(|a| a.eq_ignore_ascii_case(k))).collect(),
+        None => headers,
+    };
+    for (k, v) in &mut kept {
+        if is_credential(k) {
+            *v = REDACTED.to_owned();
+        }
+    }
+    redact_headers(&mut kept, &s.redact_headers);
+    kept
+}
+
+/// One of [`CREDENTIAL_HEADERS`] (case-insensitive).
+pub fn is_credential(name: &str) -> bool {
+    CREDENTIAL_HEADERS.iter().any(|c| c.eq_ignore_ascii_case(name))
 }
 
 /// Replaces the values of the named headers (case-insensitive).
@@ -265,7 +359,104 @@ mod tests {
     }
 
     fn sampling(max_body_bytes: usize) -> Sampling {
-        Sampling { rate: 1.0, max_body_bytes, redact_headers: vec!["authorization".into()], redact_fields: vec![] }
+        Sampling {
+            rate: 1.0,
+            max_body_bytes,
+            redact_headers: vec!["authorization".into()],
+            redact_fields: vec![],
+            capture_headers: None,
+        }
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    /// The attack: a policy without `redact_headers` shipped every client's credentials.
+    #[test]
+    fn credential_headers_are_redacted_whatever_the_policy_says() {
+        let mut s = sampling(64);
+        s.redact_headers.clear();
+        let sent = headers(&[
+            ("Authorization", "Bearer a"),
+            ("cookie", "sid=b"),
+            ("set-cookie", "sid=c"),
+            ("proxy-authorization", "Basic d"),
+            ("x-api-key", "e"),
+            ("x-ok", "f"),
+        ]);
+        let kept = sample_headers(sent, &s);
+        let values: Vec<&str> = kept.iter().map(|(_, v)| v.as_str()).collect();
+        assert_eq!(values, [REDACTED, REDACTED, REDACTED, REDACTED, REDACTED, "f"]);
+    }
+
+    #[test]
+    fn an_allow_list_keeps_only_its_headers_and_still_redacts() {
+        let mut s = sampling(64);
+        s.capture_headers = Some(vec!["content-type".into(), ":path".into(), "authorization".into()]);
+        s.redact_headers = vec!["X-Custom".into()];
+        let sent = headers(&[
+            (":path", "/v2/models/mlp/infer"),
+            ("content-type", "application/json"),
+            ("authorization", "Bearer a"),
+            ("x-custom", "secret"),
+            ("user-agent", "curl"),
+        ]);
+        assert_eq!(
+            sample_headers(sent, &s),
+            headers(&[
+                (":path", "/v2/models/mlp/infer"),
+                ("content-type", "application/json"),
+                ("authorization", REDACTED)
+            ])
+        );
+        s.capture_headers = Some(vec![]);
+        assert!(sample_headers(headers(&[("x-a", "1")]), &s).is_empty());
+    }
+
+    fn meta(request_id: &str) -> Meta<'_> {
+        Meta {
+            model: "mlp",
+            version: "v1",
+            request_id,
+            start_unix_ms: 1,
+            duration_ms: 2,
+            status: Some(200),
+            outcome: Outcome::Success,
+        }
+    }
+
+    #[test]
+    fn an_envelope_over_its_bound_loses_bodies_then_headers_never_its_validity() {
+        // Control characters take six bytes each in JSON: a body of them still fits the
+        // headroom, and is kept.
+        let s = sampling(64);
+        let bound = envelope_bound(64);
+        let mut c = Capture::new(64, headers(&[("x-a", "1")]));
+        let body = [1u8; 64];
+        c.request.take(body.len(), |n| body[..n].to_vec());
+        let out = c.clone().envelope(&meta("r"), &s).unwrap();
+        assert!(out.len() <= bound);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["request"]["body"].as_str().map(|b| b.len()), Some(64), "fits: kept");
+
+        let huge = "h".repeat(2 * bound);
+        let mut c = Capture::new(8, headers(&[("x-big", &huge)]));
+        c.request.take(2, |_| b"{}".to_vec());
+        let out = c.envelope(&meta("r"), &sampling(8)).unwrap();
+        assert!(out.len() <= envelope_bound(8), "{}", out.len());
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["request"]["body"], WITHHELD);
+        assert_eq!(v["request"]["headers"][0][0], WITHHELD);
+        assert_eq!(v["model"], "mlp");
+    }
+
+    #[test]
+    fn a_request_id_is_cut_on_a_character_boundary() {
+        let id = "é".repeat(100);
+        let out = Capture::new(8, vec![]).envelope(&meta(&id), &sampling(8)).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["request_id"].as_str().map(str::len), Some(MAX_REQUEST_ID));
     }
 
     /// Serves `chunk`'s first `n` bytes, recording how many were asked for.

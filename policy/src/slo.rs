@@ -3,55 +3,105 @@
 //! A window is a ring of fixed buckets (1/30 of its span) so that it can live in Envoy's
 //! shared data as a few hundred bytes and be merged by every worker with compare-and-swap.
 
-/// How a request ended, from the client's point of view.
+/// How a request ended. Most outcomes are the version's doing; `ClientGone` and
+/// `ClientDeadline` are the client's, and an SLO must not charge them to the version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
     Success,
     ClientError,
+    /// 429: the server shed the request. Bad: the client did nothing wrong, and the
+    /// Prometheus rules tell it from other 4xx by this outcome.
+    Overloaded,
     ServerError,
     Timeout,
     UpstreamReset,
+    /// The client hung up before the answer came (Envoy's `DC` / `DR` response flags).
+    ClientGone,
+    /// A 504 the backend marked as the client's own deadline (its `timeout` parameter) passing.
+    ClientDeadline,
 }
 
+/// The response header a backend sets on a 504 caused by the client's own deadline, and its
+/// value; anything else on a 504 is the version's timeout.
+pub const DEADLINE_HEADER: &str = "x-switchyard-deadline";
+pub const DEADLINE_BY_CLIENT: &str = "client";
+
 impl Outcome {
-    pub const ALL: [Outcome; 5] =
-        [Outcome::Success, Outcome::ClientError, Outcome::ServerError, Outcome::Timeout, Outcome::UpstreamReset];
+    pub const COUNT: usize = 8;
+    pub const ALL: [Outcome; Self::COUNT] = [
+        Outcome::Success,
+        Outcome::ClientError,
+        Outcome::Overloaded,
+        Outcome::ServerError,
+        Outcome::Timeout,
+        Outcome::UpstreamReset,
+        Outcome::ClientGone,
+        Outcome::ClientDeadline,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Success => "success",
             Outcome::ClientError => "4xx",
+            Outcome::Overloaded => "overloaded",
             Outcome::ServerError => "5xx",
             Outcome::Timeout => "timeout",
             Outcome::UpstreamReset => "upstream_reset",
+            Outcome::ClientGone => "client_gone",
+            Outcome::ClientDeadline => "client_deadline",
         }
     }
 
-    /// Availability SLI: a bad event is the service's fault. 429 (overload) counts as bad:
-    /// the client did nothing wrong.
-    pub fn is_bad(self, status: Option<u16>) -> bool {
+    /// The client, not the version, ended the request: it is neither good nor bad for
+    /// availability, and for latency it counts only if the version was already too slow.
+    pub fn ended_by_client(self) -> bool {
+        matches!(self, Outcome::ClientGone | Outcome::ClientDeadline)
+    }
+
+    /// Availability SLI: a bad event is the service's fault, shedding included.
+    pub fn is_bad(self) -> bool {
         match self {
-            Outcome::ServerError | Outcome::Timeout | Outcome::UpstreamReset => true,
-            Outcome::ClientError => status == Some(429),
-            Outcome::Success => false,
+            Outcome::ServerError | Outcome::Timeout | Outcome::UpstreamReset | Outcome::Overloaded => true,
+            Outcome::Success | Outcome::ClientError | Outcome::ClientGone | Outcome::ClientDeadline => false,
         }
     }
 }
 
-/// `status` is absent when no response was received; `timed_out` / `reset` come from Envoy's
-/// response flags (UT; UF, UR, UC, LR).
-pub fn classify(status: Option<u16>, timed_out: bool, reset: bool) -> Outcome {
-    if timed_out || status == Some(504) {
-        Outcome::Timeout
-    } else if reset || status.is_none() {
-        Outcome::UpstreamReset
-    } else {
-        match status.unwrap_or(0) {
-            500..=599 => Outcome::ServerError,
-            400..=499 => Outcome::ClientError,
-            _ => Outcome::Success,
-        }
+/// What is known of how a request ended besides its status: from Envoy's response flags and,
+/// on a 504, the backend's deadline header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ending {
+    /// UT, SI: Envoy timed the upstream out.
+    pub timed_out: bool,
+    /// UH, LR, UR, UF, UC: no usable response from the upstream.
+    pub reset: bool,
+    /// DC, DR: the downstream (client) connection or stream went away.
+    pub client_gone: bool,
+    /// The response carried `x-switchyard-deadline: client`.
+    pub client_deadline: bool,
+}
+
+/// `status` is absent when no response passed the filter.
+pub fn classify(status: Option<u16>, e: Ending) -> Outcome {
+    match status {
+        // No answer, and the client had left: the reset Envoy then makes upstream is the
+        // client's doing. Once an answer's headers have passed, the version did answer, and
+        // its status says how.
+        None if e.client_gone => Outcome::ClientGone,
+        Some(504) if e.client_deadline => Outcome::ClientDeadline,
+        _ if e.timed_out || status == Some(504) => Outcome::Timeout,
+        None => Outcome::UpstreamReset,
+        Some(_) if e.reset => Outcome::UpstreamReset,
+        Some(500..=599) => Outcome::ServerError,
+        Some(429) => Outcome::Overloaded,
+        Some(400..=499) => Outcome::ClientError,
+        Some(_) => Outcome::Success,
     }
+}
+
+/// The shared-data key of a version's window.
+pub fn window_key(model: &str, version: &str, spec: &WindowSpec) -> String {
+    format!("switchyard/slo/{model}/{version}/{}", spec.seconds)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +113,8 @@ pub struct WindowSpec {
 const BUCKETS: u64 = 30;
 
 impl WindowSpec {
-    /// `30s`, `5m`, `1h`, `3d`: 30 seconds to 30 days.
+    /// `30s`, `5m`, `1h`, `3d`: 30 seconds to 30 days, a whole number of 30 equal buckets of
+    /// whole seconds (`45s` would be 30 one-second buckets: a 30 s window under a 45 s label).
     pub fn parse(s: &str) -> Result<WindowSpec, String> {
         let (num, unit) = s.split_at(s.trim_end_matches(|c: char| c.is_ascii_alphabetic()).len());
         let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a duration like 5m or 1h"))?;
@@ -78,9 +129,15 @@ impl WindowSpec {
         if !(30..=30 * 86_400).contains(&seconds) {
             return Err(format!("'{s}' must be between 30s and 30d"));
         }
+        if !seconds.is_multiple_of(BUCKETS) {
+            return Err(format!(
+                "'{s}' ({seconds}s) must be a multiple of {BUCKETS}s: a window is {BUCKETS} buckets of whole seconds"
+            ));
+        }
         Ok(WindowSpec { label: s.to_owned(), seconds })
     }
 
+    /// Exact: `parse` accepts only multiples of the bucket count.
     pub fn bucket_seconds(&self) -> u64 {
         (self.seconds / BUCKETS).max(1)
     }
@@ -89,13 +146,14 @@ impl WindowSpec {
 /// Event counts for one window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
-    /// Every classified request.
+    /// Every request the availability SLI judges (those the client ended are not).
     pub total: u64,
     /// Availability-bad events.
     pub bad: u64,
-    /// Successful requests (the latency SLI's population).
+    /// The latency SLI's population: successful requests, and requests the client ended after
+    /// the threshold had already passed.
     pub latency_total: u64,
-    /// Successful requests slower than the latency threshold.
+    /// Of those, the ones slower than the latency threshold.
     pub latency_bad: u64,
 }
 
@@ -107,18 +165,26 @@ impl Counts {
         self.latency_bad += o.latency_bad;
     }
 
+    /// Nothing to merge. Every field counts: a latency-only event (a slow request the client
+    /// gave up on) has `total` 0 and must still be merged.
     pub fn is_empty(&self) -> bool {
-        self.total == 0
+        *self == Counts::default()
     }
 
     /// One request's contribution.
-    pub fn event(outcome: Outcome, status: Option<u16>, latency_ms: u64, threshold_ms: u64) -> Counts {
+    pub fn event(outcome: Outcome, latency_ms: u64, threshold_ms: u64) -> Counts {
+        let slow = latency_ms > threshold_ms;
+        if outcome.ended_by_client() {
+            // The client's choice says nothing of the version's availability; but a version that
+            // had already taken longer than the threshold was slow whatever the client did.
+            return Counts { total: 0, bad: 0, latency_total: u64::from(slow), latency_bad: u64::from(slow) };
+        }
         let ok = outcome == Outcome::Success;
         Counts {
             total: 1,
-            bad: u64::from(outcome.is_bad(status)),
+            bad: u64::from(outcome.is_bad()),
             latency_total: u64::from(ok),
-            latency_bad: u64::from(ok && latency_ms > threshold_ms),
+            latency_bad: u64::from(ok && slow),
         }
     }
 }
@@ -357,15 +423,54 @@ mod tests {
 
     #[test]
     fn classification() {
-        assert_eq!(classify(Some(200), false, false), Outcome::Success);
-        assert_eq!(classify(Some(404), false, false), Outcome::ClientError);
-        assert_eq!(classify(Some(503), false, false), Outcome::ServerError);
-        assert_eq!(classify(Some(504), false, false), Outcome::Timeout);
-        assert_eq!(classify(Some(503), true, false), Outcome::Timeout);
-        assert_eq!(classify(Some(503), false, true), Outcome::UpstreamReset);
-        assert_eq!(classify(None, false, false), Outcome::UpstreamReset);
-        assert!(Outcome::ClientError.is_bad(Some(429)));
-        assert!(!Outcome::ClientError.is_bad(Some(400)));
+        let none = Ending::default();
+        let timed_out = Ending { timed_out: true, ..none };
+        let reset = Ending { reset: true, ..none };
+        assert_eq!(classify(Some(200), none), Outcome::Success);
+        assert_eq!(classify(Some(404), none), Outcome::ClientError);
+        assert_eq!(classify(Some(503), none), Outcome::ServerError);
+        assert_eq!(classify(Some(504), none), Outcome::Timeout);
+        assert_eq!(classify(Some(503), timed_out), Outcome::Timeout);
+        assert_eq!(classify(Some(503), reset), Outcome::UpstreamReset);
+        assert_eq!(classify(None, none), Outcome::UpstreamReset);
+        // A 429 is the server shedding load: its own outcome, bad, as in the Prometheus rules.
+        assert_eq!(classify(Some(429), none), Outcome::Overloaded);
+        assert!(Outcome::Overloaded.is_bad() && !Outcome::ClientError.is_bad());
+    }
+
+    /// The attack: a client hanging up (or giving up by its own deadline) burnt the version's
+    /// error budget as `upstream_reset` / `timeout`.
+    #[test]
+    fn what_the_client_did_is_not_charged_to_the_version() {
+        let gone = Ending { client_gone: true, ..Ending::default() };
+        assert_eq!(classify(None, gone), Outcome::ClientGone);
+        // Envoy resets the upstream when the client leaves: the client's doing all the same.
+        assert_eq!(classify(None, Ending { reset: true, ..gone }), Outcome::ClientGone);
+        // An answer had come: the version's status stands.
+        assert_eq!(classify(Some(503), gone), Outcome::ServerError);
+        let deadline = Ending { client_deadline: true, ..Ending::default() };
+        assert_eq!(classify(Some(504), deadline), Outcome::ClientDeadline);
+        // Only a 504 can be the client's deadline.
+        assert_eq!(classify(Some(503), deadline), Outcome::ServerError);
+        assert_eq!(classify(Some(504), Ending::default()), Outcome::Timeout);
+        for o in [Outcome::ClientGone, Outcome::ClientDeadline] {
+            assert!(!o.is_bad());
+            // Not an availability event at all; a latency event only when already slow.
+            assert_eq!(Counts::event(o, 100, 250), Counts::default());
+            assert_eq!(Counts::event(o, 300, 250), Counts { total: 0, bad: 0, latency_total: 1, latency_bad: 1 });
+        }
+        // 429 stays the server's fault.
+        assert_eq!(Counts::event(Outcome::Overloaded, 1, 250).bad, 1);
+    }
+
+    #[test]
+    fn a_latency_only_event_is_merged() {
+        let spec = WindowSpec::parse("5m").unwrap();
+        let mut store = EnvoyStore::default();
+        let mut delta = Counts::event(Outcome::ClientGone, 900, 250);
+        let merged = merge(&mut store, "k", &spec, &mut delta, 1000, 8).unwrap();
+        assert!(delta.is_empty());
+        assert_eq!(merged.totals(1000), Counts { total: 0, bad: 0, latency_total: 1, latency_bad: 1 });
     }
 
     #[test]
@@ -375,6 +480,19 @@ mod tests {
         assert_eq!(WindowSpec::parse("3d").unwrap().seconds, 259_200);
         for bad in ["", "5", "m", "10s", "31d", "5y", "-5m"] {
             assert!(WindowSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The attack: `45s` and `100s` were silently 30 s and 90 s windows.
+    #[test]
+    fn a_window_is_exactly_its_buckets_or_refused() {
+        for bad in ["45s", "100s", "31s", "59s", "1001s"] {
+            let e = WindowSpec::parse(bad).unwrap_err();
+            assert!(e.contains("must be a multiple of 30s"), "{bad}: {e}");
+        }
+        for good in ["30s", "60s", "90s", "5m", "7m", "1h", "1d", "30d"] {
+            let spec = WindowSpec::parse(good).unwrap();
+            assert_eq!(spec.bucket_seconds() * BUCKETS, spec.seconds, "{good}");
         }
     }
 
@@ -416,10 +534,7 @@ mod tests {
 
     #[test]
     fn latency_sli_counts_only_successes() {
-        assert_eq!(Counts::event(Outcome::Success, Some(200), 300, 250).latency_bad, 1);
-        assert_eq!(
-            Counts::event(Outcome::ServerError, Some(500), 300, 250),
-            Counts { total: 1, bad: 1, ..Default::default() }
-        );
+        assert_eq!(Counts::event(Outcome::Success, 300, 250).latency_bad, 1);
+        assert_eq!(Counts::event(Outcome::ServerError, 300, 250), Counts { total: 1, bad: 1, ..Default::default() });
     }
 }

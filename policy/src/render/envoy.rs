@@ -233,15 +233,13 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
     let (routes, filters) = if o.no_filter {
         (vec![fallback], vec![router])
     } else {
-        let mut filters = vec![
-            json!({
-                "name": FILTER_NAME,
-                "config_discovery": {
-                    "config_source": {"path_config_source": {"path": o.ecds_path}, "resource_api_version": "V3"},
-                    "type_urls": [WASM_TYPE],
-                },
-            }),
-        ];
+        let mut filters = vec![json!({
+            "name": FILTER_NAME,
+            "config_discovery": {
+                "config_source": {"path_config_source": {"path": o.ecds_path}, "resource_api_version": "V3"},
+                "type_urls": [WASM_TYPE],
+            },
+        })];
         filters.extend(o.faults.iter().map(|f| fault_filter(f, upstream)));
         filters.push(router);
         let mut routes = vec![chosen];
@@ -377,12 +375,12 @@ mod tests {
         assert_eq!(routes[1]["route"]["cluster"], "mlp-v1");
         let names: Vec<&str> =
             hcm["http_filters"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
-        assert_eq!(
-            names,
-            ["switchyard", "fault-mlp-v2", "envoy.filters.http.router"]
-        );
+        assert_eq!(names, ["switchyard", "fault-mlp-v2", "envoy.filters.http.router"]);
         assert_eq!(hcm["http_filters"][1]["typed_config"]["abort"]["percentage"]["numerator"], 125_000);
-        assert_eq!(hcm["route_config"]["internal_only_headers"], json!(["x-switchyard-upstream", "x-switchyard-shadow"]));
+        assert_eq!(
+            hcm["route_config"]["internal_only_headers"],
+            json!(["x-switchyard-upstream", "x-switchyard-shadow"])
+        );
         assert_eq!((&hcm["normalize_path"], &hcm["use_remote_address"]), (&json!(true), &json!(true)));
         let routes = routes.as_array().unwrap();
         assert!(routes.iter().any(|r| r["match"]["prefix"] == "/v2/models/" && r["direct_response"]["status"] == 404));
