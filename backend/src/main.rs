@@ -27,6 +27,8 @@ enum Command {
     Batch(offline::BatchArgs),
     /// Raw libtorch forward throughput per batch size, no server (the serving ceiling).
     BenchEngine(bench::BenchArgs),
+    /// JSON decode and encode throughput of a ResNet-18 sized tensor, no model.
+    BenchCodec(bench::CodecArgs),
 }
 
 #[derive(Args)]
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
         }),
         Command::Batch(args) => offline::run(&args),
         Command::BenchEngine(args) => bench::run(&args),
+        Command::BenchCodec(args) => bench::run_codec(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,13 +9,16 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use crate::batcher::InferOutput;
 use crate::config::{ModelConfig, TensorSpec};
 use crate::tensor::{DataType, Span, TensorData, element_count, write_le_bytes};
+
+mod json;
+use json::{DataError, parse_flat};
 
 /// Header that announces the binary tensor data extension, in requests and responses.
 pub const HEADER_CONTENT_LENGTH: &str = "inference-header-content-length";
@@ -39,18 +42,110 @@ pub struct RequestedOutput {
     pub binary: bool,
 }
 
-#[derive(Deserialize)]
-struct RawRequest<'a> {
-    #[serde(default)]
+/// The top-level fields of a request other than `inputs`, which are decoded in place
+/// (`InputList`) as the parser reaches them.
+struct Head<'a> {
     id: Option<String>,
-    #[serde(default)]
     parameters: Option<Parameters>,
-    /// Parsed one element at a time (`for_each`), so the first bad input stops the parse and
-    /// a long list never becomes a long vector.
-    #[serde(borrow)]
-    inputs: &'a RawValue,
-    #[serde(default, borrow)]
+    /// Checked after the inputs, one at a time (`for_each`), so a long list never becomes a
+    /// long vector.
     outputs: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum Field {
+    Id,
+    Parameters,
+    Inputs,
+    Outputs,
+    #[serde(other)]
+    Other,
+}
+
+/// The request object. Its inputs go straight into `Inputs` while the body is parsed, so a
+/// tensor's text is read twice (skipped by serde_json, then scanned by `json::parse_flat`)
+/// rather than three times, as when the whole body was parsed before the inputs.
+struct Request<'s, 'c, 'b>(&'s mut Inputs<'c, 'b>);
+
+impl<'de> DeserializeSeed<'de> for Request<'_, '_, '_> {
+    type Value = Head<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Head<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Request<'_, '_, '_> {
+    type Value = Head<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an inference request object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Head<'de>, A::Error> {
+        // As `#[derive(Deserialize)]` would: unknown fields ignored, repeated ones refused.
+        let (mut id, mut parameters, mut outputs, mut inputs) = (None, None, None, false);
+        while let Some(field) = map.next_key::<Field>()? {
+            match field {
+                Field::Id if id.is_some() => return Err(de::Error::duplicate_field("id")),
+                Field::Id => id = Some(map.next_value::<Option<String>>()?),
+                Field::Parameters if parameters.is_some() => return Err(de::Error::duplicate_field("parameters")),
+                Field::Parameters => parameters = Some(map.next_value::<Option<Parameters>>()?),
+                Field::Outputs if outputs.is_some() => return Err(de::Error::duplicate_field("outputs")),
+                Field::Outputs => outputs = Some(map.next_value::<Option<&'de RawValue>>()?),
+                Field::Inputs if inputs => return Err(de::Error::duplicate_field("inputs")),
+                Field::Inputs => {
+                    map.next_value_seed(InputList(&mut *self.0))?;
+                    inputs = true;
+                }
+                Field::Other => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        if !inputs {
+            return Err(de::Error::missing_field("inputs"));
+        }
+        Ok(Head { id: id.flatten(), parameters: parameters.flatten(), outputs: outputs.flatten() })
+    }
+}
+
+/// The `inputs` array: each input is checked and decoded as soon as it is parsed.
+struct InputList<'s, 'c, 'b>(&'s mut Inputs<'c, 'b>);
+
+impl<'de> DeserializeSeed<'de> for InputList<'_, '_, '_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for InputList<'_, '_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(input) = seq.next_element::<RawInput<'de>>()? {
+            if let Err(e) = self.0.add(&input) {
+                self.0.failed = Some(e);
+                // The rest is only checked for syntax, as when the whole body was checked
+                // before any input was looked at: a syntax error anywhere is still what the
+                // client hears about, and otherwise this first problem.
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The inputs decoded so far, in the config's order, and the first problem found.
+struct Inputs<'c, 'b> {
+    config: &'c ModelConfig,
+    header_len: Option<usize>,
+    /// The binary part of the body not yet claimed by an input.
+    binary: &'b [u8],
+    slots: Vec<Option<TensorData>>,
+    rows: Option<usize>,
+    failed: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -148,26 +243,9 @@ fn for_each<'de, T: Deserialize<'de>>(
     }
 }
 
-/// Decodes and validates a request body for `config`. `header_len` is the value of the
-/// `Inference-Header-Content-Length` header, when present.
-///
-/// Memory stays proportional to what the model accepts, whatever the body holds: inputs and
-/// outputs are checked one at a time as they are parsed, and a tensor's `data` stops being
-/// parsed at the first element beyond its declared shape.
-pub fn decode_request(config: &ModelConfig, body: &[u8], header_len: Option<usize>) -> Result<InferRequest, String> {
-    let (json, mut binary) = match header_len {
-        Some(n) if n > body.len() => {
-            return Err(format!("Inference-Header-Content-Length is {n} but the body has only {} bytes", body.len()));
-        }
-        Some(n) => body.split_at(n),
-        None => (body, &[][..]),
-    };
-    let raw: RawRequest<'_> = serde_json::from_slice(json).map_err(|e| format!("malformed request JSON: {e}"))?;
-    let params = raw.parameters.unwrap_or_default();
-
-    let mut slots: Vec<Option<TensorData>> = vec![None; config.inputs.len()];
-    let mut rows: Option<usize> = None;
-    for_each(raw.inputs, |input: RawInput<'_>| {
+impl Inputs<'_, '_> {
+    fn add(&mut self, input: &RawInput<'_>) -> Result<(), String> {
+        let config = self.config;
         let Some(index) = config.inputs.iter().position(|s| s.name == input.name) else {
             let expected: Vec<&str> = config.inputs.iter().map(|s| s.name.as_str()).collect();
             return Err(format!(
@@ -177,16 +255,16 @@ pub fn decode_request(config: &ModelConfig, body: &[u8], header_len: Option<usiz
                 expected.join(", ")
             ));
         };
-        if slots[index].is_some() {
+        if self.slots[index].is_some() {
             return Err(format!("input '{}' is given more than once", input.name));
         }
         let spec = &config.inputs[index];
-        let n = check_input_header(spec, &input, config.batching.max_batch_size)?;
-        if *rows.get_or_insert(n) != n {
+        let n = check_input_header(spec, input, config.batching.max_batch_size)?;
+        if *self.rows.get_or_insert(n) != n {
             return Err(format!(
                 "input '{}' has {n} row(s) but another input has {}: every input needs the same batch dimension",
                 input.name,
-                rows.unwrap_or(0)
+                self.rows.unwrap_or(0)
             ));
         }
         let count = element_count(&input.shape)
@@ -204,17 +282,17 @@ pub fn decode_request(config: &ModelConfig, body: &[u8], header_len: Option<usiz
                 DataError::Invalid(e) => format!("input '{}': invalid data: {e}", input.name),
             })?,
             (None, Some(size)) => {
-                if header_len.is_none() {
+                if self.header_len.is_none() {
                     return Err(format!(
                         "input '{}' has binary_data_size but the request has no Inference-Header-Content-Length header",
                         input.name
                     ));
                 }
-                if size > binary.len() {
+                if size > self.binary.len() {
                     return Err(format!(
                         "input '{}' declares {size} binary bytes but only {} remain in the body",
                         input.name,
-                        binary.len()
+                        self.binary.len()
                     ));
                 }
                 // Whole elements of the wrong count are refused before they are decoded.
@@ -222,8 +300,8 @@ pub fn decode_request(config: &ModelConfig, body: &[u8], header_len: Option<usiz
                 if size.is_multiple_of(element) && size / element != count {
                     return Err(wrong_count(&(size / element)));
                 }
-                let (mine, rest) = binary.split_at(size);
-                binary = rest;
+                let (mine, rest) = self.binary.split_at(size);
+                self.binary = rest;
                 TensorData::from_le_bytes(spec.datatype, mine).map_err(|e| format!("input '{}': {e}", input.name))?
             }
             (None, None) => return Err(format!("input '{}' has no 'data'", input.name)),
@@ -231,20 +309,48 @@ pub fn decode_request(config: &ModelConfig, body: &[u8], header_len: Option<usiz
         if data.len() != count {
             return Err(wrong_count(&data.len()));
         }
-        slots[index] = Some(data);
+        self.slots[index] = Some(data);
         Ok(())
-    })?;
-    if !binary.is_empty() {
-        return Err(format!("{} byte(s) of binary data are not claimed by any input", binary.len()));
     }
-    let mut inputs = Vec::with_capacity(slots.len());
-    for (slot, spec) in slots.into_iter().zip(&config.inputs) {
-        inputs.push(slot.ok_or_else(|| format!("missing input '{}'", spec.name))?);
+}
+
+/// Decodes and validates a request body for `config`. `header_len` is the value of the
+/// `Inference-Header-Content-Length` header, when present.
+///
+/// Memory stays proportional to what the model accepts, whatever the body holds: inputs and
+/// outputs are checked one at a time as they are parsed, and a tensor's `data` stops being
+/// parsed at the first element beyond its declared shape. The whole body is still checked for
+/// syntax before any problem with its content is reported.
+pub fn decode_request(config: &ModelConfig, body: &[u8], header_len: Option<usize>) -> Result<InferRequest, String> {
+    let (json, binary) = match header_len {
+        Some(n) if n > body.len() => {
+            return Err(format!("Inference-Header-Content-Length is {n} but the body has only {} bytes", body.len()));
+        }
+        Some(n) => body.split_at(n),
+        None => (body, &[][..]),
+    };
+    let mut inputs =
+        Inputs { config, header_len, binary, slots: vec![None; config.inputs.len()], rows: None, failed: None };
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let head = Request(&mut inputs)
+        .deserialize(&mut de)
+        .and_then(|head| de.end().map(|()| head))
+        .map_err(|e| format!("malformed request JSON: {e}"))?;
+    if let Some(e) = inputs.failed {
+        return Err(e);
+    }
+    if !inputs.binary.is_empty() {
+        return Err(format!("{} byte(s) of binary data are not claimed by any input", inputs.binary.len()));
+    }
+    let mut decoded = Vec::with_capacity(inputs.slots.len());
+    for (slot, spec) in inputs.slots.into_iter().zip(&config.inputs) {
+        decoded.push(slot.ok_or_else(|| format!("missing input '{}'", spec.name))?);
     }
 
+    let params = head.parameters.unwrap_or_default();
     let binary_default = params.binary_data_output.unwrap_or(false);
     let mut outputs = Vec::new();
-    if let Some(list) = raw.outputs {
+    if let Some(list) = head.outputs {
         for_each(list, |o: RawOutput| {
             let Some(index) = config.outputs.iter().position(|s| s.name == o.name) else {
                 let names: Vec<&str> = config.outputs.iter().map(|s| s.name.as_str()).collect();
@@ -269,9 +375,9 @@ pub fn decode_request(config: &ModelConfig, body: &[u8], header_len: Option<usiz
         outputs = (0..config.outputs.len()).map(|index| RequestedOutput { index, binary: binary_default }).collect();
     }
     Ok(InferRequest {
-        id: raw.id,
-        inputs,
-        rows: rows.unwrap_or(0),
+        id: head.id,
+        inputs: decoded,
+        rows: inputs.rows.unwrap_or(0),
         outputs,
         timeout: params.timeout.filter(|t| *t > 0).map(Duration::from_micros),
     })
@@ -331,141 +437,6 @@ fn check_input_header(spec: &TensorSpec, input: &RawInput<'_>, max_batch: usize)
         ));
     }
     Ok(rows as usize)
-}
-
-/// A JSON scalar that can become an element of a tensor of type `Self`.
-trait Scalar: Sized {
-    const NAME: &'static str;
-    fn from_i64(_: i64) -> Option<Self> {
-        None
-    }
-    fn from_u64(_: u64) -> Option<Self> {
-        None
-    }
-    fn from_f64(_: f64) -> Option<Self> {
-        None
-    }
-    fn from_bool(_: bool) -> Option<Self> {
-        None
-    }
-}
-
-macro_rules! int_scalar {
-    ($($t:ty => $name:literal),*) => {$(
-        impl Scalar for $t {
-            const NAME: &'static str = $name;
-            fn from_i64(v: i64) -> Option<Self> { <$t>::try_from(v).ok() }
-            fn from_u64(v: u64) -> Option<Self> { <$t>::try_from(v).ok() }
-        }
-    )*};
-}
-int_scalar!(u8 => "UINT8", i8 => "INT8", i16 => "INT16", i32 => "INT32", i64 => "INT64");
-
-macro_rules! float_scalar {
-    ($($t:ty => $name:literal, $from:expr),*) => {$(
-        impl Scalar for $t {
-            const NAME: &'static str = $name;
-            fn from_i64(v: i64) -> Option<Self> { Some($from(v as f64)) }
-            fn from_u64(v: u64) -> Option<Self> { Some($from(v as f64)) }
-            fn from_f64(v: f64) -> Option<Self> { Some($from(v)) }
-        }
-    )*};
-}
-float_scalar!(
-    f32 => "FP32", |v: f64| v as f32,
-    f64 => "FP64", |v: f64| v,
-    half::f16 => "FP16", half::f16::from_f64,
-    half::bf16 => "BF16", half::bf16::from_f64
-);
-
-impl Scalar for bool {
-    const NAME: &'static str = "BOOL";
-    fn from_bool(v: bool) -> Option<Self> {
-        Some(v)
-    }
-}
-
-/// Why `data` could not become a tensor.
-#[derive(Debug, PartialEq)]
-enum DataError {
-    /// More elements than the shape allows: parsing stopped there.
-    TooMany,
-    Invalid(String),
-}
-
-/// The elements parsed so far, and how many there may be.
-struct Sink<T> {
-    values: Vec<T>,
-    limit: usize,
-    overflowed: bool,
-}
-
-/// Appends every scalar of a (possibly nested) JSON array to a vector, without building an
-/// intermediate `serde_json::Value`, and stops at the first element beyond the limit.
-struct Flatten<'v, T>(&'v mut Sink<T>);
-
-impl<'de, T: Scalar> DeserializeSeed<'de> for Flatten<'_, T> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<T: Scalar> Flatten<'_, T> {
-    fn push<E: de::Error>(self, v: Option<T>, shown: &dyn fmt::Display) -> Result<(), E> {
-        let sink = self.0;
-        match v {
-            Some(_) if sink.values.len() == sink.limit => {
-                sink.overflowed = true;
-                Err(E::custom("too many elements"))
-            }
-            Some(v) => {
-                sink.values.push(v);
-                Ok(())
-            }
-            None => Err(E::custom(format!("{shown} is not a valid {} value", T::NAME))),
-        }
-    }
-}
-
-impl<'de, T: Scalar> Visitor<'de> for Flatten<'_, T> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "an array of {} values", T::NAME)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Flatten(&mut *self.0))?.is_some() {}
-        Ok(())
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.push(T::from_i64(v), &v)
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.push(T::from_u64(v), &v)
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        self.push(T::from_f64(v), &v)
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
-        self.push(T::from_bool(v), &v)
-    }
-}
-
-/// At most `limit` elements. The vector is sized from the text too (an element takes at
-/// least two bytes, `0,`), so a large declared shape with little data reserves little.
-fn parse_flat<T: Scalar>(text: &str, limit: usize) -> Result<Vec<T>, DataError> {
-    if !text.trim_start().starts_with('[') {
-        return Err(DataError::Invalid("'data' must be an array".into()));
-    }
-    let capacity = limit.min(text.len() / 2 + 1);
-    let mut sink = Sink { values: Vec::with_capacity(capacity), limit, overflowed: false };
-    let mut de = serde_json::Deserializer::from_str(text);
-    let parsed = Flatten(&mut sink).deserialize(&mut de).and_then(|()| de.end());
-    match parsed {
-        Err(_) if sink.overflowed => Err(DataError::TooMany),
-        Err(e) => Err(DataError::Invalid(e.to_string())),
-        Ok(()) => Ok(sink.values),
-    }
 }
 
 fn parse_json_data(dtype: DataType, text: &str, limit: usize) -> Result<TensorData, DataError> {
@@ -812,6 +783,67 @@ mod tests {
         assert!(parse_flat::<f64>("[1]", 1 << 30).unwrap().capacity() <= 2);
         let row = decode_row(&crate::testing::config("m", "v1"), "[1, 2, 3]").unwrap_err();
         assert_eq!(row, "row has more than 2 element(s); input 'x' needs 2 per row");
+    }
+
+    #[test]
+    fn numbers_are_correctly_rounded_and_ranged_as_before() {
+        let f32s = |t: &str| parse_flat::<f32>(t, 8).map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+        // 2^24 + 1 lies halfway between two f32s: the text decides (ties to even), and just
+        // above or below it the nearer one wins, whatever an f64 in between would round to.
+        assert_eq!(
+            f32s("[16777217, 16777217.000001, 16777216.999999]"),
+            Ok(vec![16777216f32.to_bits(), 16777218f32.to_bits(), 16777216f32.to_bits()])
+        );
+        // Shortest texts of f32s come back exactly; so do -0 and subnormals.
+        assert_eq!(
+            f32s("[0.1, -0, 1e-45, 3.4028235e38]"),
+            Ok(vec![0.1f32.to_bits(), (-0f32).to_bits(), 1, f32::MAX.to_bits()])
+        );
+        // Past f32's range is infinity, as `f64 as f32` made it; past f64's is refused.
+        assert_eq!(parse_flat::<f32>("[1e39]", 1), Ok(vec![f32::INFINITY]));
+        assert!(
+            matches!(parse_flat::<f32>("[1e400]", 1), Err(DataError::Invalid(e)) if e.contains("1e400 is not a valid FP32"))
+        );
+        assert!(matches!(parse_flat::<f64>("[-1e400]", 1), Err(DataError::Invalid(_))));
+        assert_eq!(parse_flat::<f64>("[1e-400, 0e999999999999999999999]", 2), Ok(vec![0.0, 0.0]));
+        // More digits than the fast path takes go through the full parser.
+        assert_eq!(parse_flat::<f64>("[0.30000000000000000001]", 1), Ok(vec![0.3]));
+        // Integer tensors take integers only, within range.
+        assert_eq!(parse_flat::<i64>("[-9223372036854775808, 9223372036854775807]", 2), Ok(vec![i64::MIN, i64::MAX]));
+        for bad in ["[9223372036854775808]", "[1e3]", "[1.0]", "[true]"] {
+            assert!(
+                matches!(parse_flat::<i64>(bad, 1), Err(DataError::Invalid(e)) if e.contains("not a valid INT64")),
+                "{bad}"
+            );
+        }
+        assert!(
+            matches!(parse_flat::<u8>("[256]", 1), Err(DataError::Invalid(e)) if e.contains("256 is not a valid UINT8"))
+        );
+        assert_eq!(parse_flat::<bool>("[[true], [false]]", 2), Ok(vec![true, false]));
+        assert!(
+            matches!(parse_flat::<bool>("[1]", 1), Err(DataError::Invalid(e)) if e.contains("1 is not a valid BOOL"))
+        );
+        // Not JSON numbers, or not numbers at all: refused with where.
+        for bad in [
+            "[01]",
+            "[1.]",
+            "[.5]",
+            "[+1]",
+            "[NaN]",
+            "[Infinity]",
+            "[-]",
+            "[1e]",
+            "[null]",
+            "[\"1\"]",
+            "[1,]",
+            "[1 2]",
+            "[1]]",
+        ] {
+            assert!(
+                matches!(parse_flat::<f64>(bad, 4), Err(DataError::Invalid(e)) if e.contains("line 1 column")),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -1,14 +1,17 @@
-//! Structure-aware property tests of the request decoder: requests built from random tensors
-//! of every servable datatype, in JSON (flat or nested) and binary form, decode to exactly
-//! those tensors; the same requests with one part broken are refused with a clean message;
-//! nothing panics.
+//! Structure-aware property tests of the codec: requests built from random tensors of every
+//! servable datatype, in JSON (flat or nested) and binary form, decode to exactly those tensors;
+//! the same requests with one part broken are refused with a clean message; nothing panics.
+//! The JSON `data` scanner accepts what serde_json accepts, with correctly rounded values, and
+//! what the response encoder writes decodes back to the same bits.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::batcher::BatchTensor;
 use crate::config::{BatchingPolicy, DeviceSpec};
 use crate::tensor::Span;
 
@@ -163,20 +166,26 @@ fn json_values(data: &TensorData) -> Vec<Value> {
     }
 }
 
-/// Equal, except that FP64 values may differ in their last bit: serde_json parses floats
-/// to within one ulp (unless its `float_roundtrip` feature is on). Narrower floats round back
-/// exactly, since an ulp of f64 is far below half of theirs.
-fn same(got: &TensorData, want: &TensorData) -> bool {
-    match (got, want) {
-        (TensorData::F64(a), TensorData::F64(b)) => {
-            a.len() == b.len()
-                && a.iter().zip(b).all(|(x, y)| {
-                    let ulps = (2.0 * f64::EPSILON * x.abs().max(y.abs())).max(2.0 * f64::from_bits(1));
-                    x == y || (x - y).abs() <= ulps
-                })
-        }
-        _ => got == want,
+/// Each element's bits, so that floats compare exactly and -0.0 differs from 0.0.
+fn bits(d: &TensorData) -> Vec<u64> {
+    match d {
+        TensorData::Bool(v) => v.iter().map(|x| u64::from(*x)).collect(),
+        TensorData::U8(v) => v.iter().map(|x| u64::from(*x)).collect(),
+        TensorData::I8(v) => v.iter().map(|x| *x as u64).collect(),
+        TensorData::I16(v) => v.iter().map(|x| *x as u64).collect(),
+        TensorData::I32(v) => v.iter().map(|x| *x as u64).collect(),
+        TensorData::I64(v) => v.iter().map(|x| *x as u64).collect(),
+        TensorData::F16(v) => v.iter().map(|x| u64::from(x.to_bits())).collect(),
+        TensorData::Bf16(v) => v.iter().map(|x| u64::from(x.to_bits())).collect(),
+        TensorData::F32(v) => v.iter().map(|x| u64::from(x.to_bits())).collect(),
+        TensorData::F64(v) => v.iter().map(|x| x.to_bits()).collect(),
     }
+}
+
+/// Bit for bit equal: numbers are parsed correctly rounded (FP32 straight to f32), so the
+/// shortest text of a value, which serde_json writes, always comes back as that value.
+fn same(got: &TensorData, want: &TensorData) -> bool {
+    got.datatype() == want.datatype() && bits(got) == bits(want)
 }
 
 /// A request as its JSON header and its binary part.
@@ -443,5 +452,181 @@ proptest! {
                 prop_assert_eq!(e, DataError::TooMany);
             }
         }
+    }
+}
+
+/// Values of type `d` from any bits: NaN, infinities, -0.0 and subnormals included.
+fn raw_values(d: DataType, n: usize) -> BoxedStrategy<TensorData> {
+    use proptest::collection::vec;
+    use proptest::sample::select;
+    let special32 = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 0.0, f32::MIN_POSITIVE, 1e-45, f32::MAX];
+    let special64 = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 0.0, f64::MIN_POSITIVE, 5e-324, f64::MAX];
+    let half16 = prop_oneof![4 => any::<u16>(), 1 => select(vec![0x7e00u16, 0x7c00, 0xfc00, 0x8000, 0x0001, 0x7bff])];
+    match d {
+        DataType::Fp16 => {
+            vec(half16, n).prop_map(|v| TensorData::F16(v.into_iter().map(half::f16::from_bits).collect())).boxed()
+        }
+        DataType::Bf16 => vec(any::<u16>(), n)
+            .prop_map(|v| TensorData::Bf16(v.into_iter().map(half::bf16::from_bits).collect()))
+            .boxed(),
+        DataType::Fp32 => {
+            vec(prop_oneof![4 => any::<u32>().prop_map(f32::from_bits), 1 => select(special32.to_vec())], n)
+                .prop_map(TensorData::F32)
+                .boxed()
+        }
+        DataType::Fp64 => {
+            vec(prop_oneof![4 => any::<u64>().prop_map(f64::from_bits), 1 => select(special64.to_vec())], n)
+                .prop_map(TensorData::F64)
+                .boxed()
+        }
+        _ => values(d, n),
+    }
+}
+
+fn all_finite(d: &TensorData) -> bool {
+    match d {
+        TensorData::F16(v) => v.iter().all(|x| x.is_finite()),
+        TensorData::Bf16(v) => v.iter().all(|x| x.is_finite()),
+        TensorData::F32(v) => v.iter().all(|x| x.is_finite()),
+        TensorData::F64(v) => v.iter().all(|x| x.is_finite()),
+        _ => true,
+    }
+}
+
+#[derive(Clone, Debug)]
+struct ResponseCase {
+    /// The batch's first output, of any servable type, rows of `row` elements (0 included).
+    data: TensorData,
+    row: usize,
+    batch_rows: usize,
+    row_start: usize,
+    rows: usize,
+    binary: bool,
+    /// Names and ids with characters JSON escapes.
+    name: String,
+    id: Option<String>,
+}
+
+fn response_case() -> impl Strategy<Value = ResponseCase> {
+    let names = "[a-z\"\\/\u{1}\u{7f}é\u{2028}]{1,6}";
+    (proptest::sample::select(SERVABLE.to_vec()), 1..=MAX_ROWS, 0usize..4)
+        .prop_flat_map(|(d, batch_rows, row)| {
+            (raw_values(d, batch_rows * row), Just(row), Just(batch_rows), 0..batch_rows)
+        })
+        .prop_flat_map(move |(data, row, batch_rows, row_start)| {
+            (
+                Just((data, row, batch_rows, row_start)),
+                1..=batch_rows - row_start,
+                any::<bool>(),
+                names,
+                proptest::option::of(names),
+            )
+        })
+        .prop_map(|((data, row, batch_rows, row_start), rows, binary, name, id)| ResponseCase {
+            data,
+            row,
+            batch_rows,
+            row_start,
+            rows,
+            binary,
+            name,
+            id,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// What the encoder writes decodes back to the same bits, any slice of the batch, every
+    /// servable type, -0.0 and subnormals included, in JSON as in binary. NaN and infinities
+    /// are written as `null` in JSON (as serde_json writes them), which a request may not send
+    /// (as before): they come back refused, not changed. Binary keeps every bit.
+    #[test]
+    fn encoded_outputs_decode_to_the_same_bits(c in response_case()) {
+        #[derive(serde::Deserialize)]
+        struct Head<'a> {
+            #[serde(borrow)]
+            outputs: Vec<Out<'a>>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Out<'a> {
+            shape: Vec<i64>,
+            #[serde(borrow)]
+            data: Option<&'a RawValue>,
+        }
+        let mut config = config();
+        config.model = format!("m{}", c.name);
+        config.outputs = vec![TensorSpec { name: c.name.clone(), datatype: c.data.datatype(), shape: vec![-1, c.row as i64] }];
+        let result = InferOutput {
+            outputs: Arc::from(vec![BatchTensor { shape: vec![c.batch_rows as i64, c.row as i64], data: c.data.clone() }]),
+            row_start: c.row_start,
+            rows: c.rows,
+        };
+        let span = Span { start: c.row_start * c.row, len: c.rows * c.row };
+        let mut want = Vec::new();
+        write_le_bytes(&c.data, span, &mut want);
+        let want = TensorData::from_le_bytes(c.data.datatype(), &want).unwrap_or(TensorData::U8(Vec::new()));
+        let requested = [RequestedOutput { index: 0, binary: c.binary }];
+        let enc = encode_response(&config, c.id.as_deref(), &requested, &result);
+        prop_assert!(enc.is_ok(), "{:?}", enc.err());
+        let Ok(enc) = enc else { return Ok(()) };
+        let json = &enc.body[..enc.header_len.unwrap_or(enc.body.len())];
+        let head: Result<Head<'_>, _> = serde_json::from_slice(json);
+        prop_assert!(head.is_ok(), "{:?}: {}", head.err(), String::from_utf8_lossy(json));
+        let Ok(head) = head else { return Ok(()) };
+        prop_assert_eq!(&head.outputs[0].shape, &vec![c.rows as i64, c.row as i64]);
+        let back = match head.outputs[0].data {
+            Some(raw) => parse_json_data(want.datatype(), raw.get(), want.len()),
+            None => Ok(TensorData::from_le_bytes(want.datatype(), &enc.body[json.len()..]).unwrap_or(TensorData::U8(Vec::new()))),
+        };
+        match back {
+            Ok(back) => {
+                prop_assert!(c.binary || all_finite(&want), "non-finite values were accepted");
+                prop_assert!(same(&back, &want), "{:?} != {:?}", back, want);
+            }
+            Err(e) => {
+                prop_assert!(!c.binary && !all_finite(&want), "{e:?}");
+                prop_assert!(matches!(&e, DataError::Invalid(m) if m.contains("null")), "{e:?}");
+            }
+        }
+    }
+
+    /// A number is accepted exactly when serde_json accepts it (RFC 8259's grammar, within
+    /// f64's range), and its value is the correctly rounded one that `str::parse` gives.
+    #[test]
+    fn numbers_follow_json_and_round_correctly(
+        s in prop_oneof![
+            "-?(0|[1-9][0-9]{0,24})(\\.[0-9]{1,24})?([eE][+-]?[0-9]{1,3})?",
+            "[-+0-9.eEinfatyN]{1,12}",
+        ]
+    ) {
+        let json_ok = serde_json::from_str::<Value>(&format!("[{s}]")).is_ok_and(|v| v[0].is_number());
+        let f64s = parse_flat::<f64>(&format!("[{s}]"), 1);
+        let f32s = parse_flat::<f32>(&format!("[{s}]"), 1);
+        prop_assert_eq!(f64s.is_ok(), json_ok, "{}: {:?}", s, f64s);
+        if let (Ok(a), Ok(b)) = (f64s, f32s) {
+            prop_assert_eq!(a[0].to_bits(), s.parse::<f64>().map(f64::to_bits).unwrap_or_default(), "{}", s);
+            prop_assert_eq!(b[0].to_bits(), s.parse::<f32>().map(f32::to_bits).unwrap_or_default(), "{}", s);
+        }
+    }
+
+    /// Arrays of any nesting and spacing are accepted exactly when serde_json accepts them as
+    /// arrays of numbers, flattened row-major to the same count.
+    #[test]
+    fn arrays_are_accepted_as_serde_json_accepts_them(s in "\\[[\\[\\], 0-9.\n-]{0,16}") {
+        fn leaves(v: &Value, n: &mut usize) -> bool {
+            match v {
+                Value::Number(_) => {
+                    *n += 1;
+                    true
+                }
+                Value::Array(items) => items.iter().all(|i| leaves(i, n)),
+                _ => false,
+            }
+        }
+        let mut n = 0;
+        let want = serde_json::from_str::<Value>(&s).ok().filter(|v| v.is_array() && leaves(v, &mut n)).map(|_| n);
+        let got = parse_flat::<f64>(&s, 64).map(|v| v.len());
+        prop_assert_eq!(got.as_ref().ok().copied(), want, "{:?}: {:?}", s, got);
     }
 }
