@@ -68,9 +68,10 @@ MODELS = {
         "example": lambda: torch.randn(4, 64, generator=torch.Generator().manual_seed(7)),
         "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, 64]}],
         "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}],
+        # No max_queue_delay_us: batching is work-conserving (an idle engine takes what is
+        # queued at once; batches grow while it is busy). Set it only to hold for fuller batches.
         "batching": {
             "max_batch_size": 64,
-            "max_queue_delay_us": 2000,
             "max_queue_size": 1024,
             "default_timeout_us": 5_000_000,
         },
@@ -83,7 +84,6 @@ MODELS = {
         "batching": {
             # CPU throughput peaks around 4-8 images per batch; GPUs want more (see docs).
             "max_batch_size": 8,
-            "max_queue_delay_us": 5000,
             "max_queue_size": 128,
             "default_timeout_us": 30_000_000,
         },

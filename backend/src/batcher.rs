@@ -1,15 +1,19 @@
 //! The dynamic batcher of one model version.
 //!
-//! Requests wait in a bounded queue. A batch closes when it holds `max_batch_size` rows, when
-//! the *first* queued request has waited `max_queue_delay`, or when waiting longer would let a
-//! queued request's deadline pass; it is only cut when an engine instance is idle, so
-//! everything that arrived while the engine was busy joins it. Entries whose deadline passed
-//! or whose client went away are dropped before compute.
+//! Requests wait in a bounded queue. Batching is work-conserving: an idle engine instance
+//! takes whatever is queued at once (up to `max_batch_size` rows, whole requests only), and a
+//! batch grows only from the requests that arrive while every instance is busy. Setting
+//! `max_queue_delay` opts into hold-to-fill: an idle instance may then hold the *first* queued
+//! request up to that long (from its arrival) for others to join, closing early when the batch
+//! is full or when waiting longer would let a queued request's deadline pass. Entries whose
+//! deadline passed or whose client went away are dropped before compute.
 //!
 //! `QueueState` holds the rules and is tested with paused time; `run_batcher` is the task that
 //! applies them; the engine side lives in `engine.rs`.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -65,14 +69,14 @@ pub enum Readiness {
         closed: bool,
     },
     Ready,
-    /// The batch is not full: wait until then (the first arrival's delay ends) or a push.
+    /// Hold-to-fill: the batch is not full; wait until then (the first arrival's delay ends,
+    /// or a queued deadline is near) or a push.
     WaitUntil(Instant),
 }
 
-/// tokio's timer fires on whole milliseconds and rounds a wake-up up, never down, while a
-/// request counts as expired from its deadline on. Aiming one tick early is what makes the
-/// batcher wake while the request can still be served.
-const TIMER_TICK: Duration = Duration::from_millis(1);
+/// A held batch is cut this long before the earliest queued deadline: the cut counts a
+/// request as expired from its deadline on, and the batch still has to reach the engine.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(1);
 
 /// A cut batch plus what was dropped while cutting it.
 #[derive(Debug, Default)]
@@ -145,11 +149,13 @@ impl QueueState {
         std::mem::take(&mut self.entries)
     }
 
+    /// Whether the next batch may be cut now. Without a queue delay anything queued is: the
+    /// batcher cuts as soon as an instance is idle (work-conserving).
     pub fn readiness(&self, now: Instant) -> Readiness {
         let Some(first) = self.entries.front() else {
             return Readiness::Empty { closed: self.closed };
         };
-        if self.closed || self.rows >= self.policy.max_batch_size {
+        if self.closed || self.rows >= self.policy.max_batch_size || self.policy.max_queue_delay.is_zero() {
             return Readiness::Ready;
         }
         // The batch is not full, so every queued entry would be in it. Dead ones are left out:
@@ -158,7 +164,7 @@ impl QueueState {
             .entries
             .iter()
             .filter(|p| now < p.deadline && !p.reply.is_closed())
-            .map(|p| p.deadline.checked_sub(TIMER_TICK).unwrap_or(p.deadline))
+            .map(|p| p.deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(p.deadline))
             .fold(first.arrival + self.policy.max_queue_delay, Instant::min);
         if now >= due { Readiness::Ready } else { Readiness::WaitUntil(due) }
     }
@@ -258,11 +264,71 @@ impl Queue {
     }
 }
 
+/// How early tokio's timer is aimed before a hold ends. It fires on whole milliseconds and
+/// rounds a wake-up up, never down, so it ends up to a tick (plus scheduling) late: alone it
+/// would stretch a 2 ms hold to about 3.
+const COARSE_MARGIN: Duration = Duration::from_millis(2);
+
+/// The part of a precise wait that is spun rather than slept: `thread::sleep` wakes late by
+/// the kernel's timer slack (50 µs by default) plus the wake-up itself.
+const SPIN: Duration = Duration::from_micros(100);
+
+/// Sleeps until `due` to within tens of microseconds, where tokio's timer alone is up to a
+/// millisecond late. tokio sleeps until `COARSE_MARGIN` before; the rest is slept natively on
+/// a blocking thread (not a runtime worker), spinning only its last `SPIN`: a hold costs at
+/// most that much CPU, and a cancelled one (the batch filled) none, leaving at most
+/// `COARSE_MARGIN` of a sleeping thread behind.
+async fn hold_until(due: Instant) {
+    if let Some(coarse) = due.checked_sub(COARSE_MARGIN)
+        && Instant::now() < coarse
+    {
+        tokio::time::sleep_until(coarse).await;
+    }
+    // The target is fixed here, so the blocking thread's start-up does not delay it.
+    if let Some(left) = due.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+        let target = std::time::Instant::now() + left;
+        let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+        let cancelled = cancel.0.clone();
+        let _ = tokio::task::spawn_blocking(move || sleep_precisely_until(target, &cancelled)).await;
+    }
+    // A no-op on a real clock (the wait above ended at or after `due`). Under a paused test
+    // clock the real wait moved no time, and this advances it to `due`. Only when not yet due:
+    // tokio could hold an already-past deadline until its next tick.
+    if Instant::now() < due {
+        tokio::time::sleep_until(due).await;
+    }
+}
+
+/// Tells the blocking thread of a dropped hold not to spin.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn sleep_precisely_until(target: std::time::Instant, cancelled: &AtomicBool) {
+    if let Some(left) = target.checked_duration_since(std::time::Instant::now())
+        && left > SPIN
+    {
+        std::thread::sleep(left - SPIN);
+    }
+    while std::time::Instant::now() < target && !cancelled.load(Ordering::Relaxed) {
+        std::hint::spin_loop();
+    }
+}
+
+type Hold = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// Forms batches until the queue is closed and drained. `idle` holds one permit per idle
 /// engine instance; each batch is sent with one, and the engine releases it when done.
 pub async fn run_batcher(queue: Arc<Queue>, idle: Arc<Semaphore>, work: std::sync::mpsc::Sender<Work>) {
+    // The running hold and when it ends: kept across pushes, which do not move the end
+    // unless a sooner deadline arrives, so a busy queue does not re-arm it on every push.
+    let mut hold: Option<(Instant, Hold)> = None;
     loop {
-        // Wait until a batch is due.
+        // Wait until a batch may be cut: at once unless hold-to-fill is on.
         loop {
             let notified = queue.notify.notified();
             let readiness = queue.lock().readiness(Instant::now());
@@ -271,14 +337,23 @@ pub async fn run_batcher(queue: Arc<Queue>, idle: Arc<Semaphore>, work: std::syn
                 Readiness::Empty { closed: true } => return,
                 Readiness::Empty { closed: false } => notified.await,
                 Readiness::WaitUntil(due) => {
-                    tokio::select! {
-                        () = notified => {}
-                        () = tokio::time::sleep_until(due) => {}
+                    let timer = match hold.take() {
+                        Some((end, timer)) if end == due => timer,
+                        _ => Box::pin(hold_until(due)),
+                    };
+                    let timer = &mut hold.insert((due, timer)).1;
+                    let ended = tokio::select! {
+                        () = notified => false,
+                        () = timer => true,
+                    };
+                    if ended {
+                        hold = None;
                     }
                 }
             }
         }
-        // Requests keep joining while every instance is busy.
+        hold = None;
+        // When every instance is busy, requests keep joining until one is idle.
         let Ok(permit) = idle.clone().acquire_owned().await else {
             return;
         };
@@ -479,25 +554,125 @@ mod tests {
         assert_eq!(queue.metrics.queue_depth.get(), 0);
     }
 
-    /// The batcher task end to end against a channel standing in for the engine.
     #[tokio::test(start_paused = true)]
-    async fn batcher_waits_for_the_delay_then_cuts_one_batch() {
-        let queue = Queue::new(policy(8, 10, 100), VersionMetrics::detached());
-        let idle = Arc::new(Semaphore::new(1));
+    async fn without_a_queue_delay_a_lone_request_is_ready_at_once() {
+        let mut q = QueueState::new(policy(8, 0, 100));
+        let (a, _ra) = pending(1, LONG);
+        q.push(a).unwrap();
+        assert_eq!(q.readiness(Instant::now()), Readiness::Ready);
+        assert_eq!(q.take_batch(Instant::now()).batch.len(), 1);
+    }
+
+    // ---- the batcher task, against a channel standing in for the engine ----------------------
+
+    type WorkRx = std::sync::mpsc::Receiver<Work>;
+
+    struct Batcher {
+        queue: Arc<Queue>,
+        idle: Arc<Semaphore>,
+        rx: WorkRx,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    fn start_batcher(policy: BatchingPolicy, instances: usize) -> Batcher {
+        let queue = Queue::new(policy, VersionMetrics::detached());
+        let idle = Arc::new(Semaphore::new(instances));
         let (tx, rx) = std::sync::mpsc::channel();
         let task = tokio::spawn(run_batcher(queue.clone(), idle.clone(), tx));
+        Batcher { queue, idle, rx, task }
+    }
+
+    /// Lets the batcher task run without moving the paused clock: the batch it sent, if any.
+    async fn sent(rx: &WorkRx) -> Option<Work> {
+        for _ in 0..100 {
+            if let Ok(w) = rx.try_recv() {
+                return Some(w);
+            }
+            tokio::task::yield_now().await;
+        }
+        None
+    }
+
+    fn push(queue: &Queue, rows: usize, rxs: &mut Vec<Rx>) {
+        let (p, r) = pending(rows, LONG);
+        queue.push(p).unwrap();
+        rxs.push(r);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_engine_takes_a_lone_request_at_once() {
+        let Batcher { queue, idle, rx, task } = start_batcher(policy(8, 0, 100), 1);
+        let t0 = Instant::now();
+        let mut rxs = Vec::new();
+        push(&queue, 1, &mut rxs);
+        let work = sent(&rx).await.expect("a batch without waiting");
+        assert_eq!(work.batch.len(), 1);
+        assert_eq!(Instant::now(), t0, "no time passed: nothing waited for others to join");
+        assert_eq!(idle.available_permits(), 0);
+        drop(work);
+        queue.close();
+        task.await.unwrap();
+    }
+
+    /// Formerly the batcher waited out a 1 ms delay before the first batch; without a delay
+    /// it is cut at once, and batching comes only from the engine being busy.
+    #[tokio::test(start_paused = true)]
+    async fn while_the_engine_is_busy_arrivals_join_the_next_batch_which_takes_all_up_to_the_max() {
+        let Batcher { queue, rx, .. } = start_batcher(policy(8, 0, 100), 1);
+        let mut rxs = Vec::new();
+        push(&queue, 1, &mut rxs);
+        let busy = sent(&rx).await.expect("first batch");
+        assert_eq!(busy.batch.len(), 1);
+        // The instance is busy for 50 ms: ten one-row requests arrive meanwhile.
+        for _ in 0..10 {
+            push(&queue, 1, &mut rxs);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(sent(&rx).await.is_none(), "no batch may be cut while no instance is idle");
+        drop(busy); // releases the permit
+        let second = sent(&rx).await.expect("second batch as soon as the instance is idle");
+        assert_eq!(second.batch.len(), 8, "everything queued, up to max_batch_size");
+        assert!(sent(&rx).await.is_none());
+        drop(second);
+        assert_eq!(sent(&rx).await.expect("the rest").batch.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_several_instances_none_sits_idle_while_requests_wait() {
+        let Batcher { queue, idle, rx, .. } = start_batcher(policy(8, 0, 100), 3);
+        let mut rxs = Vec::new();
+        let mut busy = Vec::new();
+        for _ in 0..3 {
+            push(&queue, 1, &mut rxs);
+            busy.push(sent(&rx).await.expect("an idle instance takes the request at once"));
+        }
+        assert_eq!(idle.available_permits(), 0);
+        push(&queue, 2, &mut rxs);
+        push(&queue, 3, &mut rxs);
+        assert!(sent(&rx).await.is_none(), "all three instances are busy");
+        assert_eq!(queue.lock().len(), 2);
+        drop(busy.remove(1));
+        let next = sent(&rx).await.expect("the freed instance takes both waiting requests");
+        assert_eq!(next.batch.iter().map(|p| p.rows).collect::<Vec<_>>(), [2, 3]);
+        assert!(queue.lock().is_empty());
+    }
+
+    /// Opt-in hold-to-fill: an idle instance holds the first request for exactly the delay.
+    #[tokio::test(start_paused = true)]
+    async fn hold_to_fill_waits_exactly_the_delay_from_the_first_arrival_then_cuts_one_batch() {
+        let ms = Duration::from_millis;
+        let Batcher { queue, idle, rx, task } = start_batcher(policy(8, 10, 100), 1);
         let t0 = Instant::now();
         let mut rxs = Vec::new();
         for _ in 0..3 {
-            let (p, r) = pending(1, LONG);
-            queue.push(p).unwrap();
-            rxs.push(r);
-            tokio::time::advance(Duration::from_millis(2)).await;
+            push(&queue, 1, &mut rxs);
+            tokio::time::advance(ms(2)).await;
         }
-        // Not yet due: nothing has been sent.
-        assert!(rx.try_recv().is_err());
-        tokio::time::sleep_until(t0 + Duration::from_millis(11)).await;
-        let work = rx.try_recv().expect("a batch after the delay");
+        tokio::time::sleep_until(t0 + ms(9)).await;
+        assert!(sent(&rx).await.is_none(), "held: the delay is not over");
+        tokio::time::sleep_until(t0 + ms(10)).await;
+        let work = sent(&rx).await.expect("a batch when the delay ends");
+        assert_eq!(Instant::now(), t0 + ms(10));
         assert_eq!(work.batch.len(), 3);
         assert_eq!(idle.available_permits(), 0);
         drop(work);
@@ -505,12 +680,37 @@ mod tests {
         task.await.unwrap();
     }
 
+    /// Shutdown does not wait for a hold: what is queued is served at once.
+    #[tokio::test(start_paused = true)]
+    async fn closing_the_queue_ends_a_hold() {
+        let Batcher { queue, rx, task, .. } = start_batcher(policy(8, 10, 100), 1);
+        let t0 = Instant::now();
+        let mut rxs = Vec::new();
+        push(&queue, 1, &mut rxs);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        queue.close();
+        assert_eq!(sent(&rx).await.expect("served without waiting for the delay").batch.len(), 1);
+        assert_eq!(Instant::now(), t0 + Duration::from_millis(1));
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hold_to_fill_ends_early_when_the_batch_is_full() {
+        let Batcher { queue, rx, .. } = start_batcher(policy(4, 10, 100), 1);
+        let t0 = Instant::now();
+        let mut rxs = Vec::new();
+        push(&queue, 1, &mut rxs);
+        tokio::time::advance(Duration::from_millis(3)).await;
+        assert!(sent(&rx).await.is_none());
+        push(&queue, 3, &mut rxs);
+        let work = sent(&rx).await.expect("a full batch is cut at once");
+        assert_eq!(work.batch.iter().map(|p| p.rows).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(Instant::now(), t0 + Duration::from_millis(3));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn batcher_does_not_wait_out_the_delay_past_a_queued_deadline() {
-        let queue = Queue::new(policy(8, 1000, 100), VersionMetrics::detached());
-        let idle = Arc::new(Semaphore::new(1));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let task = tokio::spawn(run_batcher(queue.clone(), idle.clone(), tx));
+        let Batcher { queue, rx, .. } = start_batcher(policy(8, 1000, 100), 1);
         let (p, mut r) = pending(1, Duration::from_millis(20));
         let deadline = p.deadline;
         queue.push(p).unwrap();
@@ -518,36 +718,15 @@ mod tests {
         let work = rx.try_recv().expect("a batch before the deadline, not after the 1 s delay");
         assert_eq!(work.batch.len(), 1);
         assert!(r.try_recv().is_err(), "not answered as expired");
-        drop(work);
-        queue.close();
-        task.await.unwrap();
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn while_the_engine_is_busy_arrivals_join_the_next_batch() {
-        let queue = Queue::new(policy(64, 1, 100), VersionMetrics::detached());
-        let idle = Arc::new(Semaphore::new(1));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let task = tokio::spawn(run_batcher(queue.clone(), idle.clone(), tx));
-        let mut rxs = Vec::new();
-        let (p, r) = pending(1, LONG);
-        queue.push(p).unwrap();
-        rxs.push(r);
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        let busy = rx.try_recv().expect("first batch");
-        assert_eq!(busy.batch.len(), 1);
-        // The instance is busy for 50 ms: ten requests arrive meanwhile.
-        for _ in 0..10 {
-            let (p, r) = pending(1, LONG);
-            queue.push(p).unwrap();
-            rxs.push(r);
-            tokio::time::sleep(Duration::from_millis(5)).await;
+    /// The precise wait on the real clock: never early (how late is measured, not tested).
+    #[tokio::test]
+    async fn a_hold_never_ends_early_on_the_real_clock() {
+        for us in [0, 300, 2500] {
+            let due = Instant::now() + Duration::from_micros(us);
+            hold_until(due).await;
+            assert!(Instant::now() >= due, "{us} µs");
         }
-        assert!(rx.try_recv().is_err(), "no batch may be cut while no instance is idle");
-        drop(busy); // releases the permit
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        assert_eq!(rx.try_recv().expect("second batch").batch.len(), 10);
-        queue.close();
-        task.await.unwrap();
     }
 }

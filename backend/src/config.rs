@@ -51,7 +51,9 @@ impl TensorSpec {
 pub struct BatchingPolicy {
     /// Rows (not requests) per batch.
     pub max_batch_size: usize,
-    /// How long the first queued request may wait for others to join its batch.
+    /// Hold-to-fill, off when zero (the default): how long an idle instance may hold the first
+    /// queued request for others to join its batch. Zero is work-conserving: an idle instance
+    /// takes whatever is queued at once, and batches form while instances are busy.
     pub max_queue_delay: Duration,
     /// Requests waiting in the queue beyond which new ones get 429.
     pub max_queue_size: usize,
@@ -207,6 +209,7 @@ struct TensorSpecFile {
 #[serde(deny_unknown_fields)]
 struct BatchingFile {
     max_batch_size: usize,
+    /// Absent means 0: work-conserving batching, no hold.
     #[serde(default)]
     max_queue_delay_us: u64,
     max_queue_size: usize,
@@ -456,6 +459,15 @@ mod tests {
         assert_eq!(c.batching.max_queue_delay, Duration::from_millis(1));
         assert_eq!(c.device, DeviceSpec::Auto);
         assert_eq!(c.inputs[0].row_elements(), 4);
+    }
+
+    #[test]
+    fn without_max_queue_delay_us_batching_is_work_conserving() {
+        let d = tempdir("no-delay");
+        write(&d, "m/v1/config.json", &GOOD.replace(r#""max_queue_delay_us": 1000, "#, ""));
+        write(&d, "m/v1/model.pt", "");
+        let repo = load_repository(&d).unwrap();
+        assert_eq!(repo.models["m"][0].batching.max_queue_delay, Duration::ZERO);
     }
 
     #[test]
