@@ -69,6 +69,28 @@ fn encodings_meant_to_slip_past_the_filter_get_its_decision_or_a_4xx() {
 }
 
 #[test]
+fn a_header_that_is_not_utf8_neither_crashes_the_filter_nor_gets_around_it() {
+    // The sticky header is one the filter reads on every request.
+    let policy =
+        mlp_policy(&json!({"sticky": {"header": "x-user-id"}, "sampling": {"rate": 1.0, "max_body_bytes": 1024}}));
+    let stack = Stack::start("hostile-utf8", &policy);
+    for _ in 0..8 {
+        let mut req =
+            format!("GET /v2/models/mlp HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n", stack.listen).into_bytes();
+        req.extend_from_slice(b"x-user-id: a\xff\xfeb\r\nx-other: \xc3\x28\r\n\r\n");
+        let r = switchyard_testkit::http::send_raw(&stack.listen, &req).unwrap();
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert!(r.header("x-switchyard-version").is_some(), "served without the filter's decision");
+    }
+    // Every worker's VM is still alive: ordinary requests are still decided on.
+    for i in 0..40 {
+        let r = stack.send("POST", "/v2/models/mlp/infer", &[("x-user-id", &format!("u{i}"))], &infer_body(i));
+        assert!(r.status == 200 && r.header("x-switchyard-version").is_some(), "request {i}: {}", r.status);
+    }
+    assert!(!stack.envoy_log().contains("panicked"), "{}", stack.envoy_log());
+}
+
+#[test]
 fn client_sent_envoy_controls_are_dropped_before_anything_reads_them() {
     let policy = mlp_policy(&json!({
         "versions": [{"name": "v1", "cluster": "mlp-v1", "weight": 100}, {"name": "v2", "cluster": "mlp-v2", "weight": 0}],

@@ -147,12 +147,18 @@ impl Host for Envoy {
         let _ = hostcalls::set_tick_period(period);
     }
 
+    /// Values are read as bytes: the SDK's `String` variants panic (and so crash the VM) on a
+    /// value that is not UTF-8, which a client can send. Here such a value is kept with its
+    /// bad bytes replaced.
     fn headers(&mut self, dir: Dir) -> Vec<(String, String)> {
-        hostcalls::get_map(map(dir)).unwrap_or_default()
+        let headers = hostcalls::get_map_bytes(map(dir)).unwrap_or_default();
+        headers.into_iter().map(|(k, v)| (k, utf8_lossy(v))).collect()
     }
 
+    /// A value that is not UTF-8 counts as absent (see [`Envoy::headers`]).
     fn header(&mut self, dir: Dir, name: &str) -> Option<String> {
-        hostcalls::get_map_value(map(dir), name).ok().flatten()
+        let value = hostcalls::get_map_value_bytes(map(dir), name).ok().flatten()?;
+        String::from_utf8(value).ok()
     }
 
     fn set_header(&mut self, dir: Dir, name: &str, value: Option<&str>) {
@@ -206,6 +212,10 @@ impl Host for Envoy {
     fn call_response_status(&mut self) -> Option<u16> {
         hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten()?.parse().ok()
     }
+}
+
+fn utf8_lossy(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 fn map(dir: Dir) -> MapType {

@@ -15,7 +15,8 @@ struct Routed {
     status: Option<u16>,
     /// A 504 the backend marked as the client's own deadline passing.
     client_deadline: bool,
-    capture: Option<Capture>,
+    /// A sampled request's capture, and its `x-request-id`.
+    capture: Option<(Capture, Option<String>)>,
 }
 
 pub struct Stream {
@@ -29,22 +30,25 @@ impl Stream {
     }
 
     /// Routes the request; `Pause` only when the filter answered it itself (400).
+    ///
+    /// Each header is its own host call, so only those the decision needs are read (a header
+    /// that is absent is the cheapest call there is); all of them only for a sampled request.
     pub fn request_headers(&mut self, h: &mut impl Host) -> Action {
         let Some(shared) = &self.worker else { return Action::Continue };
         let Ok(mut w) = shared.try_borrow_mut() else { return Action::Continue };
-        // One host call for every header: cheaper than asking for each one.
-        let headers = h.headers(Dir::Request);
-        let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-        // Client copies of the internal headers would let a client pick a route: drop them first.
-        for name in w.internal_headers() {
-            if header(name).is_some() {
-                h.set_header(Dir::Request, name, None);
-            }
-        }
-        let route = match w.route(header) {
+        let routing = w.route(|name| h.header(Dir::Request, name));
+        // Client copies of the internal headers would let a client pick a route: those the
+        // filter does not set below are dropped (Envoy's `internal_only_headers` removes them
+        // first in the bootstrap rendered here; this holds wherever the filter runs).
+        let [upstream_header, shadow_header] = w.internal_headers();
+        let route = match routing {
             Routing::Routed(route) => route,
-            Routing::Unrouted => return Action::Continue,
+            Routing::Unrouted => {
+                drop_client_copies(h, &[upstream_header, shadow_header]);
+                return Action::Continue;
+            }
             Routing::Refused(e) => {
+                drop_client_copies(h, &[upstream_header, shadow_header]);
                 // Passing it on would let the backend decode the names its own way, past every
                 // decision made here.
                 let body = serde_json::json!({ "error": e.message() }).to_string();
@@ -52,22 +56,31 @@ impl Stream {
                 return Action::Pause;
             }
         };
-        let (name, cluster) = route.upstream;
+        let Some(set) = w.route_headers(&route) else { return Action::Continue };
+        if set.shadow.1.is_none() {
+            drop_client_copies(h, &[set.shadow.0]);
+        }
+        // The headers as Envoy handed them on, before the filter's own are set.
+        let capture = route.sample_cap.map(|cap| {
+            let headers = h.headers(Dir::Request);
+            let request_id = headers.iter().find(|(k, _)| k == "x-request-id").map(|(_, v)| v.clone());
+            (Capture::new(cap, headers), request_id)
+        });
+        let (name, cluster) = set.upstream;
         h.set_header(Dir::Request, name, Some(cluster));
         if let Some(path) = &route.path {
             h.set_header(Dir::Request, ":path", Some(path));
         }
-        if let Some((name, cluster)) = route.shadow {
+        if let (name, Some(cluster)) = set.shadow {
             h.set_header(Dir::Request, name, Some(cluster));
         }
-        let capture = route.sample_cap.map(|cap| Capture::new(cap, headers));
         self.routed =
             Some(Routed { at: route.at, start_ms: h.now_ms(), status: None, client_deadline: false, capture });
         Action::Continue
     }
 
     pub fn body(&mut self, h: &mut impl Host, dir: Dir, size: usize) {
-        let Some(c) = self.routed.as_mut().and_then(|r| r.capture.as_mut()) else { return };
+        let Some((c, _)) = self.routed.as_mut().and_then(|r| r.capture.as_mut()) else { return };
         let side = match dir {
             Dir::Request => &mut c.request,
             Dir::Response => &mut c.response,
@@ -83,7 +96,7 @@ impl Stream {
             r.client_deadline =
                 h.header(Dir::Response, DEADLINE_HEADER).is_some_and(|v| v.trim() == DEADLINE_BY_CLIENT);
         }
-        if let Some(c) = r.capture.as_mut() {
+        if let Some((c, _)) = r.capture.as_mut() {
             c.response.set_headers(h.headers(Dir::Response));
         }
         let Some(w) = self.worker.as_ref().and_then(|w| w.try_borrow().ok()) else { return };
@@ -99,13 +112,12 @@ impl Stream {
         let outcome = host::outcome(h, r.status, r.client_deadline);
         let latency_ms = h.now_ms().saturating_sub(r.start_ms);
         w.record_finished(h, r.at, outcome, latency_ms);
-        let Some(capture) = r.capture.take() else { return };
+        let Some((capture, request_id)) = r.capture.take() else { return };
         let Some((model, version, s)) = w.sampling(r.at) else { return };
-        let request_id = h.header(Dir::Request, "x-request-id").unwrap_or_default();
         let meta = Meta {
             model,
             version,
-            request_id: &request_id,
+            request_id: request_id.as_deref().unwrap_or_default(),
             start_unix_ms: host::request_start_ms(h).unwrap_or(r.start_ms),
             duration_ms: latency_ms,
             status: r.status,
@@ -115,6 +127,16 @@ impl Stream {
             Some(body) => w.queue_sample(r.at, body),
             // Not even a header-less envelope fits: dropped like a sample that finds the queue full.
             None => w.count_sample(r.at, SampleResult::Dropped),
+        }
+    }
+}
+
+/// Removes these request headers where the client sent them (a lookup first: an absent header
+/// is a cheaper host call than a removal, which also makes Envoy pick the route again).
+fn drop_client_copies(h: &mut impl Host, names: &[&str]) {
+    for name in names {
+        if h.header(Dir::Request, name).is_some() {
+            h.set_header(Dir::Request, name, None);
         }
     }
 }
@@ -328,8 +350,9 @@ mod tests {
         s.response_headers(&mut h);
         s.body(&mut h, Dir::Response, 10);
         s.finish(&mut h);
-        // An unsampled request: no body is read, no flags, every counter stays in the worker.
-        let expected = ["headers", "set_header", "now_ms", "header", "set_header", "now_ms", "record_metric"];
+        // An unsampled request: the path and the mirror header (absent) are read, no body, no
+        // flags, and every counter stays in the worker.
+        let expected = ["header", "header", "set_header", "now_ms", "header", "set_header", "now_ms", "record_metric"];
         assert_eq!(h.calls, expected);
         assert_eq!(h.recorded("switchyard_request_duration_ms;model=mlp;version=v1"), [42]);
 
@@ -337,6 +360,8 @@ mod tests {
         h.request(&[(":path", "/v2/models/mlp/infer")]);
         run(&mut h, &w, Some(200), &[b"{}"], &[b"{}"]);
         let sampled = [
+            "header",
+            "header",
             "headers",
             "set_header",
             "now_ms",
@@ -347,7 +372,6 @@ mod tests {
             "body",
             "now_ms",
             "record_metric",
-            "header",
             "property_u64",
         ];
         assert_eq!(h.calls, sampled);
@@ -504,8 +528,12 @@ mod tests {
         let w = worker(&mut h, &two_versions(json!({})));
         for (status, header_calls) in [(200, 1), (503, 1), (504, 2)] {
             h.request(&[(":path", "/v2/models/mlp/infer")]);
+            let mut s = Stream::new(Some(w.clone()));
+            s.request_headers(&mut h);
             h.calls.clear();
-            run(&mut h, &w, Some(status), &[], &[]);
+            h.response_headers = vec![(":status".into(), status.to_string())];
+            s.response_headers(&mut h);
+            s.finish(&mut h);
             assert_eq!(h.count("header"), header_calls, "{status}: {:?}", h.calls);
         }
     }

@@ -29,13 +29,12 @@ pub struct ModelVersion {
     pub version: usize,
 }
 
-/// What the split decided for a request: the header values to set, borrowed from the config.
-pub struct Route<'a> {
+/// What the split decided for a request. The header values it implies come from
+/// [`Worker::route_headers`], borrowed from the configuration.
+pub struct Route {
     pub at: ModelVersion,
-    /// The routing header and the chosen version's cluster.
-    pub upstream: (&'a str, &'a str),
-    /// The mirror's header and the shadow version's cluster, when mirrored.
-    pub shadow: Option<(&'a str, &'a str)>,
+    /// The shadow version (its index in the model's versions), when mirrored.
+    pub shadow: Option<usize>,
     /// The canonical path (decoded names, no `/versions/{v}`), when it differs from the
     /// client's: the backend must see what the filter decided on.
     pub path: Option<String>,
@@ -43,9 +42,17 @@ pub struct Route<'a> {
     pub sample_cap: Option<usize>,
 }
 
+/// The request headers a [`Route`] sets.
+pub struct RouteHeaders<'a> {
+    /// The routing header and the chosen version's cluster.
+    pub upstream: (&'a str, &'a str),
+    /// The mirror's header, and the shadow version's cluster when mirrored.
+    pub shadow: (&'a str, Option<&'a str>),
+}
+
 /// What becomes of a request (each outcome is counted).
-pub enum Routing<'a> {
-    Routed(Route<'a>),
+pub enum Routing {
+    Routed(Route),
     /// Not for a configured model: Envoy's routes deal with it.
     Unrouted,
     /// A model path whose names cannot be trusted: answered 400 by the filter.
@@ -230,10 +237,12 @@ impl Worker {
         [&self.config.upstream_header, &self.config.shadow_header]
     }
 
-    /// Picks the version for a request with these headers and counts the decision; requests
-    /// not for a configured model, and model paths that cannot be trusted, are counted too.
-    pub fn route<'h>(&mut self, header: impl Fn(&str) -> Option<&'h str>) -> Routing<'_> {
-        let p = match header(":path").map(paths::parse) {
+    /// Picks the version for a request and counts the decision; requests not for a configured
+    /// model, and model paths that cannot be trusted, are counted too. `header` answers a
+    /// request header: only those the decision needs are asked for (each can be a host call).
+    pub fn route(&mut self, mut header: impl FnMut(&str) -> Option<String>) -> Routing {
+        let path = header(":path");
+        let p = match path.as_deref().map(paths::parse) {
             Some(Ok(Some(p))) => p,
             None | Some(Ok(None)) => {
                 self.counters.inc(self.ids.unrouted_not_model);
@@ -253,18 +262,21 @@ impl Worker {
         };
         let sticky_key = match policy.sticky.as_ref().map(|s| (&s.header, &s.cookie)) {
             Some((Some(h), _)) => header(h),
-            Some((None, Some(c))) => header("cookie").and_then(|v| split::cookie_value(v, c)),
+            Some((None, Some(c))) => header("cookie").and_then(|v| split::cookie_value(&v, c).map(str::to_owned)),
             _ => None,
         };
+        let requested = policy.override_.as_ref().and_then(|o| header(&o.header));
         let facts = RequestFacts {
-            requested: policy.override_.as_ref().and_then(|o| header(&o.header)).or(p.version.as_deref()),
-            sticky_key: sticky_key.filter(|k| !k.is_empty()),
+            requested: requested.as_deref().or(p.version.as_deref()),
+            sticky_key: sticky_key.as_deref().filter(|k| !k.is_empty()),
             random: self.rng.next_u64(),
             shadow_random: self.rng.next_f64(),
         };
         let d = split::decide(policy, &facts);
-        let Some(version) = policy.versions.get(d.version) else { return Routing::Unrouted };
-        let shadow = d.shadow.and_then(|i| policy.versions.get(i));
+        if policy.versions.get(d.version).is_none() {
+            return Routing::Unrouted;
+        }
+        let shadow = d.shadow.filter(|i| policy.versions.get(*i).is_some());
         let sampling = policy.sampling.as_ref().filter(|s| self.rng.next_f64() < s.rate);
         let at = ModelVersion { model: mi, version: d.version };
         if d.override_refused {
@@ -283,10 +295,20 @@ impl Worker {
         }
         Routing::Routed(Route {
             at,
-            upstream: (&self.config.upstream_header, &version.cluster),
-            shadow: shadow.map(|s| (self.config.shadow_header.as_str(), s.cluster.as_str())),
+            shadow,
             path: (p.version.is_some() || p.encoded).then(|| paths::canonical(&p)),
             sample_cap: sampling.map(|s| s.max_body_bytes),
+        })
+    }
+
+    /// The request headers `route` sets: the routing header with the chosen version's cluster,
+    /// and the mirror's header with the shadow's cluster, if any.
+    pub fn route_headers(&self, route: &Route) -> Option<RouteHeaders<'_>> {
+        let (_, policy) = self.models.get(route.at.model)?;
+        let cluster = |i: usize| policy.versions.get(i).map(|v| v.cluster.as_str());
+        Some(RouteHeaders {
+            upstream: (&self.config.upstream_header, cluster(route.at.version)?),
+            shadow: (&self.config.shadow_header, route.shadow.and_then(cluster)),
         })
     }
 

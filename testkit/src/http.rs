@@ -87,9 +87,6 @@ pub fn url_encode(s: &str) -> String {
 const MAX_ANSWER: u64 = 64 << 20;
 
 fn raw_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Resp, String> {
-    let io = |e: std::io::Error| format!("{method} {path}: {e}");
-    let mut s = TcpStream::connect(addr).map_err(io)?;
-    s.set_read_timeout(Some(Duration::from_secs(120))).map_err(io)?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n").into_bytes();
     if !body.is_empty() || method == "POST" {
         head.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
@@ -98,7 +95,17 @@ fn raw_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], b
         head.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
     }
     head.extend_from_slice(b"\r\n");
-    s.write_all(&head).and_then(|()| s.write_all(body)).map_err(io)?;
+    head.extend_from_slice(body);
+    send_raw(addr, &head).map_err(|e| format!("{method} {path}: {e}"))
+}
+
+/// Writes `request` (a whole HTTP/1.1 request, any bytes at all, ending the connection with
+/// `connection: close`) and parses the answer.
+pub fn send_raw(addr: &str, request: &[u8]) -> Result<Resp, String> {
+    let io = |e: std::io::Error| e.to_string();
+    let mut s = TcpStream::connect(addr).map_err(io)?;
+    s.set_read_timeout(Some(Duration::from_secs(120))).map_err(io)?;
+    s.write_all(request).map_err(io)?;
     let mut raw = Vec::new();
     s.take(MAX_ANSWER).read_to_end(&mut raw).map_err(io)?;
     parse(&raw)
