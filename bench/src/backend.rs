@@ -92,7 +92,7 @@ async fn served_run(
     if report.total.errors > 0 {
         bail!("{model}: errors during the run: {:?} {:?}", report.total.by_status, report.total.by_cause);
     }
-    Ok((report, batch_stats(&before, &after, model, "v1").mean_rows))
+    Ok((report, batch_stats(&before, &after, model, Some("v1")).mean_rows))
 }
 
 pub struct Round {

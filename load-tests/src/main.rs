@@ -236,8 +236,7 @@ async fn closed(a: ClosedArgs) -> anyhow::Result<()> {
     emit(&report, &a.out)?;
     if let (Some(m), Some(before), Some(model)) = (&a.admin_addr, before, &a.target.model) {
         let after = scrape(m).await?;
-        let version = a.target.version.as_deref().unwrap_or("");
-        let b = batch_stats(&before, &after, model, version);
+        let b = batch_stats(&before, &after, model, a.target.version.as_deref());
         if !a.out.json {
             println!("batches executed: {:.0}, mean batch size {:.2} rows", b.batches, b.mean_rows);
         }

@@ -60,8 +60,10 @@ pub async fn scrape(admin: &str) -> anyhow::Result<Vec<Sample>> {
     Ok(parse(&String::from_utf8_lossy(&body)))
 }
 
-pub fn batch_stats(before: &[Sample], after: &[Sample], model: &str, version: &str) -> BatchStats {
-    let want = [("model", model), ("version", version)];
+/// `version` None: every version of the model (a request without one goes to the newest).
+pub fn batch_stats(before: &[Sample], after: &[Sample], model: &str, version: Option<&str>) -> BatchStats {
+    let mut want = vec![("model", model)];
+    want.extend(version.map(|v| ("version", v)));
     let d = |n: &str| sum(after, n, &want) - sum(before, n, &want);
     let batches = d("switchyard_batch_size_count");
     BatchStats { batches, mean_rows: d("switchyard_batch_size_sum") / batches.max(1.0) }
@@ -70,6 +72,21 @@ pub fn batch_stats(before: &[Sample], after: &[Sample], model: &str, version: &s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_stats_of_a_model_without_a_version_count_every_version() {
+        let before = parse(
+            "switchyard_batch_size_count{model=\"mlp\",version=\"v1\"} 1\nswitchyard_batch_size_sum{model=\"mlp\",version=\"v1\"} 1\n",
+        );
+        let after = parse(
+            "switchyard_batch_size_count{model=\"mlp\",version=\"v1\"} 3\nswitchyard_batch_size_sum{model=\"mlp\",version=\"v1\"} 9\n\
+             switchyard_batch_size_count{model=\"mlp\",version=\"v2\"} 2\nswitchyard_batch_size_sum{model=\"mlp\",version=\"v2\"} 2\n",
+        );
+        let all = batch_stats(&before, &after, "mlp", None);
+        assert_eq!((all.batches, all.mean_rows), (4.0, 10.0 / 4.0));
+        let v1 = batch_stats(&before, &after, "mlp", Some("v1"));
+        assert_eq!((v1.batches, v1.mean_rows), (2.0, 4.0));
+    }
 
     #[test]
     fn parses_and_sums_labelled_samples() {
