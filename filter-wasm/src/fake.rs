@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use proxy_wasm::types::LogLevel;
-use switchyard_policy::slo::{SetResult, SharedStore};
 
 use crate::host::{Dir, Host, Kind, RESPONSE_FLAGS};
 
@@ -215,27 +214,5 @@ impl Host for FakeHost {
     }
 }
 
-/// Envoy's shared data (proxy-wasm-cpp-host `SharedData::set`): tokens count up from 1, CAS 0
-/// (`None`) overwrites, an absent key is inserted whatever the token.
-#[derive(Default)]
-pub struct FakeStore {
-    pub map: HashMap<String, (Vec<u8>, u32)>,
-    next: u32,
-}
-
-impl SharedStore for FakeStore {
-    fn get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
-        self.map.get(key).cloned()
-    }
-
-    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> SetResult {
-        if let (Some((_, current)), Some(cas)) = (self.map.get(key), cas)
-            && *current != cas
-        {
-            return SetResult::CasMismatch;
-        }
-        self.next += 1;
-        self.map.insert(key.to_owned(), (value.to_vec(), self.next));
-        SetResult::Ok
-    }
-}
+/// Envoy's shared data, as the policy crate models it.
+pub type FakeStore = switchyard_policy::slo::ModelStore;

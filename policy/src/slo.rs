@@ -281,6 +281,32 @@ pub trait SharedStore {
     fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> SetResult;
 }
 
+/// An in-memory model of Envoy's shared data (proxy-wasm-cpp-host `SharedData::set`):
+/// tokens count up from 1, CAS 0 (`None`) overwrites, an absent key is inserted whatever the
+/// token. The merge's tests and the filter's fake host both run against it.
+#[derive(Debug, Default)]
+pub struct ModelStore {
+    pub map: std::collections::HashMap<String, (Vec<u8>, u32)>,
+    next: u32,
+}
+
+impl SharedStore for ModelStore {
+    fn get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.map.get(key).cloned()
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> SetResult {
+        if let (Some((_, current)), Some(cas)) = (self.map.get(key), cas)
+            && *current != cas
+        {
+            return SetResult::CasMismatch;
+        }
+        self.next = self.next.wrapping_add(1);
+        self.map.insert(key.to_owned(), (value.to_vec(), self.next));
+        SetResult::Ok
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SetResult {
     Ok,
@@ -333,38 +359,13 @@ pub fn merge(
 mod tests {
     use super::*;
 
-    /// Envoy's shared data (proxy-wasm-cpp-host `SharedData::set`): tokens count up from 1,
-    /// CAS 0 (`None`) overwrites, an absent key is inserted whatever the token.
-    #[derive(Default)]
-    struct EnvoyStore {
-        map: std::collections::HashMap<String, (Vec<u8>, u32)>,
-        next: u32,
-    }
-
-    impl SharedStore for EnvoyStore {
-        fn get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
-            self.map.get(key).cloned()
-        }
-
-        fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> SetResult {
-            if let (Some((_, current)), Some(cas)) = (self.map.get(key), cas)
-                && *current != cas
-            {
-                return SetResult::CasMismatch;
-            }
-            self.next += 1;
-            self.map.insert(key.to_owned(), (value.to_vec(), self.next));
-            SetResult::Ok
-        }
-    }
-
     /// Runs `rival` (another worker's whole flush) between this worker's read and its write.
-    struct Interleaved<'a, F: FnMut(&mut EnvoyStore)> {
-        store: &'a mut EnvoyStore,
+    struct Interleaved<'a, F: FnMut(&mut ModelStore)> {
+        store: &'a mut ModelStore,
         rival: Option<F>,
     }
 
-    impl<F: FnMut(&mut EnvoyStore)> SharedStore for Interleaved<'_, F> {
+    impl<F: FnMut(&mut ModelStore)> SharedStore for Interleaved<'_, F> {
         fn get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
             self.store.get(key)
         }
@@ -384,9 +385,9 @@ mod tests {
     #[test]
     fn two_workers_creating_a_window_at_once_both_count() {
         let spec = WindowSpec::parse("5m").unwrap();
-        let mut store = EnvoyStore::default();
+        let mut store = ModelStore::default();
         let mut mine = events(54, 0);
-        let rival = |s: &mut EnvoyStore| {
+        let rival = |s: &mut ModelStore| {
             let mut theirs = events(44, 2);
             merge(s, "k", &spec, &mut theirs, 1000, 8).unwrap();
             assert!(theirs.is_empty());
@@ -402,9 +403,9 @@ mod tests {
     #[test]
     fn a_worker_losing_every_race_keeps_its_events_for_the_next_flush() {
         let spec = WindowSpec::parse("5m").unwrap();
-        let mut store = EnvoyStore::default();
+        let mut store = ModelStore::default();
         merge(&mut store, "k", &spec, &mut events(1, 0), 1000, 1).unwrap();
-        struct AlwaysStale<'a>(&'a mut EnvoyStore);
+        struct AlwaysStale<'a>(&'a mut ModelStore);
         impl SharedStore for AlwaysStale<'_> {
             fn get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
                 self.0.get(key).map(|(v, cas)| (v, cas - 1))
@@ -466,7 +467,7 @@ mod tests {
     #[test]
     fn a_latency_only_event_is_merged() {
         let spec = WindowSpec::parse("5m").unwrap();
-        let mut store = EnvoyStore::default();
+        let mut store = ModelStore::default();
         let mut delta = Counts::event(Outcome::ClientGone, 900, 250);
         let merged = merge(&mut store, "k", &spec, &mut delta, 1000, 8).unwrap();
         assert!(delta.is_empty());
