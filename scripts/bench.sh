@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The benchmark suite (not tests; crate bench/, binary switchyard-bench): builds in release mode, starts what each benchmark needs, and
 # regenerates its section of docs/benchmarks.md (charts under docs/bench/).
-#   scripts/bench.sh [all|backend|filter|generator|sweep] [extra arguments for that benchmark]
+#   scripts/bench.sh [all|backend|filter|generator|sweep|peers] [extra arguments for that benchmark]
 #   backend:   raw libtorch ceiling vs served throughput, batching on/off, serving overhead (~5 min)
 #   filter:    backend direct vs Envoy without a filter, with an empty wasm filter and with ours:
 #              latency, saturation, Envoy CPU and instructions per request, memory (~8 min)
 #   generator: switchyard-load vs wrk on one core; open-loop schedule accuracy (~1 min)
 #   sweep:     saturation sweep (throughput vs latency) per model, with charts (~2 min)
-#   all:       all four, in that order (~15 min)
+#   peers:     Switchyard vs KServe 0.21 and MLServer 1.7.1 on the same TorchScript models, same cells,
+#              same load generator, interleaved, with ratios (~9 min; the first run installs the peers
+#              into benchmark-only venvs under .cache/peers, a few minutes)
+#   all:       all five, in that order (~25 min)
 # Keep the machine otherwise idle while it runs: the results are ratios measured side by side,
 # but a busy neighbour still blurs them.
 # shellcheck source=lib.sh
@@ -15,8 +18,8 @@
 WHICH=${1:-all}
 [ $# -gt 0 ] && shift
 case "$WHICH" in
-  all|backend|filter|generator|sweep) ;;
-  *) echo "unknown benchmark '$WHICH': all, backend, filter, generator or sweep" >&2; exit 2 ;;
+  all|backend|filter|generator|sweep|peers) ;;
+  *) echo "unknown benchmark '$WHICH': all, backend, filter, generator, sweep or peers" >&2; exit 2 ;;
 esac
 if [ "$WHICH" = all ] && [ $# -gt 0 ]; then
   echo "extra arguments go to one benchmark: scripts/bench.sh <name> $*" >&2; exit 2
@@ -29,7 +32,34 @@ sy_filter >/dev/null
 # The empty filter bench-filter compares against.
 cargo build --quiet -p switchyard-filter --target wasm32-wasip1 --profile wasm-release --example noop
 BENCH=$(sy_bin switchyard-bench)
-for b in backend filter generator sweep; do
+
+# A benchmark-only venv per peer (their pins conflict: bench/peers/requirements-*.txt), never a
+# product dependency. torch is not installed twice: a .pth file puts the project's .venv (the
+# same torch 2.11.0 the backend links) after the venv's own packages on sys.path.
+peer_venv() {
+  local name=$1 dir=.cache/peers/$1 req=bench/peers/requirements-$1.txt con=bench/peers/constraints-$1.txt
+  local want site
+  want=$(cat "$req" "$con" | sha256sum | cut -d' ' -f1)
+  [ -x "$dir/bin/python" ] || python3 -m venv "$dir"
+  if [ "$(cat "$dir/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+    echo "    installing $name into $dir ($req, pinned by $con)"
+    quietly "$dir/bin/python" -m pip install --upgrade pip
+    quietly "$dir/bin/python" -m pip install --progress-bar off -r "$req" -c "$con"
+    echo "$want" > "$dir/.requirements.sha256"
+  else
+    echo "    $name: up to date ($dir)"
+  fi
+  site=$("$dir/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  "$SY_PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > "$site/switchyard-torch.pth"
+  quietly "$dir/bin/python" -c 'import torch'
+}
+if [ "$WHICH" = all ] || [ "$WHICH" = peers ]; then
+  step "peers' venvs (KServe, MLServer)"
+  peer_venv kserve
+  peer_venv mlserver
+fi
+
+for b in backend filter generator sweep peers; do
   if [ "$WHICH" = all ] || [ "$WHICH" = "$b" ]; then
     step "benchmark: $b"
     pin=()

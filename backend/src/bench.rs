@@ -4,6 +4,7 @@
 //! `bench-codec`: JSON decode and encode throughput of a ResNet-18 sized tensor, with no
 //! model around it: what a JSON request costs before and after the forward pass.
 
+use anyhow::Context as _;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -82,6 +83,10 @@ pub struct CodecArgs {
     /// Decimals of each generated value in the request (`0.123456789` at 9).
     #[arg(long, default_value_t = 9)]
     decimals: usize,
+    /// Decode this request body instead (e.g. one `switchyard-load` sends; its input must be a
+    /// `[1,3,224,224]` FP32 named `image`).
+    #[arg(long)]
+    body: Option<std::path::PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -156,7 +161,10 @@ fn time<T>(iterations: usize, mut f: impl FnMut() -> anyhow::Result<T>) -> anyho
 
 pub fn run_codec(args: &CodecArgs) -> anyhow::Result<()> {
     let config = image_config();
-    let body = image_request(args.decimals);
+    let body = match &args.body {
+        Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+        None => image_request(args.decimals),
+    };
     let decode = || v2::decode_request(&config, body.as_bytes(), None).map_err(anyhow::Error::msg);
     let (decode_s, decode_best) = time(args.iterations, &decode)?;
     let request = decode()?;

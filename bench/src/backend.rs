@@ -44,11 +44,11 @@ const MODELS: [(&str, usize); 2] = [("mlp", 4), ("resnet18", 2)];
 const BATCH_SIZES: &str = "1,2,4,8,16,32,64";
 
 #[derive(Deserialize, Clone)]
-struct RawRow {
-    device: String,
-    batch_size: usize,
-    rows_per_second: f64,
-    p50_ms: f64,
+pub struct RawRow {
+    pub device: String,
+    pub batch_size: usize,
+    pub rows_per_second: f64,
+    pub p50_ms: f64,
 }
 
 struct Served {
@@ -60,12 +60,24 @@ struct Served {
 }
 
 fn raw_ceiling(bin: &Path, a: &BenchArgs, model: &str, sizes: &str) -> anyhow::Result<Vec<RawRow>> {
+    raw_forward(bin, &a.common.model_repository, a.device.as_deref(), a.engine_seconds, model, sizes)
+}
+
+/// Bare `forward` of `model`'s v1 at each batch size in `sizes` (`bench-engine`, no server).
+pub fn raw_forward(
+    bin: &Path,
+    repo: &Path,
+    device: Option<&str>,
+    seconds: f64,
+    model: &str,
+    sizes: &str,
+) -> anyhow::Result<Vec<RawRow>> {
     eprintln!("bench: raw engine ceiling for {model} (batch sizes {sizes})");
     let mut cmd = Command::new(bin);
     cmd.args(["bench-engine", "--model", model, "--version", "v1", "--batch-sizes", sizes])
-        .args(["--seconds", &a.engine_seconds.to_string(), "--model-repository"])
-        .arg(&a.common.model_repository);
-    if let Some(d) = &a.device {
+        .args(["--seconds", &seconds.to_string(), "--model-repository"])
+        .arg(repo);
+    if let Some(d) = device {
         cmd.args(["--device", d]);
     }
     stdout_of(cmd.stderr(Stdio::inherit()), &format!("bench-engine for {model}"))?

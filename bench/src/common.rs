@@ -80,16 +80,9 @@ impl Backend {
     }
 }
 
-/// A copy of one version of each model with its batching changed; model files are linked.
+/// A copy of `model`'s v1 in `dst` with its batching changed; the model file is linked.
 pub fn derived_repo(src: &Path, dst: &Path, model: &str, batching: bool, device: Option<&str>) -> anyhow::Result<()> {
-    let _ = std::fs::remove_dir_all(dst);
-    {
-        let from = src.join(model).join("v1");
-        let to = dst.join(model).join("v1");
-        std::fs::create_dir_all(&to)?;
-        let text = std::fs::read_to_string(from.join("config.json"))
-            .with_context(|| format!("{}: run models/generate.py first", from.display()))?;
-        let mut cfg: serde_json::Value = serde_json::from_str(&text)?;
+    derive_model(src, dst, model, |cfg| {
         if !batching {
             cfg["batching"]["max_batch_size"] = 1.into();
             cfg["batching"]["max_queue_delay_us"] = 0.into();
@@ -97,6 +90,26 @@ pub fn derived_repo(src: &Path, dst: &Path, model: &str, batching: bool, device:
         if let Some(d) = device {
             cfg["device"] = d.into();
         }
+    })
+}
+
+/// A copy of `model`'s v1 into `dst` (which may hold other models) with `edit` applied to its
+/// config; the model file is linked.
+pub fn derive_model(
+    src: &Path,
+    dst: &Path,
+    model: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> anyhow::Result<()> {
+    let _ = std::fs::remove_dir_all(dst.join(model));
+    {
+        let from = src.join(model).join("v1");
+        let to = dst.join(model).join("v1");
+        std::fs::create_dir_all(&to)?;
+        let text = std::fs::read_to_string(from.join("config.json"))
+            .with_context(|| format!("{}: run models/generate.py first", from.display()))?;
+        let mut cfg: serde_json::Value = serde_json::from_str(&text)?;
+        edit(&mut cfg);
         std::fs::write(to.join("config.json"), serde_json::to_vec_pretty(&cfg)?)?;
         std::os::unix::fs::symlink(std::fs::canonicalize(from.join("model.pt"))?, to.join("model.pt"))?;
     }

@@ -8,6 +8,7 @@ mod backend;
 mod common;
 mod filter;
 mod load;
+mod peers;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,9 @@ enum Command {
     Generator(load::GeneratorArgs),
     /// Saturation sweep per model: open-loop steps up to past the measured ceiling, with charts.
     Sweep(load::SweepArgs),
+    /// Switchyard against KServe's and MLServer's Python servers on the same TorchScript
+    /// models: the same cells, the same load generator, interleaved, with ratios.
+    Peers(peers::PeersArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
             Command::Filter(a) => filter::run(a).await,
             Command::Generator(a) => load::generator(a).await,
             Command::Sweep(a) => load::sweep(a).await,
+            Command::Peers(a) => peers::run(a).await,
         }
     })
 }

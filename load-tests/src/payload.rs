@@ -60,6 +60,33 @@ impl Body {
     }
 }
 
+/// One input of a V2 request as the generator writes it. The data stays typed until it is
+/// written: through a `serde_json::Value` an f32 would be printed as the f64 it widens to
+/// (`0.1f32` as `0.10000000149011612`), doubling a JSON body for no information.
+#[derive(serde::Serialize)]
+struct Input<'a> {
+    name: &'a str,
+    datatype: &'a str,
+    shape: Vec<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Data>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Data {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    Int(Vec<i64>),
+}
+
+#[derive(serde::Serialize)]
+struct Request<'a> {
+    inputs: Vec<Input<'a>>,
+}
+
 /// Builds a V2 request with `rows` rows of standard-normal data per input, drifted if asked.
 pub fn build_body(
     inputs: &[TensorMeta],
@@ -92,12 +119,16 @@ pub fn build_body(
                 }
             }
         }
-        let (json, bytes): (serde_json::Value, Vec<u8>) = match i.datatype.as_str() {
+        let (data, bytes) = match i.datatype.as_str() {
             "FP32" => {
                 let v: Vec<f32> = data.iter().map(|x| *x as f32).collect();
-                (v.clone().into(), v.iter().flat_map(|x| x.to_le_bytes()).collect())
+                let b: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                (Data::F32(v), b)
             }
-            "FP64" => (data.clone().into(), data.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            "FP64" => {
+                let b = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+                (Data::F64(data), b)
+            }
             "INT32" | "INT64" => {
                 let v: Vec<i64> = data.iter().map(|x| (x * 4.0).round() as i64).collect();
                 let b = if i.datatype == "INT32" {
@@ -105,21 +136,22 @@ pub fn build_body(
                 } else {
                     v.iter().flat_map(|x| x.to_le_bytes()).collect()
                 };
-                (v.into(), b)
+                (Data::Int(v), b)
             }
             other => {
                 bail!("input '{}' is {other}: the generator builds FP32/FP64/INT32/INT64; replay other bodies", i.name)
             }
         };
+        let mut input = Input { name: &i.name, datatype: &i.datatype, shape, parameters: None, data: None };
         if binary {
-            header_inputs.push(serde_json::json!({"name": i.name, "datatype": i.datatype, "shape": shape, "parameters": {"binary_data_size": bytes.len()}}));
+            input.parameters = Some(serde_json::json!({"binary_data_size": bytes.len()}));
             blob.extend(bytes);
         } else {
-            header_inputs
-                .push(serde_json::json!({"name": i.name, "datatype": i.datatype, "shape": shape, "data": json}));
+            input.data = Some(data);
         }
+        header_inputs.push(input);
     }
-    let mut body = serde_json::to_vec(&serde_json::json!({"inputs": header_inputs}))?;
+    let mut body = serde_json::to_vec(&Request { inputs: header_inputs })?;
     if !binary {
         return Ok(Body { bytes: body.into(), header_len: None, rows });
     }
@@ -301,6 +333,26 @@ mod tests {
         assert!((mean(&drifted, 0) - mean(&plain, 0)).abs() < 1e-6, "other features untouched");
         let e = build_body(&mlp(), 1, false, 3, Some(&Drift { features: vec![4], shift: 1.0, scale: 1.0 }));
         assert!(e.unwrap_err().to_string().contains("out of range"));
+    }
+
+    #[test]
+    fn json_fp32_values_are_written_at_their_shortest_and_read_back_exactly() {
+        let json = build_body(&mlp(), 100, false, 9, None).unwrap();
+        let binary = build_body(&mlp(), 100, true, 9, None).unwrap();
+        let want: Vec<f32> = binary.bytes[binary.header_len.unwrap()..]
+            .chunks(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let text = std::str::from_utf8(&json.bytes).unwrap();
+        let start = text.find("\"data\":[").unwrap() + 8;
+        let end = start + text[start..].find(']').unwrap();
+        let tokens: Vec<&str> = text[start..end].split(',').collect();
+        assert_eq!(tokens.len(), want.len());
+        for (t, w) in tokens.iter().zip(&want) {
+            assert_eq!(t.parse::<f32>().unwrap(), *w, "{t}");
+            // An f32 needs at most 9 significant digits; widened to f64 it printed ~17.
+            assert!(t.len() <= 14, "{t} is longer than an f32 needs");
+        }
     }
 
     #[test]
