@@ -134,15 +134,15 @@ mod tests {
     }
 
     /// Window totals over every version of every model, for windows of `label`.
-    fn shared_totals(store: &FakeStore, label: &str, now_s: u64) -> u64 {
+    fn shared_totals(store: &FakeStore, label: &str, now_ms: u64) -> u64 {
         let spec = WindowSpec::parse(label).unwrap();
         let suffix = format!("/{}", spec.seconds);
         store
             .map
             .iter()
-            .filter(|(k, _)| k.ends_with(&suffix))
+            .filter(|(k, _)| k.starts_with("switchyard/slo/") && k.ends_with(&suffix))
             .filter_map(|(_, (b, _))| Window::decode(&spec, b))
-            .map(|w| w.totals(now_s).total)
+            .map(|w| w.totals(now_ms).total)
             .sum()
     }
 
@@ -314,10 +314,13 @@ mod tests {
             assert_eq!(counted, routed[model], "{model}");
         }
         assert_eq!(h.counter("switchyard_unrouted_requests_total;reason=unknown_model"), unknown);
-        let now_s = h.now_ms / 1000;
         let all: i64 = routed.values().sum();
-        assert_eq!(shared_totals(&store, "5m", now_s), all as u64, "SLO events lost");
-        assert_eq!(shared_totals(&store, "1h", now_s), routed_1h as u64, "1h events lost while 1h was not configured");
+        assert_eq!(shared_totals(&store, "5m", h.now_ms), all as u64, "SLO events lost");
+        assert_eq!(
+            shared_totals(&store, "1h", h.now_ms),
+            routed_1h as u64,
+            "1h events lost while 1h was not configured"
+        );
     }
 
     #[test]

@@ -74,7 +74,7 @@ impl Counters {
     }
 }
 
-pub const REASONS: [Reason; 3] = [Reason::Weighted, Reason::Sticky, Reason::Override];
+pub const REASONS: [Reason; 4] = [Reason::Weighted, Reason::Sticky, Reason::Override, Reason::Guarded];
 
 pub struct SloIds {
     /// Per SLI (availability, latency): good and bad events in the window.
@@ -86,8 +86,10 @@ pub struct SloIds {
 pub struct VersionIds {
     pub requests: [Counter; Outcome::COUNT],
     pub duration_ms: Id,
-    pub decisions: [Counter; 3],
+    pub decisions: [Counter; 4],
     pub shadowed: Counter,
+    /// 1 while the guard has this version out of the split (0 for unguarded models too).
+    pub guard_out: Id,
     pub samples: SampleCounters,
     /// One per configured window.
     pub slo: Vec<SloIds>,
@@ -139,6 +141,7 @@ impl Ids {
                             decisions: REASONS
                                 .map(|r| c.define(h, "switchyard_route_decisions_total", &with("reason", r.as_str()))),
                             shadowed: c.define(h, "switchyard_shadow_requests_total", &l),
+                            guard_out: Id::define(h, Kind::Gauge, "switchyard_guard_out", &l),
                             samples: sample_counters(h, c, model, &v.name),
                             slo: if policy.slo.is_some() {
                                 windows

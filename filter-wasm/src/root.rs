@@ -1,5 +1,5 @@
 //! The root context: configuration, and the work done off the request path on a timer —
-//! shipping queued samples and merging SLO counts into shared data.
+//! the guard (every tick), shipping queued samples and merging SLO counts into shared data.
 //!
 //! A policy change must not lose what the running worker has not reported yet (counts, SLO
 //! events, queued and in-flight samples). Envoy gives a changed configuration a new root
@@ -137,6 +137,7 @@ impl Root {
             calls.extend(token);
             token
         });
+        w.flush_guard(h, store);
         w.flush_counters(h);
         if self.ticks.is_multiple_of(SLO_EVERY_TICKS) {
             w.flush_slo(h, store);

@@ -477,7 +477,7 @@ mod tests {
             .map
             .get(&format!("switchyard/slo/mlp/{version}/300"))
             .and_then(|(b, _)| Window::decode(&spec, b))
-            .map(|win| win.totals(h.now_ms / 1000))
+            .map(|win| win.totals(h.now_ms))
             .unwrap_or_default()
     }
 
@@ -590,5 +590,81 @@ mod tests {
         run(&mut h, &w, Some(200), &[&big], &[]);
         w.borrow_mut().call_done(1, || true);
         assert_eq!(samples_posted(&w, Some(2)).len(), 1);
+    }
+
+    /// Two workers (two Envoy threads) sharing one store: failures seen by one take the canary
+    /// out of both, latched; the sticky user and the override fall back to the stable version.
+    #[test]
+    fn the_guard_trips_on_one_worker_and_every_worker_routes_around_it() {
+        let policy = two_versions(json!({
+            "versions": [{"name": "v1", "cluster": "mlp-v1", "weight": 50}, {"name": "v2", "cluster": "mlp-v2", "weight": 50}],
+            "override": {"header": "x-pin", "allow": ["v2"]},
+            "sticky": {"header": "x-user"},
+            "guard": {"min_requests": 10}
+        }));
+        let mut store = FakeStore::default();
+        let (mut h1, mut h2) = (FakeHost::default(), FakeHost::default());
+        let (w1, w2) = (worker(&mut h1, &policy), worker(&mut h2, &policy));
+        let served = |h: &mut FakeHost, w: &Shared, headers: &[(&str, &str)], status: u16| {
+            h.request(&[&[(":path", "/v2/models/mlp/infer")][..], headers].concat());
+            let mut s = Stream::new(Some(w.clone()));
+            s.request_headers(h);
+            let cluster = h.request_header("x-switchyard-upstream").unwrap().to_owned();
+            let status = if cluster == "mlp-v2" { status } else { 200 };
+            h.response_headers = vec![(":status".into(), status.to_string())];
+            s.response_headers(h);
+            s.finish(h);
+            cluster
+        };
+        // Healthy: both versions serve, the guard judges and leaves them be.
+        for t in 0..10 {
+            for i in 0..10 {
+                served(&mut h1, &w1, &[("x-user", &format!("u{i}"))], 200);
+            }
+            h1.now_ms = t * 100;
+            w1.borrow_mut().flush_guard(&mut h1, &mut store);
+        }
+        assert!(h1.logs.iter().all(|(_, l)| !l.contains("guard")), "{:?}", h1.logs);
+        // v2 starts failing; worker 1 sees it.
+        for t in 10..20 {
+            for i in 0..10 {
+                served(&mut h1, &w1, &[("x-user", &format!("u{i}"))], 503);
+            }
+            h1.now_ms = t * 100;
+            w1.borrow_mut().flush_guard(&mut h1, &mut store);
+        }
+        let tripped: Vec<&String> =
+            h1.logs.iter().map(|(_, l)| l).filter(|l| l.contains("guard took mlp/v2")).collect();
+        assert_eq!(tripped.len(), 1, "{:?}", h1.logs);
+        assert!(tripped[0].contains("error ratio"), "{}", tripped[0]);
+        assert_eq!(h1.recorded("switchyard_guard_out;model=mlp;version=v2"), vec![1]);
+        // Worker 2 never saw a failure: its next tick reads the latch.
+        h2.now_ms = 2000;
+        w2.borrow_mut().flush_guard(&mut h2, &mut store);
+        assert!(h2.logs.iter().any(|(_, l)| l.contains("guard: mlp/v2 is out of the split (latched: error ratio")));
+        for (h, w) in [(&mut h1, &w1), (&mut h2, &w2)] {
+            for i in 0..50 {
+                let user = format!("u{i}");
+                assert_eq!(served(h, w, &[("x-user", &user)], 200), "mlp-v1");
+                assert_eq!(served(h, w, &[("x-pin", "v2")], 200), "mlp-v1");
+            }
+            w.borrow_mut().flush_counters(h);
+            // Every override, and the sticky users whose key points at v2.
+            assert!(h.counter("switchyard_route_decisions_total;model=mlp;version=v1;reason=guard") > 50);
+        }
+        // Latched: long after the failures have left the window, still out.
+        h1.now_ms = 60_000;
+        w1.borrow_mut().flush_guard(&mut h1, &mut store);
+        assert_eq!(served(&mut h1, &w1, &[("x-pin", "v2")], 200), "mlp-v1");
+        // A policy swap keeps it out (same epoch); a new epoch clears it.
+        let swapped = worker(&mut h1, &policy);
+        swapped.borrow_mut().adopt(&mut h1, &mut w1.borrow_mut());
+        assert_eq!(served(&mut h1, &swapped, &[("x-pin", "v2")], 200), "mlp-v1", "back in before the first tick");
+        let mut next = policy.clone();
+        next["models"]["mlp"]["guard"]["epoch"] = json!(1);
+        let cleared = worker(&mut h1, &next);
+        cleared.borrow_mut().adopt(&mut h1, &mut swapped.borrow_mut());
+        cleared.borrow_mut().flush_guard(&mut h1, &mut store);
+        assert_eq!(served(&mut h1, &cleared, &[("x-pin", "v2")], 200), "mlp-v2");
     }
 }

@@ -8,10 +8,11 @@ use std::rc::Rc;
 
 use proxy_wasm::types::LogLevel;
 use switchyard_policy::config::{Collector, Sampling};
+use switchyard_policy::guard::{self, Verdict};
 use switchyard_policy::hash::Rng;
 use switchyard_policy::paths::{self, PathError};
 use switchyard_policy::sampling::SampleResult;
-use switchyard_policy::slo::{self, Counts, Outcome, Window, WindowSpec, burn_rate};
+use switchyard_policy::slo::{self, Counts, Outcome, SetResult, Window, WindowSpec, burn_rate};
 use switchyard_policy::split::{self, RequestFacts};
 use switchyard_policy::{Config, ModelPolicy};
 
@@ -81,6 +82,16 @@ struct Orphan {
     delta: Counts,
 }
 
+/// A guarded model's state in this worker: events not yet merged into the shared windows, and
+/// which versions are out of the split (latched in shared data; see `switchyard_policy::guard`).
+struct GuardState {
+    window: WindowSpec,
+    stable: usize,
+    epoch: u64,
+    pending: Vec<Counts>,
+    out: Vec<bool>,
+}
+
 pub struct Worker {
     config: Config,
     /// `config.models` in order, for lookups by index.
@@ -102,6 +113,8 @@ pub struct Worker {
     queued_bytes: usize,
     /// Collector calls not yet answered, by token.
     in_flight: HashMap<u32, usize>,
+    /// Per model, in `models` order: `Some` for a guarded one.
+    guards: Vec<Option<GuardState>>,
 }
 
 impl Worker {
@@ -120,7 +133,21 @@ impl Worker {
                 origins.push(Origin { model: model.clone(), version: v.name.clone(), counters: v_ids.samples });
             }
         }
+        let guards = models
+            .iter()
+            .map(|(_, m)| {
+                let g = m.guard.as_ref()?;
+                Some(GuardState {
+                    window: WindowSpec::parse_short(&g.window).ok()?,
+                    stable: m.stable(),
+                    epoch: g.epoch,
+                    pending: vec![Counts::default(); m.versions.len()],
+                    out: vec![false; m.versions.len()],
+                })
+            })
+            .collect();
         Worker {
+            guards,
             config,
             models,
             windows,
@@ -172,6 +199,27 @@ impl Worker {
             match self.pending_for(&e.model, &e.version, &e.spec) {
                 Some(p) => p.add(&e.delta),
                 None => self.orphans.push(e),
+            }
+        }
+
+        // The guard: versions out stay out (the latch is in shared data, but this worker would
+        // read it only at its next tick), and events not yet merged join this worker's.
+        for ((model, policy), g) in old.models.iter().zip(&mut old.guards) {
+            let Some(g) = g else { continue };
+            let Some(mi) = self.models.iter().position(|(m, _)| m == model) else { continue };
+            let Some(Some(mine)) = self.guards.get_mut(mi) else { continue };
+            let Some((_, now)) = self.models.get(mi) else { continue };
+            for (vi, v) in policy.versions.iter().enumerate() {
+                let Some(to) = now.version(&v.name) else { continue };
+                if let (Some(pending), Some(delta)) = (mine.pending.get_mut(to), g.pending.get_mut(vi)) {
+                    pending.add(&std::mem::take(delta));
+                }
+                if mine.epoch == g.epoch
+                    && to != mine.stable
+                    && let (Some(out), Some(was)) = (mine.out.get_mut(to), g.out.get(vi))
+                {
+                    *out |= *was;
+                }
             }
         }
 
@@ -272,7 +320,10 @@ impl Worker {
             random: self.rng.next_u64(),
             shadow_random: self.rng.next_f64(),
         };
-        let d = split::decide(policy, &facts);
+        let mut d = split::decide(policy, &facts);
+        if let Some(Some(g)) = self.guards.get(mi) {
+            d = guard::reroute(policy, d, &g.out);
+        }
         if policy.versions.get(d.version).is_none() {
             return Routing::Unrouted;
         }
@@ -327,13 +378,19 @@ impl Worker {
                 self.counters.inc(*c);
             }
         }
-        if let Some(slo) = &policy.slo {
-            let event = Counts::event(outcome, latency_ms, slo.latency_ms);
-            if let Some(windows) = self.pending.get_mut(at.model).and_then(|m| m.get_mut(at.version)) {
-                for c in windows.iter_mut() {
-                    c.add(&event);
-                }
+        // Without an SLO there is no latency threshold: only availability counts.
+        let event = Counts::event(outcome, latency_ms, policy.slo.as_ref().map_or(u64::MAX, |s| s.latency_ms));
+        if policy.slo.is_some()
+            && let Some(windows) = self.pending.get_mut(at.model).and_then(|m| m.get_mut(at.version))
+        {
+            for c in windows.iter_mut() {
+                c.add(&event);
             }
+        }
+        if let Some(Some(g)) = self.guards.get_mut(at.model)
+            && let Some(p) = g.pending.get_mut(at.version)
+        {
+            p.add(&event);
         }
     }
 
@@ -413,10 +470,10 @@ impl Worker {
     /// Merges this worker's SLO events into `store` (compare-and-swap, so all workers' events
     /// add up) and publishes window totals and burn rates.
     pub fn flush_slo(&mut self, h: &mut impl Host, store: &mut impl slo::SharedStore) {
-        let now_s = h.now_ms() / 1000;
+        let now_ms = h.now_ms();
         self.orphans.retain_mut(|o| {
             let key = slo::window_key(&o.model, &o.version, &o.spec);
-            merge(h, store, &key, &o.spec, &mut o.delta, now_s);
+            merge(h, store, &key, &o.spec, &mut o.delta, now_ms);
             !o.delta.is_empty()
         });
         for (mi, (model, policy)) in self.models.iter().enumerate() {
@@ -428,8 +485,8 @@ impl Worker {
                     else {
                         continue;
                     };
-                    let window = merge(h, store, &key, spec, delta, now_s);
-                    let t = window.totals(now_s);
+                    let window = merge(h, store, &key, spec, delta, now_ms);
+                    let t = window.totals(now_ms);
                     let Some(ids) = self.ids.version(mi, vi).and_then(|v| v.slo.get(wi)) else {
                         continue;
                     };
@@ -448,6 +505,74 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// The guard's tick: merges this worker's events into each guarded version's shared window,
+    /// learns of latches other workers set, and judges every version still in the split against
+    /// the stable one; a trip is latched in shared data (so every worker takes the version out
+    /// at its next tick), logged and shown by `switchyard_guard_out`.
+    pub fn flush_guard(&mut self, h: &mut impl Host, store: &mut impl slo::SharedStore) {
+        let now_ms = h.now_ms();
+        for (mi, ((model, policy), g)) in self.models.iter().zip(&mut self.guards).enumerate() {
+            let (Some(g), Some(rule)) = (g, &policy.guard) else { continue };
+            let mut totals = Vec::with_capacity(policy.versions.len());
+            for (v, pending) in policy.versions.iter().zip(&mut g.pending) {
+                let key = guard::window_key(model, &v.name);
+                totals.push(merge(h, store, &key, &g.window, pending, now_ms).totals(now_ms));
+            }
+            let Some(stable) = totals.get(g.stable).copied() else { continue };
+            for (vi, v) in policy.versions.iter().enumerate() {
+                if vi == g.stable || g.out.get(vi).copied().unwrap_or(true) {
+                    continue;
+                }
+                let latch = guard::latch_key(model, &v.name, g.epoch);
+                let at = format!("{model}/{}", v.name);
+                let line = match store.get(&latch) {
+                    Some((why, _)) => latched(&at, &why),
+                    None => {
+                        let Some(Verdict::Trip(t)) =
+                            totals.get(vi).map(|t| guard::judge(rule, policy.slo.is_some(), t, &stable))
+                        else {
+                            continue;
+                        };
+                        let why = format!("{t} over {}", g.window.label);
+                        match store.set(&latch, why.as_bytes(), Some(slo::CREATE_CAS)) {
+                            SetResult::Ok => (
+                                LogLevel::Warn,
+                                format!(
+                                    "switchyard: guard took {at} out of the split: {why}; it stays out until models.{model}.guard.epoch changes"
+                                ),
+                            ),
+                            // Another worker latched it between our read and our write.
+                            SetResult::CasMismatch => match store.get(&latch) {
+                                Some((why, _)) => latched(&at, &why),
+                                None => continue,
+                            },
+                            SetResult::Failed => (
+                                LogLevel::Error,
+                                format!(
+                                    "switchyard: guard: could not latch {latch}; {at} is out of the split in this worker only: {why}"
+                                ),
+                            ),
+                        }
+                    }
+                };
+                h.log(line.0, &line.1);
+                if let Some(out) = g.out.get_mut(vi) {
+                    *out = true;
+                }
+                if let Some(v) = self.ids.version(mi, vi) {
+                    v.guard_out.record(h, 1);
+                }
+            }
+        }
+    }
+}
+
+/// The log line of a worker that finds a version latched out by another.
+fn latched(at: &str, why: &[u8]) -> (LogLevel, String) {
+    (LogLevel::Warn, format!("switchyard: guard: {at} is out of the split (latched: {})", String::from_utf8_lossy(why)))
+}
+
 /// Adds `delta` to the shared window under `key` (see [`slo::merge`]); a lost race keeps
 /// `delta` for the next flush. Returns the window as merged, or as last seen.
 fn merge(
@@ -456,9 +581,9 @@ fn merge(
     key: &str,
     spec: &WindowSpec,
     delta: &mut Counts,
-    now_s: u64,
+    now_ms: u64,
 ) -> Window {
-    slo::merge(store, key, spec, delta, now_s, CAS_RETRIES).unwrap_or_else(|seen| {
+    slo::merge(store, key, spec, delta, now_ms, CAS_RETRIES).unwrap_or_else(|seen| {
         h.log(LogLevel::Warn, &format!("switchyard: could not update shared data {key}; retrying next tick"));
         seen
     })

@@ -57,6 +57,8 @@ pub struct ModelPolicy {
     pub sampling: Option<Sampling>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo: Option<Slo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<Guard>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -126,6 +128,44 @@ pub struct Slo {
     pub latency_ms: u64,
 }
 
+/// The data-plane guard (see `crate::guard`): a version clearly worse than the stable one over
+/// a short window is taken out of the split on every Envoy worker, and stays out until the
+/// `epoch` changes.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Guard {
+    /// The version the others are judged against and fall back to (default: the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable: Option<String>,
+    /// The sliding window judged, `3s` to `60s` in steps of 3 s.
+    #[serde(default = "default_guard_window")]
+    pub window: String,
+    /// Requests a version (and the stable one) needs in the window before it is judged: below
+    /// it the guard waits, it never trips on too little traffic.
+    #[serde(default = "default_guard_min_requests")]
+    pub min_requests: u64,
+    /// How much worse than the stable version's error ratio a version must be (absolute, 0-1).
+    #[serde(default = "default_guard_error_margin")]
+    pub error_margin: f64,
+    /// How much worse than the stable version's share of requests slower than `slo.latency_ms`
+    /// (absolute, 0-1); judged only with an `slo`.
+    #[serde(default = "default_guard_slow_margin")]
+    pub slow_margin: f64,
+    /// The one-sided two-proportion z score the difference must also reach, so that noise at
+    /// low counts does not trip it (5: a chance of about 3e-7 per look under equal ratios).
+    #[serde(default = "default_guard_z")]
+    pub z: f64,
+    /// Bumping it clears every latch of this model (and only that does).
+    #[serde(default)]
+    pub epoch: u64,
+    /// The override header may still pick a version that was taken out.
+    #[serde(default)]
+    pub allow_override: bool,
+    /// The shadow may still mirror to a version that was taken out.
+    #[serde(default)]
+    pub keep_shadow: bool,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Collector {
@@ -157,6 +197,21 @@ fn default_version_header() -> String {
 }
 fn default_windows() -> Vec<String> {
     vec!["5m".into(), "1h".into()]
+}
+fn default_guard_window() -> String {
+    "6s".into()
+}
+fn default_guard_min_requests() -> u64 {
+    20
+}
+fn default_guard_error_margin() -> f64 {
+    0.05
+}
+fn default_guard_slow_margin() -> f64 {
+    0.1
+}
+fn default_guard_z() -> f64 {
+    5.0
 }
 fn default_max_body() -> usize {
     64 * 1024
@@ -358,6 +413,35 @@ impl ModelPolicy {
                 p.push(at("slo.latency_ms must be positive"));
             }
         }
+        if let Some(g) = &self.guard {
+            if let Some(stable) = &g.stable
+                && !names.contains(stable.as_str())
+            {
+                p.push(at(&format!("guard.stable '{stable}' is not one of the versions")));
+            }
+            if let Err(e) = WindowSpec::parse_short(&g.window) {
+                p.push(at(&format!("guard.window: {e}")));
+            }
+            if g.min_requests == 0 {
+                p.push(at("guard.min_requests must be positive: with none, one failed request would trip it"));
+            }
+            for (field, v) in [("error_margin", g.error_margin), ("slow_margin", g.slow_margin)] {
+                if !(v > 0.0 && v <= 1.0) {
+                    p.push(at(&format!("guard.{field} must be in (0, 1], got {v}")));
+                }
+            }
+            if !(1.0..=10.0).contains(&g.z) {
+                p.push(at(&format!("guard.z must be 1-10, got {}", g.z)));
+            }
+            if self.versions.len() < 2 {
+                p.push(at("guard needs at least two versions: it judges the others against the stable one"));
+            }
+        }
+    }
+
+    /// The version the guard judges the others against and falls back to.
+    pub fn stable(&self) -> usize {
+        self.guard.as_ref().and_then(|g| g.stable.as_deref()).and_then(|s| self.version(s)).unwrap_or(0)
     }
 
     pub fn version(&self, name: &str) -> Option<usize> {

@@ -1,5 +1,5 @@
 //! Switchyard's data-plane policy, free of any proxy or I/O: filter configuration and its
-//! validation, the version split, sampling and redaction, SLO windows and burn rates, and
+//! validation, the version split, the guard, sampling and redaction, SLO windows and burn rates, and
 //! (feature `render`) the configuration rendered from a policy. The Envoy filter
 //! (`filter-wasm`) is a thin adapter over this crate; everything here is tested natively.
 //!
@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 pub mod config;
+pub mod guard;
 pub mod hash;
 pub mod paths;
 #[cfg(feature = "render")]

@@ -2,6 +2,8 @@
 //!
 //! A window is a ring of fixed buckets (1/30 of its span) so that it can live in Envoy's
 //! shared data as a few hundred bytes and be merged by every worker with compare-and-swap.
+//! Time is in milliseconds: the guard's windows (`crate::guard`) are seconds long, with
+//! buckets of a tenth of a second.
 
 /// How a request ended. Most outcomes are the version's doing; `ClientGone` and
 /// `ClientDeadline` are the client's, and an SLO must not charge them to the version.
@@ -137,9 +139,23 @@ impl WindowSpec {
         Ok(WindowSpec { label: s.to_owned(), seconds })
     }
 
-    /// Exact: `parse` accepts only multiples of the bucket count.
-    pub fn bucket_seconds(&self) -> u64 {
-        (self.seconds / BUCKETS).max(1)
+    /// `3s` to `60s` in steps of 3 s: the guard's short windows, 30 buckets of whole 100 ms.
+    pub fn parse_short(s: &str) -> Result<WindowSpec, String> {
+        let seconds = s
+            .strip_suffix('s')
+            .and_then(|n| n.parse::<u64>().ok())
+            .ok_or_else(|| format!("'{s}' is not a duration in seconds like 6s"))?;
+        if !(3..=60).contains(&seconds) || !seconds.is_multiple_of(3) {
+            return Err(format!(
+                "'{s}' must be 3s to 60s in steps of 3s: a window is {BUCKETS} buckets of whole tenths of a second"
+            ));
+        }
+        Ok(WindowSpec { label: s.to_owned(), seconds })
+    }
+
+    /// Exact: `parse` and `parse_short` accept only spans of 30 whole buckets.
+    pub fn bucket_ms(&self) -> u64 {
+        (self.seconds * 1000 / BUCKETS).max(1)
     }
 }
 
@@ -201,17 +217,17 @@ pub fn burn_rate(bad: u64, total: u64, objective: f64) -> f64 {
 /// A sliding window as a ring of buckets, keyed by absolute bucket number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
-    bucket_seconds: u64,
+    bucket_ms: u64,
     buckets: Vec<(u64, Counts)>,
 }
 
 impl Window {
     pub fn new(spec: &WindowSpec) -> Self {
-        Window { bucket_seconds: spec.bucket_seconds(), buckets: vec![(0, Counts::default()); BUCKETS as usize] }
+        Window { bucket_ms: spec.bucket_ms(), buckets: vec![(0, Counts::default()); BUCKETS as usize] }
     }
 
-    pub fn add(&mut self, now_seconds: u64, c: &Counts) {
-        let idx = now_seconds / self.bucket_seconds;
+    pub fn add(&mut self, now_ms: u64, c: &Counts) {
+        let idx = now_ms / self.bucket_ms;
         let slot = (idx % BUCKETS) as usize;
         if let Some(b) = self.buckets.get_mut(slot) {
             if b.0 != idx {
@@ -222,8 +238,8 @@ impl Window {
     }
 
     /// Sum of the buckets within the window ending now (the current bucket included).
-    pub fn totals(&self, now_seconds: u64) -> Counts {
-        let idx = now_seconds / self.bucket_seconds;
+    pub fn totals(&self, now_ms: u64) -> Counts {
+        let idx = now_ms / self.bucket_ms;
         let mut sum = Counts::default();
         for (b, c) in &self.buckets {
             if *b <= idx && idx - *b < BUCKETS {
@@ -237,7 +253,7 @@ impl Window {
 
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(8 + self.buckets.len() * Self::RECORD);
-        out.extend_from_slice(&self.bucket_seconds.to_le_bytes());
+        out.extend_from_slice(&self.bucket_ms.to_le_bytes());
         for (b, c) in &self.buckets {
             for v in [*b, c.total, c.bad, c.latency_total, c.latency_bad] {
                 out.extend_from_slice(&v.to_le_bytes());
@@ -253,7 +269,7 @@ impl Window {
             a.copy_from_slice(c);
             u64::from_le_bytes(a)
         });
-        if bytes.len() != 8 + BUCKETS as usize * Self::RECORD || words.next()? != spec.bucket_seconds() {
+        if bytes.len() != 8 + BUCKETS as usize * Self::RECORD || words.next()? != spec.bucket_ms() {
             return None;
         }
         let mut buckets = Vec::with_capacity(BUCKETS as usize);
@@ -267,7 +283,7 @@ impl Window {
             };
             buckets.push((b, c));
         }
-        Some(Window { bucket_seconds: spec.bucket_seconds(), buckets })
+        Some(Window { bucket_ms: spec.bucket_ms(), buckets })
     }
 }
 
@@ -319,7 +335,7 @@ pub enum SetResult {
 /// process, so a live entry would need four billion writes before it carried this one. Two
 /// workers creating the same key at once therefore cannot overwrite each other's counts,
 /// which an unconditional write did (one worker's events vanished).
-const CREATE_CAS: u32 = u32::MAX;
+pub const CREATE_CAS: u32 = u32::MAX;
 
 /// Adds `delta` to the window stored under `key` by compare-and-swap, so every worker's
 /// events add up. On success `delta` is cleared; when `attempts` all lose a race (or the store
@@ -330,7 +346,7 @@ pub fn merge(
     key: &str,
     spec: &WindowSpec,
     delta: &mut Counts,
-    now_seconds: u64,
+    now_ms: u64,
     attempts: usize,
 ) -> Result<Window, Window> {
     let mut seen = Window::new(spec);
@@ -341,7 +357,7 @@ pub fn merge(
             return Ok(seen);
         }
         let mut merged = seen.clone();
-        merged.add(now_seconds, delta);
+        merged.add(now_ms, delta);
         let cas = stored.map_or(CREATE_CAS, |(_, cas)| cas);
         match store.set(key, &merged.encode(), Some(cas)) {
             SetResult::Ok => {
@@ -477,7 +493,7 @@ mod tests {
     #[test]
     fn window_specs() {
         assert_eq!(WindowSpec::parse("5m").unwrap().seconds, 300);
-        assert_eq!(WindowSpec::parse("5m").unwrap().bucket_seconds(), 10);
+        assert_eq!(WindowSpec::parse("5m").unwrap().bucket_ms(), 10_000);
         assert_eq!(WindowSpec::parse("3d").unwrap().seconds, 259_200);
         for bad in ["", "5", "m", "10s", "31d", "5y", "-5m"] {
             assert!(WindowSpec::parse(bad).is_err(), "{bad}");
@@ -493,8 +509,25 @@ mod tests {
         }
         for good in ["30s", "60s", "90s", "5m", "7m", "1h", "1d", "30d"] {
             let spec = WindowSpec::parse(good).unwrap();
-            assert_eq!(spec.bucket_seconds() * BUCKETS, spec.seconds, "{good}");
+            assert_eq!(spec.bucket_ms() * BUCKETS, spec.seconds * 1000, "{good}");
         }
+    }
+
+    #[test]
+    fn short_windows_have_tenth_of_a_second_buckets() {
+        let spec = WindowSpec::parse_short("6s").unwrap();
+        assert_eq!((spec.seconds, spec.bucket_ms()), (6, 200));
+        assert_eq!(WindowSpec::parse_short("3s").unwrap().bucket_ms(), 100);
+        for bad in ["", "6", "2s", "4s", "63s", "1m", "-3s"] {
+            assert!(WindowSpec::parse_short(bad).is_err(), "{bad}");
+        }
+        let mut w = Window::new(&spec);
+        let one = Counts { total: 1, ..Default::default() };
+        w.add(10_000, &one);
+        w.add(15_900, &one);
+        assert_eq!(w.totals(15_900).total, 2);
+        // 6 s after the first event's bucket began, it has left.
+        assert_eq!(w.totals(16_000).total, 1);
     }
 
     #[test]
@@ -503,23 +536,23 @@ mod tests {
         let mut w = Window::new(&spec);
         let bad = Counts { total: 1, bad: 1, ..Default::default() };
         let good = Counts { total: 1, ..Default::default() };
-        w.add(1000, &bad);
-        w.add(1005, &good);
-        w.add(1100, &good);
-        assert_eq!(w.totals(1100), Counts { total: 3, bad: 1, ..Default::default() });
+        w.add(1_000_000, &bad);
+        w.add(1_005_000, &good);
+        w.add(1_100_000, &good);
+        assert_eq!(w.totals(1_100_000), Counts { total: 3, bad: 1, ..Default::default() });
         // 300 s later the first events have left the window.
-        assert_eq!(w.totals(1305).total, 1);
-        assert_eq!(w.totals(2000).total, 0);
+        assert_eq!(w.totals(1_305_000).total, 1);
+        assert_eq!(w.totals(2_000_000).total, 0);
         // A bucket is reused for a new period, not summed into.
-        w.add(1300, &good);
-        assert_eq!(w.totals(1300).total, 2);
+        w.add(1_300_000, &good);
+        assert_eq!(w.totals(1_300_000).total, 2);
     }
 
     #[test]
     fn window_encoding_round_trips_and_rejects_other_specs() {
         let spec = WindowSpec::parse("1h").unwrap();
         let mut w = Window::new(&spec);
-        w.add(7200, &Counts { total: 5, bad: 2, latency_total: 3, latency_bad: 1 });
+        w.add(7_200_000, &Counts { total: 5, bad: 2, latency_total: 3, latency_bad: 1 });
         let bytes = w.encode();
         assert_eq!(Window::decode(&spec, &bytes), Some(w));
         assert_eq!(Window::decode(&WindowSpec::parse("5m").unwrap(), &bytes), None);

@@ -16,6 +16,8 @@ pub enum Reason {
     Sticky,
     /// Chosen at random by weight.
     Weighted,
+    /// The version chosen otherwise was taken out by the guard: the stable one instead.
+    Guarded,
 }
 
 impl Reason {
@@ -24,6 +26,7 @@ impl Reason {
             Reason::Override => "override",
             Reason::Sticky => "sticky",
             Reason::Weighted => "weighted",
+            Reason::Guarded => "guard",
         }
     }
 }
@@ -115,6 +118,7 @@ mod tests {
             shadow: None,
             sampling: None,
             slo: None,
+            guard: None,
         }
     }
 

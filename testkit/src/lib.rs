@@ -153,6 +153,11 @@ impl Server {
         self.process.sigterm().unwrap();
     }
 
+    /// SIGKILL: a crash, nothing drained.
+    pub fn sigkill(&self) {
+        self.process.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
+    }
+
     pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         self.process.wait_exit(within).unwrap()
     }

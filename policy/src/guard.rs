@@ -1,0 +1,349 @@
+//! The data-plane guard: from a short window of a version's outcomes and the stable version's,
+//! decide whether to take the version out of the split; and route around the versions taken
+//! out. The filter keeps the windows in Envoy's shared data, so every worker judges the same
+//! counts, and latches a trip there, so every worker acts on it within a tick; all of the
+//! deciding is here, tested natively.
+//!
+//! Two rules keep it from acting on noise, the failure modes of Flagger's and Argo's analyses:
+//! too little traffic (either version below `min_requests` in the window) means *wait*, never
+//! *fail*; and a version trips only when it is worse than the stable one both by a margin that
+//! matters (`error_margin`, `slow_margin`) and by a one-sided two-proportion z-test (`z`), so a
+//! shared baseline error rate, or a handful of failures at low counts, does not trip it. Once
+//! tripped it stays out: nothing but a new `epoch` clears the latch.
+
+use std::fmt;
+
+use crate::config::{Guard, ModelPolicy};
+use crate::slo::Counts;
+use crate::split::{Decision, Reason};
+
+/// The shared-data key of a version's guard window (a `slo::Window` of the guard's spec).
+pub fn window_key(model: &str, version: &str) -> String {
+    format!("switchyard/guard/window/{model}/{version}")
+}
+
+/// The shared-data key that latches a trip: while present, the version is out of the split. A
+/// new `epoch` is a new key, which is how a latch is cleared.
+pub fn latch_key(model: &str, version: &str, epoch: u64) -> String {
+    format!("switchyard/guard/tripped/{model}/{version}/{epoch}")
+}
+
+/// Which indicator tripped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sli {
+    /// Availability: 5xx, timeouts, resets, shedding (`slo::Outcome::is_bad`).
+    Errors,
+    /// Successful requests slower than `slo.latency_ms`.
+    Latency,
+}
+
+/// Why a version was taken out: the counts of both versions in the window when it tripped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trip {
+    pub sli: Sli,
+    pub bad: u64,
+    pub total: u64,
+    pub stable_bad: u64,
+    pub stable_total: u64,
+    pub z: f64,
+}
+
+impl fmt::Display for Trip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.sli {
+            Sli::Errors => "error ratio",
+            Sli::Latency => "share of requests slower than the SLO threshold",
+        };
+        let pct = |bad: u64, total: u64| if total == 0 { 0.0 } else { 100.0 * bad as f64 / total as f64 };
+        write!(
+            f,
+            "{what} {:.1}% ({}/{}) against the stable version's {:.1}% ({}/{}), z = {:.1}",
+            pct(self.bad, self.total),
+            self.bad,
+            self.total,
+            pct(self.stable_bad, self.stable_total),
+            self.stable_bad,
+            self.stable_total,
+            self.z
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Too few requests in the window, the version's or the stable one's, to judge.
+    Wait,
+    Healthy,
+    Trip(Trip),
+}
+
+/// Judges a version's window against the stable version's. Latency is judged only when
+/// `judge_latency` (the model has an SLO threshold), and only on enough successful requests.
+pub fn judge(g: &Guard, judge_latency: bool, version: &Counts, stable: &Counts) -> Verdict {
+    if version.total < g.min_requests || stable.total < g.min_requests {
+        return Verdict::Wait;
+    }
+    let trip = |sli, bad, total, stable_bad, stable_total, margin| {
+        worse(bad, total, stable_bad, stable_total, margin, g.z).map(|z| Trip {
+            sli,
+            bad,
+            total,
+            stable_bad,
+            stable_total,
+            z,
+        })
+    };
+    if let Some(t) = trip(Sli::Errors, version.bad, version.total, stable.bad, stable.total, g.error_margin) {
+        return Verdict::Trip(t);
+    }
+    if judge_latency
+        && version.latency_total >= g.min_requests
+        && stable.latency_total >= g.min_requests
+        && let Some(t) = trip(
+            Sli::Latency,
+            version.latency_bad,
+            version.latency_total,
+            stable.latency_bad,
+            stable.latency_total,
+            g.slow_margin,
+        )
+    {
+        return Verdict::Trip(t);
+    }
+    Verdict::Healthy
+}
+
+/// The z score when `bad_a / n_a` exceeds `bad_b / n_b` by at least `margin` and the one-sided
+/// pooled two-proportion z-test reaches `z_min`. Both counts are positive (see `judge`).
+fn worse(bad_a: u64, n_a: u64, bad_b: u64, n_b: u64, margin: f64, z_min: f64) -> Option<f64> {
+    let (na, nb) = (n_a as f64, n_b as f64);
+    let (pa, pb) = (bad_a as f64 / na, bad_b as f64 / nb);
+    if pa - pb < margin {
+        return None;
+    }
+    let pooled = (bad_a + bad_b) as f64 / (na + nb);
+    let se = (pooled * (1.0 - pooled) * (1.0 / na + 1.0 / nb)).sqrt();
+    // The pooled variance vanishes only when every request of both failed or none did, and then
+    // the ratios are equal (refused above); guard the division all the same.
+    let z = if se > 0.0 { (pa - pb) / se } else { f64::INFINITY };
+    (z >= z_min).then_some(z)
+}
+
+/// `d` with the versions taken out (`out[i]`) avoided: a weighted or sticky choice of one goes
+/// to the stable version, and so does an override unless `allow_override`; a shadow to one stops
+/// unless `keep_shadow`. The stable version is never taken out.
+pub fn reroute(policy: &ModelPolicy, mut d: Decision, out: &[bool]) -> Decision {
+    let Some(g) = &policy.guard else { return d };
+    let is_out = |i: usize| out.get(i).copied().unwrap_or(false);
+    if is_out(d.version) && !(d.reason == Reason::Override && g.allow_override) {
+        d.version = policy.stable();
+        d.reason = Reason::Guarded;
+    }
+    if d.shadow.is_some_and(|s| (is_out(s) && !g.keep_shadow) || s == d.version) {
+        d.shadow = None;
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Override, Shadow, Version};
+    use crate::hash::Rng;
+    use crate::slo::{Outcome, Window, WindowSpec};
+    use crate::split::{RequestFacts, decide};
+
+    fn guard() -> Guard {
+        let c = Config::parse(
+            br#"{"models": {"m": {"versions": [{"name": "v1", "cluster": "a", "weight": 90},
+                {"name": "v2", "cluster": "b", "weight": 10}], "guard": {}}}}"#,
+        )
+        .unwrap();
+        c.models["m"].guard.clone().unwrap()
+    }
+
+    fn counts(total: u64, bad: u64) -> Counts {
+        Counts { total, bad, latency_total: total - bad, latency_bad: 0 }
+    }
+
+    #[test]
+    fn defaults_are_documented_ones() {
+        let g = guard();
+        assert_eq!((g.window.as_str(), g.min_requests, g.error_margin, g.slow_margin, g.z), ("6s", 20, 0.05, 0.1, 5.0));
+        assert_eq!((g.epoch, g.allow_override, g.keep_shadow, g.stable), (0, false, false, None));
+    }
+
+    #[test]
+    fn too_little_traffic_waits_however_bad_it_looks() {
+        let g = guard();
+        assert_eq!(judge(&g, true, &counts(19, 19), &counts(1000, 0)), Verdict::Wait);
+        assert_eq!(judge(&g, true, &counts(500, 500), &counts(19, 0)), Verdict::Wait, "no stable to compare with");
+        assert!(matches!(judge(&g, true, &counts(20, 20), &counts(1000, 0)), Verdict::Trip(_)));
+    }
+
+    #[test]
+    fn a_dead_version_trips_and_says_why() {
+        let Verdict::Trip(t) = judge(&guard(), true, &counts(120, 60), &counts(1000, 10)) else { panic!() };
+        assert_eq!(t.sli, Sli::Errors);
+        let text = t.to_string();
+        assert!(
+            text.starts_with("error ratio 50.0% (60/120) against the stable version's 1.0% (10/1000), z = "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_shared_baseline_is_not_the_canarys_fault() {
+        let g = guard();
+        // 5% errors on both, and a canary a little worse by chance: healthy.
+        assert_eq!(judge(&g, true, &counts(300, 18), &counts(2700, 135)), Verdict::Healthy);
+        // Worse by more than the margin, but on few requests: not significant at z = 5.
+        assert_eq!(judge(&g, true, &counts(20, 4), &counts(180, 9)), Verdict::Healthy);
+    }
+
+    #[test]
+    fn a_slow_version_trips_on_latency_only_with_an_slo() {
+        let g = guard();
+        let slow = Counts { total: 200, bad: 0, latency_total: 200, latency_bad: 90 };
+        let fast = Counts { total: 2000, bad: 0, latency_total: 2000, latency_bad: 20 };
+        let Verdict::Trip(t) = judge(&g, true, &slow, &fast) else { panic!() };
+        assert_eq!(t.sli, Sli::Latency);
+        assert_eq!(judge(&g, false, &slow, &fast), Verdict::Healthy);
+    }
+
+    /// The issue's false-rollback goal, simulated: 30 runs of 30 s at 500 req/s, the canary at
+    /// 10%, both versions at the same baseline error ratio (1-5%), judged every 100 ms over the
+    /// guard's sliding window as the filter does. Not one trip.
+    #[test]
+    fn healthy_canaries_are_never_taken_out_by_noise() {
+        let g = guard();
+        let spec = WindowSpec::parse_short(&g.window).unwrap();
+        let mut rng = Rng::new(42);
+        let mut looks = 0;
+        for run in 0..30u64 {
+            let baseline = 0.01 + 0.04 * (run as f64 / 29.0);
+            let (mut canary, mut stable) = (Window::new(&spec), Window::new(&spec));
+            for tick in 0..300u64 {
+                let now_ms = tick * 100;
+                for _ in 0..50 {
+                    let outcome = if rng.next_f64() < baseline { Outcome::ServerError } else { Outcome::Success };
+                    let event = Counts::event(outcome, 5, 100);
+                    if rng.next_f64() < 0.1 { canary.add(now_ms, &event) } else { stable.add(now_ms, &event) }
+                }
+                let verdict = judge(&g, true, &canary.totals(now_ms), &stable.totals(now_ms));
+                assert!(!matches!(verdict, Verdict::Trip(_)), "run {run} at {now_ms} ms: {verdict:?}");
+                looks += 1;
+            }
+        }
+        assert_eq!(looks, 9000);
+    }
+
+    /// And the canary that does fail is caught fast: 100% errors from t = 0 at 50 req/s to the
+    /// canary, after 6 s of health, trips within 0.5 s.
+    #[test]
+    fn a_failing_canary_is_caught_within_half_a_second() {
+        let g = guard();
+        let spec = WindowSpec::parse_short(&g.window).unwrap();
+        let (mut canary, mut stable) = (Window::new(&spec), Window::new(&spec));
+        let ok = Counts::event(Outcome::Success, 5, 100);
+        let failed = Counts::event(Outcome::UpstreamReset, 1, 100);
+        let mut tripped_at = None;
+        for tick in 0..120u64 {
+            let now_ms = tick * 100;
+            let faulty = now_ms >= 6000;
+            for _ in 0..5 {
+                canary.add(now_ms, if faulty { &failed } else { &ok });
+            }
+            for _ in 0..45 {
+                stable.add(now_ms, &ok);
+            }
+            if let Verdict::Trip(_) = judge(&g, true, &canary.totals(now_ms), &stable.totals(now_ms)) {
+                tripped_at = Some(now_ms);
+                break;
+            }
+        }
+        let at = tripped_at.expect("never tripped");
+        assert!((6000..=6500).contains(&at), "tripped at {at} ms");
+    }
+
+    fn policy() -> ModelPolicy {
+        let mut p = Config::parse(
+            br#"{"models": {"m": {"versions": [{"name": "v1", "cluster": "a", "weight": 50},
+                {"name": "v2", "cluster": "b", "weight": 50}], "guard": {}}}}"#,
+        )
+        .unwrap()
+        .models
+        .remove("m")
+        .unwrap();
+        p.override_ = Some(Override { header: "x-o".into(), allow: vec!["v1".into(), "v2".into()] });
+        p.shadow = Some(Shadow { version: "v2".into(), percent: 100.0 });
+        p
+    }
+
+    #[test]
+    fn a_version_taken_out_gets_no_split_sticky_override_or_shadow_traffic() {
+        let p = policy();
+        let out = [false, true];
+        let mut rng = Rng::new(7);
+        for i in 0..2000 {
+            let key = format!("user-{i}");
+            let facts = RequestFacts {
+                requested: (i % 3 == 0).then_some("v2"),
+                sticky_key: (i % 2 == 0).then_some(key.as_str()),
+                random: rng.next_u64(),
+                shadow_random: 0.0,
+            };
+            let d = reroute(&p, decide(&p, &facts), &out);
+            assert_eq!(d.version, 0, "{facts:?}");
+            assert_eq!(d.shadow, None);
+            let untouched = reroute(&p, decide(&p, &facts), &[false, false]);
+            assert_eq!(untouched, decide(&p, &facts));
+        }
+    }
+
+    #[test]
+    fn the_policy_may_keep_the_override_and_the_shadow() {
+        let mut p = policy();
+        let g = p.guard.as_mut().unwrap();
+        (g.allow_override, g.keep_shadow) = (true, true);
+        let asked = RequestFacts { requested: Some("v2"), ..Default::default() };
+        assert_eq!(reroute(&p, decide(&p, &asked), &[false, true]).version, 1);
+        let split = RequestFacts { random: u64::MAX, ..Default::default() };
+        let d = reroute(&p, decide(&p, &split), &[false, true]);
+        assert_eq!((d.version, d.reason), (0, Reason::Guarded), "the split still avoids it");
+        let to_stable = RequestFacts { random: 0, ..Default::default() };
+        assert_eq!(reroute(&p, decide(&p, &to_stable), &[false, true]).shadow, Some(1));
+    }
+
+    #[test]
+    fn the_stable_version_can_be_named() {
+        let mut p = policy();
+        p.versions.push(Version { name: "v3".into(), cluster: "c".into(), weight: 10 });
+        p.guard.as_mut().unwrap().stable = Some("v3".into());
+        assert_eq!(p.stable(), 2);
+        let d = reroute(&p, decide(&p, &RequestFacts { random: 0, ..Default::default() }), &[true, false, false]);
+        assert_eq!((d.version, d.reason), (2, Reason::Guarded));
+    }
+
+    #[test]
+    fn bad_guards_are_refused_with_every_problem() {
+        let e = Config::parse(
+            br#"{"models": {"m": {"versions": [{"name": "v1", "cluster": "a", "weight": 1}],
+                "guard": {"stable": "v9", "window": "5s", "min_requests": 0, "error_margin": 0,
+                          "slow_margin": 2, "z": 0.5}}}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "guard.stable 'v9'",
+            "guard.window: '5s'",
+            "guard.min_requests must be positive",
+            "guard.error_margin must be in (0, 1]",
+            "guard.slow_margin must be in (0, 1]",
+            "guard.z must be 1-10",
+            "guard needs at least two versions",
+        ] {
+            assert!(e.contains(needle), "missing {needle:?} in {e}");
+        }
+    }
+}
