@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark suite (not tests; crate bench/, binary switchyard-bench): builds in release mode, starts what each benchmark needs, and
 # regenerates its section of docs/benchmarks.md (charts under docs/bench/).
-#   scripts/bench.sh [all|backend|filter|generator|sweep|peers] [extra arguments for that benchmark]
+#   scripts/bench.sh [all|backend|filter|generator|sweep|peers|guard] [extra arguments for that benchmark]
 #   backend:   raw libtorch ceiling vs served throughput, batching on/off, serving overhead (~5 min)
 #   filter:    backend direct vs Envoy without a filter, with an empty wasm filter and with ours:
 #              latency, saturation, Envoy CPU and instructions per request, memory (~8 min)
@@ -10,7 +10,10 @@
 #   peers:     Switchyard vs KServe 0.21 and MLServer 1.7.1 on the same TorchScript models, same cells,
 #              same load generator, interleaved, with ratios (~9 min; the first run installs the peers
 #              into benchmark-only venvs under .cache/peers, a few minutes)
-#   all:       all five, in that order (~25 min)
+#   guard:     the data-plane guard in real Envoy: a canary killed under load (guard on vs no
+#              protection: time to the last client error, failed requests), and 30 healthy canaries
+#              under 1-5% baseline errors (false trips) (~3 min)
+#   all:       all six, in that order (~28 min)
 # Keep the machine otherwise idle while it runs: the results are ratios measured side by side,
 # but a busy neighbour still blurs them.
 # shellcheck source=lib.sh
@@ -18,8 +21,8 @@
 WHICH=${1:-all}
 [ $# -gt 0 ] && shift
 case "$WHICH" in
-  all|backend|filter|generator|sweep|peers) ;;
-  *) echo "unknown benchmark '$WHICH': all, backend, filter, generator, sweep or peers" >&2; exit 2 ;;
+  all|backend|filter|generator|sweep|peers|guard) ;;
+  *) echo "unknown benchmark '$WHICH': all, backend, filter, generator, sweep, peers or guard" >&2; exit 2 ;;
 esac
 if [ "$WHICH" = all ] && [ $# -gt 0 ]; then
   echo "extra arguments go to one benchmark: scripts/bench.sh <name> $*" >&2; exit 2
@@ -59,7 +62,7 @@ if [ "$WHICH" = all ] || [ "$WHICH" = peers ]; then
   peer_venv mlserver
 fi
 
-for b in backend filter generator sweep peers; do
+for b in backend filter generator sweep peers guard; do
   if [ "$WHICH" = all ] || [ "$WHICH" = "$b" ]; then
     step "benchmark: $b"
     pin=()

@@ -74,6 +74,11 @@ impl Backend {
         Ok(Backend { process, http, admin })
     }
 
+    /// SIGKILL: a crash, for the fault benchmarks.
+    pub fn kill(&self) -> anyhow::Result<()> {
+        self.process.signal(switchyard_testkit::process::Signal::SIGKILL)
+    }
+
     /// Peak resident memory (VmHWM), in MiB.
     pub fn peak_rss_mib(&self) -> Option<f64> {
         self.process.memory_mib("VmHWM:")
@@ -101,10 +106,21 @@ pub fn derive_model(
     model: &str,
     edit: impl FnOnce(&mut serde_json::Value),
 ) -> anyhow::Result<()> {
-    let _ = std::fs::remove_dir_all(dst.join(model));
+    derive_model_as(src, dst, model, model, edit)
+}
+
+/// [`derive_model`] under another model name (`name`).
+pub fn derive_model_as(
+    src: &Path,
+    dst: &Path,
+    model: &str,
+    name: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> anyhow::Result<()> {
+    let _ = std::fs::remove_dir_all(dst.join(name));
     {
         let from = src.join(model).join("v1");
-        let to = dst.join(model).join("v1");
+        let to = dst.join(name).join("v1");
         std::fs::create_dir_all(&to)?;
         let text = std::fs::read_to_string(from.join("config.json"))
             .with_context(|| format!("{}: run models/generate.py first", from.display()))?;

@@ -7,6 +7,7 @@
 mod backend;
 mod common;
 mod filter;
+mod guard;
 mod load;
 mod peers;
 
@@ -37,6 +38,9 @@ enum Command {
     /// Switchyard against KServe's and MLServer's Python servers on the same TorchScript
     /// models: the same cells, the same load generator, interleaved, with ratios.
     Peers(peers::PeersArgs),
+    /// The data-plane guard in real Envoy: a crashing canary (time to the last client error,
+    /// failed requests, guard on vs no protection) and healthy canaries under noise (false trips).
+    Guard(guard::GuardArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
             Command::Generator(a) => load::generator(a).await,
             Command::Sweep(a) => load::sweep(a).await,
             Command::Peers(a) => peers::run(a).await,
+            Command::Guard(a) => guard::run(a).await,
         }
     })
 }

@@ -55,6 +55,12 @@ pub struct Stats {
     pub latency_ms: Latency,
     /// From the actual send (the server's and network's share), 2xx only.
     pub service_ms: Latency,
+    /// When the first and the last failed request (non-2xx, or no answer) ended, in ms from
+    /// the run's start: how long a fault stayed visible to clients.
+    #[serde(default)]
+    pub first_error_ms: Option<f64>,
+    #[serde(default)]
+    pub last_error_ms: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -194,6 +194,9 @@ struct PhaseRec {
     service: Histogram<u64>,
     /// When the phase's last request finished, from the run's start.
     last_done: Duration,
+    /// When its first and last failed requests (non-2xx or no answer) ended, from the start.
+    first_error: Option<Duration>,
+    last_error: Option<Duration>,
 }
 
 impl PhaseRec {
@@ -208,6 +211,8 @@ impl PhaseRec {
             latency: histogram(3),
             service: histogram(3),
             last_done: Duration::ZERO,
+            first_error: None,
+            last_error: None,
         }
     }
 }
@@ -269,6 +274,10 @@ impl Recorder {
         if lag_us > self.late_after_us {
             p.late += 1;
         }
+        if !matches!(o.result, Ok(200..300)) {
+            p.first_error = Some(p.first_error.map_or(o.done, |f| f.min(o.done)));
+            p.last_error = Some(p.last_error.map_or(o.done, |l| l.max(o.done)));
+        }
         match o.result {
             Ok(status) if (200..300).contains(&status) => {
                 p.ok += 1;
@@ -307,6 +316,8 @@ fn stats_of(p: &PhaseRec, seconds: f64) -> Stats {
         rows_per_second: p.rows as f64 / seconds.max(1e-9),
         latency_ms: Latency::of(&p.latency),
         service_ms: Latency::of(&p.service),
+        first_error_ms: p.first_error.map(|d| d.as_secs_f64() * 1e3),
+        last_error_ms: p.last_error.map(|d| d.as_secs_f64() * 1e3),
     }
 }
 
@@ -512,6 +523,11 @@ fn report(plan: &Plan, rec: &Recorder) -> Report {
         total.rows += r.rows;
         total.late += r.late;
         total.last_done = total.last_done.max(r.last_done);
+        total.first_error = match (total.first_error, r.first_error) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        total.last_error = total.last_error.max(r.last_error);
         for (k, v) in &r.statuses {
             *total.statuses.entry(*k).or_default() += v;
         }

@@ -8,6 +8,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 pub mod config;
+#[cfg(feature = "render")]
+pub mod deploy;
 pub mod guard;
 pub mod hash;
 pub mod paths;

@@ -11,7 +11,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use switchyard_policy::Config;
-use switchyard_policy::render::envoy::{self, BootstrapOptions, Contract, Fault};
+use switchyard_policy::deploy::{absolute, apply_filter, json_text, wasm_file, write_atomic};
+use switchyard_policy::render::envoy::{self, BootstrapOptions, Fault};
 use switchyard_policy::render::prometheus::{self, AlertmanagerOptions, Prices, PrometheusOptions};
 use switchyard_policy::render::{HostPort, Policy};
 
@@ -174,33 +175,6 @@ fn read_policy(path: &Path) -> Result<Policy, String> {
     Policy::parse(text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Readers (Envoy watching the ECDS file, Prometheus reloading) never see a half-written
-/// file: write a temporary file beside it, then rename.
-fn write_atomic(path: &Path, text: &str) -> Result<(), String> {
-    let err = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e)
-    })
-}
-
-fn absolute(path: &Path) -> Result<String, String> {
-    std::path::absolute(path).map(|p| p.to_string_lossy().into_owned()).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn json_text(v: &serde_json::Value) -> String {
-    // Envoy reads JSON as YAML; a Value always serialises.
-    serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
-}
-
 fn check(policies: &[PathBuf]) -> Result<(), String> {
     let mut failed = 0;
     for p in policies {
@@ -245,19 +219,8 @@ fn render(r: Render) -> Result<(), String> {
     match r {
         Render::Envoy(a) => render_envoy(a),
         Render::Filter { policy, wasm, bootstrap, out } => {
-            let policy = read_policy(&policy)?;
-            let running: serde_json::Value = serde_json::from_slice(&read(&bootstrap)?)
-                .map_err(|e| format!("{}: not a rendered bootstrap: {e}", bootstrap.display()))?;
-            Contract::of_bootstrap(&running)
-                .map_err(|e| format!("{}: {e}", bootstrap.display()))?
-                .check(policy.config())
-                .map_err(|e| {
-                    format!("refused: the Envoy running {} cannot serve this policy: {e}", bootstrap.display())
-                })?;
-            let out = out.unwrap_or_else(|| bootstrap.with_file_name("filter.yaml"));
-            let doc = envoy::filter_config(&policy, &wasm_file(&wasm)?);
-            write_atomic(&out, &json_text(&doc))?;
-            println!("filter config {} -> {}", doc["version_info"].as_str().unwrap_or_default(), out.display());
+            let (version, out) = apply_filter(&read_policy(&policy)?, &wasm, &bootstrap, out.as_deref())?;
+            println!("filter config {version} -> {}", out.display());
             Ok(())
         }
         Render::Prometheus(a) => render_prometheus(a),
@@ -269,13 +232,6 @@ fn render(r: Render) -> Result<(), String> {
             Ok(())
         }
     }
-}
-
-fn wasm_file(path: &Path) -> Result<String, String> {
-    if !path.is_file() {
-        return Err(format!("filter binary {} not found: build it with scripts/build-filter.sh", path.display()));
-    }
-    absolute(path)
 }
 
 fn render_envoy(a: EnvoyArgs) -> Result<(), String> {
