@@ -69,3 +69,17 @@ pub fn apply_filter(
     write_atomic(&out, &json_text(&doc))?;
     Ok((doc.get("version_info").and_then(Value::as_str).unwrap_or_default().to_owned(), out))
 }
+
+/// The policy in force in the Envoy running `bootstrap`: the one its ECDS file (`filter.yaml`
+/// beside it, as [`apply_filter`] writes it) hands the filter.
+pub fn in_force(bootstrap: &Path) -> Result<Policy, String> {
+    let path = bootstrap.with_file_name("filter.yaml");
+    let text = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let doc: Value =
+        serde_json::from_slice(&text).map_err(|e| format!("{}: not a filter config: {e}", path.display()))?;
+    let policy = doc
+        .pointer("/resources/0/typed_config/config/configuration/value")
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("{}: no policy in it", path.display()))?;
+    Policy::parse(policy.to_owned()).map_err(|e| format!("{}: {e}", path.display()))
+}

@@ -1,0 +1,495 @@
+//! `switchyard-rollout`: runs a rollout spec against the local data plane.
+//!
+//! `start` records the rollout; `run` is the controller, which every second reads the filter's
+//! metrics from Envoy's admin endpoint, judges the canary (`judge`), and puts the traffic the
+//! state asks for in force through the filter's ECDS file (`switchyard_policy::deploy`, the
+//! same update as `envoy/apply-policy.sh`). Every command takes the state directory's lock,
+//! acts and returns at once; `promote` and `abort` change traffic themselves, so they work
+//! with no controller running.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use switchyard_load::metrics::{Sample, parse, sum};
+use switchyard_policy::Config;
+use switchyard_policy::deploy::{apply_filter, in_force, write_atomic};
+use switchyard_policy::render::Policy;
+use switchyard_rollout::judge::{Counts, Observation, Phase, State, Tick, Traffic};
+use switchyard_rollout::spec::Spec;
+use switchyard_rollout::store::{Saved, Store, Target};
+
+#[derive(Parser)]
+#[command(name = "switchyard-rollout", version, about)]
+struct Cli {
+    /// Where the rollout's state, events and lock live.
+    #[arg(long, global = true, env = "SWITCHYARD_ROLLOUT_DIR", default_value = ".rollout")]
+    state_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validates SPEC against the policy in force and records the rollout (the controller, `run`,
+    /// carries it out).
+    Start {
+        spec: PathBuf,
+        /// The policy file the rollout edits (envoy/policy.json in the demo).
+        #[arg(long)]
+        policy: PathBuf,
+        /// The running Envoy's rendered bootstrap (its filter.yaml is beside it).
+        #[arg(long)]
+        bootstrap: PathBuf,
+        #[arg(long, default_value = "target/wasm32-wasip1/wasm-release/switchyard_filter.wasm")]
+        wasm: PathBuf,
+        /// Envoy's admin listener, read for the filter's metrics.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        envoy_admin: String,
+    },
+    /// The controller: judges and acts every `--interval` until the rollout ends.
+    Run {
+        #[arg(long, default_value = "1s")]
+        interval: String,
+        /// Serve the rollout's metrics here (`/metrics`).
+        #[arg(long)]
+        metrics_addr: Option<SocketAddr>,
+        /// Keep running after the rollout ends (serving metrics, picking up the next `start`).
+        #[arg(long)]
+        keep_running: bool,
+    },
+    /// Where the rollout is.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stops judging and advancing; traffic stays as it is.
+    Pause,
+    /// Runs a paused or holding rollout again (past a hold point: on to the next step).
+    Resume,
+    /// The canary takes all traffic, now.
+    Promote,
+    /// The canary gets no traffic, now.
+    Abort {
+        #[arg(long, default_value = "no reason given")]
+        reason: String,
+    },
+    /// Clears the data-plane guard's latch for the rollout's model (a new `guard.epoch`).
+    ResetGuard,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The policy in force with the rollout's traffic for its model; `None` when it already holds.
+fn with_traffic(current: &Config, st: &State, traffic: Traffic) -> Result<Option<Config>, String> {
+    let mut cfg = current.clone();
+    let model = &st.spec.model;
+    let m = cfg.models.get_mut(model).ok_or_else(|| format!("the policy in force has no model '{model}'"))?;
+    let canary = st.spec.canary.clone();
+    let (weight, shadow) = match traffic {
+        Traffic::Weight(w) => (w, None),
+        Traffic::Ab => (0, None),
+        Traffic::Shadow(p) => (0, Some(p)),
+    };
+    for v in &mut m.versions {
+        if v.name == canary {
+            v.weight = weight;
+        } else if v.name == st.stable {
+            v.weight = 100 - weight.min(100);
+        }
+    }
+    if traffic == Traffic::Ab
+        && let Some(o) = m.override_.as_mut()
+        && !o.allow.contains(&canary)
+    {
+        o.allow.push(canary.clone());
+    }
+    match shadow {
+        Some(percent) => m.shadow = Some(switchyard_policy::config::Shadow { version: canary, percent }),
+        // The rollout's mirror ends with its stage; a mirror the policy had to another version stays.
+        None if m.shadow.as_ref().is_some_and(|s| s.version == canary)
+            && !matches!(traffic, Traffic::Weight(w) if w < 100) =>
+        {
+            m.shadow = None;
+        }
+        None => {}
+    }
+    Ok((cfg != *current).then_some(cfg))
+}
+
+/// Puts `cfg` in force and writes it to the policy file too, so every tool sees one policy.
+fn deploy(target: &Target, cfg: &Config) -> Result<String, String> {
+    let text = serde_json::to_string_pretty(cfg).map_err(|e| e.to_string())? + "\n";
+    let policy = Policy::parse(text.clone()).map_err(|e| format!("the rollout would make an invalid policy: {e}"))?;
+    let (version, _) = apply_filter(&policy, &target.wasm, &target.bootstrap, None)?;
+    write_atomic(&target.policy, &text)?;
+    Ok(version)
+}
+
+/// Applies the traffic the state wants when it is not already in force. Returns what changed.
+fn reconcile(target: &Target, st: &State) -> Result<Option<String>, String> {
+    let current = in_force(&target.bootstrap)?;
+    let traffic = st.traffic();
+    match with_traffic(current.config(), st, traffic)? {
+        Some(cfg) => {
+            let version = deploy(target, &cfg)?;
+            Ok(Some(format!("{} {traffic:?} in force (filter config {version})", st.spec.model)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The filter's counters for the rollout's versions, from Envoy's admin endpoint.
+async fn observe(target: &Target, st: &State) -> Result<Observation, String> {
+    let (status, body) = switchyard_load::http::get(&target.envoy_admin, "/stats/prometheus")
+        .await
+        .map_err(|e| format!("Envoy admin {}: {e}", target.envoy_admin))?;
+    if status != 200 {
+        return Err(format!("Envoy admin {} answered {status}", target.envoy_admin));
+    }
+    let samples = parse(&String::from_utf8_lossy(&body));
+    let model = st.spec.model.as_str();
+    let mut bounds: Vec<f64> = samples
+        .iter()
+        .filter(|s| {
+            s.name == "switchyard_request_duration_ms_bucket"
+                && s.labels.get("model").map(String::as_str) == Some(model)
+        })
+        .filter_map(|s| s.labels.get("le").and_then(|le| le_bound(le)))
+        .collect();
+    bounds.sort_by(f64::total_cmp);
+    bounds.dedup();
+    let counts = |version: &str| version_counts(&samples, model, version, &bounds);
+    let guard_out = sum(&samples, "switchyard_guard_out", &[("model", model), ("version", &st.spec.canary)]) > 0.0;
+    Ok(Observation { canary: counts(&st.spec.canary), stable: counts(&st.stable), bounds, guard_out })
+}
+
+/// A bucket's `le` label as a bound; `+Inf` as `f64::MAX` (see `Observation::bounds`).
+fn le_bound(le: &str) -> Option<f64> {
+    let b: f64 = le.parse().ok()?;
+    Some(if b.is_finite() { b } else { f64::MAX })
+}
+
+fn version_counts(samples: &[Sample], model: &str, version: &str, bounds: &[f64]) -> Counts {
+    let at = [("model", model), ("version", version)];
+    let outcome = |o: &str| sum(samples, "switchyard_requests_total", &[at[0], at[1], ("outcome", o)]);
+    let all = sum(samples, "switchyard_requests_total", &at);
+    let bad: f64 = ["5xx", "timeout", "upstream_reset", "overloaded"].iter().map(|o| outcome(o)).sum();
+    let total = all - outcome("client_gone") - outcome("client_deadline");
+    let mut below = 0.0;
+    let latency = bounds
+        .iter()
+        .map(|b| {
+            let cumulative = samples
+                .iter()
+                .filter(|s| {
+                    s.name == "switchyard_request_duration_ms_bucket"
+                        && s.labels.get("model").map(String::as_str) == Some(model)
+                        && s.labels.get("version").map(String::as_str) == Some(version)
+                        && s.labels.get("le").and_then(|l| le_bound(l)) == Some(*b)
+                })
+                .map(|s| s.value)
+                .sum::<f64>();
+            let n = (cumulative - below).max(0.0);
+            below = cumulative.max(below);
+            n as u64
+        })
+        .collect();
+    let shadowed = sum(samples, "switchyard_shadow_requests_total", &at) as u64;
+    Counts { total: total.max(0.0) as u64, bad: bad as u64, latency, shadowed }
+}
+
+fn event(store: &Store, st: &State, what: &str) -> Result<(), String> {
+    store.event(&json!({
+        "ts_ms": now_ms(),
+        "model": st.spec.model,
+        "canary": st.spec.canary,
+        "step": st.step,
+        "traffic": format!("{:?}", st.traffic()),
+        "state": st.phase.name(),
+        "decision": st.decision,
+        "reason": st.reason,
+        "what": what,
+    }))
+}
+
+fn say(st: &State, what: &str) {
+    println!("{} {}/{}: {what}", st.phase.name(), st.spec.model, st.spec.canary);
+}
+
+/// A command on the saved rollout: `f` changes the state; the traffic it wants is put in force
+/// at once, then saved and logged.
+fn command(dir: &Path, f: impl FnOnce(&mut State) -> Result<String, String>, name: &str) -> Result<(), String> {
+    let store = Store::open(dir)?;
+    let mut saved = store.load()?.ok_or_else(|| format!("no rollout in {}: `start` one first", dir.display()))?;
+    let what = f(&mut saved.state)?;
+    let applied = reconcile(&saved.target, &saved.state)?;
+    store.save(&saved)?;
+    event(&store, &saved.state, name)?;
+    say(&saved.state, &what);
+    if let Some(a) = applied {
+        println!("  {a}");
+    }
+    Ok(())
+}
+
+fn start(dir: &Path, spec_path: &Path, target: Target) -> Result<(), String> {
+    let text = std::fs::read_to_string(spec_path).map_err(|e| format!("cannot read {}: {e}", spec_path.display()))?;
+    let spec = Spec::parse(&text).map_err(|e| format!("{}: {e}", spec_path.display()))?;
+    let policy = in_force(&target.bootstrap)?;
+    let m = policy
+        .config()
+        .models
+        .get(&spec.model)
+        .ok_or_else(|| format!("the policy in force has no model '{}'", spec.model))?;
+    let mut problems = Vec::new();
+    if m.version(&spec.canary).is_none() {
+        problems.push(format!("model '{}' has no version '{}'", spec.model, spec.canary));
+    }
+    let stable =
+        spec.stable.clone().unwrap_or_else(|| m.versions.get(m.stable()).map(|v| v.name.clone()).unwrap_or_default());
+    if stable == spec.canary {
+        problems.push(format!("the stable version is '{stable}', the canary itself: name `stable` in the spec"));
+    }
+    if m.version(&stable).is_none() {
+        problems.push(format!("model '{}' has no version '{stable}'", spec.model));
+    }
+    for v in &m.versions {
+        if v.name != stable && v.name != spec.canary && v.weight > 0 {
+            problems.push(format!(
+                "version '{}' has weight {}: a rollout splits between stable and canary only",
+                v.name, v.weight
+            ));
+        }
+    }
+    if spec.steps.iter().any(|s| s.ab) && m.override_.is_none() {
+        problems.push(format!(
+            "an ab step needs models.{}.override in the policy (the header that picks the canary)",
+            spec.model
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(format!("{}: {}", spec_path.display(), problems.join("; ")));
+    }
+    let store = Store::open(dir)?;
+    if let Some(old) = store.load()?
+        && old.state.phase.is_active()
+    {
+        return Err(format!(
+            "a rollout of {}/{} is {} in {}: promote or abort it first",
+            old.state.spec.model,
+            old.state.spec.canary,
+            old.state.phase.name(),
+            dir.display()
+        ));
+    }
+    let saved = Saved { target, state: State::new(spec, stable, now_ms()) };
+    store.save(&saved)?;
+    event(&store, &saved.state, "start")?;
+    say(
+        &saved.state,
+        &format!("started ({} steps); `switchyard-rollout run` carries it out", saved.state.spec.steps.len()),
+    );
+    Ok(())
+}
+
+fn status(dir: &Path, as_json: bool) -> Result<(), String> {
+    let store = Store::open(dir)?;
+    let saved = store.load()?.ok_or_else(|| format!("no rollout in {}", dir.display()))?;
+    let st = &saved.state;
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "model": st.spec.model, "canary": st.spec.canary, "stable": st.stable, "state": st.phase.name(),
+                "step": st.step, "steps": st.spec.steps.len(), "traffic": format!("{:?}", st.traffic()),
+                "decision": st.decision, "reason": st.reason,
+            }))
+            .map_err(|e| e.to_string())?
+        );
+    } else {
+        say(st, &format!("step {} of {}, traffic {:?}", st.step + 1, st.spec.steps.len(), st.traffic()));
+        println!("  last decision: {}: {}", st.decision, st.reason);
+    }
+    Ok(())
+}
+
+/// One controller tick under the lock: observe, judge, act, save.
+async fn tick(dir: &Path, metrics: &Mutex<String>) -> Result<bool, String> {
+    let store = Store::open(dir)?;
+    let Some(mut saved) = store.load()? else { return Ok(false) };
+    if !saved.state.phase.is_active() {
+        // An ended rollout's final traffic is in force (a crash between deciding and applying
+        // is mended here).
+        reconcile(&saved.target, &saved.state)?;
+        *metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = render_metrics(&saved.state);
+        return Ok(false);
+    }
+    let obs = observe(&saved.target, &saved.state).await?;
+    let now = now_ms();
+    if saved.state.tick(now, &obs) == Tick::Changed {
+        // An abort, a promotion, a hold: its traffic at once. A step advanced to is applied
+        // just below, as its own event.
+        let advanced = saved.state.phase == Phase::Running;
+        let what = if advanced { None } else { reconcile(&saved.target, &saved.state)? };
+        store.save(&saved)?;
+        event(&store, &saved.state, "decision")?;
+        say(&saved.state, &format!("{}: {}", saved.state.decision, saved.state.reason));
+        if let Some(w) = what {
+            println!("  {w}");
+        }
+    }
+    if saved.state.phase == Phase::Running && saved.state.applied != Some(saved.state.step) {
+        if let Tick::Apply(traffic) = saved.state.tick(now, &obs) {
+            // Already in force after a restart: not applied twice.
+            let what =
+                reconcile(&saved.target, &saved.state)?.unwrap_or_else(|| format!("{traffic:?} was already in force"));
+            saved.state.started(now, obs);
+            saved.state.decision = "apply".into();
+            saved.state.reason = format!("step {}: {what}", saved.state.step);
+            store.save(&saved)?;
+            event(&store, &saved.state, "apply")?;
+            say(&saved.state, &saved.state.reason);
+        } else {
+            // A hold point reached: saved as a decision.
+            store.save(&saved)?;
+            event(&store, &saved.state, "decision")?;
+            say(&saved.state, &format!("{}: {}", saved.state.decision, saved.state.reason));
+        }
+    }
+    *metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = render_metrics(&saved.state);
+    Ok(saved.state.phase.is_active())
+}
+
+fn render_metrics(st: &State) -> String {
+    let labels = format!("model=\"{}\",canary=\"{}\"", st.spec.model, st.spec.canary);
+    let weight = match st.traffic() {
+        Traffic::Weight(w) => w,
+        Traffic::Ab | Traffic::Shadow(_) => 0,
+    };
+    let mut out = String::new();
+    out.push_str("# TYPE switchyard_rollout_step gauge\n");
+    out.push_str(&format!("switchyard_rollout_step{{{labels}}} {}\n", st.step));
+    out.push_str("# TYPE switchyard_rollout_weight gauge\n");
+    out.push_str(&format!("switchyard_rollout_weight{{{labels}}} {weight}\n"));
+    out.push_str("# TYPE switchyard_rollout_state gauge\n");
+    for s in ["running", "paused", "holding", "promoted", "aborted"] {
+        out.push_str(&format!(
+            "switchyard_rollout_state{{{labels},state=\"{s}\"}} {}\n",
+            u8::from(st.phase.name() == s)
+        ));
+    }
+    out.push_str("# TYPE switchyard_rollout_last_decision_info gauge\n");
+    let reason = st.reason.replace('\\', "\\\\").replace('"', "\\\"");
+    out.push_str(&format!(
+        "switchyard_rollout_last_decision_info{{{labels},decision=\"{}\",reason=\"{reason}\"}} 1\n",
+        st.decision
+    ));
+    out
+}
+
+async fn run(dir: &Path, interval: &str, metrics_addr: Option<SocketAddr>, keep_running: bool) -> Result<(), String> {
+    let interval = switchyard_rollout::spec::duration(interval)?;
+    let metrics = Arc::new(Mutex::new(String::new()));
+    if let Some(addr) = metrics_addr {
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let bound = listener.local_addr().map_err(|e| e.to_string())?;
+        println!("switchyard-rollout: metrics on http://{bound}/metrics");
+        let m = metrics.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let m = m.clone();
+                async move { m.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone() }
+            }),
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+    }
+    let mut failures = 0u32;
+    loop {
+        let started = std::time::Instant::now();
+        let active = {
+            let dir = dir.to_owned();
+            let m = metrics.clone();
+            match tick(&dir, &m).await {
+                Ok(active) => {
+                    failures = 0;
+                    active
+                }
+                // Envoy restarting, a policy refused: said, and tried again next tick; the
+                // traffic stays as it is meanwhile.
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 || failures.is_multiple_of(30) {
+                        eprintln!("switchyard-rollout: {e} (retrying every {interval:?})");
+                    }
+                    true
+                }
+            }
+        };
+        if !active && !keep_running {
+            let store = Store::open(dir)?;
+            if let Some(saved) = store.load()? {
+                say(&saved.state, "the rollout has ended");
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(interval.saturating_sub(started.elapsed()).max(Duration::from_millis(50))).await;
+    }
+}
+
+fn reset_guard(dir: &Path) -> Result<(), String> {
+    let store = Store::open(dir)?;
+    let saved = store.load()?.ok_or_else(|| format!("no rollout in {}", dir.display()))?;
+    let current = in_force(&saved.target.bootstrap)?;
+    let mut cfg = current.config().clone();
+    let model = &saved.state.spec.model;
+    let g = cfg
+        .models
+        .get_mut(model)
+        .and_then(|m| m.guard.as_mut())
+        .ok_or_else(|| format!("model '{model}' has no guard in the policy in force"))?;
+    g.epoch += 1;
+    let epoch = g.epoch;
+    let version = deploy(&saved.target, &cfg)?;
+    event(&store, &saved.state, &format!("reset-guard: epoch {epoch}"))?;
+    println!(
+        "guard of {model} reset: epoch {epoch} in force (filter config {version}); a version it had taken out is back at its weight"
+    );
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let dir = cli.state_dir.as_path();
+    let result = match cli.command {
+        Command::Start { spec, policy, bootstrap, wasm, envoy_admin } => {
+            start(dir, &spec, Target { policy, bootstrap, wasm, envoy_admin })
+        }
+        Command::Run { interval, metrics_addr, keep_running } => run(dir, &interval, metrics_addr, keep_running).await,
+        Command::Status { json } => status(dir, json),
+        Command::Pause => command(dir, State::pause, "pause"),
+        Command::Resume => command(dir, |s| s.resume(now_ms()), "resume"),
+        Command::Promote => command(dir, State::promote, "promote"),
+        Command::Abort { reason } => command(dir, |s| s.abort_by_hand(&reason), "abort"),
+        Command::ResetGuard => reset_guard(dir),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchyard-rollout: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The rollout spec (YAML or JSON), validated once with every problem named.
+//!
+//! ```yaml
+//! model: mlp
+//! canary: v2
+//! steps:
+//!   - {weight: 5, min_duration: 30s, min_requests: 200}
+//!   - {weight: 25, min_duration: 1m}
+//!   - {hold: true}                 # waits for `switchyard-rollout promote`
+//!   - {weight: 100}
+//! analysis: {max_error_increase: 0.01, confidence: 0.99, max_latency_ratio: 1.25, quiet_deadline: 10m}
+//! ```
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub model: String,
+    /// The version rolled out.
+    pub canary: String,
+    /// The version it replaces and is judged against (default: the model's `guard.stable`,
+    /// else its first version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable: Option<String>,
+    pub steps: Vec<Step>,
+    #[serde(default)]
+    pub analysis: Analysis,
+}
+
+/// One stage. Exactly one of `weight`, `ab`, `shadow`, `hold`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// The canary's share of the split, 0-100 (the stable version gets the rest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// A header-matched A/B stage: only requests whose override header names the canary reach
+    /// it (the canary's weight stays 0).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ab: bool,
+    /// A shadow-only stage: this percentage of requests is mirrored to the canary, which
+    /// serves no client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<f64>,
+    /// A hold point: waits for `promote`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hold: bool,
+    /// How long the stage runs before it may promote (`30s`, `5m`, `1h`).
+    #[serde(default = "default_min_duration")]
+    pub min_duration: String,
+    /// Requests the canary must have served in the stage before it may promote.
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Analysis {
+    /// Abort when the canary's error ratio exceeds the stable one's by this much (absolute)...
+    #[serde(default = "default_max_error_increase")]
+    pub max_error_increase: f64,
+    /// ...with this confidence by a one-sided Fisher exact test (exact at any count), and
+    /// likewise for latency by a one-sided Mann-Whitney U test on the latency histograms.
+    #[serde(default = "default_confidence")]
+    pub confidence: f64,
+    /// Abort when the canary's median latency exceeds the stable one's by this factor (and the
+    /// rank test is significant).
+    #[serde(default = "default_max_latency_ratio")]
+    pub max_latency_ratio: f64,
+    /// A stage that has not seen `min_requests` by then holds (waits for a person) instead of
+    /// failing: low traffic is no evidence against the canary.
+    #[serde(default = "default_quiet_deadline")]
+    pub quiet_deadline: String,
+}
+
+impl Default for Analysis {
+    fn default() -> Self {
+        Analysis {
+            max_error_increase: default_max_error_increase(),
+            confidence: default_confidence(),
+            max_latency_ratio: default_max_latency_ratio(),
+            quiet_deadline: default_quiet_deadline(),
+        }
+    }
+}
+
+fn default_min_duration() -> String {
+    "30s".into()
+}
+fn default_min_requests() -> u64 {
+    100
+}
+fn default_max_error_increase() -> f64 {
+    0.01
+}
+fn default_confidence() -> f64 {
+    0.99
+}
+fn default_max_latency_ratio() -> f64 {
+    1.25
+}
+fn default_quiet_deadline() -> String {
+    "10m".into()
+}
+
+/// `30s`, `5m`, `1h`, `250ms`.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("'{s}' is not a duration like 30s, 5m or 1h");
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n.saturating_mul(1000),
+        "m" => n.saturating_mul(60_000),
+        "h" => n.saturating_mul(3_600_000),
+        _ => return Err(bad()),
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+/// What a step asks of the policy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stage {
+    Weight(u32),
+    Ab,
+    Shadow(f64),
+    Hold,
+}
+
+impl Step {
+    pub fn stage(&self) -> Stage {
+        match (self.weight, self.ab, self.shadow, self.hold) {
+            (_, _, _, true) => Stage::Hold,
+            (_, true, _, _) => Stage::Ab,
+            (_, _, Some(p), _) => Stage::Shadow(p),
+            (w, _, _, _) => Stage::Weight(w.unwrap_or(0)),
+        }
+    }
+
+    pub fn min_duration(&self) -> Duration {
+        duration(&self.min_duration).unwrap_or_default()
+    }
+}
+
+impl Spec {
+    /// Parses YAML (JSON is YAML) and validates; the error lists every problem.
+    pub fn parse(text: &str) -> Result<Spec, String> {
+        let spec: Spec = serde_norway::from_str(text).map_err(|e| format!("invalid rollout spec: {e}"))?;
+        let problems = spec.problems();
+        if problems.is_empty() { Ok(spec) } else { Err(format!("invalid rollout spec: {}", problems.join("; "))) }
+    }
+
+    pub fn quiet_deadline(&self) -> Duration {
+        duration(&self.analysis.quiet_deadline).unwrap_or_default()
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if !switchyard_policy::config::valid_name(&self.model) {
+            p.push(format!("model '{}' is not a valid model name", self.model));
+        }
+        if !switchyard_policy::config::valid_name(&self.canary) {
+            p.push(format!("canary '{}' is not a valid version name", self.canary));
+        }
+        if self.stable.as_deref() == Some(self.canary.as_str()) {
+            p.push("stable and canary are the same version".into());
+        }
+        if self.steps.is_empty() {
+            p.push("steps must list at least one step".into());
+        }
+        for (i, s) in self.steps.iter().enumerate() {
+            let at = |m: &str| format!("steps[{i}]: {m}");
+            let kinds = usize::from(s.weight.is_some())
+                + usize::from(s.ab)
+                + usize::from(s.shadow.is_some())
+                + usize::from(s.hold);
+            if kinds != 1 {
+                p.push(at("needs exactly one of weight, ab, shadow, hold"));
+            }
+            if let Some(w) = s.weight
+                && w > 100
+            {
+                p.push(at(&format!("weight must be 0-100, got {w}")));
+            }
+            if let Some(pct) = s.shadow
+                && !(pct > 0.0 && pct <= 100.0)
+            {
+                p.push(at(&format!("shadow must be a percentage in (0, 100], got {pct}")));
+            }
+            if let Err(e) = duration(&s.min_duration) {
+                p.push(at(&format!("min_duration: {e}")));
+            }
+        }
+        let weights: Vec<u32> = self.steps.iter().filter_map(|s| s.weight).collect();
+        if weights.windows(2).any(|w| w[1] < w[0]) {
+            p.push(format!(
+                "step weights must not decrease (got {weights:?}): a rollout only moves traffic to the canary"
+            ));
+        }
+        let a = &self.analysis;
+        if !(a.max_error_increase > 0.0 && a.max_error_increase <= 1.0) {
+            p.push(format!("analysis.max_error_increase must be in (0, 1], got {}", a.max_error_increase));
+        }
+        if !(a.confidence >= 0.5 && a.confidence < 1.0) {
+            p.push(format!("analysis.confidence must be in [0.5, 1), got {}", a.confidence));
+        }
+        if a.max_latency_ratio < 1.0 || a.max_latency_ratio.is_nan() {
+            p.push(format!("analysis.max_latency_ratio must be at least 1, got {}", a.max_latency_ratio));
+        }
+        if let Err(e) = duration(&a.quiet_deadline) {
+            p.push(format!("analysis.quiet_deadline: {e}"));
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_parses_with_defaults() {
+        let s = Spec::parse(
+            "model: mlp\ncanary: v2\nsteps:\n  - {weight: 5, min_duration: 30s, min_requests: 200}\n  - {weight: 25, min_duration: 1m}\n  - {hold: true}\n  - {weight: 100}\n",
+        )
+        .unwrap();
+        assert_eq!(s.steps.len(), 4);
+        assert_eq!(s.steps[0].stage(), Stage::Weight(5));
+        assert_eq!(s.steps[1].min_duration(), Duration::from_secs(60));
+        assert_eq!(s.steps[1].min_requests, 100);
+        assert_eq!(s.steps[2].stage(), Stage::Hold);
+        assert_eq!(s.analysis, Analysis::default());
+        assert_eq!(s.quiet_deadline(), Duration::from_secs(600));
+        // JSON is YAML.
+        let j =
+            Spec::parse(r#"{"model": "mlp", "canary": "v2", "steps": [{"ab": true}, {"shadow": 10}, {"weight": 50}]}"#)
+                .unwrap();
+        assert_eq!(
+            j.steps.iter().map(Step::stage).collect::<Vec<_>>(),
+            [Stage::Ab, Stage::Shadow(10.0), Stage::Weight(50)]
+        );
+    }
+
+    #[test]
+    fn a_bad_spec_is_refused_with_every_problem_named() {
+        let e = Spec::parse(
+            "model: 'm m'\ncanary: v1\nstable: v1\nsteps:\n  - {weight: 50}\n  - {weight: 10, hold: true}\n  - {weight: 101, min_duration: soon}\n  - {shadow: 0}\n  - {}\nanalysis: {max_error_increase: 0, confidence: 1, max_latency_ratio: 0.5, quiet_deadline: never}\n",
+        )
+        .unwrap_err();
+        for needle in [
+            "model 'm m'",
+            "stable and canary are the same",
+            "steps[1]: needs exactly one",
+            "steps[2]: weight must be 0-100",
+            "steps[2]: min_duration: 'soon'",
+            "steps[3]: shadow must be",
+            "steps[4]: needs exactly one",
+            "must not decrease",
+            "max_error_increase",
+            "confidence",
+            "max_latency_ratio",
+            "quiet_deadline",
+        ] {
+            assert!(e.contains(needle), "missing {needle:?} in {e}");
+        }
+        assert!(Spec::parse("model: mlp\ncanary: v2\nsteps: []\nextra: 1\n").unwrap_err().contains("unknown field"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(duration("2h"), Ok(Duration::from_secs(7200)));
+        for bad in ["", "5", "s", "1d", "-1s", "1.5s"] {
+            assert!(duration(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! The rollout's durable state: a directory holding `state.json` (replaced atomically and
+//! synced after every change, so a controller killed at any point resumes where it was),
+//! `events.jsonl` (one line per decision, appended and synced) and `lock` (every command and
+//! the controller hold it while they read, decide and write, so two never act at once).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::judge::State;
+
+/// Where the rollout acts: the policy file it rewrites, and what `policy::deploy` needs to put
+/// it in force in the running Envoy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    pub policy: PathBuf,
+    pub bootstrap: PathBuf,
+    pub wasm: PathBuf,
+    /// Envoy's admin listener, HOST:PORT, read for the filter's metrics.
+    pub envoy_admin: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Saved {
+    pub target: Target,
+    pub state: State,
+}
+
+/// The state directory, locked for as long as this lives.
+pub struct Store {
+    dir: PathBuf,
+    _lock: File,
+}
+
+fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> String {
+    let at = format!("{what} {}", path.display());
+    move |e| format!("cannot {at}: {e}")
+}
+
+impl Store {
+    /// Takes the directory's lock (waiting for whoever holds it: a command or a tick takes well
+    /// under a second).
+    pub fn open(dir: &Path) -> Result<Store, String> {
+        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+        let path = dir.join("lock");
+        let lock =
+            OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io("open", &path))?;
+        lock.lock().map_err(io("lock", &path))?;
+        Ok(Store { dir: dir.to_owned(), _lock: lock })
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    pub fn events_path(&self) -> PathBuf {
+        self.dir.join("events.jsonl")
+    }
+
+    /// The saved rollout; `None` when none was ever started here.
+    pub fn load(&self) -> Result<Option<Saved>, String> {
+        let path = self.state_path();
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("read", &path)(e)),
+        }
+    }
+
+    /// Replaces the state: a temporary file, synced, renamed over the old one, the directory
+    /// synced; a crash leaves the old state or the new, never half of one.
+    pub fn save(&self, saved: &Saved) -> Result<(), String> {
+        let path = self.state_path();
+        let tmp = self.dir.join(".state.json.tmp");
+        let text = serde_json::to_vec_pretty(saved).map_err(|e| e.to_string())?;
+        let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+        f.write_all(&text).map_err(io("write", &tmp))?;
+        f.sync_all().map_err(io("sync", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io("replace", &path))?;
+        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io("sync", &self.dir))
+    }
+
+    /// Appends one event line (synced).
+    pub fn event(&self, event: &serde_json::Value) -> Result<(), String> {
+        let path = self.events_path();
+        let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(io("open", &path))?;
+        let mut line = serde_json::to_vec(event).map_err(|e| e.to_string())?;
+        line.push(b'\n');
+        f.write_all(&line).map_err(io("append to", &path))?;
+        f.sync_data().map_err(io("sync", &path))
+    }
+}
