@@ -5,8 +5,9 @@
 #          -> backend v1 :8101 (mlp:v1, resnet18:v1) | backend v2 :8102 (mlp:v2, resnet18:v2)
 #   samples -> collector :9411 -> .demo/samples.jsonl
 #   Prometheus :9090 (scrapes Envoy and the backends; SLO, canary, cost rules) -> Alertmanager :9093
-# then drives traffic, changes the canary weight at run time, runs an offline batch job,
-# prints what came back and where the metrics are, and stops everything cleanly.
+# then drives traffic, changes the canary weight at run time, crashes the canary (the filter's
+# guard takes it out), restarts it and promotes it with switchyard-rollout, runs an offline
+# batch job, prints what came back and where the metrics are, and stops everything cleanly.
 #   scripts/demo.sh           run and stop
 #   scripts/demo.sh --quick   the same steps with shorter traffic phases (what CI runs)
 #   scripts/demo.sh --stay    leave the stack running until Ctrl-C
@@ -23,7 +24,7 @@ for arg in "$@"; do
 done
 # Traffic phases in seconds: ramp, resnet18 clients, after the canary change. --quick keeps
 # every step and shortens only these.
-if [ "$QUICK" = 1 ]; then T_RAMP=2 T_RESNET=2 T_CANARY=2; else T_RAMP=5 T_RESNET=4 T_CANARY=4; fi
+if [ "$QUICK" = 1 ]; then T_RAMP=2 T_RESNET=2 T_CANARY=2 T_GUARD=3 T_STEP=1; else T_RAMP=5 T_RESNET=4 T_CANARY=4 T_GUARD=5 T_STEP=3; fi
 DEMO=.demo
 ENVOY=127.0.0.1:10000
 ENVOY_ADMIN=127.0.0.1:9901
@@ -47,6 +48,7 @@ LOAD=$(sy_bin switchyard-load)
 BACKEND=$(sy_bin switchyard-backend)
 COLLECTOR=$(sy_bin switchyard-collector)
 POLICY_BIN=$(sy_bin switchyard-policy)
+ROLLOUT_BIN=$(sy_bin switchyard-rollout)
 T_BUILD=$SECONDS
 
 NAMES=() PIDS=()
@@ -153,6 +155,47 @@ before=$(v2_served)
 "$LOAD" open --addr "$ENVOY" --model mlp --rate 500 --duration "${T_CANARY}s" -q
 after=$(v2_served)
 echo "    v2 served $((after - before)) of those $((500 * T_CANARY)) requests"
+
+step "a canary that crashes: backend v2 SIGKILLed under 300 req/s; the filter's guard takes mlp/v2 out on its own"
+"$LOAD" open --addr "$ENVOY" --model mlp --rate 300 --duration "${T_GUARD}s" -q --report "$DEMO/guard.json" &
+load_pid=$!
+sleep 1
+kill -KILL "${PIDS[1]}"
+wait "${PIDS[1]}" 2>/dev/null || true
+unset 'PIDS[1]' 'NAMES[1]'
+wait "$load_pid"
+"$SY_PY" - "$DEMO/guard.json" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))["total"]
+last = t.get("last_error_ms")
+print(f"    {t['errors']} of {t['sent']} requests failed ({100 * t['errors'] / t['sent']:.2f}%);"
+      + (f" the last error ended {last - 1000:.0f} ms after the crash" if last else " none"))
+PY
+grep -h "guard took" "$DEMO/envoy.log" | head -n 1 | sed 's/.*switchyard: switchyard: /    Envoy log: /' || true
+envoy_stats | metric '^switchyard_guard_out\{model="mlp"'
+
+step "the fixed canary back: backend v2 restarted, the guard reset, and switchyard-rollout promoting mlp:v2 step by step"
+start backend-v2b "$BACKEND" serve --model-repository models/repo --models mlp:v2,resnet18:v2 \
+  --http-addr "$SWITCHYARD_BACKEND_V2" --admin-addr 127.0.0.1:8202
+wait_http "http://$SWITCHYARD_BACKEND_V2/v2/health/ready" "backend v2 (restarted)"
+cp "$DEMO/policy-50.json" "$DEMO/policy-rollout.json"
+cat > "$DEMO/rollout.yaml" <<EOT
+model: mlp
+canary: v2
+steps:
+  - {weight: 70, min_duration: ${T_STEP}s, min_requests: 50}
+  - {weight: 90, min_duration: ${T_STEP}s, min_requests: 50}
+EOT
+ROLLOUT=("$ROLLOUT_BIN" --state-dir "$DEMO/rollout")
+"${ROLLOUT[@]}" start "$DEMO/rollout.yaml" --policy "$DEMO/policy-rollout.json" --bootstrap "$DEMO/envoy/envoy.yaml" \
+  --envoy-admin "$ENVOY_ADMIN" | sed 's/^/    /'
+"${ROLLOUT[@]}" reset-guard | sed 's/^/    /'
+"$LOAD" open --addr "$ENVOY" --model mlp --rate 300 --duration "$((3 * T_STEP + 4))s" -q >/dev/null &
+load_pid=$!
+"${ROLLOUT[@]}" run --interval 500ms | sed 's/^/    /'
+wait "$load_pid"
+"${ROLLOUT[@]}" status | sed 's/^/    /'
+echo "    events: $DEMO/rollout/events.jsonl ($(wc -l < "$DEMO/rollout/events.jsonl") lines)"
 
 step "offline batch: 2,000 rows through mlp:v1 at full batch size ($DEMO/batch-in.jsonl -> $DEMO/batch-out.jsonl)"
 "$SY_PY" - "$DEMO/batch-in.jsonl" <<'PY'

@@ -637,7 +637,7 @@ mod tests {
             h1.logs.iter().map(|(_, l)| l).filter(|l| l.contains("guard took mlp/v2")).collect();
         assert_eq!(tripped.len(), 1, "{:?}", h1.logs);
         assert!(tripped[0].contains("error ratio"), "{}", tripped[0]);
-        assert_eq!(h1.recorded("switchyard_guard_out;model=mlp;version=v2"), vec![1]);
+        assert_eq!(h1.recorded("switchyard_guard_out;model=mlp;version=v2"), vec![0, 1], "0 at the first tick, then 1");
         // Worker 2 never saw a failure: its next tick reads the latch.
         h2.now_ms = 2000;
         w2.borrow_mut().flush_guard(&mut h2, &mut store);
@@ -666,5 +666,17 @@ mod tests {
         cleared.borrow_mut().adopt(&mut h1, &mut swapped.borrow_mut());
         cleared.borrow_mut().flush_guard(&mut h1, &mut store);
         assert_eq!(served(&mut h1, &cleared, &[("x-pin", "v2")], 200), "mlp-v2");
+        // ...with an empty window: the failures that tripped epoch 0 do not trip epoch 1.
+        for _ in 0..20 {
+            served(&mut h1, &cleared, &[("x-user", "u1")], 200);
+        }
+        h1.now_ms = 2000;
+        cleared.borrow_mut().flush_guard(&mut h1, &mut store);
+        assert_eq!(served(&mut h1, &cleared, &[("x-pin", "v2")], 200), "mlp-v2", "{:?}", h1.logs);
+        assert_eq!(
+            h1.recorded("switchyard_guard_out;model=mlp;version=v2").last(),
+            Some(&0),
+            "the new epoch shows it back in"
+        );
     }
 }

@@ -90,6 +90,9 @@ struct GuardState {
     epoch: u64,
     pending: Vec<Counts>,
     out: Vec<bool>,
+    /// What this worker last recorded in `switchyard_guard_out`, per version: recorded again
+    /// when it differs, so a new epoch (or a new policy) sets the gauge back to 0.
+    shown: Vec<Option<bool>>,
 }
 
 pub struct Worker {
@@ -143,6 +146,7 @@ impl Worker {
                     epoch: g.epoch,
                     pending: vec![Counts::default(); m.versions.len()],
                     out: vec![false; m.versions.len()],
+                    shown: vec![None; m.versions.len()],
                 })
             })
             .collect();
@@ -516,7 +520,7 @@ impl Worker {
             let (Some(g), Some(rule)) = (g, &policy.guard) else { continue };
             let mut totals = Vec::with_capacity(policy.versions.len());
             for (v, pending) in policy.versions.iter().zip(&mut g.pending) {
-                let key = guard::window_key(model, &v.name);
+                let key = guard::window_key(model, &v.name, g.epoch);
                 totals.push(merge(h, store, &key, &g.window, pending, now_ms).totals(now_ms));
             }
             let Some(stable) = totals.get(g.stable).copied() else { continue };
@@ -560,8 +564,13 @@ impl Worker {
                 if let Some(out) = g.out.get_mut(vi) {
                     *out = true;
                 }
-                if let Some(v) = self.ids.version(mi, vi) {
-                    v.guard_out.record(h, 1);
+            }
+            for (vi, (out, shown)) in g.out.iter().zip(&mut g.shown).enumerate() {
+                if *shown != Some(*out)
+                    && let Some(v) = self.ids.version(mi, vi)
+                {
+                    v.guard_out.record(h, u64::from(*out));
+                    *shown = Some(*out);
                 }
             }
         }

@@ -136,6 +136,9 @@ pub fn summary(r: &Report) -> String {
             list(&r.total.by_status),
             list(&r.total.by_cause)
         );
+        if let (Some(first), Some(last)) = (r.total.first_error_ms, r.total.last_error_ms) {
+            let _ = writeln!(s, "errors ended between {first:.0} ms and {last:.0} ms into the run");
+        }
     }
     let _ = writeln!(
         s,

@@ -17,9 +17,11 @@ use crate::config::{Guard, ModelPolicy};
 use crate::slo::Counts;
 use crate::split::{Decision, Reason};
 
-/// The shared-data key of a version's guard window (a `slo::Window` of the guard's spec).
-pub fn window_key(model: &str, version: &str) -> String {
-    format!("switchyard/guard/window/{model}/{version}")
+/// The shared-data key of a version's guard window (a `slo::Window` of the guard's spec). Per
+/// epoch: a reset starts from an empty window, or the failures that tripped the latch would
+/// trip the new one at once.
+pub fn window_key(model: &str, version: &str, epoch: u64) -> String {
+    format!("switchyard/guard/window/{model}/{version}/{epoch}")
 }
 
 /// The shared-data key that latches a trip: while present, the version is out of the split. A

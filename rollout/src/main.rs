@@ -448,7 +448,7 @@ async fn run(dir: &Path, interval: &str, metrics_addr: Option<SocketAddr>, keep_
     }
 }
 
-fn reset_guard(dir: &Path) -> Result<(), String> {
+async fn reset_guard(dir: &Path) -> Result<(), String> {
     let store = Store::open(dir)?;
     let saved = store.load()?.ok_or_else(|| format!("no rollout in {}", dir.display()))?;
     let current = in_force(&saved.target.bootstrap)?;
@@ -465,6 +465,22 @@ fn reset_guard(dir: &Path) -> Result<(), String> {
     event(&store, &saved.state, &format!("reset-guard: epoch {epoch}"))?;
     println!(
         "guard of {model} reset: epoch {epoch} in force (filter config {version}); a version it had taken out is back at its weight"
+    );
+    // Envoy takes the new policy and the filter shows it within a tick or two: wait for that,
+    // so a controller started next does not read the old latch as a new trip.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        if let Ok(obs) = observe(&saved.target, &saved.state).await
+            && !obs.guard_out
+        {
+            println!("  Envoy shows {model}/{} back in the split", saved.state.spec.canary);
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "  Envoy still shows {model}/{} out of the split after 2 s: is it failing again?",
+        saved.state.spec.canary
     );
     Ok(())
 }
@@ -483,7 +499,7 @@ async fn main() -> ExitCode {
         Command::Resume => command(dir, |s| s.resume(now_ms()), "resume"),
         Command::Promote => command(dir, State::promote, "promote"),
         Command::Abort { reason } => command(dir, |s| s.abort_by_hand(&reason), "abort"),
-        Command::ResetGuard => reset_guard(dir),
+        Command::ResetGuard => reset_guard(dir).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
