@@ -10,9 +10,10 @@
 #   peers:     Switchyard vs KServe 0.21 and MLServer 1.7.1 on the same TorchScript models, same cells,
 #              same load generator, interleaved, with ratios (~9 min; the first run installs the peers
 #              into benchmark-only venvs under .cache/peers, a few minutes)
-#   guard:     the data-plane guard in real Envoy: a canary killed under load (guard on vs no
-#              protection: time to the last client error, failed requests), and 30 healthy canaries
-#              under 1-5% baseline errors (false trips) (~3 min)
+#   guard:     a canary killed under load in real Envoy, protected by the data-plane guard, by
+#              switchyard-rollout alone, by a Flagger-equivalent analysis, or by nothing (time to
+#              the last client error, failed requests), and 30 healthy canaries under 1-5% baseline
+#              errors (false trips) (~6 min)
 #   all:       all six, in that order (~28 min)
 # Keep the machine otherwise idle while it runs: the results are ratios measured side by side,
 # but a busy neighbour still blurs them.

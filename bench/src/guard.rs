@@ -97,34 +97,199 @@ fn start_envoy(
         .with_context(|| format!("Envoy (configuration and log in {})", dir.display()))
 }
 
+/// What protects the clients when the canary fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protection {
+    /// The filter's data-plane guard.
+    Guard,
+    /// `switchyard-rollout run` (1 s interval), the guard off.
+    Controller,
+    /// A Flagger-equivalent analysis: every 10 s the canary's success rate over the interval,
+    /// a failed check below 99% (or with no data), rollback after 2 failed checks.
+    Flagger,
+    /// Nothing and nobody.
+    None,
+}
+
+impl Protection {
+    fn name(self) -> &'static str {
+        match self {
+            Protection::Guard => "data-plane guard",
+            Protection::Controller => "switchyard-rollout alone (guard off)",
+            Protection::Flagger => "Flagger-equivalent (interval 10 s, threshold 2)",
+            Protection::None => "none",
+        }
+    }
+}
+
 struct FaultRun {
-    guard: bool,
+    protection: Protection,
     report: Report,
     /// From the crash to the last failed request's end; None when nothing failed.
     last_error_after_ms: Option<f64>,
-    trip: Option<String>,
+    /// Failed requests sent in the 20 s around the crash (8 s before, 12 s after).
+    window_failed: u64,
+    window_sent: u64,
+    what_acted: Option<String>,
 }
 
-async fn fault_run(a: &GuardArgs, work: &Path, repo: &Path, guard: bool, round: usize) -> anyhow::Result<FaultRun> {
+/// Flagger's analysis, computed the way Flagger does (`interval`, `threshold`, the
+/// request-success-rate check at 99%, "no values" a failed check), acting through the same
+/// policy update as everything else.
+async fn flagger(
+    envoy_admin: String,
+    bootstrap: PathBuf,
+    policy: PathBuf,
+    seconds: f64,
+) -> anyhow::Result<Option<String>> {
+    let interval = Duration::from_secs(10);
+    let mut last = (0.0, 0.0);
+    let mut failed = 0;
+    let started = std::time::Instant::now();
+    while started.elapsed().as_secs_f64() + 10.0 <= seconds {
+        tokio::time::sleep(interval).await;
+        let (_, body) = switchyard_load::http::get(&envoy_admin, "/stats/prometheus").await?;
+        let s = switchyard_load::metrics::parse(&String::from_utf8_lossy(&body));
+        let at = [("model", "mlp"), ("version", "v2")];
+        let total = switchyard_load::metrics::sum(&s, "switchyard_requests_total", &at);
+        let ok =
+            switchyard_load::metrics::sum(&s, "switchyard_requests_total", &[at[0], at[1], ("outcome", "success")]);
+        let (dt, dok) = (total - last.0, ok - last.1);
+        last = (total, ok);
+        let rate = if dt > 0.0 { dok / dt } else { f64::NAN };
+        if rate.is_nan() || rate < 0.99 {
+            failed += 1;
+        }
+        if failed >= 2 {
+            let next = policy.with_file_name("policy-rollback.json");
+            stdout_of(
+                Command::new("target/release/switchyard-policy").args([
+                    "weights",
+                    s_(&policy)?,
+                    "--model",
+                    "mlp",
+                    "v1=100",
+                    "v2=0",
+                    "--out",
+                    s_(&next)?,
+                ]),
+                "switchyard-policy weights",
+            )?;
+            stdout_of(
+                Command::new("target/release/switchyard-policy").args([
+                    "render",
+                    "filter",
+                    "--policy",
+                    s_(&next)?,
+                    "--wasm",
+                    FILTER_WASM,
+                    "--bootstrap",
+                    s_(&bootstrap)?,
+                ]),
+                "switchyard-policy render filter",
+            )?;
+            return Ok(Some(format!(
+                "rolled back at {:.1} s after 2 failed checks (last success rate {:.1}%)",
+                started.elapsed().as_secs_f64(),
+                rate * 100.0
+            )));
+        }
+    }
+    Ok(None)
+}
+
+fn s_(p: &Path) -> anyhow::Result<&str> {
+    s(p)
+}
+
+async fn fault_run(
+    a: &GuardArgs,
+    work: &Path,
+    repo: &Path,
+    protection: Protection,
+    round: usize,
+) -> anyhow::Result<FaultRun> {
     let bin = a.common.backend()?;
     let stable = Backend::start(&bin, repo)?;
     let canary = Backend::start(&bin, repo)?;
-    let dir = work.join(format!("fault-{round}-{}", if guard { "guard" } else { "none" }));
-    let policy = json!({"models": {"mlp": model_policy("mlp", guard)}});
+    let dir = work.join(format!("fault-{round}-{protection:?}"));
+    let policy = json!({"models": {"mlp": model_policy("mlp", protection == Protection::Guard)}});
     let upstreams = [("mlp-v1".to_owned(), stable.http.clone()), ("mlp-v2".to_owned(), canary.http.clone())];
     let envoy = start_envoy(&dir, &policy, &upstreams, &[])?;
+    let bootstrap = dir.join("envoy.yaml");
+    let policy_file = dir.join("policy.json");
+    // Flagger's checks are 10 s apart: its run is longer, so its rollback falls inside it.
+    let seconds = if protection == Protection::Flagger { a.fault_at + 30.0 } else { a.seconds };
+    let mut controller = None;
+    if protection == Protection::Controller {
+        let spec = dir.join("spec.yaml");
+        std::fs::write(
+            &spec,
+            "model: mlp\ncanary: v2\nsteps:\n  - {weight: 10, min_duration: 10m, min_requests: 100}\n",
+        )?;
+        let state = dir.join("rollout");
+        stdout_of(
+            Command::new("target/release/switchyard-rollout").arg("--state-dir").arg(&state).args([
+                "start",
+                s(&spec)?,
+                "--policy",
+                s(&policy_file)?,
+                "--bootstrap",
+                s(&bootstrap)?,
+                "--wasm",
+                FILTER_WASM,
+                "--envoy-admin",
+                &envoy.admin,
+            ]),
+            "switchyard-rollout start",
+        )?;
+        let mut cmd = Command::new("target/release/switchyard-rollout");
+        cmd.arg("--state-dir").arg(&state).args(["run", "--interval", "1s"]);
+        let log = dir.join("rollout.log");
+        controller = Some(
+            switchyard_testkit::process::Process::spawn(
+                "switchyard-rollout",
+                cmd,
+                switchyard_testkit::process::Log::File(log),
+            )?
+            .on_drop(switchyard_testkit::process::OnDrop::Kill),
+        );
+    }
     let inputs = model_inputs(&stable.http, "mlp", None).await?;
     let body = build_body(&inputs, 1, false, 5, None)?;
-    let (listen, rate, secs) = (envoy.listen.clone(), a.rate, Duration::from_secs_f64(a.seconds));
+    let (listen, rate, secs) = (envoy.listen.clone(), a.rate, Duration::from_secs_f64(seconds));
     let load = tokio::spawn(async move { run::open(&listen, "/v2/models/mlp/infer", Some(body), rate, secs).await });
+    let analysis = (protection == Protection::Flagger)
+        .then(|| tokio::spawn(flagger(envoy.admin.clone(), bootstrap.clone(), policy_file.clone(), seconds)));
     tokio::time::sleep(Duration::from_secs_f64(a.fault_at)).await;
     canary.kill()?;
     let report = load.await.context("the load task failed")??;
     let last_error_after_ms = report.total.last_error_ms.map(|t| t - a.fault_at * 1e3);
-    let log = std::fs::read_to_string(dir.join("envoy.log")).unwrap_or_default();
-    let trip = log.lines().find_map(|l| l.split_once("guard took ").map(|(_, rest)| rest.to_owned()));
+    let what_acted = match protection {
+        Protection::Guard => {
+            let log = std::fs::read_to_string(dir.join("envoy.log")).unwrap_or_default();
+            log.lines().find_map(|l| l.split_once("guard took ").map(|(_, rest)| rest.to_owned()))
+        }
+        Protection::Controller => {
+            drop(controller);
+            let events = std::fs::read_to_string(dir.join("rollout/events.jsonl")).unwrap_or_default();
+            events
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|e| e["decision"] == "abort")
+                .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
+        }
+        Protection::Flagger => match analysis {
+            Some(h) => h.await.context("the analysis task failed")??,
+            None => None,
+        },
+        Protection::None => None,
+    };
+    let from = (a.fault_at - 8.0).max(0.0) as usize;
+    let window: Vec<_> = report.timeline.iter().filter(|t| t.t >= from && t.t < from + 20).collect();
+    let (window_sent, window_failed) = (window.iter().map(|t| t.sent).sum(), window.iter().map(|t| t.errors).sum());
     drop(envoy);
-    Ok(FaultRun { guard, report, last_error_after_ms, trip })
+    Ok(FaultRun { protection, report, last_error_after_ms, window_failed, window_sent, what_acted })
 }
 
 struct Noise {
@@ -198,19 +363,21 @@ pub async fn run(a: GuardArgs) -> anyhow::Result<()> {
     derive_model_as(&a.common.model_repository, &repo, "mlp", "mlp", |_| {})?;
     let mut runs = Vec::new();
     for round in 0..a.rounds {
-        for guard in [true, false] {
+        for protection in [Protection::Guard, Protection::Controller, Protection::None] {
             eprintln!(
                 "bench: fault round {}/{}, {}: {} req/s, canary (10%) killed at {}s of {}s",
                 round + 1,
                 a.rounds,
-                if guard { "guard on" } else { "no protection" },
+                protection.name(),
                 a.rate,
                 a.fault_at,
                 a.seconds
             );
-            runs.push(fault_run(&a, &work, &repo, guard, round).await?);
+            runs.push(fault_run(&a, &work, &repo, protection, round).await?);
         }
     }
+    eprintln!("bench: fault, {}: {}s", Protection::Flagger.name(), a.fault_at + 30.0);
+    runs.push(fault_run(&a, &work, &repo, Protection::Flagger, 0).await?);
     let noise = noise_run(&a, &work).await?;
     let _ = std::fs::remove_dir_all(&work);
     let md = report(&a, &runs, &noise)?;
@@ -222,44 +389,44 @@ pub async fn run(a: GuardArgs) -> anyhow::Result<()> {
 
 fn report(a: &GuardArgs, runs: &[FaultRun], noise: &Noise) -> anyhow::Result<String> {
     let mut m = String::new();
-    writeln!(m, "# Benchmarks: the data-plane guard\n")?;
+    writeln!(m, "# Benchmarks: the data-plane guard and the rollout controller\n")?;
     writeln!(m, "Generated by `{}` — do not edit by hand; re-run it.\n", a.reproduce)?;
     writeln!(
         m,
         "- Machine: {}. Real Envoy (default workers) with the built filter, real backends (mlp), \
          `switchyard-load` open loop; the guard at its defaults (`window` 6s, `min_requests` 20, \
-         `error_margin` 0.05, `z` 5).\n",
+         `error_margin` 0.05, `z` 5), the controller at its (`switchyard-rollout run --interval 1s`, \
+         Fisher exact at 99%, `max_error_increase` 0.01).\n",
         machine()
     )?;
     writeln!(m, "## A canary that crashes\n")?;
     writeln!(
         m,
-        "{} req/s for {}s, canary at 10%, its backend SIGKILLed at {}s; rounds alternate guard on / no protection \
-         (no controller, nobody acting). \"Last error\" is when the last failed request ended, after the crash.\n",
-        a.rate, a.seconds, a.fault_at
+        "{} req/s, canary at 10%, its backend SIGKILLed at {}s of {}s (the Flagger-equivalent run is longer: its \
+         checks are 10 s apart); rounds alternate the protections. \"Last error\" is when the last failed request \
+         ended, after the crash; \"failed in 20 s\" counts the requests sent from 8 s before the crash to 12 s after.\n",
+        a.rate, a.fault_at, a.seconds
     )?;
-    writeln!(m, "| run | protection | requests | failed | failed % | last error after the crash | the guard's log |")?;
-    writeln!(m, "|---:|---|---:|---:|---:|---:|---|")?;
+    writeln!(m, "| round | protection | requests | failed in 20 s | last error after the crash | what acted |")?;
+    writeln!(m, "|---:|---|---:|---:|---:|---|")?;
     for (i, r) in runs.iter().enumerate() {
-        let t = &r.report.total;
         writeln!(
             m,
-            "| {} | {} | {} | {} | {:.2}% | {} | {} |",
-            i / 2 + 1,
-            if r.guard { "guard" } else { "none" },
-            t.sent,
-            t.errors,
-            100.0 * t.errors as f64 / t.sent.max(1) as f64,
+            "| {} | {} | {} | {} ({:.2}%) | {} | {} |",
+            i / 3 + 1,
+            r.protection.name(),
+            r.report.total.sent,
+            r.window_failed,
+            100.0 * r.window_failed as f64 / r.window_sent.max(1) as f64,
             r.last_error_after_ms.map_or("–".into(), |ms| format!("{ms:.0} ms")),
-            r.trip.as_deref().map_or("–".into(), |t| format!("`{}`", t.replace('|', "/")))
+            r.what_acted.as_deref().map_or("–".into(), |t| format!("`{}`", t.replace('|', "/")))
         )?;
     }
-    let guarded: Vec<&FaultRun> = runs.iter().filter(|r| r.guard).collect();
-    let last = median(guarded.iter().map(|r| r.last_error_after_ms.unwrap_or(f64::NAN)).collect());
-    let worst_last = guarded.iter().filter_map(|r| r.last_error_after_ms).fold(0.0, f64::max);
-    let failed = |r: &&FaultRun| 100.0 * r.report.total.errors as f64 / r.report.total.sent.max(1) as f64;
-    let worst_failed = guarded.iter().map(failed).fold(0.0, f64::max);
-    let unprotected = median(runs.iter().filter(|r| !r.guard).map(|r| failed(&r)).collect());
+    let of = |p: Protection| runs.iter().filter(move |r| r.protection == p);
+    let worst_last = |p: Protection| of(p).map(|r| r.last_error_after_ms.unwrap_or(f64::INFINITY)).fold(0.0, f64::max);
+    let failed = |r: &FaultRun| 100.0 * r.window_failed as f64 / r.window_sent.max(1) as f64;
+    let worst_failed = |p: Protection| of(p).map(failed).fold(0.0, f64::max);
+    let last = median(of(Protection::Guard).map(|r| r.last_error_after_ms.unwrap_or(f64::NAN)).collect());
     writeln!(m, "\n## Noise: healthy canaries\n")?;
     let total: u64 = noise.per_model.iter().map(|(_, n, _)| n).sum();
     let errors: u64 = noise.per_model.iter().map(|(_, _, e)| e).sum();
@@ -279,16 +446,31 @@ fn report(a: &GuardArgs, runs: &[FaultRun], noise: &Noise) -> anyhow::Result<Str
     )?;
     writeln!(m, "## Goals (issue 13)\n")?;
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    let g_last = worst_last(Protection::Guard);
     writeln!(
         m,
-        "- guard: ≤ 1 s from the crash to the last error: **median {last:.0} ms, worst {worst_last:.0} ms** — {}",
-        verdict(worst_last <= 1000.0 && !last.is_nan())
+        "- guard: ≤ 1 s from the crash to the last error: **median {last:.0} ms, worst {g_last:.0} ms** — {}",
+        verdict(g_last <= 1000.0)
     )?;
     writeln!(
         m,
-        "- guard: ≤ 0.5% of requests failed in the {}s window: **worst {worst_failed:.2}%** (no protection: {unprotected:.2}%) — {}",
-        a.seconds,
-        verdict(worst_failed <= 0.5)
+        "- guard: ≤ 0.5% of requests failed in the 20 s window: **worst {:.2}%** (no protection: {:.2}%) — {}",
+        worst_failed(Protection::Guard),
+        worst_failed(Protection::None),
+        verdict(worst_failed(Protection::Guard) <= 0.5)
+    )?;
+    let c_last = worst_last(Protection::Controller);
+    writeln!(
+        m,
+        "- controller alone: ≤ 5 s from the crash to the last error: **worst {:.1} s** ({:.2}% failed in 20 s at worst) — {}",
+        c_last / 1e3,
+        worst_failed(Protection::Controller),
+        verdict(c_last <= 5000.0)
+    )?;
+    writeln!(
+        m,
+        "- for comparison, the Flagger-equivalent analysis: **{:.1} s** to the last error",
+        worst_last(Protection::Flagger) / 1e3
     )?;
     writeln!(
         m,
@@ -297,11 +479,6 @@ fn report(a: &GuardArgs, runs: &[FaultRun], noise: &Noise) -> anyhow::Result<Str
         noise.models,
         a.noise_seconds,
         verdict(noise.trips.is_empty())
-    )?;
-    writeln!(
-        m,
-        "- controller alone (≤ 5 s) and a Flagger-equivalent analysis: not measured yet: the rollout controller is \
-         the next part of issue 13."
     )?;
     Ok(m)
 }
