@@ -79,6 +79,19 @@ fn background_traffic<'a>(s: &'a std::thread::Scope<'a, '_>, stack: &'a Stack, s
     }
 }
 
+/// Waits for the rollout to reach `state`; on time-out says where it is and what it did.
+fn wait_state(dir: &Path, state: &str, within: Duration) {
+    let started = Instant::now();
+    loop {
+        let st = status(dir);
+        if st["state"] == state {
+            return;
+        }
+        assert!(started.elapsed() < within, "not {state} after {within:?}: {st}\nevents: {:#?}", events(dir));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn events(dir: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join("events.jsonl"))
         .unwrap_or_default()
@@ -127,7 +140,7 @@ fn a_healthy_canary_is_promoted_step_by_step_and_a_restarted_controller_resumes(
         c.wait_exit(Duration::from_secs(5)).unwrap();
         assert_eq!(status(&dir)["state"], "running");
         let c2 = controller(&dir);
-        wait_until(Duration::from_secs(40), "the rollout to finish", || status(&dir)["state"] == "promoted");
+        wait_state(&dir, "promoted", Duration::from_secs(40));
         stop.store(true, Ordering::Relaxed);
         drop((c, c2));
     });
@@ -165,7 +178,7 @@ fn a_failing_canary_is_aborted_by_the_controller_alone_and_commands_answer_at_on
         let _stop = StopOnDrop(&stop);
         background_traffic(s, &stack, &stop);
         let _c = controller(&dir);
-        wait_until(Duration::from_secs(30), "the controller to abort", || status(&dir)["state"] == "aborted");
+        wait_state(&dir, "aborted", Duration::from_secs(30));
         stop.store(true, Ordering::Relaxed);
     });
     let st = status(&dir);

@@ -227,6 +227,7 @@ impl State {
             if let (Some((mc, ms)), Some(p)) = (medians, stats::mann_whitney_worse(&canary.latency, &stable.latency))
                 && ms > 0.0
                 && mc / ms > a.max_latency_ratio
+                && mc - ms >= a.min_latency_increase_ms
                 && p < alpha
             {
                 self.abort(format!(
@@ -405,6 +406,22 @@ mod tests {
         drive(&mut st, 10, 10, 0.0, 3, 90);
         let Phase::Aborted { reason } = &st.phase else { panic!("{:?}", st.phase) };
         assert!(reason.starts_with("median latency"), "{reason}");
+    }
+
+    #[test]
+    fn a_canary_slower_by_a_fraction_of_a_millisecond_is_not_aborted() {
+        // Medians of 0.5 and 1.5 ms: three times slower, and significant, but by 1 ms.
+        const FINE: [f64; 3] = [1.0, 2.0, f64::MAX];
+        let mut st =
+            State::new(spec("model: mlp\ncanary: v2\nsteps:\n - {weight: 10, min_duration: 60s}\n"), "v1".into(), 0);
+        st.started(0, Observation { bounds: FINE.to_vec(), ..Observation::default() });
+        let c = Counts { total: 1000, bad: 0, latency: vec![0, 1000, 0], shadowed: 0 };
+        let s = Counts { total: 9000, bad: 0, latency: vec![9000, 0, 0], shadowed: 0 };
+        let o = Observation { canary: c, stable: s, bounds: FINE.to_vec(), guard_out: false };
+        assert_eq!(st.tick(10_000, &o), Tick::Wait, "{}", st.reason);
+        st.spec.analysis.min_latency_increase_ms = 0.5;
+        assert_eq!(st.tick(11_000, &o), Tick::Changed);
+        assert!(st.reason.starts_with("median latency 1.5 ms"), "{}", st.reason);
     }
 
     #[test]

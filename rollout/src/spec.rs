@@ -8,7 +8,7 @@
 //!   - {weight: 25, min_duration: 1m}
 //!   - {hold: true}                 # waits for `switchyard-rollout promote`
 //!   - {weight: 100}
-//! analysis: {max_error_increase: 0.01, confidence: 0.99, max_latency_ratio: 1.25, quiet_deadline: 10m}
+//! analysis: {max_error_increase: 0.01, confidence: 0.99, max_latency_ratio: 1.25, min_latency_increase_ms: 10, quiet_deadline: 10m}
 //! ```
 
 use std::time::Duration;
@@ -66,10 +66,13 @@ pub struct Analysis {
     /// likewise for latency by a one-sided Mann-Whitney U test on the latency histograms.
     #[serde(default = "default_confidence")]
     pub confidence: f64,
-    /// Abort when the canary's median latency exceeds the stable one's by this factor (and the
-    /// rank test is significant).
+    /// Abort when the canary's median latency exceeds the stable one's by this factor, and by
+    /// `min_latency_increase_ms` at least (sub-millisecond medians differ by large factors that
+    /// no user notices), and the rank test is significant.
     #[serde(default = "default_max_latency_ratio")]
     pub max_latency_ratio: f64,
+    #[serde(default = "default_min_latency_increase_ms")]
+    pub min_latency_increase_ms: f64,
     /// A stage that has not seen `min_requests` by then holds (waits for a person) instead of
     /// failing: low traffic is no evidence against the canary.
     #[serde(default = "default_quiet_deadline")]
@@ -82,6 +85,7 @@ impl Default for Analysis {
             max_error_increase: default_max_error_increase(),
             confidence: default_confidence(),
             max_latency_ratio: default_max_latency_ratio(),
+            min_latency_increase_ms: default_min_latency_increase_ms(),
             quiet_deadline: default_quiet_deadline(),
         }
     }
@@ -101,6 +105,9 @@ fn default_confidence() -> f64 {
 }
 fn default_max_latency_ratio() -> f64 {
     1.25
+}
+fn default_min_latency_increase_ms() -> f64 {
+    10.0
 }
 fn default_quiet_deadline() -> String {
     "10m".into()
@@ -211,6 +218,9 @@ impl Spec {
         if a.max_latency_ratio < 1.0 || a.max_latency_ratio.is_nan() {
             p.push(format!("analysis.max_latency_ratio must be at least 1, got {}", a.max_latency_ratio));
         }
+        if a.min_latency_increase_ms.is_nan() || a.min_latency_increase_ms < 0.0 {
+            p.push(format!("analysis.min_latency_increase_ms must be 0 or more, got {}", a.min_latency_increase_ms));
+        }
         if let Err(e) = duration(&a.quiet_deadline) {
             p.push(format!("analysis.quiet_deadline: {e}"));
         }
@@ -248,7 +258,7 @@ mod tests {
     #[test]
     fn a_bad_spec_is_refused_with_every_problem_named() {
         let e = Spec::parse(
-            "model: 'm m'\ncanary: v1\nstable: v1\nsteps:\n  - {weight: 50}\n  - {weight: 10, hold: true}\n  - {weight: 101, min_duration: soon}\n  - {shadow: 0}\n  - {}\nanalysis: {max_error_increase: 0, confidence: 1, max_latency_ratio: 0.5, quiet_deadline: never}\n",
+            "model: 'm m'\ncanary: v1\nstable: v1\nsteps:\n  - {weight: 50}\n  - {weight: 10, hold: true}\n  - {weight: 101, min_duration: soon}\n  - {shadow: 0}\n  - {}\nanalysis: {max_error_increase: 0, confidence: 1, max_latency_ratio: 0.5, min_latency_increase_ms: -1, quiet_deadline: never}\n",
         )
         .unwrap_err();
         for needle in [
@@ -263,6 +273,7 @@ mod tests {
             "max_error_increase",
             "confidence",
             "max_latency_ratio",
+            "min_latency_increase_ms",
             "quiet_deadline",
         ] {
             assert!(e.contains(needle), "missing {needle:?} in {e}");
