@@ -115,12 +115,18 @@ pub fn judge(g: &Guard, judge_latency: bool, version: &Counts, stable: &Counts) 
     Verdict::Healthy
 }
 
+/// Bad events a version needs in the window before it can trip: at a 0.25% shared error ratio
+/// and 20 requests, five failures by chance have a probability of about 1e-9.
+const MIN_BAD: u64 = 5;
+
 /// The z score when `bad_a / n_a` exceeds `bad_b / n_b` by at least `margin` and the one-sided
 /// pooled two-proportion z-test reaches `z_min`. Both counts are positive (see `judge`).
 fn worse(bad_a: u64, n_a: u64, bad_b: u64, n_b: u64, margin: f64, z_min: f64) -> Option<f64> {
     let (na, nb) = (n_a as f64, n_b as f64);
     let (pa, pb) = (bad_a as f64 / na, bad_b as f64 / nb);
-    if pa - pb < margin {
+    // The normal approximation is far too bold on a handful of events (1 failure in 20 against
+    // 0 in 1000 scores z = 7): no trip on fewer than MIN_BAD of them.
+    if pa - pb < margin || bad_a < MIN_BAD {
         return None;
     }
     let pooled = (bad_a + bad_b) as f64 / (na + nb);
@@ -201,6 +207,14 @@ mod tests {
         assert_eq!(judge(&g, true, &counts(300, 18), &counts(2700, 135)), Verdict::Healthy);
         // Worse by more than the margin, but on few requests: not significant at z = 5.
         assert_eq!(judge(&g, true, &counts(20, 4), &counts(180, 9)), Verdict::Healthy);
+    }
+
+    #[test]
+    fn a_failure_or_two_at_low_counts_is_not_a_trip() {
+        let g = guard();
+        assert_eq!(judge(&g, true, &counts(20, 1), &counts(1000, 0)), Verdict::Healthy);
+        assert_eq!(judge(&g, true, &counts(20, 2), &counts(1000, 5)), Verdict::Healthy);
+        assert!(matches!(judge(&g, true, &counts(20, 5), &counts(1000, 0)), Verdict::Trip(_)));
     }
 
     #[test]

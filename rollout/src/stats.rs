@@ -41,6 +41,10 @@ fn ln_choose(n: u64, k: u64) -> f64 {
 /// having at least `bad_a` of the `bad_a + bad_b` bad events among its `n_a` of `n_a + n_b`
 /// requests. Small means the canary is worse.
 pub fn fisher_worse(bad_a: u64, n_a: u64, bad_b: u64, n_b: u64) -> f64 {
+    // Counters read across a restart can be inconsistent: no evidence, never a panic.
+    if bad_a > n_a || bad_b > n_b {
+        return 1.0;
+    }
     let (n, k, draws) = (n_a + n_b, bad_a + bad_b, n_a);
     if n == 0 || k == 0 || draws == 0 {
         return 1.0;
