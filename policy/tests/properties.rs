@@ -600,3 +600,14 @@ fn regression_client_ended_slow_request_is_an_event() {
     use switchyard_policy::slo::Counts;
     assert!(!Counts::event(Outcome::ClientGone, 1_000, 10).is_empty());
 }
+
+/// `a_mangled_policy_is_refused_or_accepted_consistently`, shrunk: without serde_json's exact
+/// float parser an availability of 9.09624224126255e-31 came back one ULP off after a rewrite.
+#[test]
+fn regression_a_rewritten_policy_keeps_its_numbers_exactly() {
+    let text = br#"{"models": {"a": {"versions": [{"name": "v0", "cluster": "a", "weight": 1}],
+        "slo": {"availability": 9.09624224126255e-31, "latency_ms": 1, "latency_objective": 0.5}}}}"#;
+    let cfg = Config::parse(text).expect("valid");
+    let again = Config::parse(&serde_json::to_vec(&cfg).expect("serialises")).expect("valid");
+    assert_eq!(again, cfg);
+}
