@@ -213,6 +213,28 @@ sleep 2 # one SLO merge and stats flush
 step "SLOs per version (filter, shared across Envoy workers): burn rate x1000 over the 5m window"
 envoy_stats | grep -E '^switchyard_slo_burn_rate_x1000\{.*window="5m"' | sed 's/^/    /'
 echo "==> payload samples shipped to the collector: $(wc -l < "$DEMO/samples.jsonl") in $DEMO/samples.jsonl"
+step "shadow answers compared (docs/shadow-compare.md): mlp:v2's answers against v1's, judged by the collector"
+curl -fsS "http://$SWITCHYARD_COLLECTOR/metrics" > "$DEMO/collector-metrics.txt"
+"$SY_PY" - "$DEMO/collector-metrics.txt" <<'PY'
+import sys
+rows, bad = {}, {}
+for line in open(sys.argv[1]):
+    for name, into in (("switchyard_shadow_compared_rows_total{", rows), ("switchyard_shadow_disagreeing_rows_total{", bad)):
+        if line.startswith(name):
+            labels, value = line[len(name):].rsplit("} ", 1)
+            pair = dict(kv.split("=", 1) for kv in labels.split(","))["pair"].strip('"')
+            into[pair] = into.get(pair, 0) + float(value)
+def share(pair):
+    return bad.get(pair, 0) / rows[pair] if rows.get(pair) else 0.0
+if not rows.get("shadow"):
+    print("    no comparison yet (5% of the requests v1 serves are shadowed, half of those compared)")
+else:
+    print(f"    v2 disagrees with v1 on {100 * share('shadow'):.1f}% of {rows['shadow']:.0f} compared rows;"
+          f" v1 with itself (the noise) on {100 * share('noise'):.1f}% of {rows.get('noise', 0):.0f}")
+    print("    (v2 is a wider network from another seed: its answers really differ; a rollout's shadow step")
+    print("    with max_disagreement would hold it back)")
+PY
+
 prom_query() { # PromQL -> one line per series: labels = value
   curl -fsS "http://$PROM/api/v1/query" --data-urlencode "query=$1" | "$SY_PY" -c 'import json, sys
 for r in json.load(sys.stdin)["data"]["result"]:

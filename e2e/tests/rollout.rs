@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use switchyard_testkit::process::{Log, OnDrop, Process};
-use switchyard_testkit::stack::{Stack, mlp_policy, wasm_path};
+use switchyard_testkit::stack::{self, Stack, mlp_policy, wasm_path};
 use switchyard_testkit::*;
 
 fn rollout_bin() -> PathBuf {
@@ -38,24 +38,29 @@ fn controller(dir: &Path) -> Process {
 }
 
 fn start(stack: &Stack, dir: &Path, spec: &str) -> (bool, String, Duration) {
+    start_with(stack, dir, spec, &[])
+}
+
+/// `start` with more arguments (e.g. `--collector`).
+fn start_with(stack: &Stack, dir: &Path, spec: &str, extra: &[&str]) -> (bool, String, Duration) {
     let spec_file = stack.dir.join(format!("spec-{}.yaml", dir.file_name().unwrap().to_string_lossy()));
     std::fs::write(&spec_file, spec).unwrap();
     let bootstrap = stack.dir.join("envoy.yaml");
-    cli(
-        dir,
-        &[
-            "start",
-            spec_file.to_str().unwrap(),
-            "--policy",
-            stack.policy_file.to_str().unwrap(),
-            "--bootstrap",
-            bootstrap.to_str().unwrap(),
-            "--wasm",
-            wasm_path().to_str().unwrap(),
-            "--envoy-admin",
-            &stack.admin,
-        ],
-    )
+    let wasm = wasm_path();
+    let mut args = vec![
+        "start",
+        spec_file.to_str().unwrap(),
+        "--policy",
+        stack.policy_file.to_str().unwrap(),
+        "--bootstrap",
+        bootstrap.to_str().unwrap(),
+        "--wasm",
+        wasm.to_str().unwrap(),
+        "--envoy-admin",
+        &stack.admin,
+    ];
+    args.extend_from_slice(extra);
+    cli(dir, &args)
 }
 
 /// Sets the flag when dropped, a panic included, so the traffic threads end and the scope with them.
@@ -186,6 +191,68 @@ fn a_failing_canary_is_aborted_by_the_controller_alone_and_commands_answer_at_on
     assert_eq!(share_of_v2(&stack, 40), 0.0, "the canary still gets traffic");
     let e = events(&dir);
     assert!(e.iter().any(|e| e["decision"] == "abort"), "{e:#?}");
+}
+
+/// A shadow stage that judges disagreement: v2 (a wider network) disagrees with v1 on some
+/// inputs, so a stage allowing none aborts with the numbers, and one allowing half promotes.
+#[test]
+fn a_shadow_stage_promotes_or_aborts_on_the_compared_answers() {
+    let mut p = policy(false);
+    // The rollout keeps the policy's comparison settings: every shadowed inference compared.
+    p["models"]["mlp"]["shadow"] =
+        json!({"version": "v2", "percent": 0, "compare": {"percent": 100, "max_pending": 64}});
+    let stack = Stack::start("rollout-shadow", &p);
+    let spec = |max: f64| {
+        format!(
+            "model: mlp\ncanary: v2\nsteps:\n  - {{shadow: 100, min_duration: 1s, min_requests: 20, max_disagreement: {max}}}\n  - {{weight: 100}}\nanalysis: {{min_compared_rows: 40}}\n"
+        )
+    };
+    let no_collector = stack.dir.join("rollout-none");
+    let (ok, text, _) = start(&stack, &no_collector, &spec(0.0));
+    assert!(!ok && text.contains("needs `--collector"), "{text}");
+    let stop = AtomicBool::new(false);
+    let verdicts: Vec<serde_json::Value> = std::thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
+        s.spawn(|| {
+            let mut seed = 0;
+            while !stop.load(Ordering::Relaxed) {
+                seed += 1;
+                let body = stack::mlp_infer_body(seed);
+                let _ = try_request(
+                    &stack.listen,
+                    "POST",
+                    "/v2/models/mlp/infer",
+                    &[("content-type", "application/json")],
+                    &body,
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let mut out = Vec::new();
+        for (name, max, end) in [("strict", 0.0, "aborted"), ("lenient", 0.5, "promoted")] {
+            let dir = stack.dir.join(format!("rollout-{name}"));
+            let (ok, text, _) = start_with(&stack, &dir, &spec(max), &["--collector", &stack.collector_addr]);
+            assert!(ok, "{text}");
+            let c = controller(&dir);
+            wait_state(&dir, end, Duration::from_secs(40));
+            drop(c);
+            out.push(status(&dir));
+            if end == "aborted" {
+                // Back to the start for the next rollout: canary at 0, nothing mirrored.
+                assert_eq!(share_of_v2(&stack, 20), 0.0);
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        out
+    });
+    let strict = verdicts[0]["reason"].as_str().unwrap();
+    assert!(strict.starts_with("shadow disagreement: "), "{strict}");
+    let promoted = events(&stack.dir.join("rollout-lenient"));
+    assert!(
+        promoted.iter().any(|e| e["reason"].as_str().unwrap_or("").contains("compared rows disagree")),
+        "{promoted:#?}"
+    );
+    assert_eq!(share_of_v2(&stack, 20), 1.0);
 }
 
 #[test]

@@ -17,6 +17,9 @@ pub struct LocalReply {
     pub body: Vec<u8>,
 }
 
+/// A request the filter sent to a cluster: (token, cluster, path, headers, body).
+pub type Dispatched = (u32, String, String, Vec<(String, String)>, Vec<u8>);
+
 #[derive(Default)]
 pub struct FakeHost {
     pub plugin_config: Option<Vec<u8>>,
@@ -35,6 +38,11 @@ pub struct FakeHost {
     pub refuse_calls: bool,
     /// `:status` of the collector response being answered.
     pub call_status: Option<u16>,
+    /// Headers and body of the call response being answered.
+    pub call_headers: Vec<(String, String)>,
+    pub call_body: Vec<u8>,
+    /// Requests sent to clusters (shadow comparisons).
+    pub dispatched: Vec<Dispatched>,
     next_token: u32,
     /// Every call made, by name, in order.
     pub calls: Vec<&'static str>,
@@ -208,9 +216,37 @@ impl Host for FakeHost {
         Some(self.next_token)
     }
 
+    fn dispatch_call(
+        &mut self,
+        cluster: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        _timeout: Duration,
+    ) -> Option<u32> {
+        self.calls.push("dispatch_call");
+        if self.refuse_calls {
+            return None;
+        }
+        self.next_token += 1;
+        let headers = headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        self.dispatched.push((self.next_token, cluster.to_owned(), path.to_owned(), headers, body.to_vec()));
+        Some(self.next_token)
+    }
+
     fn call_response_status(&mut self) -> Option<u16> {
         self.calls.push("call_response_status");
         self.call_status
+    }
+
+    fn call_response_header(&mut self, name: &str) -> Option<String> {
+        self.calls.push("call_response_header");
+        find(&self.call_headers, name).map(str::to_owned)
+    }
+
+    fn call_response_body(&mut self, max: usize) -> Vec<u8> {
+        self.calls.push("call_response_body");
+        self.call_body[..max.min(self.call_body.len())].to_vec()
     }
 }
 

@@ -96,9 +96,21 @@ pub trait Host {
     fn record_metric(&mut self, id: u32, value: u64);
     /// POSTs `body` to `cluster` (a collector call); the call's token, `None` if not made.
     fn dispatch_post(&mut self, cluster: &str, path: &str, body: &[u8], timeout: Duration) -> Option<u32>;
+    /// Sends a request to `cluster` (a shadow comparison's call); the call's token.
+    fn dispatch_call(
+        &mut self,
+        cluster: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout: Duration,
+    ) -> Option<u32>;
     /// `:status` of the response to the dispatched call being answered (Envoy answers 504 on a
     /// timeout).
     fn call_response_status(&mut self) -> Option<u16>;
+    fn call_response_header(&mut self, name: &str) -> Option<String>;
+    /// Up to `max` bytes of the answered call's body.
+    fn call_response_body(&mut self, max: usize) -> Vec<u8>;
 }
 
 /// The real host.
@@ -209,8 +221,31 @@ impl Host for Envoy {
         hostcalls::dispatch_http_call(cluster, headers, Some(body), vec![], timeout).ok()
     }
 
+    fn dispatch_call(
+        &mut self,
+        cluster: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout: Duration,
+    ) -> Option<u32> {
+        let mut all = vec![(":method", "POST"), (":path", path), (":authority", cluster)];
+        all.extend_from_slice(headers);
+        hostcalls::dispatch_http_call(cluster, all, Some(body), vec![], timeout).ok()
+    }
+
     fn call_response_status(&mut self) -> Option<u16> {
         hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten()?.parse().ok()
+    }
+
+    /// A value that is not UTF-8 counts as absent (see [`Envoy::headers`]).
+    fn call_response_header(&mut self, name: &str) -> Option<String> {
+        let value = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name).ok().flatten()?;
+        String::from_utf8(value).ok()
+    }
+
+    fn call_response_body(&mut self, max: usize) -> Vec<u8> {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, max).ok().flatten().unwrap_or_default()
     }
 }
 

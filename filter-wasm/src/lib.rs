@@ -13,6 +13,7 @@
 //! `metrics` names and counts; `host` is every call into Envoy.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+mod compare;
 #[cfg(test)]
 mod fake;
 mod host;
@@ -34,8 +35,8 @@ proxy_wasm::main! {{
 }}
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, token: u32, _headers: usize, _body: usize, _trailers: usize) {
-        self.call_done(&mut Envoy, token);
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body: usize, _trailers: usize) {
+        self.call_done(&mut Envoy, token, body);
     }
 
     fn on_done(&mut self) -> bool {
@@ -168,7 +169,7 @@ mod tests {
     fn answer(roots: &mut [Option<Root>], finishing: &[usize], h: &mut FakeHost, token: u32, by: usize) {
         let done_before = h.count("done");
         if let Some(r) = roots[by].as_mut() {
-            r.call_done(h, token);
+            r.call_done(h, token, 0);
         }
         if h.count("done") > done_before {
             assert!(finishing.contains(&by), "a root context finished that was not asked to");

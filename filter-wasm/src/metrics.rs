@@ -6,6 +6,7 @@
 
 use switchyard_policy::Config;
 use switchyard_policy::sampling::SampleResult;
+use switchyard_policy::shadow::CompareResult;
 use switchyard_policy::slo::{Outcome, WindowSpec};
 use switchyard_policy::split::Reason;
 
@@ -91,6 +92,8 @@ pub struct VersionIds {
     /// 1 while the guard has this version out of the split (0 for unguarded models too).
     pub guard_out: Id,
     pub samples: SampleCounters,
+    /// Comparisons with this version as the shadow (defined for models that compare).
+    pub compares: Option<CompareCounters>,
     /// One per configured window.
     pub slo: Vec<SloIds>,
 }
@@ -119,6 +122,24 @@ pub fn sample_counters(h: &mut impl Host, c: &mut Counters, model: &str, version
     })
 }
 
+/// A shadow version's `switchyard_shadow_compares_total` counters, by result
+/// (`CompareResult::ALL` order).
+pub type CompareCounters = [Counter; 5];
+
+pub fn compare_counters(h: &mut impl Host, c: &mut Counters, model: &str, version: &str) -> CompareCounters {
+    CompareResult::ALL.map(|r| {
+        c.define(
+            h,
+            "switchyard_shadow_compares_total",
+            &[("model", model), ("version", version), ("result", r.as_str())],
+        )
+    })
+}
+
+pub fn compare_counter(c: &CompareCounters, r: CompareResult) -> Option<Counter> {
+    c.get(CompareResult::ALL.iter().position(|x| *x == r)?).copied()
+}
+
 pub const SLIS: [&str; 2] = ["availability", "latency"];
 
 impl Ids {
@@ -143,6 +164,11 @@ impl Ids {
                             shadowed: c.define(h, "switchyard_shadow_requests_total", &l),
                             guard_out: Id::define(h, Kind::Gauge, "switchyard_guard_out", &l),
                             samples: sample_counters(h, c, model, &v.name),
+                            compares: policy
+                                .shadow
+                                .as_ref()
+                                .filter(|s| s.compare.is_some())
+                                .map(|_| compare_counters(h, c, model, &v.name)),
                             slo: if policy.slo.is_some() {
                                 windows
                                     .iter()

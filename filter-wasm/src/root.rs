@@ -137,6 +137,7 @@ impl Root {
             calls.extend(token);
             token
         });
+        w.dispatch_compares(h, &mut self.calls);
         w.flush_guard(h, store);
         w.flush_counters(h);
         if self.ticks.is_multiple_of(SLO_EVERY_TICKS) {
@@ -144,22 +145,25 @@ impl Root {
         }
     }
 
-    /// The collector answered call `token` (made by this root context): settled by whichever
-    /// worker now holds it.
-    pub fn call_done(&mut self, h: &mut impl Host, token: u32) {
+    /// Call `token` (made by this root context) was answered, its body `body_size` bytes: a
+    /// collector call or a comparison's, settled by whichever worker now holds it.
+    pub fn call_done(&mut self, h: &mut impl Host, token: u32, body_size: usize) {
         self.calls.remove(&token);
         let mut holders: Vec<Shared> = self.worker.iter().cloned().collect();
         with_lineage(&self.plugin, |l| {
             holders.extend(l.latest.upgrade());
             holders.extend(l.retiring.iter().cloned());
         });
+        let mut made = Vec::new();
         for w in &holders {
             if let Ok(mut w) = w.try_borrow_mut()
-                && w.call_done(token, || h.call_response_status().is_some_and(|s| (200..300).contains(&s)))
+                && (w.call_done(token, || h.call_response_status().is_some_and(|s| (200..300).contains(&s)))
+                    || w.compare_answered(h, token, body_size, &mut made))
             {
                 break;
             }
         }
+        self.calls.extend(made);
         if self.done_pending && self.calls.is_empty() {
             h.done();
         }

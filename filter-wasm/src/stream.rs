@@ -6,7 +6,7 @@ use switchyard_policy::sampling::{Capture, Meta, SampleResult};
 use switchyard_policy::slo::{DEADLINE_BY_CLIENT, DEADLINE_HEADER};
 
 use crate::host::{self, Dir, Host};
-use crate::worker::{ModelVersion, Routing, Shared};
+use crate::worker::{Compared, ModelVersion, Routing, Shared};
 
 struct Routed {
     at: ModelVersion,
@@ -17,6 +17,8 @@ struct Routed {
     client_deadline: bool,
     /// A sampled request's capture, and its `x-request-id`.
     capture: Option<(Capture, Option<String>)>,
+    /// A compared request's capture (its own cap), with the shadow version and the path sent.
+    compare: Option<(usize, Capture, String)>,
 }
 
 pub struct Stream {
@@ -61,11 +63,14 @@ impl Stream {
             drop_client_copies(h, &[set.shadow.0]);
         }
         // The headers as Envoy handed them on, before the filter's own are set.
-        let capture = route.sample_cap.map(|cap| {
-            let headers = h.headers(Dir::Request);
-            let request_id = headers.iter().find(|(k, _)| k == "x-request-id").map(|(_, v)| v.clone());
-            (Capture::new(cap, headers), request_id)
+        let headers = (route.sample_cap.is_some() || route.compare.is_some()).then(|| h.headers(Dir::Request));
+        let find = |name: &str| headers.iter().flatten().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let request_id = find("x-request-id");
+        let compare = route.compare.map(|(shadow, cap)| {
+            let path = route.path.clone().or_else(|| find(":path")).unwrap_or_default();
+            (shadow, Capture::new(cap, headers.clone().unwrap_or_default()), path)
         });
+        let capture = route.sample_cap.map(|cap| (Capture::new(cap, headers.unwrap_or_default()), request_id));
         let (name, cluster) = set.upstream;
         h.set_header(Dir::Request, name, Some(cluster));
         if let Some(path) = &route.path {
@@ -75,17 +80,21 @@ impl Stream {
             h.set_header(Dir::Request, name, Some(cluster));
         }
         self.routed =
-            Some(Routed { at: route.at, start_ms: h.now_ms(), status: None, client_deadline: false, capture });
+            Some(Routed { at: route.at, start_ms: h.now_ms(), status: None, client_deadline: false, capture, compare });
         Action::Continue
     }
 
     pub fn body(&mut self, h: &mut impl Host, dir: Dir, size: usize) {
-        let Some((c, _)) = self.routed.as_mut().and_then(|r| r.capture.as_mut()) else { return };
-        let side = match dir {
-            Dir::Request => &mut c.request,
-            Dir::Response => &mut c.response,
-        };
-        side.take(size, |n| h.body(dir, n));
+        let Some(r) = self.routed.as_mut() else { return };
+        let sampled = r.capture.as_mut().map(|(c, _)| c);
+        let compared = r.compare.as_mut().map(|(_, c, _)| c);
+        for c in [sampled, compared].into_iter().flatten() {
+            let side = match dir {
+                Dir::Request => &mut c.request,
+                Dir::Response => &mut c.response,
+            };
+            side.take(size, |n| h.body(dir, n));
+        }
     }
 
     pub fn response_headers(&mut self, h: &mut impl Host) {
@@ -96,8 +105,14 @@ impl Stream {
             r.client_deadline =
                 h.header(Dir::Response, DEADLINE_HEADER).is_some_and(|v| v.trim() == DEADLINE_BY_CLIENT);
         }
-        if let Some((c, _)) = r.capture.as_mut() {
-            c.response.set_headers(h.headers(Dir::Response));
+        if r.capture.is_some() || r.compare.is_some() {
+            let headers = h.headers(Dir::Response);
+            if let Some((_, c, _)) = r.compare.as_mut() {
+                c.response.set_headers(headers.clone());
+            }
+            if let Some((c, _)) = r.capture.as_mut() {
+                c.response.set_headers(headers);
+            }
         }
         let Some(w) = self.worker.as_ref().and_then(|w| w.try_borrow().ok()) else { return };
         if let Some((name, version)) = w.version_header(r.at) {
@@ -112,13 +127,30 @@ impl Stream {
         let outcome = host::outcome(h, r.status, r.client_deadline);
         let latency_ms = h.now_ms().saturating_sub(r.start_ms);
         w.record_finished(h, r.at, outcome, latency_ms);
+        if r.capture.is_none() && r.compare.is_none() {
+            return;
+        }
+        let start_unix_ms = host::request_start_ms(h).unwrap_or(r.start_ms);
+        if let Some((shadow, capture, path)) = r.compare.take() {
+            let request_id = capture.request.header("x-request-id").unwrap_or_default().to_owned();
+            let c = Compared {
+                shadow,
+                path,
+                request_id,
+                start_unix_ms,
+                capture,
+                status: r.status,
+                duration_ms: latency_ms,
+            };
+            w.queue_compare(r.at, c);
+        }
         let Some((capture, request_id)) = r.capture.take() else { return };
         let Some((model, version, s)) = w.sampling(r.at) else { return };
         let meta = Meta {
             model,
             version,
             request_id: request_id.as_deref().unwrap_or_default(),
-            start_unix_ms: host::request_start_ms(h).unwrap_or(r.start_ms),
+            start_unix_ms,
             duration_ms: latency_ms,
             status: r.status,
             outcome,
@@ -295,6 +327,79 @@ mod tests {
             let read = status.is_none_or(|s| s >= 500);
             assert_eq!(h.count("property_u64"), usize::from(read), "{status:?}");
         }
+    }
+
+    /// A compared request: not mirrored by Envoy; once the primary has answered, the same
+    /// request goes to the shadow and to the primary again, and the three answers to the
+    /// collector in one record; every comparison ends in one counted result.
+    #[test]
+    fn a_compared_request_is_replayed_to_the_shadow_and_the_primary_and_shipped_whole() {
+        let mut h = FakeHost::default();
+        let compare = json!({"shadow": {"version": "v2", "percent": 100,
+            "compare": {"percent": 100, "max_body_bytes": 128, "max_pending": 2}}});
+        let w = worker(&mut h, &two_versions(compare));
+        let out =
+            |x: f32| format!(r#"{{"outputs":[{{"name":"y","shape":[1,2],"datatype":"FP32","data":[{x},0.5]}}]}}"#);
+        h.request(&[
+            (":path", "/v2/models/mlp/versions/v1/infer"),
+            ("content-type", "application/json"),
+            ("x-request-id", "r-7"),
+        ]);
+        run(&mut h, &w, Some(200), &[br#"{"inputs":"#, br#"[1]}"#], &[out(0.25).as_bytes()]);
+        assert_eq!(h.request_header("x-switchyard-shadow"), None, "compared, so not mirrored");
+        let mut made = Vec::new();
+        w.borrow_mut().dispatch_compares(&mut h, &mut made);
+        let calls: Vec<_> =
+            h.dispatched.iter().map(|(t, c, p, _, b)| (*t, c.as_str(), p.as_str(), b.clone())).collect();
+        let body = br#"{"inputs":[1]}"#.to_vec();
+        assert_eq!(
+            calls,
+            [(1, "mlp-v2", "/v2/models/mlp/infer", body.clone()), (2, "mlp-v1", "/v2/models/mlp/infer", body)]
+        );
+        assert!(h.dispatched[0].3.contains(&("content-type".into(), "application/json".into())));
+        assert_eq!(made, [1, 2]);
+        // The shadow answers; the record waits for the noise call.
+        (h.call_status, h.call_body) = (Some(200), out(0.75).into_bytes());
+        let n = h.call_body.len();
+        assert!(w.borrow_mut().compare_answered(&mut h, 1, n, &mut made));
+        assert!(h.posted.is_empty());
+        (h.call_status, h.call_body) = (Some(200), out(0.25).into_bytes());
+        let n = h.call_body.len();
+        assert!(w.borrow_mut().compare_answered(&mut h, 2, n, &mut made));
+        let (token, record) = h.posted.last().cloned().unwrap();
+        let r: Value = serde_json::from_slice(&record).unwrap();
+        assert_eq!((&r["kind"], &r["request_id"]), (&json!("comparison"), &json!("r-7")));
+        assert_eq!(r["primary"]["body"]["outputs"][0]["data"], json!([0.25, 0.5]));
+        assert_eq!(r["shadow"]["body"]["outputs"][0]["data"], json!([0.75, 0.5]));
+        assert_eq!((&r["shadow"]["version"], &r["noise"]["version"]), (&json!("v2"), &json!("v1")));
+        assert!(!w.borrow_mut().compare_answered(&mut h, 99, 0, &mut made), "not a comparison's call");
+        h.call_status = Some(200);
+        assert!(w.borrow_mut().compare_answered(&mut h, token, 0, &mut made));
+
+        // A request over the cap is skipped; beyond max_pending, dropped; a call that cannot be
+        // made, failed.
+        h.request(&[(":path", "/v2/models/mlp/infer")]);
+        run(&mut h, &w, Some(200), &[&[b'x'; 129]], &[b"{}"]);
+        for _ in 0..3 {
+            h.request(&[(":path", "/v2/models/mlp/infer")]);
+            run(&mut h, &w, Some(200), &[b"{}"], &[b"{}"]);
+        }
+        h.refuse_calls = true;
+        w.borrow_mut().dispatch_compares(&mut h, &mut made);
+        flush(&mut h, &w);
+        let count = |r: &str| h.counter(&format!("switchyard_shadow_compares_total;model=mlp;version=v2;result={r}"));
+        assert_eq!(
+            ["started", "sent", "skipped", "dropped", "failed"].map(count),
+            [5, 1, 1, 1, 2],
+            "one sent, then one too large, two held and failed, one beyond max_pending"
+        );
+        assert_eq!(h.counter("switchyard_shadow_requests_total;model=mlp;version=v2"), 5);
+        // Only inference is compared: a metadata request is mirrored as ever.
+        h.request(&[(":path", "/v2/models/mlp")]);
+        run(&mut h, &w, Some(200), &[], &[b"{}"]);
+        assert_eq!(h.request_header("x-switchyard-shadow"), Some("mlp-v2"));
+        flush(&mut h, &w);
+        assert_eq!(h.counter("switchyard_shadow_compares_total;model=mlp;version=v2;result=started"), 5);
     }
 
     #[test]

@@ -11,13 +11,17 @@ use switchyard_policy::config::{Collector, Sampling};
 use switchyard_policy::guard::{self, Verdict};
 use switchyard_policy::hash::Rng;
 use switchyard_policy::paths::{self, PathError};
-use switchyard_policy::sampling::SampleResult;
+use switchyard_policy::sampling::{Capture, SampleResult};
+use switchyard_policy::shadow::{Answer, CompareResult};
 use switchyard_policy::slo::{self, Counts, Outcome, SetResult, Window, WindowSpec, burn_rate};
 use switchyard_policy::split::{self, RequestFacts};
 use switchyard_policy::{Config, ModelPolicy};
 
+use crate::compare::{Comparisons, Job};
 use crate::host::Host;
-use crate::metrics::{Counters, Ids, SampleCounters, outcome_index, reason_index, sample_counter, sample_counters};
+use crate::metrics::{
+    Counters, Ids, SampleCounters, compare_counter, outcome_index, reason_index, sample_counter, sample_counters,
+};
 
 const CAS_RETRIES: usize = 8;
 
@@ -41,6 +45,21 @@ pub struct Route {
     pub path: Option<String>,
     /// `max_body_bytes` when the request is sampled.
     pub sample_cap: Option<usize>,
+    /// When the request is compared instead of mirrored: the shadow version (its index) and
+    /// `compare.max_body_bytes`.
+    pub compare: Option<(usize, usize)>,
+}
+
+/// A compared request once its primary has answered.
+pub struct Compared {
+    pub shadow: usize,
+    /// `:path` as the primary's backend saw it.
+    pub path: String,
+    pub request_id: String,
+    pub start_unix_ms: u64,
+    pub capture: Capture,
+    pub status: Option<u16>,
+    pub duration_ms: u64,
 }
 
 /// The request headers a [`Route`] sets.
@@ -118,6 +137,7 @@ pub struct Worker {
     in_flight: HashMap<u32, usize>,
     /// Per model, in `models` order: `Some` for a guarded one.
     guards: Vec<Option<GuardState>>,
+    compares: Comparisons,
 }
 
 impl Worker {
@@ -165,6 +185,7 @@ impl Worker {
             samples: VecDeque::new(),
             queued_bytes: 0,
             in_flight: HashMap::new(),
+            compares: Comparisons::default(),
         }
     }
 
@@ -226,6 +247,8 @@ impl Worker {
                 }
             }
         }
+
+        self.compares.adopt(&mut old.compares);
 
         let mut moved = HashMap::new();
         for (token, from) in std::mem::take(&mut old.in_flight) {
@@ -331,7 +354,23 @@ impl Worker {
         if policy.versions.get(d.version).is_none() {
             return Routing::Unrouted;
         }
-        let shadow = d.shadow.filter(|i| policy.versions.get(*i).is_some());
+        let mut shadow = d.shadow.filter(|i| policy.versions.get(*i).is_some());
+        // A compared request is sent to the shadow by the filter, after the primary answered:
+        // Envoy's mirror (which discards the answer) would send it a second time.
+        // Only inference answers can be judged: metadata and readiness calls are mirrored as ever.
+        let infer = path.as_deref().and_then(|p| p.split('?').next()).is_some_and(|p| p.ends_with("/infer"));
+        let compare = match (shadow, policy.shadow.as_ref().and_then(|s| s.compare.as_ref())) {
+            (Some(i), Some(c)) if infer && self.rng.next_f64() * 100.0 < c.percent => Some((i, c.max_body_bytes)),
+            _ => None,
+        };
+        if let Some((i, _)) = compare {
+            shadow = None;
+            if let Some(c) =
+                ids.versions.get(i).and_then(|v| v.compares).and_then(|c| compare_counter(&c, CompareResult::Started))
+            {
+                self.counters.inc(c);
+            }
+        }
         let sampling = policy.sampling.as_ref().filter(|s| self.rng.next_f64() < s.rate);
         let at = ModelVersion { model: mi, version: d.version };
         if d.override_refused {
@@ -353,6 +392,7 @@ impl Worker {
             shadow,
             path: (p.version.is_some() || p.encoded).then(|| paths::canonical(&p)),
             sample_cap: sampling.map(|s| s.max_body_bytes),
+            compare,
         })
     }
 
@@ -422,6 +462,59 @@ impl Worker {
         } else {
             self.count_origin(origin, SampleResult::Dropped);
         }
+    }
+
+    /// Takes a compared request whose primary has answered; one whose request or response
+    /// was cut at the cap, or that got no response, is skipped (and counted).
+    pub fn queue_compare(&mut self, at: ModelVersion, c: Compared) {
+        let Some((model, policy)) = self.models.get(at.model) else { return };
+        let Some(counters) = self.ids.version(at.model, c.shadow).and_then(|v| v.compares) else { return };
+        let settings = policy.shadow.as_ref().and_then(|s| s.compare.clone());
+        let (Some(settings), Some(primary), Some(shadow)) =
+            (settings, policy.versions.get(at.version), policy.versions.get(c.shadow))
+        else {
+            return;
+        };
+        let Capture { request, response } = c.capture;
+        if c.status.is_none() || request.is_truncated() || response.is_truncated() {
+            if let Some(s) = compare_counter(&counters, CompareResult::Skipped) {
+                self.counters.inc(s);
+            }
+            return;
+        }
+        let job = Job {
+            model: model.clone(),
+            primary: primary.name.clone(),
+            shadow: shadow.name.clone(),
+            primary_cluster: primary.cluster.clone(),
+            shadow_cluster: shadow.cluster.clone(),
+            settings,
+            redact: policy.sampling.as_ref().map(|s| s.redact_fields.clone()).unwrap_or_default(),
+            path: c.path,
+            content_type: request.header("content-type").map(str::to_owned),
+            request_id: c.request_id,
+            start_unix_ms: c.start_unix_ms,
+            request: request.into_body(),
+            answer: Answer { status: c.status, duration_ms: c.duration_ms, body: response.into_body() },
+            counters,
+        };
+        self.compares.offer(&mut self.counters, job);
+    }
+
+    /// Sends the calls of comparisons waiting for them; `made` learns their tokens.
+    pub fn dispatch_compares(&mut self, h: &mut impl Host, made: &mut impl Extend<u32>) {
+        self.compares.dispatch(h, &mut self.counters, made);
+    }
+
+    /// Settles call `token` if it is a comparison's (then `true`); see [`Comparisons::answered`].
+    pub fn compare_answered(
+        &mut self,
+        h: &mut impl Host,
+        token: u32,
+        body_size: usize,
+        made: &mut impl Extend<u32>,
+    ) -> bool {
+        self.compares.answered(h, &mut self.counters, self.config.collector.as_ref(), token, body_size, made)
     }
 
     pub fn count_sample(&mut self, at: ModelVersion, result: SampleResult) {

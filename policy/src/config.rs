@@ -95,6 +95,81 @@ pub struct Shadow {
     pub version: String,
     /// Share of requests also mirrored to `version`, 0–100.
     pub percent: f64,
+    /// Compare a share of the shadowed requests' responses with the primary's (Envoy's mirror
+    /// discards them): see docs/shadow-compare.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<Compare>,
+}
+
+/// Shadow-response comparison. A compared request is not mirrored by Envoy: once the primary
+/// has answered, the filter sends the same body to the shadow version itself (and, with
+/// `noise`, to the primary a second time) and ships the answers together to the collector,
+/// which judges how often they disagree.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Compare {
+    /// Share of the shadowed requests compared, 0–100.
+    #[serde(default = "default_compare_percent")]
+    pub percent: f64,
+    /// Numeric outputs agree where |shadow - primary| <= atol + rtol * |primary| (numpy's
+    /// `isclose`; the defaults allow float32 reordering across batch sizes and hardware).
+    #[serde(default = "default_compare_atol")]
+    pub atol: f64,
+    #[serde(default = "default_compare_rtol")]
+    pub rtol: f64,
+    /// How an output is judged: `classification` (a row agrees when its arg-max does),
+    /// `numeric` (within the tolerance), or `auto` (classification for outputs of shape
+    /// `[rows, classes]` with 2 or more classes).
+    #[serde(default)]
+    pub output: OutputKind,
+    /// Also send each compared request to the primary a second time: the disagreement between
+    /// two answers of the same version is the noise subtracted (Diffy's idea).
+    #[serde(default = "yes")]
+    pub noise: bool,
+    /// Requests or responses larger than this are not compared (counted as skipped).
+    #[serde(default = "default_compare_max_body")]
+    pub max_body_bytes: usize,
+    /// Comparisons a worker holds at once (waiting for answers or for the collector); beyond
+    /// it new ones are dropped, and counted.
+    #[serde(default = "default_compare_max_pending")]
+    pub max_pending: usize,
+    /// How long the shadow (and noise) call may take; one that takes longer counts as no answer.
+    #[serde(default = "default_compare_timeout")]
+    pub timeout_ms: u64,
+}
+
+impl Default for Compare {
+    fn default() -> Self {
+        Compare {
+            percent: default_compare_percent(),
+            atol: default_compare_atol(),
+            rtol: default_compare_rtol(),
+            output: OutputKind::default(),
+            noise: true,
+            max_body_bytes: default_compare_max_body(),
+            max_pending: default_compare_max_pending(),
+            timeout_ms: default_compare_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputKind {
+    #[default]
+    Auto,
+    Classification,
+    Numeric,
+}
+
+impl OutputKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputKind::Auto => "auto",
+            OutputKind::Classification => "classification",
+            OutputKind::Numeric => "numeric",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -213,6 +288,28 @@ fn default_guard_slow_margin() -> f64 {
 fn default_guard_z() -> f64 {
     5.0
 }
+fn default_compare_percent() -> f64 {
+    10.0
+}
+fn default_compare_atol() -> f64 {
+    1e-5
+}
+fn default_compare_rtol() -> f64 {
+    1e-3
+}
+fn yes() -> bool {
+    true
+}
+fn default_compare_max_body() -> usize {
+    64 * 1024
+}
+fn default_compare_max_pending() -> usize {
+    8
+}
+fn default_compare_timeout() -> u64 {
+    5000
+}
+const MAX_COMPARE_PENDING: usize = 256;
 fn default_max_body() -> usize {
     64 * 1024
 }
@@ -385,6 +482,28 @@ impl ModelPolicy {
             }
             if !(0.0..=100.0).contains(&s.percent) {
                 p.push(at(&format!("shadow.percent must be 0-100, got {}", s.percent)));
+            }
+            if let Some(c) = &s.compare {
+                if !(0.0..=100.0).contains(&c.percent) {
+                    p.push(at(&format!("shadow.compare.percent must be 0-100, got {}", c.percent)));
+                }
+                for (field, v) in [("atol", c.atol), ("rtol", c.rtol)] {
+                    if !(v.is_finite() && v >= 0.0) {
+                        p.push(at(&format!("shadow.compare.{field} must be a finite number >= 0, got {v}")));
+                    }
+                }
+                if !(1..=MAX_BODY_CAP).contains(&c.max_body_bytes) {
+                    p.push(at(&format!("shadow.compare.max_body_bytes must be 1-{MAX_BODY_CAP}")));
+                }
+                if !(1..=MAX_COMPARE_PENDING).contains(&c.max_pending) {
+                    p.push(at(&format!("shadow.compare.max_pending must be 1-{MAX_COMPARE_PENDING}")));
+                }
+                if c.timeout_ms == 0 {
+                    p.push(at("shadow.compare.timeout_ms must be positive"));
+                }
+                if !has_collector {
+                    p.push(at("shadow.compare needs a collector"));
+                }
             }
         }
         if let Some(s) = &self.sampling {

@@ -292,7 +292,7 @@ mod tests {
         .remove("m")
         .unwrap();
         p.override_ = Some(Override { header: "x-o".into(), allow: vec!["v1".into(), "v2".into()] });
-        p.shadow = Some(Shadow { version: "v2".into(), percent: 100.0 });
+        p.shadow = Some(Shadow { version: "v2".into(), percent: 100.0, compare: None });
         p
     }
 

@@ -16,6 +16,7 @@ pub mod paths;
 #[cfg(feature = "render")]
 pub mod render;
 pub mod sampling;
+pub mod shadow;
 pub mod slo;
 pub mod split;
 

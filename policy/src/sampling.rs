@@ -115,6 +115,21 @@ impl Side {
         }
     }
 
+    /// More came than the cap kept.
+    pub fn is_truncated(&self) -> bool {
+        self.truncated
+    }
+
+    /// A header of this side (names as Envoy gives them: lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The body kept, for a shadow comparison.
+    pub fn into_body(self) -> crate::shadow::Body {
+        crate::shadow::Body { bytes: self.body, json_len: self.json_len }
+    }
+
     fn payload(self, s: &Sampling) -> Payload {
         let headers = sample_headers(self.headers, s);
         let (body, binary) = body_value(&self.body, self.truncated, self.json_len, &s.redact_fields);

@@ -159,7 +159,7 @@ mod tests {
     #[test]
     fn shadow_goes_to_the_shadow_version_at_its_rate_and_never_to_itself() {
         let mut p = policy(&[100, 0]);
-        p.shadow = Some(Shadow { version: "v2".into(), percent: 25.0 });
+        p.shadow = Some(Shadow { version: "v2".into(), percent: 25.0, compare: None });
         let mut rng = Rng::new(3);
         let n = 40_000;
         let shadowed = (0..n)

@@ -36,6 +36,39 @@ impl Counts {
     }
 }
 
+/// The collector's cumulative shadow comparisons of stable (primary) and canary (shadow):
+/// rows compared and rows that disagree, for the canary and for the noise (stable against
+/// itself).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Compared {
+    pub rows: u64,
+    pub disagreeing: u64,
+    pub noise_rows: u64,
+    pub noise_disagreeing: u64,
+}
+
+impl Compared {
+    fn since(&self, base: &Compared) -> Compared {
+        Compared {
+            rows: self.rows.saturating_sub(base.rows),
+            disagreeing: self.disagreeing.saturating_sub(base.disagreeing),
+            noise_rows: self.noise_rows.saturating_sub(base.noise_rows),
+            noise_disagreeing: self.noise_disagreeing.saturating_sub(base.noise_disagreeing),
+        }
+    }
+
+    fn share(n: u64, of: u64) -> f64 {
+        if of == 0 { 0.0 } else { n as f64 / of as f64 }
+    }
+
+    /// The canary's share of disagreeing rows, the noise's, and the first less the second.
+    pub fn disagreement(&self) -> (f64, f64, f64) {
+        let shadow = Compared::share(self.disagreeing, self.rows);
+        let noise = Compared::share(self.noise_disagreeing, self.noise_rows);
+        (shadow, noise, (shadow - noise).max(0.0))
+    }
+}
+
 /// What the controller saw at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
@@ -46,6 +79,9 @@ pub struct Observation {
     pub bounds: Vec<f64>,
     /// The data-plane guard has the canary out of the split.
     pub guard_out: bool,
+    /// Read from the collector when a step judges the shadow's disagreement.
+    #[serde(default)]
+    pub compared: Compared,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -243,7 +279,28 @@ impl State {
             _ => canary.total,
         };
         let long_enough = elapsed_ms >= u64::try_from(step.min_duration().as_millis()).unwrap_or(u64::MAX);
-        if long_enough && served >= step.min_requests {
+        let compared = obs.compared.since(&self.baseline.compared);
+        let rows_short = step.max_disagreement.is_some() && compared.rows < a.min_compared_rows;
+        if long_enough && served >= step.min_requests && !rows_short {
+            if let Some(max) = step.max_disagreement {
+                let (shadow, noise, excess) = compared.disagreement();
+                let said = format!(
+                    "{:.2}% of {} compared rows disagree with the stable version's answers, {:.2}% between the stable version's own (noise)",
+                    100.0 * shadow,
+                    compared.rows,
+                    100.0 * noise
+                );
+                if excess > max {
+                    self.abort(format!(
+                        "shadow disagreement: {said}; {:.2}% above the noise > {:.2}%",
+                        100.0 * excess,
+                        100.0 * max
+                    ));
+                    return Tick::Changed;
+                }
+                self.advance(&format!("step {} passed: {said}", self.step));
+                return Tick::Changed;
+            }
             self.advance(&format!(
                 "step {} passed: {served} canary requests in {:.0} s, {} failed",
                 self.step,
@@ -253,11 +310,13 @@ impl State {
             return Tick::Changed;
         }
         let deadline = u64::try_from(self.spec.quiet_deadline().as_millis()).unwrap_or(u64::MAX);
-        if elapsed_ms >= deadline && served < step.min_requests {
+        if elapsed_ms >= deadline && (served < step.min_requests || rows_short) {
             let reason = format!(
-                "quiet: {served} of the {} canary requests step {} needs after {:.0} s; `resume` waits longer, `promote` or `abort` decide",
+                "quiet: {served} of the {} canary requests step {} needs ({} of {} compared rows) after {:.0} s; `resume` waits longer, `promote` or `abort` decide",
                 step.min_requests,
                 self.step,
+                compared.rows,
+                if step.max_disagreement.is_some() { a.min_compared_rows } else { 0 },
                 elapsed_ms as f64 / 1e3
             );
             self.phase = Phase::Holding { reason: reason.clone() };
@@ -338,7 +397,7 @@ mod tests {
     }
 
     fn obs(canary: Counts, stable: Counts) -> Observation {
-        Observation { canary, stable, bounds: BOUNDS.to_vec(), guard_out: false }
+        Observation { canary, stable, bounds: BOUNDS.to_vec(), guard_out: false, compared: Compared::default() }
     }
 
     /// Runs ticks every second from `t0`, with the canary and stable serving `rate_c`/`rate_s`
@@ -417,7 +476,7 @@ mod tests {
         st.started(0, Observation { bounds: FINE.to_vec(), ..Observation::default() });
         let c = Counts { total: 1000, bad: 0, latency: vec![0, 1000, 0], shadowed: 0 };
         let s = Counts { total: 9000, bad: 0, latency: vec![9000, 0, 0], shadowed: 0 };
-        let o = Observation { canary: c, stable: s, bounds: FINE.to_vec(), guard_out: false };
+        let o = Observation { canary: c, stable: s, bounds: FINE.to_vec(), ..Observation::default() };
         assert_eq!(st.tick(10_000, &o), Tick::Wait, "{}", st.reason);
         st.spec.analysis.min_latency_increase_ms = 0.5;
         assert_eq!(st.tick(11_000, &o), Tick::Changed);
@@ -475,6 +534,31 @@ mod tests {
         assert!(st.promote().is_ok());
         assert_eq!((st.phase.name(), st.traffic()), ("promoted", Traffic::Weight(100)));
         assert!(st.abort_by_hand("late").is_err(), "nothing to abort once promoted");
+    }
+
+    #[test]
+    fn a_shadow_stage_promotes_on_agreement_less_the_noise_and_aborts_beyond_it() {
+        let text = "model: mlp\ncanary: v2\nsteps:\n - {shadow: 50, min_duration: 1s, min_requests: 1, max_disagreement: 0.05}\n - {weight: 100}\nanalysis: {min_compared_rows: 100}\n";
+        let shadowed = |n| Counts { shadowed: n, ..Counts::default() };
+        let run = |compared: Compared| {
+            let mut st = State::new(spec(text), "v1".into(), 0);
+            assert_eq!(st.tick(0, &Observation::default()), Tick::Apply(Traffic::Shadow(50.0)));
+            st.started(0, Observation::default());
+            let o = Observation { canary: shadowed(500), compared, ..Observation::default() };
+            (st.tick(5_000, &o), st)
+        };
+        // Too few rows compared: it waits.
+        let (tick, _) = run(Compared { rows: 99, ..Compared::default() });
+        assert_eq!(tick, Tick::Wait);
+        // 8% disagree, 4% of it noise: 4% above the noise passes 5%.
+        let (tick, st) = run(Compared { rows: 200, disagreeing: 16, noise_rows: 200, noise_disagreeing: 8 });
+        assert_eq!((tick, st.step), (Tick::Changed, 1), "{}", st.reason);
+        assert!(st.reason.contains("8.00% of 200 compared rows"), "{}", st.reason);
+        // 8% against no noise aborts.
+        let (_, st) = run(Compared { rows: 200, disagreeing: 16, noise_rows: 200, noise_disagreeing: 0 });
+        let Phase::Aborted { reason } = &st.phase else { panic!("{:?}", st.phase) };
+        assert!(reason.starts_with("shadow disagreement: 8.00%"), "{reason}");
+        assert_eq!(st.traffic(), Traffic::Weight(0));
     }
 
     #[test]

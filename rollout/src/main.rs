@@ -20,8 +20,8 @@ use switchyard_load::metrics::{Sample, parse, sum};
 use switchyard_policy::Config;
 use switchyard_policy::deploy::{apply_filter, in_force, write_atomic};
 use switchyard_policy::render::Policy;
-use switchyard_rollout::judge::{Counts, Observation, Phase, State, Tick, Traffic};
-use switchyard_rollout::spec::Spec;
+use switchyard_rollout::judge::{Compared, Counts, Observation, Phase, State, Tick, Traffic};
+use switchyard_rollout::spec::{Spec, Stage};
 use switchyard_rollout::store::{Saved, Store, Target};
 
 #[derive(Parser)]
@@ -51,6 +51,10 @@ enum Command {
         /// Envoy's admin listener, read for the filter's metrics.
         #[arg(long, default_value = "127.0.0.1:9901")]
         envoy_admin: String,
+        /// The collector (HOST:PORT), read for shadow comparisons: needed by steps with
+        /// `max_disagreement`.
+        #[arg(long)]
+        collector: Option<String>,
     },
     /// The controller: judges and acts every `--interval` until the rollout ends.
     Run {
@@ -112,7 +116,12 @@ fn with_traffic(current: &Config, st: &State, traffic: Traffic) -> Result<Option
         o.allow.push(canary.clone());
     }
     match shadow {
-        Some(percent) => m.shadow = Some(switchyard_policy::config::Shadow { version: canary, percent }),
+        Some(percent) => {
+            // The policy's comparison settings stay; a stage that judges disagreement needs one.
+            let compare =
+                m.shadow.as_ref().and_then(|s| s.compare.clone()).or_else(|| compares_now(st).then(Default::default));
+            m.shadow = Some(switchyard_policy::config::Shadow { version: canary, percent, compare });
+        }
         // The rollout's mirror ends with its stage; a mirror the policy had to another version stays.
         None if m.shadow.as_ref().is_some_and(|s| s.version == canary)
             && !matches!(traffic, Traffic::Weight(w) if w < 100) =>
@@ -122,6 +131,17 @@ fn with_traffic(current: &Config, st: &State, traffic: Traffic) -> Result<Option
         None => {}
     }
     Ok((cfg != *current).then_some(cfg))
+}
+
+/// The stage whose traffic is in force judges the shadow's disagreement.
+fn compares_now(st: &State) -> bool {
+    st.spec
+        .steps
+        .iter()
+        .take(st.step + 1)
+        .rev()
+        .find(|s| s.stage() != Stage::Hold)
+        .is_some_and(|s| s.max_disagreement.is_some())
 }
 
 /// Puts `cfg` in force and writes it to the policy file too, so every tool sees one policy.
@@ -168,7 +188,36 @@ async fn observe(target: &Target, st: &State) -> Result<Observation, String> {
     bounds.dedup();
     let counts = |version: &str| version_counts(&samples, model, version, &bounds);
     let guard_out = sum(&samples, "switchyard_guard_out", &[("model", model), ("version", &st.spec.canary)]) > 0.0;
-    Ok(Observation { canary: counts(&st.spec.canary), stable: counts(&st.stable), bounds, guard_out })
+    let compared = match (&target.collector, st.spec.compares()) {
+        (Some(collector), true) => compared(collector, st).await?,
+        _ => Compared::default(),
+    };
+    Ok(Observation { canary: counts(&st.spec.canary), stable: counts(&st.stable), bounds, guard_out, compared })
+}
+
+/// The collector's comparisons of the stable version's answers with the canary's.
+async fn compared(collector: &str, st: &State) -> Result<Compared, String> {
+    let (status, body) =
+        switchyard_load::http::get(collector, "/metrics").await.map_err(|e| format!("collector {collector}: {e}"))?;
+    if status != 200 {
+        return Err(format!("collector {collector} answered {status}"));
+    }
+    let samples = parse(&String::from_utf8_lossy(&body));
+    let at = |name: &str, pair: &str| {
+        let labels = [
+            ("model", st.spec.model.as_str()),
+            ("primary", st.stable.as_str()),
+            ("shadow", &st.spec.canary),
+            ("pair", pair),
+        ];
+        sum(&samples, name, &labels) as u64
+    };
+    Ok(Compared {
+        rows: at("switchyard_shadow_compared_rows_total", "shadow"),
+        disagreeing: at("switchyard_shadow_disagreeing_rows_total", "shadow"),
+        noise_rows: at("switchyard_shadow_compared_rows_total", "noise"),
+        noise_disagreeing: at("switchyard_shadow_disagreeing_rows_total", "noise"),
+    })
 }
 
 /// A bucket's `le` label as a bound; `+Inf` as `f64::MAX` (see `Observation::bounds`).
@@ -268,6 +317,16 @@ fn start(dir: &Path, spec_path: &Path, target: Target) -> Result<(), String> {
                 v.name, v.weight
             ));
         }
+    }
+    if spec.compares() && target.collector.is_none() {
+        problems.push(
+            "a step with max_disagreement needs `--collector HOST:PORT` (where the comparisons are counted)".into(),
+        );
+    }
+    if spec.compares() && policy.config().collector.is_none() {
+        problems.push(
+            "a step with max_disagreement needs a collector in the policy (the filter ships comparisons to it)".into(),
+        );
     }
     if spec.steps.iter().any(|s| s.ab) && m.override_.is_none() {
         problems.push(format!(
@@ -490,8 +549,8 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let dir = cli.state_dir.as_path();
     let result = match cli.command {
-        Command::Start { spec, policy, bootstrap, wasm, envoy_admin } => {
-            start(dir, &spec, Target { policy, bootstrap, wasm, envoy_admin })
+        Command::Start { spec, policy, bootstrap, wasm, envoy_admin, collector } => {
+            start(dir, &spec, Target { policy, bootstrap, wasm, envoy_admin, collector })
         }
         Command::Run { interval, metrics_addr, keep_running } => run(dir, &interval, metrics_addr, keep_running).await,
         Command::Status { json } => status(dir, json),

@@ -54,6 +54,11 @@ pub struct Step {
     /// Requests the canary must have served in the stage before it may promote.
     #[serde(default = "default_min_requests")]
     pub min_requests: u64,
+    /// A shadow stage only: compare the canary's answers with the stable version's (the
+    /// policy's `shadow.compare`, or its defaults) and promote only when the share of rows that
+    /// disagree, less the noise, is at most this (0-1); more aborts. Needs `start --collector`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_disagreement: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -77,6 +82,9 @@ pub struct Analysis {
     /// failing: low traffic is no evidence against the canary.
     #[serde(default = "default_quiet_deadline")]
     pub quiet_deadline: String,
+    /// Compared rows a stage with `max_disagreement` needs before it is judged.
+    #[serde(default = "default_min_compared_rows")]
+    pub min_compared_rows: u64,
 }
 
 impl Default for Analysis {
@@ -87,6 +95,7 @@ impl Default for Analysis {
             max_latency_ratio: default_max_latency_ratio(),
             min_latency_increase_ms: default_min_latency_increase_ms(),
             quiet_deadline: default_quiet_deadline(),
+            min_compared_rows: default_min_compared_rows(),
         }
     }
 }
@@ -108,6 +117,9 @@ fn default_max_latency_ratio() -> f64 {
 }
 fn default_min_latency_increase_ms() -> f64 {
     10.0
+}
+fn default_min_compared_rows() -> u64 {
+    100
 }
 fn default_quiet_deadline() -> String {
     "10m".into()
@@ -161,6 +173,11 @@ impl Spec {
         if problems.is_empty() { Ok(spec) } else { Err(format!("invalid rollout spec: {}", problems.join("; "))) }
     }
 
+    /// Whether a step judges the shadow's disagreement (then the collector must be read).
+    pub fn compares(&self) -> bool {
+        self.steps.iter().any(|s| s.max_disagreement.is_some())
+    }
+
     pub fn quiet_deadline(&self) -> Duration {
         duration(&self.analysis.quiet_deadline).unwrap_or_default()
     }
@@ -201,6 +218,14 @@ impl Spec {
             if let Err(e) = duration(&s.min_duration) {
                 p.push(at(&format!("min_duration: {e}")));
             }
+            if let Some(d) = s.max_disagreement {
+                if s.shadow.is_none() {
+                    p.push(at("max_disagreement belongs to a shadow step (only shadowed requests are compared)"));
+                }
+                if !(0.0..=1.0).contains(&d) {
+                    p.push(at(&format!("max_disagreement must be 0-1, got {d}")));
+                }
+            }
         }
         let weights: Vec<u32> = self.steps.iter().filter_map(|s| s.weight).collect();
         if weights.windows(2).any(|w| w[1] < w[0]) {
@@ -223,6 +248,9 @@ impl Spec {
         }
         if let Err(e) = duration(&a.quiet_deadline) {
             p.push(format!("analysis.quiet_deadline: {e}"));
+        }
+        if a.min_compared_rows == 0 {
+            p.push("analysis.min_compared_rows must be at least 1".into());
         }
         p
     }
@@ -258,7 +286,7 @@ mod tests {
     #[test]
     fn a_bad_spec_is_refused_with_every_problem_named() {
         let e = Spec::parse(
-            "model: 'm m'\ncanary: v1\nstable: v1\nsteps:\n  - {weight: 50}\n  - {weight: 10, hold: true}\n  - {weight: 101, min_duration: soon}\n  - {shadow: 0}\n  - {}\nanalysis: {max_error_increase: 0, confidence: 1, max_latency_ratio: 0.5, min_latency_increase_ms: -1, quiet_deadline: never}\n",
+            "model: 'm m'\ncanary: v1\nstable: v1\nsteps:\n  - {weight: 50, max_disagreement: 0.1}\n  - {weight: 10, hold: true}\n  - {weight: 101, min_duration: soon}\n  - {shadow: 0, max_disagreement: 2}\n  - {}\nanalysis: {max_error_increase: 0, confidence: 1, max_latency_ratio: 0.5, min_latency_increase_ms: -1, quiet_deadline: never}\n",
         )
         .unwrap_err();
         for needle in [
@@ -268,6 +296,8 @@ mod tests {
             "steps[2]: weight must be 0-100",
             "steps[2]: min_duration: 'soon'",
             "steps[3]: shadow must be",
+            "steps[0]: max_disagreement belongs to a shadow step",
+            "steps[3]: max_disagreement must be 0-1",
             "steps[4]: needs exactly one",
             "must not decrease",
             "max_error_increase",

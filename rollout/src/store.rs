@@ -20,6 +20,9 @@ pub struct Target {
     pub wasm: PathBuf,
     /// Envoy's admin listener, HOST:PORT, read for the filter's metrics.
     pub envoy_admin: String,
+    /// The collector, HOST:PORT, read for the shadow comparisons (steps with `max_disagreement`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collector: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -74,6 +74,8 @@ pub struct Stack {
     pub v1: Server,
     pub v2: Server,
     collector: Option<Process>,
+    /// The collector's address (its `/metrics` has the shadow comparisons).
+    pub collector_addr: String,
     pub samples: PathBuf,
     /// The policy the stack started with.
     pub policy_file: PathBuf,
@@ -129,7 +131,19 @@ impl Stack {
             .unwrap_or_else(|e| {
                 panic!("{e:#}\nEnvoy's log:\n{}", std::fs::read_to_string(&envoy_log).unwrap_or_default())
             });
-        Stack { dir, v1, v2, collector: Some(collector), samples, policy_file, envoy, listen, admin, envoy_log }
+        Stack {
+            dir,
+            v1,
+            v2,
+            collector: Some(collector),
+            collector_addr,
+            samples,
+            policy_file,
+            envoy,
+            listen,
+            admin,
+            envoy_log,
+        }
     }
 
     /// Replaces the filter policy at run time as `envoy/apply-policy.sh` does: `render filter`

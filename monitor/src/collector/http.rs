@@ -17,6 +17,7 @@ use serde_json::json;
 use super::metrics::{Metrics, Reason};
 use super::queue::{PushError, Queue, StoreError};
 use super::record;
+use crate::compare;
 
 pub struct App {
     pub queue: Queue,
@@ -113,9 +114,23 @@ async fn store(app: &App, body: Result<Bytes, BytesRejection>) -> Result<(), Rej
     let body =
         body.map_err(|e| if e.status() == StatusCode::PAYLOAD_TOO_LARGE { Reject::TooLarge } else { Reject::Invalid })?;
     let line = record::line(&body).ok_or(Reject::Invalid)?;
+    // Only a comparison record is parsed whole (a payload sample is stored as it came).
+    let judged = memchr_find(&body, b"\"comparison\"")
+        .then(|| serde_json::from_slice(&body).ok())
+        .flatten()
+        .and_then(|v| compare::judge_record(&v));
     let outcome = app.queue.try_push(line)?;
     // The writer answers every job it takes; no answer means it is gone.
-    outcome.await.map_err(|_| Reject::ShuttingDown)?.map_err(Reject::from)
+    outcome.await.map_err(|_| Reject::ShuttingDown)?.map_err(Reject::from)?;
+    // Counted once stored: a record refused (and sent again) is not counted twice.
+    if let Some(j) = judged {
+        app.metrics.shadow.count(&j);
+    }
+    Ok(())
+}
+
+fn memchr_find(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
@@ -162,6 +177,7 @@ mod tests {
         let metrics = Metrics::default();
         let mut registry = Registry::with_prefix("switchyard");
         metrics.register(registry.sub_registry_with_prefix("collector"));
+        metrics.shadow.register(registry.sub_registry_with_prefix("shadow"));
         let (q, jobs) = queue::bounded(max_queued, 1 << 20);
         let jobs = if writer {
             let c = FileConfig { path: path.clone(), fsync: Fsync::Always, max_file_bytes: 0, max_files: 1 };
@@ -217,6 +233,34 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(retry.as_deref(), Some("1"));
         assert_eq!(t.metrics.rejected(Reason::QueueFull), 1);
+    }
+
+    #[tokio::test]
+    async fn a_comparison_record_is_stored_and_counted_per_pair() {
+        let t = app("compare", true, 16);
+        let probs = |d: [f64; 2]| serde_json::json!({"outputs": [{"name": "p", "shape": [1, 2], "datatype": "FP32", "data": d}]});
+        let record = serde_json::json!({"schema": 1, "kind": "comparison", "model": "m",
+            "compare": {"atol": 1e-5, "rtol": 1e-3, "output": "auto"}, "request": {"body": null},
+            "primary": {"version": "v1", "status": 200, "body": probs([0.9, 0.1])},
+            "shadow": {"version": "v2", "status": 200, "body": probs([0.2, 0.8])},
+            "noise": {"version": "v1", "status": 200, "body": probs([0.9, 0.1])}});
+        assert_eq!(post(&t.router, record.to_string()).await.0, StatusCode::OK);
+        let forged = record.to_string().replace("\"v2\"", "\"v 2\"");
+        assert_eq!(post(&t.router, forged).await.0, StatusCode::OK, "stored, not counted");
+        let resp = t.router.oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+        let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        let at = |pair: &str| format!("{{model=\"m\",primary=\"v1\",shadow=\"v2\",pair=\"{pair}\"}}");
+        for line in [
+            format!("switchyard_shadow_compared_requests_total{} 1", at("shadow")),
+            format!("switchyard_shadow_disagreeing_rows_total{} 1", at("shadow")),
+            format!("switchyard_shadow_argmax_differing_rows_total{} 1", at("shadow")),
+            format!("switchyard_shadow_compared_rows_total{} 1", at("noise")),
+            format!("switchyard_shadow_disagreeing_rows_total{} 0", at("noise")),
+            "switchyard_shadow_records_not_counted_total{reason=\"invalid_names\"} 1".to_owned(),
+        ] {
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
+        assert_eq!(std::fs::read_to_string(&t.path).unwrap().lines().count(), 2);
     }
 
     #[tokio::test]

@@ -7,6 +7,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::compare::{Judged, Unjudged};
+
+/// Distinct (model, primary, shadow, pair) series the shadow metrics keep; records beyond it
+/// are stored but not counted (anyone who can reach the collector can make up names).
+pub const MAX_SHADOW_SERIES: usize = 512;
+
 /// The file operation that failed.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Op {
@@ -62,6 +68,123 @@ label_values!(Reason {
     ClientGone => "client_gone",
 });
 
+/// Why a comparison record was stored but not counted.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum NotCounted {
+    /// An answer without JSON outputs to judge (withheld for size, binary tensors).
+    NotJudgeable,
+    /// A model or version name the policy could not have (see `valid_name`).
+    InvalidNames,
+    /// Over [`MAX_SHADOW_SERIES`].
+    TooManySeries,
+}
+
+label_values!(NotCounted {
+    NotJudgeable => "not_judgeable",
+    InvalidNames => "invalid_names",
+    TooManySeries => "too_many_series",
+});
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PairLabels {
+    model: String,
+    primary: String,
+    shadow: String,
+    pair: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotCountedLabels {
+    reason: NotCounted,
+}
+
+/// The shadow comparison's families (`switchyard_shadow_*`, see docs/shadow-compare.md).
+#[derive(Clone, Default)]
+pub struct ShadowMetrics {
+    compared: Family<PairLabels, Counter>,
+    status_mismatches: Family<PairLabels, Counter>,
+    rows: Family<PairLabels, Counter>,
+    rows_disagreeing: Family<PairLabels, Counter>,
+    rows_argmax_differ: Family<PairLabels, Counter>,
+    rows_beyond_tolerance: Family<PairLabels, Counter>,
+    not_counted: Family<NotCountedLabels, Counter>,
+    series: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<PairLabels>>>,
+}
+
+impl ShadowMetrics {
+    /// Registers every family in `r` (the caller gives it the `shadow` prefix).
+    pub fn register(&self, r: &mut Registry) {
+        let families = [
+            (
+                "compared_requests",
+                "Compared requests, per pair (shadow: primary against shadow; noise: against itself)",
+                &self.compared,
+            ),
+            ("status_mismatches", "Compared requests answered with different statuses", &self.status_mismatches),
+            ("compared_rows", "Rows (first dimension of the outputs) compared", &self.rows),
+            (
+                "disagreeing_rows",
+                "Compared rows that disagree (arg-max for classification outputs, tolerance for numeric ones; all rows of a status mismatch)",
+                &self.rows_disagreeing,
+            ),
+            ("argmax_differing_rows", "Rows of classification outputs whose arg-max differs", &self.rows_argmax_differ),
+            (
+                "rows_beyond_tolerance",
+                "Rows with an element beyond atol + rtol * |primary|",
+                &self.rows_beyond_tolerance,
+            ),
+        ];
+        for (name, help, family) in families {
+            r.register(name, help, family.clone());
+        }
+        r.register(
+            "records_not_counted",
+            "Comparison records stored but not counted, by reason",
+            self.not_counted.clone(),
+        );
+    }
+
+    /// Counts a stored comparison record.
+    pub fn count(&self, j: &Judged) {
+        use switchyard_policy::config::valid_name;
+        if ![&j.model, &j.primary, &j.shadow].iter().all(|n| valid_name(n)) {
+            self.not_counted.get_or_create(&NotCountedLabels { reason: NotCounted::InvalidNames }).inc();
+            return;
+        }
+        for (pair, verdict) in &j.pairs {
+            let v = match verdict {
+                Ok(v) => v,
+                Err(Unjudged::NotJudgeable) => {
+                    self.not_counted.get_or_create(&NotCountedLabels { reason: NotCounted::NotJudgeable }).inc();
+                    continue;
+                }
+            };
+            let l = PairLabels {
+                model: j.model.clone(),
+                primary: j.primary.clone(),
+                shadow: j.shadow.clone(),
+                pair: pair.as_str(),
+            };
+            {
+                let mut series = self.series.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if !series.contains(&l) {
+                    if series.len() >= MAX_SHADOW_SERIES {
+                        self.not_counted.get_or_create(&NotCountedLabels { reason: NotCounted::TooManySeries }).inc();
+                        continue;
+                    }
+                    series.insert(l.clone());
+                }
+            }
+            self.compared.get_or_create(&l).inc();
+            self.status_mismatches.get_or_create(&l).inc_by(u64::from(v.status_mismatch));
+            self.rows.get_or_create(&l).inc_by(v.rows);
+            self.rows_disagreeing.get_or_create(&l).inc_by(v.rows_disagreeing);
+            self.rows_argmax_differ.get_or_create(&l).inc_by(v.rows_argmax_differ);
+            self.rows_beyond_tolerance.get_or_create(&l).inc_by(v.rows_beyond_tolerance);
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpLabels {
     op: Op,
@@ -83,6 +206,7 @@ pub struct Metrics {
     rejected: Family<ReasonLabels, Counter>,
     pub queue_depth: Gauge,
     pub queued_bytes: Gauge,
+    pub shadow: ShadowMetrics,
 }
 
 impl Metrics {

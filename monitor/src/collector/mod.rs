@@ -92,6 +92,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Metrics::default();
     let mut registry = Registry::with_prefix("switchyard");
     metrics.register(registry.sub_registry_with_prefix("collector"));
+    metrics.shadow.register(registry.sub_registry_with_prefix("shadow"));
     let writer = Writer::open(config.file(), metrics.clone())
         .with_context(|| format!("cannot open {}", config.output.display()))?;
     let (queue, jobs) = queue::bounded(config.max_queued, config.max_queued_bytes);
