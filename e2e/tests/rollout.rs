@@ -157,6 +157,9 @@ fn a_healthy_canary_is_promoted_step_by_step_and_a_restarted_controller_resumes(
     // The policy file and the policy in force agree, and all traffic is the canary's.
     let file: serde_json::Value = serde_json::from_slice(&std::fs::read(&stack.policy_file).unwrap()).unwrap();
     assert_eq!(file["models"]["mlp"]["versions"][1]["weight"], 100);
+    // The guard now judges against the promoted version, from a fresh epoch.
+    assert_eq!(file["models"]["mlp"]["guard"]["stable"], "v2");
+    assert_eq!(file["models"]["mlp"]["guard"]["epoch"], 1);
     assert_eq!(share_of_v2(&stack, 40), 1.0);
     // An ended rollout takes no commands, and says so.
     let (ok, text, _) = cli(&dir, &["abort"]);
@@ -238,8 +241,17 @@ fn a_shadow_stage_promotes_or_aborts_on_the_compared_answers() {
             drop(c);
             out.push(status(&dir));
             if end == "aborted" {
-                // Back to the start for the next rollout: canary at 0, nothing mirrored.
+                // Back to the start for the next rollout: canary at 0, nothing mirrored, the
+                // comparison settings kept.
                 assert_eq!(share_of_v2(&stack, 20), 0.0);
+                let file: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&stack.policy_file).unwrap()).unwrap();
+                let shadow = &file["models"]["mlp"]["shadow"];
+                assert_eq!(
+                    (&shadow["percent"], &shadow["compare"]["percent"]),
+                    (&json!(0.0), &json!(100.0)),
+                    "{shadow}"
+                );
             }
         }
         stop.store(true, Ordering::Relaxed);

@@ -219,6 +219,11 @@ impl State {
 
     /// One look at the canary.
     pub fn tick(&mut self, now_ms: u64, obs: &Observation) -> Tick {
+        // Paused or holding, a rollout still ends when the guard takes the canary out.
+        if self.phase.is_active() && self.applied.is_some() && obs.guard_out {
+            self.abort("the data-plane guard took the canary out of the split".into());
+            return Tick::Changed;
+        }
         if self.phase != Phase::Running {
             return Tick::Wait;
         }
@@ -235,8 +240,19 @@ impl State {
             self.phase = Phase::Promoted;
             return Tick::Changed;
         };
-        if obs.guard_out {
-            self.abort("the data-plane guard took the canary out of the split".into());
+        let b = &self.baseline;
+        if obs.canary.total < b.canary.total
+            || obs.stable.total < b.stable.total
+            || obs.canary.shadowed < b.canary.shadowed
+            || obs.compared.rows < b.compared.rows
+        {
+            // Envoy (or the collector) restarted and its counters began again at 0: the step's
+            // evidence so far is gone, its clock is not.
+            self.baseline = obs.clone();
+            self.decide(
+                "rebaseline",
+                "counters went backwards (Envoy or the collector restarted): the step counts again from now".into(),
+            );
             return Tick::Changed;
         }
         let canary = obs.canary.since(&self.baseline.canary);
@@ -491,6 +507,23 @@ mod tests {
         let o = Observation { guard_out: true, ..Observation::default() };
         assert_eq!(st.tick(1000, &o), Tick::Changed);
         assert_eq!(st.phase, Phase::Aborted { reason: "the data-plane guard took the canary out of the split".into() });
+    }
+
+    #[test]
+    fn a_paused_rollout_still_ends_when_the_guard_trips_and_a_counter_reset_rebaselines() {
+        let mut st =
+            State::new(spec("model: mlp\ncanary: v2\nsteps:\n - {weight: 10, min_duration: 60s}\n"), "v1".into(), 0);
+        assert_eq!(st.tick(0, &Observation::default()), Tick::Apply(Traffic::Weight(10)));
+        st.started(0, obs(counts(100, 0, 1), counts(900, 0, 1)));
+        // Envoy restarted: fewer requests than at the step's start.
+        let after = obs(counts(5, 0, 1), counts(40, 0, 1));
+        assert_eq!(st.tick(1000, &after), Tick::Changed);
+        assert_eq!((st.decision.as_str(), &st.baseline), ("rebaseline", &after));
+        assert_eq!(st.phase, Phase::Running);
+        st.pause().unwrap();
+        let out = Observation { guard_out: true, ..after };
+        assert_eq!(st.tick(2000, &out), Tick::Changed);
+        assert!(matches!(st.phase, Phase::Aborted { .. }), "{:?}", st.phase);
     }
 
     #[test]

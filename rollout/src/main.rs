@@ -115,6 +115,16 @@ fn with_traffic(current: &Config, st: &State, traffic: Traffic) -> Result<Option
     {
         o.allow.push(canary.clone());
     }
+    if st.phase == Phase::Promoted
+        && let Some(g) = m.guard.as_mut()
+        && g.stable.as_deref().unwrap_or_else(|| m.versions.first().map_or("", |v| v.name.as_str())) == st.stable
+    {
+        // The canary is the stable version now: the guard judges (and falls back to) it, and a
+        // new epoch starts its windows afresh.
+        g.stable = Some(canary.clone());
+        g.epoch += 1;
+    }
+    let aborted = matches!(st.phase, Phase::Aborted { .. });
     match shadow {
         Some(percent) => {
             // The policy's comparison settings stay; a stage that judges disagreement needs one.
@@ -127,6 +137,12 @@ fn with_traffic(current: &Config, st: &State, traffic: Traffic) -> Result<Option
             && !matches!(traffic, Traffic::Weight(w) if w < 100) =>
         {
             m.shadow = None;
+        }
+        // An aborted canary is mirrored no more; the policy's shadow settings are kept.
+        None if aborted => {
+            if let Some(s) = m.shadow.as_mut().filter(|s| s.version == canary) {
+                s.percent = 0.0;
+            }
         }
         None => {}
     }
@@ -279,12 +295,15 @@ fn command(dir: &Path, f: impl FnOnce(&mut State) -> Result<String, String>, nam
     let store = Store::open(dir)?;
     let mut saved = store.load()?.ok_or_else(|| format!("no rollout in {}: `start` one first", dir.display()))?;
     let what = f(&mut saved.state)?;
-    let applied = reconcile(&saved.target, &saved.state)?;
+    // Saved first: traffic put in force for a state that was not saved would be undone by the
+    // controller's next tick; a state saved whose traffic failed to apply is mended by it.
     store.save(&saved)?;
     event(&store, &saved.state, name)?;
     say(&saved.state, &what);
-    if let Some(a) = applied {
-        println!("  {a}");
+    match reconcile(&saved.target, &saved.state) {
+        Ok(Some(a)) => println!("  {a}"),
+        Ok(None) => {}
+        Err(e) => return Err(format!("saved, but its traffic is not in force yet: {e} (`run` applies it)")),
     }
     Ok(())
 }
@@ -380,18 +399,36 @@ fn status(dir: &Path, as_json: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// One controller tick under the lock: observe, judge, act, save.
-async fn tick(dir: &Path, metrics: &Mutex<String>) -> Result<bool, String> {
-    let store = Store::open(dir)?;
-    let Some(mut saved) = store.load()? else { return Ok(false) };
-    if !saved.state.phase.is_active() {
-        // An ended rollout's final traffic is in force (a crash between deciding and applying
-        // is mended here).
-        reconcile(&saved.target, &saved.state)?;
-        *metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = render_metrics(&saved.state);
+/// How long one look at Envoy (and the collector) may take.
+const OBSERVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One controller tick: observe (without the lock, so commands never wait on Envoy), then
+/// under the lock judge, act and save, unless a command changed the state meanwhile.
+/// `mended`: the ended rollout whose final traffic this controller already put in force.
+async fn tick(dir: &Path, metrics: &Mutex<String>, mended: &mut Option<State>) -> Result<bool, String> {
+    let Some(seen) = Store::open(dir)?.load()? else { return Ok(false) };
+    if !seen.state.phase.is_active() {
+        // An ended rollout's final traffic is put in force once (a crash between deciding and
+        // applying is mended here); later changes by hand are not undone.
+        if mended.as_ref() != Some(&seen.state) {
+            let store = Store::open(dir)?;
+            if let Some(saved) = store.load()? {
+                reconcile(&saved.target, &saved.state)?;
+                *mended = Some(saved.state);
+            }
+        }
+        *metrics.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = render_metrics(&seen.state);
         return Ok(false);
     }
-    let obs = observe(&saved.target, &saved.state).await?;
+    let obs = tokio::time::timeout(OBSERVE_TIMEOUT, observe(&seen.target, &seen.state))
+        .await
+        .map_err(|_| format!("no answer from Envoy {} within {OBSERVE_TIMEOUT:?}", seen.target.envoy_admin))??;
+    let store = Store::open(dir)?;
+    let Some(mut saved) = store.load()? else { return Ok(false) };
+    if saved != seen {
+        // A command acted while we looked: judge its state at the next tick.
+        return Ok(saved.state.phase.is_active());
+    }
     let now = now_ms();
     if saved.state.tick(now, &obs) == Tick::Changed {
         // An abort, a promotion, a hold: its traffic at once. A step advanced to is applied
@@ -475,12 +512,13 @@ async fn run(dir: &Path, interval: &str, metrics_addr: Option<SocketAddr>, keep_
         });
     }
     let mut failures = 0u32;
+    let mut mended = None;
     loop {
         let started = std::time::Instant::now();
         let active = {
             let dir = dir.to_owned();
             let m = metrics.clone();
-            match tick(&dir, &m).await {
+            match tick(&dir, &m, &mut mended).await {
                 Ok(active) => {
                     failures = 0;
                     active
@@ -529,7 +567,7 @@ async fn reset_guard(dir: &Path) -> Result<(), String> {
     // so a controller started next does not read the old latch as a new trip.
     let started = std::time::Instant::now();
     while started.elapsed() < Duration::from_secs(2) {
-        if let Ok(obs) = observe(&saved.target, &saved.state).await
+        if let Ok(Ok(obs)) = tokio::time::timeout(OBSERVE_TIMEOUT, observe(&saved.target, &saved.state)).await
             && !obs.guard_out
         {
             println!("  Envoy shows {model}/{} back in the split", saved.state.spec.canary);
