@@ -216,9 +216,7 @@ impl Host for Envoy {
     }
 
     fn dispatch_post(&mut self, cluster: &str, path: &str, body: &[u8], timeout: Duration) -> Option<u32> {
-        let headers =
-            vec![(":method", "POST"), (":path", path), (":authority", cluster), ("content-type", "application/json")];
-        hostcalls::dispatch_http_call(cluster, headers, Some(body), vec![], timeout).ok()
+        self.dispatch_call(cluster, path, &[("content-type", "application/json")], body, timeout)
     }
 
     fn dispatch_call(

@@ -357,10 +357,11 @@ impl Worker {
         let mut shadow = d.shadow.filter(|i| policy.versions.get(*i).is_some());
         // A compared request is sent to the shadow by the filter, after the primary answered:
         // Envoy's mirror (which discards the answer) would send it a second time.
-        // Only inference answers can be judged: metadata and readiness calls are mirrored as ever.
-        let infer = path.as_deref().and_then(|p| p.split('?').next()).is_some_and(|p| p.ends_with("/infer"));
+        // Only inference answers can be judged: metadata and readiness calls are mirrored as ever
+        // (asked only of shadowed requests of a model that compares).
+        let infer = || path.as_deref().and_then(|p| p.split('?').next()).is_some_and(|p| p.ends_with("/infer"));
         let compare = match (shadow, policy.shadow.as_ref().and_then(|s| s.compare.as_ref())) {
-            (Some(i), Some(c)) if infer && self.rng.next_f64() * 100.0 < c.percent => Some((i, c.max_body_bytes)),
+            (Some(i), Some(c)) if infer() && self.rng.next_f64() * 100.0 < c.percent => Some((i, c.max_body_bytes)),
             _ => None,
         };
         if let Some((i, _)) = compare {

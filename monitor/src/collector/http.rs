@@ -115,7 +115,7 @@ async fn store(app: &App, body: Result<Bytes, BytesRejection>) -> Result<(), Rej
         body.map_err(|e| if e.status() == StatusCode::PAYLOAD_TOO_LARGE { Reject::TooLarge } else { Reject::Invalid })?;
     let line = record::line(&body).ok_or(Reject::Invalid)?;
     // Only a comparison record is parsed whole (a payload sample is stored as it came).
-    let judged = memchr_find(&body, b"\"comparison\"")
+    let judged = contains(&body, b"\"comparison\"")
         .then(|| serde_json::from_slice(&body).ok())
         .flatten()
         .and_then(|v| compare::judge_record(&v));
@@ -129,7 +129,7 @@ async fn store(app: &App, body: Result<Bytes, BytesRejection>) -> Result<(), Rej
     Ok(())
 }
 
-fn memchr_find(haystack: &[u8], needle: &[u8]) -> bool {
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
