@@ -4,3 +4,4 @@
 
 pub mod collector;
 pub mod compare;
+pub mod drift;

@@ -109,7 +109,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     // A signal that cannot be watched must not count as received.
     let ctrl_c = async {

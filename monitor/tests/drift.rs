@@ -1,0 +1,216 @@
+//! The drift monitor as its users run it: the real `switchyard-monitor` binary, `compare` on
+//! files and `watch` following a samples file as the collector writes it (appends, rotation,
+//! junk lines), exporting the same numbers `compare` prints, and keeping a collected
+//! reference across a restart.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchyard_testkit::stack::start_monitor;
+use switchyard_testkit::{metric_sum, request, scratch, wait_until, workspace_bin};
+
+/// A deterministic standard normal stream (Box-Muller over SplitMix64).
+struct Rng(u64);
+impl Rng {
+    fn uniform(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn normal(&mut self) -> f64 {
+        let (u, v) = (self.uniform().max(1e-300), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+}
+
+/// A collector line: 8 features (the first `shifted` moved by +1.5), a 2-class output.
+fn sample(rng: &mut Rng, version: &str, shifted: usize, t: u64) -> String {
+    let f: Vec<f64> = (0..8).map(|i| rng.normal() + if i < shifted { 1.5 } else { 0.0 }).collect();
+    let p = 1.0 / (1.0 + (-f[0]).exp());
+    json!({
+        "schema": 1, "model": "mlp", "version": version, "request_id": "r", "start_unix_ms": t, "duration_ms": 1,
+        "status": 200, "outcome": "success",
+        "request": {"headers": [], "body": {"inputs": [{"name": "features", "shape": [1, 8], "datatype": "FP32", "data": f}]}, "bytes": 1, "truncated": false},
+        "response": {"headers": [], "body": {"outputs": [{"name": "probabilities", "shape": [1, 2], "datatype": "FP32", "data": [1.0 - p, p]}]}, "bytes": 1, "truncated": false}
+    })
+    .to_string()
+}
+
+fn append(path: &Path, lines: &[String]) {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+fn compare(reference: &Path, current: &Path, extra: &[&str]) -> Value {
+    let out = Command::new(workspace_bin("switchyard-monitor"))
+        .args(["compare", "--format", "json", "--reference"])
+        .arg(reference)
+        .arg("--current")
+        .arg(current)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn drift(addr: &str) -> Value {
+    serde_json::from_slice(&request(addr, "GET", "/v1/drift", &[], b"").body).unwrap()
+}
+
+fn metrics(addr: &str) -> String {
+    String::from_utf8(request(addr, "GET", "/metrics", &[], b"").body).unwrap()
+}
+
+fn write_config(dir: &Path, reference: Value) -> PathBuf {
+    let path = dir.join("monitor.json");
+    let config = json!({
+        "evaluate_every_seconds": 0.2,
+        "models": {"mlp": {"reference": reference, "windows": [{"name": "all", "rows": 10000}, {"name": "last100", "rows": 100}]}}
+    });
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+#[test]
+fn watch_exports_what_compare_prints_through_junk_and_rotation() {
+    let dir = scratch("drift-watch");
+    let mut rng = Rng(7);
+    let t = now_ms();
+    let reference: Vec<String> = (0..400).map(|i| sample(&mut rng, "v1", 0, t + i)).collect();
+    let current: Vec<String> = (0..300).map(|i| sample(&mut rng, "v2", 3, t + i)).collect();
+    let (ref_file, cur_file, samples) = (dir.join("reference.jsonl"), dir.join("current.jsonl"), dir.join("samples.jsonl"));
+    append(&ref_file, &reference);
+    append(&cur_file, &current);
+    let expected = compare(&ref_file, &cur_file, &[]);
+
+    let config = write_config(&dir, json!({"file": ref_file}));
+    // Half the current samples, and junk the monitor must count and step over.
+    append(&samples, &current[..150]);
+    append(&samples, &["{not json".into(), "[]".into(), json!({"schema": 1, "kind": "comparison", "model": "mlp"}).to_string()]);
+    append(&samples, &[format!("{{\"model\":\"other\",{}", &current[0][1..])]);
+    let (mut monitor, addr) = start_monitor(&workspace_bin("switchyard-monitor"), &samples, &config, &dir.join("state")).unwrap();
+    wait_until(Duration::from_secs(20), "the first 150 rows evaluated", || drift(&addr)["mlp"]["versions"]["v2"]["all"]["rows"] == 150);
+    // The collector rotates: the file is renamed away and a new one started.
+    std::fs::rename(&samples, dir.join("samples.jsonl.1")).unwrap();
+    append(&samples, &current[150..]);
+    wait_until(Duration::from_secs(20), "all 300 rows evaluated", || drift(&addr)["mlp"]["versions"]["v2"]["all"]["rows"] == 300);
+    assert!(monitor.exited().is_none(), "the monitor must not stop on junk: {}", monitor.log());
+
+    let window = &drift(&addr)["mlp"]["versions"]["v2"]["all"];
+    let text = metrics(&addr);
+    let want = expected["columns"].as_array().unwrap();
+    assert_eq!(want.len(), 11, "8 features, 2 probabilities and the class");
+    for (got, want) in window["columns"].as_array().unwrap().iter().zip(want) {
+        let column = want["column"].as_str().unwrap();
+        assert_eq!(got["column"], want["column"]);
+        assert_eq!(got["test"], want["test"], "{column}");
+        assert_eq!(got["score"], want["score"], "{column}: the stream and the batch command give the same score");
+        assert_eq!(got["drifted"], want["drifted"], "{column}");
+        let labels = [("model", "mlp"), ("version", "v2"), ("window", "all"), ("column", column)];
+        let exported = metric_sum(&text, "switchyard_drift_score", &labels);
+        assert!((exported - want["score"].as_f64().unwrap()).abs() <= 1e-12 * exported.abs().max(1e-300), "{column}: {exported}");
+        let drifted = metric_sum(&text, "switchyard_drift_column_drifted", &labels);
+        assert_eq!(drifted == 1.0, want["drifted"].as_bool().unwrap(), "{column}");
+    }
+    // The shifted features drift, the others do not.
+    let drifted: Vec<&str> = want.iter().filter(|c| c["drifted"] == true).map(|c| c["column"].as_str().unwrap()).collect();
+    for f in ["features[0]", "features[1]", "features[2]"] {
+        assert!(drifted.contains(&f), "{f} was shifted: {drifted:?}");
+    }
+    for f in 3..8 {
+        assert!(!drifted.contains(&format!("features[{f}]").as_str()), "features[{f}] was not shifted: {drifted:?}");
+    }
+    assert_eq!(window["dataset"], expected["dataset"]);
+    assert_eq!(drift(&addr)["mlp"]["versions"]["v2"]["last100"]["rows"], 100);
+    for (reason, n) in [("malformed", 1.0), ("empty", 1.0), ("comparison", 1.0), ("unconfigured", 1.0)] {
+        assert_eq!(metric_sum(&text, "switchyard_drift_lines_skipped_total", &[("reason", reason)]), n, "{reason}");
+    }
+    assert_eq!(metric_sum(&text, "switchyard_drift_rows_ingested_total", &[("version", "v2")]), 300.0);
+    assert!(metric_sum(&text, "switchyard_drift_last_sample_age_seconds", &[("version", "v2")]) < 60.0);
+}
+
+#[test]
+fn a_reference_collected_from_a_version_survives_a_restart() {
+    let dir = scratch("drift-restart");
+    let mut rng = Rng(11);
+    let t = now_ms();
+    let samples = dir.join("samples.jsonl");
+    append(&samples, &(0..120).map(|i| sample(&mut rng, "v1", 0, t + i)).collect::<Vec<_>>());
+    let config = write_config(&dir, json!({"version": "v1", "rows": 100}));
+    let bin = workspace_bin("switchyard-monitor");
+    let (monitor, addr) = start_monitor(&bin, &samples, &config, &dir.join("state")).unwrap();
+    wait_until(Duration::from_secs(20), "the reference collected", || {
+        metric_sum(&metrics(&addr), "switchyard_drift_reference_ready", &[("model", "mlp")]) == 1.0
+    });
+    assert!(dir.join("state/mlp.reference.json").exists());
+    drop(monitor);
+    // The samples that made the reference are gone (rotated out): the state file has it.
+    std::fs::write(&samples, "").unwrap();
+    append(&samples, &(0..200).map(|i| sample(&mut rng, "v2", 8, t + i)).collect::<Vec<_>>());
+    let (_monitor, addr) = start_monitor(&bin, &samples, &config, &dir.join("state")).unwrap();
+    wait_until(Duration::from_secs(20), "v2 evaluated against the saved reference", || {
+        drift(&addr)["mlp"]["versions"]["v2"]["all"]["rows"] == 200
+    });
+    let d = drift(&addr);
+    assert_eq!(d["mlp"]["reference_rows"], 100);
+    assert_eq!(d["mlp"]["versions"]["v2"]["all"]["dataset"]["drifted"], true, "{d}");
+    assert_eq!(d["mlp"]["versions"]["v2"]["all"]["columns"][0]["test"], "ks");
+}
+
+#[test]
+fn compare_writes_a_self_contained_html_report_and_refuses_bad_configs() {
+    let dir = scratch("drift-html");
+    let mut rng = Rng(3);
+    let (r, c) = (dir.join("r.jsonl"), dir.join("c.jsonl"));
+    // Named-column objects, a categorical column among them.
+    let row = |rng: &mut Rng, shift: f64| {
+        let x = rng.normal() + shift;
+        json!({"x": x, "colour": if x > 0.5 { "red" } else { "blue" }, "n": (x * 2.0).round()}).to_string()
+    };
+    append(&r, &(0..300).map(|_| row(&mut rng, 0.0)).collect::<Vec<_>>());
+    append(&c, &(0..300).map(|_| row(&mut rng, 1.0)).collect::<Vec<_>>());
+    let out = dir.join("report.html");
+    let status = Command::new(workspace_bin("switchyard-monitor"))
+        .args(["compare", "--format", "html", "--fail-on-drift", "--reference"])
+        .arg(&r)
+        .arg("--current")
+        .arg(&c)
+        .arg("--output")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(3), "the dataset drifted: --fail-on-drift exits 3");
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.contains("Dataset drift: detected") && html.matches("<svg").count() == 3, "{html}");
+    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script"), "no network, no script");
+    let v = compare(&r, &c, &[]);
+    let colour = v["columns"].as_array().unwrap().iter().find(|c| c["column"] == "colour").unwrap();
+    assert_eq!((&colour["kind"], &colour["test"]), (&json!("categorical"), &json!("z")), "text values make a categorical column");
+
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"{"tests": {"colour": "ks"}, "columns": {"colour": "categorical"}, "drift_share": 7}"#).unwrap();
+    let out = Command::new(workspace_bin("switchyard-monitor"))
+        .args(["compare", "--reference"])
+        .arg(&r)
+        .arg("--current")
+        .arg(&c)
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("needs a numerical column") && err.contains("drift_share = 7"), "{err}");
+}
