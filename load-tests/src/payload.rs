@@ -14,15 +14,24 @@ use crate::metadata::TensorMeta;
 use crate::scenario::{Drift, HeaderFile, PayloadFile};
 
 /// Different bodies per generated payload variant, so the data varies between requests (a drift
-/// monitor needs a distribution, not one vector).
-const POOL: u64 = 16;
+/// monitor needs a distribution, not one vector): as many as fit in [`POOL_BYTES`], between
+/// [`POOL_MIN`] and [`POOL_MAX`] (an mlp request gets 1024, a ResNet image 16).
+const POOL_MIN: u64 = 16;
+const POOL_MAX: u64 = 1024;
+const POOL_BYTES: usize = 8 * 1024 * 1024;
 
 /// A deterministic pseudo-random generator (xorshift64*), so runs repeat.
 pub struct Rng(u64);
 
 impl Rng {
+    /// The seed goes through SplitMix64 first: xorshift's first outputs from related states
+    /// (consecutive seeds) are correlated, which showed as a spurious per-feature shift between
+    /// two pools of bodies.
     pub fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Rng((z ^ (z >> 31)) | 1)
     }
     pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
@@ -235,9 +244,15 @@ impl<'a> Mixes<'a> {
                     if let Some(b) = self.generated.get(&key) {
                         b.clone()
                     } else {
-                        let b = (0..POOL)
-                            .map(|k| build_body(self.inputs, key.0, p.binary, self.seed.wrapping_add(k), drift))
-                            .collect::<anyhow::Result<Vec<_>>>()?;
+                        // Drifted bodies are fresh draws (other seeds), so their unshifted features
+                        // are a new sample of the same distribution, as in real traffic.
+                        let seed = |k: u64| self.seed.wrapping_add(k).wrapping_add(if drift.is_some() { 1 << 32 } else { 0 });
+                        let first = build_body(self.inputs, key.0, p.binary, seed(0), drift)?;
+                        let pool = (POOL_BYTES / first.bytes.len().max(1)).clamp(POOL_MIN as usize, POOL_MAX as usize) as u64;
+                        let mut b = vec![first];
+                        for k in 1..pool {
+                            b.push(build_body(self.inputs, key.0, p.binary, seed(k), drift)?);
+                        }
                         self.generated.insert(key, b.clone());
                         b
                     }

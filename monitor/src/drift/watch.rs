@@ -133,6 +133,8 @@ struct Model {
 #[derive(Debug, Clone, Serialize)]
 pub struct WindowResult {
     pub rows: usize,
+    /// Rows of the version ingested when the window was evaluated (it covers up to there).
+    pub rows_ingested: u64,
     pub evaluated_unix_ms: u64,
     #[serde(flatten)]
     pub evaluation: Evaluation,
@@ -328,7 +330,7 @@ impl Monitor {
                         .versions
                         .entry(vname.clone())
                         .or_default()
-                        .insert(w.name.clone(), WindowResult { rows: len - start, evaluated_unix_ms: now_ms, evaluation });
+                        .insert(w.name.clone(), WindowResult { rows: len - start, rows_ingested: version.appended, evaluated_unix_ms: now_ms, evaluation });
                 }
             }
             self.metrics.memory.get_or_create(&ModelLabels { model: name.clone() }).set(bytes as i64);

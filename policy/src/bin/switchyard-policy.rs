@@ -132,6 +132,9 @@ struct PrometheusArgs {
     /// A backend's admin address (repeatable).
     #[arg(long, value_name = "HOST:PORT", required = true)]
     backend: Vec<HostPort>,
+    /// A drift monitor's address (`switchyard-monitor watch --listen`; repeatable).
+    #[arg(long, value_name = "HOST:PORT")]
+    monitor: Vec<HostPort>,
     #[arg(long, value_name = "HOST:PORT")]
     alertmanager: Option<HostPort>,
     #[arg(long, default_value = "5s")]
@@ -302,6 +305,7 @@ fn render_prometheus(a: PrometheusArgs) -> Result<(), String> {
         rule_files,
         envoy: a.envoy,
         backends: a.backend,
+        monitors: a.monitor,
         alertmanager: a.alertmanager,
         scrape_interval: a.scrape_interval,
         evaluation_interval: a.evaluation_interval,

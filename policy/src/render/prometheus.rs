@@ -114,6 +114,8 @@ pub struct PrometheusOptions {
     pub envoy: HostPort,
     /// Every backend's admin address.
     pub backends: Vec<HostPort>,
+    /// Every drift monitor's address (none: no `switchyard-monitor` job).
+    pub monitors: Vec<HostPort>,
     pub alertmanager: Option<HostPort>,
     pub scrape_interval: String,
     pub evaluation_interval: String,
@@ -140,6 +142,12 @@ pub fn prometheus_config(o: &PrometheusOptions) -> Result<String, RenderErrors> 
             {"job_name": "switchyard-backend", "metrics_path": "/metrics", "static_configs": [{"targets": targets(&o.backends.iter().collect::<Vec<_>>())}]},
         ],
     });
+    if !o.monitors.is_empty()
+        && let Some(jobs) = doc.get_mut("scrape_configs").and_then(|j| j.as_array_mut())
+    {
+        let monitors = targets(&o.monitors.iter().collect::<Vec<_>>());
+        jobs.push(json!({"job_name": "switchyard-monitor", "metrics_path": "/metrics", "static_configs": [{"targets": monitors}]}));
+    }
     if let (Some(am), Some(map)) = (&o.alertmanager, doc.as_object_mut()) {
         map.insert("alerting".into(), json!({"alertmanagers": [{"static_configs": [{"targets": targets(&[am])}]}]}));
     }
@@ -233,6 +241,7 @@ mod tests {
             rule_files: vec![],
             envoy: "127.0.0.1:9901".parse().unwrap(),
             backends: vec![],
+            monitors: vec![],
             alertmanager: None,
             scrape_interval: "5".into(),
             evaluation_interval: "1x".into(),
