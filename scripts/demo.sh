@@ -3,11 +3,12 @@
 # demo models, and runs the data plane on loopback:
 #   client -> Envoy :10000 (Switchyard filter: split, shadow, sampling, SLOs)
 #          -> backend v1 :8101 (mlp:v1, resnet18:v1) | backend v2 :8102 (mlp:v2, resnet18:v2)
-#   samples -> collector :9411 -> .demo/samples.jsonl
+#   samples -> collector :9411 -> .demo/samples.jsonl -> drift monitor :9412 (switchyard-monitor watch)
 #   Prometheus :9090 (scrapes Envoy and the backends; SLO, canary, cost rules) -> Alertmanager :9093
 # then drives traffic, changes the canary weight at run time, crashes the canary (the filter's
 # guard takes it out), restarts it and promotes it with switchyard-rollout, runs an offline
-# batch job, prints what came back and where the metrics are, and stops everything cleanly.
+# batch job, drives input drift (the monitor flags the shifted features, the drift alert fires),
+# prints what came back and where the metrics are, and stops everything cleanly.
 #   scripts/demo.sh           run and stop
 #   scripts/demo.sh --quick   the same steps with shorter traffic phases (what CI runs)
 #   scripts/demo.sh --stay    leave the stack running until Ctrl-C
@@ -24,15 +25,16 @@ for arg in "$@"; do
 done
 # Traffic phases in seconds: ramp, resnet18 clients, after the canary change. --quick keeps
 # every step and shortens only these.
-if [ "$QUICK" = 1 ]; then T_RAMP=2 T_RESNET=2 T_CANARY=2 T_GUARD=3 T_STEP=1; else T_RAMP=5 T_RESNET=4 T_CANARY=4 T_GUARD=5 T_STEP=3; fi
+if [ "$QUICK" = 1 ]; then T_RAMP=2 T_RESNET=2 T_CANARY=2 T_GUARD=3 T_STEP=1 T_DRIFT=8; else T_RAMP=5 T_RESNET=4 T_CANARY=4 T_GUARD=5 T_STEP=3 T_DRIFT=20; fi
 DEMO=.demo
 ENVOY=127.0.0.1:10000
 ENVOY_ADMIN=127.0.0.1:9901
 PROM=127.0.0.1:9090 ALERTMANAGER=127.0.0.1:9093 WEBHOOK=127.0.0.1:9095
 export SWITCHYARD_STATE=$DEMO/envoy SWITCHYARD_ENVOY_LISTEN=$ENVOY SWITCHYARD_ENVOY_ADMIN=$ENVOY_ADMIN
 export SWITCHYARD_BACKEND_V1=127.0.0.1:8101 SWITCHYARD_BACKEND_V2=127.0.0.1:8102 SWITCHYARD_COLLECTOR=127.0.0.1:9411
+MONITOR_ADDR=127.0.0.1:9412
 PORTS=("backend v1=8101" "backend v1 admin=8201" "backend v2=8102" "backend v2 admin=8202" "collector=9411"
-  "Envoy=10000" "Envoy admin=9901" "Prometheus=9090" "Alertmanager=9093" "alert webhook=9095")
+  "drift monitor=9412" "Envoy=10000" "Envoy admin=9901" "Prometheus=9090" "Alertmanager=9093" "alert webhook=9095")
 
 step "checking that the demo's ports are free"
 sy_ports_free "${PORTS[@]}"
@@ -47,6 +49,7 @@ sy_filter >/dev/null
 LOAD=$(sy_bin switchyard-load)
 BACKEND=$(sy_bin switchyard-backend)
 COLLECTOR=$(sy_bin switchyard-collector)
+MONITOR=$(sy_bin switchyard-monitor)
 POLICY_BIN=$(sy_bin switchyard-policy)
 ROLLOUT_BIN=$(sy_bin switchyard-rollout)
 T_BUILD=$SECONDS
@@ -97,21 +100,24 @@ sy_ports_free "${PORTS[@]}"
 rm -rf "$DEMO"
 mkdir -p "$DEMO"
 
-step "starting backends, collector and Envoy (logs in $DEMO/)"
+step "starting backends, collector, drift monitor and Envoy (logs in $DEMO/)"
 start backend-v1 "$BACKEND" serve --model-repository models/repo --models mlp:v1,resnet18:v1 \
   --http-addr "$SWITCHYARD_BACKEND_V1" --admin-addr 127.0.0.1:8201
 start backend-v2 "$BACKEND" serve --model-repository models/repo --models mlp:v2,resnet18:v2 \
   --http-addr "$SWITCHYARD_BACKEND_V2" --admin-addr 127.0.0.1:8202
 start collector "$COLLECTOR" --listen "$SWITCHYARD_COLLECTOR" --output "$DEMO/samples.jsonl"
+start monitor "$MONITOR" watch --listen "$MONITOR_ADDR" --samples "$DEMO/samples.jsonl" \
+  --config monitor/configs/demo.json --state "$DEMO/monitor-state"
 start envoy envoy/run.sh
 wait_http "http://$SWITCHYARD_BACKEND_V1/v2/health/ready" "backend v1"
 wait_http "http://$SWITCHYARD_BACKEND_V2/v2/health/ready" "backend v2"
 wait_http "http://$ENVOY/v2/health/live" "Envoy"
+wait_http "http://$MONITOR_ADDR/health" "drift monitor"
 
 step "starting Prometheus :9090 (SLO, canary and cost rules) and Alertmanager :9093 (webhook receiver :9095)"
 "$POLICY_BIN" render alertmanager --out "$DEMO/alertmanager/alertmanager.yml" --webhook "http://$WEBHOOK" >/dev/null
 "$POLICY_BIN" render prometheus --out-dir "$DEMO/prometheus" --policy envoy/policy.json --envoy "$ENVOY_ADMIN" \
-  --backend 127.0.0.1:8201 --backend 127.0.0.1:8202 --alertmanager "$ALERTMANAGER" >/dev/null
+  --backend 127.0.0.1:8201 --backend 127.0.0.1:8202 --monitor "$MONITOR_ADDR" --alertmanager "$ALERTMANAGER" >/dev/null
 start webhook "$SY_PY" dashboards/webhook.py --listen "$WEBHOOK" --out "$DEMO/alerts.jsonl"
 start alertmanager prometheus-alertmanager --config.file="$DEMO/alertmanager/alertmanager.yml" \
   --storage.path="$DEMO/alertmanager/data" --web.listen-address="$ALERTMANAGER" --cluster.listen-address=
@@ -196,6 +202,47 @@ load_pid=$!
 wait "$load_pid"
 "${ROLLOUT[@]}" status | sed 's/^/    /'
 echo "    events: $DEMO/rollout/events.jsonl ($(wc -l < "$DEMO/rollout/events.jsonl") lines)"
+
+step "input drift (load-tests/scenarios/drift.toml): every mlp request sampled; after ${T_DRIFT} s features 0-7 shift"
+echo "    the drift monitor (monitor/configs/demo.json) compares mlp:v2's last 2,000 rows with its first 3,000"
+"$SY_PY" - "$DEMO/policy-rollout.json" "$DEMO/policy-drift.json" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))
+p["models"]["mlp"]["sampling"]["rate"] = 1.0
+json.dump(p, open(sys.argv[2], "w"), indent=2)
+PY
+envoy/apply-policy.sh "$DEMO/policy-drift.json" | sed 's/^/    /'
+sed -E "s/^duration = \"20s\"/duration = \"${T_DRIFT}s\"/" load-tests/scenarios/drift.toml > "$DEMO/drift.toml"
+"$LOAD" run "$DEMO/drift.toml" --addr "$ENVOY" -q | sed 's/^/    /'
+"$SY_PY" - "http://$MONITOR_ADDR" <<'PY'
+import json, sys, time, urllib.request
+base = sys.argv[1]
+def get(path):
+    return urllib.request.urlopen(base + path, timeout=5).read().decode()
+def ingested():
+    for line in get("/metrics").splitlines():
+        if line.startswith('switchyard_drift_rows_ingested_total{') and 'model="mlp"' in line and 'version="v2"' in line:
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
+# The collector ships within ~100 ms and the monitor evaluates every 2 s: wait for a window
+# evaluation that covers every row ingested.
+deadline, w = time.time() + 30, {}
+while time.time() < deadline:
+    w = json.loads(get("/v1/drift")).get("mlp", {}).get("versions", {}).get("v2", {}).get("2k", {})
+    if w and w["rows_ingested"] == ingested() and w["rows"] == 2000:
+        break
+    time.sleep(0.5)
+if not w:
+    sys.exit("    the drift monitor has evaluated nothing: see .demo/monitor.log")
+drifted = [c for c in w["columns"] if c.get("drifted")]
+print(f"    window 2k of mlp:v2: {len(drifted)} of {len(w['columns'])} columns drifted (dataset drift: {w['dataset']['drifted']}):")
+for c in drifted:
+    print(f"      {c['column']:<20} {c['test']:<13} score {c['score']:.4f} >= threshold {c['threshold']}")
+quiet = [c for c in w["columns"] if not c.get("drifted") and c["column"].startswith("features[")]
+worst = max(quiet, key=lambda c: c["score"]) if quiet else None
+if worst:
+    print(f"    the {len(quiet)} unshifted features stay below it (highest: {worst['column']} {worst['score']:.4f})")
+PY
 
 step "offline batch: 2,000 rows through mlp:v1 at full batch size ($DEMO/batch-in.jsonl -> $DEMO/batch-out.jsonl)"
 "$SY_PY" - "$DEMO/batch-in.jsonl" <<'PY'

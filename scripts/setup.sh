@@ -13,7 +13,7 @@ rustup toolchain list | grep -q "^${toolchain}" || rustup toolchain install "$to
 rustup component list --toolchain "$toolchain" --installed | grep -q '^clippy' || rustup component add --toolchain "$toolchain" clippy rustfmt
 rustup target list --toolchain "$toolchain" --installed | grep -qx wasm32-wasip1 || rustup target add --toolchain "$toolchain" wasm32-wasip1
 
-step "Python venv (.venv) with torch, envoy, tritonclient (scripts/requirements.txt)"
+step "Python venv (.venv) with torch, envoy, tritonclient, scipy (scripts/requirements.txt)"
 command -v python3 >/dev/null || die "python3 is not installed: apt-get install python3 python3-venv"
 want=$(sha256sum scripts/requirements.txt | cut -d' ' -f1)
 if [ ! -x "$SY_PY" ]; then

@@ -6,6 +6,7 @@
 
 mod backend;
 mod common;
+mod drift;
 mod filter;
 mod guard;
 mod load;
@@ -41,6 +42,9 @@ enum Command {
     /// The data-plane guard in real Envoy: a crashing canary (time to the last client error,
     /// failed requests, guard on vs no protection) and healthy canaries under noise (false trips).
     Guard(guard::GuardArgs),
+    /// The drift monitor: streaming ingest rate, and evaluation of a 64-column window against
+    /// a 100,000-row reference beside Evidently's DataDriftPreset on the same data.
+    Drift(drift::DriftArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
             Command::Sweep(a) => load::sweep(a).await,
             Command::Peers(a) => peers::run(a).await,
             Command::Guard(a) => guard::run(a).await,
+            Command::Drift(a) => drift::run(a).await,
         }
     })
 }

@@ -217,8 +217,18 @@ def overview():
     b.add("timeseries", "Routing decisions/s", "How versions were chosen: weighted split, sticky key, or allowed override; and shadow copies.",
           [target(f"sum by (version, reason) (rate(switchyard_route_decisions_total{{{sel}}}[$__rate_interval]))", "{{version}} {{reason}}"),
            target(f"sum by (version) (rate(switchyard_shadow_requests_total{{{sel}}}[$__rate_interval]))", "{{version}} shadow")], "reqps", w=12)
+
+    # Drift (the drift monitor; details on the drift dashboard).
+    b.add("stat", "Dataset drift share (worst window)", DRIFT_SHARE_HELP,
+          [target(f"max by (version) (model_version_window:switchyard_drift_dataset_drift_share:ratio{{{sel}}})", "{{version}}")],
+          "percentunit", h=6, defaults={"decimals": 0, "min": 0, "max": 1, "thresholds": thresholds("green", (0.25, "orange"), (0.5, "red"))})
+    b.add("timeseries", "Drifted columns by window", "Columns that drifted from the model's reference, per version and drift monitor window (windows with at least 500 rows).",
+          [target(f"model_version_window:switchyard_drift_columns_drifted:count{{{sel}}}", "{{version}} {{window}}")], "short", h=6)
+    b.add("stat", "Newest drift sample age", SAMPLE_AGE_HELP,
+          [target(f"max by (version) (switchyard_drift_last_sample_age_seconds{{{sel}}})", "{{version}}")],
+          "s", h=6, defaults={"decimals": 0, "thresholds": thresholds("green", (60, "orange"), (300, "red"))})
     return dashboard("switchyard-overview", "Switchyard / Service overview",
-                     "RED per model and version as clients see it through Envoy, SLO status, error budget and burn rates.",
+                     "RED per model and version as clients see it through Envoy, SLO status, error budget and burn rates, drift.",
                      b, [MODEL_VAR, VERSION_VAR], alert_annotation('model="$model"'))
 
 
@@ -342,11 +352,113 @@ def finops():
                      b, [MODEL_VAR, VERSION_VAR], alert_annotation('model="$model"'))
 
 
+DRIFT_SHARE_HELP = ("Share of the tested columns (inputs and outputs) that drifted from the model's reference, in windows "
+                    "with at least 500 rows; dataset drift at drift_share (half by default): alert SwitchyardDatasetDrift after 10 minutes.")
+SAMPLE_AGE_HELP = ("Seconds since the drift monitor's newest sample of the version. It grows while the version gets no "
+                   "traffic; alert SwitchyardDriftSamplesStopped above 5 minutes while the filter still samples it.")
+P_VALUE_TESTS = "ks|chisquare|z"
+DISTANCE_TESTS = "wasserstein|jensenshannon|psi"
+
+
+def with_test(metric, sel):
+    """A per-column drift gauge with its test as a label, one series per version, window and column."""
+    return (f"max by (version, window, column, test) ({metric}{{{sel}}}"
+            f" * on (instance, model, version, window, column) group_left (test) switchyard_drift_column_test{{{sel}}})")
+
+
+def drift():
+    sel = 'model="$model", version=~"$version", window=~"$window"'
+    vsel = 'model="$model", version=~"$version"'
+    b = Board()
+    b.add("stat", "Dataset drift share", DRIFT_SHARE_HELP,
+          [target(f"model_version_window:switchyard_drift_dataset_drift_share:ratio{{{sel}}}", "{{version}} {{window}}")],
+          "percentunit", w=6, h=5, defaults={"decimals": 0, "min": 0, "max": 1, "thresholds": thresholds("green", (0.25, "orange"), (0.5, "red"))})
+    b.add("stat", "Drifted columns", "Columns that drifted in each window now (windows with at least 500 rows).",
+          [target(f"model_version_window:switchyard_drift_columns_drifted:count{{{sel}}}", "{{version}} {{window}}")],
+          "short", w=6, h=5, defaults={"decimals": 0, "thresholds": thresholds("green", (1, "orange"))})
+    b.add("stat", "Reference", "The model's reference: rows (collected so far, for a reference taken from a version's first rows) and whether it is complete (1); windows are tested once it is.",
+          [target('max(switchyard_drift_reference_rows{model="$model"})', "rows"),
+           target('max(switchyard_drift_reference_ready{model="$model"})', "ready")],
+          "short", w=6, h=5, defaults={"decimals": 0})
+    b.add("stat", "Newest sample age", SAMPLE_AGE_HELP,
+          [target(f"max by (version) (switchyard_drift_last_sample_age_seconds{{{vsel}}})", "{{version}}")],
+          "s", w=6, h=5, defaults={"decimals": 0, "thresholds": thresholds("green", (60, "orange"), (300, "red"))})
+
+    b.add("timeseries", "Dataset drift share", DRIFT_SHARE_HELP,
+          [target(f"model_version_window:switchyard_drift_dataset_drift_share:ratio{{{sel}}}", "{{version}} {{window}}")], "percentunit", w=12,
+          defaults={"min": 0, "max": 1, "thresholds": thresholds("green", (0.5, "red")),
+                    "custom": {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 0, "showPoints": "never", "spanNulls": False, "thresholdsStyle": {"mode": "line"}}})
+    b.add("timeseries", "Drifted columns", "Columns drifted now, and columns drifted at every evaluation of the last 30 minutes (alert SwitchyardColumnDrift when there are some without dataset drift).",
+          [target(f"model_version_window:switchyard_drift_columns_drifted:count{{{sel}}}", "{{version}} {{window}} now"),
+           target(f"model_version_window:switchyard_drift_columns_drifted:count_min30m{{{sel}}}", "{{version}} {{window}} for 30m")], "short", w=12)
+
+    table = b.add("table", "Columns: score vs threshold",
+          f"Every tested column's last evaluation. p-value tests ({P_VALUE_TESTS.replace('|', ', ')}): drifted below the threshold; "
+          f"distances ({DISTANCE_TESTS.replace('|', ', ')}): drifted at or above it. Inputs are features[i], outputs probabilities[j] and probabilities.class.",
+          [target(with_test("switchyard_drift_score", sel), "", instant=True, fmt="table"),
+           target(with_test("switchyard_drift_threshold", sel), "", instant=True, fmt="table"),
+           target(with_test("switchyard_drift_column_drifted", sel), "", instant=True, fmt="table")],
+          "none", w=24, h=10, defaults={"decimals": 4},
+          transformations=[
+              {"id": "merge", "options": {}},
+              {"id": "organize", "options": {"excludeByName": {"Time": True},
+                                             "indexByName": {"version": 0, "window": 1, "column": 2, "test": 3, "Value #A": 4, "Value #B": 5, "Value #C": 6},
+                                             "renameByName": {"Value #A": "score", "Value #B": "threshold", "Value #C": "drifted"}}},
+              {"id": "sortBy", "options": {"sort": [{"field": "drifted", "desc": True}]}},
+          ])
+    table["fieldConfig"]["overrides"] = [{
+        "matcher": {"id": "byName", "options": "drifted"},
+        "properties": [
+            {"id": "decimals", "value": 0},
+            {"id": "mappings", "value": [{"type": "value", "options": {"0": {"text": "no", "color": "green"}, "1": {"text": "DRIFT", "color": "red"}}}]},
+            {"id": "custom.cellOptions", "value": {"type": "color-text"}},
+        ],
+    }]
+    b.add("timeseries", "Drift margin: the 10 columns closest to drifting",
+          "Each column's score against its threshold on one scale, 1 = the threshold, above 1 = drifted: distance / threshold for distances, "
+          "ln(p) / ln(threshold) for p-values (capped at 10).",
+          [target(f"topk(10, max by (version, window, column) (clamp_max("
+                  f"(switchyard_drift_score{{{sel}}} / switchyard_drift_threshold{{{sel}}} and ignoring (test) switchyard_drift_column_test{{{sel}, test=~\"{DISTANCE_TESTS}\"}})"
+                  f" or (ln(switchyard_drift_score{{{sel}}}) / ln(switchyard_drift_threshold{{{sel}}}) and ignoring (test) switchyard_drift_column_test{{{sel}, test=~\"{P_VALUE_TESTS}\"}}),"
+                  f" 10)))", "{{version}} {{window}} {{column}}")], "short", w=24,
+          defaults={"min": 0, "thresholds": thresholds("green", (1, "red")),
+                    "custom": {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 0, "showPoints": "never", "spanNulls": False, "thresholdsStyle": {"mode": "line"}}})
+
+    b.add("timeseries", "Rows in window", "Rows each window held at its last evaluation (drift series and alerts need 500).",
+          [target(f"max by (version, window) (switchyard_drift_window_rows{{{sel}}})", "{{version}} {{window}}")], "short",
+          defaults={"min": 0, "thresholds": thresholds("red", (500, "green")),
+                    "custom": {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10, "showPoints": "never", "spanNulls": False, "thresholdsStyle": {"mode": "line"}}})
+    b.add("timeseries", "Newest sample age", SAMPLE_AGE_HELP,
+          [target(f"max by (version) (switchyard_drift_last_sample_age_seconds{{{vsel}}})", "{{version}}")], "s",
+          defaults={"min": 0, "thresholds": thresholds("green", (300, "red")),
+                    "custom": {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10, "showPoints": "never", "spanNulls": False, "thresholdsStyle": {"mode": "line"}}})
+    b.add("timeseries", "Samples: filter sent vs monitor ingested", "Samples the filter delivered to the collector, and samples (and their rows) that entered the monitor's windows: a gap is samples lost between them or skipped.",
+          [target(f'sum by (version) (rate(switchyard_samples_total{{{vsel}, result="sent"}}[$__rate_interval]))', "{{version}} sent by the filter"),
+           target(f"sum by (version) (rate(switchyard_drift_samples_ingested_total{{{vsel}}}[$__rate_interval]))", "{{version}} samples ingested"),
+           target(f"sum by (version) (rate(switchyard_drift_rows_ingested_total{{{vsel}}}[$__rate_interval]))", "{{version}} rows ingested")], "cps")
+
+    b.add("timeseries", "Lines skipped/s by reason", "Lines of the samples file that gave no rows, for every model the monitor reads. Expected: not_ok (failed requests), comparison, empty, unconfigured; alert SwitchyardDriftLinesSkipped on malformed, shape, truncated, oversized, too_many_versions above 5%.",
+          [target("sum by (reason) (rate(switchyard_drift_lines_skipped_total[$__rate_interval]))", "{{reason}}")], "cps")
+    b.add("timeseries", "Monitor memory", "Bytes the model's windows and reference summaries hold (estimate).",
+          [target('max by (instance) (switchyard_drift_memory_bytes{model="$model"})', "{{instance}}")], "bytes")
+    b.add("timeseries", "Evaluation time", "Wall time of the monitor's last evaluation of every window (it evaluates every evaluate_every_seconds, 5 s by default).",
+          [target("max by (instance) (switchyard_drift_evaluation_duration_seconds)", "{{instance}}")], "s")
+    variables = [
+        query_var("model", "Model", "label_values(switchyard_drift_reference_ready, model)"),
+        query_var("version", "Version", 'label_values(switchyard_drift_window_rows{model="$model"}, version)', multi=True, include_all=True),
+        query_var("window", "Window", 'label_values(switchyard_drift_window_rows{model="$model"}, window)', multi=True, include_all=True),
+    ]
+    return dashboard("switchyard-drift", "Switchyard / Drift",
+                     "Drift of each model version's inputs and outputs from the model's reference, per drift monitor window: dataset drift share, drifted columns, per-column scores against thresholds, window sizes, sample freshness and skipped lines.",
+                     b, variables, alert_annotation('model="$model"'))
+
+
 DASHBOARDS = {
     "switchyard-overview.json": overview,
     "switchyard-canary.json": canary,
     "switchyard-backend.json": backend,
     "switchyard-finops.json": finops,
+    "switchyard-drift.json": drift,
 }
 
 

@@ -23,11 +23,7 @@ pub fn ks_2samp(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
     if h == 0 {
         return Some((d, 1.0));
     }
-    let p = if n1 == n2 {
-        prob_outside_square(n1 as u64, h)
-    } else {
-        outer_prob_inside(n1 as u64, n2 as u64, g, h)
-    };
+    let p = if n1 == n2 { prob_outside_square(n1 as u64, h) } else { outer_prob_inside(n1 as u64, n2 as u64, g, h) };
     Some((d, p.clamp(0.0, 1.0)))
 }
 

@@ -327,4 +327,3 @@ pub fn dataset_drift(drifted: impl IntoIterator<Item = bool>, drift_share: f64) 
     let share = if columns == 0 { 0.0 } else { drifted_columns as f64 / columns as f64 };
     DatasetDrift { columns, drifted_columns, share, drift_share, drifted: columns > 0 && share >= drift_share }
 }
-

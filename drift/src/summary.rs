@@ -28,7 +28,7 @@ impl Key {
     /// A number as a key, `-0.0` folded into `0.0`; `None` for NaN and infinities, which
     /// Evidently drops before testing.
     pub fn num(x: f64) -> Option<Key> {
-        x.is_finite().then(|| Key::Num(if x == 0.0 { 0.0 } else { x }))
+        x.is_finite().then_some(Key::Num(if x == 0.0 { 0.0 } else { x }))
     }
 }
 
@@ -155,21 +155,13 @@ impl Summary {
 
     /// Values below `x` (`side = left` of numpy's searchsorted), or at most `x`.
     pub(crate) fn rank(&self, x: f64, inclusive: bool) -> usize {
-        if inclusive {
-            self.sorted.partition_point(|v| *v <= x)
-        } else {
-            self.sorted.partition_point(|v| *v < x)
-        }
+        if inclusive { self.sorted.partition_point(|v| *v <= x) } else { self.sorted.partition_point(|v| *v < x) }
     }
 
     /// Approximate heap bytes held (for the monitor's memory accounting).
     pub fn heap_bytes(&self) -> usize {
         self.sorted.capacity() * 8
-            + self
-                .counts
-                .keys()
-                .map(|k| 48 + if let Key::Text(s) = k { s.capacity() } else { 0 })
-                .sum::<usize>()
+            + self.counts.keys().map(|k| 48 + if let Key::Text(s) = k { s.capacity() } else { 0 }).sum::<usize>()
     }
 }
 

@@ -6,6 +6,7 @@
 //! Tolerance: every score within 1e-9 relative, and every decision identical. The z-test's
 //! p-value is `2 (1 - Φ(|z|))` as Evidently writes it, so it is a multiple of 2⁻⁵² near 0:
 //! there an absolute 4.5e-16 (two steps) is allowed as well.
+#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 use std::process::Command;

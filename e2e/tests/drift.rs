@@ -31,7 +31,8 @@ fn the_drift_scenario_makes_the_monitor_flag_the_shifted_features_and_only_those
         .to_string(),
     )
     .unwrap();
-    let (_monitor, addr) = start_monitor(&workspace_bin("switchyard-monitor"), &stack.samples, &config, &dir.join("state")).unwrap();
+    let (_monitor, addr) =
+        start_monitor(&workspace_bin("switchyard-monitor"), &stack.samples, &config, &dir.join("state")).unwrap();
     let scenario = dir.join("drift.toml");
     std::fs::write(
         &scenario,
@@ -73,7 +74,9 @@ rate = 100
     };
     // Every answered request was sampled (rate 1.0), 8 rows each: the window is evaluated
     // once it has them all, and then holds drifted rows only.
-    wait_until(Duration::from_secs(30), "every sampled row evaluated", || window()["rows_ingested"].as_u64() == Some(8 * ok));
+    wait_until(Duration::from_secs(30), "every sampled row evaluated", || {
+        window()["rows_ingested"].as_u64() == Some(8 * ok)
+    });
     let w = window();
     assert_eq!(w["rows"], 2000, "{w}");
     let drifted: Vec<String> = w["columns"]
@@ -86,7 +89,8 @@ rate = 100
     eprintln!("drifted: {drifted:?}");
     let features: Vec<&String> = drifted.iter().filter(|c| c.starts_with("features[")).collect();
     assert_eq!(features, ["features[0]", "features[1]", "features[2]", "features[3]"], "{w}");
-    let test_of = |name: &str| w["columns"].as_array().unwrap().iter().find(|c| c["column"] == name).unwrap()["test"].clone();
+    let test_of =
+        |name: &str| w["columns"].as_array().unwrap().iter().find(|c| c["column"] == name).unwrap()["test"].clone();
     assert_eq!(test_of("features[10]"), "wasserstein");
     assert_eq!(test_of("probabilities.class"), "jensenshannon");
 }

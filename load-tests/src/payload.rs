@@ -246,9 +246,11 @@ impl<'a> Mixes<'a> {
                     } else {
                         // Drifted bodies are fresh draws (other seeds), so their unshifted features
                         // are a new sample of the same distribution, as in real traffic.
-                        let seed = |k: u64| self.seed.wrapping_add(k).wrapping_add(if drift.is_some() { 1 << 32 } else { 0 });
+                        let seed =
+                            |k: u64| self.seed.wrapping_add(k).wrapping_add(if drift.is_some() { 1 << 32 } else { 0 });
                         let first = build_body(self.inputs, key.0, p.binary, seed(0), drift)?;
-                        let pool = (POOL_BYTES / first.bytes.len().max(1)).clamp(POOL_MIN as usize, POOL_MAX as usize) as u64;
+                        let pool =
+                            (POOL_BYTES / first.bytes.len().max(1)).clamp(POOL_MIN as usize, POOL_MAX as usize) as u64;
                         let mut b = vec![first];
                         for k in 1..pool {
                             b.push(build_body(self.inputs, key.0, p.binary, seed(k), drift)?);

@@ -74,7 +74,7 @@ fn metrics(addr: &str) -> String {
     String::from_utf8(request(addr, "GET", "/metrics", &[], b"").body).unwrap()
 }
 
-fn write_config(dir: &Path, reference: Value) -> PathBuf {
+fn write_config(dir: &Path, reference: &Value) -> PathBuf {
     let path = dir.join("monitor.json");
     let config = json!({
         "evaluate_every_seconds": 0.2,
@@ -91,22 +91,31 @@ fn watch_exports_what_compare_prints_through_junk_and_rotation() {
     let t = now_ms();
     let reference: Vec<String> = (0..400).map(|i| sample(&mut rng, "v1", 0, t + i)).collect();
     let current: Vec<String> = (0..300).map(|i| sample(&mut rng, "v2", 3, t + i)).collect();
-    let (ref_file, cur_file, samples) = (dir.join("reference.jsonl"), dir.join("current.jsonl"), dir.join("samples.jsonl"));
+    let (ref_file, cur_file, samples) =
+        (dir.join("reference.jsonl"), dir.join("current.jsonl"), dir.join("samples.jsonl"));
     append(&ref_file, &reference);
     append(&cur_file, &current);
     let expected = compare(&ref_file, &cur_file, &[]);
 
-    let config = write_config(&dir, json!({"file": ref_file}));
+    let config = write_config(&dir, &json!({"file": ref_file}));
     // Half the current samples, and junk the monitor must count and step over.
     append(&samples, &current[..150]);
-    append(&samples, &["{not json".into(), "[]".into(), json!({"schema": 1, "kind": "comparison", "model": "mlp"}).to_string()]);
-    append(&samples, &[format!("{{\"model\":\"other\",{}", &current[0][1..])]);
-    let (mut monitor, addr) = start_monitor(&workspace_bin("switchyard-monitor"), &samples, &config, &dir.join("state")).unwrap();
-    wait_until(Duration::from_secs(20), "the first 150 rows evaluated", || drift(&addr)["mlp"]["versions"]["v2"]["all"]["rows"] == 150);
+    append(
+        &samples,
+        &["{not json".into(), "[]".into(), json!({"schema": 1, "kind": "comparison", "model": "mlp"}).to_string()],
+    );
+    append(&samples, &[current[0].replace("\"model\":\"mlp\"", "\"model\":\"other\"")]);
+    let (mut monitor, addr) =
+        start_monitor(&workspace_bin("switchyard-monitor"), &samples, &config, &dir.join("state")).unwrap();
+    wait_until(Duration::from_secs(20), "the first 150 rows evaluated", || {
+        drift(&addr)["mlp"]["versions"]["v2"]["all"]["rows"] == 150
+    });
     // The collector rotates: the file is renamed away and a new one started.
     std::fs::rename(&samples, dir.join("samples.jsonl.1")).unwrap();
     append(&samples, &current[150..]);
-    wait_until(Duration::from_secs(20), "all 300 rows evaluated", || drift(&addr)["mlp"]["versions"]["v2"]["all"]["rows"] == 300);
+    wait_until(Duration::from_secs(20), "all 300 rows evaluated", || {
+        drift(&addr)["mlp"]["versions"]["v2"]["all"]["rows"] == 300
+    });
     assert!(monitor.exited().is_none(), "the monitor must not stop on junk: {}", monitor.log());
 
     let window = &drift(&addr)["mlp"]["versions"]["v2"]["all"];
@@ -121,12 +130,16 @@ fn watch_exports_what_compare_prints_through_junk_and_rotation() {
         assert_eq!(got["drifted"], want["drifted"], "{column}");
         let labels = [("model", "mlp"), ("version", "v2"), ("window", "all"), ("column", column)];
         let exported = metric_sum(&text, "switchyard_drift_score", &labels);
-        assert!((exported - want["score"].as_f64().unwrap()).abs() <= 1e-12 * exported.abs().max(1e-300), "{column}: {exported}");
+        assert!(
+            (exported - want["score"].as_f64().unwrap()).abs() <= 1e-12 * exported.abs().max(1e-300),
+            "{column}: {exported}"
+        );
         let drifted = metric_sum(&text, "switchyard_drift_column_drifted", &labels);
         assert_eq!(drifted == 1.0, want["drifted"].as_bool().unwrap(), "{column}");
     }
     // The shifted features drift, the others do not.
-    let drifted: Vec<&str> = want.iter().filter(|c| c["drifted"] == true).map(|c| c["column"].as_str().unwrap()).collect();
+    let drifted: Vec<&str> =
+        want.iter().filter(|c| c["drifted"] == true).map(|c| c["column"].as_str().unwrap()).collect();
     for f in ["features[0]", "features[1]", "features[2]"] {
         assert!(drifted.contains(&f), "{f} was shifted: {drifted:?}");
     }
@@ -149,7 +162,7 @@ fn a_reference_collected_from_a_version_survives_a_restart() {
     let t = now_ms();
     let samples = dir.join("samples.jsonl");
     append(&samples, &(0..120).map(|i| sample(&mut rng, "v1", 0, t + i)).collect::<Vec<_>>());
-    let config = write_config(&dir, json!({"version": "v1", "rows": 100}));
+    let config = write_config(&dir, &json!({"version": "v1", "rows": 100}));
     let bin = workspace_bin("switchyard-monitor");
     let (monitor, addr) = start_monitor(&bin, &samples, &config, &dir.join("state")).unwrap();
     wait_until(Duration::from_secs(20), "the reference collected", || {
@@ -195,13 +208,21 @@ fn compare_writes_a_self_contained_html_report_and_refuses_bad_configs() {
     assert_eq!(status.code(), Some(3), "the dataset drifted: --fail-on-drift exits 3");
     let html = std::fs::read_to_string(&out).unwrap();
     assert!(html.contains("Dataset drift: detected") && html.matches("<svg").count() == 3, "{html}");
-    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script"), "no network, no script");
+    assert!(
+        !html.contains("http://") && !html.contains("https://") && !html.contains("<script"),
+        "no network, no script"
+    );
     let v = compare(&r, &c, &[]);
     let colour = v["columns"].as_array().unwrap().iter().find(|c| c["column"] == "colour").unwrap();
-    assert_eq!((&colour["kind"], &colour["test"]), (&json!("categorical"), &json!("z")), "text values make a categorical column");
+    assert_eq!(
+        (&colour["kind"], &colour["test"]),
+        (&json!("categorical"), &json!("z")),
+        "text values make a categorical column"
+    );
 
     let bad = dir.join("bad.json");
-    std::fs::write(&bad, r#"{"tests": {"colour": "ks"}, "columns": {"colour": "categorical"}, "drift_share": 7}"#).unwrap();
+    std::fs::write(&bad, r#"{"tests": {"colour": "ks"}, "columns": {"colour": "categorical"}, "drift_share": 7}"#)
+        .unwrap();
     let out = Command::new(workspace_bin("switchyard-monitor"))
         .args(["compare", "--reference"])
         .arg(&r)
@@ -212,5 +233,8 @@ fn compare_writes_a_self_contained_html_report_and_refuses_bad_configs() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("needs a numerical column") && err.contains("drift_share = 7"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("needs a numerical column") && err.contains("drift_share = 7"),
+        "{err}"
+    );
 }

@@ -73,7 +73,12 @@ pub fn start_collector(bin: &Path, samples: &Path) -> anyhow::Result<(Process, S
 /// `state`: the process and its address.
 pub fn start_monitor(bin: &Path, samples: &Path, config: &Path, state: &Path) -> anyhow::Result<(Process, String)> {
     let mut cmd = Command::new(bin);
-    cmd.args(["watch", "--listen", "127.0.0.1:0", "--samples"]).arg(samples).arg("--config").arg(config).arg("--state").arg(state);
+    cmd.args(["watch", "--listen", "127.0.0.1:0", "--samples"])
+        .arg(samples)
+        .arg("--config")
+        .arg(config)
+        .arg("--state")
+        .arg(state);
     let (p, line) = Process::spawn_reporting("switchyard-monitor", cmd, Log::Memory)?;
     let addr = address_after(&line, "").ok_or_else(|| anyhow::anyhow!("no monitor address in {line:?}"))?;
     Ok((p, addr))

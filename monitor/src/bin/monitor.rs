@@ -107,8 +107,8 @@ fn compare(args: &CompareArgs) -> anyhow::Result<ExitCode> {
             args.model.as_ref().is_none_or(|m| r.model.as_ref() == Some(m))
                 && version.as_ref().is_none_or(|v| r.version.as_ref() == Some(v))
         };
-        let (table, skipped) =
-            Table::read(path, &mut reader, keep).with_context(|| format!("cannot read the {what} {}", path.display()))?;
+        let (table, skipped) = Table::read(path, &mut reader, keep)
+            .with_context(|| format!("cannot read the {what} {}", path.display()))?;
         if !skipped.is_empty() {
             let list: Vec<String> = skipped.iter().map(|(k, v)| format!("{v} {k}")).collect();
             eprintln!("{what} {}: {} rows; lines skipped: {}", path.display(), table.rows, list.join(", "));
@@ -142,7 +142,9 @@ fn compare(args: &CompareArgs) -> anyhow::Result<ExitCode> {
                 .zip(&currents)
                 .zip(&evaluation.columns)
                 .map(|((r, c), result)| {
-                    c.as_ref().filter(|c| result.drift.is_some() && c.rows() > 0).map(|c| report::histogram(&r.summary, c))
+                    c.as_ref()
+                        .filter(|c| result.drift.is_some() && c.rows() > 0)
+                        .map(|c| report::histogram(&r.summary, c))
                 })
                 .collect();
             let title = format!("Drift: {} vs {}", args.current.display(), args.reference.display());

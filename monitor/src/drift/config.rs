@@ -269,7 +269,15 @@ mod tests {
             "models": {"mlp": {"reference": {"version": "v 1", "rows": 0},
                                "windows": [{"name": "a", "rows": 20000}, {"name": "a", "rows": 5, "seconds": -1}]}}}"#;
         let problems = Config::parse(text).unwrap_err();
-        for want in ["drift_share = 2", "tests.c: 'ks' needs a numerical", "'v 1' is not", "reference.rows = 0", "rows = 20000", "'a' is named twice", "seconds = -1"] {
+        for want in [
+            "drift_share = 2",
+            "tests.c: 'ks' needs a numerical",
+            "'v 1' is not",
+            "reference.rows = 0",
+            "rows = 20000",
+            "'a' is named twice",
+            "seconds = -1",
+        ] {
             assert!(problems.iter().any(|p| p.contains(want)), "{want}: {problems:?}");
         }
     }

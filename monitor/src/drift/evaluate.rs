@@ -73,7 +73,11 @@ pub struct Evaluation {
 
 /// Tests each reference column against `current(name, kind)` (its summary, `None` when the
 /// current data lacks the column).
-pub fn evaluate(reference: &Reference, rules: &Rules, mut current: impl FnMut(&str, Kind) -> Option<Summary>) -> Evaluation {
+pub fn evaluate(
+    reference: &Reference,
+    rules: &Rules,
+    mut current: impl FnMut(&str, Kind) -> Option<Summary>,
+) -> Evaluation {
     let mut columns = Vec::with_capacity(reference.columns.len());
     for col in &reference.columns {
         let (test, threshold) = rules.test(&col.name);

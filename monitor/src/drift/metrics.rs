@@ -74,22 +74,61 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn register(&self, r: &mut Registry) {
-        r.register("score", "Drift score of a column in a window: a p-value (ks, chisquare, z) or a distance", self.score.clone());
+        r.register(
+            "score",
+            "Drift score of a column in a window: a p-value (ks, chisquare, z) or a distance",
+            self.score.clone(),
+        );
         r.register("threshold", "The score's drift threshold", self.threshold.clone());
-        r.register("column_drifted", "1 when the column drifted in the window (Evidently's rule for its test)", self.drifted.clone());
+        r.register(
+            "column_drifted",
+            "1 when the column drifted in the window (Evidently's rule for its test)",
+            self.drifted.clone(),
+        );
         r.register("column_test", "1 for the test the column is judged by (label test)", self.test.clone());
         r.register("window_rows", "Rows in the window at its last evaluation", self.window_rows.clone());
-        r.register("dataset_drift_share", "Share of the window's tested columns that drifted", self.dataset_share.clone());
-        r.register("dataset_drifted", "1 when the share of drifted columns is at least drift_share (0.5)", self.dataset_drifted.clone());
+        r.register(
+            "dataset_drift_share",
+            "Share of the window's tested columns that drifted",
+            self.dataset_share.clone(),
+        );
+        r.register(
+            "dataset_drifted",
+            "1 when the share of drifted columns is at least drift_share (0.5)",
+            self.dataset_drifted.clone(),
+        );
         r.register("columns_drifted", "Columns that drifted in the window", self.columns_drifted.clone());
-        r.register_with_unit("last_sample_age", "Seconds since the newest sample of the version started", Unit::Seconds, self.sample_age.clone());
+        r.register_with_unit(
+            "last_sample_age",
+            "Seconds since the newest sample of the version started",
+            Unit::Seconds,
+            self.sample_age.clone(),
+        );
         r.register("samples_ingested", "Samples whose rows entered the windows", self.samples.clone());
         r.register("rows_ingested", "Rows that entered the windows", self.rows.clone());
         r.register("lines_skipped", "Lines of the samples file that gave no rows, by reason", self.skipped.clone());
-        r.register("reference_rows", "Rows of the model's reference (collected so far, for a version reference)", self.reference_rows.clone());
-        r.register("reference_ready", "1 once the model's reference is complete and summarised", self.reference_ready.clone());
-        r.register_with_unit("memory", "Bytes the model's windows and reference summaries hold (estimate)", Unit::Bytes, self.memory.clone());
-        r.register_with_unit("evaluation_duration", "Wall time of the last evaluation of every window", Unit::Seconds, self.evaluation_seconds.clone());
+        r.register(
+            "reference_rows",
+            "Rows of the model's reference (collected so far, for a version reference)",
+            self.reference_rows.clone(),
+        );
+        r.register(
+            "reference_ready",
+            "1 once the model's reference is complete and summarised",
+            self.reference_ready.clone(),
+        );
+        r.register_with_unit(
+            "memory",
+            "Bytes the model's windows and reference summaries hold (estimate)",
+            Unit::Bytes,
+            self.memory.clone(),
+        );
+        r.register_with_unit(
+            "evaluation_duration",
+            "Wall time of the last evaluation of every window",
+            Unit::Seconds,
+            self.evaluation_seconds.clone(),
+        );
     }
 
     pub fn skip(&self, reason: &str) {

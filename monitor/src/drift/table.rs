@@ -201,7 +201,8 @@ impl Reader {
         let Some(tensors) = tensors else { return Ok(()) };
         let Json::Array(tensors) = tensors else { return Err(Skip::Malformed) };
         for t in tensors {
-            let (Some(name), Some(shape)) = (t.get("name").and_then(Json::as_str), t.get("shape").and_then(Json::as_array))
+            let (Some(name), Some(shape)) =
+                (t.get("name").and_then(Json::as_str), t.get("shape").and_then(Json::as_array))
             else {
                 return Err(Skip::Malformed);
             };
@@ -251,7 +252,14 @@ impl Reader {
         Ok(())
     }
 
-    fn push(&self, record: &mut Record, names: Arc<Names>, rows: usize, cells: Vec<Cell>, width: usize) -> Result<(), Skip> {
+    fn push(
+        &self,
+        record: &mut Record,
+        names: Arc<Names>,
+        rows: usize,
+        cells: Vec<Cell>,
+        width: usize,
+    ) -> Result<(), Skip> {
         if width == 0 || cells.len() != rows * width {
             return Err(Skip::Shape);
         }
@@ -502,7 +510,17 @@ mod tests {
         let r = reader().line(&line.replace('\n', "")).unwrap();
         assert_eq!((r.model.as_deref(), r.version.as_deref(), r.unix_ms), (Some("mlp"), Some("v2"), Some(5)));
         t.push(&r);
-        assert_eq!(t.columns, ["features[0]", "features[1]", "features[2]", "probabilities[0]", "probabilities[1]", "probabilities.class"]);
+        assert_eq!(
+            t.columns,
+            [
+                "features[0]",
+                "features[1]",
+                "features[2]",
+                "probabilities[0]",
+                "probabilities[1]",
+                "probabilities.class"
+            ]
+        );
         assert_eq!(t.get("features[1]").unwrap(), &[Cell::Num(2.0), Cell::Num(5.0)]);
         assert_eq!(t.get("probabilities.class").unwrap(), &[Cell::Num(1.0), Cell::Num(0.0)]);
         assert_eq!(t.kind("probabilities.class"), Kind::Categorical);
@@ -513,7 +531,10 @@ mod tests {
         let mut r = reader();
         assert_eq!(r.line("{not json").unwrap_err(), Skip::Malformed);
         assert_eq!(r.line(r#"{"kind":"comparison","schema":1}"#).unwrap_err(), Skip::Comparison);
-        assert_eq!(r.line(r#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[1,2,3]}]}"#).unwrap_err(), Skip::Shape);
+        assert_eq!(
+            r.line(r#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[1,2,3]}]}"#).unwrap_err(),
+            Skip::Shape
+        );
         let not_ok = r#"{"schema":1,"model":"m","version":"v","status":503,"request":{"body":null},"response":null}"#;
         assert_eq!(r.line(not_ok).unwrap_err(), Skip::NotOk);
         let cut = r#"{"schema":1,"model":"m","version":"v","status":200,"request":{"body":"{\"inputs\":[","truncated":true},"response":{"body":{}}}"#;
@@ -530,13 +551,17 @@ mod tests {
         t.push(&r.line(r#"{"a": 3, "colour": "red", "ok": true}"#).unwrap());
         assert_eq!(t.columns, ["a", "b", "colour", "ok"]);
         assert_eq!(t.get("b").unwrap(), &[Cell::Num(2.0), Cell::Missing]);
-        assert_eq!((t.kind("a"), t.kind("colour"), t.kind("ok")), (Kind::Numerical, Kind::Categorical, Kind::Categorical));
+        assert_eq!(
+            (t.kind("a"), t.kind("colour"), t.kind("ok")),
+            (Kind::Numerical, Kind::Categorical, Kind::Categorical)
+        );
     }
 
     #[test]
     fn an_image_is_summarised_per_channel_and_projected() {
         let data: Vec<f64> = (0..2 * 3 * 40 * 40).map(|i| f64::from(i % 7)).collect();
-        let line = serde_json::json!({"inputs": [{"name": "x", "shape": [2, 3, 40, 40], "datatype": "FP32", "data": data}]});
+        let line =
+            serde_json::json!({"inputs": [{"name": "x", "shape": [2, 3, 40, 40], "datatype": "FP32", "data": data}]});
         let rec = reader().record(&line).unwrap();
         assert_eq!(rec.blocks[0].rows, 2);
         assert_eq!(rec.blocks[0].names.names.len(), 3 + 3 + PROJECTIONS);

@@ -184,14 +184,19 @@ impl Monitor {
     fn publish_references(&mut self) {
         for (name, m) in &self.models {
             let labels = ModelLabels { model: name.clone() };
-            let rows = m.reference.as_ref().map_or_else(|| m.collecting.as_ref().map_or(0, |c| c.table.rows), |r| r.rows);
+            let rows =
+                m.reference.as_ref().map_or_else(|| m.collecting.as_ref().map_or(0, |c| c.table.rows), |r| r.rows);
             self.metrics.reference_rows.get_or_create(&labels).set(rows as i64);
             self.metrics.reference_ready.get_or_create(&labels).set(i64::from(m.reference.is_some()));
             let result = self.results.entry(name.clone()).or_default();
             result.reference_rows = rows;
             result.reference_ready = m.reference.is_some();
             result.reference_source = m.reference.as_ref().map_or_else(
-                || m.collecting.as_ref().map_or(String::new(), |c| format!("first {} rows of {name}:{}", c.rows, c.version)),
+                || {
+                    m.collecting
+                        .as_ref()
+                        .map_or(String::new(), |c| format!("first {} rows of {name}:{}", c.rows, c.version))
+                },
                 |r| r.source.clone(),
             );
         }
@@ -199,20 +204,25 @@ impl Monitor {
 
     /// One line of the samples file. Never fails: what it cannot use is counted.
     pub fn ingest_line(&mut self, line: &str) {
-        let Some(model_name) = peek_model(line) else {
-            // Not even a model: read it fully to say why (or count a sample of no model).
-            let mut reader = Reader::default();
-            match reader.line(line) {
-                Err(skip) => self.metrics.skip(skip.label()),
-                Ok(_) => self.metrics.skip("unconfigured"),
-            }
+        // Parsed once; the model decides which reader (and column names) read the rest.
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+            self.metrics.skip(Skip::Malformed.label());
             return;
+        };
+        let model_name = match value.get("model").and_then(serde_json::Value::as_str) {
+            Some(m) => m.to_owned(),
+            None => {
+                // Not a sample of any model: say why it is not (a comparison record, junk).
+                let reason = Reader::default().record(&value).err().map_or("unconfigured", Skip::label);
+                self.metrics.skip(reason);
+                return;
+            }
         };
         let Some(model) = self.models.get_mut(model_name.as_str()) else {
             self.metrics.skip("unconfigured");
             return;
         };
-        let record = match model.reader.line(line) {
+        let record = match model.reader.record(&value) {
             Ok(r) => r,
             Err(skip) => {
                 self.metrics.skip(skip.label());
@@ -326,11 +336,15 @@ impl Monitor {
                     self.metrics.dataset_share.get_or_create(&wl).set(d.share);
                     self.metrics.dataset_drifted.get_or_create(&wl).set(i64::from(d.drifted));
                     self.metrics.columns_drifted.get_or_create(&wl).set(d.drifted_columns as i64);
-                    result
-                        .versions
-                        .entry(vname.clone())
-                        .or_default()
-                        .insert(w.name.clone(), WindowResult { rows: len - start, rows_ingested: version.appended, evaluated_unix_ms: now_ms, evaluation });
+                    result.versions.entry(vname.clone()).or_default().insert(
+                        w.name.clone(),
+                        WindowResult {
+                            rows: len - start,
+                            rows_ingested: version.appended,
+                            evaluated_unix_ms: now_ms,
+                            evaluation,
+                        },
+                    );
                 }
             }
             self.metrics.memory.get_or_create(&ModelLabels { model: name.clone() }).set(bytes as i64);
@@ -370,16 +384,6 @@ fn remove_column(m: &Metrics, labels: &ColumnLabels, test: &str) {
     m.test.remove(&test_labels(labels, test));
 }
 
-/// The `"model"` of a sample line without parsing the rest (lines of models the monitor does
-/// not watch are skipped cheaply).
-fn peek_model(line: &str) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Peek {
-        model: Option<String>,
-    }
-    serde_json::from_str::<Peek>(line).ok()?.model
-}
-
 impl Model {
     fn new(name: &str, config: &ModelConfig, rules: &Rules, state_dir: Option<&Path>) -> Result<Model, String> {
         let mut model = Model {
@@ -397,7 +401,8 @@ impl Model {
         match &config.reference {
             ReferenceConfig::File { file } => {
                 let mut reader = Reader::new(rules.names.clone(), rules.max_tensor_columns());
-                let (table, skipped) = Table::read(file, &mut reader, |_| true).map_err(|e| format!("reference {}: {e}", file.display()))?;
+                let (table, skipped) = Table::read(file, &mut reader, |_| true)
+                    .map_err(|e| format!("reference {}: {e}", file.display()))?;
                 if table.rows == 0 {
                     return Err(format!("reference {}: no rows in it ({skipped:?} lines skipped)", file.display()));
                 }
@@ -409,18 +414,28 @@ impl Model {
                 let saved = state_dir.map(|d| state_file(d, name)).filter(|p| p.exists());
                 match saved.map(|p| load(&p).map_err(|e| format!("{}: {e}", p.display()))) {
                     Some(Ok(s)) if s.version == *version && s.rows == *rows => {
-                        tracing::info!(model = name, rows = s.reference.rows, "reference summary loaded from the state directory");
+                        tracing::info!(
+                            model = name,
+                            rows = s.reference.rows,
+                            "reference summary loaded from the state directory"
+                        );
                         model.schema = Some(Schema::of_reference(&s.reference));
                         model.reference = Some(s.reference);
                     }
                     Some(Ok(_)) => {
-                        tracing::warn!(model = name, "the saved reference is of another version or size: collecting it again");
+                        tracing::warn!(
+                            model = name,
+                            "the saved reference is of another version or size: collecting it again"
+                        );
                     }
-                    Some(Err(e)) => tracing::warn!(model = name, error = %e, "cannot read the saved reference: collecting it again"),
+                    Some(Err(e)) => {
+                        tracing::warn!(model = name, error = %e, "cannot read the saved reference: collecting it again")
+                    }
                     None => {}
                 }
                 if model.reference.is_none() {
-                    model.collecting = Some(Collecting { version: version.clone(), rows: *rows, table: Table::default() });
+                    model.collecting =
+                        Some(Collecting { version: version.clone(), rows: *rows, table: Table::default() });
                 }
             }
         }
@@ -693,8 +708,10 @@ fn encode_metrics(registry: &prometheus_client::registry::Registry) -> axum::res
     use axum::response::IntoResponse;
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, registry) {
-        Ok(()) => ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
-            .into_response(),
+        Ok(()) => {
+            ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+                .into_response()
+        }
         Err(_) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics").into_response(),
     }
 }
@@ -705,8 +722,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     use axum::routing::get;
     use prometheus_client::registry::Registry;
 
-    let text = std::fs::read_to_string(&options.config).with_context(|| format!("cannot read {}", options.config.display()))?;
-    let config = Config::parse(&text).map_err(|p| anyhow::anyhow!("{}:\n  {}", options.config.display(), p.join("\n  ")))?;
+    let text = std::fs::read_to_string(&options.config)
+        .with_context(|| format!("cannot read {}", options.config.display()))?;
+    let config =
+        Config::parse(&text).map_err(|p| anyhow::anyhow!("{}:\n  {}", options.config.display(), p.join("\n  ")))?;
     std::fs::create_dir_all(&options.state).with_context(|| format!("cannot create {}", options.state.display()))?;
     let metrics = Metrics::default();
     let mut registry = Registry::with_prefix("switchyard_drift");
@@ -717,7 +736,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let results = Arc::new(Mutex::new(String::from("{}")));
     let stop = Arc::new(AtomicBool::new(false));
     let worker = {
-        let (results, stop, path, max_line) = (results.clone(), stop.clone(), options.samples.clone(), options.max_line_bytes);
+        let (results, stop, path, max_line) =
+            (results.clone(), stop.clone(), options.samples.clone(), options.max_line_bytes);
         std::thread::Builder::new().name("drift".into()).spawn(move || {
             let mut tail = Tail::new(path, max_line);
             let mut next = Instant::now();
@@ -768,7 +788,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                 }
             }),
         );
-    let listener = tokio::net::TcpListener::bind(options.listen).await.with_context(|| format!("cannot bind {}", options.listen))?;
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("cannot bind {}", options.listen))?;
     println!("switchyard-monitor listening: http://{} <- {}", listener.local_addr()?, options.samples.display());
     axum::serve(listener, app).with_graceful_shutdown(crate::collector::shutdown_signal()).await?;
     stop.store(true, Ordering::Relaxed);
