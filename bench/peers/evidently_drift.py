@@ -19,7 +19,7 @@ flag written here is DERIVED exactly as Evidently's stat tests decide it
     wasserstein, jensenshannon, psi (distances):  drifted = score >= threshold
     ks (K-S p_value):                              drifted = p <= threshold
     chisquare, z (p-values):                       drifted = p <  threshold
-(full table in _COMPARATORS)and then VERIFIED, the script failing (exit 3) on any mismatch, against
+(full table in _COMPARATORS), and then VERIFIED, the script failing (exit 3) on any mismatch, against
   1. the DriftedColumnsCount metric (count and share) of the same snapshot, and
   2. Evidently's own per-column drift_detected flags and dataset_drift from the legacy
      DataDriftTable / DatasetDriftMetric results that the preset computes inside the same
@@ -49,7 +49,7 @@ _NETWORK_ATTEMPTS = []
 
 def _no_network(event, args):
     # A benchmark peer must not talk to anything: record and refuse any outgoing connection or
-    # name lookup (AF_UNIX is allowed, nothing here needs it but it is not network).
+    # name lookup (AF_UNIX connects are let through: local, not network).
     if event in ("socket.connect", "socket.getaddrinfo", "socket.sendto", "socket.sendmsg", "urllib.Request"):
         if event == "socket.connect" and getattr(args[0], "family", None) == getattr(__import__("socket"), "AF_UNIX", -1):
             return
@@ -159,6 +159,7 @@ def main():
 
     seen_warnings = {}
     times = []
+    cpu_times = []  # process CPU seconds per run, less sensitive to a loaded machine than wall time
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
         warmup = a.repeat > 1
@@ -167,9 +168,11 @@ def main():
         snapshot = None
         for _ in range(a.repeat):
             report = Report([DataDriftPreset()])  # defaults: drift_share 0.5, auto methods, no tests
+            c0 = time.process_time()
             t0 = time.perf_counter()
             snapshot = report.run(current_data=current, reference_data=reference)
             times.append(time.perf_counter() - t0)
+            cpu_times.append(time.process_time() - c0)
         for w in caught:
             key = f"{w.category.__name__}: {w.message}"
             seen_warnings[key] = seen_warnings.get(key, 0) + 1
@@ -252,6 +255,7 @@ def main():
         "seconds_min": min(times),
         "seconds_median": statistics.median(times),
         "seconds_all": times,
+        "cpu_seconds_all": cpu_times,
         "repeat": a.repeat,
         "warmup": warmup,
         "decision_source": "derived from ValueDrift score/method/threshold with Evidently's comparators; "

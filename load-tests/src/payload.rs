@@ -15,10 +15,11 @@ use crate::scenario::{Drift, HeaderFile, PayloadFile};
 
 /// Different bodies per generated payload variant, so the data varies between requests (a drift
 /// monitor needs a distribution, not one vector): as many as fit in [`POOL_BYTES`], between
-/// [`POOL_MIN`] and [`POOL_MAX`] (an mlp request gets 1024, a ResNet image 16).
+/// [`POOL_MIN`] and [`POOL_MAX`] (an mlp request gets 4096, a ResNet image 16): a drift
+/// monitor comparing thousands of rows must not see the same few hundred again and again.
 const POOL_MIN: u64 = 16;
-const POOL_MAX: u64 = 1024;
-const POOL_BYTES: usize = 8 * 1024 * 1024;
+const POOL_MAX: u64 = 4096;
+const POOL_BYTES: usize = 16 * 1024 * 1024;
 
 /// A deterministic pseudo-random generator (xorshift64*), so runs repeat.
 pub struct Rng(u64);
