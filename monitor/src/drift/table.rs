@@ -224,7 +224,11 @@ impl Reader {
             if rows == 0 {
                 continue;
             }
-            if width > self.max_tensor_columns && !categorical {
+            if width > self.max_tensor_columns && categorical {
+                // Text cannot be summarised by moments; so many columns would be unbounded.
+                return Err(Skip::Shape);
+            }
+            if width > self.max_tensor_columns {
                 let channels = dims.get(1).copied().filter(|_| dims.len() >= 3).unwrap_or(1);
                 let names = self.summary_names(name, width, channels);
                 let mut cells = Vec::with_capacity(rows * names.names.len());

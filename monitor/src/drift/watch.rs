@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -429,7 +429,7 @@ impl Model {
                         );
                     }
                     Some(Err(e)) => {
-                        tracing::warn!(model = name, error = %e, "cannot read the saved reference: collecting it again")
+                        tracing::warn!(model = name, error = %e, "cannot read the saved reference: collecting it again");
                     }
                     None => {}
                 }
@@ -567,6 +567,8 @@ pub struct Tail {
     inode: u64,
     offset: u64,
     buf: Vec<u8>,
+    /// Where the unread part of `buf` starts.
+    start: usize,
     max_line: usize,
     /// Inside a line longer than `max_line`: dropping bytes up to its end.
     discarding: bool,
@@ -581,7 +583,7 @@ pub struct Polled {
 
 impl Tail {
     pub fn new(path: PathBuf, max_line: usize) -> Tail {
-        Tail { path, file: None, inode: 0, offset: 0, buf: Vec::new(), max_line, discarding: false }
+        Tail { path, file: None, inode: 0, offset: 0, buf: Vec::new(), start: 0, max_line, discarding: false }
     }
 
     /// Reads up to `budget` complete lines and hands each to `f`.
@@ -589,26 +591,27 @@ impl Tail {
         let mut polled = Polled::default();
         if self.file.is_none() {
             match File::open(&self.path) {
-                Ok(file) => {
-                    self.inode = file.metadata()?.ino();
-                    self.file = Some(file);
-                    self.offset = 0;
-                    self.buf.clear();
-                    self.discarding = false;
-                }
+                Ok(file) => self.switch_to(file)?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(polled),
                 Err(e) => return Err(e),
             }
         }
         let mut chunk = vec![0u8; 256 * 1024];
+        // Set once the path names another file: the old one is read to its end first.
+        let mut moved = false;
         while polled.lines < budget {
             // Lines already in the buffer first.
-            if let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+            if let Some(pos) = self.buf[self.start..].iter().position(|b| *b == b'\n') {
+                let (from, to) = (self.start, self.start + pos);
+                self.start = to + 1;
                 if std::mem::take(&mut self.discarding) {
                     continue;
                 }
-                match std::str::from_utf8(&line[..line.len() - 1]) {
+                if to - from > self.max_line {
+                    polled.oversized += 1;
+                    continue;
+                }
+                match std::str::from_utf8(&self.buf[from..to]) {
                     Ok(s) if !s.trim().is_empty() => f(s),
                     Ok(_) => {}
                     Err(_) => f("\u{0}not utf-8"),
@@ -616,10 +619,15 @@ impl Tail {
                 polled.lines += 1;
                 continue;
             }
+            // No whole line left: keep only the partial one, and not past the line cap.
+            self.buf.drain(..self.start);
+            self.start = 0;
             if self.buf.len() > self.max_line {
                 self.buf.clear();
+                if !self.discarding {
+                    polled.oversized += 1;
+                }
                 self.discarding = true;
-                polled.oversized += 1;
             }
             let Some(file) = &mut self.file else { break };
             let n = file.read(&mut chunk)?;
@@ -628,53 +636,33 @@ impl Tail {
                 self.buf.extend_from_slice(&chunk[..n]);
                 continue;
             }
-            // At the end: has the file been rotated or truncated?
-            let moved = match std::fs::metadata(&self.path) {
-                Ok(m) => m.ino() != self.inode || m.size() < self.offset,
-                Err(_) => false,
-            };
             if !moved {
+                // At the end: has the file been rotated (renamed away) or truncated?
+                moved = match std::fs::metadata(&self.path) {
+                    Ok(m) => m.ino() != self.inode || m.size() < self.offset,
+                    Err(_) => false,
+                };
+                if moved {
+                    // What reached the old file before the rename: read it to its end.
+                    continue;
+                }
                 break;
             }
-            // Whatever reached the old file before the rename is read first (the loop goes on
-            // until its end), then the new file from its start.
-            loop {
-                let n = file.read(&mut chunk)?;
-                if n == 0 {
-                    break;
-                }
-                self.buf.extend_from_slice(&chunk[..n]);
-            }
-            let new = File::open(&self.path)?;
-            self.inode = new.metadata()?.ino();
-            self.file = Some(new);
-            self.offset = 0;
-            // A partial last line of the old file is dropped with it (the collector writes
+            // The old file is done; a partial last line goes with it (the collector writes
             // whole lines).
-            if !self.buf.ends_with(b"\n") && !self.buf.is_empty() {
-                if let Some(pos) = self.buf.iter().rposition(|b| *b == b'\n') {
-                    self.buf.truncate(pos + 1);
-                } else {
-                    self.buf.clear();
-                }
-            }
+            self.switch_to(File::open(&self.path)?)?;
+            moved = false;
         }
         Ok(polled)
     }
 
-    /// Where reading would go on (for tests).
-    pub fn position(&mut self) -> std::io::Result<u64> {
-        match &mut self.file {
-            Some(f) => f.stream_position(),
-            None => Ok(0),
-        }
-    }
-
-    #[doc(hidden)]
-    pub fn seek_end(&mut self) -> std::io::Result<()> {
-        if let Some(f) = &mut self.file {
-            self.offset = f.seek(SeekFrom::End(0))?;
-        }
+    fn switch_to(&mut self, file: File) -> std::io::Result<()> {
+        self.inode = file.metadata()?.ino();
+        self.file = Some(file);
+        self.offset = 0;
+        self.buf.clear();
+        self.start = 0;
+        self.discarding = false;
         Ok(())
     }
 }
@@ -797,5 +785,46 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     match tokio::task::spawn_blocking(move || worker.join()).await {
         Ok(Ok(())) => Ok(()),
         _ => anyhow::bail!("the drift thread failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::Tail;
+
+    fn lines(tail: &mut Tail) -> (Vec<String>, usize) {
+        let mut got = Vec::new();
+        let polled = tail.poll(1000, |l| got.push(l.to_owned())).unwrap();
+        (got, polled.oversized)
+    }
+
+    #[test]
+    fn the_tail_waits_for_whole_lines_skips_long_ones_and_follows_a_rotation() {
+        let dir = std::env::temp_dir().join(format!("switchyard-tail-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.jsonl");
+        let mut tail = Tail::new(path.clone(), 64);
+        assert_eq!(lines(&mut tail), (vec![], 0), "no file yet: nothing, no error");
+        let mut f = std::fs::File::create(&path).unwrap();
+        write!(f, "a\nb\npart").unwrap();
+        assert_eq!(lines(&mut tail).0, ["a", "b"]);
+        write!(f, "ial\n{}\nc\n", "x".repeat(200)).unwrap();
+        assert_eq!(lines(&mut tail), (vec!["partial".to_owned(), "c".to_owned()], 1));
+        // Rotation: a last line reaches the old file, then it is renamed and a new one begun.
+        writeln!(f, "d").unwrap();
+        std::fs::rename(&path, dir.join("s.jsonl.1")).unwrap();
+        let mut g = std::fs::File::create(&path).unwrap();
+        writeln!(g, "e").unwrap();
+        assert_eq!(lines(&mut tail).0, ["d", "e"]);
+        writeln!(g, "f").unwrap();
+        assert_eq!(lines(&mut tail).0, ["f"]);
+        // Truncated in place (copytruncate): read again from the start.
+        drop(g);
+        std::fs::write(&path, "g\n").unwrap();
+        assert_eq!(lines(&mut tail).0, ["g"]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
