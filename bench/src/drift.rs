@@ -21,6 +21,8 @@ use switchyard_monitor::drift::evaluate::{Reference, ReferenceColumn, evaluate};
 use switchyard_monitor::drift::metrics::Metrics;
 use switchyard_monitor::drift::watch::{Monitor, Tail};
 
+use switchyard_testkit::Rng;
+
 use crate::common::{machine, median, stdout_of, write_section};
 
 #[derive(clap::Args)]
@@ -44,22 +46,6 @@ pub struct DriftArgs {
     out: PathBuf,
     #[arg(long, default_value = "scripts/bench.sh drift")]
     reproduce: String,
-}
-
-/// SplitMix64 → Box–Muller: the same rows every run.
-struct Rng(u64);
-impl Rng {
-    fn uniform(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (1.0 - self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
 }
 
 /// One collector line as the filter ships an mlp exchange (its f32 data printed as f32).

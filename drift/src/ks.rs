@@ -7,6 +7,8 @@
 //! values; this module stays exact there (see docs/drift.md: the monitor's windows hold at most
 //! 10,000 rows, so only the batch command can get there).
 
+use crate::summary::walk_union;
+
 /// The KS statistic `D` and its two-sided p-value for two sorted, non-empty samples of finite
 /// values; `None` if either is empty.
 pub fn ks_2samp(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
@@ -31,25 +33,12 @@ pub fn ks_2samp(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
 /// (`i/n1 - j/n2`), so the lattice point it snaps to is the same.
 fn statistic(a: &[f64], b: &[f64]) -> f64 {
     let (n1, n2) = (a.len() as f64, b.len() as f64);
-    let (mut i, mut j) = (0usize, 0usize);
     let (mut max, mut min) = (f64::NEG_INFINITY, f64::INFINITY);
-    while i < a.len() || j < b.len() {
-        let v = match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) => x.min(*y),
-            (Some(x), None) => *x,
-            (None, Some(y)) => *y,
-            (None, None) => break,
-        };
-        while a.get(i).is_some_and(|x| *x <= v) {
-            i += 1;
-        }
-        while b.get(j).is_some_and(|y| *y <= v) {
-            j += 1;
-        }
+    walk_union(a, b, |_, i, j| {
         let diff = i as f64 / n1 - j as f64 / n2;
         max = max.max(diff);
         min = min.min(diff);
-    }
+    });
     let min_s = (-min).clamp(0.0, 1.0);
     if min_s > max { min_s } else { max }
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ks::ks_2samp;
 use crate::special::{chi2_sf, ndtr, pairwise_sum};
-use crate::summary::{Kind, Summary, union_keys, union_unique};
+use crate::summary::{Kind, Summary, union_keys, union_unique, walk_union};
 
 /// A drift test, by Evidently's name for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -207,28 +207,15 @@ fn z_test(reference: &Summary, current: &Summary) -> f64 {
 /// the gaps between consecutive values of both.
 fn wasserstein(u: &[f64], v: &[f64]) -> f64 {
     let (nu, nv) = (u.len() as f64, v.len() as f64);
-    let (mut i, mut j) = (0usize, 0usize);
     let mut terms = Vec::with_capacity(u.len() + v.len());
-    let mut prev: Option<f64> = None;
-    loop {
-        let x = match (u.get(i), v.get(j)) {
-            (Some(a), Some(b)) => a.min(*b),
-            (Some(a), None) => *a,
-            (None, Some(b)) => *b,
-            (None, None) => break,
-        };
-        if let Some(p) = prev {
-            // The CDFs at `p` (values ≤ p), over the gap up to the next value.
-            terms.push(((i as f64 / nu) - (j as f64 / nv)).abs() * (x - p));
+    // The CDFs at the previous value hold over the gap up to this one.
+    let mut prev: Option<(f64, f64)> = None;
+    walk_union(u, v, |x, i, j| {
+        if let Some((p, gap)) = prev {
+            terms.push(gap * (x - p));
         }
-        while u.get(i).is_some_and(|a| *a <= x) {
-            i += 1;
-        }
-        while v.get(j).is_some_and(|b| *b <= x) {
-            j += 1;
-        }
-        prev = Some(x);
-    }
+        prev = Some((x, ((i as f64 / nu) - (j as f64 / nv)).abs()));
+    });
     pairwise_sum(&terms)
 }
 

@@ -169,26 +169,32 @@ impl Summary {
 pub fn union_unique(reference: &Summary, current: &Summary) -> usize {
     match (reference.kind, current.kind) {
         (Kind::Numerical, Kind::Numerical) => {
-            let (a, b) = (&reference.sorted, &current.sorted);
-            let (mut i, mut j, mut n) = (0, 0, 0);
-            while i < a.len() || j < b.len() {
-                let v = match (a.get(i), b.get(j)) {
-                    (Some(x), Some(y)) => x.min(*y),
-                    (Some(x), None) => *x,
-                    (None, Some(y)) => *y,
-                    (None, None) => break,
-                };
-                n += 1;
-                while a.get(i).is_some_and(|x| *x <= v) {
-                    i += 1;
-                }
-                while b.get(j).is_some_and(|y| *y <= v) {
-                    j += 1;
-                }
-            }
+            let mut n = 0;
+            walk_union(&reference.sorted, &current.sorted, |_, _, _| n += 1);
             n
         }
         _ => union_keys(reference, current).len(),
+    }
+}
+
+/// Calls `f(v, i, j)` for each distinct value `v` of two sorted slices, ascending, with `i` and
+/// `j` the values of `a` and of `b` that are ≤ `v` (the empirical CDFs' counts at `v`).
+pub fn walk_union(a: &[f64], b: &[f64], mut f: impl FnMut(f64, usize, usize)) {
+    let (mut i, mut j) = (0, 0);
+    loop {
+        let v = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) => x.min(*y),
+            (Some(x), None) => *x,
+            (None, Some(y)) => *y,
+            (None, None) => break,
+        };
+        while a.get(i).is_some_and(|x| *x <= v) {
+            i += 1;
+        }
+        while b.get(j).is_some_and(|y| *y <= v) {
+            j += 1;
+        }
+        f(v, i, j);
     }
 }
 

@@ -11,23 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchyard_testkit::stack::start_monitor;
-use switchyard_testkit::{metric_sum, request, scratch, wait_until, workspace_bin};
-
-/// A deterministic standard normal stream (Box-Muller over SplitMix64).
-struct Rng(u64);
-impl Rng {
-    fn uniform(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.uniform().max(1e-300), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-    }
-}
+use switchyard_testkit::{Rng, metric_sum, request, scratch, wait_until, workspace_bin};
 
 /// A collector line: 8 features (the first `shifted` moved by +1.5), a 2-class output.
 fn sample(rng: &mut Rng, version: &str, shifted: usize, t: u64) -> String {
@@ -137,14 +121,12 @@ fn watch_exports_what_compare_prints_through_junk_and_rotation() {
         let drifted = metric_sum(&text, "switchyard_drift_column_drifted", &labels);
         assert_eq!(drifted == 1.0, want["drifted"].as_bool().unwrap(), "{column}");
     }
-    // The shifted features drift, the others do not.
-    let drifted: Vec<&str> =
-        want.iter().filter(|c| c["drifted"] == true).map(|c| c["column"].as_str().unwrap()).collect();
-    for f in ["features[0]", "features[1]", "features[2]"] {
-        assert!(drifted.contains(&f), "{f} was shifted: {drifted:?}");
-    }
-    for f in 3..8 {
-        assert!(!drifted.contains(&format!("features[{f}]").as_str()), "features[{f}] was not shifted: {drifted:?}");
+    // The shifted features drift, far apart from the others (KS at 5%: an unshifted column may
+    // still drift now and then; the end-to-end test uses a reference large enough not to).
+    let score = |c: usize| want[c]["score"].as_f64().unwrap();
+    for shifted in 0..3 {
+        assert_eq!(want[shifted]["drifted"], true, "{}", want[shifted]);
+        assert!((3..8).all(|other| score(other) > 1e3 * score(shifted)), "{want:?}");
     }
     assert_eq!(window["dataset"], expected["dataset"]);
     assert_eq!(drift(&addr)["mlp"]["versions"]["v2"]["last100"]["rows"], 100);

@@ -5,33 +5,10 @@
 //!   within a bucket counted as ties, with the tie-corrected normal approximation.
 //!
 //! Hand-written: a statistics crate for two tests would pull in linear algebra; the tests
-//! below check them against exact enumeration and textbook values.
+//! below check them against exact enumeration and textbook values. The special functions
+//! (log-gamma, erfc) are the drift statistics' (`switchyard_drift::special`).
 
-/// ln Γ(x) for x > 0 (Lanczos, g = 7, n = 9: ~15 significant digits).
-fn ln_gamma(x: f64) -> f64 {
-    const G: [f64; 9] = [
-        0.999_999_999_999_809_9,
-        676.520_368_121_885_1,
-        -1_259.139_216_722_402_8,
-        771.323_428_777_653_1,
-        -176.615_029_162_140_6,
-        12.507_343_278_686_905,
-        -0.138_571_095_265_720_12,
-        9.984_369_578_019_572e-6,
-        1.505_632_735_149_311_6e-7,
-    ];
-    if x < 0.5 {
-        // Reflection: Γ(x)Γ(1-x) = π / sin(πx).
-        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).ln() - ln_gamma(1.0 - x);
-    }
-    let x = x - 1.0;
-    let mut a = G[0];
-    let t = x + 7.5;
-    for (i, g) in G.iter().enumerate().skip(1) {
-        a += g / (x + i as f64);
-    }
-    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
-}
+use switchyard_drift::special::{erfc, ln_gamma};
 
 fn ln_choose(n: u64, k: u64) -> f64 {
     ln_gamma(n as f64 + 1.0) - ln_gamma(k as f64 + 1.0) - ln_gamma((n - k) as f64 + 1.0)
@@ -69,21 +46,9 @@ pub fn fisher_worse(bad_a: u64, n_a: u64, bad_b: u64, n_b: u64) -> f64 {
     sum.min(1.0)
 }
 
-/// The standard normal's upper tail, 1 - Φ(z) (erfc by Numerical Recipes' Chebyshev fit,
-/// relative error below 1.2e-7: ample for a significance threshold).
+/// The standard normal's upper tail, 1 - Φ(z).
 pub fn normal_upper(z: f64) -> f64 {
-    let x = z / std::f64::consts::SQRT_2;
-    let t = 1.0 / (1.0 + 0.5 * x.abs());
-    let poly = -x * x - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let erfc = t * poly.exp();
-    let erfc = if x >= 0.0 { erfc } else { 2.0 - erfc };
-    erfc / 2.0
+    erfc(z / std::f64::consts::SQRT_2) / 2.0
 }
 
 /// One-sided Mann-Whitney U test on two histograms over the same buckets (ascending): the
