@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchyard_testkit::prom::{Alert, Alertmanager, Prometheus, Sample, Webhook, run_tool};
-use switchyard_testkit::stack::{Stack, mlp_policy, python, render};
-use switchyard_testkit::{demo_repo, root, scratch, try_request};
+use switchyard_testkit::stack::{Stack, mlp_policy, python, render, start_monitor};
+use switchyard_testkit::{demo_repo, root, scratch, try_request, workspace_bin};
 
 /// What every runbook_url starts with; the rest is `docs/runbooks/<alertname>.md`.
 const RUNBOOK_BASE: &str = "https://github.com/switchyard-ml/switchyard/blob/main/";
@@ -73,6 +73,7 @@ fn render_prometheus(
     policy: &Path,
     envoy: &str,
     backends: &[&str],
+    monitors: &[&str],
     alertmanager: &str,
     every: &str,
 ) -> PathBuf {
@@ -80,6 +81,9 @@ fn render_prometheus(
     let mut args = vec!["prometheus", "--out-dir", dir_s, "--policy", policy_s, "--envoy", envoy];
     for b in backends {
         args.extend(["--backend", b]);
+    }
+    for m in monitors {
+        args.extend(["--monitor", m]);
     }
     args.extend(["--alertmanager", alertmanager, "--scrape-interval", every, "--evaluation-interval", every]);
     render(&args);
@@ -270,6 +274,7 @@ fn promtool_and_amtool_accept_the_configuration_and_the_rule_unit_tests_pass() {
         &root().join("envoy/policy.json"),
         "127.0.0.1:9901",
         &["127.0.0.1:8201", "127.0.0.1:8202"],
+        &["127.0.0.1:9412"],
         "127.0.0.1:9093",
         "5s",
     );
@@ -397,7 +402,7 @@ fn dashboards_are_importable_as_is() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let dashes = dashboards();
     let titles: Vec<&str> = dashes.iter().map(|(_, d)| d["title"].as_str().unwrap_or("")).collect();
-    assert_eq!(dashes.len(), 4, "overview, canary, backend, FinOps; found {titles:?}");
+    assert_eq!(dashes.len(), 5, "overview, canary, backend, FinOps, drift; found {titles:?}");
     let mut problems = Vec::new();
     let mut uids = BTreeSet::new();
     for (file, d) in &dashes {
@@ -510,6 +515,7 @@ fn every_metric_in_rules_and_dashboards_is_documented() {
         &root().join("envoy/policy.json"),
         "127.0.0.1:9901",
         &["127.0.0.1:8201"],
+        &["127.0.0.1:9412"],
         "127.0.0.1:9093",
         "5s",
     );
@@ -715,8 +721,33 @@ fn live_stack_feeds_every_rule_panel_and_alert() {
         "1s",
     ]);
     let am = Alertmanager::start(&am_config, &dir);
-    let prom_config =
-        render_prometheus(&dir, &stack.policy_file, &stack.admin, &[&stack.v1.admin, &stack.v2.admin], &am.addr, "1s");
+    // The drift monitor on the stack's samples (20% of the requests): v1's first 300 rows are
+    // the reference, so that v1's windows hold the 500 rows the drift series need within
+    // seconds.
+    let monitor_config = dir.join("monitor.json");
+    let windows = json!([{"name": "1k", "rows": 1000}, {"name": "5m", "seconds": 300, "rows": 10000}]);
+    std::fs::write(
+        &monitor_config,
+        json!({"evaluate_every_seconds": 1, "models": {"mlp": {"reference": {"version": "v1", "rows": 300}, "windows": windows}}})
+            .to_string(),
+    )
+    .unwrap();
+    let (_monitor, monitor) = start_monitor(
+        &workspace_bin("switchyard-monitor"),
+        &stack.samples,
+        &monitor_config,
+        &dir.join("monitor-state"),
+    )
+    .unwrap();
+    let prom_config = render_prometheus(
+        &dir,
+        &stack.policy_file,
+        &stack.admin,
+        &[&stack.v1.admin, &stack.v2.admin],
+        &[&monitor],
+        &am.addr,
+        "1s",
+    );
     let prom = Prometheus::start(&prom_config, &dir);
 
     // The batching limits the efficiency and capacity rules divide by are the config's.
@@ -867,6 +898,7 @@ fn live_stack_feeds_every_rule_panel_and_alert() {
             a.name() == "SwitchyardErrorBudgetBurn" && a.label("version") == "v1" && a.label("sli") == "availability";
         if stable_burn
             || a.name() == "SwitchyardTargetDown"
+            || (a.name().starts_with("SwitchyardDrift") && a.state == "firing")
             || (a.name() == "SwitchyardWasmFilterFailing" && a.state == "firing")
         {
             problems.push(format!("unexpected alert {} {:?}", a.state, a.labels));
