@@ -311,11 +311,13 @@ prom_query 'slo:sli_error:ratio_rate5m{sli="availability"} >= 0' # NaN (no traff
 prom_query 'model_version:switchyard_cost_per_1k_inferences_dollars:rate5m'
 step "the drift alert (Prometheus scrapes the monitor; the rules above, time constants cut to 20 s)"
 "$SY_PY" - "http://$PROM" "$DEMO/alerts.jsonl" <<'PY'
-import json, sys, time, urllib.parse, urllib.request
+import json, sys, time, urllib.request
 prom, notified = sys.argv[1], sys.argv[2]
 def firing():
-    q = urllib.parse.quote('ALERTS{alertname=~"SwitchyardColumnDrift|SwitchyardDatasetDrift",alertstate="firing"}')
-    return json.load(urllib.request.urlopen(f"{prom}/api/v1/query?query={q}", timeout=5))["data"]["result"]
+    # /api/v1/alerts carries each alert's value (ALERTS{} is always 1).
+    alerts = json.load(urllib.request.urlopen(f"{prom}/api/v1/alerts", timeout=5))["data"]["alerts"]
+    return [a for a in alerts if a["state"] == "firing"
+            and a["labels"]["alertname"] in ("SwitchyardColumnDrift", "SwitchyardDatasetDrift")]
 def delivered():
     try:
         lines = open(notified).read().splitlines()
@@ -333,15 +335,15 @@ alerts = firing()
 if not alerts:
     sys.exit("    no drift alert fired within 90 s: see http://127.0.0.1:9090/alerts and .demo/monitor.log")
 for a in alerts:
-    m = a["metric"]
-    v = float(a["value"][1])
+    m = a["labels"]
+    v = float(a["value"])
     what = (f"{v:.0f} column(s) drifted at every evaluation of the last 20 s" if m["alertname"] == "SwitchyardColumnDrift"
             else f"{v:.0%} of the columns drifted")
     print(f"    {m['alertname']} firing: {m['model']}/{m['version']} window {m['window']}: {what}")
 sent = delivered()
 print(f"    Alertmanager delivered {len(sent)} to the webhook ({notified}, receiver 'ticket')" if sent
       else "    (not yet delivered by Alertmanager)")
-print(f"    {time.time() - t0:.0f} s after the drift read-out; runbook: docs/runbooks/{alerts[0]['metric']['alertname']}.md")
+print(f"    {time.time() - t0:.0f} s after the drift read-out; runbook: docs/runbooks/{alerts[0]['labels']['alertname']}.md")
 PY
 steps_done
 
