@@ -147,7 +147,8 @@ fn cell(a: &DriftArgs, reference_rows: usize, seed: u64) -> anyhow::Result<Cell>
             0.0
         }
     };
-    let reference: Vec<Vec<f64>> = (0..reference_rows).map(|_| (0..a.columns).map(|_| rng.normal()).collect()).collect();
+    let reference: Vec<Vec<f64>> =
+        (0..reference_rows).map(|_| (0..a.columns).map(|_| rng.normal()).collect()).collect();
     let current: Vec<Vec<f64>> =
         (0..a.current_rows).map(|_| (0..a.columns).map(|c| rng.normal() + shift(c)).collect()).collect();
     let dir = std::env::temp_dir().join(format!("switchyard-bench-drift-{}-{reference_rows}", std::process::id()));
@@ -155,7 +156,10 @@ fn cell(a: &DriftArgs, reference_rows: usize, seed: u64) -> anyhow::Result<Cell>
     let (rf, cf) = (dir.join("reference.f64"), dir.join("current.f64"));
     write_f64(&rf, &reference)?;
     write_f64(&cf, &current)?;
-    println!("evaluation: {} columns, {}-row window against a {reference_rows}-row reference", a.columns, a.current_rows);
+    println!(
+        "evaluation: {} columns, {}-row window against a {reference_rows}-row reference",
+        a.columns, a.current_rows
+    );
     let t = Instant::now();
     let summary = Reference {
         source: "bench".into(),
@@ -184,7 +188,12 @@ fn cell(a: &DriftArgs, reference_rows: usize, seed: u64) -> anyhow::Result<Cell>
     }
     let ours = ours.context("no evaluation")?;
     let our_s = median(times.clone());
-    println!("    ours: {:.1} ms (median of {}), reference summarised once in {:.0} ms", our_s * 1e3, times.len(), summarise_s * 1e3);
+    println!(
+        "    ours: {:.1} ms (median of {}), reference summarised once in {:.0} ms",
+        our_s * 1e3,
+        times.len(),
+        summarise_s * 1e3
+    );
     let out = dir.join("evidently.json");
     let mut cmd = Command::new(&a.python);
     cmd.arg("bench/peers/evidently_drift.py")

@@ -89,6 +89,8 @@ pub enum Error {
     KindMismatch,
     /// The test needs numbers.
     NotNumerical(Test),
+    /// The values span more than a double can hold: no bins.
+    Unbinnable,
 }
 
 impl std::fmt::Display for Error {
@@ -98,6 +100,7 @@ impl std::fmt::Display for Error {
             Error::EmptyCurrent => f.write_str("the current data has no usable value"),
             Error::KindMismatch => f.write_str("reference and current are summarised as different kinds"),
             Error::NotNumerical(t) => write!(f, "test '{t}' needs a numerical column"),
+            Error::Unbinnable => f.write_str("the values span more than a double can hold: they cannot be binned"),
         }
     }
 }
@@ -152,6 +155,15 @@ pub fn column_drift(
     if !test.allows(reference.kind) {
         return Err(Error::NotNumerical(test));
     }
+    // Values ±1.7e308 apart have no finite range to bin (numpy refuses them too).
+    if matches!(test, Test::JensenShannon | Test::Psi) && reference.kind == Kind::Numerical && reference.unique() > 20 {
+        let (r, c) = (reference.sorted(), current.sorted());
+        let lo = r.first().into_iter().chain(c.first()).copied().fold(f64::INFINITY, f64::min);
+        let hi = r.last().into_iter().chain(c.last()).copied().fold(f64::NEG_INFINITY, f64::max);
+        if !(hi - lo).is_finite() {
+            return Err(Error::Unbinnable);
+        }
+    }
     let threshold = threshold.unwrap_or_else(|| test.default_threshold());
     let score = match test {
         Test::Ks => ks_2samp(reference.sorted(), current.sorted()).map_or(f64::NAN, |(_, p)| p),
@@ -196,8 +208,8 @@ fn z_test(reference: &Summary, current: &Summary) -> f64 {
     }
     let Some(first) = keys.first() else { return f64::NAN };
     let (n1, n2) = (reference.rows() as f64, current.rows() as f64);
-    let p1 = (reference.rows() as u64 - reference.count(first)) as f64 / n1;
-    let p2 = (current.rows() as u64 - current.count(first)) as f64 / n2;
+    let p1 = (reference.rows() as u64).saturating_sub(reference.count(first)) as f64 / n1;
+    let p2 = (current.rows() as u64).saturating_sub(current.count(first)) as f64 / n2;
     let pooled = (p1 * n1 + p2 * n2) / (n1 + n2);
     let z = (p1 - p2) / (pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2)).sqrt();
     2.0 * (1.0 - ndtr(z.abs()))

@@ -76,19 +76,26 @@ pub struct Rules {
 #[serde(untagged)]
 pub enum TestSpec {
     Name(Test),
-    Full { test: Test, threshold: Option<f64> },
+    Full(FullSpec),
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FullSpec {
+    test: Test,
+    threshold: Option<f64>,
 }
 
 impl TestSpec {
     pub fn test(self) -> Test {
         match self {
-            TestSpec::Name(t) | TestSpec::Full { test: t, .. } => t,
+            TestSpec::Name(t) | TestSpec::Full(FullSpec { test: t, .. }) => t,
         }
     }
     pub fn threshold(self) -> Option<f64> {
         match self {
             TestSpec::Name(_) => None,
-            TestSpec::Full { threshold, .. } => threshold,
+            TestSpec::Full(FullSpec { threshold, .. }) => threshold,
         }
     }
 }
@@ -118,9 +125,10 @@ impl Rules {
         tests.sort_by_key(|(c, _)| *c);
         for (column, spec) in tests {
             if let Some(t) = spec.threshold()
-                && !t.is_finite()
+                && !(t.is_finite() && t >= 0.0 && (t <= 1.0 || !spec.test().is_p_value()))
             {
-                problems.push(format!("{at}tests.{column}: threshold {t} is not a finite number"));
+                let range = if spec.test().is_p_value() { "0..=1 (a p-value)" } else { "finite and >= 0" };
+                problems.push(format!("{at}tests.{column}: threshold {t} must be {range}"));
             }
             if self.columns.get(column) == Some(&Kind::Categorical) && !spec.test().allows(Kind::Categorical) {
                 problems.push(format!("{at}tests.{column}: '{}' needs a numerical column", spec.test()));
@@ -141,8 +149,8 @@ pub struct ModelConfig {
     pub reference: ReferenceConfig,
     #[serde(default = "default_windows")]
     pub windows: Vec<WindowConfig>,
-    /// Column rules for this model (same fields as the top level's); the top-level ones where
-    /// absent.
+    /// Column rules for this model (same fields as the top level's), replacing the top-level
+    /// ones as a whole (nothing is merged); the top-level ones when absent.
     pub rules: Option<Rules>,
 }
 
@@ -200,8 +208,8 @@ impl Config {
         };
         let mut problems = Vec::new();
         config.rules.problems("", &mut problems);
-        if !(config.evaluate_every_seconds.is_finite() && config.evaluate_every_seconds >= 0.1) {
-            problems.push(format!("evaluate_every_seconds = {}: must be at least 0.1", config.evaluate_every_seconds));
+        if !(config.evaluate_every_seconds >= 0.1 && config.evaluate_every_seconds <= 3600.0) {
+            problems.push(format!("evaluate_every_seconds = {}: must be 0.1..=3600", config.evaluate_every_seconds));
         }
         if config.max_versions == 0 || config.max_columns == 0 {
             problems.push("max_versions and max_columns must be at least 1".into());

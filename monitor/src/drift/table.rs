@@ -23,6 +23,14 @@ use switchyard_drift::{Key, Kind};
 pub const DEFAULT_MAX_TENSOR_COLUMNS: usize = 1024;
 /// Random projections per summarised tensor.
 pub const PROJECTIONS: usize = 8;
+/// Channels a summarised tensor gets a mean and std each for.
+pub const MAX_CHANNELS: usize = 64;
+/// A tensor or key name longer than this is refused (names become label values).
+pub const MAX_NAME_BYTES: usize = 128;
+/// Categorical text is compared by its first this many bytes (a window keeps every value).
+pub const MAX_TEXT_BYTES: usize = 256;
+/// Columns a [`Table`] keeps; further ones are counted in `columns_dropped`.
+pub const MAX_TABLE_COLUMNS: usize = 4096;
 
 /// One cell.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +56,7 @@ impl Cell {
         match self {
             Cell::Num(x) => Key::num(*x),
             Cell::Bool(b) => Key::num(f64::from(u8::from(*b))),
-            Cell::Text(s) => Some(Key::Text(s.clone())),
+            Cell::Text(s) => Some(Key::Text(truncated(s).to_owned())),
             Cell::Missing => None,
         }
     }
@@ -56,6 +64,18 @@ impl Cell {
     fn is_number(&self) -> bool {
         matches!(self, Cell::Num(_))
     }
+}
+
+/// The first [`MAX_TEXT_BYTES`] of `s`, cut at a character boundary.
+fn truncated(s: &str) -> &str {
+    if s.len() <= MAX_TEXT_BYTES {
+        return s;
+    }
+    let mut end = MAX_TEXT_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Columns named by a tensor (shared between the rows and samples that have the same shape).
@@ -164,6 +184,9 @@ impl Reader {
             }
             Json::Object(o) => {
                 for (name, v) in o {
+                    if name.len() > MAX_NAME_BYTES {
+                        return Err(Skip::Malformed);
+                    }
                     match v {
                         Json::Array(items) => {
                             let mut flat = Vec::new();
@@ -210,26 +233,38 @@ impl Reader {
                 // Binary tensor extension: the data travelled after the JSON header.
                 return Err(Skip::Truncated);
             };
-            let dims: Option<Vec<usize>> = shape.iter().map(|d| d.as_u64().map(|d| d as usize)).collect();
+            if name.len() > MAX_NAME_BYTES {
+                return Err(Skip::Malformed);
+            }
+            let dims: Option<Vec<usize>> =
+                shape.iter().map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok())).collect();
             let Some(dims) = dims else { return Err(Skip::Malformed) };
             let rows = dims.first().copied().unwrap_or(1);
-            let width: usize = dims.iter().skip(1).product();
+            // Checked: a shape is the client's word, the data what it sent (bounded by the line).
+            let Some(width) = dims.iter().skip(1).try_fold(1usize, |a, d| a.checked_mul(*d)) else {
+                return Err(Skip::Shape);
+            };
             let datatype = t.get("datatype").and_then(Json::as_str).unwrap_or("");
             let categorical = matches!(datatype, "BYTES" | "BOOL");
-            let mut flat = Vec::with_capacity(rows * width);
+            let mut flat = Vec::new();
             flatten(data, &mut flat);
-            if flat.len() != rows.saturating_mul(width) {
+            if Some(flat.len()) != rows.checked_mul(width) {
                 return Err(Skip::Shape);
             }
             if rows == 0 {
                 continue;
+            }
+            if width == 0 {
+                return Err(Skip::Shape);
             }
             if width > self.max_tensor_columns && categorical {
                 // Text cannot be summarised by moments; so many columns would be unbounded.
                 return Err(Skip::Shape);
             }
             if width > self.max_tensor_columns {
-                let channels = dims.get(1).copied().filter(|_| dims.len() >= 3).unwrap_or(1);
+                // Channels: dimension 1 of an image-like tensor; past MAX_CHANNELS, one.
+                let channels =
+                    dims.get(1).copied().filter(|c| dims.len() >= 3 && (1..=MAX_CHANNELS).contains(c)).unwrap_or(1);
                 let names = self.summary_names(name, width, channels);
                 let mut cells = Vec::with_capacity(rows * names.names.len());
                 for row in flat.chunks(width) {
@@ -312,7 +347,9 @@ impl Reader {
         }
         let kinds = vec![Some(Kind::Numerical); names.len()];
         let n = Arc::new(Names { names, kinds });
-        self.cache.insert(key, n.clone());
+        if self.cache.len() < 4096 {
+            self.cache.insert(key, n.clone());
+        }
         n
     }
 }
@@ -386,6 +423,8 @@ fn sign(k: usize, i: usize) -> bool {
 /// Column-major table of every row read from a file (the batch command and file references).
 #[derive(Debug, Default)]
 pub struct Table {
+    /// Columns beyond [`MAX_TABLE_COLUMNS`] that were not kept.
+    pub columns_dropped: usize,
     pub columns: Vec<String>,
     pub kinds: Vec<Option<Kind>>,
     pub cells: Vec<Vec<Cell>>,
@@ -400,7 +439,7 @@ impl Table {
         for b in &record.blocks {
             let width = b.names.names.len();
             for (j, name) in b.names.names.iter().enumerate() {
-                let col = self.column(name, b.names.kinds[j]);
+                let Some(col) = self.column(name, b.names.kinds[j]) else { continue };
                 let cells = &mut self.cells[col];
                 cells.resize(self.rows, Cell::Missing);
                 cells.extend(b.cells.iter().skip(j).step_by(width).cloned());
@@ -412,15 +451,19 @@ impl Table {
         }
     }
 
-    fn column(&mut self, name: &str, kind: Option<Kind>) -> usize {
+    fn column(&mut self, name: &str, kind: Option<Kind>) -> Option<usize> {
         if let Some(i) = self.index.get(name) {
-            return *i;
+            return Some(*i);
+        }
+        if self.columns.len() >= MAX_TABLE_COLUMNS {
+            self.columns_dropped += 1;
+            return None;
         }
         self.columns.push(name.to_owned());
         self.kinds.push(kind);
         self.cells.push(Vec::new());
         self.index.insert(name.to_owned(), self.columns.len() - 1);
-        self.columns.len() - 1
+        Some(self.columns.len() - 1)
     }
 
     /// Reads a JSONL file; `keep` chooses records (a model or version of a samples file).

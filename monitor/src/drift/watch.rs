@@ -123,7 +123,7 @@ struct Model {
     schema: Option<Schema>,
     versions: BTreeMap<String, Version>,
     /// Per block of names (by address in the reader's cache): the schema column of each name.
-    maps: HashMap<usize, Vec<Option<usize>>>,
+    maps: HashMap<usize, (Arc<super::table::Names>, Vec<Option<usize>>)>,
     /// Label sets exported per (version, window), to remove when a window empties or a test
     /// changes.
     exported: HashMap<(String, String), Vec<(ColumnLabels, String)>>,
@@ -166,7 +166,7 @@ impl Monitor {
         let mut problems = Vec::new();
         let mut models = BTreeMap::new();
         for (name, m) in &config.models {
-            match Model::new(name, m, config.rules(name), state_dir.as_deref()) {
+            match Model::new(name, m, config.rules(name), state_dir.as_deref(), config.max_columns) {
                 Ok(model) => {
                     models.insert(name.clone(), model);
                 }
@@ -238,6 +238,9 @@ impl Monitor {
             return;
         }
         let completed = model.collect(&model_name, &version, &record);
+        if completed {
+            model.adopt_reference_columns(self.config.max_columns);
+        }
         let rows = model.append(&version, &record, self.config.max_columns);
         let labels = VersionLabels { model: model_name.clone(), version };
         self.metrics.samples.get_or_create(&labels).inc();
@@ -294,6 +297,9 @@ impl Monitor {
                         for (labels, test) in model.exported.remove(&key).unwrap_or_default() {
                             remove_column(&self.metrics, &labels, &test);
                         }
+                        self.metrics.dataset_share.remove(&wl);
+                        self.metrics.dataset_drifted.remove(&wl);
+                        self.metrics.columns_drifted.remove(&wl);
                         result.versions.entry(vname.clone()).or_default().remove(&w.name);
                         continue;
                     }
@@ -385,7 +391,13 @@ fn remove_column(m: &Metrics, labels: &ColumnLabels, test: &str) {
 }
 
 impl Model {
-    fn new(name: &str, config: &ModelConfig, rules: &Rules, state_dir: Option<&Path>) -> Result<Model, String> {
+    fn new(
+        name: &str,
+        config: &ModelConfig,
+        rules: &Rules,
+        state_dir: Option<&Path>,
+        max_columns: usize,
+    ) -> Result<Model, String> {
         let mut model = Model {
             rules: rules.clone(),
             windows: config.windows.clone(),
@@ -407,7 +419,7 @@ impl Model {
                     return Err(format!("reference {}: no rows in it ({skipped:?} lines skipped)", file.display()));
                 }
                 let reference = Reference::from_table(file.display().to_string(), &table, rules);
-                model.schema = Some(Schema::of_reference(&reference));
+                model.schema = Some(Schema::of_reference(&reference, max_columns));
                 model.reference = Some(reference);
             }
             ReferenceConfig::Version { version, rows } => {
@@ -419,7 +431,7 @@ impl Model {
                             rows = s.reference.rows,
                             "reference summary loaded from the state directory"
                         );
-                        model.schema = Some(Schema::of_reference(&s.reference));
+                        model.schema = Some(Schema::of_reference(&s.reference, max_columns));
                         model.reference = Some(s.reference);
                     }
                     Some(Ok(_)) => {
@@ -467,27 +479,34 @@ impl Model {
         if v.columns.is_empty() {
             v.columns = schema.kinds.iter().map(|k| Column::new(*k)).collect();
         }
+        // The reader's cache may drop a `Names` and a later one reuse its address: the map
+        // keeps its `Names` alive, so an address names one block shape for as long as it is here.
+        if self.maps.len() > 4096 {
+            self.maps.clear();
+        }
         // For each schema column, the block and position that fills it.
         let mut sources: Vec<Option<(usize, usize)>> = vec![None; schema.names.len()];
         for (b, block) in record.blocks.iter().enumerate() {
             let key = Arc::as_ptr(&block.names) as usize;
-            let map = self
-                .maps
-                .entry(key)
-                .or_insert_with(|| block.names.names.iter().map(|n| schema.index.get(n).copied()).collect());
+            let (_, map) = self.maps.entry(key).or_insert_with(|| {
+                (block.names.clone(), block.names.names.iter().map(|n| schema.index.get(n).copied()).collect())
+            });
             for (j, col) in map.iter().enumerate() {
-                if let Some(c) = col {
-                    sources[*c] = Some((b, j));
+                if let Some(slot) = col.and_then(|c| sources.get_mut(c)) {
+                    *slot = Some((b, j));
                 }
             }
         }
         let rows = record.blocks.iter().map(|b| b.rows).max().unwrap_or(0);
-        let time = record.unix_ms.unwrap_or(0);
-        for r in 0..rows {
+        // Times only go forward, so a time window is a suffix (samples of one version arrive
+        // about in order; a late one counts as of the newest before it).
+        let time = record.unix_ms.unwrap_or(v.newest_ms).max(v.newest_ms);
+        // Only the rows the windows can hold.
+        for r in rows.saturating_sub(self.capacity)..rows {
             for (c, column) in v.columns.iter_mut().enumerate() {
-                let cell = sources[c].and_then(|(b, j)| {
-                    let block = &record.blocks[b];
-                    (r < block.rows).then(|| &block.cells[r * block.names.names.len() + j])
+                let cell = sources.get(c).copied().flatten().and_then(|(b, j)| {
+                    let block = record.blocks.get(b)?;
+                    if r < block.rows { block.cells.get(r * block.names.names.len() + j) } else { None }
                 });
                 column.push(cell.unwrap_or(&Cell::Missing));
             }
@@ -497,16 +516,43 @@ impl Model {
             v.times.pop_front();
             v.columns.iter_mut().for_each(Column::pop);
         }
-        v.newest_ms = v.newest_ms.max(time);
+        v.newest_ms = time;
         v.appended += rows as u64;
         rows
+    }
+
+    /// The windows keep the reference's columns once it is complete: a version reference is
+    /// collected after the first sample (of any version) set the columns, and may differ.
+    fn adopt_reference_columns(&mut self, max_columns: usize) {
+        let Some(reference) = &self.reference else { return };
+        let new = Schema::of_reference(reference, max_columns);
+        let old = self.schema.take().unwrap_or_default();
+        for v in self.versions.values_mut() {
+            let len = v.times.len();
+            let mut columns: Vec<Option<Column>> = std::mem::take(&mut v.columns).into_iter().map(Some).collect();
+            v.columns = new
+                .names
+                .iter()
+                .zip(&new.kinds)
+                .map(|(name, kind)| {
+                    old.index.get(name).and_then(|i| columns.get_mut(*i)?.take()).unwrap_or_else(|| {
+                        let mut c = Column::new(*kind);
+                        (0..len).for_each(|_| c.push(&Cell::Missing));
+                        c
+                    })
+                })
+                .collect();
+            v.evaluated.clear();
+        }
+        self.maps.clear();
+        self.schema = Some(new);
     }
 }
 
 impl Schema {
-    fn of_reference(r: &Reference) -> Schema {
+    fn of_reference(r: &Reference, max_columns: usize) -> Schema {
         let mut s = Schema::default();
-        for c in &r.columns {
+        for c in r.columns.iter().take(max_columns) {
             s.add(&c.name, c.kind);
         }
         s
@@ -723,14 +769,29 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         .map_err(|p| anyhow::anyhow!("{}:\n  {}", options.config.display(), p.join("\n  ")))?;
     let results = Arc::new(Mutex::new(String::from("{}")));
     let stop = Arc::new(AtomicBool::new(false));
+    let alive = Arc::new(AtomicBool::new(true));
     let worker = {
         let (results, stop, path, max_line) =
             (results.clone(), stop.clone(), options.samples.clone(), options.max_line_bytes);
+        let alive = alive.clone();
         std::thread::Builder::new().name("drift".into()).spawn(move || {
+            // Cleared however the thread ends, so /health says so.
+            struct Alive(Arc<AtomicBool>);
+            impl Drop for Alive {
+                fn drop(&mut self) {
+                    self.0.store(false, Ordering::Relaxed);
+                }
+            }
+            let _alive = Alive(alive);
             let mut tail = Tail::new(path, max_line);
             let mut next = Instant::now();
             while !stop.load(Ordering::Relaxed) {
-                let polled = match tail.poll(20_000, |line| monitor.ingest_line(line)) {
+                // A line that panics (a bug: none should) is counted and skipped, never fatal.
+                let polled = match tail.poll(20_000, |line| {
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| monitor.ingest_line(line))).is_err() {
+                        metrics.skip("panic");
+                    }
+                }) {
                     Ok(p) => p,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot read the samples file; retrying");
@@ -744,7 +805,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                 let now = now_ms();
                 monitor.update_ages(now);
                 if Instant::now() >= next {
-                    monitor.evaluate(now);
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| monitor.evaluate(now))).is_err() {
+                        tracing::error!("an evaluation panicked (a bug): the windows are evaluated again next time");
+                    }
                     if let (Ok(json), Ok(mut r)) = (serde_json::to_string(monitor.results()), results.lock()) {
                         *r = json;
                     }
@@ -765,7 +828,19 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                 async move { encode_metrics(&registry) }
             }),
         )
-        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/health",
+            get(move || {
+                let alive = alive.load(Ordering::Relaxed);
+                async move {
+                    if alive {
+                        (axum::http::StatusCode::OK, "ok")
+                    } else {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "the drift thread has stopped")
+                    }
+                }
+            }),
+        )
         .route(
             "/v1/drift",
             get(move || {
@@ -826,5 +901,65 @@ mod tests {
         std::fs::write(&path, "g\n").unwrap();
         assert_eq!(lines(&mut tail).0, ["g"]);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn sample(version: &str, tensor: &str, shape: &str, data: &str) -> String {
+        format!(
+            r#"{{"schema":1,"model":"mlp","version":"{version}","start_unix_ms":1,"status":200,"request":{{"body":{{"inputs":[{{"name":"{tensor}","shape":{shape},"datatype":"FP32","data":{data}}}]}},"truncated":false}},"response":{{"body":{{"outputs":[]}},"truncated":false}}}}"#
+        )
+    }
+
+    fn monitor(reference_rows: usize) -> (super::Monitor, super::Metrics) {
+        let config = super::Config::parse(&format!(
+            r#"{{"models": {{"mlp": {{"reference": {{"version": "v1", "rows": {reference_rows}}}, "windows": [{{"name": "w", "rows": 50}}]}}}}}}"#
+        ))
+        .unwrap();
+        let metrics = super::Metrics::default();
+        (super::Monitor::new(config, metrics.clone(), None).unwrap(), metrics)
+    }
+
+    fn skipped(m: &super::Metrics, reason: &str) -> u64 {
+        m.skipped.get_or_create(&super::super::metrics::ReasonLabels { reason: reason.into() }).get()
+    }
+
+    #[test]
+    fn shapes_a_client_made_up_are_skipped_not_trusted() {
+        let (mut monitor, metrics) = monitor(5);
+        for (shape, data) in [
+            ("[1,4294967296,4294967296]", "[1]"),
+            ("[1152921504606846976]", "[]"),
+            ("[10000000000]", "[1,2]"),
+            ("[2,0]", "[]"),
+            ("[1, 9223372036854777856, 2, 1]", "[1,2]"),
+            ("[-1, 2]", "[1,2]"),
+        ] {
+            monitor.ingest_line(&sample("v1", "f", shape, data));
+        }
+        assert_eq!(skipped(&metrics, "shape") + skipped(&metrics, "malformed"), 6);
+        assert_eq!(skipped(&metrics, "panic"), 0);
+        let long = "x".repeat(200);
+        monitor.ingest_line(&sample("v1", &long, "[1,2]", "[1,2]"));
+        assert_eq!(skipped(&metrics, "malformed"), 2, "a 200-byte tensor name is refused");
+    }
+
+    #[test]
+    fn many_tensor_shapes_do_not_confuse_the_column_maps() {
+        let (mut monitor, metrics) = monitor(3);
+        // Past the reader's cache of names: freed names may reuse an address.
+        for i in 0..5000 {
+            monitor.ingest_line(&sample("v9", &format!("t{i}"), "[1,1]", "[1]"));
+        }
+        for k in 0..20 {
+            monitor.ingest_line(&sample("v1", "f", "[1,6]", &format!("[{k},1,2,3,4,5]")));
+        }
+        assert_eq!(skipped(&metrics, "panic"), 0);
+        monitor.evaluate(1);
+        let w = &monitor.results()["mlp"].versions["v1"]["w"];
+        // The reference (v1's first 3 rows) has f[0..6]; the first sample (t0, of v9) set the
+        // columns before it: the windows took the reference's columns when it was complete.
+        assert_eq!(w.evaluation.columns.len(), 6, "{:?}", w.evaluation.columns);
+        assert!(w.evaluation.columns.iter().all(|c| c.error.is_none()), "{:?}", w.evaluation.columns);
+        // v1's first two rows came before that, under the old columns: missing there.
+        assert_eq!(w.evaluation.columns[1].current_rows, 18);
     }
 }
