@@ -157,9 +157,7 @@ pub fn column_drift(
     }
     // Values ±1.7e308 apart have no finite range to bin (numpy refuses them too).
     if matches!(test, Test::JensenShannon | Test::Psi) && reference.kind == Kind::Numerical && reference.unique() > 20 {
-        let (r, c) = (reference.sorted(), current.sorted());
-        let lo = r.first().into_iter().chain(c.first()).copied().fold(f64::INFINITY, f64::min);
-        let hi = r.last().into_iter().chain(c.last()).copied().fold(f64::NEG_INFINITY, f64::max);
+        let (lo, hi) = combined_range(reference, current);
         if !(hi - lo).is_finite() {
             return Err(Error::Unbinnable);
         }
@@ -291,11 +289,9 @@ fn fill(shares: &mut [f64]) {
 
 /// `np.histogram_bin_edges(concat(reference, current), "sturges")` for two sorted samples.
 pub fn sturges_edges(reference: &Summary, current: &Summary) -> Vec<f64> {
-    let (r, c) = (reference.sorted(), current.sorted());
-    let lo = r.first().into_iter().chain(c.first()).copied().fold(f64::INFINITY, f64::min);
-    let hi = r.last().into_iter().chain(c.last()).copied().fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = combined_range(reference, current);
     let (first, last) = if lo == hi { (lo - 0.5, hi + 0.5) } else { (lo, hi) };
-    let size = (r.len() + c.len()) as f64;
+    let size = (reference.rows() + current.rows()) as f64;
     let width = (hi - lo) / (size.log2() + 1.0);
     let bins = if width > 0.0 { ((last - first) / width).ceil() as usize } else { 1 };
     // np.linspace: i * step + start, the last edge exactly `stop`.
@@ -305,6 +301,14 @@ pub fn sturges_edges(reference: &Summary, current: &Summary) -> Vec<f64> {
         *e = last;
     }
     edges
+}
+
+/// The smallest and largest value of two numerical summaries together.
+fn combined_range(reference: &Summary, current: &Summary) -> (f64, f64) {
+    let (r, c) = (reference.sorted(), current.sorted());
+    let lo = r.first().into_iter().chain(c.first()).copied().fold(f64::INFINITY, f64::min);
+    let hi = r.last().into_iter().chain(c.last()).copied().fold(f64::NEG_INFINITY, f64::max);
+    (lo, hi)
 }
 
 /// Evidently's dataset drift: the share of drifted columns against `drift_share` (0.5).

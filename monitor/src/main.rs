@@ -15,15 +15,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    // stdout carries the one address line that harnesses read; logs go to stderr.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    switchyard_monitor::init_tracing();
     let cli = Cli::parse();
     if let Err(problems) = cli.config.validate() {
         for p in problems {

@@ -1,10 +1,12 @@
 //! `switchyard-monitor`: drift with Evidently's statistics, as a batch comparison of two files
 //! (`compare`) or a streaming monitor over the collector's samples (`watch`). docs/drift.md.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use switchyard_drift::Summary;
 use switchyard_monitor::drift::config::Config;
 use switchyard_monitor::drift::evaluate::{Reference, evaluate, summarise};
 use switchyard_monitor::drift::report;
@@ -65,14 +67,7 @@ struct CompareArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    switchyard_monitor::init_tracing();
     let result = match Cli::parse().command {
         Command::Compare(args) => compare(&args),
         Command::Watch(options) => tokio::runtime::Builder::new_current_thread()
@@ -122,12 +117,12 @@ fn compare(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     let current = read(&args.current, &args.current_version, "current")?;
     let reference = Reference::from_table(args.reference.display().to_string(), &reference_table, rules);
     drop(reference_table);
-    let mut currents = Vec::new();
-    let evaluation = evaluate(&reference, rules, |column, kind| {
-        let s = current.get(column).map(|cells| summarise(cells.iter(), kind));
-        currents.push(s.clone());
-        s
-    });
+    // Each current column summarised once: tested, then (HTML) drawn.
+    let currents: Vec<Option<Summary>> =
+        reference.columns.iter().map(|c| current.get(&c.name).map(|cells| summarise(cells.iter(), c.kind))).collect();
+    let by_name: HashMap<&str, &Summary> =
+        reference.columns.iter().zip(&currents).filter_map(|(c, s)| Some((c.name.as_str(), s.as_ref()?))).collect();
+    let evaluation = evaluate(&reference, rules, |column, _| by_name.get(column).map(|s| (*s).clone()));
     let body = match args.format {
         Format::Text => report::text(&evaluation),
         Format::Json => {

@@ -412,8 +412,7 @@ impl Model {
         };
         match &config.reference {
             ReferenceConfig::File { file } => {
-                let mut reader = Reader::new(rules.names.clone(), rules.max_tensor_columns());
-                let (table, skipped) = Table::read(file, &mut reader, |_| true)
+                let (table, skipped) = Table::read(file, &mut model.reader, |_| true)
                     .map_err(|e| format!("reference {}: {e}", file.display()))?;
                 if table.rows == 0 {
                     return Err(format!("reference {}: no rows in it ({skipped:?} lines skipped)", file.display()));
