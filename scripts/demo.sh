@@ -32,8 +32,10 @@ ENVOY_ADMIN=127.0.0.1:9901
 PROM=127.0.0.1:9090 ALERTMANAGER=127.0.0.1:9093 WEBHOOK=127.0.0.1:9095
 export SWITCHYARD_STATE=$DEMO/envoy SWITCHYARD_ENVOY_LISTEN=$ENVOY SWITCHYARD_ENVOY_ADMIN=$ENVOY_ADMIN
 export SWITCHYARD_BACKEND_V1=127.0.0.1:8101 SWITCHYARD_BACKEND_V2=127.0.0.1:8102 SWITCHYARD_COLLECTOR=127.0.0.1:9411
+export SWITCHYARD_BACKEND_V1_GRPC=127.0.0.1:8111 SWITCHYARD_BACKEND_V2_GRPC=127.0.0.1:8112
 MONITOR_ADDR=127.0.0.1:9412
-PORTS=("backend v1=8101" "backend v1 admin=8201" "backend v2=8102" "backend v2 admin=8202" "collector=9411"
+PORTS=("backend v1=8101" "backend v1 gRPC=8111" "backend v1 admin=8201" "backend v2=8102" "backend v2 gRPC=8112"
+  "backend v2 admin=8202" "collector=9411"
   "drift monitor=9412" "Envoy=10000" "Envoy admin=9901" "Prometheus=9090" "Alertmanager=9093" "alert webhook=9095")
 
 step "checking that the demo's ports are free"
@@ -102,9 +104,9 @@ mkdir -p "$DEMO"
 
 step "starting backends, collector, drift monitor and Envoy (logs in $DEMO/)"
 start backend-v1 "$BACKEND" serve --model-repository models/repo --models mlp:v1,resnet18:v1 \
-  --http-addr "$SWITCHYARD_BACKEND_V1" --admin-addr 127.0.0.1:8201
+  --http-addr "$SWITCHYARD_BACKEND_V1" --grpc-addr "$SWITCHYARD_BACKEND_V1_GRPC" --admin-addr 127.0.0.1:8201
 start backend-v2 "$BACKEND" serve --model-repository models/repo --models mlp:v2,resnet18:v2 \
-  --http-addr "$SWITCHYARD_BACKEND_V2" --admin-addr 127.0.0.1:8202
+  --http-addr "$SWITCHYARD_BACKEND_V2" --grpc-addr "$SWITCHYARD_BACKEND_V2_GRPC" --admin-addr 127.0.0.1:8202
 start collector "$COLLECTOR" --listen "$SWITCHYARD_COLLECTOR" --output "$DEMO/samples.jsonl"
 start monitor "$MONITOR" watch --listen "$MONITOR_ADDR" --samples "$DEMO/samples.jsonl" \
   --config monitor/configs/demo.json --state "$DEMO/monitor-state"
@@ -199,7 +201,7 @@ envoy_stats | metric '^switchyard_guard_out\{model="mlp"'
 
 step "the fixed canary back: backend v2 restarted, the guard reset, and switchyard-rollout promoting mlp:v2 step by step"
 start backend-v2b "$BACKEND" serve --model-repository models/repo --models mlp:v2,resnet18:v2 \
-  --http-addr "$SWITCHYARD_BACKEND_V2" --admin-addr 127.0.0.1:8202
+  --http-addr "$SWITCHYARD_BACKEND_V2" --grpc-addr "$SWITCHYARD_BACKEND_V2_GRPC" --admin-addr 127.0.0.1:8202
 wait_http "http://$SWITCHYARD_BACKEND_V2/v2/health/ready" "backend v2 (restarted)"
 cp "$DEMO/policy-50.json" "$DEMO/policy-rollout.json"
 cat > "$DEMO/rollout.yaml" <<EOT

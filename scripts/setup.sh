@@ -34,10 +34,10 @@ ln -sfn "$torch_dir" "$SY_VENV/libtorch"
 test -f "$SY_VENV/libtorch/lib/libtorch_cpu.so" || die "no libtorch_cpu.so under $torch_dir/lib"
 quietly "$SY_VENV/bin/envoy" --version
 
-step "Debian packages: Prometheus, promtool, Alertmanager, amtool; curl and ss for the scripts; shellcheck for the tests; wrk and valgrind for the benchmarks"
+step "Debian packages: Prometheus, promtool, Alertmanager, amtool; protoc for the gRPC code generation; curl and ss for the scripts; shellcheck for the tests; wrk and valgrind for the benchmarks"
 # command -> package
 declare -A wanted=([prometheus]=prometheus [promtool]=prometheus [prometheus-alertmanager]=prometheus-alertmanager
-  [amtool]=prometheus-alertmanager [curl]=curl [ss]=iproute2 [shellcheck]=shellcheck [wrk]=wrk
+  [amtool]=prometheus-alertmanager [protoc]=protobuf-compiler [curl]=curl [ss]=iproute2 [shellcheck]=shellcheck [wrk]=wrk
   [callgrind_control]=valgrind)
 missing=()
 for cmd in "${!wanted[@]}"; do

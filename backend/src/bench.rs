@@ -16,7 +16,7 @@ use crate::batcher::{BatchTensor, InferOutput};
 use crate::config::{BatchingPolicy, DeviceSpec, ModelConfig, TensorSpec, VersionChoice};
 use crate::tensor::DataType;
 use crate::torch::{TorchEngine, device_label, resolve_device};
-use crate::v2::{self, RequestedOutput};
+use crate::v2::{RequestedOutput, rest as v2};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {

@@ -1,5 +1,5 @@
-//! The one place where errors become HTTP responses: `{"error": "..."}` with the status the
-//! Open Inference Protocol implies.
+//! The one place where errors become responses: HTTP ones (`{"error": "..."}` with the status
+//! the Open Inference Protocol implies) and gRPC statuses, with the codes Triton and KServe use.
 
 use std::time::Duration;
 
@@ -83,6 +83,49 @@ impl ApiError {
             ApiError::BodyRead(_) => Outcome::ClientGone,
             _ => Outcome::BadRequest,
         }
+    }
+}
+
+/// gRPC's retry pushback (gRFC A6): how long a client's retry policy waits before trying
+/// again after an overload or drain, as `Retry-After: 1` tells HTTP clients.
+const GRPC_RETRY_PUSHBACK: &str = "grpc-retry-pushback-ms";
+
+impl ApiError {
+    pub fn grpc_code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            ApiError::ModelNotFound(_) | ApiError::VersionNotFound { .. } => Code::NotFound,
+            ApiError::BadRequest(_) => Code::InvalidArgument,
+            // As gRPC's own limit on message size (and the queue) answer.
+            ApiError::PayloadTooLarge { .. } | ApiError::QueueFull { .. } | ApiError::Overloaded { .. } => {
+                Code::ResourceExhausted
+            }
+            ApiError::BodyReadTimeout(_) | ApiError::DeadlineExceeded(_) | ApiError::ClientDeadlineExceeded(_) => {
+                Code::DeadlineExceeded
+            }
+            ApiError::BodyRead(_) => Code::Cancelled,
+            ApiError::NotReady { .. } | ApiError::ServerNotReady(_) | ApiError::ShuttingDown => Code::Unavailable,
+            ApiError::RouteNotFound(_) | ApiError::MethodNotAllowed => Code::Unimplemented,
+            ApiError::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// The gRPC status: the same message as the HTTP error (no internals for INTERNAL), and
+    /// the same hints in its metadata: the client-deadline mark, the retry pushback.
+    pub fn to_status(&self) -> tonic::Status {
+        if let ApiError::Internal(detail) = self {
+            tracing::error!(error = %detail, "request failed");
+        }
+        let mut status = tonic::Status::new(self.grpc_code(), self.to_string());
+        let md = status.metadata_mut();
+        // A slow body is the client's doing too: neither counts against the version.
+        if matches!(self, ApiError::ClientDeadlineExceeded(_) | ApiError::BodyReadTimeout(_)) {
+            md.insert(HEADER_DEADLINE, tonic::metadata::MetadataValue::from_static("client"));
+        }
+        if matches!(self, ApiError::QueueFull { .. } | ApiError::Overloaded { .. } | ApiError::ShuttingDown) {
+            md.insert(GRPC_RETRY_PUSHBACK, tonic::metadata::MetadataValue::from_static("1000"));
+        }
+        status
     }
 }
 

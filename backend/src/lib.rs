@@ -8,6 +8,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod gpu;
+pub mod grpc;
 pub mod metrics;
 pub mod models;
 pub mod offline;

@@ -19,7 +19,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve every model of a repository over HTTP.
+    /// Serve every model of a repository over HTTP and gRPC.
     Serve(ServeArgs),
     /// Validate a model repository and exit (non-zero on any problem).
     Check(RepoArgs),
@@ -48,6 +48,9 @@ struct ServeArgs {
     /// Inference listener (Open Inference Protocol).
     #[arg(long, env = "SWITCHYARD_HTTP_ADDR", default_value = "127.0.0.1:8000")]
     http_addr: SocketAddr,
+    /// gRPC inference listener (inference.GRPCInferenceService).
+    #[arg(long, env = "SWITCHYARD_GRPC_ADDR", default_value = "127.0.0.1:8001")]
+    grpc_addr: SocketAddr,
     /// Admin listener: /metrics, /health/live, /health/ready.
     #[arg(long, env = "SWITCHYARD_ADMIN_ADDR", default_value = "127.0.0.1:8002")]
     admin_addr: SocketAddr,
@@ -108,6 +111,9 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         let http = tokio::net::TcpListener::bind(args.http_addr)
             .await
             .with_context(|| format!("cannot bind the inference listener {}", args.http_addr))?;
+        let grpc = tokio::net::TcpListener::bind(args.grpc_addr)
+            .await
+            .with_context(|| format!("cannot bind the gRPC listener {}", args.grpc_addr))?;
         let admin = tokio::net::TcpListener::bind(args.admin_addr)
             .await
             .with_context(|| format!("cannot bind the admin listener {}", args.admin_addr))?;
@@ -126,12 +132,14 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         let st = server::AppState::new(models.clone(), metrics.clone(), limits);
         // Tests and scripts read this line to find the ports (either may be 0 = any).
         println!(
-            "switchyard-backend listening: inference http://{} admin http://{}",
+            "switchyard-backend listening: inference http://{} grpc http://{} admin http://{}",
             http.local_addr()?,
+            grpc.local_addr()?,
             admin.local_addr()?
         );
         tokio::spawn(gpu::poll(models, metrics, Duration::from_secs(5)));
-        let drained = server::run(st, http, admin, Duration::from_secs(args.shutdown_grace_seconds)).await?;
+        let listeners = server::Listeners { http, grpc, admin };
+        let drained = server::run(st, listeners, Duration::from_secs(args.shutdown_grace_seconds)).await?;
         anyhow::ensure!(drained, "shutdown grace period of {}s ran out", args.shutdown_grace_seconds);
         tracing::info!("stopped cleanly");
         Ok(())

@@ -23,7 +23,7 @@ use crate::config::{ModelConfig, VersionChoice};
 use crate::engine::run_batch;
 use crate::metrics::Metrics;
 use crate::torch::TorchEngine;
-use crate::v2::{self, InferRequest};
+use crate::v2::{self, InferRequest, rest};
 
 #[derive(clap::Args)]
 pub struct BatchArgs {
@@ -154,11 +154,11 @@ fn parse_line(config: &ModelConfig, line: &[u8]) -> Result<InferRequest, String>
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let t = std::str::from_utf8(line).map_err(|e| format!("line is not UTF-8: {e}"))?.trim_start();
     if t.starts_with('[') {
-        v2::decode_row(config, t)
+        rest::decode_row(config, t)
     } else if t.is_empty() {
         Err("empty line".into())
     } else {
-        v2::decode_request(config, t.as_bytes(), None)
+        rest::decode_request(config, t.as_bytes(), None)
     }
 }
 
@@ -193,7 +193,7 @@ fn flush(
         let result = slot.and_then(|(id, outputs, mut rx)| {
             let out =
                 rx.try_recv().map_err(|_| "no result".to_owned())?.map_err(|e| format!("inference failed: {e:?}"))?;
-            v2::encode_response(config, id.as_deref(), &outputs, &out).map(|e| e.body)
+            rest::encode_response(config, id.as_deref(), &outputs, &out).map(|e| e.body)
         });
         match result {
             Ok(body) => out.write_all(&body)?,

@@ -1,4 +1,5 @@
-//! HTTP: the Open Inference Protocol listener and the admin listener (metrics, health).
+//! HTTP: the Open Inference Protocol listener and the admin listener (metrics, health); the
+//! drain that stops them and the gRPC listener together.
 
 use std::future::IntoFuture;
 use std::pin::Pin;
@@ -18,10 +19,11 @@ use http_body_util::BodyExt;
 use serde_json::json;
 
 use crate::admission::{Admission, Limits, Ticket};
+use crate::batcher::InferOutput;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, Outcome};
 use crate::models::{ModelVersion, Models};
-use crate::v2::{self, EncodedResponse, HEADER_CONTENT_LENGTH};
+use crate::v2::rest::{self as v2, EncodedResponse, HEADER_CONTENT_LENGTH};
 
 /// Bodies above this are decoded on the blocking pool, so a large image batch does not stall
 /// the runtime's workers.
@@ -39,7 +41,7 @@ impl AppState {
         Arc::new(AppState { models, metrics, admission: Admission::new(limits), draining: AtomicBool::new(false) })
     }
 
-    fn ready(&self) -> Result<(), ApiError> {
+    pub(crate) fn ready(&self) -> Result<(), ApiError> {
         if self.draining.load(Ordering::Relaxed) {
             return Err(ApiError::ShuttingDown);
         }
@@ -192,25 +194,43 @@ async fn run_infer(
         Ok(m) => m.clone(),
         Err(e) => return e.into_response(),
     };
+    match accounted(&st, &mv, infer_body(&st, &mv, &headers, body)).await {
+        Ok((enc, ticket)) => encoded_response(enc, ticket),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Runs one inference request of `mv`, whichever protocol it came in on: refused while
+/// draining, counted in flight and in the request metrics with its outcome.
+pub(crate) async fn accounted<T>(
+    st: &AppState,
+    mv: &ModelVersion,
+    work: impl Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
     // Read before the request counts as in flight: a request counted in flight before the
     // shutdown signal is one the drain answers.
     let draining = st.draining.load(Ordering::Relaxed);
-    let mut guard = InFlight::new(&mv);
-    let result = if draining { Err(ApiError::ShuttingDown) } else { infer_body(&st, &mv, &headers, body).await };
+    let mut guard = InFlight::new(mv);
+    let result = if draining { Err(ApiError::ShuttingDown) } else { work.await };
     guard.answer(match &result {
         Ok(_) => Outcome::Success,
         Err(e) => e.outcome(),
     });
-    match result {
-        Ok((enc, ticket)) => encoded_response(enc, ticket),
-        Err(e) => {
-            if matches!(e, ApiError::Overloaded { .. }) {
-                // Counted with the queue's refusals: both are 429s that cost no compute.
-                mv.metrics.dropped_queue_full.inc();
-            }
-            e.into_response()
-        }
+    if let Err(ApiError::Overloaded { .. }) = &result {
+        // Counted with the queue's refusals: both are refusals that cost no compute.
+        mv.metrics.dropped_queue_full.inc();
     }
+    result
+}
+
+/// Queues a validated request for its batch. A deadline that passed is reported as the
+/// client's own when it is the timeout the client asked for.
+pub(crate) async fn queue(mv: &ModelVersion, req: crate::v2::InferRequest) -> Result<InferOutput, ApiError> {
+    let asked = req.timeout;
+    mv.infer(req).await.map_err(|e| match e {
+        ApiError::DeadlineExceeded(applied) if asked == Some(applied) => ApiError::ClientDeadlineExceeded(applied),
+        e => e,
+    })
 }
 
 async fn infer_body(
@@ -246,12 +266,7 @@ async fn infer_body(
     let req = decode(st, mv, body, header_len).await?;
     let id = req.id.clone();
     let requested = req.outputs.clone();
-    let asked = req.timeout;
-    let out = mv.infer(req).await.map_err(|e| match e {
-        // The deadline that passed is the client's own when it is the timeout it asked for.
-        ApiError::DeadlineExceeded(applied) if asked == Some(applied) => ApiError::ClientDeadlineExceeded(applied),
-        e => e,
-    })?;
+    let out = queue(mv, req).await?;
     let enc = v2::encode_response(&mv.config, id.as_deref(), &requested, &out).map_err(ApiError::Internal)?;
     Ok((enc, ticket))
 }
@@ -263,7 +278,7 @@ async fn decode(
     mv: &ModelVersion,
     body: Bytes,
     header_len: Option<usize>,
-) -> Result<v2::InferRequest, ApiError> {
+) -> Result<crate::v2::InferRequest, ApiError> {
     if body.len() <= BLOCKING_DECODE_BYTES {
         return v2::decode_request(&mv.config, &body, header_len).map_err(ApiError::BadRequest);
     }
@@ -369,27 +384,40 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Serves until a shutdown signal, then drains within `grace`: stop accepting, finish every
-/// accepted request (queued ones included), stop the engines. Returns false when the grace
-/// period ran out first.
-pub async fn run(
-    st: Arc<AppState>,
-    http: tokio::net::TcpListener,
-    admin: tokio::net::TcpListener,
-    grace: Duration,
-) -> std::io::Result<bool> {
+/// The listeners the server answers on.
+pub struct Listeners {
+    pub http: tokio::net::TcpListener,
+    pub grpc: tokio::net::TcpListener,
+    pub admin: tokio::net::TcpListener,
+}
+
+/// Serves until a shutdown signal, then drains within `grace`: stop accepting on both
+/// protocols, finish every accepted request (queued ones included), stop the engines.
+/// Returns false when the grace period ran out first.
+pub async fn run(st: Arc<AppState>, listeners: Listeners, grace: Duration) -> std::io::Result<bool> {
+    let Listeners { http, grpc, admin } = listeners;
     let (deadline_tx, mut deadline_rx) = tokio::sync::watch::channel(None::<tokio::time::Instant>);
     let admin_app = admin_router(st.clone());
     // Metrics stay scrapable while draining; the admin listener goes last.
     let admin_task = tokio::spawn(axum::serve(admin, admin_app).into_future());
     let st2 = st.clone();
-    let serve = axum::serve(http, router(st.clone())).with_graceful_shutdown(async move {
+    tokio::spawn(async move {
         shutdown_signal().await;
         // Readiness fails from here on, so a load balancer stops sending.
         st2.draining.store(true, Ordering::Relaxed);
         tracing::info!(grace_seconds = grace.as_secs_f64(), "shutdown signal: draining");
         let _ = deadline_tx.send(Some(tokio::time::Instant::now() + grace));
     });
+    let signalled = |mut rx: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>| async move {
+        let _ = rx.wait_for(Option::is_some).await;
+    };
+    let rest = axum::serve(http, router(st.clone())).with_graceful_shutdown(signalled(deadline_rx.clone()));
+    let grpc = crate::grpc::serve(st.clone(), grpc, signalled(deadline_rx.clone()));
+    let both = async {
+        let (rest, grpc) = tokio::join!(rest.into_future(), grpc);
+        rest?;
+        grpc.map_err(std::io::Error::other)
+    };
     let mut overdue_rx = deadline_rx.clone();
     let overdue = async move {
         if let Ok(d) = overdue_rx.wait_for(Option::is_some).await
@@ -399,7 +427,7 @@ pub async fn run(
         }
     };
     let connections_closed = tokio::select! {
-        r = serve.into_future() => { r?; true }
+        r = both => { r?; true }
         () = overdue => false,
     };
     let deadline = deadline_rx.borrow_and_update().unwrap_or_else(|| tokio::time::Instant::now() + grace);

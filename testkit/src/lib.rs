@@ -86,7 +86,17 @@ pub fn derived_repo(name: &str, entries: &[(&str, &str)], edit: impl Fn(&str, &m
 /// `switchyard-backend serve` on `repo`, on any free loopback ports.
 pub fn serve_command(repo: &Path) -> Command {
     let mut c = Command::new(backend_bin());
-    c.args(["serve", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--model-repository"]).arg(repo);
+    c.args([
+        "serve",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--model-repository",
+    ])
+    .arg(repo);
     c
 }
 
@@ -94,6 +104,7 @@ pub fn serve_command(repo: &Path) -> Command {
 pub struct Server {
     process: Process,
     pub http: String,
+    pub grpc: String,
     pub admin: String,
 }
 
@@ -103,8 +114,9 @@ impl Server {
         let mut cmd = serve_command(repo);
         cmd.args(extra).env("RUST_LOG", "info");
         let (process, line) = Process::spawn_reporting("switchyard-backend", cmd, Log::Memory).unwrap();
-        match (address_after(&line, "inference"), address_after(&line, "admin")) {
-            (Some(http), Some(admin)) => Server { process, http, admin },
+        let addr = |key| address_after(&line, key);
+        match (addr("inference"), addr("grpc"), addr("admin")) {
+            (Some(http), Some(grpc), Some(admin)) => Server { process, http, grpc, admin },
             _ => panic!("backend did not report its addresses: {line:?}\n{}", process.log()),
         }
     }
