@@ -7,6 +7,7 @@ fn main() {
     let built = tonic_prost_build::configure()
         // Tensor bytes are sliced out of the received buffer instead of copied.
         .bytes(".inference")
+        .codec_path("crate::codec::StrictCodec")
         .compile_protos(&[proto], &["proto"]);
     if let Err(e) = built {
         let hint = if e.to_string().contains("protoc") { " (is protoc installed? run scripts/setup.sh)" } else { "" };

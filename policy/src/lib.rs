@@ -10,6 +10,7 @@
 pub mod config;
 #[cfg(feature = "render")]
 pub mod deploy;
+pub mod grpc;
 pub mod guard;
 pub mod hash;
 pub mod paths;
