@@ -32,6 +32,14 @@ pub struct FakeHost {
     pub now_ms: u64,
     pub logs: Vec<(LogLevel, String)>,
     pub local_replies: Vec<LocalReply>,
+    /// gRPC replies the filter sent itself: (grpc-status, message).
+    pub grpc_replies: Vec<(u32, String)>,
+    pub response_trailers: Vec<(String, String)>,
+    /// Stream properties the filter set.
+    pub properties: Vec<(String, String)>,
+    /// The request headers have passed the filter: as in Envoy, asking for them now fails
+    /// (the SDK panics, which would crash the VM).
+    pub request_headers_passed: bool,
     /// Collector calls made: (token, body), in order.
     pub posted: Vec<(u32, Vec<u8>)>,
     /// When set, collector calls cannot be made.
@@ -63,6 +71,10 @@ impl FakeHost {
         self.response_headers.clear();
         self.response_flags = None;
         self.local_replies.clear();
+        self.grpc_replies.clear();
+        self.response_trailers.clear();
+        self.properties.clear();
+        self.request_headers_passed = false;
     }
 
     /// Every counter whose name starts with `prefix`, summed.
@@ -77,6 +89,10 @@ impl FakeHost {
 
     pub fn request_header(&self, name: &str) -> Option<&str> {
         find(&self.request_headers, name)
+    }
+
+    pub fn property(&self, name: &str) -> Option<&str> {
+        find(&self.properties, name)
     }
 
     pub fn response_header(&self, name: &str) -> Option<&str> {
@@ -150,11 +166,13 @@ impl Host for FakeHost {
 
     fn headers(&mut self, dir: Dir) -> Vec<(String, String)> {
         self.calls.push("headers");
+        assert!(!(dir == Dir::Request && self.request_headers_passed), "request headers read after they passed");
         self.map(dir).clone()
     }
 
     fn header(&mut self, dir: Dir, name: &str) -> Option<String> {
         self.calls.push("header");
+        assert!(!(dir == Dir::Request && self.request_headers_passed), "request header {name} read after it passed");
         find(self.map(dir), name).map(str::to_owned)
     }
 
@@ -171,6 +189,37 @@ impl Host for FakeHost {
         if let Some(v) = value {
             map.push((name.to_owned(), v.to_owned()));
         }
+    }
+
+    fn send_grpc_reply(&mut self, grpc_status: u32, message: &str) {
+        self.calls.push("send_grpc_reply");
+        self.grpc_replies.push((grpc_status, message.to_owned()));
+    }
+
+    fn replace_request_body_prefix(&mut self, size: usize, value: &[u8]) -> bool {
+        self.calls.push("replace_request_body_prefix");
+        if size > self.request_chunk.len() {
+            return false;
+        }
+        self.request_chunk.splice(..size, value.iter().copied());
+        true
+    }
+
+    fn set_property(&mut self, name: &str, value: &[u8]) -> bool {
+        self.calls.push("set_property");
+        self.properties.retain(|(k, _)| k != name);
+        self.properties.push((name.to_owned(), String::from_utf8_lossy(value).into_owned()));
+        true
+    }
+
+    fn clear_route_cache(&mut self) -> bool {
+        self.calls.push("clear_route_cache");
+        true
+    }
+
+    fn response_trailer(&mut self, name: &str) -> Option<String> {
+        self.calls.push("response_trailer");
+        find(&self.response_trailers, name).map(str::to_owned)
     }
 
     fn body(&mut self, dir: Dir, max: usize) -> Vec<u8> {

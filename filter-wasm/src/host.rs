@@ -87,8 +87,18 @@ pub trait Host {
     fn set_header(&mut self, dir: Dir, name: &str, value: Option<&str>);
     /// Answers the request from the filter (the request goes no further).
     fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]);
+    /// Answers a gRPC call from the filter: a trailers-only response with this status.
+    fn send_grpc_reply(&mut self, grpc_status: u32, message: &str);
     /// Up to `max` bytes of the body chunk now passing through.
     fn body(&mut self, dir: Dir, max: usize) -> Vec<u8>;
+    /// Replaces the first `size` bytes of the request body passing through with `value`.
+    fn replace_request_body_prefix(&mut self, size: usize, value: &[u8]) -> bool;
+    /// A response trailer (a value that is not UTF-8 counts as absent).
+    fn response_trailer(&mut self, name: &str) -> Option<String>;
+    /// Makes Envoy pick the route again, for routing facts set after the headers passed.
+    fn clear_route_cache(&mut self) -> bool;
+    /// Sets a property of the stream (Envoy: filter state `wasm.<name>`).
+    fn set_property(&mut self, name: &str, value: &[u8]) -> bool;
     fn property_u64(&mut self, path: &[&str]) -> Option<u64>;
     fn define_metric(&mut self, kind: Kind, name: &str) -> Option<u32>;
     fn increment_metric(&mut self, id: u32, by: i64);
@@ -181,6 +191,39 @@ impl Host for Envoy {
         if let Err(e) = hostcalls::send_http_response(status, headers.to_vec(), Some(body)) {
             self.log(LogLevel::Warn, &format!("switchyard: could not send a local reply: {e:?}"));
         }
+    }
+
+    fn send_grpc_reply(&mut self, grpc_status: u32, message: &str) {
+        use proxy_wasm::types::GrpcStatusCode as C;
+        let code = match grpc_status {
+            3 => C::InvalidArgument,
+            5 => C::NotFound,
+            12 => C::Unimplemented,
+            14 => C::Unavailable,
+            _ => C::Internal,
+        };
+        if let Err(e) = hostcalls::send_grpc_response(code, Some(message), vec![]) {
+            self.log(LogLevel::Warn, &format!("switchyard: could not send a gRPC reply: {e:?}"));
+        }
+    }
+
+    fn replace_request_body_prefix(&mut self, size: usize, value: &[u8]) -> bool {
+        // Envoy drains `size` bytes from the start of the buffered body and prepends `value`.
+        hostcalls::set_buffer(BufferType::HttpRequestBody, 0, size, value).is_ok()
+    }
+
+    fn response_trailer(&mut self, name: &str) -> Option<String> {
+        let value = hostcalls::get_map_value_bytes(MapType::HttpResponseTrailers, name).ok().flatten()?;
+        String::from_utf8(value).ok()
+    }
+
+    fn set_property(&mut self, name: &str, value: &[u8]) -> bool {
+        hostcalls::set_property(vec![name], Some(value)).is_ok()
+    }
+
+    /// Envoy's foreign function `clear_route_cache` (source/extensions/common/wasm/foreign.cc).
+    fn clear_route_cache(&mut self) -> bool {
+        hostcalls::call_foreign_function("clear_route_cache", None).is_ok()
     }
 
     fn body(&mut self, dir: Dir, max: usize) -> Vec<u8> {

@@ -65,13 +65,12 @@ impl RootContext for Root {
 impl Context for Stream {}
 
 impl HttpContext for Stream {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        self.request_headers(&mut Envoy)
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.request_headers(&mut Envoy, end_of_stream)
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
-        self.body(&mut Envoy, Dir::Request, body_size);
-        Action::Continue
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.request_body(&mut Envoy, body_size, end_of_stream)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
@@ -81,6 +80,11 @@ impl HttpContext for Stream {
 
     fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
         self.body(&mut Envoy, Dir::Response, body_size);
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.response_trailers(&mut Envoy);
         Action::Continue
     }
 
@@ -110,7 +114,7 @@ mod tests {
     /// The cluster a new request for the model is sent to.
     fn routes_to(root: &Root, h: &mut FakeHost) -> Option<String> {
         h.request(&[(":path", "/v2/models/mlp/infer")]);
-        Stream::new(root.worker()).request_headers(h);
+        Stream::new(root.worker()).request_headers(h, false);
         h.request_header("x-switchyard-upstream").map(str::to_owned)
     }
 
@@ -231,7 +235,7 @@ mod tests {
             h.request(&[(":path", format!("/v2/models/{model}/infer").as_str())]);
             let newest = roots.last().unwrap().as_ref().unwrap();
             let mut s = Stream::new(newest.worker());
-            s.request_headers(&mut h);
+            s.request_headers(&mut h, false);
             if has_model(current, model) {
                 *routed.entry(model).or_default() += 1;
                 routed_1h += i64::from(policies[current].1);
@@ -357,7 +361,7 @@ mod tests {
         assert!(root.configure(&mut h));
         h.request(&[(":path", "/v2/models/mlp/infer")]);
         let mut in_flight = Stream::new(root.worker());
-        in_flight.request_headers(&mut h);
+        in_flight.request_headers(&mut h, false);
         let mut renamed = routing_to("third");
         renamed["version_header"] = json!("x-new");
         h.set_config(&renamed);

@@ -109,6 +109,8 @@ pub struct Ids {
     pub unrouted_unknown_model: Counter,
     /// Model paths refused with 400 (undecodable or impossible names).
     pub unrouted_invalid_path: Counter,
+    /// gRPC calls refused because their message could not be placed (see `policy::grpc`).
+    pub unrouted_invalid_grpc: Counter,
 }
 
 /// A version's `switchyard_samples_total` counters, by result (`SampleResult::ALL` order).
@@ -201,6 +203,11 @@ impl Ids {
             unrouted_not_model: c.define(h, "switchyard_unrouted_requests_total", &[("reason", "not_a_model_path")]),
             unrouted_unknown_model: c.define(h, "switchyard_unrouted_requests_total", &[("reason", "unknown_model")]),
             unrouted_invalid_path: c.define(h, "switchyard_unrouted_requests_total", &[("reason", "invalid_path")]),
+            unrouted_invalid_grpc: c.define(
+                h,
+                "switchyard_unrouted_requests_total",
+                &[("reason", "invalid_grpc_message")],
+            ),
         }
     }
 

@@ -2,11 +2,12 @@
 //! header, the request's accounting and, when sampled, its sample.
 
 use proxy_wasm::types::Action;
+use switchyard_policy::grpc::{self, Method, Prefix, PrefixError};
 use switchyard_policy::sampling::{Capture, Meta, SampleResult};
 use switchyard_policy::slo::{DEADLINE_BY_CLIENT, DEADLINE_HEADER};
 
 use crate::host::{self, Dir, Host};
-use crate::worker::{Compared, ModelVersion, Routing, Shared};
+use crate::worker::{Compared, ModelVersion, Route, Routing, Shared, Worker};
 
 struct Routed {
     at: ModelVersion,
@@ -19,26 +20,53 @@ struct Routed {
     capture: Option<(Capture, Option<String>)>,
     /// A compared request's capture (its own cap), with the shadow version and the path sent.
     compare: Option<(usize, Capture, String)>,
+    /// A gRPC call: its outcome is its `grpc-status`, when one came.
+    grpc: Option<Option<u32>>,
 }
 
 pub struct Stream {
     worker: Option<Shared>,
     routed: Option<Routed>,
+    /// A gRPC call still to be placed from the start of its message, where its model is,
+    /// with its request headers as they passed (Envoy has no request headers to give a Wasm
+    /// filter in its body callbacks, and asking for them there fails).
+    placing: Option<Vec<(String, String)>>,
 }
 
 impl Stream {
     pub fn new(worker: Option<Shared>) -> Self {
-        Stream { worker, routed: None }
+        Stream { worker, routed: None, placing: None }
     }
 
     /// Routes the request; `Pause` only when the filter answered it itself (400).
     ///
     /// Each header is its own host call, so only those the decision needs are read (a header
     /// that is absent is the cheapest call there is); all of them only for a sampled request.
-    pub fn request_headers(&mut self, h: &mut impl Host) -> Action {
-        let Some(shared) = &self.worker else { return Action::Continue };
+    pub fn request_headers(&mut self, h: &mut impl Host, end_of_stream: bool) -> Action {
+        let Some(shared) = self.worker.clone() else { return Action::Continue };
         let Ok(mut w) = shared.try_borrow_mut() else { return Action::Continue };
-        let routing = w.route(|name| h.header(Dir::Request, name));
+        let path = h.header(Dir::Request, ":path");
+        // A gRPC call names its model in its message. Envoy gives a Wasm filter no body before
+        // it lets the headers go, so the headers go on, to the buffer filter rendered after
+        // this one, which holds them (and the message) until the body has passed here and
+        // the routing header is set (see `policy::render::envoy`).
+        if let Some(method) = path.as_deref().and_then(grpc::method) {
+            let [upstream_header, shadow_header] = w.internal_headers();
+            drop_client_copies(h, &[upstream_header, shadow_header]);
+            if method == Method::Unscoped {
+                w.count_grpc_unrouted(false);
+                return Action::Continue;
+            }
+            if end_of_stream {
+                w.count_grpc_unrouted(true);
+                let e = PrefixError::Truncated;
+                h.send_grpc_reply(e.grpc_status(), e.message());
+                return Action::Pause;
+            }
+            self.placing = Some(h.headers(Dir::Request));
+            return Action::Continue;
+        }
+        let routing = w.route(|name| if name == ":path" { path.clone() } else { h.header(Dir::Request, name) });
         // Client copies of the internal headers would let a client pick a route: those the
         // filter does not set below are dropped (Envoy's `internal_only_headers` removes them
         // first in the bootstrap rendered here; this holds wherever the filter runs).
@@ -58,12 +86,21 @@ impl Stream {
                 return Action::Pause;
             }
         };
-        let Some(set) = w.route_headers(&route) else { return Action::Continue };
-        if set.shadow.1.is_none() {
+        self.apply(h, &w, &route, None);
+        Action::Continue
+    }
+
+    /// Sets the routing headers (or, for gRPC, properties) of a routed request and starts its
+    /// captures; `headers`: the request's headers when they were read already.
+    fn apply(&mut self, h: &mut impl Host, w: &Worker, route: &Route, headers: Option<Vec<(String, String)>>) {
+        let Some(set) = w.route_headers(route) else { return };
+        // (A gRPC call's copies went when its headers passed.)
+        if set.shadow.1.is_none() && !route.grpc {
             drop_client_copies(h, &[set.shadow.0]);
         }
         // The headers as Envoy handed them on, before the filter's own are set.
-        let headers = (route.sample_cap.is_some() || route.compare.is_some()).then(|| h.headers(Dir::Request));
+        let wanted = route.sample_cap.is_some() || route.compare.is_some();
+        let headers = wanted.then(|| headers.unwrap_or_else(|| h.headers(Dir::Request)));
         let find = |name: &str| headers.iter().flatten().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let request_id = find("x-request-id");
         let compare = route.compare.map(|(shadow, cap)| {
@@ -71,16 +108,97 @@ impl Stream {
             (shadow, Capture::new(cap, headers.clone().unwrap_or_default()), path)
         });
         let capture = route.sample_cap.map(|cap| (Capture::new(cap, headers.unwrap_or_default()), request_id));
-        let (name, cluster) = set.upstream;
-        h.set_header(Dir::Request, name, Some(cluster));
-        if let Some(path) = &route.path {
-            h.set_header(Dir::Request, ":path", Some(path));
+        if route.grpc {
+            // Past the headers: the routes match these instead (see `policy::grpc`).
+            h.set_property(grpc::CLUSTER_PROPERTY, set.upstream.1.as_bytes());
+            if let Some(cluster) = &set.shadow.1 {
+                h.set_property(grpc::SHADOW_PROPERTY, cluster.as_bytes());
+            }
+        } else {
+            let (name, cluster) = set.upstream;
+            h.set_header(Dir::Request, name, Some(&cluster));
+            if let Some(path) = &route.path {
+                h.set_header(Dir::Request, ":path", Some(path));
+            }
+            if let (name, Some(cluster)) = set.shadow {
+                h.set_header(Dir::Request, name, Some(&cluster));
+            }
         }
-        if let (name, Some(cluster)) = set.shadow {
-            h.set_header(Dir::Request, name, Some(cluster));
+        let grpc = route.grpc.then_some(None);
+        self.routed = Some(Routed {
+            at: route.at,
+            start_ms: h.now_ms(),
+            status: None,
+            client_deadline: false,
+            capture,
+            compare,
+            grpc,
+        });
+    }
+
+    /// A request body chunk of a request whose buffered body is now `size` bytes.
+    pub fn request_body(&mut self, h: &mut impl Host, size: usize, end_of_stream: bool) -> Action {
+        if let Some(headers) = self.placing.take() {
+            return self.place_grpc(h, headers, size, end_of_stream);
         }
-        self.routed =
-            Some(Routed { at: route.at, start_ms: h.now_ms(), status: None, client_deadline: false, capture, compare });
+        self.body(h, Dir::Request, size);
+        Action::Continue
+    }
+
+    /// Reads the model from the start of a gRPC call's message and routes the call; until
+    /// enough of the message has arrived, Envoy buffers it (at most `grpc::MAX_PREFIX` bytes
+    /// are ever read). A call that cannot be placed is answered here, never passed on.
+    fn place_grpc(
+        &mut self,
+        h: &mut impl Host,
+        headers: Vec<(String, String)>,
+        size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        let Some(shared) = self.worker.clone() else { return Action::Continue };
+        let Ok(mut w) = shared.try_borrow_mut() else { return Action::Continue };
+        let head = h.body(Dir::Request, size.min(grpc::MAX_PREFIX));
+        let target = match grpc::parse_prefix(&head, end_of_stream || size >= grpc::MAX_PREFIX) {
+            Ok(Prefix::NeedMore) => {
+                drop(w);
+                self.placing = Some(headers);
+                return Action::Pause;
+            }
+            Ok(Prefix::Target(t)) => t,
+            Err(e) => {
+                w.count_grpc_unrouted(true);
+                h.send_grpc_reply(e.grpc_status(), e.message());
+                return Action::Pause;
+            }
+        };
+        let find = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let routing = w.route_grpc(target.model, target.version, find);
+        let route = match routing {
+            Routing::Routed(route) => route,
+            // Envoy's routes could only guess at a model they cannot read: refused here.
+            Routing::Unrouted | Routing::Refused(_) => {
+                h.send_grpc_reply(grpc::GRPC_NOT_FOUND, "unknown model");
+                return Action::Pause;
+            }
+        };
+        // As a REST path loses its `/versions/{v}`: the backend serves what the filter chose.
+        let mut size = size;
+        if let Some(head) = grpc::without_version(&target) {
+            if !h.replace_request_body_prefix(target.prefix_len, &head) {
+                h.send_grpc_reply(grpc::GRPC_INTERNAL, "the proxy could not rewrite the message");
+                return Action::Pause;
+            }
+            size = size.saturating_sub(target.prefix_len) + head.len();
+        }
+        self.apply(h, &w, &route, Some(headers));
+        drop(w);
+        // The route was picked when the headers passed (a refusal: the call was not placed
+        // yet); without a new pick the cluster set now would go unread.
+        if !h.clear_route_cache() {
+            h.send_grpc_reply(grpc::GRPC_INTERNAL, "the proxy could not route the call");
+            return Action::Pause;
+        }
+        self.body(h, Dir::Request, size);
         Action::Continue
     }
 
@@ -105,6 +223,14 @@ impl Stream {
             r.client_deadline =
                 h.header(Dir::Response, DEADLINE_HEADER).is_some_and(|v| v.trim() == DEADLINE_BY_CLIENT);
         }
+        // A trailers-only gRPC response (an error, or Envoy's own reply) has its status here.
+        if let Some(g) = r.grpc.as_mut() {
+            *g = grpc_status(h, Dir::Response);
+            if *g == Some(grpc::GRPC_DEADLINE_EXCEEDED) {
+                r.client_deadline =
+                    h.header(Dir::Response, DEADLINE_HEADER).is_some_and(|v| v.trim() == DEADLINE_BY_CLIENT);
+            }
+        }
         if r.capture.is_some() || r.compare.is_some() {
             let headers = h.headers(Dir::Response);
             if let Some((_, c, _)) = r.compare.as_mut() {
@@ -120,11 +246,28 @@ impl Stream {
         }
     }
 
+    /// A gRPC call's trailers: its status, and whether a DEADLINE_EXCEEDED was the client's.
+    pub fn response_trailers(&mut self, h: &mut impl Host) {
+        let Some(r) = self.routed.as_mut() else { return };
+        let Some(g) = r.grpc.as_mut() else { return };
+        *g = h.response_trailer(grpc::STATUS_HEADER).and_then(|v| v.trim().parse().ok());
+        if *g == Some(grpc::GRPC_DEADLINE_EXCEEDED) {
+            r.client_deadline = h.response_trailer(DEADLINE_HEADER).is_some_and(|v| v.trim() == DEADLINE_BY_CLIENT);
+        }
+    }
+
     /// Accounts the finished request and queues its sample, if it has one.
     pub fn finish(&mut self, h: &mut impl Host) {
         let (Some(shared), Some(r)) = (&self.worker, self.routed.as_mut()) else { return };
         let Ok(mut w) = shared.try_borrow_mut() else { return };
-        let outcome = host::outcome(h, r.status, r.client_deadline);
+        // A gRPC call counts as the HTTP status its grpc-status stands for; an HTTP 200 that
+        // ended without one was cut off.
+        let status = match (r.grpc, r.status) {
+            (Some(Some(g)), Some(200)) => Some(grpc::http_status(g)),
+            (Some(None), Some(200)) => None,
+            _ => r.status,
+        };
+        let outcome = host::outcome(h, status, r.client_deadline);
         let latency_ms = h.now_ms().saturating_sub(r.start_ms);
         w.record_finished(h, r.at, outcome, latency_ms);
         if r.capture.is_none() && r.compare.is_none() {
@@ -152,7 +295,7 @@ impl Stream {
             request_id: request_id.as_deref().unwrap_or_default(),
             start_unix_ms,
             duration_ms: latency_ms,
-            status: r.status,
+            status,
             outcome,
         };
         match capture.envelope(&meta, s) {
@@ -161,6 +304,10 @@ impl Stream {
             None => w.count_sample(r.at, SampleResult::Dropped),
         }
     }
+}
+
+fn grpc_status(h: &mut impl Host, dir: Dir) -> Option<u32> {
+    h.header(dir, grpc::STATUS_HEADER).and_then(|v| v.trim().parse().ok())
 }
 
 /// Removes these request headers where the client sent them (a lookup first: an absent header
@@ -213,7 +360,7 @@ mod tests {
     /// in these chunks.
     fn run(h: &mut FakeHost, w: &Shared, status: Option<u16>, request_body: &[&[u8]], response_body: &[&[u8]]) {
         let mut s = Stream::new(Some(w.clone()));
-        s.request_headers(h);
+        s.request_headers(h, false);
         for chunk in request_body {
             h.request_chunk = chunk.to_vec();
             s.body(h, Dir::Request, chunk.len());
@@ -448,7 +595,7 @@ mod tests {
         h.request(&[(":path", "/v2/models/mlp/infer")]);
         h.now_ms = 1_000;
         let mut s = Stream::new(Some(w));
-        s.request_headers(&mut h);
+        s.request_headers(&mut h, false);
         h.now_ms = 1_042;
         s.body(&mut h, Dir::Request, 10);
         h.response_headers = vec![(":status".into(), "200".into())];
@@ -546,7 +693,7 @@ mod tests {
         ] {
             h.request(&[(":path", path), ("x-switchyard-upstream", "mlp-v2")]);
             let mut s = Stream::new(Some(w.clone()));
-            assert_eq!(s.request_headers(&mut h), Action::Pause, "{path}");
+            assert_eq!(s.request_headers(&mut h, false), Action::Pause, "{path}");
             let reply = &h.local_replies[..];
             assert_eq!(reply.len(), 1, "{path}");
             assert_eq!(reply[0].status, 400);
@@ -567,7 +714,7 @@ mod tests {
         let w = worker(&mut h, &two_versions(json!({})));
         h.request(&[(":path", "/v2/models/n%6fpe/infer")]);
         let mut s = Stream::new(Some(w.clone()));
-        assert_eq!(s.request_headers(&mut h), Action::Continue);
+        assert_eq!(s.request_headers(&mut h, false), Action::Continue);
         assert_eq!(routed(&h), (Some("/v2/models/n%6fpe/infer"), None, None));
         assert!(h.local_replies.is_empty());
         flush(&mut h, &w);
@@ -597,7 +744,7 @@ mod tests {
             h.response_headers = extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
             h.response_flags = flags;
             let mut s = Stream::new(Some(w.clone()));
-            s.request_headers(h);
+            s.request_headers(h, false);
             h.now_ms += ms;
             if let Some(status) = status {
                 h.response_headers.insert(0, (":status".into(), status.to_string()));
@@ -634,7 +781,7 @@ mod tests {
         for (status, header_calls) in [(200, 1), (503, 1), (504, 2)] {
             h.request(&[(":path", "/v2/models/mlp/infer")]);
             let mut s = Stream::new(Some(w.clone()));
-            s.request_headers(&mut h);
+            s.request_headers(&mut h, false);
             h.calls.clear();
             h.response_headers = vec![(":status".into(), status.to_string())];
             s.response_headers(&mut h);
@@ -713,7 +860,7 @@ mod tests {
         let served = |h: &mut FakeHost, w: &Shared, headers: &[(&str, &str)], status: u16| {
             h.request(&[&[(":path", "/v2/models/mlp/infer")][..], headers].concat());
             let mut s = Stream::new(Some(w.clone()));
-            s.request_headers(h);
+            s.request_headers(h, false);
             let cluster = h.request_header("x-switchyard-upstream").unwrap().to_owned();
             let status = if cluster == "mlp-v2" { status } else { 200 };
             h.response_headers = vec![(":status".into(), status.to_string())];
@@ -783,5 +930,175 @@ mod tests {
             Some(&0),
             "the new epoch shows it back in"
         );
+    }
+
+    /// A gRPC frame holding a ModelInferRequest-like message: fields 1–2, then the inputs.
+    fn grpc_body(model: &str, version: Option<&str>) -> Vec<u8> {
+        let mut msg = vec![0x0a, model.len() as u8];
+        msg.extend_from_slice(model.as_bytes());
+        if let Some(v) = version {
+            msg.extend_from_slice(&[0x12, v.len() as u8]);
+            msg.extend_from_slice(v.as_bytes());
+        }
+        msg.extend_from_slice(&[0x2a, 3, 1, 2, 3]);
+        let mut out = vec![0];
+        out.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+        out.extend_from_slice(&msg);
+        out
+    }
+
+    const INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
+
+    /// Sends `body` in these chunks (what Envoy would have buffered at each call); the
+    /// actions the filter returned.
+    fn send_grpc(h: &mut FakeHost, s: &mut Stream, body: &[u8], cuts: &[usize]) -> Vec<Action> {
+        let mut actions = vec![s.request_headers(h, false)];
+        h.request_headers_passed = actions[0] == Action::Continue;
+        for (i, &cut) in cuts.iter().chain(std::iter::once(&body.len())).enumerate() {
+            h.request_chunk = body[..cut].to_vec();
+            actions.push(s.request_body(h, cut, cut == body.len()));
+            if actions.last() == Some(&Action::Continue) || i > 16 {
+                break;
+            }
+        }
+        actions
+    }
+
+    #[test]
+    fn a_grpc_call_is_routed_by_the_model_in_its_message_and_its_version_taken_out() {
+        let mut h = FakeHost::default();
+        let policy =
+            two_versions(json!({"override": {"header": "x-version", "allow": ["v2"]}, "sticky": {"header": "x-user"}}));
+        let w = worker(&mut h, &policy);
+        // The headers wait (nothing routed yet); the model's name arrives in pieces.
+        h.request(&[(":path", INFER), ("content-type", "application/grpc"), ("x-switchyard-upstream", "evil")]);
+        let body = grpc_body("mlp", Some("v2"));
+        let mut s = Stream::new(Some(w.clone()));
+        let actions = send_grpc(&mut h, &mut s, &body, &[3, 9]);
+        assert_eq!(actions, [Action::Continue, Action::Pause, Action::Pause, Action::Continue]);
+        assert_eq!(h.property("switchyard_cluster"), Some("mlp-v2-grpc"), "the allowed version, over gRPC");
+        assert_eq!(h.request_header("x-switchyard-upstream"), None, "the client's copy dropped");
+        // As the backend receives it: the model alone, the frame's length fixed.
+        assert_eq!(h.request_chunk, grpc_body("mlp", None));
+        assert!(h.grpc_replies.is_empty());
+        // The outcome is the grpc-status in the trailers.
+        h.response_headers = vec![(":status".into(), "200".into())];
+        s.response_headers(&mut h);
+        h.response_trailers = vec![("grpc-status".into(), "8".into())];
+        s.response_trailers(&mut h);
+        s.finish(&mut h);
+        flush(&mut h, &w);
+        assert_eq!(h.counter("switchyard_requests_total;model=mlp;version=v2;outcome=overloaded"), 1);
+        // A version the policy does not allow is not honoured: the split decides.
+        h.request(&[(":path", INFER), ("content-type", "application/grpc")]);
+        let mut s = Stream::new(Some(w.clone()));
+        send_grpc(&mut h, &mut s, &grpc_body("mlp", Some("v1")), &[]);
+        assert_eq!(h.property("switchyard_cluster"), Some("mlp-v1-grpc"));
+    }
+
+    #[test]
+    fn grpc_outcomes_come_from_grpc_status_in_trailers_or_trailers_only_headers() {
+        let mut h = FakeHost::default();
+        let w = worker(&mut h, &two_versions(json!({})));
+        for (headers, trailers, outcome) in [
+            (&[(":status", "200")][..], &[("grpc-status", "0")][..], "success"),
+            (&[(":status", "200"), ("grpc-status", "14")][..], &[][..], "5xx"),
+            (&[(":status", "200"), ("grpc-status", "3")][..], &[][..], "4xx"),
+            (&[(":status", "200")][..], &[("grpc-status", "13")][..], "5xx"),
+            (&[(":status", "200")][..], &[("grpc-status", "4")][..], "timeout"),
+            (
+                &[(":status", "200")][..],
+                &[("grpc-status", "4"), ("x-switchyard-deadline", "client")][..],
+                "client_deadline",
+            ),
+            (
+                &[(":status", "200"), ("grpc-status", "4"), ("x-switchyard-deadline", "client")][..],
+                &[][..],
+                "client_deadline",
+            ),
+            // Headers but no status at all: the call was cut off.
+            (&[(":status", "200")][..], &[][..], "upstream_reset"),
+            // Envoy's own HTTP answer (no healthy upstream, say).
+            (&[(":status", "503")][..], &[][..], "5xx"),
+        ] {
+            let name = format!("switchyard_requests_total;model=mlp;version=v1;outcome={outcome}");
+            let before = h.counter(&name);
+            h.request(&[(":path", INFER), ("content-type", "application/grpc")]);
+            let mut s = Stream::new(Some(w.clone()));
+            send_grpc(&mut h, &mut s, &grpc_body("mlp", None), &[]);
+            h.response_headers = headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            s.response_headers(&mut h);
+            if !trailers.is_empty() {
+                h.response_trailers = trailers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+                s.response_trailers(&mut h);
+            }
+            s.finish(&mut h);
+            flush(&mut h, &w);
+            assert_eq!(h.counter(&name), before + 1, "{headers:?} {trailers:?}");
+        }
+    }
+
+    #[test]
+    fn a_grpc_call_the_filter_cannot_place_is_refused_with_a_grpc_status() {
+        let mut h = FakeHost::default();
+        let w = worker(&mut h, &two_versions(json!({})));
+        let mut compressed = grpc_body("mlp", None);
+        compressed[0] = 1;
+        let mut smuggled = grpc_body("mlp", None);
+        smuggled.splice(5..5, [0x2a, 1, 9]);
+        let n = smuggled.len() as u32 - 5;
+        smuggled[1..5].copy_from_slice(&n.to_be_bytes());
+        for (body, status, needle) in [
+            (compressed, 12, "compressed"),
+            (smuggled, 3, "must start with the model name"),
+            (grpc_body("ml/p", None), 3, "not a valid name"),
+            (grpc_body("nope", None), 5, "unknown model"),
+            (vec![0, 0, 0], 3, "ends before the model name"),
+        ] {
+            h.request(&[(":path", INFER), ("content-type", "application/grpc")]);
+            let mut s = Stream::new(Some(w.clone()));
+            let actions = send_grpc(&mut h, &mut s, &body, &[]);
+            assert_eq!(actions.last(), Some(&Action::Pause), "{needle}");
+            assert_eq!(h.property("switchyard_cluster"), None, "{needle}: never routed");
+            let (got, message) = &h.grpc_replies[0];
+            assert_eq!(*got, status, "{message}");
+            assert!(message.contains(needle), "{message}");
+            s.finish(&mut h);
+        }
+        flush(&mut h, &w);
+        assert_eq!(h.counter("switchyard_unrouted_requests_total;reason=invalid_grpc_message"), 4);
+        assert_eq!(h.counter("switchyard_unrouted_requests_total;reason=unknown_model"), 1);
+        assert_eq!(h.counter_sum("switchyard_requests_total"), 0);
+        // Headers that end the stream: no message at all.
+        h.request(&[(":path", INFER)]);
+        let mut s = Stream::new(Some(w.clone()));
+        assert_eq!(s.request_headers(&mut h, true), Action::Pause);
+        assert_eq!(h.grpc_replies[0].0, 3);
+        // Server-wide calls have no model: Envoy routes them (to the default gRPC cluster).
+        h.request(&[(":path", "/inference.GRPCInferenceService/ServerLive"), ("x-switchyard-upstream", "evil")]);
+        let mut s = Stream::new(Some(w.clone()));
+        assert_eq!(s.request_headers(&mut h, false), Action::Continue);
+        assert_eq!(h.request_header("x-switchyard-upstream"), None);
+    }
+
+    #[test]
+    fn a_sampled_grpc_call_ships_its_message_as_protobuf() {
+        let mut h = FakeHost::default();
+        let w = worker(&mut h, &two_versions(json!({"sampling": {"rate": 1.0}})));
+        h.request(&[(":path", INFER), ("content-type", "application/grpc")]);
+        let mut s = Stream::new(Some(w.clone()));
+        send_grpc(&mut h, &mut s, &grpc_body("mlp", Some("v1")), &[]);
+        h.response_headers = vec![(":status".into(), "200".into()), ("content-type".into(), "application/grpc".into())];
+        s.response_headers(&mut h);
+        h.response_trailers = vec![("grpc-status".into(), "0".into())];
+        s.response_trailers(&mut h);
+        s.finish(&mut h);
+        let posted = samples_posted(&w, Some(1));
+        assert_eq!(posted.len(), 1);
+        let req = &posted[0]["request"];
+        assert_eq!(req["encoding"], "protobuf");
+        assert_eq!(req["bytes"], grpc_body("mlp", None).len(), "what the backend received");
+        assert_eq!(posted[0]["status"], 200);
+        assert_eq!(posted[0]["outcome"], "success");
     }
 }

@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use proxy_wasm::types::LogLevel;
 use switchyard_policy::config::{Collector, Sampling};
+use switchyard_policy::grpc;
 use switchyard_policy::guard::{self, Verdict};
 use switchyard_policy::hash::Rng;
 use switchyard_policy::paths::{self, PathError};
@@ -45,6 +46,8 @@ pub struct Route {
     pub path: Option<String>,
     /// `max_body_bytes` when the request is sampled.
     pub sample_cap: Option<usize>,
+    /// A gRPC call: sent to the versions' gRPC clusters.
+    pub grpc: bool,
     /// When the request is compared instead of mirrored: the shadow version (its index) and
     /// `compare.max_body_bytes`.
     pub compare: Option<(usize, usize)>,
@@ -65,9 +68,19 @@ pub struct Compared {
 /// The request headers a [`Route`] sets.
 pub struct RouteHeaders<'a> {
     /// The routing header and the chosen version's cluster.
-    pub upstream: (&'a str, &'a str),
+    pub upstream: (&'a str, String),
     /// The mirror's header, and the shadow version's cluster when mirrored.
-    pub shadow: (&'a str, Option<&'a str>),
+    pub shadow: (&'a str, Option<String>),
+}
+
+/// How a request names its model, and what its routing may change.
+enum Call {
+    /// A REST request; `path`: the canonical path to forward, when it differs.
+    Rest {
+        infer: bool,
+        path: Option<String>,
+    },
+    Grpc,
 }
 
 /// What becomes of a request (each outcome is counted).
@@ -328,7 +341,39 @@ impl Worker {
                 return Routing::Refused(e);
             }
         };
-        let Some(mi) = self.models.iter().position(|(name, _)| *name == *p.model) else {
+        // Only inference answers can be judged: metadata and readiness calls are mirrored as
+        // ever (asked only of shadowed requests of a model that compares).
+        let infer = path.as_deref().and_then(|p| p.split('?').next()).is_some_and(|p| p.ends_with("/infer"));
+        let canonical = (p.version.is_some() || p.encoded).then(|| paths::canonical(&p));
+        self.decide(&p.model, p.version.as_deref(), header, Call::Rest { infer, path: canonical })
+    }
+
+    /// Counts a gRPC call the filter did not route: one with no model to route by, or
+    /// (`refused`) one whose message could not be placed.
+    pub fn count_grpc_unrouted(&mut self, refused: bool) {
+        let id = if refused { self.ids.unrouted_invalid_grpc } else { self.ids.unrouted_not_model };
+        self.counters.inc(id);
+    }
+
+    /// Routes a gRPC call of the protocol's service for `model` (and the `version` its
+    /// message names), as [`Worker::route`] routes a REST request.
+    pub fn route_grpc(
+        &mut self,
+        model: &str,
+        version: Option<&str>,
+        header: impl FnMut(&str) -> Option<String>,
+    ) -> Routing {
+        self.decide(model, version, header, Call::Grpc)
+    }
+
+    fn decide(
+        &mut self,
+        model: &str,
+        version: Option<&str>,
+        mut header: impl FnMut(&str) -> Option<String>,
+        call: Call,
+    ) -> Routing {
+        let Some(mi) = self.models.iter().position(|(name, _)| *name == *model) else {
             self.counters.inc(self.ids.unrouted_unknown_model);
             return Routing::Unrouted;
         };
@@ -342,7 +387,7 @@ impl Worker {
         };
         let requested = policy.override_.as_ref().and_then(|o| header(&o.header));
         let facts = RequestFacts {
-            requested: requested.as_deref().or(p.version.as_deref()),
+            requested: requested.as_deref().or(version),
             sticky_key: sticky_key.as_deref().filter(|k| !k.is_empty()),
             random: self.rng.next_u64(),
             shadow_random: self.rng.next_f64(),
@@ -356,12 +401,11 @@ impl Worker {
         }
         let mut shadow = d.shadow.filter(|i| policy.versions.get(*i).is_some());
         // A compared request is sent to the shadow by the filter, after the primary answered:
-        // Envoy's mirror (which discards the answer) would send it a second time.
-        // Only inference answers can be judged: metadata and readiness calls are mirrored as ever
-        // (asked only of shadowed requests of a model that compares).
-        let infer = || path.as_deref().and_then(|p| p.split('?').next()).is_some_and(|p| p.ends_with("/infer"));
+        // Envoy's mirror (which discards the answer) would send it a second time. gRPC calls
+        // are mirrored (the filter's comparison speaks REST).
+        let infer = matches!(call, Call::Rest { infer: true, .. });
         let compare = match (shadow, policy.shadow.as_ref().and_then(|s| s.compare.as_ref())) {
-            (Some(i), Some(c)) if infer() && self.rng.next_f64() * 100.0 < c.percent => Some((i, c.max_body_bytes)),
+            (Some(i), Some(c)) if infer && self.rng.next_f64() * 100.0 < c.percent => Some((i, c.max_body_bytes)),
             _ => None,
         };
         if let Some((i, _)) = compare {
@@ -388,20 +432,21 @@ impl Worker {
         if let Some(v) = d.shadow.and_then(|i| ids.versions.get(i)) {
             self.counters.inc(v.shadowed);
         }
-        Routing::Routed(Route {
-            at,
-            shadow,
-            path: (p.version.is_some() || p.encoded).then(|| paths::canonical(&p)),
-            sample_cap: sampling.map(|s| s.max_body_bytes),
-            compare,
-        })
+        let (path, grpc) = match call {
+            Call::Rest { path, .. } => (path, false),
+            Call::Grpc => (None, true),
+        };
+        Routing::Routed(Route { at, shadow, path, sample_cap: sampling.map(|s| s.max_body_bytes), compare, grpc })
     }
 
     /// The request headers `route` sets: the routing header with the chosen version's cluster,
     /// and the mirror's header with the shadow's cluster, if any.
     pub fn route_headers(&self, route: &Route) -> Option<RouteHeaders<'_>> {
         let (_, policy) = self.models.get(route.at.model)?;
-        let cluster = |i: usize| policy.versions.get(i).map(|v| v.cluster.as_str());
+        let cluster = |i: usize| {
+            let c = &policy.versions.get(i)?.cluster;
+            Some(if route.grpc { grpc::cluster(c) } else { c.clone() })
+        };
         Some(RouteHeaders {
             upstream: (&self.config.upstream_header, cluster(route.at.version)?),
             shadow: (&self.config.shadow_header, route.shadow.and_then(cluster)),

@@ -16,6 +16,28 @@ use std::fmt;
 
 use crate::config::valid_name;
 
+/// What a version's gRPC cluster is called: its cluster's name with this suffix. Each
+/// version has its REST cluster (HTTP/1.1) and its gRPC twin (HTTP/2), both rendered from
+/// the policy's one `cluster`.
+pub const CLUSTER_SUFFIX: &str = "-grpc";
+
+/// The gRPC twin of `cluster`.
+pub fn cluster(cluster: &str) -> String {
+    format!("{cluster}{CLUSTER_SUFFIX}")
+}
+
+/// Where the filter puts a gRPC call's cluster and its shadow's: Wasm properties, which
+/// Envoy keeps as filter state under `wasm.<name>` and the rendered routes match on. (A
+/// Wasm filter can no longer change the request headers once they have passed it, and a
+/// call's model is only known from its body, after they have.)
+pub const CLUSTER_PROPERTY: &str = "switchyard_cluster";
+pub const SHADOW_PROPERTY: &str = "switchyard_shadow";
+
+/// The filter-state key Envoy stores a Wasm property under.
+pub fn filter_state_key(property: &str) -> String {
+    format!("wasm.{property}")
+}
+
 /// The path prefix of the protocol's service.
 pub const SERVICE_PREFIX: &str = "/inference.GRPCInferenceService/";
 
@@ -127,7 +149,13 @@ impl fmt::Display for PrefixError {
 }
 
 pub const GRPC_INVALID_ARGUMENT: u32 = 3;
+pub const GRPC_DEADLINE_EXCEEDED: u32 = 4;
+pub const GRPC_NOT_FOUND: u32 = 5;
 pub const GRPC_UNIMPLEMENTED: u32 = 12;
+pub const GRPC_INTERNAL: u32 = 13;
+
+/// The header (or trailer) that carries a call's status.
+pub const STATUS_HEADER: &str = "grpc-status";
 
 /// A little cursor over the body; `None` means "not enough bytes yet".
 struct Cursor<'a> {

@@ -77,6 +77,8 @@ pub struct Side {
     bytes: u64,
     truncated: bool,
     json_len: Option<usize>,
+    /// A gRPC body: length-prefixed protobuf messages, shipped as base64.
+    protobuf: bool,
 }
 
 impl Capture {
@@ -94,11 +96,12 @@ impl Capture {
 
 impl Side {
     fn new(cap: usize) -> Side {
-        Side { cap, headers: Vec::new(), body: Vec::new(), bytes: 0, truncated: false, json_len: None }
+        Side { cap, headers: Vec::new(), body: Vec::new(), bytes: 0, truncated: false, json_len: None, protobuf: false }
     }
 
     pub fn set_headers(&mut self, headers: Vec<(String, String)>) {
         self.json_len = headers.iter().find(|(k, _)| k == BINARY_HEADER).and_then(|(_, v)| v.trim().parse().ok());
+        self.protobuf = headers.iter().any(|(k, v)| k == "content-type" && crate::grpc::is_grpc(v));
         self.headers = headers;
     }
 
@@ -132,8 +135,33 @@ impl Side {
 
     fn payload(self, s: &Sampling) -> Payload {
         let headers = sample_headers(self.headers, s);
+        if self.protobuf {
+            // Fields of a protobuf message have numbers, not names: none can be redacted by
+            // name, so with redaction asked for the body is not shipped at all.
+            let body = match (self.body.is_empty(), s.redact_fields.is_empty()) {
+                (true, _) => Value::Null,
+                (false, true) => Value::String(base64(&self.body)),
+                (false, false) => Value::String(format!("{REDACTED}: protobuf bodies cannot be redacted by field")),
+            };
+            let encoding = Some(ENCODING_PROTOBUF);
+            return Payload {
+                headers,
+                body,
+                bytes: self.bytes,
+                truncated: self.truncated,
+                binary_bytes_omitted: None,
+                encoding,
+            };
+        }
         let (body, binary) = body_value(&self.body, self.truncated, self.json_len, &s.redact_fields);
-        Payload { headers, body, bytes: self.bytes, truncated: self.truncated, binary_bytes_omitted: binary }
+        Payload {
+            headers,
+            body,
+            bytes: self.bytes,
+            truncated: self.truncated,
+            binary_bytes_omitted: binary,
+            encoding: None,
+        }
     }
 }
 
@@ -224,6 +252,29 @@ pub struct Payload {
     /// Bytes of binary tensor data after the JSON header, not shipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub binary_bytes_omitted: Option<u64>,
+    /// `protobuf` for a gRPC body: `body` is then the base64 of its bytes (gRPC's
+    /// length-prefixed messages, as on the wire).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<&'static str>,
+}
+
+/// [`Payload::encoding`] of a gRPC body.
+pub const ENCODING_PROTOBUF: &str = "protobuf";
+
+/// Standard base64 with padding (RFC 4648 §4).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let sextet = |n: u32, shift: u32| char::from(ALPHABET.get(((n >> shift) & 63) as usize).copied().unwrap_or(b'A'));
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = |i: usize| chunk.get(i).map_or(0, |x| u32::from(*x));
+        let n = b(0) << 16 | b(1) << 8 | b(2);
+        out.push(sextet(n, 18));
+        out.push(sextet(n, 12));
+        out.push(if chunk.len() > 1 { sextet(n, 6) } else { '=' });
+        out.push(if chunk.len() > 2 { sextet(n, 0) } else { '=' });
+    }
+    out
 }
 
 /// The headers a sample shows: with `capture_headers`, only those; credential headers and
@@ -540,5 +591,41 @@ mod tests {
         let (_, resp) = c.payloads(&sampling(64));
         assert_eq!(resp.body, json!({"outputs": []}));
         assert_eq!(resp.binary_bytes_omitted, Some(10));
+    }
+
+    #[test]
+    fn base64_is_rfc_4648() {
+        for (raw, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+            ("\u{ff}\u{fe}", "w7/Dvg=="),
+        ] {
+            assert_eq!(base64(raw.as_bytes()), want, "{raw:?}");
+        }
+        assert_eq!(base64(&[0xfb, 0xff]), "+/8=");
+    }
+
+    #[test]
+    fn a_grpc_body_ships_as_base64_protobuf_and_is_withheld_under_redaction() {
+        let body = [0u8, 0, 0, 0, 5, 0x0a, 3, b'm', b'l', b'p'];
+        let capture = |redact: &[&str]| {
+            let mut c = Capture::new(1024, vec![("content-type".into(), "application/grpc".into())]);
+            c.request.take(body.len(), |n| body[..n].to_vec());
+            let s = Sampling { redact_fields: redact.iter().map(|f| (*f).to_owned()).collect(), ..sampling(1024) };
+            c.payloads(&s).0
+        };
+        let p = capture(&[]);
+        assert_eq!(p.encoding, Some(ENCODING_PROTOBUF));
+        assert_eq!(p.body, Value::String(base64(&body)));
+        assert_eq!(p.binary_bytes_omitted, None);
+        let p = capture(&["inputs"]);
+        assert!(p.body.as_str().unwrap().starts_with(REDACTED), "{:?}", p.body);
+        // JSON bodies carry no encoding.
+        let mut c = Capture::new(1024, vec![("content-type".into(), "application/json".into())]);
+        c.request.take(2, |_| b"{}".to_vec());
+        assert_eq!(c.payloads(&sampling(1024)).0.encoding, None);
     }
 }

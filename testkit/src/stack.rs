@@ -126,6 +126,7 @@ impl Stack {
         std::fs::write(&policy_file, serde_json::to_vec_pretty(policy).unwrap()).unwrap();
         let (listen, admin) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
         let (up1, up2) = (format!("mlp-v1={}", v1.http), format!("mlp-v2={}", v2.http));
+        let (grpc1, grpc2) = (format!("mlp-v1={}", v1.grpc), format!("mlp-v2={}", v2.grpc));
         let mut args = vec![
             "--listen",
             &listen,
@@ -135,13 +136,18 @@ impl Stack {
             &up1,
             "--upstream",
             &up2,
+            "--grpc-upstream",
+            &grpc1,
+            "--grpc-upstream",
+            &grpc2,
             "--collector",
             &collector_addr,
         ];
         args.extend_from_slice(bootstrap_args);
         render_envoy_with(&policy_file, wasm, &dir, &args);
         let envoy_log = dir.join("envoy.log");
-        let options = EnvoyOptions { log_path: Some(envoy_log.clone()), ..EnvoyOptions::default() };
+        let level = std::env::var("SWITCHYARD_E2E_ENVOY_LOG").unwrap_or_else(|_| "warn".into());
+        let options = EnvoyOptions { log_path: Some(envoy_log.clone()), log_level: level, ..EnvoyOptions::default() };
         let envoy = Envoy::start(Command::new(envoy_bin()), &dir.join("envoy.yaml"), &listen, &admin, &options)
             .unwrap_or_else(|e| {
                 panic!("{e:#}\nEnvoy's log:\n{}", std::fs::read_to_string(&envoy_log).unwrap_or_default())

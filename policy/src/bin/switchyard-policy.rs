@@ -100,6 +100,13 @@ struct EnvoyArgs {
     /// An address for each cluster the policy names.
     #[arg(long, value_name = "CLUSTER=HOST:PORT")]
     upstream: Vec<String>,
+    /// The gRPC address of each cluster's backend (every cluster, or none): gRPC calls are
+    /// then routed by the same policy, to the HTTP/2 cluster CLUSTER-grpc.
+    #[arg(long, value_name = "CLUSTER=HOST:PORT")]
+    grpc_upstream: Vec<String>,
+    /// The largest gRPC call Envoy holds while the filter reads its model (larger: refused).
+    #[arg(long, default_value_t = 64 << 20)]
+    grpc_max_message_bytes: u64,
     /// The sample collector's address (needed when the policy has a collector).
     #[arg(long, value_name = "HOST:PORT")]
     collector: Option<HostPort>,
@@ -237,19 +244,26 @@ fn render(r: Render) -> Result<(), String> {
     }
 }
 
-fn render_envoy(a: EnvoyArgs) -> Result<(), String> {
-    let policy = read_policy(&a.policy)?;
-    let mut upstreams = BTreeMap::new();
-    let mut problems = Vec::new();
-    for spec in &a.upstream {
+/// `CLUSTER=HOST:PORT` flags as a map; each bad one is a problem.
+fn cluster_addresses(flag: &str, specs: &[String], problems: &mut Vec<String>) -> BTreeMap<String, HostPort> {
+    let mut out = BTreeMap::new();
+    for spec in specs {
         match spec.split_once('=').map(|(c, hp)| (c, hp.parse::<HostPort>())) {
             Some((c, Ok(hp))) if !c.is_empty() => {
-                upstreams.insert(c.to_owned(), hp);
+                out.insert(c.to_owned(), hp);
             }
-            Some((_, Err(e))) => problems.push(format!("--upstream {spec}: {e}")),
-            _ => problems.push(format!("--upstream '{spec}' is not CLUSTER=HOST:PORT")),
+            Some((_, Err(e))) => problems.push(format!("{flag} {spec}: {e}")),
+            _ => problems.push(format!("{flag} '{spec}' is not CLUSTER=HOST:PORT")),
         }
     }
+    out
+}
+
+fn render_envoy(a: EnvoyArgs) -> Result<(), String> {
+    let policy = read_policy(&a.policy)?;
+    let mut problems = Vec::new();
+    let upstreams = cluster_addresses("--upstream", &a.upstream, &mut problems);
+    let grpc_upstreams = cluster_addresses("--grpc-upstream", &a.grpc_upstream, &mut problems);
     let wasm = match (&a.wasm, a.no_filter) {
         (Some(w), false) => wasm_file(w)?,
         _ => String::new(),
@@ -260,6 +274,8 @@ fn render_envoy(a: EnvoyArgs) -> Result<(), String> {
         admin: a.admin,
         ecds_path: absolute(&ecds)?,
         upstreams,
+        grpc_upstreams,
+        grpc_max_message_bytes: a.grpc_max_message_bytes,
         collector: a.collector,
         default_cluster: a.default_cluster,
         no_filter: a.no_filter,

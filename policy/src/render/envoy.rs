@@ -124,6 +124,11 @@ pub struct BootstrapOptions {
     pub ecds_path: String,
     /// An address for every cluster the policy names.
     pub upstreams: BTreeMap<String, HostPort>,
+    /// The gRPC address of each of those clusters' backends (all of them, or none): each
+    /// becomes the HTTP/2 cluster `<cluster>-grpc` the filter routes gRPC calls to.
+    pub grpc_upstreams: BTreeMap<String, HostPort>,
+    /// The largest gRPC call Envoy holds while the filter places it (413 beyond).
+    pub grpc_max_message_bytes: u64,
     /// The collector's address, needed when the policy has a collector.
     pub collector: Option<HostPort>,
     /// Where requests go that the filter did not route (not a model path, or the filter
@@ -145,6 +150,88 @@ fn cluster(name: &str, hp: &HostPort) -> Value {
         "connect_timeout": "1s",
         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address(hp)}}]}]},
     })
+}
+
+/// A cluster whose backends speak HTTP/2 (gRPC) in cleartext.
+fn grpc_cluster(name: &str, hp: &HostPort) -> Value {
+    let mut c = cluster(name, hp);
+    c["typed_extension_protocol_options"] = json!({
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}},
+        },
+    });
+    c
+}
+
+const BUFFER_FILTER: &str = "envoy.filters.http.buffer";
+
+/// Holds a gRPC call's headers (and its message) until the whole message has passed the
+/// Switchyard filter: Envoy gives a Wasm filter no body while it holds the headers itself,
+/// and the router must not see the headers before the filter has read the model from the
+/// message and set the routing header. Only the routes a call reaches before it is placed
+/// (`unrouted_grpc`) have it; every other route turns it off.
+fn buffer_filter(max_request_bytes: u64) -> Value {
+    json!({
+        "name": BUFFER_FILTER,
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer", "max_request_bytes": max_request_bytes},
+    })
+}
+
+fn without_buffer(mut route: Value) -> Value {
+    route["typed_per_filter_config"] = json!({
+        BUFFER_FILTER: {"@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute", "disabled": true},
+    });
+    route
+}
+
+/// gRPC calls the filter placed: it names the version's gRPC cluster (and the shadow's) in
+/// filter state, as their headers have passed it by then; one route per cluster, and per
+/// cluster and shadow for mirrored calls.
+fn placed_grpc(twins: &BTreeSet<String>) -> Vec<Value> {
+    use crate::grpc::{CLUSTER_PROPERTY, SERVICE_PREFIX, SHADOW_PROPERTY, filter_state_key};
+    let is =
+        |property: &str, cluster: &str| json!({"key": filter_state_key(property), "string_match": {"exact": cluster}});
+    let mut routes = Vec::new();
+    for c in twins {
+        for shadow in twins.iter().filter(|s| *s != c) {
+            routes.push(json!({
+                "match": {"prefix": SERVICE_PREFIX, "filter_state": [is(CLUSTER_PROPERTY, c), is(SHADOW_PROPERTY, shadow)]},
+                "route": {"cluster": c, "timeout": ROUTE_TIMEOUT, "request_mirror_policies": [{"cluster": shadow}]},
+            }));
+        }
+    }
+    for c in twins {
+        routes.push(json!({
+            "match": {"prefix": SERVICE_PREFIX, "filter_state": [is(CLUSTER_PROPERTY, c)]},
+            "route": {"cluster": c, "timeout": ROUTE_TIMEOUT},
+        }));
+    }
+    routes
+}
+
+/// gRPC calls the filter did not route. One naming a model in its message could only be
+/// guessed at here, so with the filter failed open it is refused (Envoy answers a gRPC
+/// request's 503 as UNAVAILABLE); server-wide calls go to the default version's backend.
+fn unrouted_grpc(default_grpc: Option<&str>) -> Vec<Value> {
+    let refuse = |method: &str| {
+        json!({
+            "match": {"path": format!("{}{method}", crate::grpc::SERVICE_PREFIX)},
+            "direct_response": {"status": 503, "body": {"inline_string": "the call was not placed by the Switchyard filter"}},
+        })
+    };
+    let mut routes: Vec<Value> = ["ModelInfer", "ModelMetadata", "ModelReady"].into_iter().map(refuse).collect();
+    let server_wide = match default_grpc {
+        Some(c) => {
+            json!({"match": {"prefix": crate::grpc::SERVICE_PREFIX}, "route": {"cluster": c, "timeout": ROUTE_TIMEOUT}})
+        }
+        None => json!({
+            "match": {"prefix": crate::grpc::SERVICE_PREFIX},
+            "direct_response": {"status": 503, "body": {"inline_string": "no gRPC upstream is configured"}},
+        }),
+    };
+    routes.push(without_buffer(server_wide));
+    routes
 }
 
 /// The fault filter sits after the Switchyard filter: it matches the routing header the
@@ -198,6 +285,21 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
     }
     let mut clusters: Vec<Value> = o.upstreams.iter().map(|(n, hp)| cluster(n, hp)).collect();
     let mut defined: BTreeSet<String> = o.upstreams.keys().cloned().collect();
+    if !o.grpc_upstreams.is_empty() {
+        let no_grpc: BTreeSet<&str> = needed.iter().copied().filter(|c| !o.grpc_upstreams.contains_key(*c)).collect();
+        if !no_grpc.is_empty() {
+            let list = no_grpc.into_iter().collect::<Vec<_>>().join(", ");
+            p.push(format!("no gRPC upstream address for cluster(s) {list} (give one for every cluster, or none)"));
+        }
+        for (name, hp) in &o.grpc_upstreams {
+            let twin = crate::grpc::cluster(name);
+            if !defined.insert(twin.clone()) {
+                p.push(format!("cluster '{twin}' is defined twice: '{name}''s gRPC twin has its name"));
+            }
+            clusters.push(grpc_cluster(&twin, hp));
+        }
+    }
+    let default_grpc = o.grpc_upstreams.contains_key(&default).then(|| crate::grpc::cluster(&default));
     if let Some(c) = &cfg.collector {
         match &o.collector {
             Some(hp) => {
@@ -249,11 +351,38 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
                 "type_urls": [WASM_TYPE],
             },
         })];
+        let grpc = !o.grpc_upstreams.is_empty();
+        if grpc {
+            filters.push(buffer_filter(o.grpc_max_message_bytes));
+        }
         filters.extend(o.faults.iter().map(|f| fault_filter(f, upstream)));
         filters.push(router);
         let mut routes = vec![mirrored, chosen];
+        if grpc {
+            let twins: BTreeSet<String> = needed.iter().map(|c| crate::grpc::cluster(c)).collect();
+            routes.extend(placed_grpc(&twins));
+        }
         routes.extend(unrouted_model_paths(cfg));
+        if grpc {
+            routes.extend(unrouted_grpc(default_grpc.as_deref()));
+        }
         routes.push(fallback);
+        if grpc {
+            // The buffer is for unplaced gRPC calls only (those routes are the ones that say
+            // nothing about it).
+            routes = routes
+                .into_iter()
+                .map(|r| {
+                    if r.get("direct_response").is_some()
+                        && r["match"]["path"].as_str().is_some_and(|p| p.starts_with(crate::grpc::SERVICE_PREFIX))
+                    {
+                        r
+                    } else {
+                        without_buffer(r)
+                    }
+                })
+                .collect();
+        }
         (routes, filters)
     };
     let buckets = duration_buckets(cfg);
@@ -367,6 +496,9 @@ mod tests {
             ecds_path: "/tmp/filter.yaml".into(),
             upstreams: [("mlp-v1".to_owned(), hp("127.0.0.1:8101")), ("mlp-v2".to_owned(), hp("127.0.0.1:8102"))]
                 .into(),
+            grpc_upstreams: [("mlp-v1".to_owned(), hp("127.0.0.1:8111")), ("mlp-v2".to_owned(), hp("127.0.0.1:8112"))]
+                .into(),
+            grpc_max_message_bytes: 1 << 20,
             collector: Some(hp("127.0.0.1:9411")),
             default_cluster: None,
             no_filter: false,
@@ -391,11 +523,16 @@ mod tests {
         for r in [&routes[0], &routes[1]] {
             assert_eq!(r["route"]["cluster_header"], "x-switchyard-upstream");
         }
-        assert_eq!(routes[2]["route"]["cluster"], "mlp-v1");
+        // Placed gRPC calls: by the filter state the filter set, mirrored pairs first.
+        assert_eq!(routes[2]["route"]["request_mirror_policies"][0]["cluster"], "mlp-v2-grpc");
+        assert_eq!(routes[2]["match"]["filter_state"][0]["key"], "wasm.switchyard_cluster");
+        assert_eq!(routes[4]["route"]["cluster"], "mlp-v1-grpc");
+        assert_eq!(routes[4]["match"]["filter_state"].as_array().unwrap().len(), 1);
+        assert_eq!(routes[6]["route"]["cluster"], "mlp-v1");
         let names: Vec<&str> =
             hcm["http_filters"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["switchyard", "fault-mlp-v2", "envoy.filters.http.router"]);
-        assert_eq!(hcm["http_filters"][1]["typed_config"]["abort"]["percentage"]["numerator"], 125_000);
+        assert_eq!(names, ["switchyard", "envoy.filters.http.buffer", "fault-mlp-v2", "envoy.filters.http.router"]);
+        assert_eq!(hcm["http_filters"][2]["typed_config"]["abort"]["percentage"]["numerator"], 125_000);
         assert_eq!(
             hcm["route_config"]["internal_only_headers"],
             json!(["x-switchyard-upstream", "x-switchyard-shadow"])
@@ -407,8 +544,38 @@ mod tests {
         let buckets = &b["stats_config"]["histogram_bucket_settings"][0]["buckets"];
         assert!(buckets.as_array().unwrap().contains(&json!(120)));
         let contract = Contract::of_bootstrap(&b).unwrap();
-        assert_eq!(contract.clusters.iter().map(String::as_str).collect::<Vec<_>>(), ["collector", "mlp-v1", "mlp-v2"]);
+        assert_eq!(
+            contract.clusters.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["collector", "mlp-v1", "mlp-v1-grpc", "mlp-v2", "mlp-v2-grpc"]
+        );
         assert!(contract.check(&cfg).is_ok());
+        // gRPC: an HTTP/2 twin of each version's cluster; calls the filter did not place are
+        // refused, server-wide ones go to the default version.
+        let clusters = b["static_resources"]["clusters"].as_array().unwrap();
+        let twin = clusters.iter().find(|c| c["name"] == "mlp-v2-grpc").unwrap();
+        let http = &twin["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+        assert_eq!(http["explicit_http_config"], json!({"http2_protocol_options": {}}));
+        assert_eq!(
+            twin["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["port_value"],
+            8112
+        );
+        let infer = routes.iter().find(|r| r["match"]["path"] == "/inference.GRPCInferenceService/ModelInfer").unwrap();
+        assert_eq!(infer["direct_response"]["status"], 503);
+        // Only a call not yet placed is held for the filter; every other route turns it off.
+        let held: Vec<_> = routes
+            .iter()
+            .filter(|r| r.get("typed_per_filter_config").is_none())
+            .map(|r| r["match"]["path"].clone())
+            .collect();
+        assert_eq!(held.len(), 3, "{held:?}");
+        assert_eq!(hcm["http_filters"][1]["typed_config"]["max_request_bytes"], 1 << 20);
+        let server = routes.iter().find(|r| r["match"]["prefix"] == "/inference.GRPCInferenceService/").unwrap();
+        assert_eq!(server["route"]["cluster"], "mlp-v1-grpc");
+        // All or none.
+        let mut o = options();
+        o.grpc_upstreams.remove("mlp-v2");
+        let e = bootstrap(&cfg, &o).unwrap_err().to_string();
+        assert!(e.contains("no gRPC upstream address for cluster(s) mlp-v2"), "{e}");
     }
 
     #[test]
