@@ -94,7 +94,7 @@ async fn served_run(
     seconds: f64,
 ) -> anyhow::Result<(Report, f64)> {
     let inputs = model_inputs(&b.http, model, Some("v1")).await?;
-    let body = build_body(&inputs, 1, binary, 7, None)?;
+    let body = build_body(&inputs, 1, binary, 7, None, None)?;
     let path = format!("/v2/models/{model}/versions/v1/infer");
     // Warm-up, not counted.
     run::closed(&b.http, &path, Some(body.clone()), concurrency, Duration::from_secs(1)).await?;

@@ -265,7 +265,7 @@ pub async fn run(a: FilterBenchArgs) -> anyhow::Result<()> {
     let sampled = start_envoy(&dir, "sampled", &run1, Some(Path::new(FILTER_WASM)))?;
 
     let inputs = model_inputs(&backend.http, "mlp", Some("v1")).await?;
-    let body = build_body(&inputs, 1, false, 3, None)?;
+    let body = build_body(&inputs, 1, false, 3, None, None)?;
     let infer = "/v2/models/mlp/infer";
     // Saturation: model metadata, so the upstream is cheap and Envoy is what saturates.
     let metadata = "/v2/models/mlp";

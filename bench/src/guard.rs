@@ -256,7 +256,7 @@ async fn fault_run(
         );
     }
     let inputs = model_inputs(&stable.http, "mlp", None).await?;
-    let body = build_body(&inputs, 1, false, 5, None)?;
+    let body = build_body(&inputs, 1, false, 5, None, None)?;
     let (listen, rate, secs) = (envoy.listen.clone(), a.rate, Duration::from_secs_f64(seconds));
     let load = tokio::spawn(async move { run::open(&listen, "/v2/models/mlp/infer", Some(body), rate, secs).await });
     let analysis = (protection == Protection::Flagger)

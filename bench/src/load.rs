@@ -198,7 +198,7 @@ pub async fn sweep(a: SweepArgs) -> anyhow::Result<()> {
     for (model, per_batch) in SWEPT {
         let backend = Backend::start_pinned(&bin, &a.common.model_repository, None)?;
         let inputs = model_inputs(&backend.http, model, Some("v1")).await?;
-        let body = build_body(&inputs, 1, true, 11, None)?;
+        let body = build_body(&inputs, 1, true, 11, None, None)?;
         let path = format!("/v2/models/{model}/versions/v1/infer");
         let clients = per_batch * max_batch(&a.common.model_repository, model)?;
         eprintln!("bench-sweep: {model}: closed-loop ceiling, {clients} clients");

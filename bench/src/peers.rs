@@ -226,7 +226,7 @@ async fn measure(a: &PeersArgs, bin: &Path, work: &Path) -> anyhow::Result<(Vec<
     for m in MODELS {
         let inputs = model_inputs(&servers[0].http, m, Some("v1")).await?;
         // V2 JSON, one row: the body every server gets, byte for byte.
-        bodies.push((m, build_body(&inputs, 1, false, 7, None)?));
+        bodies.push((m, build_body(&inputs, 1, false, 7, None, None)?));
     }
     same_answers(&servers, &bodies)?;
     eprintln!("bench: every server answers both models as Switchyard does");

@@ -84,6 +84,9 @@ struct Target {
     /// Send tensors with the binary tensor data extension instead of JSON.
     #[arg(long)]
     binary: bool,
+    /// gRPC `ModelInfer` calls (HTTP/2; tensors in raw_input_contents) instead of REST.
+    #[arg(long, conflicts_with_all = ["binary", "get", "replay"])]
+    grpc: bool,
     /// Replay request bodies from a JSONL file instead of generating them.
     #[arg(long, conflicts_with_all = ["rows", "binary", "get"])]
     replay: Option<PathBuf>,
@@ -206,6 +209,7 @@ fn ad_hoc(t: &Target, load: Load, duration: Duration) -> anyhow::Result<Scenario
         model: t.model.clone(),
         version: t.version.clone(),
         get: t.get.clone(),
+        grpc: t.grpc,
         timeout: t.timeout,
         max_connections: t.max_connections,
         seed: 1,

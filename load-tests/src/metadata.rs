@@ -1,4 +1,5 @@
-//! Model metadata (`GET /v2/models/{m}[/versions/{v}]`): the inputs requests are built for.
+//! Model metadata (`GET /v2/models/{m}[/versions/{v}]`, or gRPC `ModelMetadata`): the inputs
+//! requests are built for.
 
 use anyhow::{Context, bail};
 
@@ -9,6 +10,19 @@ pub struct TensorMeta {
     pub name: String,
     pub datatype: String,
     pub shape: Vec<i64>,
+}
+
+/// The inputs of a model, asked over gRPC when `grpc`, else over REST.
+pub async fn inputs_of(addr: &str, model: &str, version: Option<&str>, grpc: bool) -> anyhow::Result<Vec<TensorMeta>> {
+    if !grpc {
+        return model_inputs(addr, model, version).await;
+    }
+    use prost::Message;
+    use switchyard_oip::inference::{ModelMetadataRequest, ModelMetadataResponse};
+    let req = ModelMetadataRequest { name: model.to_owned(), version: version.unwrap_or_default().to_owned() };
+    let answer = crate::http::grpc_call(addr, "ModelMetadata", &req.encode_to_vec()).await?;
+    let meta = ModelMetadataResponse::decode(answer).context("malformed ModelMetadata answer")?;
+    Ok(meta.inputs.into_iter().map(|t| TensorMeta { name: t.name, datatype: t.datatype, shape: t.shape }).collect())
 }
 
 /// The inputs of `GET /v2/models/{m}[/versions/{v}]`.

@@ -97,17 +97,29 @@ struct Request<'a> {
     inputs: Vec<Input<'a>>,
 }
 
-/// Builds a V2 request with `rows` rows of standard-normal data per input, drifted if asked.
+/// Where gRPC requests go: the model (and version) their messages name.
+#[derive(Clone, Debug)]
+pub struct GrpcTarget {
+    pub model: String,
+    pub version: Option<String>,
+}
+
+/// Builds a V2 request with `rows` rows of standard-normal data per input, drifted if asked:
+/// JSON, JSON with binary tensors, or (`grpc`) a gRPC-framed `ModelInferRequest` with the
+/// tensors in `raw_input_contents`.
 pub fn build_body(
     inputs: &[TensorMeta],
     rows: usize,
     binary: bool,
     seed: u64,
     drift: Option<&Drift>,
+    grpc: Option<&GrpcTarget>,
 ) -> anyhow::Result<Body> {
     let mut rng = Rng::new(seed);
     let mut header_inputs = Vec::new();
     let mut blob = Vec::new();
+    let mut grpc_inputs = Vec::new();
+    let mut raw = Vec::new();
     for i in inputs {
         let mut shape = i.shape.clone();
         let Some(first) = shape.first_mut() else { bail!("input '{}' has no batch dimension", i.name) };
@@ -152,6 +164,16 @@ pub fn build_body(
                 bail!("input '{}' is {other}: the generator builds FP32/FP64/INT32/INT64; replay other bodies", i.name)
             }
         };
+        if grpc.is_some() {
+            grpc_inputs.push(switchyard_oip::inference::model_infer_request::InferInputTensor {
+                name: i.name.clone(),
+                datatype: i.datatype.clone(),
+                shape,
+                ..Default::default()
+            });
+            raw.push(Bytes::from(bytes));
+            continue;
+        }
         let mut input = Input { name: &i.name, datatype: &i.datatype, shape, parameters: None, data: None };
         if binary {
             input.parameters = Some(serde_json::json!({"binary_data_size": bytes.len()}));
@@ -160,6 +182,17 @@ pub fn build_body(
             input.data = Some(data);
         }
         header_inputs.push(input);
+    }
+    if let Some(t) = grpc {
+        let message = switchyard_oip::inference::ModelInferRequest {
+            model_name: t.model.clone(),
+            model_version: t.version.clone().unwrap_or_default(),
+            inputs: grpc_inputs,
+            raw_input_contents: raw,
+            ..Default::default()
+        };
+        let bytes = crate::http::grpc_frame(&prost::Message::encode_to_vec(&message))?;
+        return Ok(Body { bytes, header_len: None, rows });
     }
     let mut body = serde_json::to_vec(&Request { inputs: header_inputs })?;
     if !binary {
@@ -216,13 +249,15 @@ impl Mix {
 pub struct Mixes<'a> {
     inputs: &'a [TensorMeta],
     seed: u64,
+    grpc: Option<GrpcTarget>,
     generated: HashMap<(usize, bool, bool), Vec<Body>>,
     replayed: HashMap<std::path::PathBuf, Vec<Body>>,
 }
 
 impl<'a> Mixes<'a> {
-    pub fn new(inputs: &'a [TensorMeta], seed: u64) -> Self {
-        Mixes { inputs, seed, generated: HashMap::new(), replayed: HashMap::new() }
+    /// Mixes of bodies for `inputs`; gRPC messages for `grpc`'s model when given.
+    pub fn new(inputs: &'a [TensorMeta], seed: u64, grpc: Option<GrpcTarget>) -> Self {
+        Mixes { inputs, seed, grpc, generated: HashMap::new(), replayed: HashMap::new() }
     }
 
     pub fn build(&mut self, payload: &[PayloadFile], drift: Option<&Drift>) -> anyhow::Result<Mix> {
@@ -249,12 +284,13 @@ impl<'a> Mixes<'a> {
                         // are a new sample of the same distribution, as in real traffic.
                         let seed =
                             |k: u64| self.seed.wrapping_add(k).wrapping_add(if drift.is_some() { 1 << 32 } else { 0 });
-                        let first = build_body(self.inputs, key.0, p.binary, seed(0), drift)?;
+                        let grpc = self.grpc.as_ref();
+                        let first = build_body(self.inputs, key.0, p.binary, seed(0), drift, grpc)?;
                         let pool =
                             (POOL_BYTES / first.bytes.len().max(1)).clamp(POOL_MIN as usize, POOL_MAX as usize) as u64;
                         let mut b = vec![first];
                         for k in 1..pool {
-                            b.push(build_body(self.inputs, key.0, p.binary, seed(k), drift)?);
+                            b.push(build_body(self.inputs, key.0, p.binary, seed(k), drift, grpc)?);
                         }
                         self.generated.insert(key, b.clone());
                         b
@@ -343,20 +379,20 @@ mod tests {
     #[test]
     fn drift_moves_only_the_chosen_features() {
         let drift = Drift { features: vec![1], shift: 10.0, scale: 1.0 };
-        let plain = build_body(&mlp(), 500, false, 3, None).unwrap();
-        let drifted = build_body(&mlp(), 500, false, 3, Some(&drift)).unwrap();
+        let plain = build_body(&mlp(), 500, false, 3, None, None).unwrap();
+        let drifted = build_body(&mlp(), 500, false, 3, Some(&drift), None).unwrap();
         let mean = |b: &Body, f: usize| rows_of(b).iter().map(|r| r[f]).sum::<f64>() / 500.0;
         assert!(mean(&plain, 1).abs() < 0.2, "standard normal data");
         assert!((mean(&drifted, 1) - 10.0).abs() < 0.2);
         assert!((mean(&drifted, 0) - mean(&plain, 0)).abs() < 1e-6, "other features untouched");
-        let e = build_body(&mlp(), 1, false, 3, Some(&Drift { features: vec![4], shift: 1.0, scale: 1.0 }));
+        let e = build_body(&mlp(), 1, false, 3, Some(&Drift { features: vec![4], shift: 1.0, scale: 1.0 }), None);
         assert!(e.unwrap_err().to_string().contains("out of range"));
     }
 
     #[test]
     fn json_fp32_values_are_written_at_their_shortest_and_read_back_exactly() {
-        let json = build_body(&mlp(), 100, false, 9, None).unwrap();
-        let binary = build_body(&mlp(), 100, true, 9, None).unwrap();
+        let json = build_body(&mlp(), 100, false, 9, None, None).unwrap();
+        let binary = build_body(&mlp(), 100, true, 9, None, None).unwrap();
         let want: Vec<f32> = binary.bytes[binary.header_len.unwrap()..]
             .chunks(4)
             .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
@@ -375,7 +411,7 @@ mod tests {
 
     #[test]
     fn binary_bodies_carry_their_header_length() {
-        let b = build_body(&mlp(), 2, true, 1, None).unwrap();
+        let b = build_body(&mlp(), 2, true, 1, None, None).unwrap();
         let n = b.header_len.unwrap();
         assert_eq!(b.bytes.len(), n + 2 * 4 * 4);
         let head: serde_json::Value = serde_json::from_slice(&b.bytes[..n]).unwrap();

@@ -17,13 +17,12 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
-use hyper::client::conn::http1;
 use hyper::header::{HeaderName, HeaderValue};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::http::connect;
-use crate::payload::{Body, HeaderDist, Mix, Mixes, Rng};
+use crate::http::{Sender, connect_as, grpc_status};
+use crate::payload::{Body, GrpcTarget, HeaderDist, Mix, Mixes, Rng};
 use crate::report::{Latency, PhaseReport, Report, SecondReport, Stats};
 use crate::scenario::{Load, Scenario};
 use crate::schedule::{Arrivals, Segment, rate_at};
@@ -35,6 +34,8 @@ pub struct Plan {
     pub path: String,
     /// POST the phase's bodies; GET `path` when false.
     pub post: bool,
+    /// gRPC `ModelInfer` calls over HTTP/2 (the bodies are gRPC frames); `path` is unused.
+    pub grpc: bool,
     pub timeout: Duration,
     pub max_connections: usize,
     /// A request sent more than this after its scheduled time counts as late.
@@ -68,6 +69,7 @@ impl Plan {
             addr: addr.to_owned(),
             path: path.to_owned(),
             post,
+            grpc: false,
             timeout: Duration::from_secs(30),
             max_connections: 1024,
             late_after: DEFAULT_LATE_AFTER,
@@ -83,16 +85,18 @@ pub async fn prepare(sc: &Scenario, addr: &str, late_after: Duration, progress: 
     let (path, inputs) = match (&sc.model, &sc.get) {
         (_, Some(get)) => (get.clone(), Vec::new()),
         (Some(m), None) => {
-            let inputs = crate::metadata::model_inputs(addr, m, sc.version.as_deref()).await?;
+            let inputs = crate::metadata::inputs_of(addr, m, sc.version.as_deref(), sc.grpc).await?;
             let base = match &sc.version {
                 Some(v) => format!("/v2/models/{m}/versions/{v}"),
                 None => format!("/v2/models/{m}"),
             };
-            (format!("{base}/infer"), inputs)
+            let path = if sc.grpc { switchyard_oip::MODEL_INFER_PATH.to_owned() } else { format!("{base}/infer") };
+            (path, inputs)
         }
         (None, None) => anyhow::bail!("the scenario names neither a model nor a path"),
     };
-    let mut mixes = Mixes::new(&inputs, sc.seed);
+    let grpc = sc.grpc.then(|| GrpcTarget { model: sc.model.clone().unwrap_or_default(), version: sc.version.clone() });
+    let mut mixes = Mixes::new(&inputs, sc.seed, grpc);
     let mut phases = Vec::new();
     for p in &sc.phases {
         let drift = sc.drift.as_ref().filter(|_| p.drifted);
@@ -109,6 +113,7 @@ pub async fn prepare(sc: &Scenario, addr: &str, late_after: Duration, progress: 
         addr: addr.to_owned(),
         path,
         post: sc.get.is_none(),
+        grpc: sc.grpc,
         timeout: sc.timeout,
         max_connections: sc.max_connections,
         late_after,
@@ -324,7 +329,8 @@ fn stats_of(p: &PhaseRec, seconds: f64) -> Stats {
 struct Shared {
     addr: String,
     timeout: Duration,
-    pool: Mutex<Vec<http1::SendRequest<Full<Bytes>>>>,
+    grpc: bool,
+    pool: Mutex<Vec<Sender>>,
     slots: Arc<tokio::sync::Semaphore>,
     rec: Mutex<Recorder>,
     start: Instant,
@@ -337,12 +343,22 @@ impl Shared {
         // A poisoned lock only means a request task panicked mid-record; the counts stay usable.
         self.rec.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-    fn pool(&self) -> MutexGuard<'_, Vec<http1::SendRequest<Full<Bytes>>>> {
+    fn pool(&self) -> MutexGuard<'_, Vec<Sender>> {
         self.pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 fn request(plan: &Plan, phase: &PlanPhase, rng: &mut Rng) -> Result<(Request<Full<Bytes>>, usize), hyper::http::Error> {
+    if plan.grpc {
+        let body = phase.mix.pick(rng).cloned().unwrap_or_else(Body::empty);
+        let mut req = crate::http::grpc_request(&plan.addr, "ModelInfer", body.bytes)?;
+        for h in &phase.headers {
+            if let Some((k, v)) = h.draw(rng) {
+                req.headers_mut().insert(k, v);
+            }
+        }
+        return Ok((req, body.rows));
+    }
     let mut b = Request::builder()
         .method(if plan.post { "POST" } else { "GET" })
         .uri(plan.path.as_str())
@@ -384,7 +400,7 @@ async fn exchange(sh: &Shared, req: Request<Full<Bytes>>) -> (Option<Instant>, R
     };
     let mut sender = match pooled {
         Some(s) => s,
-        None => match tokio::time::timeout(sh.timeout, connect(&sh.addr)).await {
+        None => match tokio::time::timeout(sh.timeout, connect_as(&sh.addr, sh.grpc)).await {
             Ok(Ok(s)) => s,
             Ok(Err(_)) => return (None, Err(Cause::Connect)),
             Err(_) => return (None, Err(Cause::Timeout)),
@@ -394,7 +410,14 @@ async fn exchange(sh: &Shared, req: Request<Full<Bytes>>) -> (Option<Instant>, R
     let answer = tokio::time::timeout(sh.timeout, async {
         let resp = sender.send_request(req).await?;
         let status = resp.status().as_u16();
-        resp.into_body().collect().await?;
+        let headers = (sh.grpc && status == 200).then(|| resp.headers().clone());
+        let collected = resp.into_body().collect().await?;
+        // A gRPC call's outcome is its grpc-status, counted as the HTTP status it stands for
+        // (as the proxy counts it); an HTTP 200 without one was cut off.
+        let status = match headers {
+            Some(h) => grpc_status(&h, collected.trailers()).map_or(502, switchyard_policy::grpc::http_status),
+            None => status,
+        };
         Ok::<u16, hyper::Error>(status)
     })
     .await;
@@ -435,12 +458,13 @@ fn pacer(segments: Vec<Segment>, start: Instant) -> tokio::sync::mpsc::Receiver<
 
 /// Runs every phase back to back and reports. Fails early when nothing listens at the address.
 pub async fn execute(plan: Plan) -> anyhow::Result<Report> {
-    drop(connect(&plan.addr).await?);
+    drop(connect_as(&plan.addr, plan.grpc).await?);
     let plan = Arc::new(plan);
     let start = Instant::now();
     let sh = Arc::new(Shared {
         addr: plan.addr.clone(),
         timeout: plan.timeout,
+        grpc: plan.grpc,
         pool: Mutex::new(Vec::new()),
         slots: Arc::new(tokio::sync::Semaphore::new(plan.max_connections)),
         rec: Mutex::new(Recorder::new(plan.phases.len(), plan.late_after)),
@@ -550,7 +574,7 @@ fn report(plan: &Plan, rec: &Recorder) -> Report {
         .collect();
     Report {
         scenario: plan.name.clone(),
-        target: format!("http://{}{}", plan.addr, plan.path),
+        target: format!("{}://{}{}", if plan.grpc { "grpc" } else { "http" }, plan.addr, plan.path),
         late_after_ms: plan.late_after.as_secs_f64() * 1e3,
         total: stats_of(&total, scheduled.max(total.last_done).as_secs_f64()),
         send_lag_ms: Latency::of(&rec.lag),

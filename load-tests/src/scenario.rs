@@ -22,6 +22,9 @@ pub struct ScenarioFile {
     pub version: Option<String>,
     /// Send `GET path` instead of inference (e.g. `/v2/health/ready`): no model needed.
     pub get: Option<String>,
+    /// `rest` (default) or `grpc`: `ModelInfer` calls over HTTP/2, tensors in
+    /// `raw_input_contents`, metadata from `ModelMetadata`.
+    pub protocol: Option<String>,
     /// Per-request timeout, e.g. "30s".
     pub timeout: Option<String>,
     /// Upper bound on open connections; a request waiting for one is late, and its latency shows it.
@@ -122,6 +125,8 @@ pub struct Scenario {
     pub model: Option<String>,
     pub version: Option<String>,
     pub get: Option<String>,
+    /// gRPC instead of REST.
+    pub grpc: bool,
     pub timeout: Duration,
     pub max_connections: usize,
     pub seed: u64,
@@ -218,6 +223,24 @@ pub fn validate(f: ScenarioFile) -> Result<Scenario, Vec<String>> {
     }
     if f.max_connections == Some(0) {
         errs.push("max_connections must be at least 1".into());
+    }
+    let grpc = match f.protocol.as_deref() {
+        None | Some("rest") => false,
+        Some("grpc") => true,
+        Some(other) => {
+            errs.push(format!("protocol = '{other}': expected rest or grpc"));
+            false
+        }
+    };
+    if grpc && f.get.is_some() {
+        errs.push("protocol = 'grpc' infers: it takes a `model`, not a `get` path".into());
+    }
+    let replays =
+        f.payload.iter().chain(f.phase.iter().flat_map(|p| p.payload.iter().flatten())).any(|p| p.replay.is_some());
+    if grpc && replays {
+        errs.push(
+            "protocol = 'grpc' builds its messages from the model's metadata: replay files are REST bodies".into(),
+        );
     }
     if f.phase.is_empty() {
         errs.push("no [[phase]]: a scenario needs at least one".into());
@@ -359,6 +382,7 @@ pub fn validate(f: ScenarioFile) -> Result<Scenario, Vec<String>> {
         model: f.model,
         version: f.version,
         get: f.get,
+        grpc,
         timeout: timeout.unwrap_or(Duration::from_secs(30)),
         max_connections: f.max_connections.unwrap_or(1024),
         seed: f.seed.unwrap_or(1),

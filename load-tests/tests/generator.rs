@@ -108,6 +108,40 @@ fn a_scenario_report_agrees_with_the_backend_metrics() {
 }
 
 #[test]
+fn grpc_calls_are_counted_like_the_backend_counts_them() {
+    let server = Server::start_ready(&demo_repo(), &["--models", "mlp:v1"]);
+    let out = load(&[
+        "closed",
+        "--addr",
+        &server.grpc,
+        "--model",
+        "mlp",
+        "--grpc",
+        "--rows",
+        "2",
+        "--concurrency",
+        "2",
+        "--duration",
+        "1s",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let total = &report["total"];
+    let ok = total["ok"].as_u64().unwrap();
+    assert!(ok > 10, "{report}");
+    assert_eq!(total["errors"], 0, "{report}");
+    assert_eq!(total["rows"].as_u64(), Some(2 * ok));
+    assert!(report["target"].as_str().unwrap().starts_with("grpc://"), "{report}");
+    let served = server.metric("switchyard_inference_requests_total", &[("outcome", "success")]);
+    assert_eq!(served, ok as f64, "the backend served what the generator counted");
+    // A model the server lacks: the gRPC status, decoded, and a non-zero exit.
+    let out = load(&["closed", "--addr", &server.grpc, "--model", "nope", "--grpc", "--duration", "1s"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("grpc-status 5: model 'nope' not found"), "{}", stderr(&out));
+}
+
+#[test]
 fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
     let server = Server::start_ready(&demo_repo(), &["--models", "mlp:v1"]);
     let check = |args: &[&str], want: &str| {

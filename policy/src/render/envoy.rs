@@ -155,12 +155,15 @@ fn cluster(name: &str, hp: &HostPort) -> Value {
 /// A cluster whose backends speak HTTP/2 (gRPC) in cleartext.
 fn grpc_cluster(name: &str, hp: &HostPort) -> Value {
     let mut c = cluster(name, hp);
-    c["typed_extension_protocol_options"] = json!({
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-            "explicit_http_config": {"http2_protocol_options": {}},
-        },
-    });
+    if let Some(o) = c.as_object_mut() {
+        let options = json!({
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            },
+        });
+        o.insert("typed_extension_protocol_options".into(), options);
+    }
     c
 }
 
@@ -179,9 +182,12 @@ fn buffer_filter(max_request_bytes: u64) -> Value {
 }
 
 fn without_buffer(mut route: Value) -> Value {
-    route["typed_per_filter_config"] = json!({
-        BUFFER_FILTER: {"@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute", "disabled": true},
-    });
+    if let Some(o) = route.as_object_mut() {
+        let off = json!({
+            BUFFER_FILTER: {"@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute", "disabled": true},
+        });
+        o.insert("typed_per_filter_config".into(), off);
+    }
     route
 }
 
@@ -363,25 +369,14 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
             routes.extend(placed_grpc(&twins));
         }
         routes.extend(unrouted_model_paths(cfg));
-        if grpc {
-            routes.extend(unrouted_grpc(default_grpc.as_deref()));
-        }
         routes.push(fallback);
         if grpc {
-            // The buffer is for unplaced gRPC calls only (those routes are the ones that say
-            // nothing about it).
-            routes = routes
-                .into_iter()
-                .map(|r| {
-                    if r.get("direct_response").is_some()
-                        && r["match"]["path"].as_str().is_some_and(|p| p.starts_with(crate::grpc::SERVICE_PREFIX))
-                    {
-                        r
-                    } else {
-                        without_buffer(r)
-                    }
-                })
-                .collect();
+            // The buffer holds only gRPC calls not yet placed: the refusal routes they match
+            // until the filter has named their cluster. Every other route turns it off.
+            let fallback = routes.pop();
+            routes = routes.into_iter().map(without_buffer).collect();
+            routes.extend(unrouted_grpc(default_grpc.as_deref()));
+            routes.extend(fallback.map(without_buffer));
         }
         (routes, filters)
     };
