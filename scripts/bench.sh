@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark suite (not tests; crate bench/, binary switchyard-bench): builds in release mode, starts what each benchmark needs, and
 # regenerates its section of docs/benchmarks.md (charts under docs/bench/).
-#   scripts/bench.sh [all|backend|filter|generator|sweep|peers|guard|drift] [extra arguments for that benchmark]
+#   scripts/bench.sh [all|backend|filter|generator|sweep|peers|guard|drift|protocols] [extra arguments for that benchmark]
 #   backend:   raw libtorch ceiling vs served throughput, batching on/off, serving overhead (~5 min)
 #   filter:    backend direct vs Envoy without a filter, with an empty wasm filter and with ours:
 #              latency, saturation, Envoy CPU and instructions per request, memory (~8 min)
@@ -18,7 +18,9 @@
 #              window against a 100,000-row reference beside Evidently 0.7's DataDriftPreset on the
 #              same data (time, and every decision compared) (~2 min; the first run installs
 #              Evidently into a benchmark-only venv under .cache/peers, a minute or two)
-#   all:       all seven, in that order (~30 min)
+#   protocols: REST JSON vs REST binary tensors vs gRPC on mlp and resnet18, straight to the
+#              backend and through Envoy + the filter, against the raw forward ceiling (~5 min)
+#   all:       all eight, in that order (~35 min)
 # Keep the machine otherwise idle while it runs: the results are ratios measured side by side,
 # but a busy neighbour still blurs them.
 # shellcheck source=lib.sh
@@ -26,8 +28,8 @@
 WHICH=${1:-all}
 [ $# -gt 0 ] && shift
 case "$WHICH" in
-  all|backend|filter|generator|sweep|peers|guard|drift) ;;
-  *) echo "unknown benchmark '$WHICH': all, backend, filter, generator, sweep, peers, guard or drift" >&2; exit 2 ;;
+  all|backend|filter|generator|sweep|peers|guard|drift|protocols) ;;
+  *) echo "unknown benchmark '$WHICH': all, backend, filter, generator, sweep, peers, guard, drift or protocols" >&2; exit 2 ;;
 esac
 if [ "$WHICH" = all ] && [ $# -gt 0 ]; then
   echo "extra arguments go to one benchmark: scripts/bench.sh <name> $*" >&2; exit 2
@@ -71,7 +73,7 @@ if [ "$WHICH" = all ] || [ "$WHICH" = drift ]; then
   peer_venv evidently
 fi
 
-for b in backend filter generator sweep peers guard drift; do
+for b in backend filter generator sweep peers guard drift protocols; do
   if [ "$WHICH" = all ] || [ "$WHICH" = "$b" ]; then
     step "benchmark: $b"
     pin=()

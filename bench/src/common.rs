@@ -42,6 +42,7 @@ impl Common {
 pub struct Backend {
     process: Process,
     pub http: String,
+    pub grpc: String,
     pub admin: String,
 }
 
@@ -74,13 +75,14 @@ impl Backend {
         .env("RUST_LOG", "warn");
         let (process, line) = Process::spawn_reporting("switchyard-backend", cmd, Log::Inherit)?;
         let mut process = process.on_drop(OnDrop::Terminate(Duration::from_secs(60)));
-        let (Some(http), Some(admin)) = (address_after(&line, "inference"), address_after(&line, "admin")) else {
+        let addr = |key| address_after(&line, key);
+        let (Some(http), Some(grpc), Some(admin)) = (addr("inference"), addr("grpc"), addr("admin")) else {
             bail!("backend did not report its addresses (got {line:?})");
         };
         process.wait_ready(Duration::from_secs(60), "readiness", || {
             try_request(&http, "GET", "/v2/health/ready", &[], b"").is_ok_and(|r| r.status == 200)
         })?;
-        Ok(Backend { process, http, admin })
+        Ok(Backend { process, http, grpc, admin })
     }
 
     /// SIGKILL: a crash, for the fault benchmarks.

@@ -11,6 +11,7 @@ mod filter;
 mod guard;
 mod load;
 mod peers;
+mod protocols;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,9 @@ enum Command {
     /// The data-plane guard in real Envoy: a crashing canary (time to the last client error,
     /// failed requests, guard on vs no protection) and healthy canaries under noise (false trips).
     Guard(guard::GuardArgs),
+    /// REST JSON vs REST binary tensors vs gRPC on mlp and resnet18, straight to the backend
+    /// and through Envoy + the filter, against the raw forward ceiling.
+    Protocols(protocols::ProtocolsArgs),
     /// The drift monitor: streaming ingest rate, and evaluation of a 64-column window against
     /// a 100,000-row reference beside Evidently's DataDriftPreset on the same data.
     Drift(drift::DriftArgs),
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
             Command::Peers(a) => peers::run(a).await,
             Command::Guard(a) => guard::run(a).await,
             Command::Drift(a) => drift::run(a).await,
+            Command::Protocols(a) => protocols::run(a).await,
         }
     })
 }

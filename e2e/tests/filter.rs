@@ -164,7 +164,7 @@ fn samples_reach_the_collector_and_a_dead_collector_costs_the_client_nothing() {
         let r = stack.send("POST", "/v2/models/mlp/infer", &[("authorization", "Bearer secret")], &body(i));
         assert_eq!(r.status, 200);
     }
-    wait_until(Duration::from_secs(15), "all captured samples shipped", || {
+    wait_until(Duration::from_secs(30), "all captured samples shipped", || {
         let p = stack.prometheus();
         let c = metric_sum(&p, "switchyard_samples_total", &[("result", "captured")]);
         c > 0.0

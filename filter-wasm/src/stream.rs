@@ -182,13 +182,11 @@ impl Stream {
             }
         };
         // As a REST path loses its `/versions/{v}`: the backend serves what the filter chose.
-        let mut size = size;
-        if let Some(head) = grpc::without_version(&target) {
-            if !h.replace_request_body_prefix(target.prefix_len, &head) {
-                h.send_grpc_reply(grpc::GRPC_INTERNAL, "the proxy could not rewrite the message");
-                return Action::Pause;
-            }
-            size = size.saturating_sub(target.prefix_len) + head.len();
+        if let Some(head) = grpc::without_version(&head, &target)
+            && !h.replace_request_body_prefix(target.prefix_len, &head)
+        {
+            h.send_grpc_reply(grpc::GRPC_INTERNAL, "the proxy could not rewrite the message");
+            return Action::Pause;
         }
         self.apply(h, &w, &route, Some(headers));
         drop(w);
@@ -978,8 +976,11 @@ mod tests {
         assert_eq!(actions, [Action::Continue, Action::Pause, Action::Pause, Action::Continue]);
         assert_eq!(h.property("switchyard_cluster"), Some("mlp-v2-grpc"), "the allowed version, over gRPC");
         assert_eq!(h.request_header("x-switchyard-upstream"), None, "the client's copy dropped");
-        // As the backend receives it: the model alone, the frame's length fixed.
-        assert_eq!(h.request_chunk, grpc_body("mlp", None));
+        // As the backend receives it: the version moved out of the way, nothing else changed.
+        assert_eq!(h.request_chunk.len(), body.len());
+        let placed = grpc::parse_prefix(&h.request_chunk, true).unwrap();
+        let grpc::Prefix::Target(t) = placed else { panic!("{placed:?}") };
+        assert_eq!((t.model, t.version), ("mlp", None));
         assert!(h.grpc_replies.is_empty());
         // The outcome is the grpc-status in the trailers.
         h.response_headers = vec![(":status".into(), "200".into())];
@@ -1097,7 +1098,7 @@ mod tests {
         assert_eq!(posted.len(), 1);
         let req = &posted[0]["request"];
         assert_eq!(req["encoding"], "protobuf");
-        assert_eq!(req["bytes"], grpc_body("mlp", None).len(), "what the backend received");
+        assert_eq!(req["bytes"], grpc_body("mlp", Some("v1")).len(), "what the backend received");
         assert_eq!(posted[0]["status"], 200);
         assert_eq!(posted[0]["outcome"], "success");
     }

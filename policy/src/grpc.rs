@@ -97,6 +97,8 @@ pub struct Target<'a> {
     pub version: Option<&'a str>,
     /// Bytes of the body (frame header included) that fields 1–2 take.
     pub prefix_len: usize,
+    /// Where the version field's tag is, when it names a version.
+    pub version_at: Option<usize>,
     /// The message's length, from the frame header.
     pub message_len: u32,
 }
@@ -238,7 +240,9 @@ fn parse(buf: &[u8]) -> Option<Result<Target<'_>, PrefixError>> {
         Err(e) => return Some(Err(e)),
     };
     let mut version = None;
+    let mut version_at = None;
     if !c.at_end() && c.peek()? == TAG_VERSION {
+        version_at = Some(c.at);
         c.at += 1;
         version = match c.name()? {
             Ok(v) => Some(v).filter(|v| !v.is_empty()),
@@ -249,34 +253,23 @@ fn parse(buf: &[u8]) -> Option<Result<Target<'_>, PrefixError>> {
     if !c.at_end() && matches!(c.peek()?, TAG_NAME | TAG_VERSION) {
         return Some(Err(PrefixError::Repeated));
     }
-    Some(Ok(Target { model, version, prefix_len, message_len }))
+    Some(Ok(Target { model, version, prefix_len, version_at: version_at.filter(|_| version.is_some()), message_len }))
 }
 
-/// The body's first bytes with the version field taken out (as the REST path loses its
-/// `/versions/{v}`): the frame header with the shorter length, then field 1. What replaces
-/// `target.prefix_len` bytes of the body; `None` when there is no version to take out.
-pub fn without_version(target: &Target<'_>) -> Option<Vec<u8>> {
-    target.version?;
-    let field = 1 + varint_len(target.model.len()) + target.model.len();
-    let dropped = target.prefix_len.checked_sub(FRAME_HEADER + field)?;
-    let len = target.message_len.checked_sub(u32::try_from(dropped).ok()?)?;
-    let mut out = Vec::with_capacity(FRAME_HEADER + field);
-    out.push(0);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.push(TAG_NAME);
-    let n = target.model.len();
-    if n < 0x80 {
-        out.push(n as u8);
-    } else {
-        out.push((n & 0x7f) as u8 | 0x80);
-        out.push((n >> 7) as u8);
-    }
-    out.extend_from_slice(target.model.as_bytes());
+/// Field 15, length-delimited: where the filter moves a `model_version` out of the way. No
+/// request of the protocol has a field 15, so every server skips it as unknown.
+pub const TAG_MOVED_VERSION: u8 = 15 << 3 | 2;
+
+/// The body's first `target.prefix_len` bytes with the version taken out of the message (as a
+/// REST path loses its `/versions/{v}`), so that the backend serves the version the filter
+/// chose: the version field's tag becomes [`TAG_MOVED_VERSION`]. One byte changes and none
+/// move, so the frame's length and any `content-length` stay right (the filter can no longer
+/// change the headers by then). `None` when there is no version to take out.
+pub fn without_version(prefix: &[u8], target: &Target<'_>) -> Option<Vec<u8>> {
+    let at = target.version_at?;
+    let mut out = prefix.get(..target.prefix_len)?.to_vec();
+    *out.get_mut(at)? = TAG_MOVED_VERSION;
     Some(out)
-}
-
-fn varint_len(n: usize) -> usize {
-    if n < 0x80 { 1 } else { 2 }
 }
 
 /// The HTTP status a `grpc-status` code stands for, as gRPC's own HTTP mapping and Envoy's
@@ -444,20 +437,18 @@ mod tests {
     }
 
     #[test]
-    fn the_version_comes_out_with_the_length_fixed() {
+    fn the_version_comes_out_and_nothing_moves() {
         let body = frame(&[(TAG_NAME, b"mlp"), (TAG_VERSION, b"v2")], INPUTS);
         let t = target(&body);
-        let head = without_version(&t).unwrap();
+        let head = without_version(&body, &t).unwrap();
+        assert_eq!(head.len(), t.prefix_len);
         let rewritten = [head.as_slice(), &body[t.prefix_len..]].concat();
-        assert_eq!(rewritten, frame(&[(TAG_NAME, b"mlp")], INPUTS));
+        assert_eq!(rewritten, frame(&[(TAG_NAME, b"mlp"), (TAG_MOVED_VERSION, b"v2")], INPUTS));
         let t2 = target(&rewritten);
-        assert_eq!((t2.model, t2.version), ("mlp", None));
-        assert_eq!(without_version(&t2), None, "nothing to take out");
-        let long = "m".repeat(128);
-        let body = frame(&[(TAG_NAME, long.as_bytes()), (TAG_VERSION, b"v1")], INPUTS);
-        let t = target(&body);
-        let rewritten = [without_version(&t).unwrap().as_slice(), &body[t.prefix_len..]].concat();
-        assert_eq!(rewritten, frame(&[(TAG_NAME, long.as_bytes())], INPUTS));
+        assert_eq!((t2.model, t2.version), ("mlp", None), "the version is no longer read");
+        assert_eq!(without_version(&rewritten, &t2), None, "nothing to take out");
+        let b = frame(&[(TAG_NAME, b"mlp"), (TAG_VERSION, b"")], INPUTS);
+        assert_eq!(without_version(&b, &target(&b)), None, "an empty version names none");
     }
 
     #[test]
