@@ -90,45 +90,6 @@ fn image_request(model_version: &str, params: &[(&str, ParameterChoice)]) -> Mod
     r
 }
 
-/// Sends `message` as it is (hand-built protobuf) to `ModelInfer`.
-async fn raw_infer(addr: &str, message: Vec<u8>) -> Result<bytes::Bytes, tonic::Status> {
-    use bytes::{Buf, BufMut};
-    use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-    struct Raw;
-    impl Encoder for Raw {
-        type Item = Vec<u8>;
-        type Error = tonic::Status;
-        fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-            dst.put_slice(&item);
-            Ok(())
-        }
-    }
-    impl Decoder for Raw {
-        type Item = bytes::Bytes;
-        type Error = tonic::Status;
-        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<bytes::Bytes>, tonic::Status> {
-            Ok(Some(src.copy_to_bytes(src.remaining())))
-        }
-    }
-    impl Codec for Raw {
-        type Encode = Vec<u8>;
-        type Decode = bytes::Bytes;
-        type Encoder = Raw;
-        type Decoder = Raw;
-        fn encoder(&mut self) -> Raw {
-            Raw
-        }
-        fn decoder(&mut self) -> Raw {
-            Raw
-        }
-    }
-    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static(switchyard_oip::MODEL_INFER_PATH);
-    grpc.unary(tonic::Request::new(message), path, Raw).await.map(tonic::Response::into_inner)
-}
-
 fn first_output(r: &ModelInferResponse) -> Vec<f32> {
     from_le(&r.raw_output_contents[0])
 }
@@ -230,12 +191,12 @@ fn every_rpc_golden_outputs_and_every_error_code() {
         // A model name anywhere but first would reach another model than the one a proxy
         // read at the start of the message: refused, as is a message that does not parse.
         let valid = prost::Message::encode_to_vec(&golden_request("mlp", "v1", true));
-        assert!(raw_infer(&s.grpc, valid.clone()).await.is_ok());
+        assert!(switchyard_testkit::grpc::raw_infer(&s.grpc, valid.clone()).await.is_ok());
         let smuggled = [valid.as_slice(), &[0x0a, 8], b"resnet18"].concat();
-        let e = raw_infer(&s.grpc, smuggled).await.unwrap_err();
+        let e = switchyard_testkit::grpc::raw_infer(&s.grpc, smuggled).await.unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
         assert!(e.message().contains("must be the message's first field"), "{e:?}");
-        let e = raw_infer(&s.grpc, vec![0x0a, 0xff, 0xff]).await.unwrap_err();
+        let e = switchyard_testkit::grpc::raw_infer(&s.grpc, vec![0x0a, 0xff, 0xff]).await.unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
         assert!(e.message().contains("malformed message"), "{e:?}");
 

@@ -31,44 +31,6 @@ fn request(version: &str, seed: usize) -> ModelInferRequest {
     }
 }
 
-/// Sends a hand-built message to `ModelInfer` as it is.
-async fn raw_infer(channel: Channel, message: Vec<u8>) -> Result<(), tonic::Status> {
-    use bytes::BufMut;
-    use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-    struct Raw;
-    impl Encoder for Raw {
-        type Item = Vec<u8>;
-        type Error = tonic::Status;
-        fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-            dst.put_slice(&item);
-            Ok(())
-        }
-    }
-    impl Decoder for Raw {
-        type Item = ();
-        type Error = tonic::Status;
-        fn decode(&mut self, _: &mut DecodeBuf<'_>) -> Result<Option<()>, tonic::Status> {
-            Ok(Some(()))
-        }
-    }
-    impl Codec for Raw {
-        type Encode = Vec<u8>;
-        type Decode = ();
-        type Encoder = Raw;
-        type Decoder = Raw;
-        fn encoder(&mut self) -> Raw {
-            Raw
-        }
-        fn decoder(&mut self) -> Raw {
-            Raw
-        }
-    }
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static(switchyard_oip::MODEL_INFER_PATH);
-    grpc.unary(tonic::Request::new(message), path, Raw).await.map(|_| ())
-}
-
 #[test]
 fn grpc_calls_are_split_overridden_sampled_and_accounted_by_the_same_policy() {
     let policy = mlp_policy(&json!({
@@ -82,7 +44,7 @@ fn grpc_calls_are_split_overridden_sampled_and_accounted_by_the_same_policy() {
     let (served, refused) = rt.block_on(async {
         let endpoint = Channel::from_shared(format!("http://{}", stack.listen)).unwrap();
         let channel = endpoint.timeout(Duration::from_secs(20)).connect().await.unwrap();
-        let mut c = GrpcInferenceServiceClient::new(channel.clone());
+        let mut c = GrpcInferenceServiceClient::new(channel);
         assert!(c.server_live(ServerLiveRequest {}).await.unwrap().into_inner().live, "server-wide calls pass");
         let m = c.model_metadata(ModelMetadataRequest { name: "mlp".into(), version: String::new() }).await.unwrap();
         assert_eq!(m.into_inner().name, "mlp");
@@ -115,7 +77,7 @@ fn grpc_calls_are_split_overridden_sampled_and_accounted_by_the_same_policy() {
         for (message, want) in
             [(smuggled, Code::InvalidArgument), (vec![0x0a, 4, b'n', b'o', b'p', b'e'], Code::NotFound)]
         {
-            let e = raw_infer(channel.clone(), message).await.unwrap_err();
+            let e = switchyard_testkit::grpc::raw_infer(&stack.listen, message).await.unwrap_err();
             assert_eq!(e.code(), want, "{e:?}");
             refused.push(e.message().to_owned());
         }

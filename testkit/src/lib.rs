@@ -9,6 +9,7 @@ use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 pub mod envoy;
+pub mod grpc;
 pub mod http;
 pub mod process;
 pub mod prom;
