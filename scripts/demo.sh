@@ -170,6 +170,30 @@ for u in alice bob carol dave; do
   echo "    $u:$versions"
 done
 
+step "gRPC on the same listener, routed by the same policy: switchyard-load --grpc on resnet18 (4 clients, ${T_RESNET} s), then NVIDIA's tritonclient[grpc]"
+resnet_ok() {
+  envoy_stats | awk '/^switchyard_requests_total\{model="resnet18",.*outcome="success"/ {n += $2} END {print n + 0}'
+}
+before=$(resnet_ok)
+"$LOAD" closed --addr "$ENVOY" --model resnet18 --grpc --concurrency 4 --duration "${T_RESNET}s" -q | grep -E '^(run|main)' | sed 's/^/    /'
+sleep 1 # the filter flushes its counters every second
+echo "    the filter accounted $(($(resnet_ok) - before)) successful gRPC calls to resnet18 (switchyard_requests_total)"
+"$SY_PY" - "$ENVOY" <<'PY'
+import sys
+import numpy as np
+import tritonclient.grpc as g
+from tritonclient.utils import InferenceServerException
+c = g.InferenceServerClient(sys.argv[1])
+x = g.InferInput("features", [1, 64], "FP32")
+x.set_data_from_numpy(np.zeros((1, 64), np.float32))
+r = c.infer("mlp", [x], model_version="v2")
+print(f"    tritonclient[grpc] asked for mlp v2 (the policy allows it): answered by {r.get_response().model_version}")
+try:
+    c.infer("no-such-model", [x])
+except InferenceServerException as e:
+    print(f"    a model the policy does not name: {e.status()} from the filter ({e.message()})")
+PY
+
 step "canary to 50% at run time (ECDS; no restart, nothing dropped)"
 "$POLICY_BIN" weights envoy/policy.json --model mlp v1=50 v2=50 --out "$DEMO/policy-50.json" >/dev/null
 envoy/apply-policy.sh "$DEMO/policy-50.json" | sed 's/^/    /'
@@ -351,7 +375,7 @@ steps_done
 
 cat <<EOT
 ==> where to look
-    inference (through Envoy):  http://$ENVOY/v2/models/mlp/infer
+    inference (through Envoy):  http://$ENVOY/v2/models/mlp/infer   gRPC: $ENVOY (inference.GRPCInferenceService)
     Envoy + filter metrics:     http://$ENVOY_ADMIN/stats/prometheus   (switchyard_* documented in docs/metrics.md)
     backend metrics:            http://127.0.0.1:8201/metrics  http://127.0.0.1:8202/metrics
     change weights/sampling:    envoy/apply-policy.sh <policy.json>
