@@ -232,7 +232,9 @@ fn a_shadow_stage_promotes_or_aborts_on_the_compared_answers() {
             }
         });
         let mut out = Vec::new();
-        for (name, max, end) in [("strict", 0.0, "aborted"), ("lenient", 0.5, "promoted")] {
+        // mlp v1 and v2 disagree on about half of these rows: 0.9 leaves the lenient rollout room for
+        // sampling noise (at 0.5 it flipped on a coin).
+        for (name, max, end) in [("strict", 0.0, "aborted"), ("lenient", 0.9, "promoted")] {
             let dir = stack.dir.join(format!("rollout-{name}"));
             let (ok, text, _) = start_with(&stack, &dir, &spec(max), &["--collector", &stack.collector_addr]);
             assert!(ok, "{text}");
