@@ -59,6 +59,11 @@ struct ServeArgs {
     /// After SIGTERM, how long queued and in-flight requests have to finish.
     #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     shutdown_grace_seconds: u64,
+    /// Run every served version on this device (auto, cpu, cuda, cuda:N), whatever its config
+    /// says: a GPU deployment sets `cuda`, so a pod without a usable GPU never becomes ready
+    /// instead of computing on the CPU.
+    #[arg(long, env = "SWITCHYARD_DEVICE", value_parser = config::DeviceSpec::parse)]
+    device: Option<config::DeviceSpec>,
 }
 
 fn main() -> ExitCode {
@@ -105,6 +110,10 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             anyhow::bail!("{}", problems.join("\n"));
         }
     };
+    let mut repo = repo;
+    if let Some(device) = args.device {
+        repo.models.values_mut().flatten().for_each(|c| c.device = device);
+    }
     let factor = admission::memory_factor(repo.versions());
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {

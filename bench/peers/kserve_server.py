@@ -24,9 +24,17 @@ class TorchScriptModel(Model):
 
     def predict(self, payload: InferRequest, headers=None, response_headers=None) -> InferResponse:
         y = torchscript_repo.forward(self.module, payload.inputs[0].as_numpy())
+        # JSON over REST (as the other servers answer); over gRPC KServe answers raw tensors to raw
+        # inputs (`use_binary_outputs`), and encoding them raw here spares it a list round trip.
+        raw = payload.use_binary_outputs
         out = InferOutput(name=self.output, shape=list(y.shape), datatype="FP32")
-        out.set_data_from_numpy(y, binary_data=False)
-        return InferResponse(response_id=payload.id or generate_uuid(), model_name=self.name, infer_outputs=[out])
+        out.set_data_from_numpy(y, binary_data=raw)
+        return InferResponse(
+            response_id=payload.id or generate_uuid(),
+            model_name=self.name,
+            infer_outputs=[out],
+            use_binary_outputs=raw,
+        )
 
 
 def main():

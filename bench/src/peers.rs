@@ -2,7 +2,8 @@
 //! same TorchScript files, driven by the same load generator with the same request bytes.
 //! Every server runs for the whole benchmark and the cells are interleaved (each cell runs on
 //! every server in turn), so the machine's drift touches all of them alike; the report gives
-//! ratios within the run.
+//! ratios within the run. Switchyard and KServe are measured over gRPC too (the same tensors in
+//! `raw_input_contents`), as rows of their own.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -12,9 +13,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use switchyard_load::metadata::model_inputs;
-use switchyard_load::payload::{Body, build_body};
+use switchyard_load::payload::{Body, GrpcTarget, build_body};
 use switchyard_load::report::Report;
-use switchyard_load::run;
+use switchyard_load::run::{self, Plan};
+use switchyard_load::scenario::Load;
 use switchyard_testkit::process::{Log, OnDrop, Process};
 use switchyard_testkit::{free_port, try_request};
 
@@ -58,8 +60,24 @@ const MODELS: [&str; 2] = ["mlp", "resnet18"];
 struct Server {
     name: String,
     http: String,
+    /// The name of its gRPC row and the address, for the servers measured over gRPC too.
+    grpc: Option<(String, String)>,
     _process: Option<Process>,
     _backend: Option<Backend>,
+}
+
+/// One row of the tables: a server over one protocol.
+struct Row {
+    name: String,
+    addr: String,
+    grpc: bool,
+}
+
+/// The REST rows first, in the order of `servers` (the goals index them), then the gRPC rows.
+fn rows(servers: &[Server]) -> Vec<Row> {
+    let rest = servers.iter().map(|s| Row { name: s.name.clone(), addr: s.http.clone(), grpc: false });
+    let grpc = servers.iter().filter_map(|s| s.grpc.clone()).map(|(name, addr)| Row { name, addr, grpc: true });
+    rest.chain(grpc).collect()
 }
 
 fn wait_http_ready(p: &mut Process, http: &str, within: Duration) -> anyhow::Result<()> {
@@ -83,10 +101,16 @@ fn python(py: &Path, script: &Path) -> anyhow::Result<Command> {
     Ok(cmd)
 }
 
-fn start_switchyard(bin: &Path, repo: &Path, name: &str) -> anyhow::Result<Server> {
+fn start_switchyard(bin: &Path, repo: &Path, name: &str, grpc_row: Option<&str>) -> anyhow::Result<Server> {
     eprintln!("bench: starting {name}");
     let b = Backend::start(bin, repo)?;
-    Ok(Server { name: name.to_owned(), http: b.http.clone(), _process: None, _backend: Some(b) })
+    Ok(Server {
+        name: name.to_owned(),
+        http: b.http.clone(),
+        grpc: grpc_row.map(|row| (row.to_owned(), b.grpc.clone())),
+        _process: None,
+        _backend: Some(b),
+    })
 }
 
 fn start_kserve(a: &PeersArgs, repo: &Path, work: &Path) -> anyhow::Result<Server> {
@@ -104,6 +128,7 @@ fn start_kserve(a: &PeersArgs, repo: &Path, work: &Path) -> anyhow::Result<Serve
     Ok(Server {
         name: "KServe 0.21 (Python server, custom `kserve.Model`)".into(),
         http,
+        grpc: Some(("KServe 0.21 over gRPC (its `grpcio` server)".into(), format!("127.0.0.1:{grpc}"))),
         _process: Some(p),
         _backend: None,
     })
@@ -123,10 +148,10 @@ fn start_mlserver(a: &PeersArgs, repo: &Path, work: &Path, hold_us: u64, name: &
     let mut p = Process::spawn("mlserver", cmd, Log::File(log))?.on_drop(OnDrop::Terminate(Duration::from_secs(10)));
     let http = format!("127.0.0.1:{}", ports[0]);
     wait_http_ready(&mut p, &http, Duration::from_secs(180))?;
-    Ok(Server { name: name.to_owned(), http, _process: Some(p), _backend: None })
+    Ok(Server { name: name.to_owned(), http, grpc: None, _process: Some(p), _backend: None })
 }
 
-/// The first output's values of one inference.
+/// The first output's values of one inference over REST.
 fn infer_output(http: &str, model: &str, body: &Body) -> anyhow::Result<Vec<f64>> {
     let r = try_request(
         http,
@@ -144,21 +169,38 @@ fn infer_output(http: &str, model: &str, body: &Body) -> anyhow::Result<Vec<f64>
     data.iter().map(|x| x.as_f64().context("non-numeric output")).collect()
 }
 
-/// Every peer must compute what Switchyard computes for the same bytes: the benchmark compares
-/// servers of one model, not different models.
-fn same_answers(servers: &[Server], bodies: &[(&str, Body)]) -> anyhow::Result<()> {
-    let Some((reference, peers)) = servers.split_first() else { return Ok(()) };
-    for (model, body) in bodies {
-        let want = infer_output(&reference.http, model, body)?;
-        for s in peers {
-            let got = infer_output(&s.http, model, body).with_context(|| format!("{}: {model}", s.name))?;
+/// The first output's values of one inference over gRPC, raw or typed (FP32 either way).
+async fn infer_output_grpc(addr: &str, body: &Body) -> anyhow::Result<Vec<f64>> {
+    use prost::Message as _;
+    let message = body.bytes.get(5..).context("gRPC body without its frame header")?;
+    let answer = switchyard_load::http::grpc_call(addr, "ModelInfer", message).await?;
+    let r = switchyard_oip::inference::ModelInferResponse::decode(answer).context("malformed ModelInferResponse")?;
+    if let Some(raw) = r.raw_output_contents.first() {
+        let values = raw.chunks_exact(4).map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+        return Ok(values.collect());
+    }
+    let typed = r.outputs.first().and_then(|o| o.contents.as_ref()).context("answer without outputs")?;
+    Ok(typed.fp32_contents.iter().copied().map(f64::from).collect())
+}
+
+/// Every peer must compute what Switchyard computes for the same tensors: the benchmark
+/// compares servers of one model, not different models.
+async fn same_answers(rows: &[Row], bodies: &[Bodies]) -> anyhow::Result<()> {
+    let Some((reference, peers)) = rows.split_first() else { return Ok(()) };
+    for b in bodies {
+        let model = b.model;
+        let want = infer_output(&reference.addr, model, &b.rest)?;
+        for r in peers {
+            let got =
+                if r.grpc { infer_output_grpc(&r.addr, &b.grpc).await } else { infer_output(&r.addr, model, &b.rest) };
+            let got = got.with_context(|| format!("{}: {model}", r.name))?;
             // Relative: ResNet-18's 1000 probabilities are each about 1e-3, so an absolute
             // bound would let a different model through.
             let off = want.iter().zip(&got).find(|(a, b)| (*a - *b).abs() > 1e-7 + 1e-4 * a.abs());
             if got.len() != want.len() || off.is_some() {
                 bail!(
                     "{} answers {model} differently from Switchyard ({} values; first difference {off:?})",
-                    s.name,
+                    r.name,
                     got.len()
                 );
             }
@@ -167,11 +209,18 @@ fn same_answers(servers: &[Server], bodies: &[(&str, Body)]) -> anyhow::Result<(
     Ok(())
 }
 
+/// One model's request, as V2 JSON and as a gRPC message with the same tensors.
+struct Bodies {
+    model: &'static str,
+    rest: Body,
+    grpc: Body,
+}
+
 struct Cell {
     model: &'static str,
     clients: usize,
     body_bytes: usize,
-    /// Per server, in the order of `servers`.
+    /// Per row, in the order of `rows`.
     results: Vec<Report>,
 }
 
@@ -202,7 +251,10 @@ pub async fn run(a: PeersArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn measure(a: &PeersArgs, bin: &Path, work: &Path) -> anyhow::Result<(Vec<String>, Vec<Cell>, Raw)> {
+/// The rows' names, each with whether it is a gRPC row.
+type Names = Vec<(String, bool)>;
+
+async fn measure(a: &PeersArgs, bin: &Path, work: &Path) -> anyhow::Result<(Names, Vec<Cell>, Raw)> {
     let src = &a.common.model_repository;
     let (default_repo, hold_repo) = (work.join("repo-default"), work.join("repo-hold"));
     for m in MODELS {
@@ -210,9 +262,15 @@ async fn measure(a: &PeersArgs, bin: &Path, work: &Path) -> anyhow::Result<(Vec<
         derive_model(src, &hold_repo, m, |cfg| cfg["batching"]["max_queue_delay_us"] = a.hold_us.into())?;
     }
     let default_repo = std::fs::canonicalize(default_repo)?;
+    let grpc_row = "Switchyard over gRPC, default config";
     let servers = vec![
-        start_switchyard(bin, &default_repo, "Switchyard, default config (work-conserving)")?,
-        start_switchyard(bin, &hold_repo, &format!("Switchyard, opt-in hold `max_queue_delay_us: {}`", a.hold_us))?,
+        start_switchyard(bin, &default_repo, "Switchyard, default config (work-conserving)", Some(grpc_row))?,
+        start_switchyard(
+            bin,
+            &hold_repo,
+            &format!("Switchyard, opt-in hold `max_queue_delay_us: {}`", a.hold_us),
+            None,
+        )?,
         start_kserve(a, &default_repo, work)?,
         start_mlserver(
             a,
@@ -222,14 +280,19 @@ async fn measure(a: &PeersArgs, bin: &Path, work: &Path) -> anyhow::Result<(Vec<
             &format!("MLServer 1.7.1, adaptive batching (`max_batch_time` {} µs)", a.hold_us),
         )?,
     ];
+    let rows = rows(&servers);
     let mut bodies = Vec::new();
-    for m in MODELS {
-        let inputs = model_inputs(&servers[0].http, m, Some("v1")).await?;
-        // V2 JSON, one row: the body every server gets, byte for byte.
-        bodies.push((m, build_body(&inputs, 1, false, 7, None, None)?));
+    for model in MODELS {
+        let inputs = model_inputs(&servers[0].http, model, Some("v1")).await?;
+        // V2 JSON, one row: the body every REST row gets, byte for byte; the gRPC rows get the
+        // same values (same seed) in `raw_input_contents`, with no version (peers have none).
+        let target = GrpcTarget { model: model.to_owned(), version: None };
+        let rest = build_body(&inputs, 1, false, 7, None, None)?;
+        let grpc = build_body(&inputs, 1, false, 7, None, Some(&target))?;
+        bodies.push(Bodies { model, rest, grpc });
     }
-    same_answers(&servers, &bodies)?;
-    eprintln!("bench: every server answers both models as Switchyard does");
+    same_answers(&rows, &bodies).await?;
+    eprintln!("bench: every server answers both models as Switchyard does, over REST and gRPC");
 
     let mut cells = Vec::new();
     let mut raw = None;
@@ -244,24 +307,29 @@ async fn measure(a: &PeersArgs, bin: &Path, work: &Path) -> anyhow::Result<(Vec<
                 ceiling_batch: best.map_or(0, |r| r.batch_size),
             });
         }
-        let body = bodies.iter().find(|(m, _)| *m == model).map(|(_, b)| b.clone()).context("no body")?;
-        let path = format!("/v2/models/{model}/infer");
+        let b = bodies.iter().find(|b| b.model == model).context("no body")?;
+        let rest_path = format!("/v2/models/{model}/infer");
         let mut results = Vec::new();
-        for s in &servers {
-            eprintln!("bench: {model}, {clients} clients, {}: {}s", s.name, a.seconds);
-            let warm = Duration::from_secs_f64(a.warmup_seconds);
-            run::closed(&s.http, &path, Some(body.clone()), clients, warm).await?;
-            let r =
-                run::closed(&s.http, &path, Some(body.clone()), clients, Duration::from_secs_f64(a.seconds)).await?;
-            results.push(r);
+        for r in &rows {
+            eprintln!("bench: {model}, {clients} clients, {}: {}s", r.name, a.seconds);
+            let (path, body) =
+                if r.grpc { (switchyard_oip::MODEL_INFER_PATH, &b.grpc) } else { (rest_path.as_str(), &b.rest) };
+            let plan = |secs: f64| {
+                let load = Load::Closed(clients);
+                let mut p = Plan::simple(&r.addr, path, Some(body.clone()), load, Duration::from_secs_f64(secs));
+                p.grpc = r.grpc;
+                p
+            };
+            run::execute(plan(a.warmup_seconds)).await?;
+            results.push(run::execute(plan(a.seconds)).await?);
         }
-        cells.push(Cell { model, clients, body_bytes: body.bytes.len(), results });
+        cells.push(Cell { model, clients, body_bytes: b.rest.bytes.len(), results });
     }
-    let names = servers.iter().map(|s| s.name.clone()).collect();
+    let names = rows.into_iter().map(|r| (r.name, r.grpc)).collect();
     Ok((names, cells, raw.context("no ResNet-18 cell ran")?))
 }
 
-fn report(a: &PeersArgs, servers: &[String], cells: &[Cell], raw: &Raw) -> anyhow::Result<String> {
+fn report(a: &PeersArgs, servers: &[(String, bool)], cells: &[Cell], raw: &Raw) -> anyhow::Result<String> {
     let mut m = String::new();
     writeln!(m, "# Benchmarks: Switchyard and its peers\n")?;
     writeln!(m, "Generated by `{}` — do not edit by hand; re-run it.\n", a.reproduce)?;
@@ -271,7 +339,8 @@ fn report(a: &PeersArgs, servers: &[String], cells: &[Cell], raw: &Raw) -> anyho
          ({}s after a {}s warm-up), so compare ratios within this table, not across runs.\n\
          - Load: `switchyard-load`'s closed loop (the library behind `switchyard-load closed`), V2 JSON, one row per \
          request, the same bytes to every server (ResNet-18's body: {:.2} MB); the generator shares the 2 cores with \
-         the server, as it would with oha.\n\
+         the server, as it would with oha. The gRPC rows send the same values as a `ModelInferRequest` with the \
+         tensor in `raw_input_contents` (what `tritonclient[grpc]` sends), one HTTP/2 connection per client.\n\
          - The same TorchScript files (`models/repo/*/v1/model.pt`) on torch/libtorch 2.11.0, CPU, default thread \
          counts; before measuring, every server's answer to that body was checked against Switchyard's.\n\
          - Peers as shipped, each in its own benchmark-only venv (`bench/peers/`): KServe's `ModelServer` with a \
@@ -286,7 +355,7 @@ fn report(a: &PeersArgs, servers: &[String], cells: &[Cell], raw: &Raw) -> anyho
     let header: Vec<String> = cells.iter().map(|c| format!("{} c={}", c.model, c.clients)).collect();
     writeln!(m, "| server | {} |", header.join(" | "))?;
     writeln!(m, "|---|{}", "---:|".repeat(cells.len()))?;
-    for (i, s) in servers.iter().enumerate() {
+    for (i, (s, _)) in servers.iter().enumerate() {
         let row: Vec<String> = cells
             .iter()
             .map(|c| {
@@ -300,19 +369,29 @@ fn report(a: &PeersArgs, servers: &[String], cells: &[Cell], raw: &Raw) -> anyho
     writeln!(m, "\n## p99 latency\n")?;
     writeln!(m, "| server | {} |", header.join(" | "))?;
     writeln!(m, "|---|{}", "---:|".repeat(cells.len()))?;
-    for (i, s) in servers.iter().enumerate() {
+    for (i, (s, _)) in servers.iter().enumerate() {
         let row: Vec<String> = cells.iter().map(|c| ms(c.results[i].total.latency_ms.p99)).collect();
         writeln!(m, "| {s} | {} |", row.join(" | "))?;
     }
+    let ratios = |m: &mut String, of: usize, peers: &mut dyn Iterator<Item = (usize, &String)>| -> std::fmt::Result {
+        writeln!(m, "| peer | {} |", header.join(" | "))?;
+        writeln!(m, "|---|{}", "---:|".repeat(cells.len()))?;
+        for (i, s) in peers {
+            let row: Vec<String> = cells
+                .iter()
+                .map(|c| format!("{:.2}×", c.results[of].total.throughput / c.results[i].total.throughput))
+                .collect();
+            writeln!(m, "| {s} | {} |", row.join(" | "))?;
+        }
+        Ok(())
+    };
     writeln!(m, "\n## Ratios: Switchyard (default config) ÷ peer, requests/s\n")?;
-    writeln!(m, "| peer | {} |", header.join(" | "))?;
-    writeln!(m, "|---|{}", "---:|".repeat(cells.len()))?;
-    for (i, s) in servers.iter().enumerate().skip(1) {
-        let row: Vec<String> = cells
-            .iter()
-            .map(|c| format!("{:.2}×", c.results[0].total.throughput / c.results[i].total.throughput))
-            .collect();
-        writeln!(m, "| {s} | {} |", row.join(" | "))?;
+    ratios(&mut m, 0, &mut servers.iter().enumerate().skip(1).filter(|(_, (_, g))| !g).map(|(i, (s, _))| (i, s)))?;
+    // The first gRPC row is Switchyard's (`rows` keeps the order of `servers`).
+    if let Some(of) = servers.iter().position(|(_, g)| *g) {
+        writeln!(m, "\n## Ratios: Switchyard over gRPC ÷ peer, requests/s\n")?;
+        let others = servers.iter().enumerate().filter(|(i, (_, g))| *i == 0 || (*g && *i != of));
+        ratios(&mut m, of, &mut others.map(|(i, (s, _))| (i, s)))?;
     }
     writeln!(
         m,
@@ -361,6 +440,12 @@ fn report(a: &PeersArgs, servers: &[String], cells: &[Cell], raw: &Raw) -> anyho
     let ratios: Vec<f64> =
         cells.iter().map(|c| c.results[0].total.throughput / c.results[kserve].total.throughput).collect();
     writeln!(m, "\nMedian Switchyard ÷ KServe over the cells: {:.2}×.", median(ratios))?;
+    let grpc: Vec<usize> = servers.iter().enumerate().filter(|(_, (_, g))| *g).map(|(i, _)| i).collect();
+    if let [ours, theirs] = grpc[..] {
+        let ratios: Vec<f64> =
+            cells.iter().map(|c| c.results[ours].total.throughput / c.results[theirs].total.throughput).collect();
+        writeln!(m, "Median Switchyard ÷ KServe over gRPC: {:.2}×.", median(ratios))?;
+    }
     Ok(m)
 }
 

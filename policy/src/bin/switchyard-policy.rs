@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use switchyard_policy::Config;
 use switchyard_policy::deploy::{absolute, apply_filter, json_text, wasm_file, write_atomic};
 use switchyard_policy::render::envoy::{self, BootstrapOptions, Fault};
+use switchyard_policy::render::k8s::{self, K8sOptions};
 use switchyard_policy::render::prometheus::{self, AlertmanagerOptions, Prices, PrometheusOptions};
 use switchyard_policy::render::{HostPort, Policy};
 
@@ -71,6 +72,10 @@ enum Render {
     },
     /// Prometheus: OUT_DIR/prometheus.yml and OUT_DIR/switchyard-config.rules.yml.
     Prometheus(PrometheusArgs),
+    /// The Kubernetes objects of k8s/*/generated/ (Services, InferenceServices, Deployments,
+    /// autoscalers, WasmPlugin, VirtualService, the Envoy gateway's ConfigMaps, PrometheusRule,
+    /// monitors, dashboards); `--check` compares instead of writing.
+    K8s(K8sArgs),
     /// Alertmanager: pages and tickets to WEBHOOK/page and WEBHOOK/ticket.
     Alertmanager {
         #[arg(long)]
@@ -148,6 +153,38 @@ struct PrometheusArgs {
     scrape_interval: String,
     #[arg(long, default_value = "5s")]
     evaluation_interval: String,
+}
+
+#[derive(Args)]
+struct K8sArgs {
+    #[arg(long, default_value = "envoy/policy.json")]
+    policy: PathBuf,
+    /// The `k8s/` directory: its `*/generated/` directories are rewritten.
+    #[arg(long, default_value = "k8s")]
+    out_dir: PathBuf,
+    #[arg(long, default_value = "switchyard")]
+    namespace: String,
+    /// The image with the Switchyard binaries; overlays retag it with kustomize `images:`.
+    #[arg(long, default_value = "switchyard/switchyard:0.1.0")]
+    image: String,
+    /// The filter's `.wasm` for Istio's WasmPlugin.
+    #[arg(long, default_value = "oci://switchyard/switchyard-filter:0.1.0")]
+    filter_url: String,
+    /// Prometheus' query URL, for the KEDA triggers.
+    #[arg(long, default_value = "http://prometheus-operated.monitoring.svc:9090")]
+    prometheus_url: String,
+    #[arg(long, default_value = "dashboards/prices.json")]
+    prices: PathBuf,
+    #[arg(long, default_value = "dashboards/prometheus")]
+    rules_dir: PathBuf,
+    #[arg(long, default_value = "dashboards/grafana")]
+    dashboards_dir: PathBuf,
+    /// The drift monitor's configuration, for its ConfigMap.
+    #[arg(long, default_value = "monitor/configs/demo.json")]
+    monitor_config: PathBuf,
+    /// Write nothing; fail, naming each file, when the committed objects differ from a fresh render.
+    #[arg(long)]
+    check: bool,
 }
 
 /// The rule files of `dashboards/prometheus/` that Prometheus loads.
@@ -234,6 +271,7 @@ fn render(r: Render) -> Result<(), String> {
             Ok(())
         }
         Render::Prometheus(a) => render_prometheus(a),
+        Render::K8s(a) => render_k8s(a),
         Render::Alertmanager { out, webhook, group_wait, group_interval } => {
             let text = prometheus::alertmanager_config(&AlertmanagerOptions { webhook, group_wait, group_interval })
                 .map_err(|e| e.to_string())?;
@@ -273,6 +311,7 @@ fn render_envoy(a: EnvoyArgs) -> Result<(), String> {
         listen: a.listen,
         admin: a.admin,
         ecds_path: absolute(&ecds)?,
+        ecds_watched_directory: None,
         upstreams,
         grpc_upstreams,
         grpc_max_message_bytes: a.grpc_max_message_bytes,
@@ -331,5 +370,79 @@ fn render_prometheus(a: PrometheusArgs) -> Result<(), String> {
     let path = a.out_dir.join("prometheus.yml");
     write_atomic(&path, &text)?;
     println!("prometheus config -> {}", path.display());
+    Ok(())
+}
+
+fn read_text(path: &Path) -> Result<String, String> {
+    String::from_utf8(read(path)?).map_err(|_| format!("{}: not UTF-8", path.display()))
+}
+
+/// The files of `dir` whose names end in `ext`, sorted: (name without `ext`, text).
+fn files_in(dir: &Path, ext: &str) -> Result<Vec<(String, String)>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    let mut names: Vec<String> =
+        entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.ends_with(ext)).collect();
+    names.sort();
+    names.into_iter().map(|n| Ok((n.trim_end_matches(ext).to_owned(), read_text(&dir.join(&n))?))).collect()
+}
+
+fn render_k8s(a: K8sArgs) -> Result<(), String> {
+    let policy = read_policy(&a.policy)?;
+    let prices = Prices::parse(&read(&a.prices)?).map_err(|e| format!("{}: {e}", a.prices.display()))?;
+    let mut rule_files = Vec::new();
+    for f in RULE_FILES {
+        rule_files.push((f.to_owned(), read_text(&a.rules_dir.join(f))?));
+    }
+    let options = K8sOptions {
+        namespace: a.namespace,
+        image: a.image,
+        filter_url: a.filter_url,
+        prometheus_url: a.prometheus_url,
+        rule_files,
+        prices,
+        dashboards: files_in(&a.dashboards_dir, ".json")?,
+        monitor_config: read_text(&a.monitor_config)?,
+    };
+    let files = k8s::render(&policy, &options).map_err(|e| e.to_string())?;
+    // Generated files that the render no longer makes (a version left the policy).
+    let dirs: std::collections::BTreeSet<&str> =
+        files.iter().filter_map(|f| f.path.rsplit_once('/').map(|(d, _)| d)).collect();
+    let mut stale = Vec::new();
+    for d in &dirs {
+        for (name, _) in files_in(&a.out_dir.join(d), ".yaml").unwrap_or_default() {
+            let path = format!("{d}/{name}.yaml");
+            if !files.iter().any(|f| f.path == path) {
+                stale.push(path);
+            }
+        }
+    }
+    if a.check {
+        let mut differ: Vec<String> = files
+            .iter()
+            .filter(|f| std::fs::read_to_string(a.out_dir.join(&f.path)).ok().as_deref() != Some(f.text.as_str()))
+            .map(|f| format!("{} differs from a fresh render", f.path))
+            .collect();
+        differ.extend(stale.iter().map(|p| format!("{p} is no longer rendered")));
+        if !differ.is_empty() {
+            return Err(format!(
+                "{} (re-render with scripts/render-k8s.sh)",
+                differ.iter().map(|d| format!("{}/{d}", a.out_dir.display())).collect::<Vec<_>>().join("; ")
+            ));
+        }
+        println!("k8s: {} generated files up to date in {}", files.len(), a.out_dir.display());
+        return Ok(());
+    }
+    for d in &dirs {
+        let dir = a.out_dir.join(d);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    for f in &files {
+        write_atomic(&a.out_dir.join(&f.path), &f.text)?;
+    }
+    for p in &stale {
+        let path = a.out_dir.join(p);
+        std::fs::remove_file(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+    }
+    println!("k8s: {} generated files in {} ({} stale removed)", files.len(), a.out_dir.display(), stale.len());
     Ok(())
 }

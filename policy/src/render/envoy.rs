@@ -122,6 +122,9 @@ pub struct BootstrapOptions {
     pub admin: HostPort,
     /// Absolute path of the ECDS file Envoy watches (see [`filter_config`]).
     pub ecds_path: String,
+    /// The directory Envoy watches for the ECDS file being moved in, when it is not the file
+    /// itself that changes: a mounted ConfigMap swaps a symlink (`..data`) beside it.
+    pub ecds_watched_directory: Option<String>,
     /// An address for every cluster the policy names.
     pub upstreams: BTreeMap<String, HostPort>,
     /// The gRPC address of each of those clusters' backends (all of them, or none): each
@@ -143,10 +146,19 @@ fn address(hp: &HostPort) -> Value {
     json!({"socket_address": {"address": hp.host, "port_value": hp.port}})
 }
 
+fn path_source(o: &BootstrapOptions) -> Value {
+    match &o.ecds_watched_directory {
+        Some(dir) => json!({"path": o.ecds_path, "watched_directory": {"path": dir}}),
+        None => json!({"path": o.ecds_path}),
+    }
+}
+
 fn cluster(name: &str, hp: &HostPort) -> Value {
+    // A name (a Kubernetes Service) is resolved, and re-resolved as its addresses change.
+    let kind = if hp.host.parse::<std::net::IpAddr>().is_ok() { "STATIC" } else { "STRICT_DNS" };
     json!({
         "name": name,
-        "type": "STATIC",
+        "type": kind,
         "connect_timeout": "1s",
         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address(hp)}}]}]},
     })
@@ -353,7 +365,7 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
         let mut filters = vec![json!({
             "name": FILTER_NAME,
             "config_discovery": {
-                "config_source": {"path_config_source": {"path": o.ecds_path}, "resource_api_version": "V3"},
+                "config_source": {"path_config_source": path_source(o), "resource_api_version": "V3"},
                 "type_urls": [WASM_TYPE],
             },
         })];
@@ -489,6 +501,7 @@ mod tests {
             listen: hp("127.0.0.1:10000"),
             admin: hp("127.0.0.1:9901"),
             ecds_path: "/tmp/filter.yaml".into(),
+            ecds_watched_directory: None,
             upstreams: [("mlp-v1".to_owned(), hp("127.0.0.1:8101")), ("mlp-v2".to_owned(), hp("127.0.0.1:8102"))]
                 .into(),
             grpc_upstreams: [("mlp-v1".to_owned(), hp("127.0.0.1:8111")), ("mlp-v2".to_owned(), hp("127.0.0.1:8112"))]

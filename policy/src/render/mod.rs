@@ -5,6 +5,7 @@
 //! policy goes through [`Config::parse`](crate::Config::parse) and these functions.
 
 pub mod envoy;
+pub mod k8s;
 pub mod prometheus;
 
 use std::fmt;
