@@ -543,45 +543,32 @@ fn prometheus_rule(policy: &Policy, o: &K8sOptions) -> Result<Value, RenderError
     }))
 }
 
+/// A Prometheus Operator monitor of the targets labelled `switchyard.dev/job: JOB`, their
+/// `job` label set to JOB: the rules and dashboards select the local stack's job names.
+fn monitor(kind: &str, job: &str, port: &str, path: &str, ns: &str) -> (String, Value) {
+    let endpoints = if kind == "PodMonitor" { "podMetricsEndpoints" } else { "endpoints" };
+    let relabel = json!([{"targetLabel": "job", "replacement": job}]);
+    let doc = json!({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": kind,
+        "metadata": meta(job, json!({"app.kubernetes.io/part-of": "switchyard", "prometheus": "switchyard"})),
+        "spec": {
+            "selector": {"matchLabels": {"switchyard.dev/job": job}},
+            "namespaceSelector": {"matchNames": [ns]},
+            endpoints: [{"port": port, "path": path, "interval": "15s", "relabelings": relabel}],
+        },
+    });
+    (format!("{job}-{}.yaml", kind.to_lowercase()), doc)
+}
+
 fn monitors(o: &K8sOptions) -> Vec<(String, Value)> {
-    let job = |name: &str| json!([{"targetLabel": "job", "replacement": name}]);
-    let part = json!({"app.kubernetes.io/part-of": "switchyard", "prometheus": "switchyard"});
-    let backend = json!({
-        "apiVersion": "monitoring.coreos.com/v1",
-        "kind": "ServiceMonitor",
-        "metadata": meta("switchyard-backend", part.clone()),
-        "spec": {
-            "selector": {"matchLabels": {"switchyard.dev/job": "switchyard-backend"}},
-            "namespaceSelector": {"matchNames": [o.namespace]},
-            "endpoints": [{"port": "http-admin", "path": "/metrics", "interval": "15s", "relabelings": job("switchyard-backend")}],
-        },
-    });
-    // The gateway's Envoy, whichever overlay runs it: Istio's proxy serves merged stats on
-    // 15090, the plain Envoy gateway on its admin port (both carry this label).
-    let envoy = json!({
-        "apiVersion": "monitoring.coreos.com/v1",
-        "kind": "PodMonitor",
-        "metadata": meta("switchyard-envoy", part.clone()),
-        "spec": {
-            "selector": {"matchLabels": {"switchyard.dev/job": "switchyard-envoy"}},
-            "namespaceSelector": {"matchNames": [o.namespace]},
-            "podMetricsEndpoints": [{"port": "http-envoy-prom", "path": "/stats/prometheus", "interval": "15s", "relabelings": job("switchyard-envoy")}],
-        },
-    });
-    let monitor = json!({
-        "apiVersion": "monitoring.coreos.com/v1",
-        "kind": "ServiceMonitor",
-        "metadata": meta("switchyard-monitor", part),
-        "spec": {
-            "selector": {"matchLabels": {"switchyard.dev/job": "switchyard-monitor"}},
-            "namespaceSelector": {"matchNames": [o.namespace]},
-            "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s", "relabelings": job("switchyard-monitor")}],
-        },
-    });
+    let ns = &o.namespace;
     vec![
-        ("switchyard-backend-servicemonitor.yaml".into(), backend),
-        ("switchyard-envoy-podmonitor.yaml".into(), envoy),
-        ("switchyard-monitor-servicemonitor.yaml".into(), monitor),
+        monitor("ServiceMonitor", "switchyard-backend", "http-admin", "/metrics", ns),
+        // The gateway's Envoy, whichever overlay runs it: Istio's proxy serves merged stats on
+        // 15090, the plain Envoy gateway on its admin port (both carry this label and port name).
+        monitor("PodMonitor", "switchyard-envoy", "http-envoy-prom", "/stats/prometheus", ns),
+        monitor("ServiceMonitor", "switchyard-monitor", "http", "/metrics", ns),
     ]
 }
 
