@@ -25,6 +25,8 @@ enum Command {
     Check(RepoArgs),
     /// Offline inference over a JSONL file, resumable.
     Batch(offline::BatchArgs),
+    /// Interleave the outputs of `batch --shard I/N` back into one output in input order.
+    MergeShards(offline::MergeArgs),
     /// Raw libtorch forward throughput per batch size, no server (the serving ceiling).
     BenchEngine(bench::BenchArgs),
     /// JSON decode and encode throughput of a ResNet-18 sized tensor, no model.
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
             }
         }),
         Command::Batch(args) => offline::run(&args),
+        Command::MergeShards(args) => offline::merge(&args),
         Command::BenchEngine(args) => bench::run(&args),
         Command::BenchCodec(args) => bench::run_codec(&args),
     };

@@ -7,6 +7,11 @@
 //! every batch; a re-run with the same arguments resumes after the last complete output line,
 //! once `<output>.job.json` confirms the output was written by the same model version for
 //! this input (or this input before lines were appended to it).
+//!
+//! `--shard I/N` runs the part of the job that shard I of N owns (input line n, counted from
+//! 1, belongs to shard (n - 1) mod N), so N processes — an Indexed Job's pods — split one
+//! input without coordinating, each resumable on its own; `merge-shards` interleaves their
+//! outputs back into the one output a whole run writes.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -41,6 +46,57 @@ pub struct BatchArgs {
     /// Discard existing output (whatever job it belongs to) and start from the first line.
     #[arg(long)]
     restart: bool,
+    /// Run only shard I of N (from 0): input lines I+1, I+1+N, I+1+2N, … The output holds
+    /// just those lines' results, in order.
+    #[arg(long, env = "SWITCHYARD_SHARD", value_parser = Shard::parse, default_value = "0/1")]
+    shard: Shard,
+}
+
+/// Which lines of the input one run owns. Round robin rather than contiguous ranges: the
+/// owner of a line never depends on how long the input is, so lines appended to the input
+/// keep every shard resumable, and shards differ by at most one line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    index: usize,
+    count: usize,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard { index: 0, count: 1 }
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl Shard {
+    pub fn parse(s: &str) -> Result<Shard, String> {
+        let bad = || format!("shard '{s}' is not I/N with 0 <= I < N (e.g. 0/4)");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    fn is_whole(&self) -> bool {
+        self.count == 1
+    }
+
+    /// `line` counts from 1.
+    fn owns(self, line: usize) -> bool {
+        line >= 1 && (line - 1) % self.count == self.index
+    }
+
+    /// How many of the first `lines` input lines this shard owns.
+    fn lines_of(self, lines: usize) -> usize {
+        if lines > self.index { (lines - self.index - 1) / self.count + 1 } else { 0 }
+    }
 }
 
 pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
@@ -49,6 +105,10 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
     let batch_rows = args.batch_size.unwrap_or(max).clamp(1, max);
 
     let record_path = job_record_path(&args.output);
+    // A shard's output usually goes to a directory of parts that nothing else created.
+    if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     if args.restart {
         File::create(&args.output).with_context(|| format!("cannot create {}", args.output.display()))?;
     }
@@ -67,11 +127,14 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
         input: args.input.display().to_string(),
         input_bytes: scan.bytes,
         input_fnv1a64: hex(scan.hash),
+        input_lines: scan.lines,
+        shard: args.shard,
     };
     if let Some(r) = &recorded {
         check_same_job(r, &job, &scan, &args.output)?;
     }
-    let total = scan.lines;
+    let shard = args.shard;
+    let total = shard.lines_of(scan.lines);
     let done = resume_point(&args.output).with_context(|| format!("cannot read {}", args.output.display()))?;
     if done > total {
         anyhow::bail!(
@@ -84,6 +147,8 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
     if done > 0 {
         eprintln!("resuming after {done} of {total} lines already in {}", args.output.display());
     }
+    let of_shard =
+        if shard.is_whole() { String::new() } else { format!(" (shard {shard} of {} input lines)", scan.lines) };
 
     let factory = TorchEngine::factory();
     let mut engine = factory(config, 0).map_err(anyhow::Error::msg)?;
@@ -91,7 +156,7 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
     let vm = metrics.version(&config.model, &config.version);
     let device_seconds = vm.device_seconds(&engine.device());
     eprintln!(
-        "batch: {}:{} on {}, {} rows per batch, {} lines to go",
+        "batch: {}:{} on {}, {} rows per batch, {} lines to go{of_shard}",
         config.model,
         config.version,
         engine.device(),
@@ -108,7 +173,8 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     // Bytes, not `lines()`: a line that is not UTF-8 is a bad line, not the end of the job.
     let mut line = Vec::new();
-    let mut n = 0;
+    // `n`: the input line; `owned`: lines of this shard so far (positions in the output).
+    let (mut n, mut owned) = (0, 0);
     loop {
         line.clear();
         let read = input
@@ -118,7 +184,11 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
             break;
         }
         n += 1;
-        if n <= done {
+        if !shard.owns(n) {
+            continue;
+        }
+        owned += 1;
+        if owned <= done {
             continue;
         }
         let parsed = parse_line(config, &line);
@@ -127,7 +197,7 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
             let (r, e) = flush(engine.as_mut(), config, &vm, &device_seconds, std::mem::take(&mut chunk), &mut out)?;
             (rows_done, errors) = (rows_done + r, errors + e);
             chunk_rows = 0;
-            progress.update(n - 1);
+            progress.update(owned - 1);
         }
         chunk_rows += rows;
         chunk.push((n, parsed));
@@ -147,6 +217,99 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
         args.output.display()
     );
     Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct MergeArgs {
+    /// Every shard's output (`batch --shard I/N --output PART`), in any order; each one's
+    /// `PART.job.json` says which shard it is.
+    #[arg(required = true)]
+    parts: Vec<PathBuf>,
+    /// The merged output: one line per input line, in input order, as a whole run writes it
+    /// (with its job record, so `batch` on the whole input sees it as done).
+    #[arg(long)]
+    output: PathBuf,
+}
+
+/// Interleaves complete shard outputs of one job. Refused, naming the problem, unless the
+/// parts are exactly shards 0..N of the same model version and input, each complete; the
+/// merged file appears only when whole (written beside it, then renamed).
+pub fn merge(args: &MergeArgs) -> anyhow::Result<()> {
+    let mut parts = Vec::with_capacity(args.parts.len());
+    for path in &args.parts {
+        let record = read_job_record(&job_record_path(path), path)?;
+        let lines = resume_point_readonly(path).with_context(|| format!("cannot read {}", path.display()))?;
+        parts.push((path, record, lines));
+    }
+    parts.sort_by_key(|(_, r, _)| r.shard.index);
+    let Some((first_path, first, _)) = parts.first() else { anyhow::bail!("no parts given") };
+    let count = first.shard.count;
+    for (i, (path, r, lines)) in parts.iter().enumerate() {
+        if (&r.model, &r.version, &r.input_fnv1a64, r.input_bytes)
+            != (&first.model, &first.version, &first.input_fnv1a64, first.input_bytes)
+        {
+            anyhow::bail!(
+                "{} is from another job than {}: {}:{} over {} ({} bytes) vs {}:{} over {} ({} bytes)",
+                path.display(),
+                first_path.display(),
+                r.model,
+                r.version,
+                r.input,
+                r.input_bytes,
+                first.model,
+                first.version,
+                first.input,
+                first.input_bytes
+            );
+        }
+        if r.shard.count != count || r.shard.index != i {
+            let have: Vec<String> = parts.iter().map(|(_, r, _)| r.shard.to_string()).collect();
+            anyhow::bail!("need shards 0/{count} to {}/{count} once each; have {}", count - 1, have.join(", "));
+        }
+        let want = r.shard.lines_of(r.input_lines);
+        if *lines != want {
+            anyhow::bail!(
+                "{} (shard {}) has {lines} of its {want} results: finish it first (re-run the same batch command)",
+                path.display(),
+                r.shard
+            );
+        }
+    }
+    if parts.len() != count {
+        anyhow::bail!("need all {count} shards; have {}", parts.len());
+    }
+    let mut readers = Vec::with_capacity(count);
+    for (path, _, _) in &parts {
+        readers.push(BufReader::new(File::open(path).with_context(|| format!("cannot open {}", path.display()))?));
+    }
+    let tmp = {
+        let mut name = args.output.as_os_str().to_owned();
+        name.push(".merging");
+        PathBuf::from(name)
+    };
+    let mut out = BufWriter::new(File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?);
+    let mut line = Vec::new();
+    for n in 0..first.input_lines {
+        let Some(reader) = readers.get_mut(n % count) else { break };
+        line.clear();
+        reader.read_until(b'\n', &mut line)?;
+        out.write_all(&line)?;
+    }
+    out.flush()?;
+    drop(out);
+    let record = JobRecord { shard: Shard::default(), ..first.clone() };
+    write_job_record(&job_record_path(&args.output), &record)
+        .with_context(|| format!("cannot write the job record of {}", args.output.display()))?;
+    std::fs::rename(&tmp, &args.output).with_context(|| format!("cannot write {}", args.output.display()))?;
+    eprintln!("merge-shards: {} lines from {count} shards -> {}", first.input_lines, args.output.display());
+    Ok(())
+}
+
+/// Complete lines in a file, leaving it as it is (a part being merged is not ours to cut).
+fn resume_point_readonly(path: &Path) -> std::io::Result<usize> {
+    let mut lines = 0;
+    for_each_block(File::open(path)?, |block| lines += block.iter().filter(|b| **b == b'\n').count())?;
+    Ok(lines)
 }
 
 fn parse_line(config: &ModelConfig, line: &[u8]) -> Result<InferRequest, String> {
@@ -210,7 +373,7 @@ fn flush(
 
 /// Which job an output file belongs to, kept next to it (`<output>.job.json`) rather than
 /// as a header line, so that the output stays exactly one V2 response per input line.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct JobRecord {
     model: String,
     version: String,
@@ -220,6 +383,12 @@ struct JobRecord {
     /// FNV-1a (64-bit) of the input's first `input_bytes` bytes: stable across builds and
     /// platforms, which std's hasher is not; this guards against mistakes, not attacks.
     input_fnv1a64: String,
+    /// Lines in those bytes: how many results each shard's output holds when complete.
+    #[serde(default)]
+    input_lines: usize,
+    /// Absent for a whole run (and in records older than sharding).
+    #[serde(default, skip_serializing_if = "Shard::is_whole")]
+    shard: Shard,
 }
 
 fn job_record_path(output: &Path) -> PathBuf {
@@ -262,6 +431,14 @@ fn check_same_job(recorded: &JobRecord, job: &JobRecord, scan: &InputScan, outpu
             recorded.version,
             job.model,
             job.version
+        );
+    }
+    if recorded.shard != job.shard {
+        anyhow::bail!(
+            "{} holds the results of shard {}, not shard {} (use --restart to replace it)",
+            output.display(),
+            recorded.shard,
+            job.shard
         );
     }
     let same_start = scan.prefix.is_some_and(|(hash, _)| hex(hash) == recorded.input_fnv1a64);
@@ -423,6 +600,28 @@ mod tests {
     }
 
     #[test]
+    fn shards_own_every_line_exactly_once() {
+        for count in 1..6 {
+            let shards: Vec<Shard> =
+                (0..count).map(|index| Shard::parse(&format!("{index}/{count}")).unwrap()).collect();
+            for lines in 0..20 {
+                for n in 1..=lines {
+                    assert_eq!(shards.iter().filter(|s| s.owns(n)).count(), 1, "line {n} of {count} shards");
+                }
+                let owned: usize = shards.iter().map(|s| s.lines_of(lines)).sum();
+                assert_eq!(owned, lines);
+                for s in &shards {
+                    assert_eq!(s.lines_of(lines), (1..=lines).filter(|n| s.owns(*n)).count());
+                }
+            }
+        }
+        for bad in ["4/4", "1", "-1/2", "0/0", "a/b", "1/2/3"] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Shard::parse(" 2/ 5").unwrap().to_string(), "2/5");
+    }
+
+    #[test]
     fn resume_point_cuts_a_torn_line() {
         let p = temp("resume");
         std::fs::write(&p, "a\nb\npartial").unwrap();
@@ -517,6 +716,8 @@ mod tests {
             input: "in.jsonl".into(),
             input_bytes: input.len() as u64,
             input_fnv1a64: hex(hash(input)),
+            input_lines: 0,
+            shard: Shard::default(),
         };
         let check = |recorded: &JobRecord, model: &str, version: &str, now: &[u8]| {
             std::fs::write(&p, now).unwrap();

@@ -118,3 +118,64 @@ fn an_output_of_another_job_is_refused_and_restart_replaces_it() {
     let log = ok("v1", &other, &output, &[]);
     assert!(log.contains("resuming after 3 of 3 lines"), "{log}");
 }
+
+#[test]
+fn shards_split_the_input_resume_on_their_own_and_merge_into_the_whole_output() {
+    let dir = scratch("offline-shards");
+    let (rows, _) = golden_rows();
+    // 7 lines over 3 shards (3, 2 and 2 lines), one of them bad.
+    let mut lines: Vec<&str> = rows.iter().cycle().take(6).map(String::as_str).collect();
+    lines.insert(4, "not json");
+    let input = dir.join("in.jsonl");
+    std::fs::write(&input, jsonl(&lines)).unwrap();
+    let whole = dir.join("whole.jsonl");
+    ok("v1", &input, &whole, &[]);
+    let whole_text = std::fs::read_to_string(&whole).unwrap();
+
+    let part = |i: usize| dir.join(format!("out/part-{i}-of-3.jsonl"));
+    for i in 0..3 {
+        let log = ok("v1", &input, &part(i), &["--shard", &format!("{i}/3")]);
+        let want = [3, 2, 2][i];
+        assert!(log.contains(&format!("{want} lines to go (shard {i}/3 of 7 input lines)")), "{log}");
+    }
+    // Shard 1 owns input lines 2 and 5: the bad line reports its place in the input.
+    let p1 = std::fs::read_to_string(part(1)).unwrap();
+    assert_eq!(
+        p1.lines().nth(1).map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["line"].clone()),
+        Some(5.into())
+    );
+
+    // Shard 0 killed after its first line, mid-write of the second: resumed on its own.
+    let p0 = std::fs::read_to_string(part(0)).unwrap();
+    let first_line = p0.lines().next().unwrap();
+    std::fs::write(part(0), format!("{first_line}\n{{\"model_na")).unwrap();
+    let merged = dir.join("merged.jsonl");
+    let merge = |parts: &[std::path::PathBuf]| {
+        let out = std::process::Command::new(backend_bin())
+            .arg("merge-shards")
+            .args(parts)
+            .arg("--output")
+            .arg(&merged)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (success, log) = merge(&[part(2), part(0), part(1)]);
+    assert!(!success && log.contains("(shard 0/3) has 1 of its 3 results: finish it first"), "{log}");
+    assert!(!merged.exists(), "a refused merge left an output");
+    let log = ok("v1", &input, &part(0), &["--shard", "0/3"]);
+    assert!(log.contains("resuming after 1 of 3 lines"), "{log}");
+
+    // The wrong shard does not resume another shard's output.
+    let (success, log) = batch("v1", &input, &part(1), &["--shard", "2/3"]);
+    assert!(!success && log.contains("holds the results of shard 1/3, not shard 2/3"), "{log}");
+
+    let (success, log) = merge(&[part(0), part(2)]);
+    assert!(!success && log.contains("need shards 0/3 to 2/3 once each; have 0/3, 2/3"), "{log}");
+    let (success, log) = merge(&[part(2), part(0), part(1)]);
+    assert!(success, "{log}");
+    assert_eq!(std::fs::read_to_string(&merged).unwrap(), whole_text);
+    // The merged output is the whole job's, done: a whole run over it has nothing left to do.
+    let log = ok("v1", &input, &merged, &[]);
+    assert!(log.contains("0 lines to go"), "{log}");
+}

@@ -344,6 +344,11 @@ fn valid_header(h: &str) -> bool {
 
 /// A model, version or cluster name: 1-128 of `[A-Za-z0-9_.-]`, and not `.` or `..`, which
 /// are path segments with a meaning of their own (a model is named in the request path).
+/// A cluster as Envoy names it: a name, or Istio's `outbound|PORT|SUBSET|HOST`.
+pub fn valid_cluster(s: &str) -> bool {
+    s.len() <= 256 && s.split('|').all(|part| part.is_empty() || valid_name(part)) && s.bytes().any(|b| b != b'|')
+}
+
 pub fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
@@ -449,7 +454,7 @@ impl ModelPolicy {
             if !names.insert(v.name.as_str()) {
                 p.push(at(&format!("version '{}' is listed twice", v.name)));
             }
-            if !valid_name(&v.cluster) {
+            if !valid_cluster(&v.cluster) {
                 p.push(at(&format!("version '{}': cluster '{}' is not a valid cluster name", v.name, v.cluster)));
             }
         }
@@ -685,6 +690,16 @@ mod tests {
             assert!(!valid_name(name), "{name}");
         }
         assert!(valid_name("resnet-18.v2") && valid_name("...") && valid_name(".hidden"));
+    }
+
+    #[test]
+    fn clusters_are_names_or_istios_outbound_clusters() {
+        for ok in ["mlp-v1", "outbound|8000||mlp-v1.switchyard.svc.cluster.local", "outbound|80|canary|h"] {
+            assert!(valid_cluster(ok), "{ok}");
+        }
+        for bad in ["", "|", "||", "a|b c", "a|..|b", "a\nb", &"x".repeat(257)] {
+            assert!(!valid_cluster(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -35,3 +35,31 @@ fn every_overlay_renders_with_kubectl_kustomize() {
     }
     assert_eq!(rendered, 3);
 }
+
+/// `k8s/validate.py`: runs it, or fails saying how to get what it needs.
+fn validate(extra: &[&str]) -> String {
+    let python = root().join(".venv/bin/python");
+    let out = Command::new(&python)
+        .arg("k8s/validate.py")
+        .args(["--policy-bin", env!("CARGO_BIN_EXE_switchyard-policy")])
+        .args(extra)
+        .current_dir(root())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {} (scripts/setup.sh installs it): {e}", python.display()));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "k8s/validate.py {extra:?} failed:\n{text}");
+    text
+}
+
+#[test]
+fn every_object_validates_against_kubernetes_1_31_and_1_33_its_own_schemas_and_the_others() {
+    let text = validate(&[]);
+    assert!(text.contains("ok: 5 targets") && text.contains("Kubernetes 1.31, 1.33, 0 problem(s)"), "{text}");
+}
+
+#[test]
+fn the_validator_catches_each_kind_of_broken_object() {
+    let text = validate(&["--self-test"]);
+    // One line per break; a break that slipped through fails the run above.
+    assert!(text.lines().filter(|l| l.starts_with("ok   ")).count() >= 17, "{text}");
+}

@@ -37,6 +37,15 @@ pub fn duration_buckets(cfg: &Config) -> Vec<u64> {
     b.into_iter().collect()
 }
 
+/// The filter's metric labels and latency buckets, as every Envoy running it needs them (the
+/// local bootstrap, the Envoy gateway's, and Istio's gateway through a bootstrap override).
+pub fn stats_config(cfg: &Config) -> Value {
+    json!({
+        "stats_tags": LABELS.iter().map(|k| json!({"tag_name": k, "regex": format!("(;{k}=([^;]*))")})).collect::<Vec<_>>(),
+        "histogram_bucket_settings": [{"match": {"prefix": DURATION_HISTOGRAM}, "buckets": duration_buckets(cfg)}],
+    })
+}
+
 /// What a rendered bootstrap took from its policy, and a later policy must keep.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -397,17 +406,14 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
         upstream_header: upstream.to_owned(),
         shadow_header: shadow.to_owned(),
         clusters: defined,
-        latency_buckets_ms: buckets.clone(),
+        latency_buckets_ms: buckets,
     };
     let doc = json!({
         "node": {"id": "switchyard-local", "cluster": "switchyard", "metadata": {"switchyard": contract}},
         "admin": {"address": address(&o.admin)},
         // Histograms are published at each flush; 1 s keeps dashboards and tests current.
         "stats_flush_interval": "1s",
-        "stats_config": {
-            "stats_tags": LABELS.iter().map(|k| json!({"tag_name": k, "regex": format!("(;{k}=([^;]*))")})).collect::<Vec<_>>(),
-            "histogram_bucket_settings": [{"match": {"prefix": DURATION_HISTOGRAM}, "buckets": buckets}],
-        },
+        "stats_config": stats_config(cfg),
         "static_resources": {
             "listeners": [{
                 "name": "ingress",

@@ -223,7 +223,9 @@ fn replicas(v: &Version<'_>) -> (u32, u32) {
 fn inference_service(v: &Version<'_>, o: &K8sOptions) -> Value {
     let mut predictor = pod_spec(v, o);
     predictor.insert("labels".into(), pod_labels(v));
-    predictor.insert("minReplicas".into(), json!(replicas(v).0.max(1)));
+    // The same floor as the ScaledObject's, so that KServe and KEDA never disagree on it.
+    predictor.insert("minReplicas".into(), json!(replicas(v).0));
+    predictor.insert("maxReplicas".into(), json!(replicas(v).1));
     json!({
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
@@ -231,11 +233,12 @@ fn inference_service(v: &Version<'_>, o: &K8sOptions) -> Value {
             "name": v.cluster,
             "labels": labels(v),
             "annotations": {
-                // KServe's raw deployment mode (called Standard from 0.15): a Deployment and a
+                // KServe's Standard mode (RawDeployment before 0.16): a Deployment and a
                 // Service, no Knative.
-                "serving.kserve.io/deploymentMode": "RawDeployment",
-                // Scaling is the ScaledObject's (or the HPA's) of components/keda (hpa).
-                "serving.kserve.io/autoscalerClass": "external",
+                "serving.kserve.io/deploymentMode": "Standard",
+                // KServe creates no autoscaler: scaling is the ScaledObject's (or the HPA's)
+                // of components/keda (hpa).
+                "serving.kserve.io/autoscalerClass": "none",
             },
         },
         "spec": {"predictor": predictor},
@@ -378,9 +381,29 @@ fn headers(policy: &Policy) -> (&str, &str) {
     (cfg.upstream_header.as_str(), cfg.shadow_header.as_str())
 }
 
+/// Istio's name for the cluster of a Service port: the filter's own calls (samples to the
+/// collector, shadow comparisons to a version) must name a cluster the gateway has.
+fn istio_cluster(service: &str, port: u16, namespace: &str) -> String {
+    format!("outbound|{port}||{service}.{namespace}.svc.cluster.local")
+}
+
 fn wasm_plugin(policy: &Policy, o: &K8sOptions) -> Result<Value, RenderErrors> {
-    let config: Value = serde_json::from_str(policy.text())
+    let mut config: Value = serde_json::from_str(policy.text())
         .map_err(|e| RenderErrors(vec![format!("policy is not a JSON object: {e}")]))?;
+    // The policy names the local stack's clusters; in the mesh they are Istio's.
+    let ns = o.namespace.as_str();
+    for m in config.get_mut("models").and_then(Value::as_object_mut).into_iter().flat_map(|m| m.values_mut()) {
+        for v in m.get_mut("versions").and_then(Value::as_array_mut).into_iter().flatten() {
+            if let Some(c) = v.get_mut("cluster")
+                && let Some(name) = c.as_str()
+            {
+                *c = Value::String(istio_cluster(name, HTTP_PORT, ns));
+            }
+        }
+    }
+    if let Some(c) = config.get_mut("collector").and_then(|c| c.get_mut("cluster")) {
+        *c = Value::String(istio_cluster("switchyard-collector", COLLECTOR_PORT, ns));
+    }
     Ok(json!({
         "apiVersion": "extensions.istio.io/v1alpha1",
         "kind": "WasmPlugin",
@@ -405,10 +428,11 @@ fn destination(cluster: &str) -> Value {
     json!({"host": cluster, "port": {"number": HTTP_PORT}})
 }
 
-fn virtual_service(policy: &Policy) -> Value {
+fn virtual_service(policy: &Policy, o: &K8sOptions) -> Value {
     let (upstream, shadow) = headers(policy);
     let strip = json!({"request": {"remove": [upstream, shadow]}});
-    let exact = |v: &str| json!({"exact": v});
+    // The filter names a version by its cluster as the WasmPlugin's policy spells it.
+    let exact = |cluster: &str| json!({"exact": istio_cluster(cluster, HTTP_PORT, &o.namespace)});
     let mut routes = Vec::new();
     for m in policy.config().models.values() {
         let shadow_cluster =
@@ -629,11 +653,18 @@ pub fn render(policy: &Policy, o: &K8sOptions) -> Result<Vec<File>, RenderErrors
     directory("components/keda/generated", &per("scaledobject", &|v| scaled_object(v, o)), &mut out);
     directory("components/hpa/generated", &per("horizontalpodautoscaler", &horizontal_pod_autoscaler), &mut out);
 
-    let istio = vec![
+    let mut istio = vec![
         ("switchyard-wasmplugin.yaml".into(), wasm_plugin(policy, o)?),
-        ("switchyard-virtualservice.yaml".into(), virtual_service(policy)),
+        ("switchyard-virtualservice.yaml".into(), virtual_service(policy, o)),
         ("switchyard-internal-headers-envoyfilter.yaml".into(), internal_headers_filter(policy)),
     ];
+    let stats = json!({"stats_config": super::envoy::stats_config(policy.config())});
+    let labels = json!({"app.kubernetes.io/name": "switchyard-gateway", "app.kubernetes.io/part-of": "switchyard"});
+    let data = BTreeMap::from([("custom_bootstrap.json".to_owned(), crate::deploy::json_text(&stats))]);
+    istio.push((
+        "switchyard-gateway-bootstrap-override-configmap.yaml".into(),
+        config_map("switchyard-gateway-bootstrap-override", labels, &data),
+    ));
     directory("components/istio/generated", &istio, &mut out);
 
     let (boot, ecds) = gateway_config_maps(policy, o)?;
@@ -717,14 +748,27 @@ mod tests {
         let files = render(&p, &options()).unwrap();
         let w = file(&files, "components/istio/generated/switchyard-wasmplugin.yaml");
         let text = serde_json::to_string(&w["spec"]["pluginConfig"]).unwrap();
-        assert_eq!(Policy::parse(text).unwrap().config(), p.config());
+        // The policy itself, but with the mesh's clusters: the collector and the versions are
+        // called through Istio's outbound clusters.
+        let mut want = p.config().clone();
+        for m in want.models.values_mut() {
+            for v in &mut m.versions {
+                v.cluster = format!("outbound|8000||{}.switchyard.svc.cluster.local", v.cluster);
+            }
+        }
+        if let Some(c) = want.collector.as_mut() {
+            c.cluster = "outbound|9411||switchyard-collector.switchyard.svc.cluster.local".into();
+        }
+        assert_eq!(Policy::parse(text).unwrap().config(), &want);
         assert_eq!(w["spec"]["failStrategy"], "FAIL_OPEN");
         let vs = file(&files, "components/istio/generated/switchyard-virtualservice.yaml");
         let routes = vs["spec"]["http"].as_array().unwrap();
         // mlp: 2 plain + 1 shadowed (v1 mirrored to v2); resnet18: 2; the default.
         assert_eq!(routes.len(), 6);
         let shadowed = &routes[0];
-        assert_eq!(shadowed["match"][0]["headers"]["x-switchyard-shadow"]["exact"], "mlp-v2");
+        let header = |h: &str| shadowed["match"][0]["headers"][h]["exact"].clone();
+        assert_eq!(header("x-switchyard-shadow"), "outbound|8000||mlp-v2.switchyard.svc.cluster.local");
+        assert_eq!(header("x-switchyard-upstream"), "outbound|8000||mlp-v1.switchyard.svc.cluster.local");
         assert_eq!(shadowed["mirror"]["host"], "mlp-v2");
         assert_eq!(routes[5]["route"][0]["destination"]["host"], "mlp-v1");
         assert!(routes.iter().all(|r| r["headers"]["request"]["remove"][0] == "x-switchyard-upstream"));
