@@ -350,6 +350,7 @@ def cross(objs: list[dict], where: str, policy_bin: str, rep: Report) -> None:
             cm = notes.get("sidecar.istio.io/bootstrapOverride")
             if cm and ("ConfigMap", cm) not in by:
                 rep.error(f"{where} {name_of(o)}", f"bootstrapOverride ConfigMap {cm} does not exist")
+    check_rbac(objs, by, where, rep)
     for owner, _, spec in pods:
         check_backend_pod(f"{where} {owner}", spec, rep)
         for v in spec.get("volumes", []):
@@ -363,6 +364,58 @@ def cross(objs: list[dict], where: str, policy_bin: str, rep: Report) -> None:
     tags = image_tags(objs)
     if len(tags) > 1:
         rep.error(where, f"Switchyard images and the filter's OCI image disagree on the tag: {sorted(tags)}")
+
+
+# What carries the policy, per controller setting: (kind, API group, resource).
+CARRIERS = {
+    "SWITCHYARD_WASM_PLUGIN": ("WasmPlugin", "extensions.istio.io", "wasmplugins"),
+    "SWITCHYARD_CONFIG_MAP": ("ConfigMap", "", "configmaps"),
+}
+
+
+def check_rbac(objs: list[dict], by: dict, where: str, rep: Report) -> None:
+    """Bindings bind what exists; pods run as accounts that exist; the rollout controller may
+    get and patch exactly the one object it is told carries the policy, nothing more."""
+    for o in objs:
+        label = f"{where} {name_of(o)}"
+        if o["kind"] == "RoleBinding":
+            ref = o["roleRef"]
+            if (ref["kind"], ref["name"]) not in by:
+                rep.error(label, f"binds {ref['kind']} {ref['name']}, which does not exist")
+            for sub in o.get("subjects", []):
+                if sub["kind"] == "ServiceAccount" and ("ServiceAccount", sub["name"]) not in by:
+                    rep.error(label, f"binds ServiceAccount {sub['name']}, which does not exist")
+    for owner, _, spec in pod_templates(objs):
+        sa = spec.get("serviceAccountName")
+        if sa and ("ServiceAccount", sa) not in by:
+            rep.error(f"{where} {owner}", f"runs as ServiceAccount {sa}, which does not exist")
+    controller = by.get(("Deployment", "switchyard-rollout"))
+    if controller is None:
+        return
+    label = f"{where} {name_of(controller)}"
+    spec = controller["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for c in spec["containers"] for e in c.get("env", [])}
+    carriers = [(k, env[k]) for k in CARRIERS if env.get(k)]
+    if len(carriers) != 1:
+        rep.error(label, f"needs exactly one of {', '.join(CARRIERS)}; has {carriers or 'none'}")
+        return
+    var, name = carriers[0]
+    kind, group, resource = CARRIERS[var]
+    if (kind, name) not in by:
+        rep.error(label, f"{var} names {kind} {name}, which does not exist")
+    sa = spec.get("serviceAccountName")
+    roles = [by.get((b["roleRef"]["kind"], b["roleRef"]["name"])) for b in objs if b["kind"] == "RoleBinding"
+             and any(s.get("kind") == "ServiceAccount" and s["name"] == sa for s in b.get("subjects", []))]
+    if not any(roles):
+        rep.error(label, f"ServiceAccount {sa} has no Role: it could not change traffic")
+    if any(o["kind"] == "ClusterRoleBinding" and any(s.get("name") == sa for s in o.get("subjects", [])) for o in objs):
+        rep.error(label, f"ServiceAccount {sa} is bound cluster-wide: it may touch only its own object")
+    for role in filter(None, roles):
+        for rule in role.get("rules", []):
+            allowed = (rule.get("apiGroups") == [group] and rule.get("resources") == [resource]
+                       and rule.get("resourceNames") == [name] and set(rule.get("verbs", [])) <= {"get", "patch"})
+            if not allowed:
+                rep.error(f"{where} {name_of(role)}", f"grants more than get/patch on {kind} {name}: {rule}")
 
 
 def check_routes_match_policy(vs: dict, objs: list[dict], label: str, rep: Report) -> None:
@@ -478,6 +531,9 @@ BREAKS = {
              "exact", "mlp-v1"), "which the filter never sets"),
         ("a missing bootstrap override (the filter's metric labels)",
          lambda o: o.remove(find(o, "ConfigMap", "switchyard-gateway-bootstrap-override")), "bootstrapOverride ConfigMap"),
+        ("a RoleBinding to a ServiceAccount that does not exist",
+         lambda o: find(o, "RoleBinding", "switchyard-rollout")["subjects"][0].__setitem__("name", "nobody"),
+         "ServiceAccount nobody, which does not exist"),
         ("a WasmPlugin selecting no gateway pods",
          lambda o: find(o, "WasmPlugin")["spec"]["selector"]["matchLabels"].__setitem__("istio", "ingressgateway"),
          "matches no gateway pod"),
@@ -486,6 +542,14 @@ BREAKS = {
          "is not named"),
     ],
     "deployments-envoy": [
+        ("a controller Role that grants more than its own object",
+         lambda o: find(o, "Role", "switchyard-rollout")["rules"][0].__setitem__("verbs", ["get", "patch", "delete"]),
+         "grants more than get/patch"),
+        ("a controller Role on every ConfigMap",
+         lambda o: find(o, "Role", "switchyard-rollout")["rules"][0].pop("resourceNames"), "grants more than get/patch"),
+        ("a controller told to patch an object that does not exist",
+         lambda o: find(o, "Deployment", "switchyard-rollout")["spec"]["template"]["spec"]["containers"][0]["env"].append(
+             {"name": "SWITCHYARD_WASM_PLUGIN", "value": "x"}), "needs exactly one of"),
         ("an HPA targeting nothing",
          lambda o: find(o, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"].__setitem__("name", "nope"), "does not exist"),
         ("a bootstrap cluster on a Service port that does not exist",

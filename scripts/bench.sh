@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark suite (not tests; crate bench/, binary switchyard-bench): builds in release mode, starts what each benchmark needs, and
 # regenerates its section of docs/benchmarks.md (charts under docs/bench/).
-#   scripts/bench.sh [all|backend|filter|generator|sweep|peers|guard|drift|protocols] [extra arguments for that benchmark]
+#   scripts/bench.sh [all|backend|filter|generator|sweep|peers|guard|drift|protocols|cold-start] [extra arguments for that benchmark]
 #   backend:   raw libtorch ceiling vs served throughput, batching on/off, serving overhead (~5 min)
 #   filter:    backend direct vs Envoy without a filter, with an empty wasm filter and with ours:
 #              latency, saturation, Envoy CPU and instructions per request, memory (~8 min)
@@ -20,7 +20,9 @@
 #              Evidently into a benchmark-only venv under .cache/peers, a minute or two)
 #   protocols: REST JSON vs REST binary tensors vs gRPC on mlp and resnet18, straight to the
 #              backend and through Envoy + the filter, against the raw forward ceiling (~5 min)
-#   all:       all eight, in that order (~35 min)
+#   cold-start: each demo model version served by a fresh backend, 5 times: spawn to ready and to the
+#              first inference, then SIGTERM (scripts/cold-start.sh; also docs/bench/cold-start.json) (~1 min)
+#   all:       all nine, in that order (~36 min)
 # Keep the machine otherwise idle while it runs: the results are ratios measured side by side,
 # but a busy neighbour still blurs them.
 # shellcheck source=lib.sh
@@ -28,8 +30,8 @@
 WHICH=${1:-all}
 [ $# -gt 0 ] && shift
 case "$WHICH" in
-  all|backend|filter|generator|sweep|peers|guard|drift|protocols) ;;
-  *) echo "unknown benchmark '$WHICH': all, backend, filter, generator, sweep, peers, guard, drift or protocols" >&2; exit 2 ;;
+  all|backend|filter|generator|sweep|peers|guard|drift|protocols|cold-start) ;;
+  *) echo "unknown benchmark '$WHICH': all, backend, filter, generator, sweep, peers, guard, drift, protocols or cold-start" >&2; exit 2 ;;
 esac
 if [ "$WHICH" = all ] && [ $# -gt 0 ]; then
   echo "extra arguments go to one benchmark: scripts/bench.sh <name> $*" >&2; exit 2
@@ -73,13 +75,18 @@ if [ "$WHICH" = all ] || [ "$WHICH" = drift ]; then
   peer_venv evidently
 fi
 
-for b in backend filter generator sweep peers guard drift protocols; do
+for b in backend filter generator sweep peers guard drift protocols cold-start; do
   if [ "$WHICH" = all ] || [ "$WHICH" = "$b" ]; then
     step "benchmark: $b"
     pin=()
     # bench-filter gives the Envoys CPU 1 (--envoy-cpus); the generator and the backend take CPU 0.
     if [ "$b" = filter ] && [ "$(nproc)" -ge 2 ]; then pin=(taskset -c 0); fi
-    "${pin[@]}" "$BENCH" "$b" --reproduce "scripts/bench.sh $b${*:+ $*}" "$@"
+    if [ "$b" = cold-start ]; then
+      # A script of its own (it times process start-ups, not requests): scripts/cold-start.sh.
+      scripts/cold-start.sh --reproduce "scripts/bench.sh $b${*:+ $*}" "$@"
+    else
+      "${pin[@]}" "$BENCH" "$b" --reproduce "scripts/bench.sh $b${*:+ $*}" "$@"
+    fi
   fi
 done
 echo "==> results: docs/benchmarks.md"

@@ -64,9 +64,23 @@ pub async fn connect_as(addr: &str, grpc: bool) -> anyhow::Result<Sender> {
 
 /// One GET on a fresh connection: (status, body).
 pub async fn get(addr: &str, path: &str) -> anyhow::Result<(u16, Bytes)> {
+    request(addr, hyper::Method::GET, path, None, Bytes::new()).await
+}
+
+/// One request on a fresh connection, with a body of `content_type`: (status, body).
+pub async fn request(
+    addr: &str,
+    method: hyper::Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: Bytes,
+) -> anyhow::Result<(u16, Bytes)> {
     let mut s = connect(addr).await?;
-    let req = Request::get(path).header("host", addr).body(Full::new(Bytes::new()))?;
-    let resp = s.send_request(req).await?;
+    let mut req = Request::builder().method(method).uri(path).header("host", addr);
+    if let Some(t) = content_type {
+        req = req.header(hyper::header::CONTENT_TYPE, t);
+    }
+    let resp = s.send_request(req.body(Full::new(body))?).await?;
     let status = resp.status().as_u16();
     Ok((status, resp.into_body().collect().await?.to_bytes()))
 }

@@ -77,9 +77,19 @@ pub fn in_force(bootstrap: &Path) -> Result<Policy, String> {
     let text = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let doc: Value =
         serde_json::from_slice(&text).map_err(|e| format!("{}: not a filter config: {e}", path.display()))?;
+    policy_of_filter_config(&doc).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The policy an ECDS document ([`filter_config`]'s) hands the filter.
+pub fn policy_of_filter_config(doc: &Value) -> Result<Policy, String> {
     let policy = doc
         .pointer("/resources/0/typed_config/config/configuration/value")
         .and_then(Value::as_str)
-        .ok_or_else(|| format!("{}: no policy in it", path.display()))?;
-    Policy::parse(policy.to_owned()).map_err(|e| format!("{}: {e}", path.display()))
+        .ok_or("no policy in it")?;
+    Policy::parse(policy.to_owned()).map_err(|e| e.to_string())
+}
+
+/// The `.wasm` an ECDS document loads.
+pub fn wasm_of_filter_config(doc: &Value) -> Option<&str> {
+    doc.pointer("/resources/0/typed_config/config/vm_config/code/local/filename").and_then(Value::as_str)
 }

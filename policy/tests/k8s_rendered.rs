@@ -63,3 +63,18 @@ fn the_validator_catches_each_kind_of_broken_object() {
     // One line per break; a break that slipped through fails the run above.
     assert!(text.lines().filter(|l| l.starts_with("ok   ")).count() >= 17, "{text}");
 }
+
+#[test]
+fn the_capacity_doc_is_what_its_script_makes_of_the_committed_measurements_and_scaling() {
+    // docs/capacity.md derives replicas and the day's simulation from the sweep, the cold-start
+    // measurement, the prices and the generated ScaledObjects: a change to any of them must
+    // come with the doc re-made (`scripts/capacity.py`).
+    let python = root().join(".venv/bin/python");
+    let out = Command::new(&python)
+        .args(["scripts/capacity.py", "--check"])
+        .current_dir(root())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {} (scripts/setup.sh installs it): {e}", python.display()));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "docs/capacity.md is stale: re-run scripts/capacity.py\n{text}");
+}

@@ -3,6 +3,7 @@
 //! applies the policy the state asks for, and serves the commands.
 
 pub mod judge;
+pub mod kube;
 pub mod spec;
 pub mod stats;
 pub mod store;

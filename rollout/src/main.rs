@@ -21,6 +21,7 @@ use switchyard_policy::Config;
 use switchyard_policy::deploy::{apply_filter, in_force, write_atomic};
 use switchyard_policy::render::Policy;
 use switchyard_rollout::judge::{Compared, Counts, Observation, Phase, State, Tick, Traffic};
+use switchyard_rollout::kube::{Carrier, Kube, Read};
 use switchyard_rollout::spec::{Spec, Stage};
 use switchyard_rollout::store::{Saved, Store, Target};
 
@@ -41,19 +42,25 @@ enum Command {
     Start {
         spec: PathBuf,
         /// The policy file the rollout edits (envoy/policy.json in the demo).
-        #[arg(long)]
-        policy: PathBuf,
+        #[arg(long, required_unless_present = "kube_api")]
+        policy: Option<PathBuf>,
         /// The running Envoy's rendered bootstrap (its filter.yaml is beside it).
-        #[arg(long)]
-        bootstrap: PathBuf,
+        #[arg(long, required_unless_present = "kube_api")]
+        bootstrap: Option<PathBuf>,
         #[arg(long, default_value = "target/wasm32-wasip1/wasm-release/switchyard_filter.wasm")]
         wasm: PathBuf,
-        /// Envoy's admin listener, read for the filter's metrics.
-        #[arg(long, default_value = "127.0.0.1:9901")]
+        /// Envoy's admin listener, read for the filter's metrics (in a cluster: Prometheus).
+        #[arg(long, env = "SWITCHYARD_ENVOY_ADMIN", default_value = "127.0.0.1:9901")]
         envoy_admin: String,
+        /// The path read there (in a cluster: Prometheus's `/federate` with a URL-encoded
+        /// `match[]` for the gateway's job; k8s/README.md).
+        #[arg(long, env = "SWITCHYARD_METRICS_PATH", default_value = "/stats/prometheus")]
+        metrics_path: String,
+        #[command(flatten)]
+        kube: Box<KubeArgs>,
         /// The collector (HOST:PORT), read for shadow comparisons: needed by steps with
         /// `max_disagreement`.
-        #[arg(long)]
+        #[arg(long, env = "SWITCHYARD_COLLECTOR")]
         collector: Option<String>,
     },
     /// The controller: judges and acts every `--interval` until the rollout ends.
@@ -85,6 +92,67 @@ enum Command {
     },
     /// Clears the data-plane guard's latch for the rollout's model (a new `guard.epoch`).
     ResetGuard,
+}
+
+/// In a cluster: the policy lives in a Kubernetes object, changed through `kubectl proxy`.
+#[derive(clap::Args)]
+struct KubeArgs {
+    /// `kubectl proxy` beside the controller, HOST:PORT.
+    #[arg(long, env = "SWITCHYARD_KUBE_API", requires = "namespace")]
+    kube_api: Option<String>,
+    #[arg(long, env = "POD_NAMESPACE")]
+    namespace: Option<String>,
+    /// Istio: the WasmPlugin whose pluginConfig is the policy.
+    #[arg(long, env = "SWITCHYARD_WASM_PLUGIN", requires = "kube_api", conflicts_with = "config_map")]
+    wasm_plugin: Option<String>,
+    /// The Envoy gateway: the ConfigMap holding its ECDS file.
+    #[arg(long, env = "SWITCHYARD_CONFIG_MAP", requires = "kube_api")]
+    config_map: Option<String>,
+    #[arg(long, default_value = "filter.yaml")]
+    config_map_key: String,
+}
+
+impl KubeArgs {
+    fn target(self) -> Result<Option<Kube>, String> {
+        let Some(api) = self.kube_api else { return Ok(None) };
+        let carrier = match (self.wasm_plugin, self.config_map) {
+            (Some(name), None) => Carrier::WasmPlugin { name },
+            (None, Some(name)) => Carrier::ConfigMap { name, key: self.config_map_key },
+            _ => {
+                return Err("--kube-api needs --wasm-plugin NAME or --config-map NAME (what carries the policy)".into());
+            }
+        };
+        Ok(Some(Kube { api, namespace: self.namespace.unwrap_or_default(), carrier }))
+    }
+}
+
+/// The policy in force, as read from where the rollout acts.
+enum InForce {
+    Local(Policy),
+    Kube(Read),
+}
+
+impl InForce {
+    fn policy(&self) -> &Policy {
+        match self {
+            InForce::Local(p) => p,
+            InForce::Kube(r) => &r.policy,
+        }
+    }
+}
+
+fn local(target: &Target) -> Result<(&Path, &Path), String> {
+    match (&target.policy, &target.bootstrap) {
+        (Some(p), Some(b)) => Ok((p, b)),
+        _ => Err("the rollout names neither a Kubernetes object nor a policy file and bootstrap".into()),
+    }
+}
+
+async fn in_force_at(target: &Target) -> Result<InForce, String> {
+    match &target.kube {
+        Some(k) => Ok(InForce::Kube(k.in_force().await?)),
+        None => Ok(InForce::Local(in_force(local(target)?.1)?)),
+    }
 }
 
 fn now_ms() -> u64 {
@@ -160,22 +228,27 @@ fn compares_now(st: &State) -> bool {
         .is_some_and(|s| s.max_disagreement.is_some())
 }
 
-/// Puts `cfg` in force and writes it to the policy file too, so every tool sees one policy.
-fn deploy(target: &Target, cfg: &Config) -> Result<String, String> {
+/// Puts `cfg` in force: locally it is written to the policy file too, so every tool sees one
+/// policy; in a cluster the object replaced is the one `now` was read from, unchanged since.
+async fn deploy(target: &Target, now: &InForce, cfg: &Config) -> Result<String, String> {
     let text = serde_json::to_string_pretty(cfg).map_err(|e| e.to_string())? + "\n";
     let policy = Policy::parse(text.clone()).map_err(|e| format!("the rollout would make an invalid policy: {e}"))?;
-    let (version, _) = apply_filter(&policy, &target.wasm, &target.bootstrap, None)?;
-    write_atomic(&target.policy, &text)?;
+    if let (InForce::Kube(read), Some(k)) = (now, &target.kube) {
+        return k.apply(read, &policy).await;
+    }
+    let (file, bootstrap) = local(target)?;
+    let (version, _) = apply_filter(&policy, &target.wasm, bootstrap, None)?;
+    write_atomic(file, &text)?;
     Ok(version)
 }
 
 /// Applies the traffic the state wants when it is not already in force. Returns what changed.
-fn reconcile(target: &Target, st: &State) -> Result<Option<String>, String> {
-    let current = in_force(&target.bootstrap)?;
+async fn reconcile(target: &Target, st: &State) -> Result<Option<String>, String> {
+    let current = in_force_at(target).await?;
     let traffic = st.traffic();
-    match with_traffic(current.config(), st, traffic)? {
+    match with_traffic(current.policy().config(), st, traffic)? {
         Some(cfg) => {
-            let version = deploy(target, &cfg)?;
+            let version = deploy(target, &current, &cfg).await?;
             Ok(Some(format!("{} {traffic:?} in force (filter config {version})", st.spec.model)))
         }
         None => Ok(None),
@@ -184,11 +257,11 @@ fn reconcile(target: &Target, st: &State) -> Result<Option<String>, String> {
 
 /// The filter's counters for the rollout's versions, from Envoy's admin endpoint.
 async fn observe(target: &Target, st: &State) -> Result<Observation, String> {
-    let (status, body) = switchyard_load::http::get(&target.envoy_admin, "/stats/prometheus")
+    let (status, body) = switchyard_load::http::get(&target.envoy_admin, &target.metrics_path)
         .await
-        .map_err(|e| format!("Envoy admin {}: {e}", target.envoy_admin))?;
+        .map_err(|e| format!("metrics at {}: {e}", target.envoy_admin))?;
     if status != 200 {
-        return Err(format!("Envoy admin {} answered {status}", target.envoy_admin));
+        return Err(format!("metrics at {}{} answered {status}", target.envoy_admin, target.metrics_path));
     }
     let samples = parse(&String::from_utf8_lossy(&body));
     let model = st.spec.model.as_str();
@@ -291,7 +364,7 @@ fn say(st: &State, what: &str) {
 
 /// A command on the saved rollout: `f` changes the state; the traffic it wants is put in force
 /// at once, then saved and logged.
-fn command(dir: &Path, f: impl FnOnce(&mut State) -> Result<String, String>, name: &str) -> Result<(), String> {
+async fn command(dir: &Path, f: impl FnOnce(&mut State) -> Result<String, String>, name: &str) -> Result<(), String> {
     let store = Store::open(dir)?;
     let mut saved = store.load()?.ok_or_else(|| format!("no rollout in {}: `start` one first", dir.display()))?;
     let what = f(&mut saved.state)?;
@@ -300,7 +373,7 @@ fn command(dir: &Path, f: impl FnOnce(&mut State) -> Result<String, String>, nam
     store.save(&saved)?;
     event(&store, &saved.state, name)?;
     say(&saved.state, &what);
-    match reconcile(&saved.target, &saved.state) {
+    match reconcile(&saved.target, &saved.state).await {
         Ok(Some(a)) => println!("  {a}"),
         Ok(None) => {}
         Err(e) => return Err(format!("saved, but its traffic is not in force yet: {e} (`run` applies it)")),
@@ -308,10 +381,16 @@ fn command(dir: &Path, f: impl FnOnce(&mut State) -> Result<String, String>, nam
     Ok(())
 }
 
-fn start(dir: &Path, spec_path: &Path, target: Target) -> Result<(), String> {
-    let text = std::fs::read_to_string(spec_path).map_err(|e| format!("cannot read {}: {e}", spec_path.display()))?;
+async fn start(dir: &Path, spec_path: &Path, target: Target) -> Result<(), String> {
+    // `-`: from standard input (`kubectl exec -i … start - < spec.yaml` in a cluster).
+    let text = if spec_path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).map_err(|e| format!("cannot read the spec from stdin: {e}"))?
+    } else {
+        std::fs::read_to_string(spec_path).map_err(|e| format!("cannot read {}: {e}", spec_path.display()))?
+    };
     let spec = Spec::parse(&text).map_err(|e| format!("{}: {e}", spec_path.display()))?;
-    let policy = in_force(&target.bootstrap)?;
+    let now = in_force_at(&target).await?;
+    let policy = now.policy();
     let m = policy
         .config()
         .models
@@ -413,7 +492,7 @@ async fn tick(dir: &Path, metrics: &Mutex<String>, mended: &mut Option<State>) -
         if mended.as_ref() != Some(&seen.state) {
             let store = Store::open(dir)?;
             if let Some(saved) = store.load()? {
-                reconcile(&saved.target, &saved.state)?;
+                reconcile(&saved.target, &saved.state).await?;
                 *mended = Some(saved.state);
             }
         }
@@ -434,7 +513,7 @@ async fn tick(dir: &Path, metrics: &Mutex<String>, mended: &mut Option<State>) -
         // An abort, a promotion, a hold: its traffic at once. A step advanced to is applied
         // just below, as its own event.
         let advanced = saved.state.phase == Phase::Running;
-        let what = if advanced { None } else { reconcile(&saved.target, &saved.state)? };
+        let what = if advanced { None } else { reconcile(&saved.target, &saved.state).await? };
         store.save(&saved)?;
         event(&store, &saved.state, "decision")?;
         say(&saved.state, &format!("{}: {}", saved.state.decision, saved.state.reason));
@@ -445,8 +524,9 @@ async fn tick(dir: &Path, metrics: &Mutex<String>, mended: &mut Option<State>) -
     if saved.state.phase == Phase::Running && saved.state.applied != Some(saved.state.step) {
         if let Tick::Apply(traffic) = saved.state.tick(now, &obs) {
             // Already in force after a restart: not applied twice.
-            let what =
-                reconcile(&saved.target, &saved.state)?.unwrap_or_else(|| format!("{traffic:?} was already in force"));
+            let what = reconcile(&saved.target, &saved.state)
+                .await?
+                .unwrap_or_else(|| format!("{traffic:?} was already in force"));
             saved.state.started(now, obs);
             saved.state.decision = "apply".into();
             saved.state.reason = format!("step {}: {what}", saved.state.step);
@@ -548,8 +628,8 @@ async fn run(dir: &Path, interval: &str, metrics_addr: Option<SocketAddr>, keep_
 async fn reset_guard(dir: &Path) -> Result<(), String> {
     let store = Store::open(dir)?;
     let saved = store.load()?.ok_or_else(|| format!("no rollout in {}", dir.display()))?;
-    let current = in_force(&saved.target.bootstrap)?;
-    let mut cfg = current.config().clone();
+    let current = in_force_at(&saved.target).await?;
+    let mut cfg = current.policy().config().clone();
     let model = &saved.state.spec.model;
     let g = cfg
         .models
@@ -558,7 +638,7 @@ async fn reset_guard(dir: &Path) -> Result<(), String> {
         .ok_or_else(|| format!("model '{model}' has no guard in the policy in force"))?;
     g.epoch += 1;
     let epoch = g.epoch;
-    let version = deploy(&saved.target, &cfg)?;
+    let version = deploy(&saved.target, &current, &cfg).await?;
     event(&store, &saved.state, &format!("reset-guard: epoch {epoch}"))?;
     println!(
         "guard of {model} reset: epoch {epoch} in force (filter config {version}); a version it had taken out is back at its weight"
@@ -587,15 +667,21 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let dir = cli.state_dir.as_path();
     let result = match cli.command {
-        Command::Start { spec, policy, bootstrap, wasm, envoy_admin, collector } => {
-            start(dir, &spec, Target { policy, bootstrap, wasm, envoy_admin, collector })
+        Command::Start { spec, policy, bootstrap, wasm, envoy_admin, metrics_path, kube, collector } => {
+            match (*kube).target() {
+                Ok(kube) => {
+                    let target = Target { policy, bootstrap, wasm, envoy_admin, metrics_path, collector, kube };
+                    start(dir, &spec, target).await
+                }
+                Err(e) => Err(e),
+            }
         }
         Command::Run { interval, metrics_addr, keep_running } => run(dir, &interval, metrics_addr, keep_running).await,
         Command::Status { json } => status(dir, json),
-        Command::Pause => command(dir, State::pause, "pause"),
-        Command::Resume => command(dir, |s| s.resume(now_ms()), "resume"),
-        Command::Promote => command(dir, State::promote, "promote"),
-        Command::Abort { reason } => command(dir, |s| s.abort_by_hand(&reason), "abort"),
+        Command::Pause => command(dir, State::pause, "pause").await,
+        Command::Resume => command(dir, |s| s.resume(now_ms()), "resume").await,
+        Command::Promote => command(dir, State::promote, "promote").await,
+        Command::Abort { reason } => command(dir, |s| s.abort_by_hand(&reason), "abort").await,
         Command::ResetGuard => reset_guard(dir).await,
     };
     match result {

@@ -10,19 +10,32 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::judge::State;
+use crate::kube::Kube;
 
-/// Where the rollout acts: the policy file it rewrites, and what `policy::deploy` needs to put
-/// it in force in the running Envoy.
+/// Where the rollout acts: locally, the policy file it rewrites and what `policy::deploy`
+/// needs to put it in force in the running Envoy; in a cluster, the object carrying the policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Target {
-    pub policy: PathBuf,
-    pub bootstrap: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<PathBuf>,
     pub wasm: PathBuf,
-    /// Envoy's admin listener, HOST:PORT, read for the filter's metrics.
+    /// Where the filter's metrics are read, HOST:PORT: Envoy's admin listener, or in a cluster
+    /// Prometheus (which has every gateway pod's).
     pub envoy_admin: String,
+    /// The path read there: Envoy's `/stats/prometheus`, or Prometheus's `/federate?match[]=…`.
+    #[serde(default = "default_metrics_path")]
+    pub metrics_path: String,
     /// The collector, HOST:PORT, read for the shadow comparisons (steps with `max_disagreement`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collector: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube: Option<Kube>,
+}
+
+pub fn default_metrics_path() -> String {
+    "/stats/prometheus".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -182,6 +182,9 @@ struct K8sArgs {
     /// The drift monitor's configuration, for its ConfigMap.
     #[arg(long, default_value = "monitor/configs/demo.json")]
     monitor_config: PathBuf,
+    /// In-flight target and replica ceiling per model, for the autoscalers.
+    #[arg(long, default_value = "k8s/scaling.json")]
+    scaling: PathBuf,
     /// Write nothing; fail, naming each file, when the committed objects differ from a fresh render.
     #[arg(long)]
     check: bool,
@@ -402,6 +405,7 @@ fn render_k8s(a: K8sArgs) -> Result<(), String> {
         prices,
         dashboards: files_in(&a.dashboards_dir, ".json")?,
         monitor_config: read_text(&a.monitor_config)?,
+        scaling: k8s::Scaling::parse(&read(&a.scaling)?).map_err(|e| format!("{}: {e}", a.scaling.display()))?,
     };
     let files = k8s::render(&policy, &options).map_err(|e| e.to_string())?;
     // Generated files that the render no longer makes (a version left the policy).
@@ -425,7 +429,7 @@ fn render_k8s(a: K8sArgs) -> Result<(), String> {
         differ.extend(stale.iter().map(|p| format!("{p} is no longer rendered")));
         if !differ.is_empty() {
             return Err(format!(
-                "{} (re-render with scripts/render-k8s.sh)",
+                "{} (re-render with `switchyard-policy render k8s`)",
                 differ.iter().map(|d| format!("{}/{d}", a.out_dir.display())).collect::<Vec<_>>().join("; ")
             ));
         }
