@@ -256,7 +256,7 @@ def image_tags(objs: list[dict]) -> set[str]:
                 image = c.get("image", "")
                 if image.split(":")[0] == IMAGE:
                     tags.add(image.partition(":")[2] or "latest")
-        if o["kind"] == "WasmPlugin":
+        if o["kind"] == "WasmPlugin" and o["spec"]["url"].startswith("oci://"):
             tags.add(o["spec"]["url"].rpartition(":")[2])
     return tags
 
