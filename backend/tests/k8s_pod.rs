@@ -81,7 +81,9 @@ fn run_pod(file: &str) {
 
     // Ready within what the startup probe allows, then live.
     let budget = |probe: &str| {
-        Duration::from_secs(c[probe]["failureThreshold"].as_u64().unwrap() * c[probe]["periodSeconds"].as_u64().unwrap())
+        Duration::from_secs(
+            c[probe]["failureThreshold"].as_u64().unwrap() * c[probe]["periodSeconds"].as_u64().unwrap(),
+        )
     };
     let (ready, live, startup) = (addr("readinessProbe"), addr("livenessProbe"), addr("startupProbe"));
     p.wait_ready(budget("startupProbe"), "the startup probe", || ok(&startup)).unwrap();
