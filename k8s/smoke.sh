@@ -52,6 +52,21 @@ for _ in $(seq 50); do
   sleep 0.2
 done
 
+# Canaries idle at zero replicas until the filter routes to them (KEDA's `routed` trigger):
+# the first requests to one get 503s until its pod is ready. Wake every version with weight,
+# then measure.
+step "wake the versions with weight (KEDA scales canaries from zero; up to 3 min)"
+deadline=$((SECONDS + 180))
+while :; do
+  curl -s -o /dev/null -H 'content-type: application/json' --data @- \
+    "http://127.0.0.1:$port/v2/models/mlp/infer" < <(python3 -c 'import json; g=json.load(open("models/golden/mlp-v1.json"))["inputs"][0]; print(json.dumps({"inputs":[{**g,"shape":[1]+g["shape"][1:],"data":g["data"][:len(g["data"])//g["shape"][0]]}]}))') || true
+  waiting=$(kubectl -n "$ns" get deploy -l app.kubernetes.io/name=switchyard-backend,switchyard.dev/model=mlp \
+    -o jsonpath='{range .items[*]}{.metadata.name}={.status.readyReplicas}{"\n"}{end}' | awk -F= '$2 == "" || $2 == 0 {print $1}')
+  [ -z "$waiting" ] && break
+  [ "$SECONDS" -lt "$deadline" ] || fail "not ready after 3 min: $waiting"
+  sleep 1
+done
+
 step "traffic: $requests mlp requests, one resnet18 request, through the gateway"
 python3 - "$port" "$requests" "$overlay" <<'PY'
 import json, math, sys, urllib.request, urllib.error

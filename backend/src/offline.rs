@@ -164,7 +164,8 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
         total - done
     );
 
-    let mut input = BufReader::new(File::open(&args.input)?);
+    // Up to where the scan counted: a line being appended right now is the next run's.
+    let mut input = BufReader::new(File::open(&args.input)?.take(scan.bytes));
     let mut out = BufWriter::new(OpenOptions::new().append(true).create(true).open(&args.output)?);
     let mut progress = Progress::new(total, done);
     let mut chunk: Vec<(usize, Result<InferRequest, String>)> = Vec::new();
@@ -295,12 +296,19 @@ pub fn merge(args: &MergeArgs) -> anyhow::Result<()> {
         reader.read_until(b'\n', &mut line)?;
         out.write_all(&line)?;
     }
-    out.flush()?;
-    drop(out);
-    let record = JobRecord { shard: Shard::default(), ..first.clone() };
-    write_job_record(&job_record_path(&args.output), &record)
-        .with_context(|| format!("cannot write the job record of {}", args.output.display()))?;
+    // On disk before it takes the output's name, and the record only after: a crash in
+    // between leaves an output without a record, which `batch` refuses to resume, never a
+    // record beside an older output.
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    let old_record = job_record_path(&args.output);
+    let _ = std::fs::remove_file(&old_record);
     std::fs::rename(&tmp, &args.output).with_context(|| format!("cannot write {}", args.output.display()))?;
+    if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
+    let record = JobRecord { shard: Shard::default(), ..first.clone() };
+    write_job_record(&old_record, &record)
+        .with_context(|| format!("cannot write the job record of {}", args.output.display()))?;
     eprintln!("merge-shards: {} lines from {count} shards -> {}", first.input_lines, args.output.display());
     Ok(())
 }

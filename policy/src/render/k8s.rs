@@ -294,9 +294,10 @@ fn inference_service(v: &Version<'_>, o: &K8sOptions) -> Value {
                 // KServe's Standard mode (RawDeployment before 0.16): a Deployment and a
                 // Service, no Knative.
                 "serving.kserve.io/deploymentMode": "Standard",
-                // KServe creates no autoscaler: scaling is the ScaledObject's (or the HPA's)
-                // of components/keda (hpa).
-                "serving.kserve.io/autoscalerClass": "none",
+                // KServe creates no autoscaler and leaves the Deployment's replicas alone:
+                // scaling is the ScaledObject's (or the HPA's) of components/keda (hpa).
+                // (`none` would make KServe reset replicas to minReplicas on every reconcile.)
+                "serving.kserve.io/autoscalerClass": "external",
             },
         },
         "spec": {"predictor": predictor},
@@ -308,8 +309,9 @@ fn deployment(v: &Version<'_>, o: &K8sOptions) -> Value {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": meta(&deployment_name(v.cluster), labels(v)),
+        // No `replicas`: the autoscaler owns it (one pod at creation), and a re-apply must
+        // not scale a busy version back to one.
         "spec": {
-            "replicas": 1,
             "selector": {"matchLabels": selector(v)},
             // A rolling update never takes serving capacity away.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
