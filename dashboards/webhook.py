@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -35,7 +36,8 @@ def main():
             names = sorted({x.get("labels", {}).get("alertname", "?") for x in alerts})
             with lock:
                 with open(a.out, "a") as f:
-                    f.write(json.dumps({"receiver": receiver, "notification": body}) + "\n")
+                    # received_at (Unix seconds): when the page arrived, for drills' time to detect.
+                    f.write(json.dumps({"receiver": receiver, "received_at": time.time(), "notification": body}) + "\n")
                 print(f"webhook: {receiver}: {body.get('status', '?')} {len(alerts)} alert(s): {', '.join(names)}", flush=True)
             self.send_response(200)
             self.send_header("content-length", "0")

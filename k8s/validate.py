@@ -437,6 +437,17 @@ def check_routes_match_policy(vs: dict, objs: list[dict], label: str, rep: Repor
                     rep.error(label, f"route {route.get('name')} matches {header}: {value}, which the filter never sets")
     for c in sorted(clusters - routed):
         rep.error(label, f"no route for {header}: {c} (a version of the WasmPlugin's policy)")
+    # With the filter failed open, each model's requests go to its own stable version.
+    for model, m in pc.get("models", {}).items():
+        versions = m.get("versions", [])
+        if not versions:
+            continue
+        stable = versions[0]["cluster"].split("|")[-1].split(".")[0]
+        prefix = f"/v2/models/{model}/"
+        if not any(any(mt.get("uri", {}).get("prefix") == prefix for mt in r.get("match", []))
+                   and [d["destination"]["host"] for d in r.get("route", [])] == [stable]
+                   for r in vs["spec"].get("http", [])):
+            rep.error(label, f"no route sends {prefix} to {stable} when the filter fails open")
 
 
 def check_service_port(services: dict, host: str, port: int | None, label: str, rep: Report) -> None:
@@ -529,6 +540,9 @@ BREAKS = {
         ("a route on a header value the filter never sets",
          lambda o: find(o, "VirtualService")["spec"]["http"][1]["match"][0]["headers"]["x-switchyard-upstream"].__setitem__(
              "exact", "mlp-v1"), "which the filter never sets"),
+        ("a fail-open route that sends a model to another model's version",
+         lambda o: next(r for r in find(o, "VirtualService")["spec"]["http"] if r["name"] == "resnet18-unrouted")[
+             "route"][0]["destination"].__setitem__("host", "mlp-v1"), "when the filter fails open"),
         ("a missing bootstrap override (the filter's metric labels)",
          lambda o: o.remove(find(o, "ConfigMap", "switchyard-gateway-bootstrap-override")), "bootstrapOverride ConfigMap"),
         ("a RoleBinding to a ServiceAccount that does not exist",

@@ -32,9 +32,12 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     if let Some(p) = std::env::var_os(var) {
         return PathBuf::from(p);
     }
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    // target/<profile>/deps/<test> -> target/<profile>/<name>; a binary built on the kit
+    // (switchyard-drill) sits in target/<profile> itself.
     let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().and_then(Path::parent).unwrap().join(name);
+    let dir = exe.parent().unwrap();
+    let dir = if dir.ends_with("deps") { dir.parent().unwrap() } else { dir };
+    let bin = dir.join(name);
     assert!(bin.exists(), "{} not built: run `cargo build --workspace` (scripts/test.sh does)", bin.display());
     bin
 }

@@ -201,6 +201,20 @@ impl Webhook {
         let url = format!("http://{}", address_after(&line, "").expect("webhook address"));
         Webhook { _daemon: daemon, url, out }
     }
+    /// Every notification received so far with its arrival (Unix seconds): (time, receiver,
+    /// Alertmanager's payload).
+    pub fn received(&self) -> Vec<(f64, String, serde_json::Value)> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| {
+                let at = v["received_at"].as_f64().unwrap_or_default();
+                (at, v["receiver"].as_str().unwrap_or_default().to_owned(), v["notification"].clone())
+            })
+            .collect()
+    }
+
     /// Every notification received so far: (receiver, Alertmanager's payload).
     pub fn notifications(&self) -> Vec<(String, serde_json::Value)> {
         std::fs::read_to_string(&self.out)

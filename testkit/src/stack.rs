@@ -11,8 +11,10 @@ use crate::{Resp, Server, demo_repo, free_port, request, root, scratch, wait_unt
 
 /// `target/`, from the running test binary (`target/<profile>/deps/<test>`).
 pub fn target_dir() -> PathBuf {
+    // target/<profile>/deps/<test>, or target/<profile>/<binary> for a tool on the kit.
     let exe = std::env::current_exe().unwrap();
-    exe.ancestors().nth(3).unwrap().to_path_buf()
+    let up = if exe.parent().is_some_and(|d| d.ends_with("deps")) { 3 } else { 2 };
+    exe.ancestors().nth(up).unwrap().to_path_buf()
 }
 
 pub fn wasm_path() -> PathBuf {

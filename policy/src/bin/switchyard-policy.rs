@@ -121,9 +121,11 @@ struct EnvoyArgs {
     /// Plain Envoy without the filter (the benchmarks' baseline).
     #[arg(long)]
     no_filter: bool,
-    /// Abort PERCENT % of the requests routed to CLUSTER with STATUS (503 by default): a
-    /// failing canary for drills and tests.
-    #[arg(long, value_name = "CLUSTER=PERCENT[:STATUS]")]
+    /// Abort PERCENT % of the requests routed to CLUSTER with STATUS (503 by default), or
+    /// delay them MS milliseconds: a failing or slow canary for drills and tests. PERCENT may
+    /// be 0 (armed): `POST /runtime_modify?switchyard.fault.CLUSTER.abort_percent=N` (or
+    /// `delay_percent`) on Envoy's admin sets it at run time, N in millionths.
+    #[arg(long, value_name = "CLUSTER=PERCENT[:STATUS|:MSms]")]
     fault: Vec<Fault>,
 }
 
@@ -153,6 +155,10 @@ struct PrometheusArgs {
     scrape_interval: String,
     #[arg(long, default_value = "5s")]
     evaluation_interval: String,
+    /// Every rule's windows and `for:` divided by N (copies of the rule files in --out-dir),
+    /// for drills: 60 makes five minutes five seconds. Use a 1s scrape interval with it.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    time_scale: u64,
 }
 
 #[derive(Args)]
@@ -356,7 +362,17 @@ fn render_prometheus(a: PrometheusArgs) -> Result<(), String> {
         if !p.is_file() {
             return Err(format!("rule file {} not found (--rules-dir)", p.display()));
         }
-        rule_files.push(absolute(&p)?);
+        if a.time_scale == 1 {
+            rule_files.push(absolute(&p)?);
+            continue;
+        }
+        // Ranges keep four scrapes (a rate needs two), `for:` one evaluation.
+        let ms = |d: &str| prometheus::duration_ms(d).ok_or_else(|| format!("'{d}' is not a duration"));
+        let (scrape, eval) = (ms(&a.scrape_interval)?, ms(&a.evaluation_interval)?);
+        let scaled = prometheus::scale_rule_durations(&read_text(&p)?, a.time_scale, 4 * scrape, eval);
+        let out = a.out_dir.join(format!("drill-{f}"));
+        write_atomic(&out, &scaled)?;
+        rule_files.push(absolute(&out)?);
     }
     rule_files.push(absolute(&config_rules)?);
     let options = PrometheusOptions {

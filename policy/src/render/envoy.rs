@@ -98,29 +98,66 @@ impl Contract {
     }
 }
 
-/// Envoy's fault filter aborting `percent` % of the requests routed to `cluster`.
+/// Envoy's fault filter aborting (or delaying) `percent` % of the requests routed to
+/// `cluster`. The share can be changed while Envoy runs, through its admin runtime
+/// ([`Fault::runtime_key`]): a drill arms a fault at 0 % and turns it on at the onset.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fault {
     pub cluster: String,
     pub percent: f64,
-    pub status: u16,
+    pub action: FaultAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultAction {
+    /// Answer with this status instead of the upstream.
+    Abort(u16),
+    /// Hold the request this many milliseconds before it goes upstream.
+    Delay(u64),
 }
 
 impl FromStr for Fault {
     type Err = String;
 
-    /// `CLUSTER=PERCENT[:STATUS]`, STATUS 503 by default.
+    /// `CLUSTER=PERCENT[:STATUS]` (abort, STATUS 503 by default) or `CLUSTER=PERCENT:MSms`
+    /// (delay).
     fn from_str(s: &str) -> Result<Fault, String> {
-        let bad =
-            || format!("fault '{s}' is not CLUSTER=PERCENT[:STATUS] with 0 < PERCENT <= 100, 200 <= STATUS < 600");
+        let bad = || {
+            format!(
+                "fault '{s}' is not CLUSTER=PERCENT[:STATUS] or CLUSTER=PERCENT:MSms with 0 <= PERCENT <= 100, \
+                 200 <= STATUS < 600, 0 < MS <= 600000"
+            )
+        };
         let (cluster, rest) = s.split_once('=').ok_or_else(bad)?;
-        let (percent, status) = rest.split_once(':').unwrap_or((rest, "503"));
+        let (percent, what) = rest.split_once(':').unwrap_or((rest, "503"));
         let percent: f64 = percent.parse().map_err(|_| bad())?;
-        let status: u16 = status.parse().map_err(|_| bad())?;
-        if cluster.is_empty() || !(percent > 0.0 && percent <= 100.0) || !(200..600).contains(&status) {
+        let action = match what.strip_suffix("ms") {
+            Some(ms) => FaultAction::Delay(ms.parse().ok().filter(|ms| (1..=600_000).contains(ms)).ok_or_else(bad)?),
+            None => FaultAction::Abort(what.parse().ok().filter(|s| (200..600).contains(s)).ok_or_else(bad)?),
+        };
+        if cluster.is_empty() || !(0.0..=100.0).contains(&percent) {
             return Err(bad());
         }
-        Ok(Fault { cluster: cluster.to_owned(), percent, status })
+        Ok(Fault { cluster: cluster.to_owned(), percent, action })
+    }
+}
+
+impl Fault {
+    /// The admin runtime key that overrides the share, in millionths (the configured
+    /// percentage's denominator): `POST /runtime_modify?KEY=1000000` is 100 %.
+    pub fn runtime_key(&self) -> String {
+        let kind = match self.action {
+            FaultAction::Abort(_) => "abort",
+            FaultAction::Delay(_) => "delay",
+        };
+        format!("switchyard.fault.{}.{kind}_percent", self.cluster)
+    }
+
+    fn filter_name(&self) -> String {
+        match self.action {
+            FaultAction::Abort(_) => format!("fault-{}", self.cluster),
+            FaultAction::Delay(_) => format!("delay-{}", self.cluster),
+        }
     }
 }
 
@@ -264,15 +301,27 @@ fn unrouted_grpc(default_grpc: Option<&str>) -> Vec<Value> {
 /// The fault filter sits after the Switchyard filter: it matches the routing header the
 /// filter set, and the filter sees its responses like any upstream answer.
 fn fault_filter(f: &Fault, upstream_header: &str) -> Value {
-    json!({
-        "name": format!("fault-{}", f.cluster),
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
-            "headers": [{"name": upstream_header, "string_match": {"exact": f.cluster}}],
-            // Millionths, so that fractional percentages are exact.
-            "abort": {"http_status": f.status, "percentage": {"numerator": (f.percent * 10_000.0).round() as u64, "denominator": "MILLION"}},
-        },
-    })
+    // Millionths, so that fractional percentages are exact.
+    let percentage = json!({"numerator": (f.percent * 10_000.0).round() as u64, "denominator": "MILLION"});
+    let mut config = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
+        "headers": [{"name": upstream_header, "string_match": {"exact": f.cluster}}],
+    });
+    let (field, value, runtime) = match f.action {
+        FaultAction::Abort(status) => {
+            ("abort", json!({"http_status": status, "percentage": percentage}), "abort_percent_runtime")
+        }
+        FaultAction::Delay(ms) => (
+            "delay",
+            json!({"fixed_delay": format!("{}s", ms as f64 / 1000.0), "percentage": percentage}),
+            "delay_percent_runtime",
+        ),
+    };
+    if let Some(c) = config.as_object_mut() {
+        c.insert(field.into(), value);
+        c.insert(runtime.into(), json!(f.runtime_key()));
+    }
+    json!({"name": f.filter_name(), "typed_config": config})
 }
 
 /// Model requests the filter did not route (it failed open, or the model is not in the
@@ -341,9 +390,13 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
     if o.no_filter && !o.faults.is_empty() {
         p.push("faults need the Switchyard filter (they match the routing header it sets)".into());
     }
+    let mut names = BTreeSet::new();
     for f in &o.faults {
         if !defined.contains(&f.cluster) {
             p.push(format!("fault for unknown cluster '{}'", f.cluster));
+        }
+        if !names.insert(f.filter_name()) {
+            p.push(format!("two faults of one kind for cluster '{}'", f.cluster));
         }
     }
     let (upstream, shadow) = (cfg.upstream_header.as_str(), cfg.shadow_header.as_str());
@@ -408,7 +461,7 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
         clusters: defined,
         latency_buckets_ms: buckets,
     };
-    let doc = json!({
+    let mut doc = json!({
         "node": {"id": "switchyard-local", "cluster": "switchyard", "metadata": {"switchyard": contract}},
         "admin": {"address": address(&o.admin)},
         // Histograms are published at each flush; 1 s keeps dashboards and tests current.
@@ -455,6 +508,12 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
             "clusters": clusters,
         },
     });
+    if !o.faults.is_empty()
+        && let Some(d) = doc.as_object_mut()
+    {
+        // An admin layer, so that `POST /runtime_modify` turns a fault on and off.
+        d.insert("layered_runtime".into(), json!({"layers": [{"name": "admin", "admin_layer": {}}]}));
+    }
     collect(doc, p)
 }
 
@@ -627,8 +686,14 @@ mod tests {
 
     #[test]
     fn faults_parse_strictly() {
-        assert_eq!("c=5".parse::<Fault>().unwrap(), Fault { cluster: "c".into(), percent: 5.0, status: 503 });
-        for bad in ["c", "=5", "c=0", "c=101", "c=5:99", "c=x", "c=5:abc"] {
+        assert_eq!(
+            "c=5".parse::<Fault>().unwrap(),
+            Fault { cluster: "c".into(), percent: 5.0, action: FaultAction::Abort(503) }
+        );
+        assert_eq!("c=0:500".parse::<Fault>().unwrap().action, FaultAction::Abort(500));
+        assert_eq!("c=100:250ms".parse::<Fault>().unwrap().action, FaultAction::Delay(250));
+        assert_eq!("c=0:250ms".parse::<Fault>().unwrap().runtime_key(), "switchyard.fault.c.delay_percent");
+        for bad in ["c", "=5", "c=-1", "c=101", "c=5:99", "c=x", "c=5:abc", "c=5:0ms", "c=5:xms"] {
             assert!(bad.parse::<Fault>().is_err(), "{bad}");
         }
     }

@@ -515,7 +515,26 @@ fn virtual_service(policy: &Policy, o: &K8sOptions) -> Value {
             }));
         }
     }
-    // Not a model path, or the filter failed open: the first model's stable version, as the
+    // The filter did not route (it failed open): each model to its own stable version, as the
+    // local bootstrap's unrouted model paths do — never to another model's.
+    for (model, m) in &policy.config().models {
+        let Some(stable) = m.versions.first() else { continue };
+        routes.push(json!({
+            "name": format!("{model}-unrouted"),
+            "match": [{"uri": {"exact": format!("/v2/models/{model}")}}, {"uri": {"prefix": format!("/v2/models/{model}/")}}],
+            "route": [{"destination": destination(&stable.cluster)}],
+            "headers": strip.clone(),
+            "timeout": "60s",
+        }));
+    }
+    // A model the policy does not name: 404 from the gateway, as locally.
+    routes.push(json!({
+        "name": "unknown-model",
+        "match": [{"uri": {"prefix": "/v2/models/"}}],
+        "directResponse": {"status": 404, "body": {"string": "{\"error\":\"unknown model\"}"}},
+        "headers": strip,
+    }));
+    // Not a model path (server health and metadata): the first model's stable version, as the
     // local bootstrap's default route.
     if let Some(first) = policy.config().models.values().next().and_then(|m| m.versions.first()) {
         routes.push(json!({
@@ -834,14 +853,18 @@ mod tests {
         assert_eq!(w["spec"]["failStrategy"], "FAIL_OPEN");
         let vs = file(&files, "components/istio/generated/switchyard-virtualservice.yaml");
         let routes = vs["spec"]["http"].as_array().unwrap();
-        // mlp: 2 plain + 1 shadowed (v1 mirrored to v2); resnet18: 2; the default.
-        assert_eq!(routes.len(), 6);
+        // mlp: 2 plain + 1 shadowed (v1 mirrored to v2); resnet18: 2; one unrouted per model;
+        // unknown models; the default.
+        assert_eq!(routes.len(), 9);
+        assert_eq!(routes[7]["directResponse"]["status"], 404);
+        assert_eq!(routes[5]["name"], "mlp-unrouted");
+        assert_eq!(routes[6]["route"][0]["destination"]["host"], "resnet18-v1");
         let shadowed = &routes[0];
         let header = |h: &str| shadowed["match"][0]["headers"][h]["exact"].clone();
         assert_eq!(header("x-switchyard-shadow"), "outbound|8000||mlp-v2.switchyard.svc.cluster.local");
         assert_eq!(header("x-switchyard-upstream"), "outbound|8000||mlp-v1.switchyard.svc.cluster.local");
         assert_eq!(shadowed["mirror"]["host"], "mlp-v2");
-        assert_eq!(routes[5]["route"][0]["destination"]["host"], "mlp-v1");
+        assert_eq!(routes[8]["route"][0]["destination"]["host"], "mlp-v1");
         assert!(routes.iter().all(|r| r["headers"]["request"]["remove"][0] == "x-switchyard-upstream"));
     }
 

@@ -60,6 +60,102 @@ pub fn check_duration(what: &str, s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A PromQL duration (`5m`, `1h30m`, `250ms`) in milliseconds.
+pub fn duration_ms(s: &str) -> Option<u64> {
+    let (mut total, mut rest) = (0u64, s);
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let n: u64 = rest.get(..digits)?.parse().ok()?;
+        rest = rest.get(digits..)?;
+        let unit_len = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_alphabetic()).len();
+        let per = match rest.get(..unit_len)? {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 604_800_000,
+            "y" => 31_536_000_000,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(per)?)?;
+        rest = rest.get(unit_len..)?;
+    }
+    (total > 0 || s == "0s").then_some(total)
+}
+
+fn format_ms(ms: u64) -> String {
+    if ms.is_multiple_of(1000) { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
+}
+
+/// Rule files with every duration divided by `factor`: the same rules on drill time, so that
+/// an alert that needs 5 minutes of evidence in production needs 5 seconds in a drill
+/// (`switchyard-drill`). Range selectors, subquery steps and offsets keep at least
+/// `min_range_ms` (a rate needs several scrapes in its window); `for:` and group `interval:`
+/// keep at least `min_for_ms` (the evaluation interval). Everything else — names, labels,
+/// comments — is left as it is, so the drill rules are the production rules.
+pub fn scale_rule_durations(text: &str, factor: u64, min_range_ms: u64, min_for_ms: u64) -> String {
+    let factor = factor.max(1);
+    let scale = |d: &str, floor: u64| duration_ms(d).map(|ms| format_ms((ms / factor).max(floor)));
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_start();
+        let indent = &line[..line.len() - body.len()];
+        if body.starts_with('#') {
+            out.push_str(line);
+            continue;
+        }
+        // `for: 5m` / `interval: 30s`, a comment after it kept.
+        if let Some((key, value)) = body.split_once(':')
+            && matches!(key, "for" | "interval" | "- for" | "- interval")
+        {
+            let value = value.trim_end_matches(['\n', '\r']);
+            let (dur, rest) = value.trim_start().split_once(char::is_whitespace).unwrap_or((value.trim_start(), ""));
+            if let Some(scaled) = scale(dur, min_for_ms) {
+                let newline = &line[line.trim_end_matches(['\n', '\r']).len()..];
+                let rest = if rest.is_empty() { String::new() } else { format!(" {rest}") };
+                out.push_str(&format!("{indent}{key}: {scaled}{rest}{newline}"));
+                continue;
+            }
+        }
+        out.push_str(&scale_promql(line, &|d| scale(d, min_range_ms)));
+    }
+    out
+}
+
+/// `[range]`, `[range:step]` and `offset d` in a line of PromQL, through `f`.
+fn scale_promql(line: &str, f: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    loop {
+        let bracket = rest.find('[');
+        let offset = rest.find("offset ");
+        match (bracket, offset) {
+            (Some(b), o) if o.is_none_or(|o| b < o) => {
+                let Some(end) = rest[b..].find(']').map(|e| b + e) else { break };
+                let inner = &rest[b + 1..end];
+                let scaled: Option<Vec<String>> =
+                    inner.split(':').map(|p| if p.is_empty() { Some(String::new()) } else { f(p) }).collect();
+                out.push_str(&rest[..=b]);
+                out.push_str(&scaled.map_or_else(|| inner.to_owned(), |v| v.join(":")));
+                out.push(']');
+                rest = &rest[end + 1..];
+            }
+            (_, Some(o)) => {
+                let start = o + "offset ".len();
+                let len = rest[start..].find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(rest.len() - start);
+                let d = &rest[start..start + len];
+                out.push_str(&rest[..start]);
+                out.push_str(&f(d).unwrap_or_else(|| d.to_owned()));
+                rest = &rest[start + len..];
+            }
+            _ => break,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn static_rule(record: &str, value: f64, labels: &[(&str, &str)]) -> Value {
     let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
     json!({"record": record, "expr": format!("vector({value:?})"), "labels": labels})
@@ -206,6 +302,18 @@ pub fn alertmanager_config(o: &AlertmanagerOptions) -> Result<String, RenderErro
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+
+    #[test]
+    fn drill_rules_are_the_production_rules_on_a_faster_clock() {
+        let text = "groups:\n  - name: g\n    interval: 30s\n    rules:\n      # over [5m], say\n      - alert: A\n        expr: |\n          sum(rate(x[5m])) / sum(rate(x[1h])) > 2 and y offset 30m and z[1h:1m]\n        for: 2m  # a gap\n        labels: {window: 5m}\n";
+        let scaled = scale_rule_durations(text, 60, 4_000, 1_000);
+        let want = "groups:\n  - name: g\n    interval: 1s\n    rules:\n      # over [5m], say\n      - alert: A\n        expr: |\n          sum(rate(x[5s])) / sum(rate(x[60s])) > 2 and y offset 30s and z[60s:4s]\n        for: 2s  # a gap\n        labels: {window: 5m}\n";
+        assert_eq!(scaled, want);
+        assert_eq!(scale_rule_durations("x[5m] offset 1h\n", 1, 0, 0), "x[300s] offset 3600s\n");
+        assert_eq!(duration_ms("1h30m"), Some(5_400_000));
+        assert_eq!(duration_ms("5x"), None);
+        assert_eq!(duration_ms(""), None);
+    }
 
     fn parse(text: &str) -> Value {
         serde_norway::from_str(text).unwrap()

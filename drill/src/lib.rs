@@ -1,0 +1,435 @@
+//! `switchyard-drill`: chaos drills on the local stack (real Envoy with the filter, real
+//! backends, collector, Prometheus with the production rules on drill time, Alertmanager and
+//! the demo's webhook pager), all started by the test kit.
+//!
+//! A drill runs steady background traffic, injects one fault, and measures what an incident
+//! review asks: when the first alert reached the pager after the onset (time to detect), what
+//! mitigated it and when the client-visible impact ended (time to mitigate), the failed
+//! requests and latency during the incident, and that nothing was lost (every request
+//! answered; every sampled payload sent, failed or dropped, never unaccounted). Each drill
+//! writes a postmortem draft from docs/incident-response/postmortem-template.md with the
+//! timeline, the alerts, the figures and a chart; only the action items are left to people.
+
+pub mod catalog;
+pub mod report;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use switchyard_testkit::prom::{Alertmanager, Prometheus, Webhook};
+use switchyard_testkit::stack::{Stack, mlp_infer_body, render};
+use switchyard_testkit::{metric_sum, try_request};
+
+/// The rules run on drill time: every window and `for:` divided by this (five minutes are
+/// five seconds), with Prometheus scraping and evaluating every second.
+pub const TIME_SCALE: u64 = 60;
+
+/// One request of the background traffic.
+#[derive(Debug, Clone)]
+pub struct Rec {
+    /// Seconds since the drill started, when the request was sent.
+    pub t: f64,
+    /// 0: no answer (refused, reset, timed out).
+    pub status: u16,
+    pub latency_ms: f64,
+    pub version: String,
+}
+
+impl Rec {
+    pub fn failed(&self) -> bool {
+        !(200..300).contains(&self.status)
+    }
+}
+
+/// The traffic: `clients` threads, each sending one request every `1 / per_client` s.
+struct Load {
+    stop: Arc<AtomicBool>,
+    records: Arc<Mutex<Vec<Rec>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(listen: &str, started: Instant, clients: usize, per_client: f64) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let every = Duration::from_secs_f64(1.0 / per_client);
+        let threads = (0..clients)
+            .map(|c| {
+                let (stop, records, listen) = (stop.clone(), records.clone(), listen.to_owned());
+                std::thread::spawn(move || {
+                    let mut next = Instant::now();
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let body = mlp_infer_body(c * 1_000_000 + i);
+                        let sent = Instant::now();
+                        let r = try_request(
+                            &listen,
+                            "POST",
+                            "/v2/models/mlp/infer",
+                            &[("content-type", "application/json"), ("x-user-id", &format!("u{c}-{i}"))],
+                            &body,
+                        );
+                        let rec = Rec {
+                            t: sent.duration_since(started).as_secs_f64(),
+                            status: r.as_ref().map_or(0, |r| r.status),
+                            latency_ms: sent.elapsed().as_secs_f64() * 1e3,
+                            version: r
+                                .ok()
+                                .and_then(|r| r.header("x-switchyard-version").map(str::to_owned))
+                                .unwrap_or_default(),
+                        };
+                        records.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(rec);
+                        i += 1;
+                        next += every;
+                        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        } else {
+                            next = Instant::now();
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load { stop, records, threads }
+    }
+
+    fn finish(self) -> Vec<Rec> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        let mut r = std::mem::take(&mut *self.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        r.sort_by(|a, b| a.t.total_cmp(&b.t));
+        r
+    }
+}
+
+/// The running stack a drill acts on.
+pub struct Env {
+    pub stack: Stack,
+    pub prometheus: Prometheus,
+    _alertmanager: Alertmanager,
+    pub webhook: Webhook,
+    pub started: Instant,
+    pub events: Vec<(f64, String)>,
+}
+
+impl Env {
+    /// Seconds since the drill started.
+    pub fn now(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    pub fn event(&mut self, what: impl Into<String>) {
+        let (t, what) = (self.now(), what.into());
+        println!("  [{t:6.1}s] {what}");
+        self.events.push((t, what));
+    }
+
+    /// Sets a fault armed in the bootstrap (`--fault CLUSTER=0:…`) to `percent` through
+    /// Envoy's admin runtime.
+    pub fn set_fault(&self, key: &str, percent: f64) -> anyhow::Result<()> {
+        let millionths = (percent * 10_000.0).round() as u64;
+        let r = try_request(&self.stack.admin, "POST", &format!("/runtime_modify?{key}={millionths}"), &[], b"")
+            .map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(r.status == 200, "runtime_modify {key}: {}", r.status);
+        Ok(())
+    }
+
+    /// The filter's view in Envoy: whether the guard took `version` out.
+    pub fn guard_out(&self, version: &str) -> bool {
+        metric_sum(&self.stack.prometheus(), "switchyard_guard_out", &[("model", "mlp"), ("version", version)]) > 0.0
+    }
+
+    fn unix(&self, t: f64) -> f64 {
+        let start = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()) - self.now();
+        start + t
+    }
+}
+
+/// What the drill measured.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub name: String,
+    pub title: String,
+    pub onset: f64,
+    /// (drill time, alert name, receiver) of the first expected alert at the pager.
+    pub detected: Option<(f64, String, String)>,
+    /// (drill time, what) when the mitigation acted.
+    pub mitigated: Option<(f64, String)>,
+    /// Drill time of the last failed request after the onset (the impact's end); `None`: no
+    /// client saw a failure.
+    pub impact_end: Option<f64>,
+    /// Whether the traffic was healthy again at the end of the drill.
+    pub recovered: bool,
+    pub records: Vec<Rec>,
+    pub failed_during: usize,
+    pub sent: usize,
+    pub unanswered: usize,
+    /// Samples: captured, sent, failed, dropped (Envoy's counters after the queue drained).
+    pub samples: [f64; 4],
+    pub events: Vec<(f64, String)>,
+    /// Every alert Prometheus had pending or firing at the end: (name, labels, state).
+    pub alerts: Vec<(String, String, String)>,
+    pub notifications: Vec<(f64, String, String)>,
+    pub p99_before_ms: f64,
+    pub p99_during_ms: f64,
+    /// Unix seconds at drill time 0.
+    pub started_unix: f64,
+}
+
+impl Outcome {
+    pub fn mttd(&self) -> Option<f64> {
+        self.detected.as_ref().map(|d| d.0 - self.onset)
+    }
+
+    /// Onset to the end of client-visible impact (0 when no client saw any).
+    pub fn mttm(&self) -> Option<f64> {
+        if !self.recovered {
+            return None;
+        }
+        Some(self.impact_end.map_or(0.0, |e| (e - self.onset).max(0.0)))
+    }
+
+    /// Requests without an answer, and samples unaccounted for.
+    pub fn lost(&self) -> f64 {
+        let [captured, sent, failed, dropped] = self.samples;
+        self.unanswered as f64 + (captured - sent - failed - dropped).abs()
+    }
+}
+
+/// What varies between drills.
+pub struct Spec {
+    pub name: &'static str,
+    pub title: &'static str,
+    /// `switchyard-policy render envoy` arguments (armed faults).
+    pub bootstrap: &'static [&'static str],
+    /// Alerts that count as detection.
+    pub expect: &'static [&'static str],
+    /// Injects the fault; returns what was done, for the timeline.
+    pub inject: fn(&mut Env) -> anyhow::Result<String>,
+    /// Whether the mitigation has acted, and what it is.
+    pub mitigated: fn(&mut Env) -> Option<String>,
+    /// The playbook the drill exercises (docs/incident-response/playbooks/).
+    pub playbook: &'static str,
+    /// Trigger and root cause, for the postmortem.
+    pub trigger: &'static str,
+    pub root_cause: &'static str,
+}
+
+/// The drill policy: mlp v1 stable at 80 %, v2 canary at 20 %, guarded, sampled, with the
+/// SLO the rules judge.
+pub fn policy() -> serde_json::Value {
+    switchyard_testkit::stack::mlp_policy(&serde_json::json!({
+        "versions": [{"name": "v1", "cluster": "mlp-v1", "weight": 80}, {"name": "v2", "cluster": "mlp-v2", "weight": 20}],
+        "guard": {"stable": "v1", "min_requests": 10, "epoch": 0},
+        "sampling": {"rate": 0.1, "max_body_bytes": 65536},
+        "slo": {"availability": 0.999, "latency_ms": 100, "latency_objective": 0.99}
+    }))
+}
+
+fn start_env(spec: &Spec) -> anyhow::Result<Env> {
+    let stack = Stack::start_with(&format!("drill-{}", spec.name), &policy(), spec.bootstrap);
+    let dir = stack.dir.clone();
+    let webhook = Webhook::start(&dir);
+    let am_config = dir.join("alertmanager.yml");
+    let am_s = am_config.to_str().context("path")?;
+    render(&["alertmanager", "--out", am_s, "--webhook", &webhook.url, "--group-wait", "1s", "--group-interval", "1s"]);
+    let alertmanager = Alertmanager::start(&am_config, &dir);
+    let (dir_s, policy_s) = (dir.to_str().context("path")?, stack.policy_file.to_str().context("path")?);
+    let scale = TIME_SCALE.to_string();
+    render(&[
+        "prometheus",
+        "--out-dir",
+        dir_s,
+        "--policy",
+        policy_s,
+        "--envoy",
+        &stack.admin,
+        "--backend",
+        &stack.v1.admin,
+        "--backend",
+        &stack.v2.admin,
+        "--alertmanager",
+        &alertmanager.addr,
+        "--scrape-interval",
+        "1s",
+        "--evaluation-interval",
+        "1s",
+        "--time-scale",
+        &scale,
+    ]);
+    let prometheus = Prometheus::start(&dir.join("prometheus.yml"), &dir);
+    Ok(Env { stack, prometheus, _alertmanager: alertmanager, webhook, started: Instant::now(), events: Vec::new() })
+}
+
+fn p99(records: &[&Rec]) -> f64 {
+    let mut l: Vec<f64> = records.iter().map(|r| r.latency_ms).collect();
+    l.sort_by(f64::total_cmp);
+    l.get(((l.len() as f64 * 0.99).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0)
+}
+
+/// Warm-up before the onset, the longest the drill waits for detection and mitigation, and
+/// how long traffic must stay healthy to call the incident over.
+pub struct Timing {
+    pub warmup: Duration,
+    pub deadline: Duration,
+    pub healthy_tail: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            warmup: Duration::from_secs(10),
+            deadline: Duration::from_secs(60),
+            healthy_tail: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Runs one drill and writes its postmortem draft and chart under `out/<name>/`.
+pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> {
+    println!("drill {}: {}", spec.name, spec.title);
+    let mut env = start_env(spec)?;
+    env.started = Instant::now();
+    let load = Load::start(&env.stack.listen, env.started, 3, 20.0);
+    env.event("steady traffic: 60 req/s to mlp (v1 80 %, v2 20 %) through Envoy");
+    std::thread::sleep(timing.warmup);
+    let quiet: Vec<String> = env.prometheus.alerts().iter().map(|a| a.name().to_owned()).collect();
+    if !quiet.is_empty() {
+        env.event(format!("before the fault, alerts already pending or firing: {}", quiet.join(", ")));
+    }
+    let onset = env.now();
+    let what = (spec.inject)(&mut env)?;
+    env.event(format!("fault: {what}"));
+
+    let (mut detected, mut mitigated) = (None, None);
+    let deadline = Instant::now() + timing.deadline;
+    let onset_unix = env.unix(onset);
+    while Instant::now() < deadline {
+        if detected.is_none()
+            && let Some((at, name, receiver)) = first_page(&env.webhook, spec.expect, onset_unix)
+        {
+            let t = onset + (at - onset_unix);
+            env.event(format!("detected: {name} at the pager ({receiver})"));
+            detected = Some((t, name, receiver));
+        }
+        if mitigated.is_none()
+            && let Some(how) = (spec.mitigated)(&mut env)
+        {
+            env.event(format!("mitigated: {how}"));
+            mitigated = Some((env.now(), how));
+        }
+        if detected.is_some()
+            && mitigated.as_ref().is_some_and(|(t, _)| env.now() - t > timing.healthy_tail.as_secs_f64())
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let records = load.finish();
+    env.event("traffic stopped");
+    // The samples in the filter's queue go out within a tick or two.
+    std::thread::sleep(Duration::from_secs(2));
+    let text = env.stack.prometheus();
+    let s = |result: &str| metric_sum(&text, "switchyard_samples_total", &[("result", result)]);
+    let samples = [s("captured"), s("sent"), s("failed"), s("dropped")];
+    let alerts = env
+        .prometheus
+        .alerts()
+        .iter()
+        .map(|a| {
+            let labels: Vec<String> =
+                a.labels.iter().filter(|(k, _)| *k != "alertname").map(|(k, v)| format!("{k}={v}")).collect();
+            (a.name().to_owned(), labels.join(", "), a.state.clone())
+        })
+        .collect();
+    let notifications = env
+        .webhook
+        .received()
+        .into_iter()
+        .filter(|(at, _, _)| *at >= onset_unix)
+        .map(|(at, receiver, n)| (onset + at - onset_unix, receiver, describe(&n)))
+        .collect();
+
+    let after: Vec<&Rec> = records.iter().filter(|r| r.t >= onset).collect();
+    let impact_end = after
+        .iter()
+        .filter(|r| r.failed())
+        .map(|r| r.t)
+        .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
+    let end = records.last().map_or(onset, |r| r.t);
+    let tail = timing.healthy_tail.as_secs_f64().min((end - onset) / 2.0);
+    let recovered = after.iter().filter(|r| r.t > end - tail).all(|r| !r.failed());
+    let before: Vec<&Rec> = records.iter().filter(|r| r.t < onset && r.t > onset - 5.0).collect();
+    let during: Vec<&Rec> = after.iter().copied().filter(|r| impact_end.is_none_or(|e| r.t <= e + 1.0)).collect();
+    let outcome = Outcome {
+        name: spec.name.to_owned(),
+        title: spec.title.to_owned(),
+        onset,
+        detected,
+        mitigated,
+        impact_end,
+        recovered,
+        failed_during: after.iter().filter(|r| r.failed()).count(),
+        sent: records.len(),
+        unanswered: records.iter().filter(|r| r.status == 0).count(),
+        samples,
+        events: env.events.clone(),
+        alerts,
+        notifications,
+        p99_before_ms: p99(&before),
+        p99_during_ms: p99(&during),
+        started_unix: env.unix(0.0),
+        records,
+    };
+    let dir = out.join(spec.name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::write(dir.join("timeline.svg"), report::chart(&outcome))?;
+    std::fs::write(dir.join("postmortem.md"), report::postmortem(&outcome, spec))?;
+    std::fs::write(dir.join("outcome.json"), serde_json::to_vec_pretty(&report::json(&outcome))?)?;
+    println!("  -> {}", dir.join("postmortem.md").display());
+    Ok(outcome)
+}
+
+/// The firing alerts of a notification.
+fn names(notification: &serde_json::Value) -> Vec<String> {
+    alerts_in(notification, "firing")
+}
+
+fn alerts_in(notification: &serde_json::Value, status: &str) -> Vec<String> {
+    let mut n: Vec<String> = notification["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["status"] == status)
+        .filter_map(|a| a["labels"]["alertname"].as_str().map(str::to_owned))
+        .collect();
+    n.sort();
+    n.dedup();
+    n
+}
+
+/// "firing: A, B; resolved: C".
+fn describe(notification: &serde_json::Value) -> String {
+    let part = |status: &str| {
+        let n = alerts_in(notification, status);
+        (!n.is_empty()).then(|| format!("{status}: {}", n.join(", ")))
+    };
+    [part("firing"), part("resolved")].into_iter().flatten().collect::<Vec<_>>().join("; ")
+}
+
+/// The first notification after `since` (Unix seconds) with a firing alert in `expect`.
+fn first_page(webhook: &Webhook, expect: &[&str], since: f64) -> Option<(f64, String, String)> {
+    webhook.received().into_iter().filter(|(at, _, _)| *at >= since).find_map(|(at, receiver, n)| {
+        names(&n).into_iter().find(|a| expect.contains(&a.as_str())).map(|name| (at, name, receiver))
+    })
+}
+
+/// Where drills write by default.
+pub fn default_out() -> PathBuf {
+    switchyard_testkit::root().join("target/drills")
+}

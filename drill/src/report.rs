@@ -1,0 +1,239 @@
+//! What a drill leaves behind: a postmortem draft with the template's sections
+//! (docs/incident-response/postmortem-template.md), a chart of the incident, the figures as
+//! JSON, and the summary table of docs/drills.md.
+
+use std::fmt::Write as _;
+
+use serde_json::json;
+use switchyard_load::plot::{Series, document};
+
+use crate::{Outcome, Rec, Spec, TIME_SCALE};
+
+/// Width of the chart's buckets, seconds.
+const BUCKET: f64 = 0.5;
+
+/// `YYYY-MM-DD` of a Unix time (the proleptic Gregorian calendar, days from 1970-01-01).
+fn date(unix: f64) -> String {
+    let days = (unix / 86_400.0).floor() as i64 + 719_468;
+    let era = days.div_euclid(146_097);
+    let doe = days.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// `HH:MM:SS.s` of a Unix time.
+fn utc(unix: f64) -> String {
+    let day = unix.rem_euclid(86_400.0);
+    let (h, min) = ((day / 3600.0) as u64, ((day % 3600.0) / 60.0) as u64);
+    format!("{h:02}:{min:02}:{:04.1}", day % 60.0)
+}
+
+fn secs(v: Option<f64>) -> String {
+    v.map_or_else(|| "—".to_owned(), |s| format!("{s:.1} s"))
+}
+
+/// Failed share and p99 latency per half second, over the whole drill.
+pub fn chart(o: &Outcome) -> String {
+    let end = o.records.last().map_or(0.0, |r| r.t);
+    let n = (end / BUCKET).ceil() as usize + 1;
+    let mut buckets: Vec<Vec<&Rec>> = vec![Vec::new(); n];
+    for r in &o.records {
+        if let Some(b) = buckets.get_mut((r.t / BUCKET) as usize) {
+            b.push(r);
+        }
+    }
+    let at = |i: usize| i as f64 * BUCKET;
+    let failed: Vec<(f64, f64)> = buckets
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| !b.is_empty())
+        .map(|(i, b)| (at(i), 100.0 * b.iter().filter(|r| r.failed()).count() as f64 / b.len() as f64))
+        .collect();
+    let p99: Vec<(f64, f64)> =
+        buckets.iter().enumerate().filter(|(_, b)| !b.is_empty()).map(|(i, b)| (at(i), crate::p99(b))).collect();
+    let v2: Vec<(f64, f64)> = buckets
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| !b.is_empty())
+        .map(|(i, b)| (at(i), 100.0 * b.iter().filter(|r| r.version == "v2").count() as f64 / b.len() as f64))
+        .collect();
+    let title = |what: &str| {
+        format!(
+            "{what} — fault at {:.1} s, detected {}, impact over {}",
+            o.onset,
+            secs(o.detected.as_ref().map(|d| d.0)),
+            secs(o.impact_end)
+        )
+    };
+    document(&[
+        (
+            &title("Client requests failed"),
+            "drill time (s)",
+            "% of requests",
+            vec![Series { name: "failed %", points: failed }, Series { name: "served by v2 %", points: v2 }],
+        ),
+        (
+            &title("Client latency"),
+            "drill time (s)",
+            "p99 ms (0.5 s buckets)",
+            vec![Series { name: "p99 ms", points: p99 }],
+        ),
+    ])
+}
+
+pub fn json(o: &Outcome) -> serde_json::Value {
+    json!({
+        "drill": o.name,
+        "onset_s": o.onset,
+        "detected_by": o.detected.as_ref().map(|d| &d.1),
+        "mttd_s": o.mttd(),
+        "mitigated_by": o.mitigated.as_ref().map(|m| &m.1),
+        "mitigation_s": o.mitigated.as_ref().map(|m| m.0 - o.onset),
+        "mttm_s": o.mttm(),
+        "recovered": o.recovered,
+        "requests": o.sent,
+        "failed_after_onset": o.failed_during,
+        "unanswered": o.unanswered,
+        "samples": {"captured": o.samples[0], "sent": o.samples[1], "failed": o.samples[2], "dropped": o.samples[3]},
+        "lost": o.lost(),
+        "p99_before_ms": o.p99_before_ms,
+        "p99_during_ms": o.p99_during_ms,
+    })
+}
+
+/// The draft: every section of the template, filled from the drill except the action items.
+pub fn postmortem(o: &Outcome, spec: &Spec) -> String {
+    let mut m = String::new();
+    let (mttd, mttm) = (secs(o.mttd()), secs(o.mttm()));
+    let detected_by = o.detected.as_ref().map_or("nothing (no expected alert reached the pager)", |d| d.1.as_str());
+    let mitigated_by = o.mitigated.as_ref().map_or("nothing acted within the drill", |m| m.1.as_str());
+    let _ = writeln!(m, "# Postmortem: {} (drill `{}`)\n", o.title, o.name);
+    let _ = writeln!(m, "- Status: draft, written by `switchyard-drill run {}`", o.name);
+    let _ = writeln!(m, "- Severity: SEV3 (a canary's share of one model's traffic; docs/incident-response/README.md)");
+    let _ = writeln!(
+        m,
+        "- Date: {} (a drill on the local stack; rules on drill time, every window ÷ {TIME_SCALE})",
+        date(o.started_unix)
+    );
+    let _ = writeln!(m, "- Authors: switchyard-drill; incident commander: the drill");
+    let _ = writeln!(m, "- Duration (onset to the end of client impact): {mttm}");
+    let _ = writeln!(m, "- MTTD: {mttd} ({detected_by}); MTTM: {mttm} ({mitigated_by})\n");
+
+    let _ = writeln!(m, "## Summary\n");
+    let _ = writeln!(
+        m,
+        "{} {} reached the pager {mttd} after the onset; {}. Clients saw {} failed requests of the {} sent after the onset, and none went unanswered.\n",
+        spec.trigger,
+        detected_by,
+        mitigated_by,
+        o.failed_during,
+        o.records.iter().filter(|r| r.t >= o.onset).count()
+    );
+    let _ = writeln!(m, "## Impact\n");
+    let _ = writeln!(m, "| measure | value |\n|---|---:|");
+    let _ = writeln!(m, "| requests sent during the drill | {} |", o.sent);
+    let _ = writeln!(m, "| failed after the onset (non-2xx or no answer) | {} |", o.failed_during);
+    let _ = writeln!(m, "| unanswered (lost) | {} |", o.unanswered);
+    let _ = writeln!(m, "| client p99 before the fault (5 s) | {:.1} ms |", o.p99_before_ms);
+    let _ = writeln!(m, "| client p99 from the onset to 1 s past the impact | {:.1} ms |", o.p99_during_ms);
+    let [captured, sent, failed, dropped] = o.samples;
+    let _ = writeln!(
+        m,
+        "| payload samples captured = sent + failed + dropped | {captured} = {sent} + {failed} + {dropped} |"
+    );
+    let _ = writeln!(m, "| lost (unanswered + samples unaccounted) | {} |\n", o.lost());
+    let _ = writeln!(m, "![error rate and latency across the incident](timeline.svg)\n");
+    let _ = writeln!(m, "## Root causes\n\n{}\n", spec.root_cause);
+    let _ = writeln!(m, "## Trigger\n\n{}\n", spec.trigger);
+    let _ = writeln!(m, "## Resolution\n");
+    let _ = writeln!(
+        m,
+        "{}{} Client-visible impact ended {mttm} after the onset{}. Playbook: docs/incident-response/playbooks/{}.\n",
+        capitalized(mitigated_by),
+        o.mitigated.as_ref().map_or(String::new(), |x| format!(", {:.1} s after the onset.", x.0 - o.onset)),
+        if o.recovered { "" } else { " — NOT RECOVERED by the end of the drill" },
+        spec.playbook
+    );
+    let _ = writeln!(m, "## Detection\n");
+    let _ = writeln!(
+        m,
+        "First expected alert at the pager: **{detected_by}**, {mttd} after the onset. Every notification after the onset:\n"
+    );
+    let _ = writeln!(m, "| drill time | receiver | alerts |\n|---:|---|---|");
+    for (t, receiver, names) in &o.notifications {
+        let _ = writeln!(m, "| {t:.1} s | {receiver} | {names} |");
+    }
+    let _ = writeln!(m, "\nAlerts Prometheus held at the end of the drill:\n");
+    let _ = writeln!(m, "| alert | labels | state |\n|---|---|---|");
+    for (name, labels, state) in &o.alerts {
+        let _ = writeln!(m, "| {name} | {labels} | {state} |");
+    }
+    let _ = writeln!(m, "\n## Action items\n");
+    let _ = writeln!(m, "| Action | Type | Owner | Tracking |\n|---|---|---|---|\n|  |  |  |  |\n");
+    let _ = writeln!(m, "## Lessons learned\n");
+    let _ = writeln!(m, "### What went well\n");
+    if let Some(d) = o.mttd() {
+        let _ = writeln!(m, "- Detected in {d:.1} s by {detected_by}.");
+    }
+    if let Some(x) = o.mttm() {
+        let _ = writeln!(m, "- Client impact over in {x:.1} s ({mitigated_by}).");
+    }
+    if o.lost() == 0.0 {
+        let _ = writeln!(m, "- Nothing lost: every request answered, every sample accounted for.");
+    }
+    let _ = writeln!(m, "\n### What went wrong\n");
+    let _ = writeln!(m, "- {} requests failed before the mitigation acted.", o.failed_during);
+    if o.detected.is_none() {
+        let _ = writeln!(m, "- No expected alert reached the pager within the drill.");
+    }
+    if !o.recovered {
+        let _ = writeln!(m, "- Traffic was still failing at the end of the drill.");
+    }
+    let _ = writeln!(m, "\n### Where we got lucky\n");
+    let _ = writeln!(
+        m,
+        "- The fault hit the canary only (20 % of the traffic), with a healthy stable version to fall back to.\n"
+    );
+    let _ = writeln!(m, "## Timeline\n");
+    let _ = writeln!(m, "The fault at +{:.1} s (seconds since the drill's traffic started).\n", o.onset);
+    let _ = writeln!(m, "| Time (UTC) | Event |\n|---|---|");
+    let mut rows: Vec<(f64, String)> = o.events.clone();
+    rows.extend(o.notifications.iter().map(|(t, r, n)| (*t, format!("notification to {r}: {n}"))));
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (t, what) in rows {
+        let _ = writeln!(m, "| {} (+{t:.1} s) | {what} |", utc(o.started_unix + t));
+    }
+    m
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+}
+
+/// docs/drills.md's table.
+pub fn summary(outcomes: &[Outcome]) -> String {
+    let mut m = String::new();
+    let _ = writeln!(m, "| drill | detected by | MTTD | mitigated by | MTTM | failed requests | lost |");
+    let _ = writeln!(m, "|---|---|---:|---|---:|---:|---:|");
+    for o in outcomes {
+        let _ = writeln!(
+            m,
+            "| [{}](drills/{}/postmortem.md) | {} | {} | {} | {} | {} | {} |",
+            o.name,
+            o.name,
+            o.detected.as_ref().map_or("not detected", |d| d.1.as_str()),
+            secs(o.mttd()),
+            o.mitigated.as_ref().map_or("—", |x| x.1.as_str()),
+            secs(o.mttm()),
+            o.failed_during,
+            o.lost()
+        );
+    }
+    m
+}
