@@ -4,7 +4,8 @@
 use crate::{Env, Spec};
 
 /// Every drill, in the order `all` runs them.
-pub const DRILLS: &[Spec] = &[CANARY_5XX, CANARY_LATENCY, CANARY_KILLED];
+pub const DRILLS: &[Spec] =
+    &[CANARY_5XX, CANARY_LATENCY, CANARY_KILLED, INPUT_DRIFT, COLLECTOR_KILLED, BAD_POLICY, PROMETHEUS_DOWN];
 
 pub fn find(name: &str) -> Option<&'static Spec> {
     DRILLS.iter().find(|d| d.name == name)
@@ -24,6 +25,8 @@ pub const CANARY_5XX: Spec = Spec {
         Ok("Envoy's fault filter answers 503 to every request routed to mlp-v2".into())
     },
     mitigated: guard_took_v2_out,
+    sample_rate: 0.1,
+    monitor: false,
     playbook: "canary-regression.md",
     trigger: "Every request routed to the canary mlp/v2 got a 503 (injected with Envoy's fault filter through its admin runtime).",
     root_cause: "Injected: a canary that fails every request, standing for a bad build or a broken dependency of the new version.",
@@ -39,6 +42,8 @@ pub const CANARY_LATENCY: Spec = Spec {
         Ok("Envoy's fault filter holds every request routed to mlp-v2 for 400 ms".into())
     },
     mitigated: guard_took_v2_out,
+    sample_rate: 0.1,
+    monitor: false,
     playbook: "canary-regression.md",
     trigger: "Every request routed to the canary mlp/v2 was held 400 ms before reaching it (Envoy's fault filter), against an SLO of 100 ms.",
     root_cause: "Injected: a latency regression in the new version (a slower model, a cold cache, a noisy neighbour).",
@@ -59,7 +64,99 @@ pub const CANARY_KILLED: Spec = Spec {
         Ok("SIGKILL to the mlp/v2 backend (nothing drained)".into())
     },
     mitigated: guard_took_v2_out,
+    sample_rate: 0.1,
+    monitor: false,
     playbook: "canary-regression.md",
     trigger: "The mlp/v2 backend process was killed (SIGKILL) under load: Envoy's connections to it were refused from then on.",
     root_cause: "Injected: a crashing canary process (OOM kill, segfault, node loss).",
+};
+
+fn samples_failing(env: &mut Env) -> Option<String> {
+    let failed =
+        switchyard_testkit::metric_sum(&env.stack.prometheus(), "switchyard_samples_total", &[("result", "failed")]);
+    (failed > 0.0).then(|| {
+        "degraded mode (automatic): the filter counts the samples it cannot ship as failed; requests are not slowed or failed".to_owned()
+    })
+}
+
+pub const COLLECTOR_KILLED: Spec = Spec {
+    name: "collector-killed",
+    title: "The sample collector is killed",
+    bootstrap: &[],
+    expect: &["SwitchyardSamplesLost"],
+    inject: |env| {
+        env.stack.kill_collector();
+        Ok("SIGKILL to switchyard-collector (payload samples have nowhere to go)".into())
+    },
+    mitigated: samples_failing,
+    sample_rate: 0.1,
+    monitor: false,
+    playbook: "collector-down.md",
+    trigger: "The collector process was killed: the filter's sample shipments to it were refused from then on.",
+    root_cause: "Injected: the sample collector down (a crash, a full disk, a node loss), taking drift monitoring's input with it.",
+};
+
+fn kept_previous_policy(env: &mut Env) -> Option<String> {
+    let rejected = env.stack.stat("extension_config_discovery.http_filter.switchyard.update_rejected");
+    (rejected > 0.0).then(|| "Envoy refused the policy and kept running the previous one (automatic)".to_owned())
+}
+
+pub const BAD_POLICY: Spec = Spec {
+    name: "bad-policy",
+    title: "An invalid policy is pushed past the renderer's checks",
+    bootstrap: &[],
+    expect: &["SwitchyardPolicyRejected"],
+    inject: |env| {
+        // A misspelt field, as a hand-edited WasmPlugin or ECDS file could carry.
+        let accepted = env.stack.apply_unchecked_policy_text(r#"{"modelz": {"mlp": {"versions": []}}}"#);
+        anyhow::ensure!(!accepted, "Envoy accepted an invalid policy");
+        Ok("an ECDS update whose policy misspells `models`, written straight into the running Envoy's filter.yaml"
+            .into())
+    },
+    mitigated: kept_previous_policy,
+    sample_rate: 0.1,
+    monitor: false,
+    playbook: "bad-policy-push.md",
+    trigger: "A policy with a misspelt top-level field reached Envoy's ECDS file without `switchyard-policy check` (a hand edit).",
+    root_cause: "Injected: a bad configuration push bypassing the renderer's validation.",
+};
+
+pub const PROMETHEUS_DOWN: Spec = Spec {
+    name: "prometheus-down",
+    title: "Prometheus is down, then the canary fails",
+    bootstrap: &["--fault", "mlp-v2=0:503"],
+    // Alerting is blind: nothing can page. The drill shows what protects traffic anyway.
+    expect: &[],
+    inject: |env| {
+        env.prometheus = None;
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        env.mark_onset();
+        env.set_fault("switchyard.fault.mlp-v2.abort_percent", 100.0)?;
+        Ok("Prometheus stopped; a second later every request routed to mlp-v2 answered 503".into())
+    },
+    mitigated: guard_took_v2_out,
+    sample_rate: 0.1,
+    monitor: false,
+    playbook: "canary-regression.md",
+    trigger: "Prometheus was stopped (no rule evaluation, no alerts), then the canary mlp/v2 began failing every request.",
+    root_cause: "Injected: the monitoring stack down at the moment a canary fails; no alert watches Prometheus itself (an action item).",
+};
+
+pub const INPUT_DRIFT: Spec = Spec {
+    name: "input-drift",
+    title: "The clients' input features shift",
+    bootstrap: &[],
+    expect: &["SwitchyardDatasetDrift", "SwitchyardColumnDrift"],
+    inject: |env| {
+        env.shift_inputs();
+        Ok("every client's 64 features moved by +2 and doubled in spread (a changed upstream feature pipeline)".into())
+    },
+    // Drift fails no request: it is a question for the model's owners (the playbook's steps:
+    // confirm in /v1/drift, find the feature, decide to retrain or roll back the producer).
+    mitigated: |_| Some("nothing for clients: no request fails; the model's owners take the playbook's steps".to_owned()),
+    sample_rate: 1.0,
+    monitor: true,
+    playbook: "input-drift.md",
+    trigger: "The inputs the clients send moved away from the reference the drift monitor holds (version v1's first 300 sampled rows).",
+    root_cause: "Injected: an upstream change to how the features are computed, which the model was not trained for.",
 };

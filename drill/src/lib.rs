@@ -38,15 +38,25 @@ pub struct Rec {
     pub version: String,
 }
 
+/// The drill policy's latency objective: a slower answer is client-visible impact too.
+pub const SLO_LATENCY_MS: f64 = 100.0;
+
 impl Rec {
     pub fn failed(&self) -> bool {
         !(200..300).contains(&self.status)
+    }
+
+    /// Failed, or slower than the SLO's threshold.
+    pub fn bad(&self) -> bool {
+        self.failed() || self.latency_ms > SLO_LATENCY_MS
     }
 }
 
 /// The traffic: `clients` threads, each sending one request every `1 / per_client` s.
 struct Load {
     stop: Arc<AtomicBool>,
+    /// Set: the clients' inputs shift (the input-drift drill).
+    shifted: Arc<AtomicBool>,
     records: Arc<Mutex<Vec<Rec>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -54,16 +64,17 @@ struct Load {
 impl Load {
     fn start(listen: &str, started: Instant, clients: usize, per_client: f64) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
+        let shifted = Arc::new(AtomicBool::new(false));
         let records = Arc::new(Mutex::new(Vec::new()));
         let every = Duration::from_secs_f64(1.0 / per_client);
         let threads = (0..clients)
             .map(|c| {
-                let (stop, records, listen) = (stop.clone(), records.clone(), listen.to_owned());
+                let (stop, shifted, records, listen) = (stop.clone(), shifted.clone(), records.clone(), listen.to_owned());
                 std::thread::spawn(move || {
                     let mut next = Instant::now();
                     let mut i = 0;
                     while !stop.load(Ordering::Relaxed) {
-                        let body = mlp_infer_body(c * 1_000_000 + i);
+                        let body = infer_body(c * 1_000_000 + i, shifted.load(Ordering::Relaxed));
                         let sent = Instant::now();
                         let r = try_request(
                             &listen,
@@ -93,7 +104,7 @@ impl Load {
                 })
             })
             .collect();
-        Load { stop, records, threads }
+        Load { stop, shifted, records, threads }
     }
 
     fn finish(self) -> Vec<Rec> {
@@ -107,20 +118,48 @@ impl Load {
     }
 }
 
+/// The mlp input of `seed`: the test kit's rows, or (`shifted`) the same rows moved by three
+/// of their standard deviations and stretched, as a changed upstream feature pipeline would.
+fn infer_body(seed: usize, shifted: bool) -> Vec<u8> {
+    if !shifted {
+        return mlp_infer_body(seed);
+    }
+    let row: Vec<f64> = (0..64).map(|j| 2.0 + 2.0 * ((seed * 64 + j) as f64 * 0.1).sin()).collect();
+    let input = serde_json::json!({"name": "features", "shape": [1, 64], "datatype": "FP32", "data": row});
+    serde_json::to_vec(&serde_json::json!({"inputs": [input]})).unwrap_or_default()
+}
+
 /// The running stack a drill acts on.
 pub struct Env {
     pub stack: Stack,
-    pub prometheus: Prometheus,
+    /// The drift monitor, for drills that start one.
+    _monitor: Option<switchyard_testkit::process::Process>,
+    shifted: Arc<AtomicBool>,
+    /// `None` once a drill has taken it down.
+    pub prometheus: Option<Prometheus>,
     _alertmanager: Alertmanager,
     pub webhook: Webhook,
     pub started: Instant,
     pub events: Vec<(f64, String)>,
+    /// The fault's onset (drill time): set before `inject`; an inject that prepares first
+    /// (stops a dependency, then faults) sets it again with [`Env::mark_onset`].
+    onset: f64,
 }
 
 impl Env {
     /// Seconds since the drill started.
     pub fn now(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
+    }
+
+    /// From now on the clients send shifted inputs.
+    pub fn shift_inputs(&self) {
+        self.shifted.store(true, Ordering::Relaxed);
+    }
+
+    /// The fault starts now.
+    pub fn mark_onset(&mut self) {
+        self.onset = self.now();
     }
 
     pub fn event(&mut self, what: impl Into<String>) {
@@ -160,13 +199,17 @@ pub struct Outcome {
     pub detected: Option<(f64, String, String)>,
     /// (drill time, what) when the mitigation acted.
     pub mitigated: Option<(f64, String)>,
-    /// Drill time of the last failed request after the onset (the impact's end); `None`: no
-    /// client saw a failure.
+    /// When the last bad request (failed, or slower than the SLO) after the onset was
+    /// answered: the impact's end; `None`: no client saw any.
     pub impact_end: Option<f64>,
     /// Whether the traffic was healthy again at the end of the drill.
     pub recovered: bool,
     pub records: Vec<Rec>,
+    /// Whether an alert was expected at all (a drill of alerting down expects none).
+    pub expects_detection: bool,
     pub failed_during: usize,
+    /// Answered, but slower than the SLO's latency threshold, after the onset.
+    pub slow_during: usize,
     pub sent: usize,
     pub unanswered: usize,
     /// Samples: captured, sent, failed, dropped (Envoy's counters after the queue drained).
@@ -182,6 +225,19 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Every alert that reached the pager firing after the onset, sorted.
+    pub fn fired(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .notifications
+            .iter()
+            .flat_map(|(_, _, what)| what.split("; ").filter_map(|p| p.strip_prefix("firing: ")).flat_map(|p| p.split(", ")))
+            .map(str::to_owned)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     pub fn mttd(&self) -> Option<f64> {
         self.detected.as_ref().map(|d| d.0 - self.onset)
     }
@@ -213,6 +269,10 @@ pub struct Spec {
     pub inject: fn(&mut Env) -> anyhow::Result<String>,
     /// Whether the mitigation has acted, and what it is.
     pub mitigated: fn(&mut Env) -> Option<String>,
+    /// The share of requests whose payloads are sampled (the drift monitor's input).
+    pub sample_rate: f64,
+    /// Start the drift monitor on the samples (and have Prometheus scrape it).
+    pub monitor: bool,
     /// The playbook the drill exercises (docs/incident-response/playbooks/).
     pub playbook: &'static str,
     /// Trigger and root cause, for the postmortem.
@@ -222,18 +282,33 @@ pub struct Spec {
 
 /// The drill policy: mlp v1 stable at 80 %, v2 canary at 20 %, guarded, sampled, with the
 /// SLO the rules judge.
-pub fn policy() -> serde_json::Value {
+pub fn policy(sample_rate: f64) -> serde_json::Value {
     switchyard_testkit::stack::mlp_policy(&serde_json::json!({
         "versions": [{"name": "v1", "cluster": "mlp-v1", "weight": 80}, {"name": "v2", "cluster": "mlp-v2", "weight": 20}],
         "guard": {"stable": "v1", "min_requests": 10, "epoch": 0},
-        "sampling": {"rate": 0.1, "max_body_bytes": 65536},
+        "sampling": {"rate": sample_rate, "max_body_bytes": 65536},
         "slo": {"availability": 0.999, "latency_ms": 100, "latency_objective": 0.99}
     }))
 }
 
 fn start_env(spec: &Spec) -> anyhow::Result<Env> {
-    let stack = Stack::start_with(&format!("drill-{}", spec.name), &policy(), spec.bootstrap);
+    let stack = Stack::start_with(&format!("drill-{}", spec.name), &policy(spec.sample_rate), spec.bootstrap);
     let dir = stack.dir.clone();
+    // The monitor on the stack's samples: v1's first 300 rows are the reference; a 1,000-row
+    // window holds the 500 rows the drift series need within seconds at full sampling.
+    let monitor = if spec.monitor {
+        let config = dir.join("monitor.json");
+        let windows = serde_json::json!([{"name": "1k", "rows": 1000}]);
+        std::fs::write(
+            &config,
+            serde_json::json!({"evaluate_every_seconds": 1, "models": {"mlp": {"reference": {"version": "v1", "rows": 300}, "windows": windows}}})
+                .to_string(),
+        )?;
+        let bin = switchyard_testkit::workspace_bin("switchyard-monitor");
+        Some(switchyard_testkit::stack::start_monitor(&bin, &stack.samples, &config, &dir.join("monitor-state"))?)
+    } else {
+        None
+    };
     let webhook = Webhook::start(&dir);
     let am_config = dir.join("alertmanager.yml");
     let am_s = am_config.to_str().context("path")?;
@@ -241,7 +316,7 @@ fn start_env(spec: &Spec) -> anyhow::Result<Env> {
     let alertmanager = Alertmanager::start(&am_config, &dir);
     let (dir_s, policy_s) = (dir.to_str().context("path")?, stack.policy_file.to_str().context("path")?);
     let scale = TIME_SCALE.to_string();
-    render(&[
+    let mut args = vec![
         "prometheus",
         "--out-dir",
         dir_s,
@@ -261,9 +336,23 @@ fn start_env(spec: &Spec) -> anyhow::Result<Env> {
         "1s",
         "--time-scale",
         &scale,
-    ]);
+    ];
+    if let Some((_, addr)) = &monitor {
+        args.extend(["--monitor", addr.as_str()]);
+    }
+    render(&args);
     let prometheus = Prometheus::start(&dir.join("prometheus.yml"), &dir);
-    Ok(Env { stack, prometheus, _alertmanager: alertmanager, webhook, started: Instant::now(), events: Vec::new() })
+    Ok(Env {
+        stack,
+        _monitor: monitor.map(|(p, _)| p),
+        shifted: Arc::new(AtomicBool::new(false)),
+        prometheus: Some(prometheus),
+        _alertmanager: alertmanager,
+        webhook,
+        started: Instant::now(),
+        events: Vec::new(),
+        onset: 0.0,
+    })
 }
 
 fn p99(records: &[&Rec]) -> f64 {
@@ -296,14 +385,16 @@ pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> 
     let mut env = start_env(spec)?;
     env.started = Instant::now();
     let load = Load::start(&env.stack.listen, env.started, 3, 20.0);
+    env.shifted = load.shifted.clone();
     env.event("steady traffic: 60 req/s to mlp (v1 80 %, v2 20 %) through Envoy");
     std::thread::sleep(timing.warmup);
-    let quiet: Vec<String> = env.prometheus.alerts().iter().map(|a| a.name().to_owned()).collect();
+    let quiet: Vec<String> = env.prometheus.iter().flat_map(Prometheus::alerts).map(|a| a.name().to_owned()).collect();
     if !quiet.is_empty() {
         env.event(format!("before the fault, alerts already pending or firing: {}", quiet.join(", ")));
     }
-    let onset = env.now();
+    env.mark_onset();
     let what = (spec.inject)(&mut env)?;
+    let onset = env.onset;
     env.event(format!("fault: {what}"));
 
     let (mut detected, mut mitigated) = (None, None);
@@ -323,7 +414,7 @@ pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> 
             env.event(format!("mitigated: {how}"));
             mitigated = Some((env.now(), how));
         }
-        if detected.is_some()
+        if (detected.is_some() || spec.expect.is_empty())
             && mitigated.as_ref().is_some_and(|(t, _)| env.now() - t > timing.healthy_tail.as_secs_f64())
         {
             break;
@@ -339,8 +430,8 @@ pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> 
     let samples = [s("captured"), s("sent"), s("failed"), s("dropped")];
     let alerts = env
         .prometheus
-        .alerts()
         .iter()
+        .flat_map(Prometheus::alerts)
         .map(|a| {
             let labels: Vec<String> =
                 a.labels.iter().filter(|(k, _)| *k != "alertname").map(|(k, v)| format!("{k}={v}")).collect();
@@ -358,23 +449,25 @@ pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> 
     let after: Vec<&Rec> = records.iter().filter(|r| r.t >= onset).collect();
     let impact_end = after
         .iter()
-        .filter(|r| r.failed())
-        .map(|r| r.t)
+        .filter(|r| r.bad())
+        .map(|r| r.t + r.latency_ms / 1e3)
         .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
     let end = records.last().map_or(onset, |r| r.t);
     let tail = timing.healthy_tail.as_secs_f64().min((end - onset) / 2.0);
-    let recovered = after.iter().filter(|r| r.t > end - tail).all(|r| !r.failed());
+    let recovered = after.iter().filter(|r| r.t > end - tail).all(|r| !r.bad());
     let before: Vec<&Rec> = records.iter().filter(|r| r.t < onset && r.t > onset - 5.0).collect();
     let during: Vec<&Rec> = after.iter().copied().filter(|r| impact_end.is_none_or(|e| r.t <= e + 1.0)).collect();
     let outcome = Outcome {
         name: spec.name.to_owned(),
         title: spec.title.to_owned(),
         onset,
+        expects_detection: !spec.expect.is_empty(),
         detected,
         mitigated,
         impact_end,
         recovered,
         failed_during: after.iter().filter(|r| r.failed()).count(),
+        slow_during: after.iter().filter(|r| !r.failed() && r.latency_ms > SLO_LATENCY_MS).count(),
         sent: records.len(),
         unanswered: records.iter().filter(|r| r.status == 0).count(),
         samples,

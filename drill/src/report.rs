@@ -91,6 +91,7 @@ pub fn json(o: &Outcome) -> serde_json::Value {
         "drill": o.name,
         "onset_s": o.onset,
         "detected_by": o.detected.as_ref().map(|d| &d.1),
+        "alerts_fired": o.fired(),
         "mttd_s": o.mttd(),
         "mitigated_by": o.mitigated.as_ref().map(|m| &m.1),
         "mitigation_s": o.mitigated.as_ref().map(|m| m.0 - o.onset),
@@ -98,6 +99,7 @@ pub fn json(o: &Outcome) -> serde_json::Value {
         "recovered": o.recovered,
         "requests": o.sent,
         "failed_after_onset": o.failed_during,
+        "slow_after_onset": o.slow_during,
         "unanswered": o.unanswered,
         "samples": {"captured": o.samples[0], "sent": o.samples[1], "failed": o.samples[2], "dropped": o.samples[3]},
         "lost": o.lost(),
@@ -127,17 +129,25 @@ pub fn postmortem(o: &Outcome, spec: &Spec) -> String {
     let _ = writeln!(m, "## Summary\n");
     let _ = writeln!(
         m,
-        "{} {} reached the pager {mttd} after the onset; {}. Clients saw {} failed requests of the {} sent after the onset, and none went unanswered.\n",
+        "{} {} reached the pager {mttd} after the onset; {}. Clients saw {} failed and {} slow requests of the {} sent after the onset; {} went unanswered.\n",
         spec.trigger,
         detected_by,
         mitigated_by,
         o.failed_during,
-        o.records.iter().filter(|r| r.t >= o.onset).count()
+        o.slow_during,
+        o.records.iter().filter(|r| r.t >= o.onset).count(),
+        o.unanswered
     );
     let _ = writeln!(m, "## Impact\n");
     let _ = writeln!(m, "| measure | value |\n|---|---:|");
     let _ = writeln!(m, "| requests sent during the drill | {} |", o.sent);
     let _ = writeln!(m, "| failed after the onset (non-2xx or no answer) | {} |", o.failed_during);
+    let _ = writeln!(
+        m,
+        "| answered after the onset, slower than the SLO ({} ms) | {} |",
+        crate::SLO_LATENCY_MS,
+        o.slow_during
+    );
     let _ = writeln!(m, "| unanswered (lost) | {} |", o.unanswered);
     let _ = writeln!(m, "| client p99 before the fault (5 s) | {:.1} ms |", o.p99_before_ms);
     let _ = writeln!(m, "| client p99 from the onset to 1 s past the impact | {:.1} ms |", o.p99_during_ms);
@@ -187,8 +197,17 @@ pub fn postmortem(o: &Outcome, spec: &Spec) -> String {
         let _ = writeln!(m, "- Nothing lost: every request answered, every sample accounted for.");
     }
     let _ = writeln!(m, "\n### What went wrong\n");
-    let _ = writeln!(m, "- {} requests failed before the mitigation acted.", o.failed_during);
-    if o.detected.is_none() {
+    let _ = writeln!(
+        m,
+        "- {} requests failed and {} were slower than the SLO before the mitigation acted.",
+        o.failed_during, o.slow_during
+    );
+    if !o.expects_detection {
+        let _ = writeln!(
+            m,
+            "- Alerting was blind: with Prometheus down no alert could fire, and no alert watches Prometheus itself."
+        );
+    } else if o.detected.is_none() {
         let _ = writeln!(m, "- No expected alert reached the pager within the drill.");
     }
     if !o.recovered {
@@ -219,20 +238,29 @@ fn capitalized(s: &str) -> String {
 /// docs/drills.md's table.
 pub fn summary(outcomes: &[Outcome]) -> String {
     let mut m = String::new();
-    let _ = writeln!(m, "| drill | detected by | MTTD | mitigated by | MTTM | failed requests | lost |");
-    let _ = writeln!(m, "|---|---|---:|---|---:|---:|---:|");
+    let _ = writeln!(
+        m,
+        "| drill | detected by | MTTD | mitigated by | MTTM | failed requests | slow requests | lost | alerts that fired |"
+    );
+    let _ = writeln!(m, "|---|---|---:|---|---:|---:|---:|---:|---|");
     for o in outcomes {
+        let detected = o.detected.as_ref().map_or(
+            if o.expects_detection { "not detected" } else { "nothing can alert (as drilled)" },
+            |d| d.1.as_str(),
+        );
         let _ = writeln!(
             m,
-            "| [{}](drills/{}/postmortem.md) | {} | {} | {} | {} | {} | {} |",
+            "| [{}](drills/{}/postmortem.md) | {} | {} | {} | {} | {} | {} | {} | {} |",
             o.name,
             o.name,
-            o.detected.as_ref().map_or("not detected", |d| d.1.as_str()),
+            detected,
             secs(o.mttd()),
             o.mitigated.as_ref().map_or("—", |x| x.1.as_str()),
             secs(o.mttm()),
             o.failed_during,
-            o.lost()
+            o.slow_during,
+            o.lost(),
+            o.fired().join(", ")
         );
     }
     m
