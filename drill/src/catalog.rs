@@ -4,8 +4,18 @@
 use crate::{Env, Spec};
 
 /// Every drill, in the order `all` runs them.
-pub const DRILLS: &[Spec] =
-    &[CANARY_5XX, CANARY_LATENCY, CANARY_KILLED, INPUT_DRIFT, COLLECTOR_KILLED, BAD_POLICY, PROMETHEUS_DOWN];
+pub const DRILLS: &[Spec] = &[
+    CANARY_5XX,
+    CANARY_LATENCY,
+    CANARY_KILLED,
+    STABLE_ERRORS,
+    INPUT_DRIFT,
+    MONITOR_KILLED,
+    SAMPLES_CORRUPTED,
+    COLLECTOR_KILLED,
+    BAD_POLICY,
+    PROMETHEUS_DOWN,
+];
 
 pub fn find(name: &str) -> Option<&'static Spec> {
     DRILLS.iter().find(|d| d.name == name)
@@ -21,7 +31,7 @@ pub const CANARY_5XX: Spec = Spec {
     bootstrap: &["--fault", "mlp-v2=0:503"],
     expect: &["SwitchyardGuardTookVersionOut", "SwitchyardCanaryWorseThanStable", "SwitchyardErrorBudgetBurn"],
     inject: |env| {
-        env.set_fault("switchyard.fault.mlp-v2.abort_percent", 100.0)?;
+        env.set_fault("switchyard.fault.mlp-v2.abort_percent", 100)?;
         Ok("Envoy's fault filter answers 503 to every request routed to mlp-v2".into())
     },
     mitigated: guard_took_v2_out,
@@ -38,7 +48,7 @@ pub const CANARY_LATENCY: Spec = Spec {
     bootstrap: &["--fault", "mlp-v2=0:400ms"],
     expect: &["SwitchyardGuardTookVersionOut", "SwitchyardCanaryWorseThanStable", "SwitchyardErrorBudgetBurn"],
     inject: |env| {
-        env.set_fault("switchyard.fault.mlp-v2.delay_percent", 100.0)?;
+        env.set_fault("switchyard.fault.mlp-v2.delay_percent", 100)?;
         Ok("Envoy's fault filter holds every request routed to mlp-v2 for 400 ms".into())
     },
     mitigated: guard_took_v2_out,
@@ -131,7 +141,7 @@ pub const PROMETHEUS_DOWN: Spec = Spec {
         env.prometheus = None;
         std::thread::sleep(std::time::Duration::from_secs(1));
         env.mark_onset();
-        env.set_fault("switchyard.fault.mlp-v2.abort_percent", 100.0)?;
+        env.set_fault("switchyard.fault.mlp-v2.abort_percent", 100)?;
         Ok("Prometheus stopped; a second later every request routed to mlp-v2 answered 503".into())
     },
     mitigated: guard_took_v2_out,
@@ -153,10 +163,124 @@ pub const INPUT_DRIFT: Spec = Spec {
     },
     // Drift fails no request: it is a question for the model's owners (the playbook's steps:
     // confirm in /v1/drift, find the feature, decide to retrain or roll back the producer).
-    mitigated: |_| Some("nothing for clients: no request fails; the model's owners take the playbook's steps".to_owned()),
+    mitigated: |_| {
+        Some("nothing for clients: no request fails; the model's owners take the playbook's steps".to_owned())
+    },
     sample_rate: 1.0,
     monitor: true,
     playbook: "input-drift.md",
     trigger: "The inputs the clients send moved away from the reference the drift monitor holds (version v1's first 300 sampled rows).",
     root_cause: "Injected: an upstream change to how the features are computed, which the model was not trained for.",
 };
+
+fn no_client_impact(_: &mut Env) -> Option<String> {
+    Some("nothing for clients: no request fails or slows; drift is not measured meanwhile".to_owned())
+}
+
+pub const MONITOR_KILLED: Spec = Spec {
+    name: "monitor-killed",
+    title: "The drift monitor is killed",
+    bootstrap: &[],
+    expect: &["SwitchyardDriftMonitorDown"],
+    inject: |env| {
+        env.monitor = None;
+        Ok("switchyard-monitor stopped (drift is no longer measured)".into())
+    },
+    mitigated: no_client_impact,
+    sample_rate: 0.5,
+    monitor: true,
+    playbook: "input-drift.md",
+    trigger: "The drift monitor process was stopped while the stack served traffic.",
+    root_cause: "Injected: the drift monitor down (a crash, an eviction), which blinds drift detection without touching traffic.",
+};
+
+pub const SAMPLES_CORRUPTED: Spec = Spec {
+    name: "samples-corrupted",
+    title: "Broken lines land in the samples file",
+    bootstrap: &[],
+    expect: &["SwitchyardDriftLinesSkipped"],
+    inject: |env| {
+        // Another writer appending broken records beside the collector's (a misconfigured
+        // second collector, a partial copy): 20 lines a second until the drill ends.
+        let (path, ended) = (env.stack.samples.clone(), env.ended.clone());
+        std::thread::spawn(move || {
+            use std::io::Write as _;
+            let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&path) else { return };
+            while !ended.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = f.write_all(b"{\"model\": \"mlp\", \"version\": \"v1\", \"request\": not json}\n");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        });
+        Ok("a second writer appends 20 malformed lines a second to the collector's samples file".into())
+    },
+    mitigated: |_| {
+        Some(
+            "nothing for clients: the monitor skips and counts the broken lines and measures drift on the rest"
+                .to_owned(),
+        )
+    },
+    sample_rate: 0.5,
+    monitor: true,
+    playbook: "input-drift.md",
+    trigger: "Malformed lines were appended to the samples file the drift monitor follows.",
+    root_cause: "Injected: a second, broken writer of the samples file.",
+};
+
+/// The playbook's manual step, as the paged operator would take it: once the burn-rate page
+/// arrives, move all of mlp's traffic to v2 (known good) with a checked policy update.
+fn operator_shifts_to_v2(env: &mut Env) -> Option<String> {
+    let since = env.unix(env.onset);
+    let paged = env.webhook.received().into_iter().any(|(at, receiver, n)| {
+        at >= since && receiver == "page" && crate::names(&n).iter().any(|a| a == "SwitchyardErrorBudgetBurn")
+    });
+    if !paged {
+        return None;
+    }
+    let mut policy = crate::policy(0.1);
+    policy["models"]["mlp"]["versions"][0]["weight"] = 0.into();
+    policy["models"]["mlp"]["versions"][1]["weight"] = 100.into();
+    match env.stack.apply_policy(&policy) {
+        Ok(true) => {
+            Some("the operator moved all of mlp's traffic to v2 (playbook step, `envoy/apply-policy.sh`)".to_owned())
+        }
+        Ok(false) | Err(_) => None,
+    }
+}
+
+pub const STABLE_ERRORS: Spec = Spec {
+    name: "stable-errors",
+    title: "The stable version fails 10 % of its requests",
+    bootstrap: &["--fault", "mlp-v1=0:503"],
+    expect: &["SwitchyardErrorBudgetBurn"],
+    inject: |env| {
+        env.set_fault("switchyard.fault.mlp-v1.abort_percent", 10)?;
+        Ok("Envoy's fault filter answers 503 to 10 % of the requests routed to mlp-v1, the stable version".into())
+    },
+    mitigated: operator_shifts_to_v2,
+    sample_rate: 0.1,
+    monitor: false,
+    playbook: "canary-regression.md",
+    trigger: "The stable version mlp/v1 began failing one request in ten; the guard protects against a canary, not the stable version.",
+    root_cause: "Injected: a regression in the version serving most traffic (a dependency, the host), which only a person can route around.",
+};
+
+/// Alerts no drill raises yet, and why. The coverage test (tests/coverage.rs) accepts these
+/// and nothing else: a new alert needs a drill that makes it fire, or a line here.
+pub const NOT_DRILLED: &[(&str, &str)] = &[
+    ("SwitchyardBackendQueueNearCapacity", OVERLOAD),
+    ("SwitchyardBackendShedding", OVERLOAD),
+    ("SwitchyardRequestsExpiring", OVERLOAD),
+    ("SwitchyardModelNotReady", "needs a backend restarted onto a broken model file while the stack runs"),
+    ("SwitchyardWasmFilterFailing", "needs a way to crash the filter's VM inside a running Envoy"),
+    (
+        "SwitchyardColumnDrift",
+        "fires only when too few columns drift for dataset drift (never both); input-drift shifts every column",
+    ),
+    (
+        "SwitchyardDriftSamplesStopped",
+        "needs samples lost between the collector and the monitor while the filter keeps capturing them",
+    ),
+];
+
+const OVERLOAD: &str = "needs an overload drill: the demo models serve more than this 2-core machine's load \
+                        generator can send, so overload needs a deliberately slow model in the drill's repository";

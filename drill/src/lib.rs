@@ -69,7 +69,8 @@ impl Load {
         let every = Duration::from_secs_f64(1.0 / per_client);
         let threads = (0..clients)
             .map(|c| {
-                let (stop, shifted, records, listen) = (stop.clone(), shifted.clone(), records.clone(), listen.to_owned());
+                let (stop, shifted, records, listen) =
+                    (stop.clone(), shifted.clone(), records.clone(), listen.to_owned());
                 std::thread::spawn(move || {
                     let mut next = Instant::now();
                     let mut i = 0;
@@ -132,8 +133,10 @@ fn infer_body(seed: usize, shifted: bool) -> Vec<u8> {
 /// The running stack a drill acts on.
 pub struct Env {
     pub stack: Stack,
-    /// The drift monitor, for drills that start one.
-    _monitor: Option<switchyard_testkit::process::Process>,
+    /// The drift monitor, for drills that start one (`None` once a drill stopped it).
+    pub monitor: Option<switchyard_testkit::process::Process>,
+    /// Set when the drill ends: background work a fault started stops.
+    pub ended: Arc<AtomicBool>,
     shifted: Arc<AtomicBool>,
     /// `None` once a drill has taken it down.
     pub prometheus: Option<Prometheus>,
@@ -143,7 +146,7 @@ pub struct Env {
     pub events: Vec<(f64, String)>,
     /// The fault's onset (drill time): set before `inject`; an inject that prepares first
     /// (stops a dependency, then faults) sets it again with [`Env::mark_onset`].
-    onset: f64,
+    pub(crate) onset: f64,
 }
 
 impl Env {
@@ -168,12 +171,12 @@ impl Env {
         self.events.push((t, what));
     }
 
-    /// Sets a fault armed in the bootstrap (`--fault CLUSTER=0:…`) to `percent` through
-    /// Envoy's admin runtime.
-    pub fn set_fault(&self, key: &str, percent: f64) -> anyhow::Result<()> {
-        let millionths = (percent * 10_000.0).round() as u64;
-        let r = try_request(&self.stack.admin, "POST", &format!("/runtime_modify?{key}={millionths}"), &[], b"")
-            .map_err(anyhow::Error::msg)?;
+    /// Sets a fault armed in the bootstrap (`--fault CLUSTER=0:…`) to `percent` (whole
+    /// percents: Envoy reads an integer runtime value as one) through its admin runtime.
+    pub fn set_fault(&self, key: &str, percent: u8) -> anyhow::Result<()> {
+        let r =
+            try_request(&self.stack.admin, "POST", &format!("/runtime_modify?{key}={}", percent.min(100)), &[], b"")
+                .map_err(anyhow::Error::msg)?;
         anyhow::ensure!(r.status == 200, "runtime_modify {key}: {}", r.status);
         Ok(())
     }
@@ -183,7 +186,7 @@ impl Env {
         metric_sum(&self.stack.prometheus(), "switchyard_guard_out", &[("model", "mlp"), ("version", version)]) > 0.0
     }
 
-    fn unix(&self, t: f64) -> f64 {
+    pub(crate) fn unix(&self, t: f64) -> f64 {
         let start = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()) - self.now();
         start + t
     }
@@ -230,7 +233,9 @@ impl Outcome {
         let mut names: Vec<String> = self
             .notifications
             .iter()
-            .flat_map(|(_, _, what)| what.split("; ").filter_map(|p| p.strip_prefix("firing: ")).flat_map(|p| p.split(", ")))
+            .flat_map(|(_, _, what)| {
+                what.split("; ").filter_map(|p| p.strip_prefix("firing: ")).flat_map(|p| p.split(", "))
+            })
             .map(str::to_owned)
             .collect();
         names.sort();
@@ -344,7 +349,8 @@ fn start_env(spec: &Spec) -> anyhow::Result<Env> {
     let prometheus = Prometheus::start(&dir.join("prometheus.yml"), &dir);
     Ok(Env {
         stack,
-        _monitor: monitor.map(|(p, _)| p),
+        monitor: monitor.map(|(p, _)| p),
+        ended: Arc::new(AtomicBool::new(false)),
         shifted: Arc::new(AtomicBool::new(false)),
         prometheus: Some(prometheus),
         _alertmanager: alertmanager,
@@ -422,6 +428,7 @@ pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> 
         std::thread::sleep(Duration::from_millis(100));
     }
     let records = load.finish();
+    env.ended.store(true, Ordering::Relaxed);
     env.event("traffic stopped");
     // The samples in the filter's queue go out within a tick or two.
     std::thread::sleep(Duration::from_secs(2));
@@ -489,7 +496,7 @@ pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> 
 }
 
 /// The firing alerts of a notification.
-fn names(notification: &serde_json::Value) -> Vec<String> {
+pub(crate) fn names(notification: &serde_json::Value) -> Vec<String> {
     alerts_in(notification, "firing")
 }
 

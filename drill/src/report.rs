@@ -244,10 +244,12 @@ pub fn summary(outcomes: &[Outcome]) -> String {
     );
     let _ = writeln!(m, "|---|---|---:|---|---:|---:|---:|---:|---|");
     for o in outcomes {
-        let detected = o.detected.as_ref().map_or(
-            if o.expects_detection { "not detected" } else { "nothing can alert (as drilled)" },
-            |d| d.1.as_str(),
-        );
+        let detected = o
+            .detected
+            .as_ref()
+            .map_or(if o.expects_detection { "not detected" } else { "nothing can alert (as drilled)" }, |d| {
+                d.1.as_str()
+            });
         let _ = writeln!(
             m,
             "| [{}](drills/{}/postmortem.md) | {} | {} | {} | {} | {} | {} | {} | {} |",

@@ -124,7 +124,7 @@ struct EnvoyArgs {
     /// Abort PERCENT % of the requests routed to CLUSTER with STATUS (503 by default), or
     /// delay them MS milliseconds: a failing or slow canary for drills and tests. PERCENT may
     /// be 0 (armed): `POST /runtime_modify?switchyard.fault.CLUSTER.abort_percent=N` (or
-    /// `delay_percent`) on Envoy's admin sets it at run time, N in millionths.
+    /// `delay_percent`) on Envoy's admin sets it at run time, N in whole percents.
     #[arg(long, value_name = "CLUSTER=PERCENT[:STATUS|:MSms]")]
     fault: Vec<Fault>,
 }

@@ -143,8 +143,8 @@ impl FromStr for Fault {
 }
 
 impl Fault {
-    /// The admin runtime key that overrides the share, in millionths (the configured
-    /// percentage's denominator): `POST /runtime_modify?KEY=1000000` is 100 %.
+    /// The admin runtime key that overrides the share, in whole percents (Envoy reads an
+    /// integer runtime value as a percentage): `POST /runtime_modify?KEY=100` is 100 %.
     pub fn runtime_key(&self) -> String {
         let kind = match self.action {
             FaultAction::Abort(_) => "abort",
