@@ -9,6 +9,7 @@ pub const DRILLS: &[Spec] = &[
     CANARY_LATENCY,
     CANARY_KILLED,
     STABLE_ERRORS,
+    OVERLOAD_3X,
     INPUT_DRIFT,
     MONITOR_KILLED,
     SAMPLES_CORRUPTED,
@@ -37,6 +38,7 @@ pub const CANARY_5XX: Spec = Spec {
     mitigated: guard_took_v2_out,
     sample_rate: 0.1,
     monitor: false,
+    slow: false,
     playbook: "canary-regression.md",
     trigger: "Every request routed to the canary mlp/v2 got a 503 (injected with Envoy's fault filter through its admin runtime).",
     root_cause: "Injected: a canary that fails every request, standing for a bad build or a broken dependency of the new version.",
@@ -54,6 +56,7 @@ pub const CANARY_LATENCY: Spec = Spec {
     mitigated: guard_took_v2_out,
     sample_rate: 0.1,
     monitor: false,
+    slow: false,
     playbook: "canary-regression.md",
     trigger: "Every request routed to the canary mlp/v2 was held 400 ms before reaching it (Envoy's fault filter), against an SLO of 100 ms.",
     root_cause: "Injected: a latency regression in the new version (a slower model, a cold cache, a noisy neighbour).",
@@ -76,6 +79,7 @@ pub const CANARY_KILLED: Spec = Spec {
     mitigated: guard_took_v2_out,
     sample_rate: 0.1,
     monitor: false,
+    slow: false,
     playbook: "canary-regression.md",
     trigger: "The mlp/v2 backend process was killed (SIGKILL) under load: Envoy's connections to it were refused from then on.",
     root_cause: "Injected: a crashing canary process (OOM kill, segfault, node loss).",
@@ -101,6 +105,7 @@ pub const COLLECTOR_KILLED: Spec = Spec {
     mitigated: samples_failing,
     sample_rate: 0.1,
     monitor: false,
+    slow: false,
     playbook: "collector-down.md",
     trigger: "The collector process was killed: the filter's sample shipments to it were refused from then on.",
     root_cause: "Injected: the sample collector down (a crash, a full disk, a node loss), taking drift monitoring's input with it.",
@@ -126,6 +131,7 @@ pub const BAD_POLICY: Spec = Spec {
     mitigated: kept_previous_policy,
     sample_rate: 0.1,
     monitor: false,
+    slow: false,
     playbook: "bad-policy-push.md",
     trigger: "A policy with a misspelt top-level field reached Envoy's ECDS file without `switchyard-policy check` (a hand edit).",
     root_cause: "Injected: a bad configuration push bypassing the renderer's validation.",
@@ -147,6 +153,7 @@ pub const PROMETHEUS_DOWN: Spec = Spec {
     mitigated: guard_took_v2_out,
     sample_rate: 0.1,
     monitor: false,
+    slow: false,
     playbook: "canary-regression.md",
     trigger: "Prometheus was stopped (no rule evaluation, no alerts), then the canary mlp/v2 began failing every request.",
     root_cause: "Injected: the monitoring stack down at the moment a canary fails; no alert watches Prometheus itself (an action item).",
@@ -168,6 +175,7 @@ pub const INPUT_DRIFT: Spec = Spec {
     },
     sample_rate: 1.0,
     monitor: true,
+    slow: false,
     playbook: "input-drift.md",
     trigger: "The inputs the clients send moved away from the reference the drift monitor holds (version v1's first 300 sampled rows).",
     root_cause: "Injected: an upstream change to how the features are computed, which the model was not trained for.",
@@ -189,6 +197,7 @@ pub const MONITOR_KILLED: Spec = Spec {
     mitigated: no_client_impact,
     sample_rate: 0.5,
     monitor: true,
+    slow: false,
     playbook: "input-drift.md",
     trigger: "The drift monitor process was stopped while the stack served traffic.",
     root_cause: "Injected: the drift monitor down (a crash, an eviction), which blinds drift detection without touching traffic.",
@@ -221,6 +230,7 @@ pub const SAMPLES_CORRUPTED: Spec = Spec {
     },
     sample_rate: 0.5,
     monitor: true,
+    slow: false,
     playbook: "input-drift.md",
     trigger: "Malformed lines were appended to the samples file the drift monitor follows.",
     root_cause: "Injected: a second, broken writer of the samples file.",
@@ -236,7 +246,7 @@ fn operator_shifts_to_v2(env: &mut Env) -> Option<String> {
     if !paged {
         return None;
     }
-    let mut policy = crate::policy(0.1);
+    let mut policy = crate::policy(0.1, crate::SLO_LATENCY_MS);
     policy["models"]["mlp"]["versions"][0]["weight"] = 0.into();
     policy["models"]["mlp"]["versions"][1]["weight"] = 100.into();
     match env.stack.apply_policy(&policy) {
@@ -259,6 +269,7 @@ pub const STABLE_ERRORS: Spec = Spec {
     mitigated: operator_shifts_to_v2,
     sample_rate: 0.1,
     monitor: false,
+    slow: false,
     playbook: "canary-regression.md",
     trigger: "The stable version mlp/v1 began failing one request in ten; the guard protects against a canary, not the stable version.",
     root_cause: "Injected: a regression in the version serving most traffic (a dependency, the host), which only a person can route around.",
@@ -267,9 +278,14 @@ pub const STABLE_ERRORS: Spec = Spec {
 /// Alerts no drill raises yet, and why. The coverage test (tests/coverage.rs) accepts these
 /// and nothing else: a new alert needs a drill that makes it fire, or a line here.
 pub const NOT_DRILLED: &[(&str, &str)] = &[
-    ("SwitchyardBackendQueueNearCapacity", OVERLOAD),
-    ("SwitchyardBackendShedding", OVERLOAD),
-    ("SwitchyardRequestsExpiring", OVERLOAD),
+    (
+        "SwitchyardBackendQueueNearCapacity",
+        "did not fire in the overload drill (8 s at three times capacity, a queue of 8): shedding takes over first; not investigated",
+    ),
+    (
+        "SwitchyardRequestsExpiring",
+        "needs requests whose deadline passes in the queue: the overload drill's 2 s timeout outlasts it",
+    ),
     ("SwitchyardModelNotReady", "needs a backend restarted onto a broken model file while the stack runs"),
     ("SwitchyardWasmFilterFailing", "needs a way to crash the filter's VM inside a running Envoy"),
     (
@@ -282,5 +298,41 @@ pub const NOT_DRILLED: &[(&str, &str)] = &[
     ),
 ];
 
-const OVERLOAD: &str = "needs an overload drill: the demo models serve more than this 2-core machine's load \
-                        generator can send, so overload needs a deliberately slow model in the drill's repository";
+/// The backend sheds at once (429 instead of a growing queue); the paged operator then
+/// rate-limits the client that surges (here: the surge stops).
+fn shed_then_rate_limited(env: &mut Env) -> Option<String> {
+    let since = env.unix(env.onset);
+    let paged = env.webhook.received().into_iter().any(|(at, receiver, n)| {
+        at >= since && receiver == "page" && crate::names(&n).iter().any(|a| a == "SwitchyardBackendShedding")
+    });
+    if !paged {
+        return None;
+    }
+    env.end_surge();
+    Some(
+        "the backend shed the excess with 429 at once (automatic); after the page the operator rate-limited the \
+         surging client (playbook step)"
+            .to_owned(),
+    )
+}
+
+pub const OVERLOAD_3X: Spec = Spec {
+    name: "overload",
+    title: "Traffic surges to three times what the stable backend can serve",
+    bootstrap: &[],
+    expect: &["SwitchyardErrorBudgetBurn", "SwitchyardBackendShedding", "SwitchyardBackendQueueNearCapacity"],
+    inject: |env| {
+        let c = env.capacity.unwrap_or(100.0);
+        // v1 takes 80 %: three times its capacity in all, less the steady traffic already sent.
+        let extra = 3.0 * c / 0.8 - 0.5 * c / 0.8;
+        env.surge(extra);
+        Ok(format!("a surge of {extra:.0} req/s more: mlp v1 offered three times the {c:.0} req/s it serves"))
+    },
+    mitigated: shed_then_rate_limited,
+    sample_rate: 0.1,
+    monitor: false,
+    slow: true,
+    playbook: "backend-overload.md",
+    trigger: "A client began sending several times the usual traffic (a retry storm, a batch job pointed at the online endpoint).",
+    root_cause: "Injected: demand beyond the stable version's capacity (one backend, no autoscaling on the local stack).",
+};

@@ -38,8 +38,16 @@ pub struct Rec {
     pub version: String,
 }
 
-/// The drill policy's latency objective: a slower answer is client-visible impact too.
-pub const SLO_LATENCY_MS: f64 = 100.0;
+/// The drill policy's latency objective: a slower answer is client-visible impact too. The
+/// slow models' is 500 ms.
+pub const SLO_LATENCY_MS: u64 = 100;
+const SLOW_SLO_LATENCY_MS: u64 = 500;
+
+impl Spec {
+    pub fn slo_latency_ms(&self) -> u64 {
+        if self.slow { SLOW_SLO_LATENCY_MS } else { SLO_LATENCY_MS }
+    }
+}
 
 impl Rec {
     pub fn failed(&self) -> bool {
@@ -47,8 +55,8 @@ impl Rec {
     }
 
     /// Failed, or slower than the SLO's threshold.
-    pub fn bad(&self) -> bool {
-        self.failed() || self.latency_ms > SLO_LATENCY_MS
+    pub fn bad(&self, slo_ms: u64) -> bool {
+        self.failed() || self.latency_ms > slo_ms as f64
     }
 }
 
@@ -137,6 +145,11 @@ pub struct Env {
     pub monitor: Option<switchyard_testkit::process::Process>,
     /// Set when the drill ends: background work a fault started stops.
     pub ended: Arc<AtomicBool>,
+    /// Requests per second one mlp v1 backend serves (measured before the traffic, for
+    /// drills on the slow models).
+    pub capacity: Option<f64>,
+    /// Extra traffic a fault added.
+    surges: Vec<Load>,
     shifted: Arc<AtomicBool>,
     /// `None` once a drill has taken it down.
     pub prometheus: Option<Prometheus>,
@@ -153,6 +166,19 @@ impl Env {
     /// Seconds since the drill started.
     pub fn now(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
+    }
+
+    /// Adds `rate` requests per second of traffic (eight more clients) until [`Env::end_surge`].
+    pub fn surge(&mut self, rate: f64) {
+        let load = Load::start(&self.stack.listen, self.started, 8, rate / 8.0);
+        self.surges.push(load);
+    }
+
+    /// The extra traffic stops (its requests are still counted).
+    pub fn end_surge(&self) {
+        for s in &self.surges {
+            s.stop.store(true, Ordering::Relaxed);
+        }
     }
 
     /// From now on the clients send shifted inputs.
@@ -213,6 +239,7 @@ pub struct Outcome {
     pub failed_during: usize,
     /// Answered, but slower than the SLO's latency threshold, after the onset.
     pub slow_during: usize,
+    pub slo_latency_ms: u64,
     pub sent: usize,
     pub unanswered: usize,
     /// Samples: captured, sent, failed, dropped (Envoy's counters after the queue drained).
@@ -278,6 +305,10 @@ pub struct Spec {
     pub sample_rate: f64,
     /// Start the drift monitor on the samples (and have Prometheus scrape it).
     pub monitor: bool,
+    /// Serve mlp from deliberately slow models (about 10 ms a row, one row a batch, a short
+    /// queue), so that this machine's clients can overload a backend; the traffic is then
+    /// sized from the measured capacity.
+    pub slow: bool,
     /// The playbook the drill exercises (docs/incident-response/playbooks/).
     pub playbook: &'static str,
     /// Trigger and root cause, for the postmortem.
@@ -287,17 +318,30 @@ pub struct Spec {
 
 /// The drill policy: mlp v1 stable at 80 %, v2 canary at 20 %, guarded, sampled, with the
 /// SLO the rules judge.
-pub fn policy(sample_rate: f64) -> serde_json::Value {
+pub fn policy(sample_rate: f64, slo_latency_ms: u64) -> serde_json::Value {
     switchyard_testkit::stack::mlp_policy(&serde_json::json!({
         "versions": [{"name": "v1", "cluster": "mlp-v1", "weight": 80}, {"name": "v2", "cluster": "mlp-v2", "weight": 20}],
         "guard": {"stable": "v1", "min_requests": 10, "epoch": 0},
         "sampling": {"rate": sample_rate, "max_body_bytes": 65536},
-        "slo": {"availability": 0.999, "latency_ms": 100, "latency_objective": 0.99}
+        "slo": {"availability": 0.999, "latency_ms": slo_latency_ms, "latency_objective": 0.99}
     }))
 }
 
 fn start_env(spec: &Spec) -> anyhow::Result<Env> {
-    let stack = Stack::start_with(&format!("drill-{}", spec.name), &policy(spec.sample_rate), spec.bootstrap);
+    let name = format!("drill-{}", spec.name);
+    let stack = if spec.slow {
+        let repo = slow_repo(&name)?;
+        Stack::start_in(
+            &name,
+            &policy(spec.sample_rate, spec.slo_latency_ms()),
+            &repo,
+            &switchyard_testkit::stack::wasm_path(),
+            spec.bootstrap,
+        )
+    } else {
+        Stack::start_with(&name, &policy(spec.sample_rate, spec.slo_latency_ms()), spec.bootstrap)
+    };
+    let capacity = if spec.slow { Some(measure_capacity(&stack.v1.http)) } else { None };
     let dir = stack.dir.clone();
     // The monitor on the stack's samples: v1's first 300 rows are the reference; a 1,000-row
     // window holds the 500 rows the drift series need within seconds at full sampling.
@@ -351,6 +395,8 @@ fn start_env(spec: &Spec) -> anyhow::Result<Env> {
         stack,
         monitor: monitor.map(|(p, _)| p),
         ended: Arc::new(AtomicBool::new(false)),
+        capacity,
+        surges: Vec::new(),
         shifted: Arc::new(AtomicBool::new(false)),
         prometheus: Some(prometheus),
         _alertmanager: alertmanager,
@@ -359,6 +405,60 @@ fn start_env(spec: &Spec) -> anyhow::Result<Env> {
         events: Vec::new(),
         onset: 0.0,
     })
+}
+
+/// mlp v1 and v2 with the demo's configs, except one row a batch and a queue of 8, and a
+/// model of the same inputs and outputs that takes about 10 ms a row (64 → 2048 → 8 × 2048 →
+/// 2, written by the venv's torch).
+fn slow_repo(name: &str) -> anyhow::Result<PathBuf> {
+    let repo = switchyard_testkit::derived_repo(&format!("{name}-repo"), &[("mlp", "v1"), ("mlp", "v2")], |_, c| {
+        c["batching"] = serde_json::json!({"max_batch_size": 1, "max_queue_size": 8, "default_timeout_us": 2_000_000});
+    });
+    let script = repo.join("slow.py");
+    std::fs::write(
+        &script,
+        "import sys, torch\ntorch.manual_seed(0)\nlayers = [torch.nn.Linear(64, 2048), torch.nn.ReLU()]\n\
+         for _ in range(8):\n    layers += [torch.nn.Linear(2048, 2048), torch.nn.ReLU()]\n\
+         layers += [torch.nn.Linear(2048, 2), torch.nn.Softmax(dim=1)]\n\
+         m = torch.jit.trace(torch.nn.Sequential(*layers).eval(), torch.randn(1, 64))\n\
+         for p in sys.argv[1:]:\n    m.save(p)\n",
+    )?;
+    let models: Vec<PathBuf> = ["v1", "v2"].iter().map(|v| repo.join("mlp").join(v).join("model.pt")).collect();
+    for m in &models {
+        std::fs::remove_file(m)?;
+    }
+    let out = std::process::Command::new(switchyard_testkit::stack::python()).arg(&script).args(&models).output()?;
+    anyhow::ensure!(out.status.success(), "writing the slow model: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(repo)
+}
+
+/// Requests per second one backend answers with four clients back to back for 3 s.
+fn measure_capacity(http: &str) -> f64 {
+    let until = Instant::now() + Duration::from_secs(3);
+    let done: usize = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|c| {
+                s.spawn(move || {
+                    let mut n = 0;
+                    while Instant::now() < until {
+                        let body = mlp_infer_body(c * 1000 + n);
+                        let ok = try_request(
+                            http,
+                            "POST",
+                            "/v2/models/mlp/infer",
+                            &[("content-type", "application/json")],
+                            &body,
+                        )
+                        .is_ok_and(|r| r.status == 200);
+                        n += usize::from(ok);
+                    }
+                    n
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap_or(0)).sum()
+    });
+    done as f64 / 3.0
 }
 
 fn p99(records: &[&Rec]) -> f64 {
@@ -390,9 +490,12 @@ pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> 
     println!("drill {}: {}", spec.name, spec.title);
     let mut env = start_env(spec)?;
     env.started = Instant::now();
-    let load = Load::start(&env.stack.listen, env.started, 3, 20.0);
+    // On the slow models: half of v1's capacity (v1 takes 80 % of the traffic).
+    let rate = env.capacity.map_or(60.0, |c| 0.5 * c / 0.8);
+    let load = Load::start(&env.stack.listen, env.started, 3, rate / 3.0);
     env.shifted = load.shifted.clone();
-    env.event("steady traffic: 60 req/s to mlp (v1 80 %, v2 20 %) through Envoy");
+    let measured = env.capacity.map_or(String::new(), |c| format!("; one backend's measured capacity {c:.0} req/s"));
+    env.event(format!("steady traffic: {rate:.0} req/s to mlp (v1 80 %, v2 20 %) through Envoy{measured}"));
     std::thread::sleep(timing.warmup);
     let quiet: Vec<String> = env.prometheus.iter().flat_map(Prometheus::alerts).map(|a| a.name().to_owned()).collect();
     if !quiet.is_empty() {
@@ -427,7 +530,11 @@ pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> 
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let records = load.finish();
+    let mut records = load.finish();
+    for s in std::mem::take(&mut env.surges) {
+        records.extend(s.finish());
+    }
+    records.sort_by(|a, b| a.t.total_cmp(&b.t));
     env.ended.store(true, Ordering::Relaxed);
     env.event("traffic stopped");
     // The samples in the filter's queue go out within a tick or two.
@@ -454,14 +561,15 @@ pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> 
         .collect();
 
     let after: Vec<&Rec> = records.iter().filter(|r| r.t >= onset).collect();
+    let slo = spec.slo_latency_ms();
     let impact_end = after
         .iter()
-        .filter(|r| r.bad())
+        .filter(|r| r.bad(slo))
         .map(|r| r.t + r.latency_ms / 1e3)
         .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
     let end = records.last().map_or(onset, |r| r.t);
     let tail = timing.healthy_tail.as_secs_f64().min((end - onset) / 2.0);
-    let recovered = after.iter().filter(|r| r.t > end - tail).all(|r| !r.bad());
+    let recovered = after.iter().filter(|r| r.t > end - tail).all(|r| !r.bad(slo));
     let before: Vec<&Rec> = records.iter().filter(|r| r.t < onset && r.t > onset - 5.0).collect();
     let during: Vec<&Rec> = after.iter().copied().filter(|r| impact_end.is_none_or(|e| r.t <= e + 1.0)).collect();
     let outcome = Outcome {
@@ -474,7 +582,8 @@ pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> 
         impact_end,
         recovered,
         failed_during: after.iter().filter(|r| r.failed()).count(),
-        slow_during: after.iter().filter(|r| !r.failed() && r.latency_ms > SLO_LATENCY_MS).count(),
+        slow_during: after.iter().filter(|r| !r.failed() && r.bad(slo)).count(),
+        slo_latency_ms: slo,
         sent: records.len(),
         unanswered: records.iter().filter(|r| r.status == 0).count(),
         samples,

@@ -142,12 +142,8 @@ pub fn postmortem(o: &Outcome, spec: &Spec) -> String {
     let _ = writeln!(m, "| measure | value |\n|---|---:|");
     let _ = writeln!(m, "| requests sent during the drill | {} |", o.sent);
     let _ = writeln!(m, "| failed after the onset (non-2xx or no answer) | {} |", o.failed_during);
-    let _ = writeln!(
-        m,
-        "| answered after the onset, slower than the SLO ({} ms) | {} |",
-        crate::SLO_LATENCY_MS,
-        o.slow_during
-    );
+    let _ =
+        writeln!(m, "| answered after the onset, slower than the SLO ({} ms) | {} |", o.slo_latency_ms, o.slow_during);
     let _ = writeln!(m, "| unanswered (lost) | {} |", o.unanswered);
     let _ = writeln!(m, "| client p99 before the fault (5 s) | {:.1} ms |", o.p99_before_ms);
     let _ = writeln!(m, "| client p99 from the onset to 1 s past the impact | {:.1} ms |", o.p99_during_ms);

@@ -118,10 +118,21 @@ impl Stack {
     /// [`Stack::start_with`] with another `.wasm` in the filter's place (e.g. the empty filter,
     /// standing for one that failed open).
     pub fn start_with_wasm(name: &str, policy: &serde_json::Value, wasm: &Path, bootstrap_args: &[&str]) -> Stack {
+        Stack::start_in(name, policy, &demo_repo(), wasm, bootstrap_args)
+    }
+
+    /// [`Stack::start_with_wasm`] serving mlp v1 and v2 from another repository (a drill's
+    /// deliberately slow models).
+    pub fn start_in(
+        name: &str,
+        policy: &serde_json::Value,
+        repo: &Path,
+        wasm: &Path,
+        bootstrap_args: &[&str],
+    ) -> Stack {
         let dir = scratch(name);
-        let repo = demo_repo();
-        let v1 = Server::start_ready(&repo, &["--models", "mlp:v1"]);
-        let v2 = Server::start_ready(&repo, &["--models", "mlp:v2"]);
+        let v1 = Server::start_ready(repo, &["--models", "mlp:v1"]);
+        let v2 = Server::start_ready(repo, &["--models", "mlp:v2"]);
         let samples = dir.join("samples.jsonl");
         let (collector, collector_addr) = start_collector(&workspace_bin("switchyard-collector"), &samples).unwrap();
         let policy_file = dir.join("policy.json");
