@@ -9,6 +9,7 @@ pub const DRILLS: &[Spec] = &[
     CANARY_LATENCY,
     CANARY_KILLED,
     STABLE_ERRORS,
+    ROLLING_RESTART,
     OVERLOAD_3X,
     INPUT_DRIFT,
     MONITOR_KILLED,
@@ -335,4 +336,46 @@ pub const OVERLOAD_3X: Spec = Spec {
     playbook: "backend-overload.md",
     trigger: "A client began sending several times the usual traffic (a retry storm, a batch job pointed at the online endpoint).",
     root_cause: "Injected: demand beyond the stable version's capacity (one backend, no autoscaling on the local stack).",
+};
+
+/// Once the guard has taken the draining canary out, the operator's playbook steps: start the
+/// replacement on the same ports, wait until it is ready, and clear the guard's latch with a
+/// new epoch (a checked policy update), so that the canary takes its share again.
+fn restarted_and_guard_reset(env: &mut Env) -> Option<String> {
+    if !env.guard_out("v2") {
+        return None;
+    }
+    let (http, grpc, admin) = (env.stack.v2.http.clone(), env.stack.v2.grpc.clone(), env.stack.v2.admin.clone());
+    let _ = env.stack.v2.wait_exit(std::time::Duration::from_secs(40));
+    let next = switchyard_testkit::Server::start_at(&env.stack.repo, [&http, &grpc, &admin], &["--models", "mlp:v2"]);
+    next.wait_loaded();
+    env.stack.v2 = next;
+    let mut policy = crate::policy(0.1, crate::SLO_LATENCY_MS);
+    policy["models"]["mlp"]["guard"]["epoch"] = 1.into();
+    match env.stack.apply_policy(&policy) {
+        Ok(true) => Some(
+            "the guard took the draining mlp/v2 out (automatic); the operator started its replacement on the same \
+             ports and reset the guard (guard.epoch 1), and v2 took its share again"
+                .to_owned(),
+        ),
+        Ok(false) | Err(_) => None,
+    }
+}
+
+pub const ROLLING_RESTART: Spec = Spec {
+    name: "rolling-restart",
+    title: "The canary's backend is restarted under load (SIGTERM, drain, replacement)",
+    bootstrap: &[],
+    expect: &["SwitchyardGuardTookVersionOut", "SwitchyardCanaryWorseThanStable", "SwitchyardTargetDown"],
+    inject: |env| {
+        env.stack.v2.sigterm();
+        Ok("SIGTERM to the mlp/v2 backend under load: it stops taking requests and drains what it holds".into())
+    },
+    mitigated: restarted_and_guard_reset,
+    sample_rate: 0.1,
+    monitor: false,
+    slow: false,
+    playbook: "model-fails-to-load.md",
+    trigger: "The mlp/v2 backend was restarted under load (SIGTERM, as a deploy or a node drain does), with no replica to take over.",
+    root_cause: "Injected: a restart of a single-replica version; on the local stack nothing removes it from the routing first.",
 };

@@ -89,18 +89,13 @@ pub fn derived_repo(name: &str, entries: &[(&str, &str)], edit: impl Fn(&str, &m
 
 /// `switchyard-backend serve` on `repo`, on any free loopback ports.
 pub fn serve_command(repo: &Path) -> Command {
+    serve_command_at(repo, ["127.0.0.1:0"; 3])
+}
+
+/// `switchyard-backend serve` on `repo` listening on [HTTP, gRPC, admin].
+pub fn serve_command_at(repo: &Path, [http, grpc, admin]: [&str; 3]) -> Command {
     let mut c = Command::new(backend_bin());
-    c.args([
-        "serve",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--model-repository",
-    ])
-    .arg(repo);
+    c.args(["serve", "--http-addr", http, "--grpc-addr", grpc, "--admin-addr", admin, "--model-repository"]).arg(repo);
     c
 }
 
@@ -115,7 +110,13 @@ pub struct Server {
 impl Server {
     /// Starts the backend on free ports and waits for its address line (not for readiness).
     pub fn start(repo: &Path, extra: &[&str]) -> Server {
-        let mut cmd = serve_command(repo);
+        Server::start_at(repo, ["127.0.0.1:0"; 3], extra)
+    }
+
+    /// [`Server::start`] on given addresses ([HTTP, gRPC, admin]): a replacement taking over
+    /// the ports of one that exited.
+    pub fn start_at(repo: &Path, addrs: [&str; 3], extra: &[&str]) -> Server {
+        let mut cmd = serve_command_at(repo, addrs);
         cmd.args(extra).env("RUST_LOG", "info");
         let (process, line) = Process::spawn_reporting("switchyard-backend", cmd, Log::Memory).unwrap();
         let addr = |key| address_after(&line, key);

@@ -96,6 +96,8 @@ pub struct Stack {
     pub samples: PathBuf,
     /// The policy the stack started with.
     pub policy_file: PathBuf,
+    /// The repository the backends serve.
+    pub repo: PathBuf,
     pub envoy: Envoy,
     pub listen: String,
     pub admin: String,
@@ -173,6 +175,7 @@ impl Stack {
             collector_addr,
             samples,
             policy_file,
+            repo: repo.to_owned(),
             envoy,
             listen,
             admin,
