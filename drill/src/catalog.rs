@@ -240,11 +240,7 @@ pub const SAMPLES_CORRUPTED: Spec = Spec {
 /// The playbook's manual step, as the paged operator would take it: once the burn-rate page
 /// arrives, move all of mlp's traffic to v2 (known good) with a checked policy update.
 fn operator_shifts_to_v2(env: &mut Env) -> Option<String> {
-    let since = env.unix(env.onset);
-    let paged = env.webhook.received().into_iter().any(|(at, receiver, n)| {
-        at >= since && receiver == "page" && crate::names(&n).iter().any(|a| a == "SwitchyardErrorBudgetBurn")
-    });
-    if !paged {
+    if !env.paged("SwitchyardErrorBudgetBurn") {
         return None;
     }
     let mut policy = crate::policy(0.1, crate::SLO_LATENCY_MS);
@@ -302,11 +298,7 @@ pub const NOT_DRILLED: &[(&str, &str)] = &[
 /// The backend sheds at once (429 instead of a growing queue); the paged operator then
 /// rate-limits the client that surges (here: the surge stops).
 fn shed_then_rate_limited(env: &mut Env) -> Option<String> {
-    let since = env.unix(env.onset);
-    let paged = env.webhook.received().into_iter().any(|(at, receiver, n)| {
-        at >= since && receiver == "page" && crate::names(&n).iter().any(|a| a == "SwitchyardBackendShedding")
-    });
-    if !paged {
+    if !env.paged("SwitchyardBackendShedding") {
         return None;
     }
     env.end_surge();

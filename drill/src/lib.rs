@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use switchyard_testkit::prom::{Alertmanager, Prometheus, Webhook};
-use switchyard_testkit::stack::{Stack, mlp_infer_body, render};
+use switchyard_testkit::stack::{Stack, mlp_infer_body, mlp_row_body, render};
 use switchyard_testkit::{metric_sum, try_request};
 
 /// The rules run on drill time: every window and `for:` divided by this (five minutes are
@@ -134,8 +134,7 @@ fn infer_body(seed: usize, shifted: bool) -> Vec<u8> {
         return mlp_infer_body(seed);
     }
     let row: Vec<f64> = (0..64).map(|j| 2.0 + 2.0 * ((seed * 64 + j) as f64 * 0.1).sin()).collect();
-    let input = serde_json::json!({"name": "features", "shape": [1, 64], "datatype": "FP32", "data": row});
-    serde_json::to_vec(&serde_json::json!({"inputs": [input]})).unwrap_or_default()
+    mlp_row_body(&row)
 }
 
 /// The running stack a drill acts on.
@@ -156,6 +155,8 @@ pub struct Env {
     _alertmanager: Alertmanager,
     pub webhook: Webhook,
     pub started: Instant,
+    /// Unix seconds at drill time 0.
+    started_unix: f64,
     pub events: Vec<(f64, String)>,
     /// The fault's onset (drill time): set before `inject`; an inject that prepares first
     /// (stops a dependency, then faults) sets it again with [`Env::mark_onset`].
@@ -212,9 +213,25 @@ impl Env {
         metric_sum(&self.stack.prometheus(), "switchyard_guard_out", &[("model", "mlp"), ("version", version)]) > 0.0
     }
 
+    /// Drill time `t` as Unix seconds (the webhook's clock).
     pub(crate) fn unix(&self, t: f64) -> f64 {
-        let start = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()) - self.now();
-        start + t
+        self.started_unix + t
+    }
+
+    /// Drill time starts now.
+    fn start_clock(&mut self) {
+        self.started = Instant::now();
+        self.started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    }
+
+    /// Whether `alert` has paged (reached the `page` receiver firing) since the onset: the
+    /// moment a playbook's manual step starts.
+    pub(crate) fn paged(&self, alert: &str) -> bool {
+        let since = self.unix(self.onset);
+        self.webhook
+            .received()
+            .into_iter()
+            .any(|(at, receiver, n)| at >= since && receiver == "page" && names(&n).iter().any(|a| a == alert))
     }
 }
 
@@ -402,6 +419,7 @@ fn start_env(spec: &Spec) -> anyhow::Result<Env> {
         _alertmanager: alertmanager,
         webhook,
         started: Instant::now(),
+        started_unix: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
         events: Vec::new(),
         onset: 0.0,
     })
@@ -489,7 +507,7 @@ impl Default for Timing {
 pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> {
     println!("drill {}: {}", spec.name, spec.title);
     let mut env = start_env(spec)?;
-    env.started = Instant::now();
+    env.start_clock();
     // On the slow models: half of v1's capacity (v1 takes 80 % of the traffic).
     let rate = env.capacity.map_or(60.0, |c| 0.5 * c / 0.8);
     let load = Load::start(&env.stack.listen, env.started, 3, rate / 3.0);
@@ -592,7 +610,7 @@ pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> 
         notifications,
         p99_before_ms: p99(&before),
         p99_during_ms: p99(&during),
-        started_unix: env.unix(0.0),
+        started_unix: env.started_unix,
         records,
     };
     let dir = out.join(spec.name);
@@ -605,7 +623,7 @@ pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> 
 }
 
 /// The firing alerts of a notification.
-pub(crate) fn names(notification: &serde_json::Value) -> Vec<String> {
+fn names(notification: &serde_json::Value) -> Vec<String> {
     alerts_in(notification, "firing")
 }
 

@@ -217,11 +217,6 @@ impl Webhook {
 
     /// Every notification received so far: (receiver, Alertmanager's payload).
     pub fn notifications(&self) -> Vec<(String, serde_json::Value)> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .map(|v| (v["receiver"].as_str().unwrap_or_default().to_owned(), v["notification"].clone()))
-            .collect()
+        self.received().into_iter().map(|(_, receiver, n)| (receiver, n)).collect()
     }
 }

@@ -269,6 +269,11 @@ impl Stack {
 /// A V2 inference body for the demo `mlp` (one row of 64 features), different per `seed`.
 pub fn mlp_infer_body(seed: usize) -> Vec<u8> {
     let row: Vec<f64> = (0..64).map(|j| ((seed * 64 + j) as f64 * 0.1).sin()).collect();
+    mlp_row_body(&row)
+}
+
+/// A V2 request of one mlp row.
+pub fn mlp_row_body(row: &[f64]) -> Vec<u8> {
     let input = serde_json::json!({"name": "features", "shape": [1, 64], "datatype": "FP32", "data": row});
     serde_json::to_vec(&serde_json::json!({"inputs": [input]})).unwrap()
 }
