@@ -13,6 +13,7 @@ SY_SCRIPT=${SY_SCRIPT:-$(basename "$0")}
 SY_STEP=""
 SY_TARGET=${CARGO_TARGET_DIR:-$SY_ROOT/target}
 SY_WASM=$SY_TARGET/wasm32-wasip1/wasm-release/switchyard_filter.wasm
+SY_WASM_FAILPOINTS=$SY_TARGET/failpoints/wasm32-wasip1/wasm-release/switchyard_filter.wasm
 SY_VENV=$SY_ROOT/.venv
 SY_PY=$SY_VENV/bin/python
 
@@ -63,6 +64,7 @@ quietly() {
 #   sy_bin NAME        -> prints the path of target/release/NAME, built if missing or stale
 #   sy_build_release   -> builds every native binary of the workspace at once (the demo's step)
 #   sy_filter          -> prints the path of the filter's .wasm, built if missing or stale
+#   sy_filter_failpoints -> the same for the drills' build with failpoints (never the product)
 sy_build_release() {
   cargo build --release --quiet
 }
@@ -76,6 +78,14 @@ sy_filter() {
   cargo build --quiet -p switchyard-filter --target wasm32-wasip1 --profile wasm-release >&2
   [ -f "$SY_WASM" ] || die "cargo built the filter but $SY_WASM is missing"
   echo "$SY_WASM"
+}
+# The drills' filter with failpoints (filter-wasm/src/failpoints.rs), in a target directory
+# of its own so that it never takes the product .wasm's place.
+sy_filter_failpoints() {
+  cargo build --quiet -p switchyard-filter --target wasm32-wasip1 --profile wasm-release \
+    --features failpoints --target-dir "$SY_TARGET/failpoints" >&2
+  [ -f "$SY_WASM_FAILPOINTS" ] || die "cargo built the failpoint filter but $SY_WASM_FAILPOINTS is missing"
+  echo "$SY_WASM_FAILPOINTS"
 }
 
 # The project's venv (Envoy, torch, tritonclient) must exist; scripts that need it and may be

@@ -1,7 +1,7 @@
 //! The drills, by name. Each one injects one fault into the running stack and names the
 //! alerts that count as detecting it and how its mitigation shows.
 
-use crate::{Env, Spec};
+use crate::{Env, SlowModels, Spec};
 
 /// Every drill, in the order `all` runs them.
 pub const DRILLS: &[Spec] = &[
@@ -17,6 +17,10 @@ pub const DRILLS: &[Spec] = &[
     COLLECTOR_KILLED,
     BAD_POLICY,
     PROMETHEUS_DOWN,
+    COLUMN_DRIFT,
+    DEADLINES_EXPIRE,
+    BROKEN_MODEL,
+    FILTER_CRASH,
 ];
 
 pub fn find(name: &str) -> Option<&'static Spec> {
@@ -39,7 +43,8 @@ pub const CANARY_5XX: Spec = Spec {
     mitigated: guard_took_v2_out,
     sample_rate: 0.1,
     monitor: false,
-    slow: false,
+    slow: None,
+    failpoints: false,
     playbook: "canary-regression.md",
     trigger: "Every request routed to the canary mlp/v2 got a 503 (injected with Envoy's fault filter through its admin runtime).",
     root_cause: "Injected: a canary that fails every request, standing for a bad build or a broken dependency of the new version.",
@@ -57,7 +62,8 @@ pub const CANARY_LATENCY: Spec = Spec {
     mitigated: guard_took_v2_out,
     sample_rate: 0.1,
     monitor: false,
-    slow: false,
+    slow: None,
+    failpoints: false,
     playbook: "canary-regression.md",
     trigger: "Every request routed to the canary mlp/v2 was held 400 ms before reaching it (Envoy's fault filter), against an SLO of 100 ms.",
     root_cause: "Injected: a latency regression in the new version (a slower model, a cold cache, a noisy neighbour).",
@@ -80,33 +86,44 @@ pub const CANARY_KILLED: Spec = Spec {
     mitigated: guard_took_v2_out,
     sample_rate: 0.1,
     monitor: false,
-    slow: false,
+    slow: None,
+    failpoints: false,
     playbook: "canary-regression.md",
     trigger: "The mlp/v2 backend process was killed (SIGKILL) under load: Envoy's connections to it were refused from then on.",
     root_cause: "Injected: a crashing canary process (OOM kill, segfault, node loss).",
 };
 
-fn samples_failing(env: &mut Env) -> Option<String> {
+/// Degraded mode at once (the filter counts what it cannot ship as failed, and traffic goes
+/// on); after the samples-lost ticket, the playbook's step: start the collector again.
+fn collector_restarted(env: &mut Env) -> Option<String> {
     let failed =
         switchyard_testkit::metric_sum(&env.stack.prometheus(), "switchyard_samples_total", &[("result", "failed")]);
-    (failed > 0.0).then(|| {
-        "degraded mode (automatic): the filter counts the samples it cannot ship as failed; requests are not slowed or failed".to_owned()
-    })
+    if failed == 0.0 || !env.alerted("SwitchyardSamplesLost") {
+        return None;
+    }
+    env.stack.restart_collector().ok()?;
+    Some(
+        "degraded mode (automatic): the filter counted the samples it could not ship as failed, and requests were \
+         neither slowed nor failed; after the ticket the operator started the collector again on its address"
+            .to_owned(),
+    )
 }
 
 pub const COLLECTOR_KILLED: Spec = Spec {
     name: "collector-killed",
     title: "The sample collector is killed",
     bootstrap: &[],
-    expect: &["SwitchyardSamplesLost"],
+    // The drift monitor runs on the samples file: it starves while the filter keeps sampling.
+    expect: &["SwitchyardSamplesLost", "SwitchyardDriftSamplesStopped"],
     inject: |env| {
         env.stack.kill_collector();
         Ok("SIGKILL to switchyard-collector (payload samples have nowhere to go)".into())
     },
-    mitigated: samples_failing,
-    sample_rate: 0.1,
-    monitor: false,
-    slow: false,
+    mitigated: collector_restarted,
+    sample_rate: 1.0,
+    monitor: true,
+    slow: None,
+    failpoints: false,
     playbook: "collector-down.md",
     trigger: "The collector process was killed: the filter's sample shipments to it were refused from then on.",
     root_cause: "Injected: the sample collector down (a crash, a full disk, a node loss), taking drift monitoring's input with it.",
@@ -132,7 +149,8 @@ pub const BAD_POLICY: Spec = Spec {
     mitigated: kept_previous_policy,
     sample_rate: 0.1,
     monitor: false,
-    slow: false,
+    slow: None,
+    failpoints: false,
     playbook: "bad-policy-push.md",
     trigger: "A policy with a misspelt top-level field reached Envoy's ECDS file without `switchyard-policy check` (a hand edit).",
     root_cause: "Injected: a bad configuration push bypassing the renderer's validation.",
@@ -154,11 +172,18 @@ pub const PROMETHEUS_DOWN: Spec = Spec {
     mitigated: guard_took_v2_out,
     sample_rate: 0.1,
     monitor: false,
-    slow: false,
+    slow: None,
+    failpoints: false,
     playbook: "canary-regression.md",
     trigger: "Prometheus was stopped (no rule evaluation, no alerts), then the canary mlp/v2 began failing every request.",
     root_cause: "Injected: the monitoring stack down at the moment a canary fails; no alert watches Prometheus itself (an action item).",
 };
+
+/// Drift fails no request: it is a question for the model's owners (the playbook's steps:
+/// confirm in /v1/drift, find the feature, decide to retrain or roll back the producer).
+fn owners_decide(_: &mut Env) -> Option<String> {
+    Some("nothing for clients: no request fails; the model's owners take the playbook's steps".to_owned())
+}
 
 pub const INPUT_DRIFT: Spec = Spec {
     name: "input-drift",
@@ -166,17 +191,14 @@ pub const INPUT_DRIFT: Spec = Spec {
     bootstrap: &[],
     expect: &["SwitchyardDatasetDrift", "SwitchyardColumnDrift"],
     inject: |env| {
-        env.shift_inputs();
+        env.shift_inputs(64);
         Ok("every client's 64 features moved by +2 and doubled in spread (a changed upstream feature pipeline)".into())
     },
-    // Drift fails no request: it is a question for the model's owners (the playbook's steps:
-    // confirm in /v1/drift, find the feature, decide to retrain or roll back the producer).
-    mitigated: |_| {
-        Some("nothing for clients: no request fails; the model's owners take the playbook's steps".to_owned())
-    },
+    mitigated: owners_decide,
     sample_rate: 1.0,
     monitor: true,
-    slow: false,
+    slow: None,
+    failpoints: false,
     playbook: "input-drift.md",
     trigger: "The inputs the clients send moved away from the reference the drift monitor holds (version v1's first 300 sampled rows).",
     root_cause: "Injected: an upstream change to how the features are computed, which the model was not trained for.",
@@ -198,7 +220,8 @@ pub const MONITOR_KILLED: Spec = Spec {
     mitigated: no_client_impact,
     sample_rate: 0.5,
     monitor: true,
-    slow: false,
+    slow: None,
+    failpoints: false,
     playbook: "input-drift.md",
     trigger: "The drift monitor process was stopped while the stack served traffic.",
     root_cause: "Injected: the drift monitor down (a crash, an eviction), which blinds drift detection without touching traffic.",
@@ -231,7 +254,8 @@ pub const SAMPLES_CORRUPTED: Spec = Spec {
     },
     sample_rate: 0.5,
     monitor: true,
-    slow: false,
+    slow: None,
+    failpoints: false,
     playbook: "input-drift.md",
     trigger: "Malformed lines were appended to the samples file the drift monitor follows.",
     root_cause: "Injected: a second, broken writer of the samples file.",
@@ -266,7 +290,8 @@ pub const STABLE_ERRORS: Spec = Spec {
     mitigated: operator_shifts_to_v2,
     sample_rate: 0.1,
     monitor: false,
-    slow: false,
+    slow: None,
+    failpoints: false,
     playbook: "canary-regression.md",
     trigger: "The stable version mlp/v1 began failing one request in ten; the guard protects against a canary, not the stable version.",
     root_cause: "Injected: a regression in the version serving most traffic (a dependency, the host), which only a person can route around.",
@@ -274,26 +299,7 @@ pub const STABLE_ERRORS: Spec = Spec {
 
 /// Alerts no drill raises yet, and why. The coverage test (tests/coverage.rs) accepts these
 /// and nothing else: a new alert needs a drill that makes it fire, or a line here.
-pub const NOT_DRILLED: &[(&str, &str)] = &[
-    (
-        "SwitchyardBackendQueueNearCapacity",
-        "did not fire in the overload drill (8 s at three times capacity, a queue of 8): shedding takes over first; not investigated",
-    ),
-    (
-        "SwitchyardRequestsExpiring",
-        "needs requests whose deadline passes in the queue: the overload drill's 2 s timeout outlasts it",
-    ),
-    ("SwitchyardModelNotReady", "needs a backend restarted onto a broken model file while the stack runs"),
-    ("SwitchyardWasmFilterFailing", "needs a way to crash the filter's VM inside a running Envoy"),
-    (
-        "SwitchyardColumnDrift",
-        "fires only when too few columns drift for dataset drift (never both); input-drift shifts every column",
-    ),
-    (
-        "SwitchyardDriftSamplesStopped",
-        "needs samples lost between the collector and the monitor while the filter keeps capturing them",
-    ),
-];
+pub const NOT_DRILLED: &[(&str, &str)] = &[];
 
 /// The backend sheds at once (429 instead of a growing queue); the paged operator then
 /// rate-limits the client that surges (here: the surge stops).
@@ -324,7 +330,8 @@ pub const OVERLOAD_3X: Spec = Spec {
     mitigated: shed_then_rate_limited,
     sample_rate: 0.1,
     monitor: false,
-    slow: true,
+    slow: Some(SlowModels { max_queue_size: 8 }),
+    failpoints: false,
     playbook: "backend-overload.md",
     trigger: "A client began sending several times the usual traffic (a retry storm, a batch job pointed at the online endpoint).",
     root_cause: "Injected: demand beyond the stable version's capacity (one backend, no autoscaling on the local stack).",
@@ -342,16 +349,19 @@ fn restarted_and_guard_reset(env: &mut Env) -> Option<String> {
     let next = switchyard_testkit::Server::start_at(&env.stack.repo, [&http, &grpc, &admin], &["--models", "mlp:v2"]);
     next.wait_loaded();
     env.stack.v2 = next;
+    reset_guard(env).then(|| {
+        "the guard took the draining mlp/v2 out (automatic); the operator started its replacement on the same \
+             ports and reset the guard (guard.epoch 1), and v2 took its share again"
+            .to_owned()
+    })
+}
+
+/// The playbooks' last step once a canary is healthy again: a new guard epoch (a checked
+/// policy update) clears the latch, and the canary takes its share again.
+fn reset_guard(env: &Env) -> bool {
     let mut policy = crate::policy(0.1, crate::SLO_LATENCY_MS);
     policy["models"]["mlp"]["guard"]["epoch"] = 1.into();
-    match env.stack.apply_policy(&policy) {
-        Ok(true) => Some(
-            "the guard took the draining mlp/v2 out (automatic); the operator started its replacement on the same \
-             ports and reset the guard (guard.epoch 1), and v2 took its share again"
-                .to_owned(),
-        ),
-        Ok(false) | Err(_) => None,
-    }
+    matches!(env.stack.apply_policy(&policy), Ok(true))
 }
 
 pub const ROLLING_RESTART: Spec = Spec {
@@ -366,8 +376,183 @@ pub const ROLLING_RESTART: Spec = Spec {
     mitigated: restarted_and_guard_reset,
     sample_rate: 0.1,
     monitor: false,
-    slow: false,
+    slow: None,
+    failpoints: false,
     playbook: "model-fails-to-load.md",
     trigger: "The mlp/v2 backend was restarted under load (SIGTERM, as a deploy or a node drain does), with no replica to take over.",
     root_cause: "Injected: a restart of a single-replica version; on the local stack nothing removes it from the routing first.",
+};
+
+pub const COLUMN_DRIFT: Spec = Spec {
+    name: "column-drift",
+    title: "Four of the clients' 64 input features shift",
+    bootstrap: &[],
+    expect: &["SwitchyardColumnDrift", "SwitchyardDatasetDrift"],
+    inject: |env| {
+        env.shift_inputs(4);
+        Ok("the clients' first 4 features moved by +2 and doubled in spread; the other 60 are unchanged".into())
+    },
+    mitigated: owners_decide,
+    sample_rate: 1.0,
+    monitor: true,
+    slow: None,
+    failpoints: false,
+    playbook: "input-drift.md",
+    trigger: "Four input features the clients send moved away from the reference (one upstream feature job changed), too few columns for dataset drift.",
+    root_cause: "Injected: a change to a few features upstream, which the model was not trained for.",
+};
+
+/// The backend drops requests whose deadline passed before computing them, so the clients
+/// with time left keep being served; after the queue's tickets, the operator rate-limits the
+/// client whose deadlines cannot be met (here: its traffic stops).
+fn expired_then_rate_limited(env: &mut Env) -> Option<String> {
+    if !(env.alerted("SwitchyardRequestsExpiring") && env.alerted("SwitchyardBackendQueueNearCapacity")) {
+        return None;
+    }
+    env.end_surge();
+    Some(
+        "the backend answered 504 to the requests whose deadline passed in the queue, without computing them, and \
+         kept serving the rest (automatic); after the queue tickets the operator rate-limited the client with the \
+         tight deadline (playbook step)"
+            .to_owned(),
+    )
+}
+
+pub const DEADLINES_EXPIRE: Spec = Spec {
+    name: "deadline-expiry",
+    title: "A client with a 20 ms deadline sends three times what the stable backend serves",
+    bootstrap: &[],
+    expect: &[
+        "SwitchyardRequestsExpiring",
+        "SwitchyardBackendQueueNearCapacity",
+        "SwitchyardBackendShedding",
+        "SwitchyardErrorBudgetBurn",
+    ],
+    inject: |env| {
+        let c = env.capacity.unwrap_or(100.0);
+        // Three times what v1 serves: its queue of 8 stays full of requests whose deadline
+        // passes before their turn.
+        env.surge_with(3.0 * c, 48, Some(20_000));
+        Ok(format!(
+            "a client with 48 workers sends {:.0} req/s more, each request with an OIP timeout of 20 ms; mlp v1 serves {c:.0} req/s",
+            3.0 * c
+        ))
+    },
+    mitigated: expired_then_rate_limited,
+    sample_rate: 0.1,
+    monitor: false,
+    slow: Some(SlowModels { max_queue_size: 8 }),
+    failpoints: false,
+    playbook: "backend-overload.md",
+    trigger: "A new client with a 20 ms deadline per request (an online feature service) began sending three times what the stable version serves.",
+    root_cause: "Injected: demand with deadlines that the queue in front of the stable version cannot meet.",
+};
+
+/// The broken file the `broken-model` drill deploys in place of mlp/v2's model.
+const BROKEN_MODEL_BYTES: &[u8] = b"PK\x03\x04 truncated upload: not a TorchScript archive";
+
+/// Once the guard has taken the broken canary out and its not-ready ticket arrived, the
+/// playbook's steps: put the previous model file back, restart the version, and reset the
+/// guard.
+fn model_rolled_back(env: &mut Env) -> Option<String> {
+    if !(env.guard_out("v2") && env.alerted("SwitchyardModelNotReady")) {
+        return None;
+    }
+    redeploy_v2(env, true).ok()?;
+    reset_guard(env).then(|| {
+        "the guard took the broken mlp/v2 out (automatic); after the ticket the operator put the previous model file \
+         back, restarted v2 and reset the guard (guard.epoch 1)"
+            .to_owned()
+    })
+}
+
+/// Restarts mlp/v2 on its ports onto its previous model file (`good`) or a broken one, as a
+/// deploy does: SIGTERM, drain, the new file, a new process.
+fn redeploy_v2(env: &mut Env, good: bool) -> anyhow::Result<()> {
+    let (http, grpc, admin) = (env.stack.v2.http.clone(), env.stack.v2.grpc.clone(), env.stack.v2.admin.clone());
+    env.stack.v2.sigterm();
+    env.stack.v2.wait_exit(std::time::Duration::from_secs(40));
+    let model = env.stack.repo.join("mlp/v2/model.pt");
+    std::fs::remove_file(&model)?;
+    if good {
+        std::os::unix::fs::symlink(switchyard_testkit::demo_repo().join("mlp/v2/model.pt"), &model)?;
+    } else {
+        std::fs::write(&model, BROKEN_MODEL_BYTES)?;
+    }
+    let next = switchyard_testkit::Server::start_at(&env.stack.repo, [&http, &grpc, &admin], &["--models", "mlp:v2"]);
+    next.wait_loaded();
+    env.stack.v2 = next;
+    Ok(())
+}
+
+pub const BROKEN_MODEL: Spec = Spec {
+    name: "broken-model",
+    title: "The canary is redeployed with a broken model file",
+    bootstrap: &[],
+    expect: &[
+        "SwitchyardModelNotReady",
+        "SwitchyardGuardTookVersionOut",
+        "SwitchyardCanaryWorseThanStable",
+        "SwitchyardErrorBudgetBurn",
+    ],
+    inject: |env| {
+        redeploy_v2(env, false)?;
+        Ok("mlp/v2 restarted (SIGTERM, drained) onto a truncated model file: it runs, fails to load v2 and answers 503"
+            .into())
+    },
+    mitigated: model_rolled_back,
+    sample_rate: 0.1,
+    monitor: false,
+    slow: None,
+    failpoints: false,
+    playbook: "model-fails-to-load.md",
+    trigger: "A redeploy of the canary mlp/v2 shipped a truncated model file; the backend came up without the version.",
+    root_cause: "Injected: a broken model artefact (an interrupted upload), deployed without a load check before the rollout.",
+};
+
+/// The playbook's steps after the page: roll the filter back to the previous build (an ECDS
+/// update with the product `.wasm`, which gives every worker a fresh VM).
+fn filter_rolled_back(env: &mut Env) -> Option<String> {
+    if !env.paged("SwitchyardWasmFilterFailing") {
+        return None;
+    }
+    let policy = crate::policy(0.1, crate::SLO_LATENCY_MS);
+    matches!(env.stack.apply_filter(&policy, &switchyard_testkit::stack::wasm_path()), Ok(true)).then(|| {
+        "Envoy failed open at once (automatic): requests went on to the stable version without the filter; after the \
+         page the operator rolled the filter back to the previous build (`render filter --wasm`), and fresh VMs took over"
+            .to_owned()
+    })
+}
+
+pub const FILTER_CRASH: Spec = Spec {
+    name: "filter-crash",
+    title: "A filter build that crashes its Wasm VM is rolled out",
+    bootstrap: &[],
+    expect: &["SwitchyardWasmFilterFailing"],
+    inject: |env| {
+        // One request per connection: each of Envoy's workers has a VM of its own.
+        let mut crashed = 0;
+        for _ in 0..8 {
+            let r = switchyard_testkit::try_request(
+                &env.stack.listen,
+                "GET",
+                "/v2/models/mlp",
+                &[("x-switchyard-failpoint", "panic")],
+                b"",
+            );
+            crashed += usize::from(r.is_ok());
+        }
+        Ok(format!(
+            "{crashed} requests with `x-switchyard-failpoint: panic` trapped the filter's VMs (the build with failpoints \
+             stands for a filter release with a crash bug)"
+        ))
+    },
+    mitigated: filter_rolled_back,
+    sample_rate: 0.1,
+    monitor: false,
+    slow: None,
+    failpoints: true,
+    playbook: "filter-vm-crash.md",
+    trigger: "Requests reached a filter build whose request-header callback panics on them, trapping the Wasm VM of each Envoy worker they hit.",
+    root_cause: "Injected: a filter release with a crash bug (a panic in a callback), rolled out to Envoy with `failure_policy: FAIL_OPEN`.",
 };

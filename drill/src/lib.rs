@@ -14,7 +14,7 @@ pub mod catalog;
 pub mod report;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -45,7 +45,7 @@ const SLOW_SLO_LATENCY_MS: u64 = 500;
 
 impl Spec {
     pub fn slo_latency_ms(&self) -> u64 {
-        if self.slow { SLOW_SLO_LATENCY_MS } else { SLO_LATENCY_MS }
+        if self.slow.is_some() { SLOW_SLO_LATENCY_MS } else { SLO_LATENCY_MS }
     }
 }
 
@@ -63,16 +63,17 @@ impl Rec {
 /// The traffic: `clients` threads, each sending one request every `1 / per_client` s.
 struct Load {
     stop: Arc<AtomicBool>,
-    /// Set: the clients' inputs shift (the input-drift drill).
-    shifted: Arc<AtomicBool>,
+    /// How many of the clients' input columns have shifted (the drift drills; 0: none).
+    shifted: Arc<AtomicUsize>,
     records: Arc<Mutex<Vec<Rec>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Load {
-    fn start(listen: &str, started: Instant, clients: usize, per_client: f64) -> Load {
+    /// `deadline_us`: each request's OIP `timeout` parameter (the backend's default when `None`).
+    fn start(listen: &str, started: Instant, clients: usize, per_client: f64, deadline_us: Option<u64>) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
-        let shifted = Arc::new(AtomicBool::new(false));
+        let shifted = Arc::new(AtomicUsize::new(0));
         let records = Arc::new(Mutex::new(Vec::new()));
         let every = Duration::from_secs_f64(1.0 / per_client);
         let threads = (0..clients)
@@ -83,7 +84,7 @@ impl Load {
                     let mut next = Instant::now();
                     let mut i = 0;
                     while !stop.load(Ordering::Relaxed) {
-                        let body = infer_body(c * 1_000_000 + i, shifted.load(Ordering::Relaxed));
+                        let body = infer_body(c * 1_000_000 + i, shifted.load(Ordering::Relaxed), deadline_us);
                         let sent = Instant::now();
                         let r = try_request(
                             &listen,
@@ -127,14 +128,23 @@ impl Load {
     }
 }
 
-/// The mlp input of `seed`: the test kit's rows, or (`shifted`) the same rows moved by three
-/// of their standard deviations and stretched, as a changed upstream feature pipeline would.
-fn infer_body(seed: usize, shifted: bool) -> Vec<u8> {
-    if !shifted {
+/// The mlp input of `seed`: the test kit's rows, with the first `shifted` columns moved by
+/// three of their standard deviations and stretched, as a changed upstream feature pipeline
+/// would; with an OIP `timeout` parameter when `deadline_us` is set.
+fn infer_body(seed: usize, shifted: usize, deadline_us: Option<u64>) -> Vec<u8> {
+    if shifted == 0 && deadline_us.is_none() {
         return mlp_infer_body(seed);
     }
-    let row: Vec<f64> = (0..64).map(|j| 2.0 + 2.0 * ((seed * 64 + j) as f64 * 0.1).sin()).collect();
-    mlp_row_body(&row)
+    let row: Vec<f64> = (0..64)
+        .map(|j| {
+            let x = ((seed * 64 + j) as f64 * 0.1).sin();
+            if j < shifted { 2.0 + 2.0 * x } else { x }
+        })
+        .collect();
+    let Some(us) = deadline_us else { return mlp_row_body(&row) };
+    let mut body: serde_json::Value = serde_json::from_slice(&mlp_row_body(&row)).unwrap_or_default();
+    body["parameters"] = serde_json::json!({"timeout": us});
+    serde_json::to_vec(&body).unwrap_or_default()
 }
 
 /// The running stack a drill acts on.
@@ -149,7 +159,7 @@ pub struct Env {
     pub capacity: Option<f64>,
     /// Extra traffic a fault added.
     surges: Vec<Load>,
-    shifted: Arc<AtomicBool>,
+    shifted: Arc<AtomicUsize>,
     /// `None` once a drill has taken it down.
     pub prometheus: Option<Prometheus>,
     _alertmanager: Alertmanager,
@@ -171,7 +181,12 @@ impl Env {
 
     /// Adds `rate` requests per second of traffic (eight more clients) until [`Env::end_surge`].
     pub fn surge(&mut self, rate: f64) {
-        let load = Load::start(&self.stack.listen, self.started, 8, rate / 8.0);
+        self.surge_with(rate, 8, None);
+    }
+
+    /// [`Env::surge`] from `clients` clients, each request carrying a deadline of `deadline_us`.
+    pub fn surge_with(&mut self, rate: f64, clients: usize, deadline_us: Option<u64>) {
+        let load = Load::start(&self.stack.listen, self.started, clients, rate / clients as f64, deadline_us);
         self.surges.push(load);
     }
 
@@ -182,9 +197,9 @@ impl Env {
         }
     }
 
-    /// From now on the clients send shifted inputs.
-    pub fn shift_inputs(&self) {
-        self.shifted.store(true, Ordering::Relaxed);
+    /// From now on the clients' first `columns` input columns are shifted (all 64: every one).
+    pub fn shift_inputs(&self, columns: usize) {
+        self.shifted.store(columns, Ordering::Relaxed);
     }
 
     /// The fault starts now.
@@ -227,11 +242,19 @@ impl Env {
     /// Whether `alert` has paged (reached the `page` receiver firing) since the onset: the
     /// moment a playbook's manual step starts.
     pub(crate) fn paged(&self, alert: &str) -> bool {
+        self.notified(alert, Some("page"))
+    }
+
+    /// Whether `alert` has reached the pager firing since the onset, as a page or a ticket.
+    pub(crate) fn alerted(&self, alert: &str) -> bool {
+        self.notified(alert, None)
+    }
+
+    fn notified(&self, alert: &str, receiver: Option<&str>) -> bool {
         let since = self.unix(self.onset);
-        self.webhook
-            .received()
-            .into_iter()
-            .any(|(at, receiver, n)| at >= since && receiver == "page" && names(&n).iter().any(|a| a == alert))
+        self.webhook.received().into_iter().any(|(at, r, n)| {
+            at >= since && receiver.is_none_or(|want| r == want) && names(&n).iter().any(|a| a == alert)
+        })
     }
 }
 
@@ -261,6 +284,9 @@ pub struct Outcome {
     pub unanswered: usize,
     /// Samples: captured, sent, failed, dropped (Envoy's counters after the queue drained).
     pub samples: [f64; 4],
+    /// Samples in the collector's file: what was delivered, whatever the filter's counters
+    /// say (a crashed VM takes its unflushed counts with it).
+    pub received: f64,
     pub events: Vec<(f64, String)>,
     /// Every alert Prometheus had pending or firing at the end: (name, labels, state).
     pub alerts: Vec<(String, String, String)>,
@@ -299,10 +325,11 @@ impl Outcome {
         Some(self.impact_end.map_or(0.0, |e| (e - self.onset).max(0.0)))
     }
 
-    /// Requests without an answer, and samples unaccounted for.
+    /// Requests without an answer, and samples unaccounted for: captured, but neither in the
+    /// collector's file nor counted as failed or dropped.
     pub fn lost(&self) -> f64 {
-        let [captured, sent, failed, dropped] = self.samples;
-        self.unanswered as f64 + (captured - sent - failed - dropped).abs()
+        let [captured, _, failed, dropped] = self.samples;
+        self.unanswered as f64 + (captured - self.received - failed - dropped).abs()
     }
 }
 
@@ -322,15 +349,22 @@ pub struct Spec {
     pub sample_rate: f64,
     /// Start the drift monitor on the samples (and have Prometheus scrape it).
     pub monitor: bool,
-    /// Serve mlp from deliberately slow models (about 10 ms a row, one row a batch, a short
+    /// Serve mlp from deliberately slow models (milliseconds a row, one row a batch, a short
     /// queue), so that this machine's clients can overload a backend; the traffic is then
     /// sized from the measured capacity.
-    pub slow: bool,
+    pub slow: Option<SlowModels>,
+    /// Run Envoy on the filter built with failpoints (filter-wasm/src/failpoints.rs).
+    pub failpoints: bool,
     /// The playbook the drill exercises (docs/incident-response/playbooks/).
     pub playbook: &'static str,
     /// Trigger and root cause, for the postmortem.
     pub trigger: &'static str,
     pub root_cause: &'static str,
+}
+
+/// The slow models' batching queue.
+pub struct SlowModels {
+    pub max_queue_size: u32,
 }
 
 /// The drill policy: mlp v1 stable at 80 %, v2 canary at 20 %, guarded, sampled, with the
@@ -346,19 +380,15 @@ pub fn policy(sample_rate: f64, slo_latency_ms: u64) -> serde_json::Value {
 
 fn start_env(spec: &Spec) -> anyhow::Result<Env> {
     let name = format!("drill-{}", spec.name);
-    let stack = if spec.slow {
-        let repo = slow_repo(&name)?;
-        Stack::start_in(
-            &name,
-            &policy(spec.sample_rate, spec.slo_latency_ms()),
-            &repo,
-            &switchyard_testkit::stack::wasm_path(),
-            spec.bootstrap,
-        )
-    } else {
-        Stack::start_with(&name, &policy(spec.sample_rate, spec.slo_latency_ms()), spec.bootstrap)
+    // A repository of the drill's own (its model files linked to the demo's), which a fault
+    // may change.
+    let repo = match &spec.slow {
+        Some(slow) => slow_repo(&name, slow)?,
+        None => switchyard_testkit::derived_repo(&format!("{name}-repo"), &[("mlp", "v1"), ("mlp", "v2")], |_, _| {}),
     };
-    let capacity = if spec.slow { Some(measure_capacity(&stack.v1.http)) } else { None };
+    let wasm = if spec.failpoints { failpoint_wasm()? } else { switchyard_testkit::stack::wasm_path() };
+    let stack = Stack::start_in(&name, &policy(spec.sample_rate, spec.slo_latency_ms()), &repo, &wasm, spec.bootstrap);
+    let capacity = spec.slow.as_ref().map(|_| measure_capacity(&stack.v1.http));
     let dir = stack.dir.clone();
     // The monitor on the stack's samples: v1's first 300 rows are the reference; a 1,000-row
     // window holds the 500 rows the drift series need within seconds at full sampling.
@@ -414,7 +444,7 @@ fn start_env(spec: &Spec) -> anyhow::Result<Env> {
         ended: Arc::new(AtomicBool::new(false)),
         capacity,
         surges: Vec::new(),
-        shifted: Arc::new(AtomicBool::new(false)),
+        shifted: Arc::new(AtomicUsize::new(0)),
         prometheus: Some(prometheus),
         _alertmanager: alertmanager,
         webhook,
@@ -425,12 +455,30 @@ fn start_env(spec: &Spec) -> anyhow::Result<Env> {
     })
 }
 
-/// mlp v1 and v2 with the demo's configs, except one row a batch and a queue of 8, and a
-/// model of the same inputs and outputs that takes about 10 ms a row (64 → 2048 → 8 × 2048 →
-/// 2, written by the venv's torch).
-fn slow_repo(name: &str) -> anyhow::Result<PathBuf> {
+/// The filter built with failpoints: `SWITCHYARD_FAILPOINT_WASM` (scripts/drill.sh sets it),
+/// else where `scripts/build-filter.sh --failpoints` puts it.
+fn failpoint_wasm() -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("SWITCHYARD_FAILPOINT_WASM").map_or_else(
+        || switchyard_testkit::stack::target_dir().join("failpoints/wasm32-wasip1/wasm-release/switchyard_filter.wasm"),
+        PathBuf::from,
+    );
+    anyhow::ensure!(
+        path.is_file(),
+        "{} is missing: build the filter with failpoints first (scripts/build-filter.sh --failpoints), or run the drills \
+         with scripts/drill.sh",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// mlp v1 and v2 with the demo's configs, except one row a batch and a short queue, and a
+/// model of the same inputs and outputs that takes milliseconds a row (64 → 2048 → 8 × 2048
+/// → 2, written by the venv's torch).
+fn slow_repo(name: &str, slow: &SlowModels) -> anyhow::Result<PathBuf> {
+    let queue = slow.max_queue_size;
     let repo = switchyard_testkit::derived_repo(&format!("{name}-repo"), &[("mlp", "v1"), ("mlp", "v2")], |_, c| {
-        c["batching"] = serde_json::json!({"max_batch_size": 1, "max_queue_size": 8, "default_timeout_us": 2_000_000});
+        c["batching"] =
+            serde_json::json!({"max_batch_size": 1, "max_queue_size": queue, "default_timeout_us": 2_000_000});
     });
     let script = repo.join("slow.py");
     std::fs::write(
@@ -510,7 +558,7 @@ pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> 
     env.start_clock();
     // On the slow models: half of v1's capacity (v1 takes 80 % of the traffic).
     let rate = env.capacity.map_or(60.0, |c| 0.5 * c / 0.8);
-    let load = Load::start(&env.stack.listen, env.started, 3, rate / 3.0);
+    let load = Load::start(&env.stack.listen, env.started, 3, rate / 3.0, None);
     env.shifted = load.shifted.clone();
     let measured = env.capacity.map_or(String::new(), |c| format!("; one backend's measured capacity {c:.0} req/s"));
     env.event(format!("steady traffic: {rate:.0} req/s to mlp (v1 80 %, v2 20 %) through Envoy{measured}"));
@@ -542,7 +590,9 @@ pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> 
             mitigated = Some((env.now(), how));
         }
         if (detected.is_some() || spec.expect.is_empty())
-            && mitigated.as_ref().is_some_and(|(t, _)| env.now() - t > timing.healthy_tail.as_secs_f64())
+            // A second past the tail: requests already in flight when the mitigation acted
+            // (a surge's last ones) are not judged as the traffic after it.
+            && mitigated.as_ref().is_some_and(|(t, _)| env.now() - t > timing.healthy_tail.as_secs_f64() + 1.0)
         {
             break;
         }
@@ -560,6 +610,12 @@ pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> 
     let text = env.stack.prometheus();
     let s = |result: &str| metric_sum(&text, "switchyard_samples_total", &[("result", result)]);
     let samples = [s("captured"), s("sent"), s("failed"), s("dropped")];
+    // Lines a second writer appended broken (samples-corrupted) are no samples.
+    let received = std::fs::read_to_string(&env.stack.samples)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+        .count() as f64;
     let alerts = env
         .prometheus
         .iter()
@@ -605,6 +661,7 @@ pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> 
         sent: records.len(),
         unanswered: records.iter().filter(|r| r.status == 0).count(),
         samples,
+        received,
         events: env.events.clone(),
         alerts,
         notifications,

@@ -101,7 +101,7 @@ pub fn json(o: &Outcome) -> serde_json::Value {
         "failed_after_onset": o.failed_during,
         "slow_after_onset": o.slow_during,
         "unanswered": o.unanswered,
-        "samples": {"captured": o.samples[0], "sent": o.samples[1], "failed": o.samples[2], "dropped": o.samples[3]},
+        "samples": {"captured": o.samples[0], "sent": o.samples[1], "failed": o.samples[2], "dropped": o.samples[3], "received": o.received},
         "lost": o.lost(),
         "p99_before_ms": o.p99_before_ms,
         "p99_during_ms": o.p99_during_ms,
@@ -150,8 +150,10 @@ pub fn postmortem(o: &Outcome, spec: &Spec) -> String {
     let [captured, sent, failed, dropped] = o.samples;
     let _ = writeln!(
         m,
-        "| payload samples captured = sent + failed + dropped | {captured} = {sent} + {failed} + {dropped} |"
+        "| payload samples captured = in the collector's file + failed + dropped | {captured} = {} + {failed} + {dropped} |",
+        o.received
     );
+    let _ = writeln!(m, "| payload samples the filter counted as sent | {sent} |");
     let _ = writeln!(m, "| lost (unanswered + samples unaccounted) | {} |\n", o.lost());
     let _ = writeln!(m, "![error rate and latency across the incident](timeline.svg)\n");
     let _ = writeln!(m, "## Root causes\n\n{}\n", spec.root_cause);

@@ -14,6 +14,8 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod compare;
+#[cfg(feature = "failpoints")]
+mod failpoints;
 #[cfg(test)]
 mod fake;
 mod host;
@@ -46,6 +48,8 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
+        #[cfg(feature = "failpoints")]
+        failpoints::announce();
         self.configure(&mut Envoy)
     }
 
@@ -66,6 +70,8 @@ impl Context for Stream {}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        #[cfg(feature = "failpoints")]
+        failpoints::request_headers();
         self.request_headers(&mut Envoy, end_of_stream)
     }
 

@@ -64,8 +64,13 @@ pub fn render_envoy_with(policy: &Path, wasm: &Path, dir: &Path, extra: &[&str])
 
 /// The sample collector `bin` on a free port, writing `samples`: the process and its address.
 pub fn start_collector(bin: &Path, samples: &Path) -> anyhow::Result<(Process, String)> {
+    start_collector_at(bin, samples, "127.0.0.1:0")
+}
+
+/// [`start_collector`] on `listen` (a replacement taking over the address of one that died).
+pub fn start_collector_at(bin: &Path, samples: &Path, listen: &str) -> anyhow::Result<(Process, String)> {
     let mut cmd = Command::new(bin);
-    cmd.args(["--listen", "127.0.0.1:0", "--output"]).arg(samples);
+    cmd.args(["--listen", listen, "--output"]).arg(samples);
     let (p, line) = Process::spawn_reporting("switchyard-collector", cmd, Log::Memory)?;
     let addr = address_after(&line, "").ok_or_else(|| anyhow::anyhow!("no collector address in {line:?}"))?;
     Ok((p, addr))
@@ -188,11 +193,16 @@ impl Stack {
     /// Err with the renderer's message when it refuses; otherwise waits until Envoy has
     /// accepted or rejected it and says whether it was accepted.
     pub fn apply_policy(&self, policy: &serde_json::Value) -> Result<bool, String> {
+        self.apply_filter(policy, &wasm_path())
+    }
+
+    /// [`Stack::apply_policy`] with the filter's `.wasm` replaced too (a filter roll-out or
+    /// roll-back): Envoy starts new VMs on it.
+    pub fn apply_filter(&self, policy: &serde_json::Value, wasm: &Path) -> Result<bool, String> {
         let file = self.dir.join("policy-next.json");
         std::fs::write(&file, serde_json::to_vec_pretty(policy).unwrap()).unwrap();
         let bootstrap = self.dir.join("envoy.yaml");
         let args = ["render", "filter", "--policy", file.to_str().unwrap(), "--wasm"];
-        let wasm = wasm_path();
         let mut args = args.to_vec();
         args.extend([wasm.to_str().unwrap(), "--bootstrap", bootstrap.to_str().unwrap()]);
         let before = self.ecds_counts();
@@ -251,6 +261,13 @@ impl Stack {
 
     pub fn kill_collector(&mut self) {
         self.collector = None;
+    }
+
+    /// Starts a collector again on the address the filter ships to, appending to the same file.
+    pub fn restart_collector(&mut self) -> anyhow::Result<()> {
+        let bin = workspace_bin("switchyard-collector");
+        self.collector = Some(start_collector_at(&bin, &self.samples, &self.collector_addr)?.0);
+        Ok(())
     }
 
     pub fn sample_lines(&self) -> Vec<serde_json::Value> {
