@@ -142,9 +142,8 @@ fn infer_body(seed: usize, shifted: usize, deadline_us: Option<u64>) -> Vec<u8> 
         })
         .collect();
     let Some(us) = deadline_us else { return mlp_row_body(&row) };
-    let mut body: serde_json::Value = serde_json::from_slice(&mlp_row_body(&row)).unwrap_or_default();
-    body["parameters"] = serde_json::json!({"timeout": us});
-    serde_json::to_vec(&body).unwrap_or_default()
+    let input = serde_json::json!({"name": "features", "shape": [1, 64], "datatype": "FP32", "data": row});
+    serde_json::json!({"inputs": [input], "parameters": {"timeout": us}}).to_string().into_bytes()
 }
 
 /// The running stack a drill acts on.
@@ -159,6 +158,9 @@ pub struct Env {
     pub capacity: Option<f64>,
     /// Extra traffic a fault added.
     surges: Vec<Load>,
+    /// Set once an operator step has replaced mlp/v2's backend, so that a mitigation polled
+    /// again (its guard reset refused) does not replace it twice.
+    pub(crate) replaced: bool,
     shifted: Arc<AtomicUsize>,
     /// `None` once a drill has taken it down.
     pub prometheus: Option<Prometheus>,
@@ -337,6 +339,8 @@ impl Outcome {
 pub struct Spec {
     pub name: &'static str,
     pub title: &'static str,
+    /// The SEV the incident-response README's table gives it, with the reason.
+    pub severity: &'static str,
     /// `switchyard-policy render envoy` arguments (armed faults).
     pub bootstrap: &'static [&'static str],
     /// Alerts that count as detection.
@@ -444,6 +448,7 @@ fn start_env(spec: &Spec) -> anyhow::Result<Env> {
         ended: Arc::new(AtomicBool::new(false)),
         capacity,
         surges: Vec::new(),
+        replaced: false,
         shifted: Arc::new(AtomicUsize::new(0)),
         prometheus: Some(prometheus),
         _alertmanager: alertmanager,

@@ -37,10 +37,10 @@ enum Command {
     },
 }
 
-/// A drill passes when an expected alert reached the pager, the traffic recovered, and
-/// nothing was lost.
+/// A drill passes when an expected alert reached the pager, the mitigation acted, the
+/// traffic recovered, and nothing was lost.
 fn passed(o: &Outcome) -> bool {
-    (o.detected.is_some() || !o.expects_detection) && o.recovered && o.lost() == 0.0
+    (o.detected.is_some() || !o.expects_detection) && o.mitigated.is_some() && o.recovered && o.lost() == 0.0
 }
 
 fn run_all(names: &[&'static switchyard_drill::Spec], out: &std::path::Path) -> Result<Vec<Outcome>, String> {

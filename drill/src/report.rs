@@ -116,7 +116,7 @@ pub fn postmortem(o: &Outcome, spec: &Spec) -> String {
     let mitigated_by = o.mitigated.as_ref().map_or("nothing acted within the drill", |m| m.1.as_str());
     let _ = writeln!(m, "# Postmortem: {} (drill `{}`)\n", o.title, o.name);
     let _ = writeln!(m, "- Status: draft, written by `switchyard-drill run {}`", o.name);
-    let _ = writeln!(m, "- Severity: SEV3 (a canary's share of one model's traffic; docs/incident-response/README.md)");
+    let _ = writeln!(m, "- Severity: {} (docs/incident-response/README.md#severity-levels)", spec.severity);
     let _ = writeln!(
         m,
         "- Date: {} (a drill on the local stack; rules on drill time, every window ÷ {TIME_SCALE})",

@@ -20,7 +20,8 @@ pub fn request_headers() {
     }
 }
 
-/// Logged once per VM, so that no one mistakes a failpoint build for the product.
+/// Logged at every configuration of a VM, so that no one mistakes a failpoint build for the
+/// product.
 pub fn announce() {
     let _ = hostcalls::log(
         proxy_wasm::types::LogLevel::Warn,

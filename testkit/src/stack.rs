@@ -191,7 +191,8 @@ impl Stack {
     /// Replaces the filter policy at run time as `envoy/apply-policy.sh` does: `render filter`
     /// checks it against the running bootstrap and writes the ECDS file (write, then rename).
     /// Err with the renderer's message when it refuses; otherwise waits until Envoy has
-    /// accepted or rejected it and says whether it was accepted.
+    /// accepted or rejected it and says whether it was accepted. It renders with the product
+    /// `.wasm`: on a stack started on another one, this is also a filter roll-out.
     pub fn apply_policy(&self, policy: &serde_json::Value) -> Result<bool, String> {
         self.apply_filter(policy, &wasm_path())
     }
