@@ -358,12 +358,8 @@ fn restarted_and_guard_reset(env: &mut Env) -> Option<String> {
     }
     // Polled again when the guard reset fails: the replacement is started once.
     if !env.replaced {
-        let (http, grpc, admin) = (env.stack.v2.http.clone(), env.stack.v2.grpc.clone(), env.stack.v2.admin.clone());
         let _ = env.stack.v2.wait_exit(std::time::Duration::from_secs(40));
-        let next =
-            switchyard_testkit::Server::start_at(&env.stack.repo, [&http, &grpc, &admin], &["--models", "mlp:v2"]);
-        next.wait_loaded();
-        env.stack.v2 = next;
+        start_v2_again(env);
         env.replaced = true;
     }
     reset_guard(env).then(|| {
@@ -494,7 +490,6 @@ fn model_rolled_back(env: &mut Env) -> Option<String> {
 /// Restarts mlp/v2 on its ports onto its previous model file (`good`) or a broken one, as a
 /// deploy does: SIGTERM, drain, the new file, a new process.
 fn redeploy_v2(env: &mut Env, good: bool) -> anyhow::Result<()> {
-    let (http, grpc, admin) = (env.stack.v2.http.clone(), env.stack.v2.grpc.clone(), env.stack.v2.admin.clone());
     env.stack.v2.sigterm();
     env.stack.v2.wait_exit(std::time::Duration::from_secs(40));
     let model = env.stack.repo.join("mlp/v2/model.pt");
@@ -504,10 +499,17 @@ fn redeploy_v2(env: &mut Env, good: bool) -> anyhow::Result<()> {
     } else {
         std::fs::write(&model, BROKEN_MODEL_BYTES)?;
     }
-    let next = switchyard_testkit::Server::start_at(&env.stack.repo, [&http, &grpc, &admin], &["--models", "mlp:v2"]);
+    start_v2_again(env);
+    Ok(())
+}
+
+/// A new mlp/v2 backend on the ports of the one that exited, once it has loaded (or failed to).
+fn start_v2_again(env: &mut Env) {
+    let v2 = &env.stack.v2;
+    let next =
+        switchyard_testkit::Server::start_at(&env.stack.repo, [&v2.http, &v2.grpc, &v2.admin], &["--models", "mlp:v2"]);
     next.wait_loaded();
     env.stack.v2 = next;
-    Ok(())
 }
 
 pub const BROKEN_MODEL: Spec = Spec {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use switchyard_testkit::prom::{Alertmanager, Prometheus, Webhook};
-use switchyard_testkit::stack::{Stack, mlp_infer_body, mlp_row_body, render};
+use switchyard_testkit::stack::{Stack, mlp_infer_body, mlp_row, mlp_row_request, render};
 use switchyard_testkit::{metric_sum, try_request};
 
 /// The rules run on drill time: every window and `for:` divided by this (five minutes are
@@ -132,18 +132,15 @@ impl Load {
 /// three of their standard deviations and stretched, as a changed upstream feature pipeline
 /// would; with an OIP `timeout` parameter when `deadline_us` is set.
 fn infer_body(seed: usize, shifted: usize, deadline_us: Option<u64>) -> Vec<u8> {
-    if shifted == 0 && deadline_us.is_none() {
-        return mlp_infer_body(seed);
+    let mut row = mlp_row(seed);
+    for x in row.iter_mut().take(shifted) {
+        *x = 2.0 + 2.0 * *x;
     }
-    let row: Vec<f64> = (0..64)
-        .map(|j| {
-            let x = ((seed * 64 + j) as f64 * 0.1).sin();
-            if j < shifted { 2.0 + 2.0 * x } else { x }
-        })
-        .collect();
-    let Some(us) = deadline_us else { return mlp_row_body(&row) };
-    let input = serde_json::json!({"name": "features", "shape": [1, 64], "datatype": "FP32", "data": row});
-    serde_json::json!({"inputs": [input], "parameters": {"timeout": us}}).to_string().into_bytes()
+    let mut body = mlp_row_request(&row);
+    if let Some(us) = deadline_us {
+        body["parameters"] = serde_json::json!({"timeout": us});
+    }
+    body.to_string().into_bytes()
 }
 
 /// The running stack a drill acts on.

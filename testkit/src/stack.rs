@@ -286,14 +286,23 @@ impl Stack {
 
 /// A V2 inference body for the demo `mlp` (one row of 64 features), different per `seed`.
 pub fn mlp_infer_body(seed: usize) -> Vec<u8> {
-    let row: Vec<f64> = (0..64).map(|j| ((seed * 64 + j) as f64 * 0.1).sin()).collect();
-    mlp_row_body(&row)
+    mlp_row_body(&mlp_row(seed))
+}
+
+/// The 64 features of [`mlp_infer_body`]'s row.
+pub fn mlp_row(seed: usize) -> Vec<f64> {
+    (0..64).map(|j| ((seed * 64 + j) as f64 * 0.1).sin()).collect()
 }
 
 /// A V2 request of one mlp row.
 pub fn mlp_row_body(row: &[f64]) -> Vec<u8> {
+    serde_json::to_vec(&mlp_row_request(row)).unwrap()
+}
+
+/// [`mlp_row_body`] as JSON, for a caller that adds to it (request parameters).
+pub fn mlp_row_request(row: &[f64]) -> serde_json::Value {
     let input = serde_json::json!({"name": "features", "shape": [1, 64], "datatype": "FP32", "data": row});
-    serde_json::to_vec(&serde_json::json!({"inputs": [input]})).unwrap()
+    serde_json::json!({"inputs": [input]})
 }
 
 /// A test policy for `mlp` v1/v2 with the given per-model overrides merged in.
