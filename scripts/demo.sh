@@ -5,6 +5,7 @@
 #          -> backend v1 :8101 (mlp:v1, resnet18:v1) | backend v2 :8102 (mlp:v2, resnet18:v2)
 #   samples -> collector :9411 -> .demo/samples.jsonl -> drift monitor :9412 (switchyard-monitor watch)
 #   Prometheus :9090 (scrapes Envoy and the backends; SLO, canary, cost rules) -> Alertmanager :9093
+#   the rollout controller :9950 (switchyard-rollout run): the rollout console and its API
 # then drives traffic, changes the canary weight at run time, crashes the canary (the filter's
 # guard takes it out), restarts it and promotes it with switchyard-rollout, runs an offline
 # batch job, drives input drift (the monitor flags the shifted features, the drift alert fires),
@@ -34,9 +35,10 @@ export SWITCHYARD_STATE=$DEMO/envoy SWITCHYARD_ENVOY_LISTEN=$ENVOY SWITCHYARD_EN
 export SWITCHYARD_BACKEND_V1=127.0.0.1:8101 SWITCHYARD_BACKEND_V2=127.0.0.1:8102 SWITCHYARD_COLLECTOR=127.0.0.1:9411
 export SWITCHYARD_BACKEND_V1_GRPC=127.0.0.1:8111 SWITCHYARD_BACKEND_V2_GRPC=127.0.0.1:8112
 MONITOR_ADDR=127.0.0.1:9412
+CONSOLE=127.0.0.1:9950
 PORTS=("backend v1=8101" "backend v1 gRPC=8111" "backend v1 admin=8201" "backend v2=8102" "backend v2 gRPC=8112"
   "backend v2 admin=8202" "collector=9411"
-  "drift monitor=9412" "Envoy=10000" "Envoy admin=9901" "Prometheus=9090" "Alertmanager=9093" "alert webhook=9095")
+  "drift monitor=9412" "rollout console=9950" "Envoy=10000" "Envoy admin=9901" "Prometheus=9090" "Alertmanager=9093" "alert webhook=9095")
 
 step "checking that the demo's ports are free"
 sy_ports_free "${PORTS[@]}"
@@ -48,6 +50,7 @@ T_SETUP=$SECONDS
 step "building (release; the first build compiles the libtorch bindings and takes a few minutes)"
 sy_build_release
 sy_filter >/dev/null
+CONSOLE_DIR=$(sy_console)
 LOAD=$(sy_bin switchyard-load)
 BACKEND=$(sy_bin switchyard-backend)
 COLLECTOR=$(sy_bin switchyard-collector)
@@ -241,9 +244,20 @@ ROLLOUT=("$ROLLOUT_BIN" --state-dir "$DEMO/rollout")
 "${ROLLOUT[@]}" reset-guard | sed 's/^/    /'
 "$LOAD" open --addr "$ENVOY" --model mlp --rate 300 --duration "$((3 * T_STEP + 4))s" -q >/dev/null &
 load_pid=$!
-"${ROLLOUT[@]}" run --interval 500ms | sed 's/^/    /'
+# The controller stays up after the rollout: it serves the console for the rest of the demo.
+start rollout-controller "${ROLLOUT[@]}" run --interval 500ms --keep-running --admin-addr "$CONSOLE" \
+  --console-dir "$CONSOLE_DIR" --policy "$DEMO/policy-rollout.json" --bootstrap "$DEMO/envoy/envoy.yaml" \
+  --envoy-admin "$ENVOY_ADMIN" --collector "$SWITCHYARD_COLLECTOR" --monitor "$MONITOR_ADDR" --samples "$DEMO/samples.jsonl"
+wait_http "http://$CONSOLE/api/state" "the rollout console"
+for _ in $(seq 1 $((20 * (3 * T_STEP + 30)))); do
+  "${ROLLOUT[@]}" status --json | grep -q '"state": "\(running\|paused\|holding\)"' || break
+  check_alive
+  sleep 0.05
+done
 wait "$load_pid"
+grep -v '^switchyard-rollout: ' "$DEMO/rollout-controller.out" | sed 's/^/    /'
 "${ROLLOUT[@]}" status | sed 's/^/    /'
+echo "    the console: http://$CONSOLE/ (writes need the token in $DEMO/rollout/admin-token)"
 echo "    events: $DEMO/rollout/events.jsonl ($(wc -l < "$DEMO/rollout/events.jsonl") lines)"
 
 step "input drift (load-tests/scenarios/drift.toml): every mlp request sampled; after ${T_DRIFT} s features 0-7 shift"
@@ -371,6 +385,11 @@ print(f"    Alertmanager delivered {len(sent)} to the webhook ({notified}, recei
       else "    (not yet delivered by Alertmanager)")
 print(f"    {time.time() - t0:.0f} s after the drift read-out; runbook: docs/runbooks/{alerts[0]['labels']['alertname']}.md")
 PY
+step "the rollout console (http://$CONSOLE/), as Debian's chromium draws it: $DEMO/console.png"
+chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1500,2000 --virtual-time-budget=5000 \
+  --screenshot="$DEMO/console.png" "http://$CONSOLE/" >"$DEMO/chromium.log" 2>&1 ||
+  echo "    (no screenshot: chromium failed, see $DEMO/chromium.log)"
+[ -s "$DEMO/console.png" ] && echo "    $DEMO/console.png ($(( $(stat -c %s "$DEMO/console.png") / 1024 )) KiB)"
 steps_done
 
 cat <<EOT
@@ -378,6 +397,7 @@ cat <<EOT
     inference (through Envoy):  http://$ENVOY/v2/models/mlp/infer   gRPC: $ENVOY (inference.GRPCInferenceService)
     Envoy + filter metrics:     http://$ENVOY_ADMIN/stats/prometheus   (switchyard_* documented in docs/metrics.md)
     backend metrics:            http://127.0.0.1:8201/metrics  http://127.0.0.1:8202/metrics
+    rollout console:            http://$CONSOLE/   (writes need the token in $DEMO/rollout/admin-token; $DEMO/console.png)
     change weights/sampling:    envoy/apply-policy.sh <policy.json>
     Prometheus (SLOs, cost, alerts): http://$PROM   e.g. slo:current_burn_rate:ratio
     Alertmanager:               http://$ALERTMANAGER   (notifications in $DEMO/alerts.jsonl)

@@ -65,6 +65,7 @@ quietly() {
 #   sy_build_release   -> builds every native binary of the workspace at once (the demo's step)
 #   sy_filter          -> prints the path of the filter's .wasm, built if missing or stale
 #   sy_filter_failpoints -> the same for the drills' build with failpoints (never the product)
+#   sy_console         -> prints the directory of the rollout console's built files (below)
 sy_build_release() {
   cargo build --release --quiet
 }
@@ -86,6 +87,21 @@ sy_filter_failpoints() {
     --features failpoints --target-dir "$SY_TARGET/failpoints" >&2
   [ -f "$SY_WASM_FAILPOINTS" ] || die "cargo built the failpoint filter but $SY_WASM_FAILPOINTS is missing"
   echo "$SY_WASM_FAILPOINTS"
+}
+
+# The rollout console (console/): the policy crate compiled for the browser, its JS glue
+# written by the wasm-bindgen CLI (set-up installs the crate's exact version), and the page's
+# files, all in target/console (what `switchyard-rollout run --console-dir` serves by default).
+SY_CONSOLE=$SY_TARGET/console
+sy_console() {
+  cargo build --quiet -p switchyard-console --target wasm32-unknown-unknown --profile console-release >&2
+  local wasm=$SY_TARGET/wasm32-unknown-unknown/console-release/switchyard_console.wasm
+  [ -f "$wasm" ] || die "cargo built the console but $wasm is missing"
+  command -v wasm-bindgen >/dev/null || die "wasm-bindgen is not installed: run scripts/setup.sh"
+  mkdir -p "$SY_CONSOLE/pkg"
+  wasm-bindgen --target web --no-typescript --out-dir "$SY_CONSOLE/pkg" "$wasm" >&2
+  cp console/web/index.html console/web/console.js console/web/console.css "$SY_CONSOLE/"
+  echo "$SY_CONSOLE"
 }
 
 # The project's venv (Envoy, torch, tritonclient) must exist; scripts that need it and may be

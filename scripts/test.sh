@@ -33,8 +33,9 @@ cargo fmt --all --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-step "building the filter (wasm32-wasip1), the empty filter and the binaries the end-to-end tests start"
+step "building the filter (wasm32-wasip1), the empty filter, the console (wasm32-unknown-unknown) and the binaries the end-to-end tests start"
 sy_filter >/dev/null
+sy_console >/dev/null
 # The empty filter stands for a filter that failed open in the hostile-input tests.
 cargo build --quiet -p switchyard-filter --target wasm32-wasip1 --profile wasm-release --example noop
 cargo build --quiet

@@ -58,6 +58,36 @@ pub fn version_at(policy: &ModelPolicy, point: u64) -> usize {
     policy.versions.len().saturating_sub(1)
 }
 
+/// Sticky keys that change hands between two policies of a model: `keys` of the points
+/// given (each a key's [`stable_hash`]) are served by `from` under the first and by `to`
+/// under the second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    pub from: String,
+    pub to: String,
+    pub keys: usize,
+}
+
+/// Where the sticky keys hashed to `points` go under `before` and under `after`, as the
+/// filter's split would send them (guard and override aside): every pair of versions that
+/// keys move between, largest first.
+pub fn moves(before: &ModelPolicy, after: &ModelPolicy, points: &[u64]) -> Vec<Move> {
+    let name = |p: &ModelPolicy, i: usize| p.versions.get(i).map_or("", |v| v.name.as_str()).to_owned();
+    let mut out: Vec<Move> = Vec::new();
+    for &point in points {
+        let (from, to) = (name(before, version_at(before, point)), name(after, version_at(after, point)));
+        if from == to {
+            continue;
+        }
+        match out.iter_mut().find(|m| m.from == from && m.to == to) {
+            Some(m) => m.keys += 1,
+            None => out.push(Move { from, to, keys: 1 }),
+        }
+    }
+    out.sort_by(|a, b| b.keys.cmp(&a.keys).then_with(|| (&a.from, &a.to).cmp(&(&b.from, &b.to))));
+    out
+}
+
 /// What the filter knows about a request when it decides.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestFacts<'a> {
@@ -182,6 +212,19 @@ mod tests {
         assert_eq!(cookie_value("a=1; user=alice; b=2", "user"), Some("alice"));
         assert_eq!(cookie_value("a=1;user=", "user"), None);
         assert_eq!(cookie_value("", "user"), None);
+    }
+
+    #[test]
+    fn moves_count_the_keys_that_change_version() {
+        let points: Vec<u64> = (0..1000).map(|i| stable_hash(format!("user-{i}").as_bytes())).collect();
+        let (before, after) = (policy(&[100, 0]), policy(&[50, 50]));
+        let m = moves(&before, &after, &points);
+        let to_v2 = points.iter().filter(|&&p| version_at(&after, p) == 1).count();
+        assert_eq!(m, vec![Move { from: "v1".into(), to: "v2".into(), keys: to_v2 }]);
+        assert!((400..600).contains(&to_v2), "{to_v2}");
+        assert!(moves(&after, &after, &points).is_empty(), "the same weights move nobody");
+        let back = moves(&after, &before, &points);
+        assert_eq!(back, vec![Move { from: "v2".into(), to: "v1".into(), keys: to_v2 }]);
     }
 
     proptest! {

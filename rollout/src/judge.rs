@@ -21,7 +21,7 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn since(&self, base: &Counts) -> Counts {
+    pub fn since(&self, base: &Counts) -> Counts {
         Counts {
             total: self.total.saturating_sub(base.total),
             bad: self.bad.saturating_sub(base.bad),

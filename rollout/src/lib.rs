@@ -7,3 +7,4 @@ pub mod kube;
 pub mod spec;
 pub mod stats;
 pub mod store;
+pub mod view;

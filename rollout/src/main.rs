@@ -7,23 +7,25 @@
 //! acts and returns at once; `promote` and `abort` change traffic themselves, so they work
 //! with no controller running.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod admin;
+
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-use switchyard_load::metrics::{Sample, parse, sum};
+use switchyard_load::metrics::{parse, sum};
 use switchyard_policy::Config;
 use switchyard_policy::deploy::{apply_filter, in_force, write_atomic};
 use switchyard_policy::render::Policy;
-use switchyard_rollout::judge::{Compared, Counts, Observation, Phase, State, Tick, Traffic};
+use switchyard_rollout::judge::{Compared, Observation, Phase, State, Tick, Traffic};
 use switchyard_rollout::kube::{Carrier, Kube, Read};
 use switchyard_rollout::spec::{Spec, Stage};
 use switchyard_rollout::store::{Saved, Store, Target};
+use switchyard_rollout::view::{bounds, version_counts};
 
 #[derive(Parser)]
 #[command(name = "switchyard-rollout", version, about)]
@@ -63,16 +65,16 @@ enum Command {
         #[arg(long, env = "SWITCHYARD_COLLECTOR")]
         collector: Option<String>,
     },
-    /// The controller: judges and acts every `--interval` until the rollout ends.
+    /// The controller: judges and acts every `--interval` until the rollout ends; with
+    /// `--admin-addr` it serves the console, its API and its metrics.
     Run {
         #[arg(long, default_value = "1s")]
         interval: String,
-        /// Serve the rollout's metrics here (`/metrics`).
-        #[arg(long)]
-        metrics_addr: Option<SocketAddr>,
-        /// Keep running after the rollout ends (serving metrics, picking up the next `start`).
+        /// Keep running after the rollout ends (serving the console, picking up the next `start`).
         #[arg(long)]
         keep_running: bool,
+        #[command(flatten)]
+        admin: Box<admin::AdminArgs>,
     },
     /// Where the rollout is.
     Status {
@@ -127,13 +129,13 @@ impl KubeArgs {
 }
 
 /// The policy in force, as read from where the rollout acts.
-enum InForce {
+pub(crate) enum InForce {
     Local(Policy),
     Kube(Read),
 }
 
 impl InForce {
-    fn policy(&self) -> &Policy {
+    pub(crate) fn policy(&self) -> &Policy {
         match self {
             InForce::Local(p) => p,
             InForce::Kube(r) => &r.policy,
@@ -148,14 +150,14 @@ fn local(target: &Target) -> Result<(&Path, &Path), String> {
     }
 }
 
-async fn in_force_at(target: &Target) -> Result<InForce, String> {
+pub(crate) async fn in_force_at(target: &Target) -> Result<InForce, String> {
     match &target.kube {
         Some(k) => Ok(InForce::Kube(k.in_force().await?)),
         None => Ok(InForce::Local(in_force(local(target)?.1)?)),
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
@@ -230,7 +232,7 @@ fn compares_now(st: &State) -> bool {
 
 /// Puts `cfg` in force: locally it is written to the policy file too, so every tool sees one
 /// policy; in a cluster the object replaced is the one `now` was read from, unchanged since.
-async fn deploy(target: &Target, now: &InForce, cfg: &Config) -> Result<String, String> {
+pub(crate) async fn deploy(target: &Target, now: &InForce, cfg: &Config) -> Result<String, String> {
     let text = serde_json::to_string_pretty(cfg).map_err(|e| e.to_string())? + "\n";
     let policy = Policy::parse(text.clone()).map_err(|e| format!("the rollout would make an invalid policy: {e}"))?;
     if let (InForce::Kube(read), Some(k)) = (now, &target.kube) {
@@ -265,16 +267,7 @@ async fn observe(target: &Target, st: &State) -> Result<Observation, String> {
     }
     let samples = parse(&String::from_utf8_lossy(&body));
     let model = st.spec.model.as_str();
-    let mut bounds: Vec<f64> = samples
-        .iter()
-        .filter(|s| {
-            s.name == "switchyard_request_duration_ms_bucket"
-                && s.labels.get("model").map(String::as_str) == Some(model)
-        })
-        .filter_map(|s| s.labels.get("le").and_then(|le| le_bound(le)))
-        .collect();
-    bounds.sort_by(f64::total_cmp);
-    bounds.dedup();
+    let bounds = bounds(&samples, model);
     let counts = |version: &str| version_counts(&samples, model, version, &bounds);
     let guard_out = sum(&samples, "switchyard_guard_out", &[("model", model), ("version", &st.spec.canary)]) > 0.0;
     let compared = match (&target.collector, st.spec.compares()) {
@@ -309,43 +302,26 @@ async fn compared(collector: &str, st: &State) -> Result<Compared, String> {
     })
 }
 
-/// A bucket's `le` label as a bound; `+Inf` as `f64::MAX` (see `Observation::bounds`).
-fn le_bound(le: &str) -> Option<f64> {
-    let b: f64 = le.parse().ok()?;
-    Some(if b.is_finite() { b } else { f64::MAX })
-}
-
-fn version_counts(samples: &[Sample], model: &str, version: &str, bounds: &[f64]) -> Counts {
-    let at = [("model", model), ("version", version)];
-    let outcome = |o: &str| sum(samples, "switchyard_requests_total", &[at[0], at[1], ("outcome", o)]);
-    let all = sum(samples, "switchyard_requests_total", &at);
-    let bad: f64 = ["5xx", "timeout", "upstream_reset", "overloaded"].iter().map(|o| outcome(o)).sum();
-    let total = all - outcome("client_gone") - outcome("client_deadline");
-    let mut below = 0.0;
-    let latency = bounds
-        .iter()
-        .map(|b| {
-            let cumulative = samples
-                .iter()
-                .filter(|s| {
-                    s.name == "switchyard_request_duration_ms_bucket"
-                        && s.labels.get("model").map(String::as_str) == Some(model)
-                        && s.labels.get("version").map(String::as_str) == Some(version)
-                        && s.labels.get("le").and_then(|l| le_bound(l)) == Some(*b)
-                })
-                .map(|s| s.value)
-                .sum::<f64>();
-            let n = (cumulative - below).max(0.0);
-            below = cumulative.max(below);
-            n as u64
-        })
-        .collect();
-    let shadowed = sum(samples, "switchyard_shadow_requests_total", &at) as u64;
-    Counts { total: total.max(0.0) as u64, bad: bad as u64, latency, shadowed }
+/// Takes the state directory's lock off the async thread: the controller's ticks, the
+/// console's view and its writes share one thread, and whoever holds the lock may be awaiting
+/// Envoy.
+pub(crate) async fn open_store(dir: &Path) -> Result<Store, String> {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || Store::open(&dir)).await.map_err(|e| format!("the state's lock: {e}"))?
 }
 
 fn event(store: &Store, st: &State, what: &str) -> Result<(), String> {
-    store.event(&json!({
+    event_with(store, st, what, serde_json::Map::new())
+}
+
+/// An event line with more fields (a write's audit: who, before, after).
+pub(crate) fn event_with(
+    store: &Store,
+    st: &State,
+    what: &str,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> Result<(), String> {
+    let mut line = json!({
         "ts_ms": now_ms(),
         "model": st.spec.model,
         "canary": st.spec.canary,
@@ -355,7 +331,11 @@ fn event(store: &Store, st: &State, what: &str) -> Result<(), String> {
         "decision": st.decision,
         "reason": st.reason,
         "what": what,
-    }))
+    });
+    if let Some(o) = line.as_object_mut() {
+        o.extend(extra);
+    }
+    store.event(&line)
 }
 
 fn say(st: &State, what: &str) {
@@ -363,22 +343,34 @@ fn say(st: &State, what: &str) {
 }
 
 /// A command on the saved rollout: `f` changes the state; the traffic it wants is put in force
-/// at once, then saved and logged.
-async fn command(dir: &Path, f: impl FnOnce(&mut State) -> Result<String, String>, name: &str) -> Result<(), String> {
-    let store = Store::open(dir)?;
+/// at once, then saved and logged (with `who` gave it, from the console). Returns what it did.
+pub(crate) async fn command(
+    dir: &Path,
+    f: impl FnOnce(&mut State) -> Result<String, String>,
+    name: &str,
+    who: Option<serde_json::Value>,
+) -> Result<String, String> {
+    let store = open_store(dir).await?;
     let mut saved = store.load()?.ok_or_else(|| format!("no rollout in {}: `start` one first", dir.display()))?;
+    let before = json!({"state": saved.state.phase.name(), "traffic": format!("{:?}", saved.state.traffic())});
     let what = f(&mut saved.state)?;
     // Saved first: traffic put in force for a state that was not saved would be undone by the
     // controller's next tick; a state saved whose traffic failed to apply is mended by it.
     store.save(&saved)?;
-    event(&store, &saved.state, name)?;
-    say(&saved.state, &what);
+    let mut audit = serde_json::Map::new();
+    if let Some(who) = who {
+        let after = json!({"state": saved.state.phase.name(), "traffic": format!("{:?}", saved.state.traffic())});
+        audit.extend([("who".to_owned(), who), ("before".to_owned(), before), ("after".to_owned(), after)]);
+    }
+    event_with(&store, &saved.state, name, audit)?;
+    let mut said =
+        format!("{} {}/{}: {what}", saved.state.phase.name(), saved.state.spec.model, saved.state.spec.canary);
     match reconcile(&saved.target, &saved.state).await {
-        Ok(Some(a)) => println!("  {a}"),
+        Ok(Some(a)) => said.push_str(&format!("\n  {a}")),
         Ok(None) => {}
         Err(e) => return Err(format!("saved, but its traffic is not in force yet: {e} (`run` applies it)")),
     }
-    Ok(())
+    Ok(said)
 }
 
 async fn start(dir: &Path, spec_path: &Path, target: Target) -> Result<(), String> {
@@ -435,7 +427,7 @@ async fn start(dir: &Path, spec_path: &Path, target: Target) -> Result<(), Strin
     if !problems.is_empty() {
         return Err(format!("{}: {}", spec_path.display(), problems.join("; ")));
     }
-    let store = Store::open(dir)?;
+    let store = open_store(dir).await?;
     if let Some(old) = store.load()?
         && old.state.phase.is_active()
     {
@@ -485,12 +477,12 @@ const OBSERVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// under the lock judge, act and save, unless a command changed the state meanwhile.
 /// `mended`: the ended rollout whose final traffic this controller already put in force.
 async fn tick(dir: &Path, metrics: &Mutex<String>, mended: &mut Option<State>) -> Result<bool, String> {
-    let Some(seen) = Store::open(dir)?.load()? else { return Ok(false) };
+    let Some(seen) = open_store(dir).await?.load()? else { return Ok(false) };
     if !seen.state.phase.is_active() {
         // An ended rollout's final traffic is put in force once (a crash between deciding and
         // applying is mended here); later changes by hand are not undone.
         if mended.as_ref() != Some(&seen.state) {
-            let store = Store::open(dir)?;
+            let store = open_store(dir).await?;
             if let Some(saved) = store.load()? {
                 reconcile(&saved.target, &saved.state).await?;
                 *mended = Some(saved.state);
@@ -502,7 +494,7 @@ async fn tick(dir: &Path, metrics: &Mutex<String>, mended: &mut Option<State>) -
     let obs = tokio::time::timeout(OBSERVE_TIMEOUT, observe(&seen.target, &seen.state))
         .await
         .map_err(|_| format!("no answer from Envoy {} within {OBSERVE_TIMEOUT:?}", seen.target.envoy_admin))??;
-    let store = Store::open(dir)?;
+    let store = open_store(dir).await?;
     let Some(mut saved) = store.load()? else { return Ok(false) };
     if saved != seen {
         // A command acted while we looked: judge its state at the next tick.
@@ -571,26 +563,10 @@ fn render_metrics(st: &State) -> String {
     out
 }
 
-async fn run(dir: &Path, interval: &str, metrics_addr: Option<SocketAddr>, keep_running: bool) -> Result<(), String> {
+async fn run(dir: &Path, interval: &str, keep_running: bool, admin: admin::AdminArgs) -> Result<(), String> {
     let interval = switchyard_rollout::spec::duration(interval)?;
     let metrics = Arc::new(Mutex::new(String::new()));
-    if let Some(addr) = metrics_addr {
-        let listener =
-            tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        let bound = listener.local_addr().map_err(|e| e.to_string())?;
-        println!("switchyard-rollout: metrics on http://{bound}/metrics");
-        let m = metrics.clone();
-        let app = axum::Router::new().route(
-            "/metrics",
-            axum::routing::get(move || {
-                let m = m.clone();
-                async move { m.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone() }
-            }),
-        );
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-    }
+    admin::serve(dir, admin, metrics.clone()).await?;
     let mut failures = 0u32;
     let mut mended = None;
     loop {
@@ -615,7 +591,7 @@ async fn run(dir: &Path, interval: &str, metrics_addr: Option<SocketAddr>, keep_
             }
         };
         if !active && !keep_running {
-            let store = Store::open(dir)?;
+            let store = open_store(dir).await?;
             if let Some(saved) = store.load()? {
                 say(&saved.state, "the rollout has ended");
             }
@@ -626,7 +602,7 @@ async fn run(dir: &Path, interval: &str, metrics_addr: Option<SocketAddr>, keep_
 }
 
 async fn reset_guard(dir: &Path) -> Result<(), String> {
-    let store = Store::open(dir)?;
+    let store = open_store(dir).await?;
     let saved = store.load()?.ok_or_else(|| format!("no rollout in {}", dir.display()))?;
     let current = in_force_at(&saved.target).await?;
     let mut cfg = current.policy().config().clone();
@@ -676,12 +652,14 @@ async fn main() -> ExitCode {
                 Err(e) => Err(e),
             }
         }
-        Command::Run { interval, metrics_addr, keep_running } => run(dir, &interval, metrics_addr, keep_running).await,
+        Command::Run { interval, keep_running, admin } => run(dir, &interval, keep_running, *admin).await,
         Command::Status { json } => status(dir, json),
-        Command::Pause => command(dir, State::pause, "pause").await,
-        Command::Resume => command(dir, |s| s.resume(now_ms()), "resume").await,
-        Command::Promote => command(dir, State::promote, "promote").await,
-        Command::Abort { reason } => command(dir, |s| s.abort_by_hand(&reason), "abort").await,
+        Command::Pause => command(dir, State::pause, "pause", None).await.map(|said| println!("{said}")),
+        Command::Resume => command(dir, |s| s.resume(now_ms()), "resume", None).await.map(|said| println!("{said}")),
+        Command::Promote => command(dir, State::promote, "promote", None).await.map(|said| println!("{said}")),
+        Command::Abort { reason } => {
+            command(dir, |s| s.abort_by_hand(&reason), "abort", None).await.map(|said| println!("{said}"))
+        }
         Command::ResetGuard => reset_guard(dir).await,
     };
     match result {

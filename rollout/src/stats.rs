@@ -82,19 +82,25 @@ pub fn mann_whitney_worse(a: &[u64], b: &[u64]) -> Option<f64> {
 /// buckets' upper bounds (the last may be `+Inf` or `f64::MAX`: its lower bound is returned
 /// there).
 pub fn median(counts: &[u64], bounds: &[f64]) -> Option<f64> {
+    quantile(counts, bounds, 0.5)
+}
+
+/// The `q` quantile (0-1) of a histogram, as [`median`] (and Prometheus's
+/// `histogram_quantile`) interpolate it.
+pub fn quantile(counts: &[u64], bounds: &[f64], q: f64) -> Option<f64> {
     let total: u64 = counts.iter().sum();
     if total == 0 {
         return None;
     }
-    let half = total as f64 / 2.0;
+    let rank = total as f64 * q.clamp(0.0, 1.0);
     let (mut seen, mut lower) = (0.0, 0.0);
     for (&c, &upper) in counts.iter().zip(bounds) {
         let c = c as f64;
-        if seen + c >= half && c > 0.0 {
+        if seen + c >= rank && c > 0.0 {
             if !upper.is_finite() || upper == f64::MAX {
                 return Some(lower);
             }
-            return Some(lower + (upper - lower) * (half - seen) / c);
+            return Some(lower + (upper - lower) * (rank - seen) / c);
         }
         seen += c;
         lower = upper;

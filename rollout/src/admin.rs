@@ -1,0 +1,620 @@
+//! The controller's admin listener: `/metrics`, the rollout console (`/`, the files
+//! scripts/build-console.sh builds) and its API (`/api/...`). Reads are open, on loopback by
+//! default; every write needs the bearer token, compared in constant time, and leaves an
+//! audit line (who, what, before, after) in the rollout's event log. No cookies are set or
+//! read, so another site's page cannot write through a browser (no CSRF); on a loopback
+//! listener, requests naming any other host are refused (no DNS rebinding).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, Path as UrlPath, Request, State as Shared};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use switchyard_load::metrics::{Sample, parse};
+use switchyard_policy::Config;
+use switchyard_policy::render::Policy;
+use switchyard_rollout::judge::State;
+use switchyard_rollout::store::{Saved, Target, default_metrics_path};
+use switchyard_rollout::view::{Keys, Watch};
+
+use crate::{InForce, command, deploy, in_force_at, now_ms, open_store};
+
+#[derive(clap::Args)]
+pub(crate) struct AdminArgs {
+    /// The admin listener, HOST:PORT: `/metrics`, the console at `/` and its API. Keep it on
+    /// loopback (reach it through an SSH tunnel or `kubectl port-forward`): reads are open.
+    #[arg(long, alias = "metrics-addr", env = "SWITCHYARD_ROLLOUT_ADMIN")]
+    pub admin_addr: Option<SocketAddr>,
+    /// The bearer token every write needs, read from this file (at least 16 characters).
+    /// Without it one is generated, printed, and written to STATE_DIR/admin-token (mode 0600).
+    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// The console's built files (scripts/build-console.sh writes them).
+    #[arg(long, env = "SWITCHYARD_CONSOLE_DIR", default_value = "target/console")]
+    console_dir: PathBuf,
+    /// While no rollout is recorded, the console shows and edits this policy file...
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// ...put in force in the Envoy running this bootstrap (a rollout's own target wins).
+    #[arg(long)]
+    bootstrap: Option<PathBuf>,
+    #[arg(long, default_value = "target/wasm32-wasip1/wasm-release/switchyard_filter.wasm")]
+    wasm: PathBuf,
+    #[arg(long, env = "SWITCHYARD_ENVOY_ADMIN", default_value = "127.0.0.1:9901")]
+    envoy_admin: String,
+    /// The collector, HOST:PORT: the shadow's disagreement (a rollout's own wins).
+    #[arg(long, env = "SWITCHYARD_COLLECTOR")]
+    collector: Option<String>,
+    /// The drift monitor, HOST:PORT: drift per column, from its `/metrics`.
+    #[arg(long, env = "SWITCHYARD_MONITOR")]
+    monitor: Option<String>,
+    /// The collector's samples file: the recent sticky keys the preview moves.
+    #[arg(long)]
+    samples: Option<PathBuf>,
+}
+
+/// Everything a write may change, as the body's size bound: a policy is a few KiB.
+const MAX_BODY: usize = 1 << 20;
+/// How long one look at a metrics endpoint may take.
+const LOOK_TIMEOUT: Duration = Duration::from_secs(2);
+/// The view is refreshed this often (the page polls as often).
+const REFRESH: Duration = Duration::from_secs(1);
+/// Events shown in the console's history.
+const HISTORY_EVENTS: usize = 30;
+
+struct Admin {
+    dir: PathBuf,
+    token: String,
+    console: PathBuf,
+    loopback: bool,
+    /// Where to look and act while no rollout is recorded.
+    fallback: Target,
+    monitor: Option<String>,
+    samples: Option<PathBuf>,
+    metrics: Arc<Mutex<String>>,
+    live: Mutex<Value>,
+    keys: Mutex<Keys>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Binds the admin listener and serves it (and refreshes the view) in the background.
+pub(crate) async fn serve(dir: &Path, args: AdminArgs, metrics: Arc<Mutex<String>>) -> Result<(), String> {
+    let Some(addr) = args.admin_addr else { return Ok(()) };
+    let (token, told) = token(dir, args.token_file.as_deref())?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let admin = Arc::new(Admin {
+        dir: dir.to_owned(),
+        token,
+        console: args.console_dir,
+        loopback: bound.ip().is_loopback(),
+        fallback: Target {
+            policy: args.policy,
+            bootstrap: args.bootstrap,
+            wasm: args.wasm,
+            envoy_admin: args.envoy_admin,
+            metrics_path: default_metrics_path(),
+            collector: args.collector,
+            kube: None,
+        },
+        monitor: args.monitor,
+        samples: args.samples,
+        metrics,
+        live: Mutex::new(json!({"ts_ms": 0, "problems": ["starting"]})),
+        keys: Mutex::new(Keys::default()),
+    });
+    println!("switchyard-rollout: console on http://{bound}/ (metrics on http://{bound}/metrics)");
+    println!("switchyard-rollout: {told}");
+    if !admin.loopback {
+        eprintln!(
+            "switchyard-rollout: the admin listener {bound} is not on loopback: anyone who reaches it reads the console"
+        );
+    }
+    if !admin.console.join("index.html").is_file() {
+        eprintln!(
+            "switchyard-rollout: no console in {} (scripts/build-console.sh builds it): the API is served without it",
+            admin.console.display()
+        );
+    }
+    let app = axum::Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/api/state", get(state))
+        .route("/api/policy", post(apply_policy))
+        .route("/api/rollout/{action}", post(rollout_command))
+        .fallback(get(asset))
+        .layer(middleware::from_fn_with_state(admin.clone(), guard))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(admin.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
+    });
+    tokio::spawn(refresh(admin));
+    Ok(())
+}
+
+/// The token from `file`, or a new one written to the state directory: (token, what to say).
+fn token(dir: &Path, file: Option<&Path>) -> Result<(String, String), String> {
+    if let Some(file) = file {
+        let text =
+            std::fs::read_to_string(file).map_err(|e| format!("cannot read the token file {}: {e}", file.display()))?;
+        let token = text.trim().to_owned();
+        if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!("{}: the token must be at least 16 printable characters", file.display()));
+        }
+        return Ok((token, format!("writes need the bearer token in {}", file.display())));
+    }
+    let mut bytes = [0u8; 24];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").map_err(|e| format!("cannot open /dev/urandom: {e}"))?,
+        &mut bytes,
+    )
+    .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let path = dir.join("admin-token");
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let write = || -> std::io::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let _ = std::fs::remove_file(&path);
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+        f.write_all(format!("{token}\n").as_bytes())
+    };
+    write().map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok((token.clone(), format!("writes need `Authorization: Bearer {token}` (also in {})", path.display())))
+}
+
+/// The one mapping of the API's failures to HTTP: a status and `{"error": ...}`.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.0, Json(json!({"error": self.1}))).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> ApiError {
+        ApiError(StatusCode::BAD_REQUEST, e.body_text())
+    }
+}
+
+fn conflict(e: String) -> ApiError {
+    ApiError(StatusCode::CONFLICT, e)
+}
+
+/// Every response: the host check first; then headers that keep the page from being framed,
+/// sniffed or given script from anywhere but here, and nothing cached.
+async fn guard(Shared(admin): Shared<Arc<Admin>>, req: Request, next: Next) -> Response {
+    if admin.loopback {
+        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        if !loopback_host(host) {
+            return ApiError(StatusCode::FORBIDDEN, format!("host '{host}' is not this loopback listener"))
+                .into_response();
+        }
+    }
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self'; \
+             connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        ),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The bearer token, or 401.
+fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(t) if bool::from(t.as_bytes().ct_eq(admin.token.as_bytes())) => Ok(()),
+        Some(_) => Err(ApiError(StatusCode::UNAUTHORIZED, "the bearer token is wrong: nothing was changed".into())),
+        None => Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "writes need `Authorization: Bearer TOKEN` (the token switchyard-rollout run printed): nothing was changed"
+                .into(),
+        )),
+    }
+}
+
+/// Who wrote, for the audit line: the name the console was given (bounded, printable) and
+/// where the request came from.
+fn who(peer: SocketAddr, actor: Option<&str>) -> Value {
+    let actor: String = actor.unwrap_or("").chars().filter(|c| !c.is_control()).take(64).collect();
+    json!({"actor": if actor.is_empty() { "anonymous" } else { actor.as_str() }, "peer": peer.to_string(), "auth": "bearer"})
+}
+
+async fn metrics_text(Shared(admin): Shared<Arc<Admin>>) -> String {
+    locked(&admin.metrics).clone()
+}
+
+async fn state(Shared(admin): Shared<Arc<Admin>>) -> Json<Value> {
+    let mut v = locked(&admin.live).clone();
+    v["sticky_points"] = locked(&admin.keys).points();
+    Json(v)
+}
+
+/// The console's files, by name only: nothing else on disk is reachable.
+async fn asset(Shared(admin): Shared<Arc<Admin>>, uri: Uri) -> Response {
+    let (file, kind) = match uri.path() {
+        "/" | "/index.html" => ("index.html", "text/html; charset=utf-8"),
+        "/console.js" => ("console.js", "text/javascript; charset=utf-8"),
+        "/console.css" => ("console.css", "text/css; charset=utf-8"),
+        "/pkg/switchyard_console.js" => ("pkg/switchyard_console.js", "text/javascript; charset=utf-8"),
+        "/pkg/switchyard_console_bg.wasm" => ("pkg/switchyard_console_bg.wasm", "application/wasm"),
+        // Browsers ask for one unbidden: none, rather than a 404 in the page's console.
+        "/favicon.ico" => return StatusCode::NO_CONTENT.into_response(),
+        _ => return ApiError(StatusCode::NOT_FOUND, format!("no {}", uri.path())).into_response(),
+    };
+    match tokio::fs::read(admin.console.join(file)).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, kind)], bytes).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the console is not built ({}: {e}): run scripts/build-console.sh, or pass --console-dir\n",
+                admin.console.join(file).display()
+            ),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyWrite {
+    policy: String,
+    #[serde(default)]
+    actor: Option<String>,
+}
+
+/// Puts an edited policy in force: validated again here (the page's check is a courtesy),
+/// refused while a running rollout owns the weights it changes, audited.
+async fn apply_policy(
+    Shared(admin): Shared<Arc<Admin>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Json<PolicyWrite>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&admin, &headers)?;
+    let Json(write) = body?;
+    let policy = Policy::parse(write.policy).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    // The lock for the whole write: the controller's tick neither interleaves nor undoes it.
+    let store = open_store(&admin.dir).await.map_err(conflict)?;
+    let saved = store.load().map_err(conflict)?;
+    let target = saved.as_ref().map_or(&admin.fallback, |s| &s.target);
+    let current = in_force_at(target).await.map_err(conflict)?;
+    let (old, new) = (current.policy().config(), policy.config());
+    if let Some(Saved { state: st, .. }) = saved.as_ref().filter(|s| s.state.phase.is_active()) {
+        owned_weights(st, old, new).map_err(conflict)?;
+    }
+    if old == new {
+        return Ok(Json(json!({"changed": false, "message": "that policy is already in force"})));
+    }
+    let version = deploy(target, &current, new).await.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    let (before, after) = changes(old, new);
+    store
+        .event(&json!({
+            "ts_ms": now_ms(),
+            "what": "policy-apply",
+            "who": who(peer, write.actor.as_deref()),
+            "before": before,
+            "after": after,
+            "filter_config": version,
+        }))
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("applied, but not audited: {e}")))?;
+    Ok(Json(json!({"changed": true, "message": format!("in force (filter config {version})")})))
+}
+
+/// A running rollout sets its model's weights at every step: an edit of them would be undone.
+fn owned_weights(st: &State, old: &Config, new: &Config) -> Result<(), String> {
+    let weights = |c: &Config| {
+        c.models.get(&st.spec.model).map(|m| m.versions.iter().map(|v| (v.name.clone(), v.weight)).collect::<Vec<_>>())
+    };
+    if weights(old) != weights(new) {
+        return Err(format!(
+            "a rollout of {}/{} is {}: it sets {}'s weights; promote, abort or finish it first (other fields may be edited)",
+            st.spec.model,
+            st.spec.canary,
+            st.phase.name(),
+            st.spec.model
+        ));
+    }
+    Ok(())
+}
+
+/// The parts of two policies that differ (models by name, other fields by key): the audit's
+/// before and after, small enough to read.
+fn changes(old: &Config, new: &Config) -> (Value, Value) {
+    let (a, b) = (serde_json::to_value(old).unwrap_or_default(), serde_json::to_value(new).unwrap_or_default());
+    let (mut before, mut after) = (serde_json::Map::new(), serde_json::Map::new());
+    let empty = serde_json::Map::new();
+    let (oa, ob) = (a.as_object().unwrap_or(&empty), b.as_object().unwrap_or(&empty));
+    for key in oa.keys().chain(ob.keys().filter(|k| !oa.contains_key(*k))) {
+        let (x, y) = (oa.get(key), ob.get(key));
+        if x == y {
+            continue;
+        }
+        if key == "models"
+            && let (Some(Value::Object(mx)), Some(Value::Object(my))) = (x, y)
+        {
+            for m in mx.keys().chain(my.keys().filter(|k| !mx.contains_key(*k))) {
+                if mx.get(m) != my.get(m) {
+                    before.insert(format!("models.{m}"), mx.get(m).cloned().unwrap_or(Value::Null));
+                    after.insert(format!("models.{m}"), my.get(m).cloned().unwrap_or(Value::Null));
+                }
+            }
+            continue;
+        }
+        before.insert(key.clone(), x.cloned().unwrap_or(Value::Null));
+        after.insert(key.clone(), y.cloned().unwrap_or(Value::Null));
+    }
+    (before.into(), after.into())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CommandWrite {
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    actor: Option<String>,
+}
+
+/// Promote, pause, resume or abort the recorded rollout, as the CLI's commands do.
+async fn rollout_command(
+    Shared(admin): Shared<Arc<Admin>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    UrlPath(action): UrlPath<String>,
+    headers: HeaderMap,
+    body: Result<Json<CommandWrite>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&admin, &headers)?;
+    let Json(w) = body?;
+    let who = Some(who(peer, w.actor.as_deref()));
+    let reason = w.reason.filter(|r| !r.trim().is_empty()).map(|r| r.chars().take(200).collect::<String>());
+    let dir = admin.dir.as_path();
+    let said = match action.as_str() {
+        "pause" => command(dir, State::pause, "pause", who).await,
+        "resume" => command(dir, |s| s.resume(now_ms()), "resume", who).await,
+        "promote" => command(dir, State::promote, "promote", who).await,
+        "abort" => {
+            let reason = reason.unwrap_or_else(|| "aborted from the console".into());
+            command(dir, |s| s.abort_by_hand(&reason), "abort", who).await
+        }
+        _ => {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no command '{action}': pause, resume, promote or abort"),
+            ));
+        }
+    };
+    said.map(|message| Json(json!({"message": message}))).map_err(conflict)
+}
+
+/// Refreshes the view every second, for as long as the controller runs.
+async fn refresh(admin: Arc<Admin>) {
+    let mut watch = Watch::default();
+    let mut tail = Tail::default();
+    loop {
+        let started = Instant::now();
+        let v = look(&admin, &mut watch, &mut tail).await;
+        *locked(&admin.live) = v;
+        tokio::time::sleep(REFRESH.saturating_sub(started.elapsed())).await;
+    }
+}
+
+async fn metrics_at(addr: &str, path: &str) -> Result<Vec<Sample>, String> {
+    let (status, body) = tokio::time::timeout(LOOK_TIMEOUT, switchyard_load::http::get(addr, path))
+        .await
+        .map_err(|_| format!("{addr}{path}: no answer within {LOOK_TIMEOUT:?}"))?
+        .map_err(|e| format!("{addr}{path}: {e}"))?;
+    if status != 200 {
+        return Err(format!("{addr}{path} answered {status}"));
+    }
+    Ok(parse(&String::from_utf8_lossy(&body)))
+}
+
+/// One look at everything the console shows; what could not be read is named in `problems`.
+async fn look(admin: &Admin, watch: &mut Watch, tail: &mut Tail) -> Value {
+    let mut problems = Vec::new();
+    let saved = match open_store(&admin.dir).await.and_then(|s| s.load()) {
+        Ok(s) => s,
+        Err(e) => {
+            problems.push(e);
+            None
+        }
+    };
+    let target = saved.as_ref().map_or(&admin.fallback, |s| &s.target);
+    let in_force = match in_force_at(target).await {
+        Ok(p) => Some(p),
+        Err(e) => {
+            problems.push(format!("the policy in force: {e}"));
+            None
+        }
+    };
+    let envoy = metrics_at(&target.envoy_admin, &target.metrics_path).await.unwrap_or_else(|e| {
+        problems.push(format!("Envoy: {e}"));
+        Vec::new()
+    });
+    let collector_addr = target.collector.as_ref().or(admin.fallback.collector.as_ref());
+    let mut optional = |r: Option<Result<Vec<Sample>, String>>, what: &str| match r {
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => {
+            problems.push(format!("{what}: {e}"));
+            None
+        }
+        None => None,
+    };
+    let collector = match collector_addr {
+        Some(a) => optional(Some(metrics_at(a, "/metrics").await), "collector"),
+        None => None,
+    };
+    let monitor = match &admin.monitor {
+        Some(a) => optional(Some(metrics_at(a, "/metrics").await), "drift monitor"),
+        None => None,
+    };
+    let now = now_ms();
+    let (models, policy_text) = match &in_force {
+        Some(p) => {
+            let models = watch.look(now, p.policy().config(), &envoy, collector.as_deref(), monitor.as_deref());
+            if let Some(samples) = &admin.samples {
+                match tail.read(samples) {
+                    Ok(text) => locked(&admin.keys).add_lines(p.policy().config(), &text),
+                    Err(e) => problems.push(format!("samples {}: {e}", samples.display())),
+                }
+            }
+            (serde_json::to_value(models).unwrap_or_default(), Value::String(in_force_text(p)))
+        }
+        None => (json!([]), Value::Null),
+    };
+    let rollout = saved.as_ref().map(|s| {
+        let st = &s.state;
+        json!({
+            "model": st.spec.model, "canary": st.spec.canary, "stable": st.stable, "state": st.phase.name(),
+            "active": st.phase.is_active(), "step": st.step, "steps": st.spec.steps.len(),
+            "traffic": format!("{:?}", st.traffic()), "decision": st.decision, "reason": st.reason,
+        })
+    });
+    json!({
+        "ts_ms": now,
+        "problems": problems,
+        "rollout": rollout,
+        "events": recent_events(&admin.dir.join("events.jsonl")),
+        "models": models,
+        "history": serde_json::to_value(watch.history()).unwrap_or_default(),
+        "policy": policy_text,
+        "sources": {
+            "envoy": target.envoy_admin, "collector": collector_addr,
+            "monitor": admin.monitor, "samples": admin.samples,
+        },
+    })
+}
+
+fn in_force_text(p: &InForce) -> String {
+    p.policy().text().to_owned()
+}
+
+/// The last events of the rollout's log, newest last.
+fn recent_events(path: &Path) -> Value {
+    let text = read_tail(path, 64 * 1024).unwrap_or_default();
+    let lines: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    lines.into_iter().rev().take(HISTORY_EVENTS).rev().collect()
+}
+
+/// The last `max` bytes of a file, from its first whole line.
+fn read_tail(path: &Path, max: u64) -> std::io::Result<String> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let start = len.saturating_sub(max);
+    f.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::new();
+    f.take(max).read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf);
+    Ok(if start > 0 { text.split_once('\n').map_or("", |(_, rest)| rest).to_owned() } else { text.into_owned() })
+}
+
+/// Where the samples file was read to: each look reads what was appended since, whole lines.
+#[derive(Default)]
+struct Tail {
+    offset: Option<u64>,
+}
+
+impl Tail {
+    /// At most this much a look (a fast stream is sampled, not followed whole).
+    const MAX: u64 = 4 << 20;
+
+    fn read(&mut self, path: &Path) -> std::io::Result<String> {
+        use std::io::{Read as _, Seek as _, SeekFrom};
+        let mut f = match std::fs::File::open(path) {
+            Ok(f) => f,
+            // Not written yet: nothing sampled so far.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+            Err(e) => return Err(e),
+        };
+        let len = f.metadata()?.len();
+        let first = self.offset.is_none();
+        let start = match self.offset {
+            // Rotated or cut back: from the top of the new file.
+            Some(o) if o > len => 0,
+            Some(o) => o,
+            None => len.saturating_sub(1 << 20),
+        };
+        f.seek(SeekFrom::Start(start))?;
+        let mut buf = Vec::new();
+        f.take(Self::MAX).read_to_end(&mut buf)?;
+        let whole = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        buf.truncate(whole);
+        self.offset = Some(start + whole as u64);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        Ok(if first && start > 0 { text.split_once('\n').map_or("", |(_, rest)| rest).to_owned() } else { text })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_hosts_pass_the_host_check() {
+        for ok in ["127.0.0.1:9950", "localhost:9950", "LOCALHOST", "[::1]:9950", "127.1.2.3"] {
+            assert!(loopback_host(ok), "{ok}");
+        }
+        for bad in ["evil.example:9950", "10.0.0.1:9950", "", "localhost.evil.example", "[fe80::1]:80"] {
+            assert!(!loopback_host(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn changes_name_only_what_differs() {
+        let cfg = |w: u32| {
+            Config::parse(
+                json!({"models": {
+                    "a": {"versions": [{"name": "v1", "cluster": "a-v1", "weight": w}]},
+                    "b": {"versions": [{"name": "v1", "cluster": "b-v1", "weight": 1}]}
+                }})
+                .to_string()
+                .as_bytes(),
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let (before, after) = changes(&cfg(1), &cfg(2));
+        assert_eq!(before.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()), Some(vec!["models.a".into()]));
+        assert_eq!(after["models.a"]["versions"][0]["weight"], 2);
+    }
+}
