@@ -250,7 +250,8 @@ start rollout-controller "${ROLLOUT[@]}" run --interval 500ms --keep-running --a
   --envoy-admin "$ENVOY_ADMIN" --collector "$SWITCHYARD_COLLECTOR" --monitor "$MONITOR_ADDR" --samples "$DEMO/samples.jsonl"
 wait_http "http://$CONSOLE/api/state" "the rollout console"
 for _ in $(seq 1 $((20 * (3 * T_STEP + 30)))); do
-  "${ROLLOUT[@]}" status --json | grep -q '"state": "\(running\|paused\|holding\)"' || break
+  state=$("${ROLLOUT[@]}" status --json || true)
+  grep -q '"state": "\(running\|paused\|holding\)"' <<<"$state" || break
   check_alive
   sleep 0.05
 done

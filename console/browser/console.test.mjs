@@ -64,6 +64,9 @@ async function fresh() {
 async function shot(name) {
   await page.screenshot({ path: `${OUT}/${name}.png`, fullPage: true });
   console.log(`    screenshot ${OUT}/${name}.png`);
+  // A full-page screenshot resizes the viewport and Chrome puts the scroll position back a
+  // frame or two later: a click aimed before that lands where the button was.
+  await page.evaluate(() => new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(ok, 100)))));
 }
 
 try {
@@ -124,6 +127,18 @@ async function edit() {
   });
   const refusal = await direct.json();
   check(direct.status === 400 && refusal.error === message, `posted anyway, the controller refuses it with the same message (${direct.status})`);
+  // The quick editor's other fields write the same JSON, checked the same way.
+  await page.fill('[data-testid="edit-weight-mlp-v1"]', "100");
+  await page.waitForFunction(() => document.getElementById("policy-check").classList.contains("ok"));
+  await page.fill('[data-testid="edit-shadow-version-mlp"]', "v2");
+  await page.fill('[data-testid="edit-shadow-percent-mlp"]', "150");
+  const shadowMessage = env("SHADOW_MESSAGE");
+  await page.waitForFunction(() => document.getElementById("policy-check").classList.contains("error"));
+  check((await text("#policy-check")) === shadowMessage, `a shadow of 150% shows the filter's message: ${shadowMessage}`);
+  check(JSON.parse(await page.inputValue("#policy")).models.mlp.shadow.version === "v2", "written into the policy's JSON");
+  await page.click("#revert");
+  await page.waitForFunction(() => document.getElementById("policy-check").classList.contains("ok"));
+  check(!JSON.parse(await page.inputValue("#policy")).models.mlp.shadow, "revert puts the policy in force back");
 
   // A valid edit previewed, refused without the token, then applied with it.
   await page.fill('[data-testid="edit-weight-mlp-v1"]', "50");

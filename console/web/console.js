@@ -167,28 +167,61 @@ function render() {
   }
 }
 
-// The quick weight editor rewrites the JSON below it; the JSON is what is checked and applied.
+// The quick editor rewrites the JSON below it; the JSON is what is checked and applied, so a
+// field left in a state the policy does not allow shows the filter's own message.
+function quickField(name, label, testid, value, attrs, set) {
+  const input = el("input", { "data-testid": `edit-${testid}`, ...attrs });
+  input.value = value === undefined || value === null ? "" : String(value);
+  input.addEventListener("input", () => {
+    const c = JSON.parse($("policy").value);
+    set(c.models[name], input.value.trim());
+    $("policy").value = JSON.stringify(c, null, 2) + "\n";
+    $("weights").dataset.for = $("policy").value;
+    edited = true;
+    validate();
+  });
+  return el("label", {}, label, input);
+}
+
+// A number field's text as the policy's number; anything else is left as text, for the
+// filter's check to name.
+const asNumber = (v) => (v !== "" && Number.isFinite(Number(v)) ? Number(v) : v);
+const list = (v) => v.split(",").map((x) => x.trim()).filter(Boolean);
+
 function renderWeights(text) {
   const box = $("weights");
   let cfg;
   try { cfg = JSON.parse(text); } catch { return; }
   if (box.dataset.for === text) return;
   box.dataset.for = text;
+  const num = { type: "number", min: "0", step: "any", class: "num" };
   box.replaceChildren(...Object.entries(cfg.models || {}).map(([name, m]) => el("div", { class: "weights" },
     el("strong", {}, name),
-    ...(m.versions || []).map((v, i) => {
-      const input = el("input", { type: "number", min: "0", step: "1", "data-testid": `edit-weight-${name}-${v.name}` });
-      input.value = String(v.weight);
-      input.addEventListener("input", () => {
-        const c = JSON.parse($("policy").value);
-        c.models[name].versions[i].weight = input.value === "" ? input.value : Number(input.value);
-        $("policy").value = JSON.stringify(c, null, 2) + "\n";
-        box.dataset.for = $("policy").value;
-        edited = true;
-        validate();
-      });
-      return el("label", {}, v.name, input);
-    }))));
+    ...(m.versions || []).map((v, i) => quickField(name, v.name, `weight-${name}-${v.name}`, v.weight, { ...num, step: "1" },
+      (model, x) => { model.versions[i].weight = asNumber(x); })),
+    quickField(name, "sticky header", `sticky-${name}`, m.sticky?.header, { placeholder: "none" }, (model, x) => {
+      if (x) model.sticky = { ...model.sticky, header: x };
+      else if (model.sticky) {
+        delete model.sticky.header;
+        if (!Object.keys(model.sticky).length) delete model.sticky;
+      }
+    }),
+    quickField(name, "override allow", `override-allow-${name}`, (m.override?.allow || []).join(", "), { placeholder: "v2, v3" }, (model, x) => {
+      if (model.override) model.override.allow = list(x);
+      else if (x) model.override = { header: "x-switchyard-version-override", allow: list(x) };
+    }),
+    quickField(name, "shadow to", `shadow-version-${name}`, m.shadow?.version, { placeholder: "none", class: "short" }, (model, x) => {
+      if (x) model.shadow = { percent: 0, ...model.shadow, version: x };
+      else delete model.shadow;
+    }),
+    quickField(name, "shadow %", `shadow-percent-${name}`, m.shadow?.percent, num, (model, x) => {
+      if (model.shadow) model.shadow.percent = asNumber(x);
+    }),
+    quickField(name, "sampled (0–1)", `sampling-rate-${name}`, m.sampling?.rate, { ...num, max: "1" }, (model, x) => {
+      if (x !== "") model.sampling = { ...model.sampling, rate: asNumber(x) };
+      else delete model.sampling;
+    }),
+  )));
 }
 
 function validate() {

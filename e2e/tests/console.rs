@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchyard_testkit::process::{Log, OnDrop, Process, address_after};
-use switchyard_testkit::stack::{Stack, mlp_infer_body, mlp_policy, start_monitor, wasm_path};
+use switchyard_testkit::stack::{Stack, mlp_infer_body, mlp_policy, wasm_path};
 use switchyard_testkit::*;
 
 const USERS: usize = 120;
@@ -62,23 +62,10 @@ fn the_console_shows_the_live_stack_previews_with_the_filters_code_and_writes_on
         "slo": {"availability": 0.99, "latency_ms": 2, "latency_objective": 0.9}
     }));
     let stack = Stack::start("console", &policy);
-    let monitor_config = stack.dir.join("monitor.json");
-    std::fs::write(
-        &monitor_config,
-        json!({
-            "evaluate_every_seconds": 0.5,
-            "models": {"mlp": {"reference": {"version": "v1", "rows": 60}, "windows": [{"name": "recent", "rows": 40}]}}
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let (_monitor, monitor) = start_monitor(
-        &workspace_bin("switchyard-monitor"),
-        &stack.samples,
-        &monitor_config,
-        &stack.dir.join("monitor-state"),
-    )
-    .unwrap();
+    let (_monitor, monitor) = stack.start_monitor(&json!({
+        "evaluate_every_seconds": 0.5,
+        "models": {"mlp": {"reference": {"version": "v1", "rows": 60}, "windows": [{"name": "recent", "rows": 40}]}}
+    }));
 
     let state = stack.dir.join("rollout");
     let bootstrap = stack.dir.join("envoy.yaml");
@@ -120,15 +107,20 @@ fn the_console_shows_the_live_stack_previews_with_the_filters_code_and_writes_on
     });
     std::thread::sleep(Duration::from_millis(1500));
 
-    // The message `switchyard-policy check` prints for the edit the browser makes (v1 at 0).
-    let mut invalid = policy.clone();
-    invalid["models"]["mlp"]["versions"][0]["weight"] = json!(0);
-    let invalid_file = stack.dir.join("invalid.json");
-    std::fs::write(&invalid_file, serde_json::to_vec_pretty(&invalid).unwrap()).unwrap();
-    let check = Command::new(workspace_bin("switchyard-policy")).arg("check").arg(&invalid_file).output().unwrap();
-    assert!(!check.status.success());
-    let printed = String::from_utf8_lossy(&check.stderr).lines().next().unwrap_or("").to_owned();
-    let message = printed.strip_prefix(&format!("{}: ", invalid_file.display())).unwrap().to_owned();
+    // The messages `switchyard-policy check` prints for the edits the browser makes: v1 at 0,
+    // and a shadow of 150% to v2.
+    let check_message = |edit: &dyn Fn(&mut Value)| {
+        let mut invalid = policy.clone();
+        edit(&mut invalid);
+        let file = stack.dir.join("invalid.json");
+        std::fs::write(&file, serde_json::to_vec_pretty(&invalid).unwrap()).unwrap();
+        let check = Command::new(workspace_bin("switchyard-policy")).arg("check").arg(&file).output().unwrap();
+        assert!(!check.status.success());
+        let printed = String::from_utf8_lossy(&check.stderr).lines().next().unwrap_or("").to_owned();
+        printed.strip_prefix(&format!("{}: ", file.display())).unwrap().to_owned()
+    };
+    let message = check_message(&|p| p["models"]["mlp"]["versions"][0]["weight"] = json!(0));
+    let shadow_message = check_message(&|p| p["models"]["mlp"]["shadow"] = json!({"version": "v2", "percent": 150}));
 
     let shots = repo_root().join("target/console-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
@@ -140,6 +132,7 @@ fn the_console_shows_the_live_stack_previews_with_the_filters_code_and_writes_on
         ("MONITOR", monitor.clone()),
         ("USERS", USERS.to_string()),
         ("INVALID_MESSAGE", message),
+        ("SHADOW_MESSAGE", shadow_message),
         ("OUT", shots.display().to_string()),
     ];
     browser("edit", &vars);

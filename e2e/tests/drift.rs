@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchyard_testkit::stack::{Stack, mlp_policy, start_monitor};
+use switchyard_testkit::stack::{Stack, mlp_policy};
 use switchyard_testkit::*;
 
 #[test]
@@ -21,18 +21,10 @@ fn the_drift_scenario_makes_the_monitor_flag_the_shifted_features_and_only_those
     );
     let dir = stack.dir.clone();
     // The reference: v1's first 4,000 rows (over 1,000: normalised Wasserstein, as Evidently).
-    let config = dir.join("monitor.json");
-    std::fs::write(
-        &config,
-        json!({
-            "evaluate_every_seconds": 0.5,
-            "models": {"mlp": {"reference": {"version": "v1", "rows": 4000}, "windows": [{"name": "recent", "rows": 2000}]}}
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let (_monitor, addr) =
-        start_monitor(&workspace_bin("switchyard-monitor"), &stack.samples, &config, &dir.join("state")).unwrap();
+    let (_monitor, addr) = stack.start_monitor(&json!({
+        "evaluate_every_seconds": 0.5,
+        "models": {"mlp": {"reference": {"version": "v1", "rows": 4000}, "windows": [{"name": "recent", "rows": 2000}]}}
+    }));
     let scenario = dir.join("drift.toml");
     std::fs::write(
         &scenario,

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchyard_testkit::prom::{Alert, Alertmanager, Prometheus, Sample, Webhook, run_tool};
-use switchyard_testkit::stack::{Stack, mlp_policy, python, render, start_monitor};
-use switchyard_testkit::{demo_repo, root, scratch, try_request, workspace_bin};
+use switchyard_testkit::stack::{Stack, mlp_policy, python, render};
+use switchyard_testkit::{demo_repo, root, scratch, try_request};
 
 /// What every runbook_url starts with; the rest is `docs/runbooks/<alertname>.md`.
 const RUNBOOK_BASE: &str = "https://github.com/switchyard-ml/switchyard/blob/main/";
@@ -724,21 +724,10 @@ fn live_stack_feeds_every_rule_panel_and_alert() {
     // The drift monitor on the stack's samples (20% of the requests): v1's first 300 rows are
     // the reference, so that v1's windows hold the 500 rows the drift series need within
     // seconds.
-    let monitor_config = dir.join("monitor.json");
     let windows = json!([{"name": "1k", "rows": 1000}, {"name": "5m", "seconds": 300, "rows": 10000}]);
-    std::fs::write(
-        &monitor_config,
-        json!({"evaluate_every_seconds": 1, "models": {"mlp": {"reference": {"version": "v1", "rows": 300}, "windows": windows}}})
-            .to_string(),
-    )
-    .unwrap();
-    let (_monitor, monitor) = start_monitor(
-        &workspace_bin("switchyard-monitor"),
-        &stack.samples,
-        &monitor_config,
-        &dir.join("monitor-state"),
-    )
-    .unwrap();
+    let (_monitor, monitor) = stack.start_monitor(
+        &json!({"evaluate_every_seconds": 1, "models": {"mlp": {"reference": {"version": "v1", "rows": 300}, "windows": windows}}}),
+    );
     let prom_config = render_prometheus(
         &dir,
         &stack.policy_file,

@@ -117,8 +117,8 @@ pub(crate) async fn serve(dir: &Path, args: AdminArgs, metrics: Arc<Mutex<String
         live: Mutex::new(json!({"ts_ms": 0, "problems": ["starting"]})),
         keys: Mutex::new(Keys::default()),
     });
-    println!("switchyard-rollout: console on http://{bound}/ (metrics on http://{bound}/metrics)");
-    println!("switchyard-rollout: {told}");
+    say_line!("switchyard-rollout: console on http://{bound}/ (metrics on http://{bound}/metrics)");
+    say_line!("switchyard-rollout: {told}");
     if !admin.loopback {
         eprintln!(
             "switchyard-rollout: the admin listener {bound} is not on loopback: anyone who reaches it reads the console"

@@ -12,6 +12,14 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// `println!` panics when the reader of stdout has gone (`status --json | grep -q`);
+/// a closed pipe only means nobody wants the rest, so the line is dropped.
+macro_rules! say_line {
+    ($($arg:tt)*) => {
+        $crate::print_line(format_args!($($arg)*))
+    };
+}
+
 mod admin;
 
 use clap::{Parser, Subcommand};
@@ -338,8 +346,17 @@ pub(crate) fn event_with(
     store.event(&line)
 }
 
+fn print_line(line: std::fmt::Arguments) {
+    use std::io::Write;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}")
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("switchyard-rollout: writing to stdout: {e}");
+    }
+}
+
 fn say(st: &State, what: &str) {
-    println!("{} {}/{}: {what}", st.phase.name(), st.spec.model, st.spec.canary);
+    say_line!("{} {}/{}: {what}", st.phase.name(), st.spec.model, st.spec.canary);
 }
 
 /// A command on the saved rollout: `f` changes the state; the traffic it wants is put in force
@@ -454,7 +471,7 @@ fn status(dir: &Path, as_json: bool) -> Result<(), String> {
     let saved = store.load()?.ok_or_else(|| format!("no rollout in {}", dir.display()))?;
     let st = &saved.state;
     if as_json {
-        println!(
+        say_line!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "model": st.spec.model, "canary": st.spec.canary, "stable": st.stable, "state": st.phase.name(),
@@ -465,7 +482,7 @@ fn status(dir: &Path, as_json: bool) -> Result<(), String> {
         );
     } else {
         say(st, &format!("step {} of {}, traffic {:?}", st.step + 1, st.spec.steps.len(), st.traffic()));
-        println!("  last decision: {}: {}", st.decision, st.reason);
+        say_line!("  last decision: {}: {}", st.decision, st.reason);
     }
     Ok(())
 }
@@ -510,7 +527,7 @@ async fn tick(dir: &Path, metrics: &Mutex<String>, mended: &mut Option<State>) -
         event(&store, &saved.state, "decision")?;
         say(&saved.state, &format!("{}: {}", saved.state.decision, saved.state.reason));
         if let Some(w) = what {
-            println!("  {w}");
+            say_line!("  {w}");
         }
     }
     if saved.state.phase == Phase::Running && saved.state.applied != Some(saved.state.step) {
@@ -616,7 +633,7 @@ async fn reset_guard(dir: &Path) -> Result<(), String> {
     let epoch = g.epoch;
     let version = deploy(&saved.target, &current, &cfg).await?;
     event(&store, &saved.state, &format!("reset-guard: epoch {epoch}"))?;
-    println!(
+    say_line!(
         "guard of {model} reset: epoch {epoch} in force (filter config {version}); a version it had taken out is back at its weight"
     );
     // Envoy takes the new policy and the filter shows it within a tick or two: wait for that,
@@ -626,12 +643,12 @@ async fn reset_guard(dir: &Path) -> Result<(), String> {
         if let Ok(Ok(obs)) = tokio::time::timeout(OBSERVE_TIMEOUT, observe(&saved.target, &saved.state)).await
             && !obs.guard_out
         {
-            println!("  Envoy shows {model}/{} back in the split", saved.state.spec.canary);
+            say_line!("  Envoy shows {model}/{} back in the split", saved.state.spec.canary);
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    println!(
+    say_line!(
         "  Envoy still shows {model}/{} out of the split after 2 s: is it failing again?",
         saved.state.spec.canary
     );
@@ -654,11 +671,11 @@ async fn main() -> ExitCode {
         }
         Command::Run { interval, keep_running, admin } => run(dir, &interval, keep_running, *admin).await,
         Command::Status { json } => status(dir, json),
-        Command::Pause => command(dir, State::pause, "pause", None).await.map(|said| println!("{said}")),
-        Command::Resume => command(dir, |s| s.resume(now_ms()), "resume", None).await.map(|said| println!("{said}")),
-        Command::Promote => command(dir, State::promote, "promote", None).await.map(|said| println!("{said}")),
+        Command::Pause => command(dir, State::pause, "pause", None).await.map(|said| say_line!("{said}")),
+        Command::Resume => command(dir, |s| s.resume(now_ms()), "resume", None).await.map(|said| say_line!("{said}")),
+        Command::Promote => command(dir, State::promote, "promote", None).await.map(|said| say_line!("{said}")),
         Command::Abort { reason } => {
-            command(dir, |s| s.abort_by_hand(&reason), "abort", None).await.map(|said| println!("{said}"))
+            command(dir, |s| s.abort_by_hand(&reason), "abort", None).await.map(|said| say_line!("{said}"))
         }
         Command::ResetGuard => reset_guard(dir).await,
     };

@@ -110,6 +110,15 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// The drift monitor following this stack's samples with `config` (written to the stack's
+    /// directory): the process and its address.
+    pub fn start_monitor(&self, config: &serde_json::Value) -> (Process, String) {
+        let file = self.dir.join("monitor.json");
+        std::fs::write(&file, config.to_string()).expect("writing the monitor's config");
+        start_monitor(&workspace_bin("switchyard-monitor"), &self.samples, &file, &self.dir.join("monitor-state"))
+            .expect("starting the drift monitor")
+    }
+
     /// Starts everything for `mlp` v1 and v2 and waits until the filter is configured.
     /// `policy` is the filter policy (its collector, if any, is started here).
     pub fn start(name: &str, policy: &serde_json::Value) -> Stack {
