@@ -66,6 +66,7 @@ quietly() {
 #   sy_filter          -> prints the path of the filter's .wasm, built if missing or stale
 #   sy_filter_failpoints -> the same for the drills' build with failpoints (never the product)
 #   sy_console         -> prints the directory of the rollout console's built files (below)
+#   sy_wasm_bindgen_version -> the wasm-bindgen version the console's CLI must match
 sy_build_release() {
   cargo build --release --quiet
 }
@@ -93,6 +94,14 @@ sy_filter_failpoints() {
 # written by the wasm-bindgen CLI (set-up installs the crate's exact version), and the page's
 # files, all in target/console (what `switchyard-rollout run --console-dir` serves by default).
 SY_CONSOLE=$SY_TARGET/console
+# The console's wasm-bindgen crate version in Cargo.lock: the CLI must be exactly that one
+# (set-up installs it; so does the image's build).
+sy_wasm_bindgen_version() {
+  local version
+  version=$(awk '$0 == "name = \"wasm-bindgen\"" { getline; gsub(/version = |"/, ""); print; exit }' "$SY_ROOT/Cargo.lock")
+  [ -n "$version" ] || die "no wasm-bindgen in Cargo.lock"
+  echo "$version"
+}
 sy_console() {
   cargo build --quiet -p switchyard-console --target wasm32-unknown-unknown --profile console-release >&2
   local wasm=$SY_TARGET/wasm32-unknown-unknown/console-release/switchyard_console.wasm

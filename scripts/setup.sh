@@ -16,8 +16,7 @@ for target in wasm32-wasip1 wasm32-unknown-unknown; do
 done
 
 step "wasm-bindgen CLI, the version of the console's wasm-bindgen crate (Cargo.lock)"
-bindgen=$(awk '$0 == "name = \"wasm-bindgen\"" { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
-[ -n "$bindgen" ] || die "no wasm-bindgen in Cargo.lock"
+bindgen=$(sy_wasm_bindgen_version)
 if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $bindgen" ]; then
   echo "    installing wasm-bindgen-cli $bindgen (cargo install: a few minutes on 2 cores, once)"
   # Not --locked: the CLI's own lock file can name crate versions the registry does not serve yet.
