@@ -12,7 +12,7 @@ Every overlay (k8s/overlays/*) and job (k8s/jobs/*) is rendered with `kubectl ku
 `--self-test` breaks rendered objects in the ways these checks exist for and fails unless
 every break is caught: a validator that passes everything would pass the suite too.
 
-Run by `cargo test` (policy/tests/k8s_rendered.rs); by hand:
+Run by `cargo test` (deploy/tests/generated.rs); by hand:
   .venv/bin/python k8s/validate.py --policy-bin target/release/switchyard-policy
 """
 
@@ -35,10 +35,16 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 K8S = Path(__file__).resolve().parent
-# The backend's flags and the probe paths it serves (backend/src/main.rs, backend/src/server.rs).
-READY_PATH = "/v2/health/ready"
-LIVE_PATH = "/v2/health/live"
-ADDR_FLAGS = {"--http-addr": "http", "--grpc-addr": "grpc", "--admin-addr": "admin"}
+# The backend's flags, ports and the probe paths it serves: the contract's export
+# (contract/contract.json, written by `switchyard-policy contract` from the Rust definitions).
+CONTRACT = json.loads((K8S.parent / "contract" / "contract.json").read_text())
+BACKEND = next(p for p in CONTRACT["processes"] if p["binary"] == "switchyard-backend")
+READY_PATH = CONTRACT["paths"]["health_ready"]
+LIVE_PATH = CONTRACT["paths"]["health_live"]
+ADDR_FLAGS = {listener["flag"]: listener["name"] for listener in BACKEND["listeners"]}
+SERVE = CONTRACT["backend"]["serve"]
+GRACE_FLAG = CONTRACT["backend"]["shutdown_grace_flag"]
+GRACE_SECONDS = CONTRACT["backend"]["shutdown_grace_seconds"]
 # Where the project's schemas reference the Kubernetes PodSpec (k8s/schemas/README.md).
 PODSPEC_URI = "https://kubernetes.io/podspec-v1.json"
 IMAGE = "switchyard/switchyard"
@@ -209,7 +215,7 @@ def flag(args: list[str], name: str) -> str | None:
 def check_backend_pod(owner: str, spec: dict, rep: Report) -> None:
     for c in spec.get("containers", []):
         argv = c.get("command", []) + c.get("args", [])
-        if not argv or Path(argv[0]).name != "switchyard-backend" or "serve" not in argv:
+        if not argv or Path(argv[0]).name != BACKEND["binary"] or SERVE not in argv:
             continue
         where = f"{owner} container {c['name']}"
         named = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
@@ -237,7 +243,7 @@ def check_backend_pod(owner: str, spec: dict, rep: Report) -> None:
             port = ports.get(str(get.get("port")))
             if port is None or port != named.get("http"):
                 rep.error(where, f"{probe} port {get.get('port')} is not the HTTP port {named.get('http')}")
-        grace = int(flag(argv, "--shutdown-grace-seconds") or 30)
+        grace = int(flag(argv, GRACE_FLAG) or GRACE_SECONDS)
         stop = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
         term = spec.get("terminationGracePeriodSeconds", 30)
         if term <= grace + stop:

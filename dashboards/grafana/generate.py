@@ -17,7 +17,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # migrate it.
 SCHEMA_VERSION = 41
 DS = {"type": "prometheus", "uid": "${datasource}"}
-SLO_ERRORS = 'outcome=~"5xx|timeout|upstream_reset|overloaded"'
+# The outcomes that count against availability: the contract's export (contract/contract.json,
+# from the policy's outcome classes).
+with open(os.path.join(HERE, "..", "..", "contract", "contract.json"), encoding="utf-8") as _f:
+    _CONTRACT = json.load(_f)
+SLO_ERRORS = 'outcome=~"%s"' % "|".join(o["name"] for o in _CONTRACT["outcomes"] if o["bad"])
 
 
 def target(expr, legend="", ref=None, instant=False, fmt=None):

@@ -8,9 +8,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use switchyard_policy::capture::Body;
 use switchyard_policy::config::{Collector, Compare};
 use switchyard_policy::sampling::BINARY_HEADER;
-use switchyard_policy::shadow::{self, Answer, Body, CompareResult, Names};
+use switchyard_policy::shadow::{self, Answer, CompareResult, Names};
 
 use crate::host::Host;
 use crate::metrics::{CompareCounters, Counters, compare_counter};

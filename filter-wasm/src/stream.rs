@@ -49,7 +49,7 @@ impl Stream {
         // A gRPC call names its model in its message. Envoy gives a Wasm filter no body before
         // it lets the headers go, so the headers go on, to the buffer filter rendered after
         // this one, which holds them (and the message) until the body has passed here and
-        // the routing header is set (see `policy::render::envoy`).
+        // the routing header is set (see `switchyard_deploy::render::envoy`).
         if let Some(method) = path.as_deref().and_then(grpc::method) {
             let [upstream_header, shadow_header] = w.internal_headers();
             drop_client_copies(h, &[upstream_header, shadow_header]);
@@ -328,7 +328,7 @@ mod tests {
     use serde_json::{Value, json};
     use switchyard_policy::Config;
 
-    use switchyard_policy::sampling::REDACTED;
+    use switchyard_policy::capture::REDACTED;
     use switchyard_policy::slo::{Counts, Window, WindowSpec};
 
     use super::*;
@@ -824,7 +824,7 @@ mod tests {
         let mut config = two_versions(json!({"sampling": {"rate": 1.0, "max_body_bytes": 1024}}));
         config["collector"]["max_queued"] = json!(100);
         // Room for one envelope of a 1 KiB-capped model, not for two large ones.
-        config["collector"]["max_queued_bytes"] = json!(switchyard_policy::sampling::envelope_bound(1024));
+        config["collector"]["max_queued_bytes"] = json!(switchyard_policy::capture::envelope_bound(1024));
         let w = worker(&mut h, &config);
         let big = vec![b'x'; 1000];
         for _ in 0..3 {

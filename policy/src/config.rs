@@ -6,7 +6,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::sampling;
+use crate::capture;
+use crate::names::{valid_cluster, valid_name};
 use crate::slo::WindowSpec;
 
 /// All problems found in a configuration.
@@ -342,21 +343,6 @@ fn valid_header(h: &str) -> bool {
     !h.is_empty() && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-/// A model, version or cluster name: 1-128 of `[A-Za-z0-9_.-]`, and not `.` or `..`, which
-/// are path segments with a meaning of their own (a model is named in the request path).
-/// A cluster as Envoy names it: a name, or Istio's `outbound|PORT|SUBSET|HOST`.
-pub fn valid_cluster(s: &str) -> bool {
-    s.len() <= 256 && s.split('|').all(|part| part.is_empty() || valid_name(part)) && s.bytes().any(|b| b != b'|')
-}
-
-pub fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s != "."
-        && s != ".."
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
-
 impl Config {
     /// Parses and validates; the error lists every problem.
     pub fn parse(json: &[u8]) -> Result<Config, ConfigErrors> {
@@ -414,7 +400,7 @@ impl Config {
             // discover it in `switchyard_samples_total{result="dropped"}`.
             for (model, m) in &self.models {
                 let Some(s) = m.sampling.as_ref().filter(|s| s.rate > 0.0) else { continue };
-                let need = sampling::envelope_bound(s.max_body_bytes);
+                let need = capture::envelope_bound(s.max_body_bytes);
                 if c.max_queued_bytes < need && c.max_queued_bytes > 0 {
                     p.push(format!(
                         "collector.max_queued_bytes ({}) must hold one sample of models.{model}: up to {need} bytes with sampling.max_body_bytes {}",
@@ -682,24 +668,6 @@ mod tests {
         }
         let e = Config::parse(with(r#""max_queued_byts": 1"#, 1024).as_bytes()).unwrap_err();
         assert!(e.to_string().contains("unknown field `max_queued_byts`"), "{e}");
-    }
-
-    #[test]
-    fn dot_segments_are_not_names() {
-        for name in [".", ".."] {
-            assert!(!valid_name(name), "{name}");
-        }
-        assert!(valid_name("resnet-18.v2") && valid_name("...") && valid_name(".hidden"));
-    }
-
-    #[test]
-    fn clusters_are_names_or_istios_outbound_clusters() {
-        for ok in ["mlp-v1", "outbound|8000||mlp-v1.switchyard.svc.cluster.local", "outbound|80|canary|h"] {
-            assert!(valid_cluster(ok), "{ok}");
-        }
-        for bad in ["", "|", "||", "a|b c", "a|..|b", "a\nb", &"x".repeat(257)] {
-            assert!(!valid_cluster(bad), "{bad:?}");
-        }
     }
 
     #[test]

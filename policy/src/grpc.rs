@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use crate::config::valid_name;
+use crate::names::valid_name;
 
 /// What a version's gRPC cluster is called: its cluster's name with this suffix. Each
 /// version has its REST cluster (HTTP/1.1) and its gRPC twin (HTTP/2), both rendered from

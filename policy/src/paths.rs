@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::config::valid_name;
+use crate::names::valid_name;
 
 const PREFIX: &str = "/v2/models/";
 const VERSIONS: &str = "versions";

@@ -4,30 +4,16 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::capture::{Body, REDACTED, WITHHELD, body_value, envelope_bound};
 use crate::config::Sampling;
 use crate::slo::Outcome;
-
-pub const REDACTED: &str = "[REDACTED]";
-
-/// What a body too large for the envelope's bound is replaced by.
-pub const WITHHELD: &str = "[WITHHELD]: sample over its size bound";
 
 /// Headers that carry credentials: redacted in every sample, whatever the policy says (a
 /// policy that forgets one must not leak it to the collector's files).
 pub const CREDENTIAL_HEADERS: [&str; 5] = ["authorization", "cookie", "set-cookie", "proxy-authorization", "x-api-key"];
 
-/// Room in an envelope for everything but the two bodies: names, ids, numbers, headers.
-const HEADROOM: usize = 64 * 1024;
-
 /// The `x-request-id` shipped is cut to this many bytes: it may come from the client.
 const MAX_REQUEST_ID: usize = 128;
-
-/// The most bytes one serialised envelope of a model with this `max_body_bytes` takes (the
-/// collector configuration is checked against it). Bodies re-serialise to about their size;
-/// ones that grow more (text full of characters JSON must escape) are withheld.
-pub fn envelope_bound(max_body_bytes: usize) -> usize {
-    max_body_bytes.saturating_mul(2).saturating_add(HEADROOM)
-}
 
 /// Open Inference Protocol's binary tensor extension: the length of the JSON part of a body
 /// whose tensor data follows it in binary.
@@ -129,8 +115,8 @@ impl Side {
     }
 
     /// The body kept, for a shadow comparison.
-    pub fn into_body(self) -> crate::shadow::Body {
-        crate::shadow::Body { bytes: self.body, json_len: self.json_len }
+    pub fn into_body(self) -> Body {
+        Body { bytes: self.body, json_len: self.json_len }
     }
 
     fn payload(self, s: &Sampling) -> Payload {
@@ -304,75 +290,6 @@ pub fn redact_headers(headers: &mut [(String, String)], names: &[String]) {
         if names.iter().any(|n| n.eq_ignore_ascii_case(k)) {
             *v = REDACTED.to_owned();
         }
-    }
-}
-
-/// The body as shipped: captured bytes (at most the cap), of which the first `json_len` are
-/// JSON when the binary tensor extension is used. When fields must be redacted and the body
-/// cannot be parsed (cut at the cap, not JSON), nothing of it is shipped: better no sample
-/// than a leak.
-pub fn body_value(
-    captured: &[u8],
-    truncated: bool,
-    json_len: Option<usize>,
-    redact: &[String],
-) -> (Value, Option<u64>) {
-    let (json_part, binary) = match json_len.and_then(|n| captured.get(..n)) {
-        Some(part) => (part, Some((captured.len() - part.len()) as u64)),
-        None => (captured, None),
-    };
-    if json_part.is_empty() {
-        return (Value::Null, binary);
-    }
-    let parsed = if truncated && json_len.is_none_or(|n| n > captured.len()) {
-        None
-    } else {
-        serde_json::from_slice::<Value>(json_part).ok()
-    };
-    let value = match parsed {
-        Some(mut v) => {
-            for field in redact {
-                redact_path(&mut v, &field.split('.').collect::<Vec<_>>());
-            }
-            v
-        }
-        None if !redact.is_empty() => Value::String(format!("{REDACTED}: body not parseable as JSON")),
-        None => Value::String(String::from_utf8_lossy(json_part).into_owned()),
-    };
-    (value, binary)
-}
-
-/// Dotted path through objects; through arrays it applies to every element, and an element
-/// whose `name` equals the segment (a V2 tensor) has its `data` replaced.
-fn redact_path(v: &mut Value, segs: &[&str]) {
-    let Some((first, rest)) = segs.split_first() else {
-        return;
-    };
-    match v {
-        Value::Object(map) => {
-            if rest.is_empty() {
-                if let Some(x) = map.get_mut(*first) {
-                    *x = Value::String(REDACTED.into());
-                }
-            } else if let Some(x) = map.get_mut(*first) {
-                redact_path(x, rest);
-            }
-        }
-        Value::Array(items) => {
-            for item in items {
-                let named = item.get("name").and_then(Value::as_str) == Some(*first);
-                if named && rest.is_empty() {
-                    if let Some(d) = item.get_mut("data") {
-                        *d = Value::String(REDACTED.into());
-                    }
-                } else if named {
-                    redact_path(item, rest);
-                } else {
-                    redact_path(item, segs);
-                }
-            }
-        }
-        _ => {}
     }
 }
 

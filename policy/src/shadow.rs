@@ -5,8 +5,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::capture::{Body, WITHHELD, body_value};
 use crate::config::Compare;
-use crate::sampling::{WITHHELD, body_value};
 
 /// Room in a record for everything but its four bodies.
 const HEADROOM: usize = 16 * 1024;
@@ -51,14 +51,6 @@ impl CompareResult {
             CompareResult::Sent => "sent",
         }
     }
-}
-
-/// A body as captured: its bytes and, with the binary tensor extension, the length of its JSON
-/// part.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Body {
-    pub bytes: Vec<u8>,
-    pub json_len: Option<usize>,
 }
 
 /// One answer to the compared request.

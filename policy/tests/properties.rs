@@ -9,9 +9,11 @@ use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use serde_json::{Value, json};
 use switchyard_policy::Config;
-use switchyard_policy::config::{MAX_QUEUED_BYTES_CAP, MAX_QUEUED_CAP, Sampling, valid_name};
+use switchyard_policy::capture::envelope_bound;
+use switchyard_policy::config::{MAX_QUEUED_BYTES_CAP, MAX_QUEUED_CAP, Sampling};
+use switchyard_policy::names::valid_name;
 use switchyard_policy::paths::{self, PathError};
-use switchyard_policy::sampling::{CREDENTIAL_HEADERS, Capture, Meta, envelope_bound};
+use switchyard_policy::sampling::{CREDENTIAL_HEADERS, Capture, Meta};
 use switchyard_policy::slo::Outcome;
 
 // ---------------------------------------------------------------------------------------------

@@ -21,9 +21,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
+use switchyard_deploy::Policy;
 use switchyard_load::metrics::{Sample, parse};
 use switchyard_policy::Config;
-use switchyard_policy::render::Policy;
 use switchyard_rollout::judge::State;
 use switchyard_rollout::store::{Saved, Target, default_metrics_path};
 use switchyard_rollout::view::{Keys, Watch};

@@ -1,6 +1,6 @@
 //! In a cluster the policy in force lives in a Kubernetes object, not a local file: the Istio
 //! `WasmPlugin`'s `spec.pluginConfig`, or the Envoy gateway's ECDS ConfigMap (the document
-//! `switchyard_policy::deploy` writes locally, under one key). The controller reads it and
+//! `switchyard_deploy::apply` writes locally, under one key). The controller reads it and
 //! replaces it through the API server.
 //!
 //! The API is reached through `kubectl proxy` in the controller's pod (plain HTTP on loopback,
@@ -15,9 +15,9 @@ use hyper::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use switchyard_policy::deploy::{json_text, policy_of_filter_config, wasm_of_filter_config};
-use switchyard_policy::render::Policy;
-use switchyard_policy::render::envoy::filter_config;
+use switchyard_deploy::apply::{policy_of_filter_config, wasm_of_filter_config};
+use switchyard_deploy::render::envoy::filter_config;
+use switchyard_deploy::render::{Policy, json_text};
 
 /// Which object carries the policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

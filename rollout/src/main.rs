@@ -2,7 +2,7 @@
 //!
 //! `start` records the rollout; `run` is the controller, which every second reads the filter's
 //! metrics from Envoy's admin endpoint, judges the canary (`judge`), and puts the traffic the
-//! state asks for in force through the filter's ECDS file (`switchyard_policy::deploy`, the
+//! state asks for in force through the filter's ECDS file (`switchyard_deploy::apply`, the
 //! same update as `envoy/apply-policy.sh`). Every command takes the state directory's lock,
 //! acts and returns at once; `promote` and `abort` change traffic themselves, so they work
 //! with no controller running.
@@ -25,15 +25,16 @@ mod admin;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
+use switchyard_deploy::Policy;
+use switchyard_deploy::apply::{apply_filter, in_force};
 use switchyard_load::metrics::{parse, sum};
 use switchyard_policy::Config;
-use switchyard_policy::deploy::{apply_filter, in_force, write_atomic};
-use switchyard_policy::render::Policy;
 use switchyard_rollout::judge::{Compared, Observation, Phase, State, Tick, Traffic};
 use switchyard_rollout::kube::{Carrier, Kube, Read};
 use switchyard_rollout::spec::{Spec, Stage};
 use switchyard_rollout::store::{Saved, Store, Target};
 use switchyard_rollout::view::{bounds, version_counts};
+use switchyard_runtime::write_atomic;
 
 #[derive(Parser)]
 #[command(name = "switchyard-rollout", version, about)]
@@ -161,7 +162,7 @@ fn local(target: &Target) -> Result<(&Path, &Path), String> {
 pub(crate) async fn in_force_at(target: &Target) -> Result<InForce, String> {
     match &target.kube {
         Some(k) => Ok(InForce::Kube(k.in_force().await?)),
-        None => Ok(InForce::Local(in_force(local(target)?.1)?)),
+        None => Ok(InForce::Local(in_force(local(target)?.1).map_err(|e| e.to_string())?)),
     }
 }
 
@@ -247,8 +248,8 @@ pub(crate) async fn deploy(target: &Target, now: &InForce, cfg: &Config) -> Resu
         return k.apply(read, &policy).await;
     }
     let (file, bootstrap) = local(target)?;
-    let (version, _) = apply_filter(&policy, &target.wasm, bootstrap, None)?;
-    write_atomic(file, &text)?;
+    let (version, _) = apply_filter(&policy, &target.wasm, bootstrap, None).map_err(|e| e.to_string())?;
+    write_atomic(file, &text).map_err(|e| e.to_string())?;
     Ok(version)
 }
 

@@ -184,10 +184,10 @@ impl Spec {
 
     fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        if !switchyard_policy::config::valid_name(&self.model) {
+        if !switchyard_policy::names::valid_name(&self.model) {
             p.push(format!("model '{}' is not a valid model name", self.model));
         }
-        if !switchyard_policy::config::valid_name(&self.canary) {
+        if !switchyard_policy::names::valid_name(&self.canary) {
             p.push(format!("canary '{}' is not a valid version name", self.canary));
         }
         if self.stable.as_deref() == Some(self.canary.as_str()) {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::judge::State;
 use crate::kube::Kube;
 
-/// Where the rollout acts: locally, the policy file it rewrites and what `policy::deploy`
+/// Where the rollout acts: locally, the policy file it rewrites and what `switchyard_deploy::apply`
 /// needs to put it in force in the running Envoy; in a cluster, the object carrying the policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Target {

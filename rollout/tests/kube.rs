@@ -169,13 +169,13 @@ fn the_controller_changes_the_wasm_plugins_plugin_config_and_never_overwrites_a_
 fn the_controller_changes_the_envoy_gateways_ecds_config_map_and_reports_the_api_servers_refusal() {
     let path = "/api/v1/namespaces/switchyard/configmaps/switchyard-gateway-filter";
     let p: Value = serde_json::from_str(include_str!("../../envoy/policy.json")).unwrap();
-    let policy = switchyard_policy::render::Policy::parse(p.to_string()).unwrap();
+    let policy = switchyard_deploy::Policy::parse(p.to_string()).unwrap();
     let wasm = "/etc/switchyard/filter/switchyard_filter.wasm";
-    let doc = switchyard_policy::render::envoy::filter_config(&policy, wasm);
+    let doc = switchyard_deploy::render::envoy::filter_config(&policy, wasm);
     let object = json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "switchyard-gateway-filter", "namespace": "switchyard", "resourceVersion": "5"},
-        "data": {"filter.yaml": switchyard_policy::deploy::json_text(&doc)},
+        "data": {"filter.yaml": switchyard_deploy::render::json_text(&doc)},
     });
     let api = Arc::new(Mutex::new(Api { path: path.into(), object, patches: Vec::new() }));
     let addr = serve(api.clone());
@@ -199,10 +199,10 @@ fn the_controller_changes_the_envoy_gateways_ecds_config_map_and_reports_the_api
     {
         let api = api.lock().unwrap();
         let doc: Value = serde_json::from_str(api.object["data"]["filter.yaml"].as_str().unwrap()).unwrap();
-        let now = switchyard_policy::deploy::policy_of_filter_config(&doc).unwrap();
+        let now = switchyard_deploy::apply::policy_of_filter_config(&doc).unwrap();
         let v = &now.config().models["mlp"].versions;
         assert_eq!((v[0].weight, v[1].weight), (0, 100));
-        assert_eq!(switchyard_policy::deploy::wasm_of_filter_config(&doc), Some(wasm));
+        assert_eq!(switchyard_deploy::apply::wasm_of_filter_config(&doc), Some(wasm));
     }
 
     // An object the controller may not read (RBAC, a wrong name) is a clear error, not a panic.

@@ -146,7 +146,7 @@ impl ShadowMetrics {
 
     /// Counts a stored comparison record.
     pub fn count(&self, j: &Judged) {
-        use switchyard_policy::config::valid_name;
+        use switchyard_policy::names::valid_name;
         if ![&j.model, &j.primary, &j.shadow].iter().all(|n| valid_name(n)) {
             self.not_counted.get_or_create(&NotCountedLabels { reason: NotCounted::InvalidNames }).inc();
             return;

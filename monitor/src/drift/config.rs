@@ -216,7 +216,7 @@ impl Config {
         }
         for (model, m) in &config.models {
             let at = format!("models.{model}.");
-            if !switchyard_policy::config::valid_name(model) {
+            if !switchyard_policy::names::valid_name(model) {
                 problems.push(format!("models.{model}: not a model name a policy could have"));
             }
             if let Some(r) = &m.rules {
@@ -224,7 +224,7 @@ impl Config {
             }
             match &m.reference {
                 ReferenceConfig::Version { version, rows } => {
-                    if !switchyard_policy::config::valid_name(version) {
+                    if !switchyard_policy::names::valid_name(version) {
                         problems.push(format!("{at}reference.version '{version}' is not a version name"));
                     }
                     if *rows == 0 || *rows > MAX_REFERENCE_ROWS {

@@ -8,44 +8,47 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::render::Policy;
 use crate::render::envoy::{Contract, filter_config};
+use crate::render::{Policy, RenderErrors, json_text};
 
-/// Readers (Envoy watching the ECDS file, Prometheus reloading, a resuming controller) never
-/// see a half-written file: write a temporary file beside it, then rename.
-pub fn write_atomic(path: &Path, text: &str) -> Result<(), String> {
-    let err = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e)
-    })
+/// Why a policy was not put in force, or could not be read back; the message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Write(std::io::Error),
+    #[error("{}: {what}", path.display())]
+    Invalid { path: PathBuf, what: String },
+    #[error("refused: the Envoy running {} cannot serve this policy: {source}", bootstrap.display())]
+    Refused { bootstrap: PathBuf, source: RenderErrors },
+    #[error("filter binary {} not found: build it with scripts/build-filter.sh", .0.display())]
+    NoFilter(PathBuf),
+    #[error("{}: {source}", path.display())]
+    Path { path: PathBuf, source: std::io::Error },
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ApplyError> {
+    std::fs::read(path).map_err(|source| ApplyError::Read { path: path.to_owned(), source })
+}
+
+fn invalid(path: &Path, what: impl std::fmt::Display) -> ApplyError {
+    ApplyError::Invalid { path: path.to_owned(), what: what.to_string() }
 }
 
 /// An absolute path, as Envoy must be given (it may run elsewhere than the caller's directory).
-pub fn absolute(path: &Path) -> Result<String, String> {
-    std::path::absolute(path).map(|p| p.to_string_lossy().into_owned()).map_err(|e| format!("{}: {e}", path.display()))
+pub fn absolute(path: &Path) -> Result<String, ApplyError> {
+    std::path::absolute(path)
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|source| ApplyError::Path { path: path.to_owned(), source })
 }
 
 /// The filter binary's absolute path, or a clear error when it is not built.
-pub fn wasm_file(path: &Path) -> Result<String, String> {
+pub fn wasm_file(path: &Path) -> Result<String, ApplyError> {
     if !path.is_file() {
-        return Err(format!("filter binary {} not found: build it with scripts/build-filter.sh", path.display()));
+        return Err(ApplyError::NoFilter(path.to_owned()));
     }
     absolute(path)
-}
-
-/// JSON text Envoy reads (as YAML).
-pub fn json_text(v: &Value) -> String {
-    // A Value always serialises.
-    serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
 }
 
 /// Puts `policy` in force in the Envoy running `bootstrap`: refused (naming every difference)
@@ -56,28 +59,26 @@ pub fn apply_filter(
     wasm: &Path,
     bootstrap: &Path,
     out: Option<&Path>,
-) -> Result<(String, PathBuf), String> {
-    let text = std::fs::read(bootstrap).map_err(|e| format!("cannot read {}: {e}", bootstrap.display()))?;
-    let running: Value =
-        serde_json::from_slice(&text).map_err(|e| format!("{}: not a rendered bootstrap: {e}", bootstrap.display()))?;
+) -> Result<(String, PathBuf), ApplyError> {
+    let running: Value = serde_json::from_slice(&read(bootstrap)?)
+        .map_err(|e| invalid(bootstrap, format_args!("not a rendered bootstrap: {e}")))?;
     Contract::of_bootstrap(&running)
-        .map_err(|e| format!("{}: {e}", bootstrap.display()))?
+        .map_err(|e| invalid(bootstrap, e))?
         .check(policy.config())
-        .map_err(|e| format!("refused: the Envoy running {} cannot serve this policy: {e}", bootstrap.display()))?;
+        .map_err(|source| ApplyError::Refused { bootstrap: bootstrap.to_owned(), source })?;
     let out = out.map_or_else(|| bootstrap.with_file_name("filter.yaml"), Path::to_path_buf);
     let doc = filter_config(policy, &wasm_file(wasm)?);
-    write_atomic(&out, &json_text(&doc))?;
+    switchyard_runtime::write_atomic(&out, json_text(&doc)).map_err(ApplyError::Write)?;
     Ok((doc.get("version_info").and_then(Value::as_str).unwrap_or_default().to_owned(), out))
 }
 
 /// The policy in force in the Envoy running `bootstrap`: the one its ECDS file (`filter.yaml`
 /// beside it, as [`apply_filter`] writes it) hands the filter.
-pub fn in_force(bootstrap: &Path) -> Result<Policy, String> {
+pub fn in_force(bootstrap: &Path) -> Result<Policy, ApplyError> {
     let path = bootstrap.with_file_name("filter.yaml");
-    let text = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let doc: Value =
-        serde_json::from_slice(&text).map_err(|e| format!("{}: not a filter config: {e}", path.display()))?;
-    policy_of_filter_config(&doc).map_err(|e| format!("{}: {e}", path.display()))
+        serde_json::from_slice(&read(&path)?).map_err(|e| invalid(&path, format_args!("not a filter config: {e}")))?;
+    policy_of_filter_config(&doc).map_err(|e| invalid(&path, e))
 }
 
 /// The policy an ECDS document ([`filter_config`]'s) hands the filter.

@@ -78,3 +78,36 @@ fn the_capacity_doc_is_what_its_script_makes_of_the_committed_measurements_and_s
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "docs/capacity.md is stale: re-run scripts/capacity.py\n{text}");
 }
+
+#[test]
+fn the_committed_contract_export_is_current() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard-policy"))
+        .args(["contract", "--check"])
+        .current_dir(root())
+        .output()
+        .expect("run switchyard-policy");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The hand-written rules select the availability SLI's bad events by outcome: the same set as
+/// the policy's (which the filter, the guard and the rollout judge use).
+#[test]
+fn the_rules_bad_outcomes_are_the_policys() {
+    use switchyard_policy::slo::Outcome;
+    let bad: std::collections::BTreeSet<&str> =
+        Outcome::ALL.iter().filter(|o| o.is_bad()).map(|o| o.as_str()).collect();
+    let mut seen = 0;
+    for file in ["recording-rules.yml", "alerting-rules.yml"] {
+        let text = std::fs::read_to_string(root().join("dashboards/prometheus").join(file)).expect("rule file");
+        for (_, rest) in text.match_indices("outcome=~\"").map(|(i, _)| text.split_at(i + "outcome=~\"".len())) {
+            let selected = rest.split('"').next().unwrap_or_default();
+            let set: std::collections::BTreeSet<&str> = selected.split('|').collect();
+            // Other selectors name one class (e.g. client_gone); those naming a bad one name all.
+            if set.iter().any(|o| bad.contains(o)) && set.len() > 1 {
+                assert_eq!(set, bad, "{file}: outcome=~\"{selected}\"");
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 7, "only {seen} bad-outcome selectors found");
+}

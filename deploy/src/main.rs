@@ -9,13 +9,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::anyhow;
 use clap::{Args, Parser, Subcommand};
+use switchyard_deploy::apply::{absolute, apply_filter, wasm_file};
+use switchyard_deploy::render::envoy::{self, BootstrapOptions, Fault};
+use switchyard_deploy::render::k8s::{self, K8sOptions};
+use switchyard_deploy::render::prometheus::{self, AlertmanagerOptions, Prices, PrometheusOptions};
+use switchyard_deploy::render::{HostPort, Policy, json_text};
 use switchyard_policy::Config;
-use switchyard_policy::deploy::{absolute, apply_filter, json_text, wasm_file, write_atomic};
-use switchyard_policy::render::envoy::{self, BootstrapOptions, Fault};
-use switchyard_policy::render::k8s::{self, K8sOptions};
-use switchyard_policy::render::prometheus::{self, AlertmanagerOptions, Prices, PrometheusOptions};
-use switchyard_policy::render::{HostPort, Policy};
+use switchyard_runtime::write_atomic;
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +51,15 @@ enum Command {
     },
     #[command(subcommand)]
     Render(Render),
+    /// Write the contracts between processes (ports, flags, health paths, metrics, outcome
+    /// classes) as JSON for everything not written in Rust: contract/contract.json.
+    Contract {
+        /// Compare with the committed file instead of writing it.
+        #[arg(long)]
+        check: bool,
+        #[arg(long, default_value = switchyard_deploy::contract::PATH)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -212,6 +223,7 @@ fn main() -> ExitCode {
         }),
         Command::Weights { policy, model, weights, out } => set_weights(&policy, &model, &weights, &out),
         Command::Render(r) => render(r),
+        Command::Contract { check, out } => contract(check, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -222,16 +234,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))
 }
 
-fn read_policy(path: &Path) -> Result<Policy, String> {
-    let text = String::from_utf8(read(path)?).map_err(|_| format!("{}: not UTF-8", path.display()))?;
-    Policy::parse(text).map_err(|e| format!("{}: {e}", path.display()))
+fn read_policy(path: &Path) -> anyhow::Result<Policy> {
+    let text = String::from_utf8(read(path)?).map_err(|_| anyhow!("{}: not UTF-8", path.display()))?;
+    Policy::parse(text).map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
-fn check(policies: &[PathBuf]) -> Result<(), String> {
+fn check(policies: &[PathBuf]) -> anyhow::Result<()> {
     let mut failed = 0;
     for p in policies {
         match read_policy(p) {
@@ -242,13 +254,13 @@ fn check(policies: &[PathBuf]) -> Result<(), String> {
             }
         }
     }
-    if failed == 0 { Ok(()) } else { Err(format!("{failed} of {} policies invalid", policies.len())) }
+    if failed == 0 { Ok(()) } else { Err(anyhow!("{failed} of {} policies invalid", policies.len())) }
 }
 
-fn set_weights(path: &Path, model: &str, weights: &[String], out: &Path) -> Result<(), String> {
+fn set_weights(path: &Path, model: &str, weights: &[String], out: &Path) -> anyhow::Result<()> {
     let policy = read_policy(path)?;
     let mut cfg: Config = policy.config().clone();
-    let m = cfg.models.get_mut(model).ok_or_else(|| format!("{}: no model '{model}'", path.display()))?;
+    let m = cfg.models.get_mut(model).ok_or_else(|| anyhow!("{}: no model '{model}'", path.display()))?;
     let mut problems = Vec::new();
     for w in weights {
         let parsed = w.split_once('=').and_then(|(v, n)| n.parse::<u32>().ok().map(|n| (v, n)));
@@ -261,17 +273,34 @@ fn set_weights(path: &Path, model: &str, weights: &[String], out: &Path) -> Resu
         }
     }
     if !problems.is_empty() {
-        return Err(problems.join("; "));
+        return Err(anyhow!(problems.join("; ")));
     }
-    let text = serde_json::to_string_pretty(&cfg).map_err(|e| e.to_string())? + "\n";
+    let text = serde_json::to_string_pretty(&cfg)? + "\n";
     // The result must pass the same validation (e.g. not every weight 0).
-    Policy::parse(text.clone()).map_err(|e| format!("the new weights make an invalid policy: {e}"))?;
+    Policy::parse(text.clone()).map_err(|e| anyhow!("the new weights make an invalid policy: {e}"))?;
     write_atomic(out, &text)?;
     println!("wrote {}", out.display());
     Ok(())
 }
 
-fn render(r: Render) -> Result<(), String> {
+fn contract(check: bool, out: &Path) -> anyhow::Result<()> {
+    let text = switchyard_deploy::contract::export();
+    if check {
+        if std::fs::read_to_string(out).ok().as_deref() != Some(text.as_str()) {
+            return Err(anyhow!(
+                "{} differs from the contract (re-export with `switchyard-policy contract`)",
+                out.display()
+            ));
+        }
+        println!("contract: {} up to date", out.display());
+    } else {
+        write_atomic(out, text)?;
+        println!("contract -> {}", out.display());
+    }
+    Ok(())
+}
+
+fn render(r: Render) -> anyhow::Result<()> {
     match r {
         Render::Envoy(a) => render_envoy(a),
         Render::Filter { policy, wasm, bootstrap, out } => {
@@ -282,8 +311,7 @@ fn render(r: Render) -> Result<(), String> {
         Render::Prometheus(a) => render_prometheus(a),
         Render::K8s(a) => render_k8s(a),
         Render::Alertmanager { out, webhook, group_wait, group_interval } => {
-            let text = prometheus::alertmanager_config(&AlertmanagerOptions { webhook, group_wait, group_interval })
-                .map_err(|e| e.to_string())?;
+            let text = prometheus::alertmanager_config(&AlertmanagerOptions { webhook, group_wait, group_interval })?;
             write_atomic(&out, &text)?;
             println!("alertmanager config -> {}", out.display());
             Ok(())
@@ -306,7 +334,7 @@ fn cluster_addresses(flag: &str, specs: &[String], problems: &mut Vec<String>) -
     out
 }
 
-fn render_envoy(a: EnvoyArgs) -> Result<(), String> {
+fn render_envoy(a: EnvoyArgs) -> anyhow::Result<()> {
     let policy = read_policy(&a.policy)?;
     let mut problems = Vec::new();
     let upstreams = cluster_addresses("--upstream", &a.upstream, &mut problems);
@@ -331,17 +359,17 @@ fn render_envoy(a: EnvoyArgs) -> Result<(), String> {
     };
     let bootstrap = envoy::bootstrap(policy.config(), &options);
     match bootstrap {
-        Ok(_) if !problems.is_empty() => Err(problems.join("; ")),
+        Ok(_) if !problems.is_empty() => Err(anyhow!(problems.join("; "))),
         Err(e) => {
             problems.extend(e.0);
-            Err(problems.join("; "))
+            Err(anyhow!(problems.join("; ")))
         }
         Ok(doc) => {
             let path = a.out_dir.join("envoy.yaml");
             if !a.no_filter {
-                write_atomic(&ecds, &json_text(&envoy::filter_config(&policy, &wasm)))?;
+                write_atomic(&ecds, json_text(&envoy::filter_config(&policy, &wasm)))?;
             }
-            write_atomic(&path, &json_text(&doc))?;
+            write_atomic(&path, json_text(&doc))?;
             println!(
                 "envoy bootstrap -> {}{}",
                 path.display(),
@@ -352,22 +380,22 @@ fn render_envoy(a: EnvoyArgs) -> Result<(), String> {
     }
 }
 
-fn render_prometheus(a: PrometheusArgs) -> Result<(), String> {
+fn render_prometheus(a: PrometheusArgs) -> anyhow::Result<()> {
     let policy = read_policy(&a.policy)?;
-    let prices = Prices::parse(&read(&a.prices)?).map_err(|e| format!("{}: {e}", a.prices.display()))?;
+    let prices = Prices::parse(&read(&a.prices)?).map_err(|e| anyhow!("{}: {e}", a.prices.display()))?;
     let config_rules = a.out_dir.join(prometheus::CONFIG_RULES);
     let mut rule_files = Vec::new();
     for f in RULE_FILES {
         let p = a.rules_dir.join(f);
         if !p.is_file() {
-            return Err(format!("rule file {} not found (--rules-dir)", p.display()));
+            return Err(anyhow!("rule file {} not found (--rules-dir)", p.display()));
         }
         if a.time_scale == 1 {
             rule_files.push(absolute(&p)?);
             continue;
         }
         // Ranges keep four scrapes (a rate needs two), `for:` one evaluation.
-        let ms = |d: &str| prometheus::duration_ms(d).ok_or_else(|| format!("'{d}' is not a duration"));
+        let ms = |d: &str| prometheus::duration_ms(d).ok_or_else(|| anyhow!("'{d}' is not a duration"));
         let (scrape, eval) = (ms(&a.scrape_interval)?, ms(&a.evaluation_interval)?);
         let scaled = prometheus::scale_rule_durations(&read_text(&p)?, a.time_scale, 4 * scrape, eval);
         let out = a.out_dir.join(format!("drill-{f}"));
@@ -384,30 +412,30 @@ fn render_prometheus(a: PrometheusArgs) -> Result<(), String> {
         scrape_interval: a.scrape_interval,
         evaluation_interval: a.evaluation_interval,
     };
-    let text = prometheus::prometheus_config(&options).map_err(|e| e.to_string())?;
-    write_atomic(&config_rules, &prometheus::config_rules(policy.config(), &prices))?;
+    let text = prometheus::prometheus_config(&options)?;
+    write_atomic(&config_rules, prometheus::config_rules(policy.config(), &prices))?;
     let path = a.out_dir.join("prometheus.yml");
     write_atomic(&path, &text)?;
     println!("prometheus config -> {}", path.display());
     Ok(())
 }
 
-fn read_text(path: &Path) -> Result<String, String> {
-    String::from_utf8(read(path)?).map_err(|_| format!("{}: not UTF-8", path.display()))
+fn read_text(path: &Path) -> anyhow::Result<String> {
+    String::from_utf8(read(path)?).map_err(|_| anyhow!("{}: not UTF-8", path.display()))
 }
 
 /// The files of `dir` whose names end in `ext`, sorted: (name without `ext`, text).
-fn files_in(dir: &Path, ext: &str) -> Result<Vec<(String, String)>, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+fn files_in(dir: &Path, ext: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| anyhow!("cannot read {}: {e}", dir.display()))?;
     let mut names: Vec<String> =
         entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.ends_with(ext)).collect();
     names.sort();
     names.into_iter().map(|n| Ok((n.trim_end_matches(ext).to_owned(), read_text(&dir.join(&n))?))).collect()
 }
 
-fn render_k8s(a: K8sArgs) -> Result<(), String> {
+fn render_k8s(a: K8sArgs) -> anyhow::Result<()> {
     let policy = read_policy(&a.policy)?;
-    let prices = Prices::parse(&read(&a.prices)?).map_err(|e| format!("{}: {e}", a.prices.display()))?;
+    let prices = Prices::parse(&read(&a.prices)?).map_err(|e| anyhow!("{}: {e}", a.prices.display()))?;
     let mut rule_files = Vec::new();
     for f in RULE_FILES {
         rule_files.push((f.to_owned(), read_text(&a.rules_dir.join(f))?));
@@ -421,9 +449,9 @@ fn render_k8s(a: K8sArgs) -> Result<(), String> {
         prices,
         dashboards: files_in(&a.dashboards_dir, ".json")?,
         monitor_config: read_text(&a.monitor_config)?,
-        scaling: k8s::Scaling::parse(&read(&a.scaling)?).map_err(|e| format!("{}: {e}", a.scaling.display()))?,
+        scaling: k8s::Scaling::parse(&read(&a.scaling)?).map_err(|e| anyhow!("{}: {e}", a.scaling.display()))?,
     };
-    let files = k8s::render(&policy, &options).map_err(|e| e.to_string())?;
+    let files = k8s::render(&policy, &options)?;
     // Generated files that the render no longer makes (a version left the policy).
     let dirs: std::collections::BTreeSet<&str> =
         files.iter().filter_map(|f| f.path.rsplit_once('/').map(|(d, _)| d)).collect();
@@ -444,7 +472,7 @@ fn render_k8s(a: K8sArgs) -> Result<(), String> {
             .collect();
         differ.extend(stale.iter().map(|p| format!("{p} is no longer rendered")));
         if !differ.is_empty() {
-            return Err(format!(
+            return Err(anyhow!(
                 "{} (re-render with `switchyard-policy render k8s`)",
                 differ.iter().map(|d| format!("{}/{d}", a.out_dir.display())).collect::<Vec<_>>().join("; ")
             ));
@@ -454,14 +482,14 @@ fn render_k8s(a: K8sArgs) -> Result<(), String> {
     }
     for d in &dirs {
         let dir = a.out_dir.join(d);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(|e| anyhow!("cannot create {}: {e}", dir.display()))?;
     }
     for f in &files {
         write_atomic(&a.out_dir.join(&f.path), &f.text)?;
     }
     for p in &stale {
         let path = a.out_dir.join(p);
-        std::fs::remove_file(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+        std::fs::remove_file(&path).map_err(|e| anyhow!("cannot remove {}: {e}", path.display()))?;
     }
     println!("k8s: {} generated files in {} ({} stale removed)", files.len(), a.out_dir.display(), stale.len());
     Ok(())

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{HostPort, Policy, RenderErrors, collect};
-use crate::Config;
-use crate::hash::stable_hash;
+use switchyard_policy::Config;
+use switchyard_policy::hash::stable_hash;
 
 /// The filter's name in the HTTP filter chain and in its ECDS resource.
 pub const FILTER_NAME: &str = "switchyard";
@@ -253,7 +253,7 @@ fn without_buffer(mut route: Value) -> Value {
 /// filter state, as their headers have passed it by then; one route per cluster, and per
 /// cluster and shadow for mirrored calls.
 fn placed_grpc(twins: &BTreeSet<String>) -> Vec<Value> {
-    use crate::grpc::{CLUSTER_PROPERTY, SERVICE_PREFIX, SHADOW_PROPERTY, filter_state_key};
+    use switchyard_policy::grpc::{CLUSTER_PROPERTY, SERVICE_PREFIX, SHADOW_PROPERTY, filter_state_key};
     let is =
         |property: &str, cluster: &str| json!({"key": filter_state_key(property), "string_match": {"exact": cluster}});
     let mut routes = Vec::new();
@@ -280,17 +280,17 @@ fn placed_grpc(twins: &BTreeSet<String>) -> Vec<Value> {
 fn unrouted_grpc(default_grpc: Option<&str>) -> Vec<Value> {
     let refuse = |method: &str| {
         json!({
-            "match": {"path": format!("{}{method}", crate::grpc::SERVICE_PREFIX)},
+            "match": {"path": format!("{}{method}", switchyard_policy::grpc::SERVICE_PREFIX)},
             "direct_response": {"status": 503, "body": {"inline_string": "the call was not placed by the Switchyard filter"}},
         })
     };
     let mut routes: Vec<Value> = ["ModelInfer", "ModelMetadata", "ModelReady"].into_iter().map(refuse).collect();
     let server_wide = match default_grpc {
         Some(c) => {
-            json!({"match": {"prefix": crate::grpc::SERVICE_PREFIX}, "route": {"cluster": c, "timeout": ROUTE_TIMEOUT}})
+            json!({"match": {"prefix": switchyard_policy::grpc::SERVICE_PREFIX}, "route": {"cluster": c, "timeout": ROUTE_TIMEOUT}})
         }
         None => json!({
-            "match": {"prefix": crate::grpc::SERVICE_PREFIX},
+            "match": {"prefix": switchyard_policy::grpc::SERVICE_PREFIX},
             "direct_response": {"status": 503, "body": {"inline_string": "no gRPC upstream is configured"}},
         }),
     };
@@ -368,14 +368,14 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
             p.push(format!("no gRPC upstream address for cluster(s) {list} (give one for every cluster, or none)"));
         }
         for (name, hp) in &o.grpc_upstreams {
-            let twin = crate::grpc::cluster(name);
+            let twin = switchyard_policy::grpc::cluster(name);
             if !defined.insert(twin.clone()) {
                 p.push(format!("cluster '{twin}' is defined twice: '{name}''s gRPC twin has its name"));
             }
             clusters.push(grpc_cluster(&twin, hp));
         }
     }
-    let default_grpc = o.grpc_upstreams.contains_key(&default).then(|| crate::grpc::cluster(&default));
+    let default_grpc = o.grpc_upstreams.contains_key(&default).then(|| switchyard_policy::grpc::cluster(&default));
     if let Some(c) = &cfg.collector {
         match &o.collector {
             Some(hp) => {
@@ -439,7 +439,7 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
         filters.push(router);
         let mut routes = vec![mirrored, chosen];
         if grpc {
-            let twins: BTreeSet<String> = needed.iter().map(|c| crate::grpc::cluster(c)).collect();
+            let twins: BTreeSet<String> = needed.iter().map(|c| switchyard_policy::grpc::cluster(c)).collect();
             routes.extend(placed_grpc(&twins));
         }
         routes.extend(unrouted_model_paths(cfg));

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::envoy::duration_buckets;
 use super::{HostPort, RenderErrors, collect};
-use crate::Config;
+use switchyard_policy::Config;
 
 /// File name of the rendered [`config_rules`], next to `prometheus.yml`.
 pub const CONFIG_RULES: &str = "switchyard-config.rules.yml";
@@ -235,14 +235,14 @@ pub fn prometheus_config(o: &PrometheusOptions) -> Result<String, RenderErrors> 
             // Envoy: the filter's switchyard_* metrics (labels from the bootstrap's stats_tags)
             // and Envoy's own stats.
             {"job_name": "switchyard-envoy", "metrics_path": "/stats/prometheus", "static_configs": [{"targets": targets(&[&o.envoy])}]},
-            {"job_name": "switchyard-backend", "metrics_path": "/metrics", "static_configs": [{"targets": targets(&o.backends.iter().collect::<Vec<_>>())}]},
+            {"job_name": "switchyard-backend", "metrics_path": switchyard_contract::paths::METRICS, "static_configs": [{"targets": targets(&o.backends.iter().collect::<Vec<_>>())}]},
         ],
     });
     if !o.monitors.is_empty()
         && let Some(jobs) = doc.get_mut("scrape_configs").and_then(|j| j.as_array_mut())
     {
         let monitors = targets(&o.monitors.iter().collect::<Vec<_>>());
-        jobs.push(json!({"job_name": "switchyard-monitor", "metrics_path": "/metrics", "static_configs": [{"targets": monitors}]}));
+        jobs.push(json!({"job_name": "switchyard-monitor", "metrics_path": switchyard_contract::paths::METRICS, "static_configs": [{"targets": monitors}]}));
     }
     if let (Some(am), Some(map)) = (&o.alertmanager, doc.as_object_mut()) {
         map.insert("alerting".into(), json!({"alertmanagers": [{"static_configs": [{"targets": targets(&[am])}]}]}));

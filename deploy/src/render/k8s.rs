@@ -16,25 +16,23 @@ use serde_json::{Value, json};
 use super::envoy::{self, BootstrapOptions};
 use super::prometheus::{self, Prices};
 use super::{HostPort, Policy, RenderErrors};
+use switchyard_contract::paths;
+use switchyard_contract::process::{self, backend, collector};
 
-/// The backend's container ports (the flags in [`backend_args`] and the probes use them).
-pub const HTTP_PORT: u16 = 8000;
-pub const GRPC_PORT: u16 = 8001;
-pub const ADMIN_PORT: u16 = 8002;
-/// `--shutdown-grace-seconds`: what the drain gets after SIGTERM.
-pub const SHUTDOWN_GRACE_SECONDS: u32 = 30;
+/// The backend's container ports, its flags and its probes' paths are the contract's.
+const HTTP_PORT: u16 = backend::HTTP.port;
+const GRPC_PORT: u16 = backend::GRPC.port;
+const ADMIN_PORT: u16 = backend::ADMIN.port;
 /// The preStop sleep: endpoints controllers and proxies stop sending new requests before the
 /// backend stops accepting them.
-pub const PRESTOP_SLEEP_SECONDS: u32 = 5;
+pub const PRESTOP_SLEEP_SECONDS: u64 = 5;
 /// The kubelet's SIGKILL comes after preStop + the drain + a margin for the process to exit.
-pub const TERMINATION_GRACE_SECONDS: u32 = PRESTOP_SLEEP_SECONDS + SHUTDOWN_GRACE_SECONDS + 10;
+pub const TERMINATION_GRACE_SECONDS: u64 = PRESTOP_SLEEP_SECONDS + backend::SHUTDOWN_GRACE_SECONDS + 10;
 /// Where the model repository volume is mounted.
 pub const MODELS_MOUNT: &str = "/models";
-/// The sample collector's port.
-pub const COLLECTOR_PORT: u16 = 9411;
-/// The Envoy gateway's listener and admin ports.
-pub const GATEWAY_PORT: u16 = 10000;
-pub const GATEWAY_ADMIN_PORT: u16 = 9901;
+const COLLECTOR_PORT: u16 = collector::HTTP.port;
+const GATEWAY_PORT: u16 = process::envoy::LISTENER.port;
+const GATEWAY_ADMIN_PORT: u16 = process::envoy::ADMIN.port;
 /// Where the gateway mounts the ECDS ConfigMap and the filter's `.wasm`.
 pub const ECDS_DIR: &str = "/etc/switchyard/ecds";
 pub const WASM_PATH: &str = "/etc/switchyard/filter/switchyard_filter.wasm";
@@ -199,19 +197,19 @@ fn meta(name: &str, labels: Value) -> Value {
 /// `switchyard-backend serve` for one version; ports, grace and mount are the constants above.
 pub fn backend_args(v_model: &str, v_version: &str) -> Vec<String> {
     [
-        "serve",
-        "--model-repository",
+        backend::SERVE,
+        backend::MODEL_REPOSITORY_FLAG,
         MODELS_MOUNT,
-        "--models",
+        backend::MODELS_FLAG,
         &format!("{v_model}:{v_version}"),
-        "--http-addr",
+        backend::HTTP.flag,
         &format!("0.0.0.0:{HTTP_PORT}"),
-        "--grpc-addr",
+        backend::GRPC.flag,
         &format!("0.0.0.0:{GRPC_PORT}"),
-        "--admin-addr",
+        backend::ADMIN.flag,
         &format!("0.0.0.0:{ADMIN_PORT}"),
-        "--shutdown-grace-seconds",
-        &SHUTDOWN_GRACE_SECONDS.to_string(),
+        backend::SHUTDOWN_GRACE_FLAG,
+        &backend::SHUTDOWN_GRACE_SECONDS.to_string(),
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -227,15 +225,15 @@ fn container(v: &Version<'_>, o: &K8sOptions) -> Value {
         "command": ["switchyard-backend"],
         "args": backend_args(v.model, v.version),
         "ports": [
-            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
-            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
-            {"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"},
+            {"name": backend::HTTP.name, "containerPort": HTTP_PORT, "protocol": "TCP"},
+            {"name": backend::GRPC.name, "containerPort": GRPC_PORT, "protocol": "TCP"},
+            {"name": backend::ADMIN.name, "containerPort": ADMIN_PORT, "protocol": "TCP"},
         ],
         // Loading a model takes seconds (ResNet-18 on CPU: about two): up to 2 minutes before
         // liveness counts.
-        "startupProbe": probe("/v2/health/live", 2, 60),
-        "readinessProbe": probe("/v2/health/ready", 2, 2),
-        "livenessProbe": probe("/v2/health/live", 10, 3),
+        "startupProbe": probe(paths::HEALTH_LIVE, 2, 60),
+        "readinessProbe": probe(paths::HEALTH_READY, 2, 2),
+        "livenessProbe": probe(paths::HEALTH_LIVE, 10, 3),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
         "resources": {
             "requests": {"cpu": "2", "memory": "2Gi"},
@@ -663,11 +661,11 @@ fn monitor(kind: &str, job: &str, port: &str, path: &str, ns: &str) -> (String, 
 fn monitors(o: &K8sOptions) -> Vec<(String, Value)> {
     let ns = &o.namespace;
     vec![
-        monitor("ServiceMonitor", "switchyard-backend", "http-admin", "/metrics", ns),
+        monitor("ServiceMonitor", "switchyard-backend", "http-admin", paths::METRICS, ns),
         // The gateway's Envoy, whichever overlay runs it: Istio's proxy serves merged stats on
         // 15090, the plain Envoy gateway on its admin port (both carry this label and port name).
         monitor("PodMonitor", "switchyard-envoy", "http-envoy-prom", "/stats/prometheus", ns),
-        monitor("ServiceMonitor", "switchyard-monitor", "http", "/metrics", ns),
+        monitor("ServiceMonitor", "switchyard-monitor", "http", paths::METRICS, ns),
     ]
 }
 
@@ -749,7 +747,7 @@ pub fn render(policy: &Policy, o: &K8sOptions) -> Result<Vec<File>, RenderErrors
     ];
     let stats = json!({"stats_config": super::envoy::stats_config(policy.config())});
     let labels = json!({"app.kubernetes.io/name": "switchyard-gateway", "app.kubernetes.io/part-of": "switchyard"});
-    let data = BTreeMap::from([("custom_bootstrap.json".to_owned(), crate::deploy::json_text(&stats))]);
+    let data = BTreeMap::from([("custom_bootstrap.json".to_owned(), super::json_text(&stats))]);
     istio.push((
         "switchyard-gateway-bootstrap-override-configmap.yaml".into(),
         config_map("switchyard-gateway-bootstrap-override", labels, &data),
@@ -827,7 +825,7 @@ mod tests {
         assert!(args.windows(2).any(|w| w == ["--http-addr", "0.0.0.0:8000"]));
         assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/v2/health/ready");
         let grace = spec["terminationGracePeriodSeconds"].as_u64().unwrap();
-        assert!(grace > u64::from(SHUTDOWN_GRACE_SECONDS + PRESTOP_SLEEP_SECONDS));
+        assert!(grace > backend::SHUTDOWN_GRACE_SECONDS + PRESTOP_SLEEP_SECONDS);
         assert_eq!(d["metadata"]["name"], "mlp-v2-predictor");
         assert_eq!(d["spec"]["selector"]["matchLabels"]["switchyard.dev/backend"], "mlp-v2");
     }

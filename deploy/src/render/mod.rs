@@ -1,8 +1,8 @@
-//! Configuration rendered from a validated [`Config`](crate::Config): Envoy's bootstrap and
+//! Configuration rendered from a validated [`Config`]: Envoy's bootstrap and
 //! the filter's ECDS resource ([`envoy`]), and the Prometheus and Alertmanager configuration
 //! of the local stack ([`prometheus`]). Pure: callers read and write the files
 //! (`switchyard-policy render …`, the test kit, the benchmarks), so every consumer of the
-//! policy goes through [`Config::parse`](crate::Config::parse) and these functions.
+//! policy goes through [`Config::parse`] and these functions.
 
 pub mod envoy;
 pub mod k8s;
@@ -10,7 +10,8 @@ pub mod prometheus;
 
 use std::fmt;
 
-use crate::{Config, ConfigErrors};
+use serde_json::Value;
+use switchyard_policy::{Config, ConfigErrors};
 
 /// A policy file's text with its validated form: the filter is handed the text (and parses
 /// it with the same rules), the renderers read the [`Config`].
@@ -73,6 +74,12 @@ impl fmt::Display for RenderErrors {
 }
 
 impl std::error::Error for RenderErrors {}
+
+/// JSON text Envoy reads (as YAML).
+pub fn json_text(v: &Value) -> String {
+    // A Value always serialises.
+    serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
+}
 
 fn collect<T>(value: T, problems: Vec<String>) -> Result<T, RenderErrors> {
     if problems.is_empty() { Ok(value) } else { Err(RenderErrors(problems)) }

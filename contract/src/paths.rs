@@ -1,0 +1,13 @@
+//! HTTP paths the services answer for orchestration and scraping.
+
+/// The Open Inference Protocol's liveness: the process is up (a backend still loading its
+/// models answers 200 here).
+pub const HEALTH_LIVE: &str = "/v2/health/live";
+/// The Open Inference Protocol's readiness: every served model version is ready.
+pub const HEALTH_READY: &str = "/v2/health/ready";
+/// Prometheus text on every service's admin listener.
+pub const METRICS: &str = "/metrics";
+/// The collector's and monitor's health.
+pub const HEALTH: &str = "/health";
+/// Envoy's admin endpoint with its stats (the filter's metrics among them) as Prometheus text.
+pub const ENVOY_STATS: &str = "/stats/prometheus";
