@@ -395,7 +395,7 @@ fn render_prometheus(a: PrometheusArgs) -> anyhow::Result<()> {
             continue;
         }
         // Ranges keep four scrapes (a rate needs two), `for:` one evaluation.
-        let ms = |d: &str| prometheus::duration_ms(d).ok_or_else(|| anyhow!("'{d}' is not a duration"));
+        let ms = |d: &str| switchyard_policy::duration::parse_ms(d).ok_or_else(|| anyhow!("'{d}' is not a duration"));
         let (scrape, eval) = (ms(&a.scrape_interval)?, ms(&a.evaluation_interval)?);
         let scaled = prometheus::scale_rule_durations(&read_text(&p)?, a.time_scale, 4 * scrape, eval);
         let out = a.out_dir.join(format!("drill-{f}"));

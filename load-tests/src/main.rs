@@ -131,7 +131,7 @@ struct ClosedArgs {
 }
 
 fn duration_arg(s: &str) -> Result<Duration, String> {
-    scenario::parse_duration(s)
+    switchyard_policy::duration::parse(s)
 }
 
 fn main() -> ExitCode {

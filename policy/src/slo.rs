@@ -118,16 +118,11 @@ impl WindowSpec {
     /// `30s`, `5m`, `1h`, `3d`: 30 seconds to 30 days, a whole number of 30 equal buckets of
     /// whole seconds (`45s` would be 30 one-second buckets: a 30 s window under a 45 s label).
     pub fn parse(s: &str) -> Result<WindowSpec, String> {
-        let (num, unit) = s.split_at(s.trim_end_matches(|c: char| c.is_ascii_alphabetic()).len());
-        let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a duration like 5m or 1h"))?;
-        let mult = match unit {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            _ => return Err(format!("'{s}' is not a duration like 5m or 1h")),
-        };
-        let seconds = n.saturating_mul(mult);
+        let ms = crate::duration::parse_ms(s).ok_or_else(|| format!("'{s}' is not a duration like 5m or 1h"))?;
+        if !ms.is_multiple_of(1000) {
+            return Err(format!("'{s}' must be whole seconds"));
+        }
+        let seconds = ms / 1000;
         if !(30..=30 * 86_400).contains(&seconds) {
             return Err(format!("'{s}' must be between 30s and 30d"));
         }

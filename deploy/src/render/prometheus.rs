@@ -60,30 +60,6 @@ pub fn check_duration(what: &str, s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A PromQL duration (`5m`, `1h30m`, `250ms`) in milliseconds.
-pub fn duration_ms(s: &str) -> Option<u64> {
-    let (mut total, mut rest) = (0u64, s);
-    while !rest.is_empty() {
-        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        let n: u64 = rest.get(..digits)?.parse().ok()?;
-        rest = rest.get(digits..)?;
-        let unit_len = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_alphabetic()).len();
-        let per = match rest.get(..unit_len)? {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 604_800_000,
-            "y" => 31_536_000_000,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(per)?)?;
-        rest = rest.get(unit_len..)?;
-    }
-    (total > 0 || s == "0s").then_some(total)
-}
-
 fn format_ms(ms: u64) -> String {
     if ms.is_multiple_of(1000) { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
 }
@@ -96,7 +72,8 @@ fn format_ms(ms: u64) -> String {
 /// comments — is left as it is, so the drill rules are the production rules.
 pub fn scale_rule_durations(text: &str, factor: u64, min_range_ms: u64, min_for_ms: u64) -> String {
     let factor = factor.max(1);
-    let scale = |d: &str, floor: u64| duration_ms(d).map(|ms| format_ms((ms / factor).max(floor)));
+    let scale =
+        |d: &str, floor: u64| switchyard_policy::duration::parse_ms(d).map(|ms| format_ms((ms / factor).max(floor)));
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
         let body = line.trim_start();
@@ -310,9 +287,6 @@ mod tests {
         let want = "groups:\n  - name: g\n    interval: 1s\n    rules:\n      # over [5m], say\n      - alert: A\n        expr: |\n          sum(rate(x[5s])) / sum(rate(x[60s])) > 2 and y offset 30s and z[60s:4s]\n        for: 2s  # a gap\n        labels: {window: 5m}\n";
         assert_eq!(scaled, want);
         assert_eq!(scale_rule_durations("x[5m] offset 1h\n", 1, 0, 0), "x[300s] offset 3600s\n");
-        assert_eq!(duration_ms("1h30m"), Some(5_400_000));
-        assert_eq!(duration_ms("5x"), None);
-        assert_eq!(duration_ms(""), None);
     }
 
     fn parse(text: &str) -> Value {
