@@ -55,7 +55,7 @@ pub struct FakeHost {
     /// Every call made, by name, in order.
     pub calls: Vec<&'static str>,
     /// Metric names by id: like Envoy, a name defined again keeps its id.
-    metrics: Vec<String>,
+    pub metrics: Vec<String>,
     counters: HashMap<u32, i64>,
     records: Vec<(u32, u64)>,
 }

@@ -4,6 +4,7 @@
 //! on the worker's timer, so the request path makes no host call for them (a host call costs
 //! more than the rest of the filter's per-request work).
 
+use switchyard_contract::metrics::{self as contract, Metric};
 use switchyard_policy::Config;
 use switchyard_policy::sampling::SampleResult;
 use switchyard_policy::shadow::CompareResult;
@@ -28,8 +29,13 @@ pub fn name(base: &str, labels: &[(&str, &str)]) -> String {
 pub struct Id(Option<u32>);
 
 impl Id {
-    pub fn define(h: &mut impl Host, kind: Kind, base: &str, labels: &[(&str, &str)]) -> Id {
-        Id(h.define_metric(kind, &name(base, labels)))
+    /// A gauge or histogram of the contract's (counters are [`Counters`]').
+    pub fn define(h: &mut impl Host, metric: &Metric, labels: &[(&str, &str)]) -> Id {
+        let kind = match metric.kind {
+            contract::Kind::Histogram => Kind::Histogram,
+            contract::Kind::Gauge | contract::Kind::Counter => Kind::Gauge,
+        };
+        Id(h.define_metric(kind, &name(metric.name, labels)))
     }
     pub fn record(self, h: &mut impl Host, v: u64) {
         if let Some(id) = self.0 {
@@ -50,8 +56,8 @@ pub struct Counters {
 }
 
 impl Counters {
-    pub fn define(&mut self, h: &mut impl Host, base: &str, labels: &[(&str, &str)]) -> Counter {
-        self.ids.push(h.define_metric(Kind::Counter, &name(base, labels)));
+    pub fn define(&mut self, h: &mut impl Host, metric: &Metric, labels: &[(&str, &str)]) -> Counter {
+        self.ids.push(h.define_metric(Kind::Counter, &name(metric.name, labels)));
         self.pending.push(0);
         Counter(self.ids.len() - 1)
     }
@@ -120,7 +126,7 @@ pub type SampleCounters = [Counter; 4];
 /// through a second definition add up with the first's).
 pub fn sample_counters(h: &mut impl Host, c: &mut Counters, model: &str, version: &str) -> SampleCounters {
     SampleResult::ALL.map(|r| {
-        c.define(h, "switchyard_samples_total", &[("model", model), ("version", version), ("result", r.as_str())])
+        c.define(h, &contract::SAMPLES_TOTAL, &[("model", model), ("version", version), ("result", r.as_str())])
     })
 }
 
@@ -130,11 +136,7 @@ pub type CompareCounters = [Counter; 5];
 
 pub fn compare_counters(h: &mut impl Host, c: &mut Counters, model: &str, version: &str) -> CompareCounters {
     CompareResult::ALL.map(|r| {
-        c.define(
-            h,
-            "switchyard_shadow_compares_total",
-            &[("model", model), ("version", version), ("result", r.as_str())],
-        )
+        c.define(h, &contract::SHADOW_COMPARES_TOTAL, &[("model", model), ("version", version), ("result", r.as_str())])
     })
 }
 
@@ -150,7 +152,7 @@ impl Ids {
             .models
             .iter()
             .map(|(model, policy)| ModelIds {
-                override_refused: c.define(h, "switchyard_override_refused_total", &[("model", model)]),
+                override_refused: c.define(h, &contract::OVERRIDE_REFUSED_TOTAL, &[("model", model)]),
                 versions: policy
                     .versions
                     .iter()
@@ -159,12 +161,12 @@ impl Ids {
                         let with = |k: &'static str, val: &'static str| [l[0], l[1], (k, val)];
                         VersionIds {
                             requests: Outcome::ALL
-                                .map(|o| c.define(h, "switchyard_requests_total", &with("outcome", o.as_str()))),
-                            duration_ms: Id::define(h, Kind::Histogram, "switchyard_request_duration_ms", &l),
+                                .map(|o| c.define(h, &contract::REQUESTS_TOTAL, &with("outcome", o.as_str()))),
+                            duration_ms: Id::define(h, &contract::REQUEST_DURATION_MS, &l),
                             decisions: REASONS
-                                .map(|r| c.define(h, "switchyard_route_decisions_total", &with("reason", r.as_str()))),
-                            shadowed: c.define(h, "switchyard_shadow_requests_total", &l),
-                            guard_out: Id::define(h, Kind::Gauge, "switchyard_guard_out", &l),
+                                .map(|r| c.define(h, &contract::ROUTE_DECISIONS_TOTAL, &with("reason", r.as_str()))),
+                            shadowed: c.define(h, &contract::SHADOW_REQUESTS_TOTAL, &l),
+                            guard_out: Id::define(h, &contract::GUARD_OUT, &l),
                             samples: sample_counters(h, c, model, &v.name),
                             compares: policy
                                 .shadow
@@ -175,18 +177,17 @@ impl Ids {
                                 windows
                                     .iter()
                                     .map(|w| {
-                                        let mut per = |base: &str, sli: &str| {
+                                        let mut per = |metric: &Metric, sli: &str| {
                                             Id::define(
                                                 h,
-                                                Kind::Gauge,
-                                                base,
+                                                metric,
                                                 &[l[0], l[1], ("window", w.label.as_str()), ("sli", sli)],
                                             )
                                         };
                                         SloIds {
-                                            good: SLIS.map(|s| per("switchyard_slo_good_events", s)),
-                                            bad: SLIS.map(|s| per("switchyard_slo_bad_events", s)),
-                                            burn_x1000: SLIS.map(|s| per("switchyard_slo_burn_rate_x1000", s)),
+                                            good: SLIS.map(|s| per(&contract::SLO_GOOD_EVENTS, s)),
+                                            bad: SLIS.map(|s| per(&contract::SLO_BAD_EVENTS, s)),
+                                            burn_x1000: SLIS.map(|s| per(&contract::SLO_BURN_RATE_X1000, s)),
                                         }
                                     })
                                     .collect()
@@ -200,12 +201,12 @@ impl Ids {
             .collect();
         Ids {
             models,
-            unrouted_not_model: c.define(h, "switchyard_unrouted_requests_total", &[("reason", "not_a_model_path")]),
-            unrouted_unknown_model: c.define(h, "switchyard_unrouted_requests_total", &[("reason", "unknown_model")]),
-            unrouted_invalid_path: c.define(h, "switchyard_unrouted_requests_total", &[("reason", "invalid_path")]),
+            unrouted_not_model: c.define(h, &contract::UNROUTED_REQUESTS_TOTAL, &[("reason", "not_a_model_path")]),
+            unrouted_unknown_model: c.define(h, &contract::UNROUTED_REQUESTS_TOTAL, &[("reason", "unknown_model")]),
+            unrouted_invalid_path: c.define(h, &contract::UNROUTED_REQUESTS_TOTAL, &[("reason", "invalid_path")]),
             unrouted_invalid_grpc: c.define(
                 h,
-                "switchyard_unrouted_requests_total",
+                &contract::UNROUTED_REQUESTS_TOTAL,
                 &[("reason", "invalid_grpc_message")],
             ),
         }
@@ -234,4 +235,42 @@ pub fn sample_index(r: SampleResult) -> usize {
 
 pub fn sample_counter(c: &SampleCounters, r: SampleResult) -> Option<Counter> {
     c.get(sample_index(r)).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakeHost;
+
+    /// Every stat the filter defines is a filter metric of the contract, with its labels in the
+    /// contract's order: the rules, dashboards and readers rely on exactly those.
+    #[test]
+    fn every_metric_defined_is_the_contracts() {
+        let config = Config::parse(
+            br#"{"collector": {"cluster": "c", "max_queued": 8, "max_queued_bytes": 400000},
+                 "models": {"mlp": {"versions": [{"name": "v1", "cluster": "a", "weight": 1},
+                                                 {"name": "v2", "cluster": "b", "weight": 1}],
+                                    "shadow": {"version": "v2", "percent": 1, "compare": {"percent": 1}},
+                                    "sampling": {"rate": 0.5},
+                                    "slo": {"availability": 0.99, "latency_ms": 100}}}}"#,
+        )
+        .unwrap();
+        let windows = [switchyard_policy::slo::WindowSpec::parse("5m").unwrap()];
+        let mut h = FakeHost::default();
+        let _ids = Ids::define(&mut h, &config, &windows, &mut Counters::default());
+        let mut bases = std::collections::BTreeSet::new();
+        for stat in &h.metrics {
+            let mut parts = stat.split(';');
+            let base = parts.next().unwrap();
+            let keys: Vec<&str> = parts.map(|kv| kv.split('=').next().unwrap()).collect();
+            let m =
+                contract::ALL.iter().find(|m| m.name == base).unwrap_or_else(|| panic!("{base} not in the contract"));
+            assert_eq!(m.source, contract::Source::Filter, "{base}");
+            assert_eq!(keys, m.labels, "{stat}");
+            bases.insert(base);
+        }
+        let filter: std::collections::BTreeSet<&str> =
+            contract::ALL.iter().filter(|m| m.source == contract::Source::Filter).map(|m| m.name).collect();
+        assert_eq!(bases, filter, "the filter defines every filter metric of the contract");
+    }
 }

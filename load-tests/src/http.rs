@@ -121,33 +121,12 @@ pub async fn grpc_call(addr: &str, method: &str, message: &[u8]) -> anyhow::Resu
         Some(0) => {}
         status => {
             let msg = trailers.as_ref().and_then(|t| t.get("grpc-message")).or_else(|| headers.get("grpc-message"));
-            let msg = percent_decode(msg.and_then(|m| m.to_str().ok()).unwrap_or_default());
+            let msg = percent_encoding::percent_decode_str(msg.and_then(|m| m.to_str().ok()).unwrap_or_default())
+                .decode_utf8_lossy();
             let status = status.map_or_else(|| "none".to_owned(), |s| s.to_string());
             anyhow::bail!("{method} at {addr}: grpc-status {status}: {msg}");
         }
     }
     let body = collected.to_bytes();
     body.get(5..).map(Bytes::copy_from_slice).context("the answer has no gRPC message")
-}
-
-/// `grpc-message` is percent-encoded (gRPC over HTTP/2, "Responses").
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex =
-            b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b[i], hex) {
-            (b'%', Some(x)) => {
-                out.push(x);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

@@ -7,7 +7,10 @@
 //! the model `mlp`, and a backend that decodes paths would serve it as `mlp`, so a filter that
 //! did not decode would let it skip the split, the allow-list, sampling and the SLO. A segment
 //! that cannot be decoded unambiguously (a malformed escape, an encoded `/`) or that decodes to
-//! something no policy could name is refused rather than guessed at.
+//! something no policy could name is refused rather than guessed at. That strictness is why
+//! the decoder is the crate's own: the `percent-encoding` crate passes malformed escapes
+//! through as text, which is right for a lenient backend (it is the property tests' oracle for
+//! one) and wrong for the filter.
 
 use std::borrow::Cow;
 use std::fmt;
