@@ -38,7 +38,8 @@ def main():
                 with open(a.out, "a") as f:
                     # received_at (Unix seconds): when the page arrived, for drills' time to detect.
                     f.write(json.dumps({"receiver": receiver, "received_at": time.time(), "notification": body}) + "\n")
-                print(f"webhook: {receiver}: {body.get('status', '?')} {len(alerts)} alert(s): {', '.join(names)}", flush=True)
+                status = body.get("status", "?")
+                print(f"webhook: {receiver}: {status} {len(alerts)} alert(s): {', '.join(names)}", flush=True)
             self.send_response(200)
             self.send_header("content-length", "0")
             self.end_headers()

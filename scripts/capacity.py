@@ -87,7 +87,7 @@ def md_tables(block):
             elif all(re.fullmatch(r":?-+:?", c) for c in cells):
                 continue
             else:
-                rows.append(dict(zip(header, cells)))
+                rows.append(dict(zip(header, cells, strict=True)))
         elif header is not None:
             tables.append(rows)
             header, rows = None, None
@@ -533,11 +533,15 @@ def svg_chart(scale, panels):
          '<rect width="100%" height="100%" fill="white"/>',
          f'<text x="{x0}" y="20" font-size="15" font-weight="bold">KEDA on a simulated day at {scale}× the demo load: traffic and replicas</text>',
          f'<text x="{x0}" y="36" font-size="11" fill="#555">scripts/capacity.py (docs/capacity.md). Shaded: minutes a version ran past the load the sweep sustained.</text>']
-    X = lambda minute: x0 + (x1 - x0) * minute / 1440.0
+    def X(minute):
+        return x0 + (x1 - x0) * minute / 1440.0
+
     for i, p in enumerate(panels):
         top = TOP + i * PH + 22
         bot = top + PH - 70
-        Y = lambda v, vmax: bot - (bot - top) * v / vmax
+        def Y(v, vmax, top=top, bot=bot):
+            return bot - (bot - top) * v / vmax
+
         lam_max = max(p["traffic"])
         ls = nice_step(lam_max)
         lmax = ls * math.ceil(lam_max / ls)
@@ -568,9 +572,9 @@ def svg_chart(scale, panels):
         pts = " ".join(f"{X(m + 2.5):.1f},{Y(sum(p['traffic'][m:m + 5]) / 5, lmax):.1f}" for m in range(0, 1440, 5))
         o.append(f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.8" points="{pts}"/>')
         if p["wish"] and max(p["wish"]) > max(p["pods"]):
-            pts = steps(p["wish"], X, lambda v: Y(v, rmax))
+            pts = steps(p["wish"], X, lambda v, Y=Y, rmax=rmax: Y(v, rmax))
             o.append(f'<polyline fill="none" stroke="#ff7f0e" stroke-width="1.4" stroke-dasharray="4 3" points="{pts}"/>')
-        pts = steps(p["pods"], X, lambda v: Y(v, rmax))
+        pts = steps(p["pods"], X, lambda v, Y=Y, rmax=rmax: Y(v, rmax))
         o.append(f'<polyline fill="none" stroke="#d62728" stroke-width="1.8" points="{pts}"/>')
         ly = bot + 36
         items = [("#1f77b4", "traffic, req/s (left)", ""), ("#d62728", "replicas, all versions (right)", "")]
@@ -737,12 +741,16 @@ def build():
         for m in models:
             peak = demo[m][0] * scale
             res = {"versions": {}, "peak": peak}
-            lam_model = lambda t, peak=peak: traffic(t, peak)
+            def lam_model(t, peak=peak):
+                return traffic(t, peak)
+
             for v, share in shares[m].items():
                 k = keda.get((m, v))
                 if k is None:
                     fail(f"no ScaledObject for {m}:{v} under {KEDA_GLOB}")
-                lam_of = lambda t, share=share, peak=peak: share * traffic(t, peak)
+                def lam_of(t, share=share, peak=peak):
+                    return share * traffic(t, peak)
+
                 delay = A["scheduling_allowance_s"] + cold_s[(m, v)]
                 pods, ready, wish = simulate(lam_of, curves[m], k, delay)
                 stats = minute_stats(lam_of, pods, ready, curves[m])

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what is missing (scripts/setup.sh), then
-# shell lint, format, lints and every test against the real parts (libtorch and the generated
-# models, tritonclient, Envoy with the built filter, Prometheus and Alertmanager). Stops at
-# the first failure and names it.
+# shell and Python lint, format, lints and every test against the real parts (libtorch and the
+# generated models, tritonclient, Envoy with the built filter, Prometheus and Alertmanager).
+# Stops at the first failure and names it.
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SECONDS=0
@@ -26,6 +26,11 @@ while IFS= read -r f; do
 done < <(git ls-files)
 shellcheck -x "${scripts[@]}"
 echo "    ${#scripts[@]} scripts clean"
+
+step "ruff (every tracked Python file, with ruff.toml)"
+mapfile -t python_files < <(git ls-files '*.py')
+"$SY_VENV/bin/ruff" check --quiet "${python_files[@]}"
+echo "    ${#python_files[@]} Python files clean"
 
 step "cargo fmt --check"
 cargo fmt --all --check

@@ -51,18 +51,19 @@ def _no_network(event, args):
     # A benchmark peer must not talk to anything: record and refuse any outgoing connection or
     # name lookup (AF_UNIX connects are let through: local, not network).
     if event in ("socket.connect", "socket.getaddrinfo", "socket.sendto", "socket.sendmsg", "urllib.Request"):
-        if event == "socket.connect" and getattr(args[0], "family", None) == getattr(__import__("socket"), "AF_UNIX", -1):
-            return
+        if event == "socket.connect":
+            af_unix = getattr(__import__("socket"), "AF_UNIX", -1)
+            if getattr(args[0], "family", None) == af_unix:
+                return
         _NETWORK_ATTEMPTS.append(f"{event} {args[1:] if event.startswith('socket') else args[0]!r}")
         raise RuntimeError(f"network access blocked in the benchmark peer: {event}")
 
 
 sys.addaudithook(_no_network)
 
+import evidently  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-
-import evidently  # noqa: E402
 from evidently import DataDefinition, Dataset, Report  # noqa: E402
 from evidently.presets import DataDriftPreset  # noqa: E402
 
@@ -241,13 +242,16 @@ def main():
 
     dataset_drift = bool(share is not None and share >= DRIFT_SHARE)
     if own_dataset_drift is not None and own_dataset_drift != dataset_drift:
-        problems.append(f"share >= {DRIFT_SHARE} gives {dataset_drift} but Evidently's dataset_drift is {own_dataset_drift}")
+        problems.append(
+            f"share >= {DRIFT_SHARE} gives {dataset_drift} but Evidently's dataset_drift is {own_dataset_drift}")
 
     result = {
         "evidently_version": evidently.__version__,
         "rows_reference": int(ref_df.shape[0]),
         "rows_current": int(cur_df.shape[0]),
-        "columns": {c: {k: cols[c][k] for k in ("score", "method", "threshold", "drifted")} for c in names if c in cols},
+        "columns": {
+            c: {k: cols[c][k] for k in ("score", "method", "threshold", "drifted")} for c in names if c in cols
+        },
         "drifted_columns": count,
         "share": share,
         "dataset_drift": dataset_drift,

@@ -21,7 +21,8 @@ DS = {"type": "prometheus", "uid": "${datasource}"}
 # from the policy's outcome classes).
 with open(os.path.join(HERE, "..", "..", "contract", "contract.json"), encoding="utf-8") as _f:
     _CONTRACT = json.load(_f)
-SLO_ERRORS = 'outcome=~"%s"' % "|".join(o["name"] for o in _CONTRACT["outcomes"] if o["bad"])
+_BAD_OUTCOMES = "|".join(o["name"] for o in _CONTRACT["outcomes"] if o["bad"])
+SLO_ERRORS = f'outcome=~"{_BAD_OUTCOMES}"'
 
 
 def target(expr, legend="", ref=None, instant=False, fmt=None):

@@ -149,7 +149,8 @@ def main():
     case("ks with nan and inf", list(n(100)) + [float("nan"), float("inf")], list(n(80) + 0.4) + [float("-inf")])
     # Few distinct numbers: chi-square (3-5 values) or z (2 values), constants.
     case("chi numbers", rng.integers(0, 4, 500).astype(float), rng.integers(0, 4, 300).astype(float))
-    case("chi numbers skewed", rng.integers(0, 5, 500).astype(float), np.minimum(rng.integers(0, 8, 300), 4).astype(float))
+    case("chi numbers skewed", rng.integers(0, 5, 500).astype(float),
+         np.minimum(rng.integers(0, 8, 300), 4).astype(float))
     case("z numbers", rng.integers(0, 2, 400).astype(float), (rng.random(300) < 0.6).astype(float))
     case("z numbers far", rng.integers(0, 2, 400).astype(float), (rng.random(300) < 0.95).astype(float))
     case("constant equal", [3.0] * 50, [3.0] * 40)
@@ -158,9 +159,10 @@ def main():
     # Categorical.
     cats = np.array(["red", "green", "blue", "cyan"])
     case("chi categories", list(cats[rng.integers(0, 4, 600)]), list(cats[rng.integers(0, 4, 200)]), "categorical")
-    case("chi categories shifted", list(cats[rng.integers(0, 4, 600)]), list(cats[np.minimum(rng.integers(0, 6, 200), 3)]),
+    case("chi categories shifted", list(cats[rng.integers(0, 4, 600)]),
+         list(cats[np.minimum(rng.integers(0, 6, 200), 3)]), "categorical")
+    case("chi unseen category", list(cats[rng.integers(0, 3, 600)]), list(cats[rng.integers(0, 4, 200)]),
          "categorical")
-    case("chi unseen category", list(cats[rng.integers(0, 3, 600)]), list(cats[rng.integers(0, 4, 200)]), "categorical")
     case("z categories", list(cats[rng.integers(0, 2, 600)]), list(cats[(rng.random(250) < 0.45).astype(int)]),
          "categorical")
     case("categorical constant", ["a"] * 30, ["a"] * 10, "categorical")
@@ -173,7 +175,8 @@ def main():
     case("js few numbers", rng.integers(0, 5, 3000).astype(float), rng.integers(0, 4, 800).astype(float))
     case("js categories", list(cats[rng.integers(0, 4, 2000)]), list(cats[np.minimum(rng.integers(0, 5, 900), 3)]),
          "categorical")
-    case("js binary categories", list(cats[rng.integers(0, 2, 2000)]), list(cats[rng.integers(0, 2, 900)]), "categorical")
+    case("js binary categories", list(cats[rng.integers(0, 2, 2000)]), list(cats[rng.integers(0, 2, 900)]),
+         "categorical")
     # Overrides: PSI and Jensen-Shannon with Sturges bins (> 20 distinct reference values) or by
     # value; the other tests where they are not the default.
     for shift in (0.0, 0.1, 0.6):

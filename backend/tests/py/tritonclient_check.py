@@ -31,7 +31,8 @@ def main():
         g = json.loads((golden_dir / f"{model}-{version}.json").read_text())
         gi, go = g["inputs"][0], g["outputs"][0]
         md = client.get_model_metadata(model, version)
-        check(md["inputs"][0]["name"] == gi["name"] and md["outputs"][0]["name"] == go["name"], f"get_model_metadata {model}:{version}")
+        names_match = md["inputs"][0]["name"] == gi["name"] and md["outputs"][0]["name"] == go["name"]
+        check(names_match, f"get_model_metadata {model}:{version}")
         check(client.is_model_ready(model, version), f"is_model_ready {model}:{version}")
         x = np.asarray(gi["data"], dtype=np.float32).reshape(gi["shape"])
         want = np.asarray(go["data"], dtype=np.float32).reshape(go["shape"])
@@ -41,7 +42,8 @@ def main():
             out = httpclient.InferRequestedOutput(go["name"], binary_data=binary)
             res = client.infer(model, [inp], model_version=version, outputs=[out], request_id="tc-1")
             got = res.as_numpy(go["name"])
-            check(got is not None and got.shape == want.shape, f"infer {model}:{version} binary={binary} shape {got.shape if got is not None else None}")
+            shape = got.shape if got is not None else None
+            check(shape == want.shape, f"infer {model}:{version} binary={binary} shape {shape}")
             err = float(np.max(np.abs(got - want)))
             check(err < 1e-4, f"infer {model}:{version} binary={binary} matches golden (max abs err {err:.2e})")
             check(res.get_response()["id"] == "tc-1", "request id echoed")

@@ -70,10 +70,12 @@ def main():
         g = json.loads((golden_dir / f"{model}-{version}.json").read_text())
         gi, go = g["inputs"][0], g["outputs"][0]
         md = client.get_model_metadata(model, version, as_json=True)
-        check(md["inputs"][0]["name"] == gi["name"] and md["outputs"][0]["name"] == go["name"], f"get_model_metadata {model}:{version}")
+        names_match = md["inputs"][0]["name"] == gi["name"] and md["outputs"][0]["name"] == go["name"]
+        check(names_match, f"get_model_metadata {model}:{version}")
         # int64 fields come back as strings in protobuf's JSON form.
         tensor = md["inputs"][0]
-        check(tensor["datatype"] == "FP32" and tensor["shape"][1:] == [str(d) for d in gi["shape"][1:]], f"model metadata tensors {model}:{version}")
+        shape_matches = tensor["shape"][1:] == [str(d) for d in gi["shape"][1:]]
+        check(tensor["datatype"] == "FP32" and shape_matches, f"model metadata tensors {model}:{version}")
         check(client.is_model_ready(model, version), f"is_model_ready {model}:{version}")
         x = np.asarray(gi["data"], dtype=np.float32).reshape(gi["shape"])
         want = np.asarray(go["data"], dtype=np.float32).reshape(go["shape"])
@@ -81,9 +83,11 @@ def main():
         inp.set_data_from_numpy(x)
         out = grpcclient.InferRequestedOutput(go["name"])
         # Triton's schedule parameters travel as parameters (timeout int64, priority uint64).
-        res = client.infer(model, [inp], model_version=version, outputs=[out], request_id="tc-1", priority=1, timeout=30_000_000)
+        res = client.infer(model, [inp], model_version=version, outputs=[out], request_id="tc-1", priority=1,
+                           timeout=30_000_000)
         got = res.as_numpy(go["name"])
-        check(got is not None and got.shape == want.shape, f"infer {model}:{version} shape {got.shape if got is not None else None}")
+        shape = got.shape if got is not None else None
+        check(shape == want.shape, f"infer {model}:{version} shape {shape}")
         err = float(np.max(np.abs(got - want)))
         check(err < 1e-4, f"infer {model}:{version} matches golden (max abs err {err:.2e})")
         check(res.get_response().id == "tc-1", "request id echoed")
@@ -101,7 +105,8 @@ def main():
     check(rows.shape[0] == 2 and np.allclose(rows[0], rows[1], atol=1e-6), "two rows, the same answer")
 
     errors = [
-        (lambda: client.infer("no-such-model", [grpcclient.InferInput("x", [1], "FP32")]), "StatusCode.NOT_FOUND", "not found"),
+        (lambda: client.infer("no-such-model", [grpcclient.InferInput("x", [1], "FP32")]), "StatusCode.NOT_FOUND",
+         "not found"),
         (lambda: client.get_model_metadata("no-such-model"), "StatusCode.NOT_FOUND", "not found"),
     ]
     bad = grpcclient.InferInput("features", [1, 3], "FP32")

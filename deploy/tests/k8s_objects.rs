@@ -1,0 +1,966 @@
+//! `k8s/`: the rendered objects agree with each other and with the backend's contract.
+//!
+//! Every overlay (`k8s/overlays/*`) and job (`k8s/jobs/*`) is rendered with `kubectl kustomize`
+//! and its objects are checked against each other, with the backend's flags, ports and health
+//! paths taken from `switchyard_contract` and the policies parsed by `switchyard_policy`: what
+//! no schema can say (`k8s/validate.py` validates each object against its schema).
+//!
+//! `each_kind_of_broken_object_is_caught` breaks the rendered objects in the ways these checks
+//! exist for and fails unless every break is reported: checks that pass everything would pass
+//! the first test too.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use switchyard_contract::paths::{HEALTH_LIVE, HEALTH_READY};
+use switchyard_contract::process::backend;
+use switchyard_policy::Config;
+
+/// The repository of Switchyard's own image (an overlay's `images:` sets the tag).
+const IMAGE: &str = "switchyard/switchyard";
+/// Volumes a job uses from what it is applied next to: the base's model repository, the batch
+/// job's input and output.
+const JOB_VOLUMES: [(&str, &str); 2] =
+    [("PersistentVolumeClaim", "switchyard-models"), ("PersistentVolumeClaim", "switchyard-batch")];
+/// The kinds whose `spec.template` is a pod template.
+const POD_OWNERS: [&str; 4] = ["Deployment", "StatefulSet", "DaemonSet", "Job"];
+/// InferenceService predictor fields that are KServe's own, not the PodSpec's.
+const ISVC_COMPONENT_FIELDS: [&str; 16] = [
+    "minReplicas",
+    "maxReplicas",
+    "scaleTarget",
+    "scaleMetric",
+    "scaleMetricType",
+    "containerConcurrency",
+    "timeout",
+    "canaryTrafficPercent",
+    "labels",
+    "annotations",
+    "deploymentStrategy",
+    "logger",
+    "batcher",
+    "autoScaling",
+    "model",
+    "workerSpec",
+];
+/// What carries the policy, per setting of the rollout controller (`switchyard-rollout run`'s
+/// environment): (variable, kind, API group, resource).
+const CARRIERS: [(&str, &str, &str, &str); 2] = [
+    ("SWITCHYARD_WASM_PLUGIN", "WasmPlugin", "extensions.istio.io", "wasmplugins"),
+    ("SWITCHYARD_CONFIG_MAP", "ConfigMap", "", "configmaps"),
+];
+/// Kubernetes' default `terminationGracePeriodSeconds`.
+const DEFAULT_TERMINATION_GRACE_SECONDS: i64 = 30;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root")
+}
+
+// --- reading the objects ----------------------------------------------------------------------
+
+fn render(target: &Path) -> Vec<Value> {
+    let out = Command::new("kubectl").arg("kustomize").arg(target).output().expect("kubectl (scripts/setup.sh)");
+    assert!(out.status.success(), "kubectl kustomize {}: {}", target.display(), String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("kubectl kustomize writes UTF-8");
+    serde_norway::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", target.display())))
+        .filter(|o| !o.is_null())
+        .collect()
+}
+
+/// (`overlays/NAME` or `jobs/NAME`, its objects) of every target, rendered once.
+fn targets() -> &'static [(String, Vec<Value>)] {
+    static TARGETS: OnceLock<Vec<(String, Vec<Value>)>> = OnceLock::new();
+    TARGETS.get_or_init(|| {
+        let mut dirs = Vec::new();
+        for d in ["overlays", "jobs"] {
+            for entry in std::fs::read_dir(root().join("k8s").join(d)).expect("k8s/overlays and k8s/jobs") {
+                let path = entry.expect("directory entry").path();
+                if path.is_dir() {
+                    let name = path.file_name().and_then(|n| n.to_str()).expect("UTF-8 name").to_owned();
+                    dirs.push((format!("{d}/{name}"), path));
+                }
+            }
+        }
+        dirs.sort();
+        dirs.into_iter().map(|(name, path)| (name, render(&path))).collect()
+    })
+}
+
+fn target(name: &str) -> &'static [Value] {
+    &targets().iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no target {name}")).1
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
+fn arr(v: &Value) -> &[Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
+fn object(v: &Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+/// Python's truth: null, false, 0, "" and empty collections are false.
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// A port as Kubernetes names it: a number or a port name.
+fn port_key(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+}
+
+fn shown(v: Option<i64>) -> String {
+    v.map_or_else(|| "none".to_owned(), |n| n.to_string())
+}
+
+fn name_of(o: &Value) -> String {
+    format!("{}/{}", s(&o["kind"]), s(&o["metadata"]["name"]))
+}
+
+fn find<'a>(objs: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
+    objs.iter().find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+}
+
+fn exists(objs: &[Value], kind: &str, name: &str) -> bool {
+    find(objs, kind, name).is_some()
+}
+
+#[derive(Default)]
+struct Report {
+    errors: Vec<String>,
+}
+
+impl Report {
+    fn error(&mut self, at: &str, what: impl Into<String>) {
+        let what: String = what.into();
+        self.errors.push(format!("{at}: {what}"));
+    }
+}
+
+// --- selectors and pods -----------------------------------------------------------------------
+
+/// A label selector (a plain map, or matchLabels/matchExpressions) against a label set; an
+/// empty selector matches nothing here (for a Service it would mean "no pods").
+fn matches(selector: &Value, labels: &Map<String, Value>) -> bool {
+    if selector.get("matchLabels").is_some() || selector.get("matchExpressions").is_some() {
+        matches_parts(&object(&selector["matchLabels"]), arr(&selector["matchExpressions"]), labels)
+    } else {
+        matches_parts(&object(selector), &[], labels)
+    }
+}
+
+fn matches_parts(match_labels: &Map<String, Value>, exprs: &[Value], labels: &Map<String, Value>) -> bool {
+    if match_labels.is_empty() && exprs.is_empty() {
+        return false;
+    }
+    if match_labels.iter().any(|(k, v)| labels.get(k) != Some(v)) {
+        return false;
+    }
+    exprs.iter().all(|e| {
+        let val = labels.get(s(&e["key"]));
+        let values = arr(&e["values"]);
+        match s(&e["operator"]) {
+            "In" => val.is_some_and(|v| values.contains(v)),
+            "NotIn" => val.is_none_or(|v| !values.contains(v)),
+            "Exists" => val.is_some(),
+            "DoesNotExist" => val.is_none(),
+            _ => true,
+        }
+    })
+}
+
+/// What makes pods: its name, the labels its controller gives them, their spec.
+struct Pod {
+    owner: String,
+    labels: Map<String, Value>,
+    spec: Value,
+}
+
+fn pod_templates(objs: &[Value]) -> Vec<Pod> {
+    let mut pods = Vec::new();
+    for o in objs {
+        let kind = s(&o["kind"]);
+        if POD_OWNERS.contains(&kind) {
+            let t = &o["spec"]["template"];
+            pods.push(Pod { owner: name_of(o), labels: object(&t["metadata"]["labels"]), spec: t["spec"].clone() });
+        } else if kind == "InferenceService" {
+            let p = &o["spec"]["predictor"];
+            // KServe (raw deployment) labels predictor pods with the ISVC's labels, the
+            // predictor's own and these two.
+            let mut labels = object(&o["metadata"]["labels"]);
+            labels.extend(object(&p["labels"]));
+            labels.insert("serving.kserve.io/inferenceservice".into(), o["metadata"]["name"].clone());
+            labels.insert("component".into(), "predictor".into());
+            let spec = object(p).into_iter().filter(|(k, _)| !ISVC_COMPONENT_FIELDS.contains(&k.as_str())).collect();
+            pods.push(Pod { owner: name_of(o), labels, spec: Value::Object(spec) });
+        }
+    }
+    pods
+}
+
+/// Whether a scaler may target (kind, name): KServe raw mode makes Deployment NAME-predictor.
+fn workload_exists(objs: &[Value], kind: &str, name: &str) -> bool {
+    exists(objs, kind, name)
+        || (kind == "Deployment"
+            && name.strip_suffix("-predictor").is_some_and(|isvc| exists(objs, "InferenceService", isvc)))
+}
+
+/// Every container port of a pod, by name and by number.
+fn container_ports(spec: &Value) -> BTreeMap<String, i64> {
+    let mut ports = BTreeMap::new();
+    for c in arr(&spec["containers"]) {
+        for p in arr(&c["ports"]) {
+            let Some(port) = p["containerPort"].as_i64() else { continue };
+            if let Some(name) = p["name"].as_str() {
+                ports.insert(name.to_owned(), port);
+            }
+            ports.insert(port.to_string(), port);
+        }
+    }
+    ports
+}
+
+fn flag<'a>(argv: &[&'a str], name: &str) -> Option<&'a str> {
+    for (i, a) in argv.iter().enumerate() {
+        if *a == name && i + 1 < argv.len() {
+            return Some(argv[i + 1]);
+        }
+        if let Some(value) = a.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')) {
+            return Some(value);
+        }
+    }
+    None
+}
+
+// --- the checks -------------------------------------------------------------------------------
+
+/// A container running `switchyard-backend serve`: listens where its ports say, outside the
+/// pod; probes the backend's health paths on its HTTP port; stops within the grace period.
+fn check_backend_pod(owner: &str, spec: &Value, rep: &mut Report) {
+    for c in arr(&spec["containers"]) {
+        let argv: Vec<&str> = arr(&c["command"]).iter().chain(arr(&c["args"])).filter_map(Value::as_str).collect();
+        let Some(program) = argv.first() else { continue };
+        if Path::new(program).file_name().and_then(|n| n.to_str()) != Some(backend::PROCESS.binary)
+            || !argv.contains(&backend::SERVE)
+        {
+            continue;
+        }
+        let at = format!("{owner} container {}", s(&c["name"]));
+        let named: BTreeMap<&str, i64> =
+            arr(&c["ports"]).iter().filter_map(|p| Some((p["name"].as_str()?, p["containerPort"].as_i64()?))).collect();
+        for l in backend::PROCESS.listeners {
+            let Some(addr) = flag(&argv, l.flag) else {
+                rep.error(&at, format!("{} not given: the backend would listen on loopback only", l.flag));
+                continue;
+            };
+            let (host, port) = addr.rsplit_once(':').unwrap_or(("", addr));
+            if !["0.0.0.0", "[::]"].contains(&host) {
+                rep.error(&at, format!("{} {addr}: not reachable from outside the pod", l.flag));
+            }
+            let declared = named.get(l.name).copied();
+            if declared.is_none() || declared != port.parse().ok() {
+                rep.error(&at, format!("{} {addr} but containerPort '{}' is {}", l.flag, l.name, shown(declared)));
+            }
+        }
+        let ports = container_ports(spec);
+        let http = named.get(backend::HTTP.name).copied();
+        for (probe, want) in
+            [("readinessProbe", Some(HEALTH_READY)), ("livenessProbe", Some(HEALTH_LIVE)), ("startupProbe", None)]
+        {
+            let get = &c[probe]["httpGet"];
+            if get.is_null() {
+                if want.is_some() {
+                    rep.error(&at, format!("no {probe}"));
+                }
+                continue;
+            }
+            let path = get["path"].as_str();
+            if let Some(want) = want
+                && path != Some(want)
+            {
+                rep.error(&at, format!("{probe} path {} is not the backend's {want}", path.unwrap_or("none")));
+            }
+            if path != Some(HEALTH_READY) && path != Some(HEALTH_LIVE) {
+                rep.error(
+                    &at,
+                    format!(
+                        "{probe} path {}: the backend serves {HEALTH_READY} and {HEALTH_LIVE}",
+                        path.unwrap_or("none")
+                    ),
+                );
+            }
+            let port = ports.get(&port_key(&get["port"])).copied();
+            if port.is_none() || port != http {
+                rep.error(&at, format!("{probe} port {} is not the HTTP port {}", port_key(&get["port"]), shown(http)));
+            }
+        }
+        let grace = match flag(&argv, backend::SHUTDOWN_GRACE_FLAG) {
+            None | Some("") => i64::try_from(backend::SHUTDOWN_GRACE_SECONDS).expect("a small number"),
+            Some(g) => match g.parse() {
+                Ok(g) => g,
+                Err(_) => {
+                    rep.error(&at, format!("{} {g}: not a whole number of seconds", backend::SHUTDOWN_GRACE_FLAG));
+                    continue;
+                }
+            },
+        };
+        let stop = c["lifecycle"]["preStop"]["sleep"]["seconds"].as_i64().unwrap_or(0);
+        let term = spec["terminationGracePeriodSeconds"].as_i64().unwrap_or(DEFAULT_TERMINATION_GRACE_SECONDS);
+        if term <= grace + stop {
+            rep.error(
+                &at,
+                format!(
+                    "terminationGracePeriodSeconds {term} leaves no time: preStop {stop} s + {} {grace} s must end before it",
+                    backend::SHUTDOWN_GRACE_FLAG
+                ),
+            );
+        }
+        if !truthy(&c["resources"]["requests"]) || !truthy(&c["resources"]["limits"]) {
+            rep.error(&at, "resources need both requests and limits");
+        }
+    }
+}
+
+/// The tags of Switchyard's images and of the filter's OCI image.
+fn image_tags(objs: &[Value]) -> BTreeSet<String> {
+    let mut tags = BTreeSet::new();
+    for pod in pod_templates(objs) {
+        for c in arr(&pod.spec["initContainers"]).iter().chain(arr(&pod.spec["containers"])) {
+            let image = s(&c["image"]);
+            let (repo, tag) = image.split_once(':').unwrap_or((image, ""));
+            if repo == IMAGE {
+                tags.insert(if tag.is_empty() { "latest" } else { tag }.to_owned());
+            }
+        }
+    }
+    for o in objs.iter().filter(|o| o["kind"] == "WasmPlugin") {
+        let url = s(&o["spec"]["url"]);
+        if url.starts_with("oci://") {
+            tags.insert(url.rsplit_once(':').map_or(url, |(_, tag)| tag).to_owned());
+        }
+    }
+    tags
+}
+
+/// What `switchyard-policy check` does with a policy file.
+fn check_policy(policy: &[u8], at: &str, rep: &mut Report) {
+    if let Err(e) = Config::parse(policy) {
+        rep.error(at, format!("switchyard-policy check refuses the policy: {e}"));
+    }
+}
+
+fn check_service_port(objs: &[Value], host: &str, port: Option<i64>, at: &str, rep: &mut Report) {
+    let name = host.split('.').next().unwrap_or_default();
+    match find(objs, "Service", name) {
+        None => rep.error(at, format!("routes to {host}: no such Service")),
+        Some(svc) => {
+            if let Some(port) = port
+                && !arr(&svc["spec"]["ports"]).iter().any(|p| p["port"].as_i64() == Some(port))
+            {
+                rep.error(at, format!("routes to {host}:{port}: the Service has no port {port}"));
+            }
+        }
+    }
+}
+
+/// The Envoy gateway's bootstrap: its clusters are DNS names of Service ports that exist.
+fn check_bootstrap(cm: &Value, objs: &[Value], at: &str, rep: &mut Report) {
+    let boot: Value = match serde_json::from_str(s(&cm["data"]["envoy.json"])) {
+        Ok(boot) => boot,
+        Err(e) => return rep.error(at, format!("envoy.json: {e}")),
+    };
+    for c in arr(&boot["static_resources"]["clusters"]) {
+        let cluster = s(&c["name"]);
+        for ep in arr(&c["load_assignment"]["endpoints"]) {
+            for lb in arr(&ep["lb_endpoints"]) {
+                let sa = &lb["endpoint"]["address"]["socket_address"];
+                let addr = s(&sa["address"]);
+                if !addr.is_empty() && addr.chars().all(|ch| ch.is_ascii_digit() || ch == '.') {
+                    rep.error(at, format!("cluster {cluster} points at an IP address {addr}, not a Service"));
+                    continue;
+                }
+                let kind = c["type"].as_str();
+                if !matches!(kind, Some("STRICT_DNS" | "LOGICAL_DNS")) {
+                    rep.error(
+                        at,
+                        format!("cluster {cluster} names a host but is {}, not DNS", kind.unwrap_or("STATIC")),
+                    );
+                }
+                check_service_port(objs, addr, sa["port_value"].as_i64(), &format!("{at} cluster {cluster}"), rep);
+            }
+        }
+    }
+}
+
+/// The filter routes by setting its upstream header to a version's cluster as the WasmPlugin's
+/// policy names it: every such value needs a route, and every header route such a value.
+fn check_routes_match_policy(vs: &Value, objs: &[Value], at: &str, rep: &mut Report) {
+    let Some(plugin) = objs.iter().find(|o| o["kind"] == "WasmPlugin") else { return };
+    let text = serde_json::to_vec(&plugin["spec"]["pluginConfig"]).expect("JSON");
+    // A policy the filter would refuse is reported by the WasmPlugin's own check.
+    let Ok(policy) = Config::parse(&text) else { return };
+    let header = policy.upstream_header.as_str();
+    let clusters: BTreeSet<&str> =
+        policy.models.values().flat_map(|m| m.versions.iter().map(|v| v.cluster.as_str())).collect();
+    let routes = arr(&vs["spec"]["http"]);
+    let mut routed = BTreeSet::new();
+    for route in routes {
+        for m in arr(&route["match"]) {
+            if let Some(value) = m["headers"][header]["exact"].as_str() {
+                routed.insert(value);
+                if !clusters.contains(value) {
+                    rep.error(
+                        at,
+                        format!("route {} matches {header}: {value}, which the filter never sets", s(&route["name"])),
+                    );
+                }
+            }
+        }
+    }
+    for c in clusters.difference(&routed) {
+        rep.error(at, format!("no route for {header}: {c} (a version of the WasmPlugin's policy)"));
+    }
+    // With the filter failed open, each model's requests go to its own stable version.
+    for (model, m) in &policy.models {
+        let Some(first) = m.versions.first() else { continue };
+        let service = first.cluster.rsplit('|').next().unwrap_or_default();
+        let stable = service.split('.').next().unwrap_or_default();
+        let prefix = format!("/v2/models/{model}/");
+        let sends = |r: &Value| {
+            arr(&r["match"]).iter().any(|mt| mt["uri"]["prefix"] == prefix.as_str())
+                && arr(&r["route"]).iter().map(|d| s(&d["destination"]["host"])).eq([stable])
+        };
+        if !routes.iter().any(sends) {
+            rep.error(at, format!("no route sends {prefix} to {stable} when the filter fails open"));
+        }
+    }
+}
+
+/// Bindings bind what exists; pods run as accounts that exist; the rollout controller may get
+/// and patch exactly the one object it is told carries the policy, nothing more.
+fn check_rbac(objs: &[Value], pods: &[Pod], at: &str, rep: &mut Report) {
+    for o in objs.iter().filter(|o| o["kind"] == "RoleBinding") {
+        let label = format!("{at} {}", name_of(o));
+        let (kind, name) = (s(&o["roleRef"]["kind"]), s(&o["roleRef"]["name"]));
+        if !exists(objs, kind, name) {
+            rep.error(&label, format!("binds {kind} {name}, which does not exist"));
+        }
+        for sub in arr(&o["subjects"]) {
+            if sub["kind"] == "ServiceAccount" && !exists(objs, "ServiceAccount", s(&sub["name"])) {
+                rep.error(&label, format!("binds ServiceAccount {}, which does not exist", s(&sub["name"])));
+            }
+        }
+    }
+    for pod in pods {
+        let sa = s(&pod.spec["serviceAccountName"]);
+        if !sa.is_empty() && !exists(objs, "ServiceAccount", sa) {
+            rep.error(&format!("{at} {}", pod.owner), format!("runs as ServiceAccount {sa}, which does not exist"));
+        }
+    }
+    let Some(controller) = find(objs, "Deployment", "switchyard-rollout") else { return };
+    let label = format!("{at} {}", name_of(controller));
+    let spec = &controller["spec"]["template"]["spec"];
+    let env: BTreeMap<&str, &Value> =
+        arr(&spec["containers"]).iter().flat_map(|c| arr(&c["env"])).map(|e| (s(&e["name"]), &e["value"])).collect();
+    let carriers: Vec<_> = CARRIERS.iter().filter(|(var, ..)| env.get(var).is_some_and(|v| truthy(v))).collect();
+    let [(var, kind, group, resource)] = carriers[..] else {
+        let vars: Vec<_> = CARRIERS.iter().map(|(var, ..)| *var).collect();
+        let has: Vec<_> = carriers.iter().map(|(var, ..)| format!("{var}={}", s(env[var]))).collect();
+        let has = if has.is_empty() { "none".to_owned() } else { has.join(", ") };
+        return rep.error(&label, format!("needs exactly one of {}; has {has}", vars.join(", ")));
+    };
+    let name = s(env[var]);
+    if !exists(objs, kind, name) {
+        rep.error(&label, format!("{var} names {kind} {name}, which does not exist"));
+    }
+    let sa = s(&spec["serviceAccountName"]);
+    let binds_sa = |b: &Value| arr(&b["subjects"]).iter().any(|x| x["kind"] == "ServiceAccount" && x["name"] == sa);
+    let roles: Vec<Option<&Value>> = objs
+        .iter()
+        .filter(|b| b["kind"] == "RoleBinding" && binds_sa(b))
+        .map(|b| find(objs, s(&b["roleRef"]["kind"]), s(&b["roleRef"]["name"])))
+        .collect();
+    if !roles.iter().any(Option::is_some) {
+        rep.error(&label, format!("ServiceAccount {sa} has no Role: it could not change traffic"));
+    }
+    if objs.iter().any(|o| o["kind"] == "ClusterRoleBinding" && arr(&o["subjects"]).iter().any(|x| x["name"] == sa)) {
+        rep.error(&label, format!("ServiceAccount {sa} is bound cluster-wide: it may touch only its own object"));
+    }
+    for role in roles.into_iter().flatten() {
+        for rule in arr(&role["rules"]) {
+            let verbs_ok = arr(&rule["verbs"]).iter().all(|v| v == "get" || v == "patch");
+            let allowed = rule["apiGroups"] == json!([group])
+                && rule["resources"] == json!([resource])
+                && rule["resourceNames"] == json!([name])
+                && verbs_ok;
+            if !allowed {
+                rep.error(
+                    &format!("{at} {}", name_of(role)),
+                    format!("grants more than get/patch on {kind} {name}: {rule}"),
+                );
+            }
+        }
+    }
+}
+
+/// Every check across one target's objects; its problems, each prefixed with `at`.
+fn cross(objs: &[Value], at: &str) -> Vec<String> {
+    let mut rep = Report::default();
+    let pods = pod_templates(objs);
+    let namespaces: BTreeSet<Option<&str>> =
+        objs.iter().filter(|o| o["kind"] != "Namespace").map(|o| o["metadata"]["namespace"].as_str()).collect();
+    if namespaces.len() != 1 {
+        rep.error(at, format!("objects spread over namespaces {namespaces:?}"));
+    }
+
+    for svc in objs.iter().filter(|o| o["kind"] == "Service") {
+        let label = format!("{at} {}", name_of(svc));
+        let sel = &svc["spec"]["selector"];
+        let hit: Vec<&Pod> = pods.iter().filter(|p| matches(sel, &p.labels)).collect();
+        if hit.is_empty() {
+            rep.error(&label, format!("selects no pod template ({sel})"));
+        }
+        for p in arr(&svc["spec"]["ports"]) {
+            let target = port_key(if p.get("targetPort").is_some() { &p["targetPort"] } else { &p["port"] });
+            for pod in &hit {
+                if !container_ports(&pod.spec).contains_key(&target) {
+                    rep.error(&label, format!("targetPort {target} is no container port of {}", pod.owner));
+                }
+            }
+        }
+    }
+
+    for o in objs {
+        let label = format!("{at} {}", name_of(o));
+        let kind = s(&o["kind"]);
+        let spec = &o["spec"];
+        if kind == "PodDisruptionBudget" && !pods.iter().any(|p| matches(&spec["selector"], &p.labels)) {
+            rep.error(&label, "selects no pod template");
+        }
+        if kind == "ScaledObject" || kind == "HorizontalPodAutoscaler" {
+            let r = &spec["scaleTargetRef"];
+            let (ref_kind, ref_name) = (r["kind"].as_str().unwrap_or("Deployment"), s(&r["name"]));
+            if !workload_exists(objs, ref_kind, ref_name) {
+                rep.error(&label, format!("targets {ref_kind}/{ref_name}, which does not exist"));
+            }
+            let isvc = find(objs, "InferenceService", ref_name.strip_suffix("-predictor").unwrap_or(ref_name));
+            let floor =
+                spec[if kind == "ScaledObject" { "minReplicaCount" } else { "minReplicas" }].as_i64().unwrap_or(1);
+            if let Some(isvc) = isvc {
+                let isvc_floor = isvc["spec"]["predictor"]["minReplicas"].as_i64().unwrap_or(1);
+                if isvc_floor != floor {
+                    rep.error(
+                        &label,
+                        format!(
+                            "scales down to {floor} but the InferenceService's minReplicas is {isvc_floor}: \
+                             KServe and the scaler would fight"
+                        ),
+                    );
+                }
+            }
+        }
+        if kind == "WasmPlugin" {
+            let pc = if spec["pluginConfig"].is_null() { json!({}) } else { spec["pluginConfig"].clone() };
+            check_policy(&serde_json::to_vec(&pc).expect("JSON"), &label, &mut rep);
+        }
+        if ["WasmPlugin", "EnvoyFilter", "Gateway"].contains(&kind) {
+            let sel = [&spec["selector"], &spec["workloadSelector"]].into_iter().find(|v| truthy(v));
+            let sel = sel.map_or_else(Map::new, |sel| {
+                object(sel.get("matchLabels").or_else(|| sel.get("labels")).unwrap_or(sel))
+            });
+            if !pods.iter().any(|p| matches_parts(&sel, &[], &p.labels)) {
+                rep.error(&label, format!("its selector {} matches no gateway pod", Value::Object(sel)));
+            }
+        }
+        if kind == "VirtualService" {
+            check_routes_match_policy(o, objs, &label, &mut rep);
+            for g in arr(&spec["gateways"]) {
+                if !exists(objs, "Gateway", s(g)) {
+                    rep.error(&label, format!("gateway {} does not exist", s(g)));
+                }
+            }
+            for route in arr(&spec["http"]) {
+                let mut dests: Vec<&Value> = arr(&route["route"]).iter().map(|d| &d["destination"]).collect();
+                if route.get("mirror").is_some() {
+                    dests.push(&route["mirror"]);
+                }
+                for d in dests {
+                    check_service_port(objs, s(&d["host"]), d["port"]["number"].as_i64(), &label, &mut rep);
+                }
+            }
+        }
+        if kind == "ServiceMonitor" || kind == "PodMonitor" {
+            let sel = &spec["selector"];
+            let (names, endpoints): (Vec<BTreeSet<String>>, _) = if kind == "ServiceMonitor" {
+                let names = objs
+                    .iter()
+                    .filter(|x| x["kind"] == "Service" && matches(sel, &object(&x["metadata"]["labels"])))
+                    .map(|x| {
+                        arr(&x["spec"]["ports"]).iter().filter_map(|p| p["name"].as_str()).map(str::to_owned).collect()
+                    })
+                    .collect();
+                (names, arr(&spec["endpoints"]))
+            } else {
+                let names = pods
+                    .iter()
+                    .filter(|p| matches(sel, &p.labels))
+                    .map(|p| container_ports(&p.spec).into_keys().collect())
+                    .collect();
+                (names, arr(&spec["podMetricsEndpoints"]))
+            };
+            if names.is_empty() {
+                rep.error(&label, "selects nothing");
+            }
+            for e in endpoints {
+                let port = port_key(&e["port"]);
+                if names.iter().any(|n| !n.contains(&port)) {
+                    rep.error(&label, format!("port {port} is not named on everything it selects"));
+                }
+            }
+        }
+        if kind == "ConfigMap" && o["metadata"]["name"] == "switchyard-gateway-bootstrap" {
+            check_bootstrap(o, objs, &label, &mut rep);
+        }
+        if kind == "ConfigMap" && o["metadata"]["name"] == "switchyard-gateway-filter" {
+            for text in o["data"].as_object().into_iter().flat_map(Map::values) {
+                let ecds: Value = match serde_norway::from_str(s(text)) {
+                    Ok(ecds) => ecds,
+                    Err(e) => {
+                        rep.error(&label, format!("not YAML: {e}"));
+                        continue;
+                    }
+                };
+                for r in arr(&ecds["resources"]) {
+                    if let Some(cfg) = r["typed_config"]["config"]["configuration"]["value"].as_str() {
+                        check_policy(cfg.as_bytes(), &label, &mut rep);
+                    }
+                }
+            }
+        }
+    }
+
+    for o in objs.iter().filter(|o| POD_OWNERS.contains(&s(&o["kind"]))) {
+        let cm = s(&o["spec"]["template"]["metadata"]["annotations"]["sidecar.istio.io/bootstrapOverride"]);
+        if !cm.is_empty() && !exists(objs, "ConfigMap", cm) {
+            rep.error(&format!("{at} {}", name_of(o)), format!("bootstrapOverride ConfigMap {cm} does not exist"));
+        }
+    }
+    check_rbac(objs, &pods, at, &mut rep);
+    for pod in &pods {
+        check_backend_pod(&format!("{at} {}", pod.owner), &pod.spec, &mut rep);
+        for v in arr(&pod.spec["volumes"]) {
+            let volume_ref = if v.get("configMap").is_some() {
+                Some(("ConfigMap", s(&v["configMap"]["name"])))
+            } else if v.get("persistentVolumeClaim").is_some() {
+                Some(("PersistentVolumeClaim", s(&v["persistentVolumeClaim"]["claimName"])))
+            } else {
+                None
+            };
+            // Jobs are applied next to an overlay (and the merge next to the batch job) and use
+            // their volumes.
+            if let Some((kind, name)) = volume_ref
+                && !exists(objs, kind, name)
+                && !(pod.owner.starts_with("Job/") && JOB_VOLUMES.contains(&(kind, name)))
+            {
+                rep.error(
+                    &format!("{at} {}", pod.owner),
+                    format!("volume {}: {kind} {name} does not exist", s(&v["name"])),
+                );
+            }
+        }
+    }
+    let tags = image_tags(objs);
+    if tags.len() > 1 {
+        rep.error(at, format!("Switchyard images and the filter's OCI image disagree on the tag: {tags:?}"));
+    }
+    rep.errors
+}
+
+#[test]
+fn the_objects_of_every_overlay_and_job_agree_with_each_other_and_the_backend() {
+    let names: Vec<&str> = targets().iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "jobs/batch",
+            "jobs/batch-merge",
+            "overlays/deployments-envoy",
+            "overlays/kserve-istio",
+            "overlays/kserve-istio-gpu"
+        ]
+    );
+    let errors: Vec<String> = targets().iter().flat_map(|(name, objs)| cross(objs, name)).collect();
+    assert!(errors.is_empty(), "{} problem(s):\n{}", errors.len(), errors.join("\n"));
+}
+
+// --- the self-test ----------------------------------------------------------------------------
+
+/// The object of this kind (and name), to break.
+fn obj<'a>(objs: &'a mut [Value], kind: &str, name: Option<&str>) -> &'a mut Value {
+    objs.iter_mut()
+        .find(|o| o["kind"] == kind && name.is_none_or(|n| o["metadata"]["name"] == n))
+        .unwrap_or_else(|| panic!("no {kind} {name:?}"))
+}
+
+fn isvc_container(objs: &mut [Value]) -> &mut Value {
+    &mut obj(objs, "InferenceService", None)["spec"]["predictor"]["containers"][0]
+}
+
+fn replace_in_data(objs: &mut [Value], config_map: &str, key: &str, from: &str, to: &str) {
+    let data = &mut obj(objs, "ConfigMap", Some(config_map))["data"][key];
+    let text = s(data);
+    assert!(text.contains(from), "ConfigMap {config_map} {key} has no {from}");
+    *data = text.replacen(from, to, 1).into();
+}
+
+/// A way to break a target's objects, and what the report must then say.
+struct Break {
+    target: &'static str,
+    what: &'static str,
+    apply: fn(&mut Vec<Value>),
+    needle: &'static str,
+}
+
+fn breaks() -> Vec<Break> {
+    const KSERVE: &str = "overlays/kserve-istio";
+    const ENVOY: &str = "overlays/deployments-envoy";
+    vec![
+        Break {
+            target: KSERVE,
+            what: "a policy switchyard-policy check refuses",
+            apply: |o| {
+                obj(o, "WasmPlugin", None)["spec"]["pluginConfig"]["models"]["mlp"]["versions"][0]["cluster"] =
+                    "".into();
+            },
+            needle: "switchyard-policy check refuses",
+        },
+        Break {
+            target: KSERVE,
+            what: "a Service selecting no pods",
+            apply: |o| {
+                obj(o, "Service", Some("mlp-v1"))["spec"]["selector"]["switchyard.dev/backend"] = "mlp-v9".into();
+            },
+            needle: "selects no pod template",
+        },
+        Break {
+            target: KSERVE,
+            what: "a ScaledObject targeting nothing",
+            apply: |o| obj(o, "ScaledObject", None)["spec"]["scaleTargetRef"]["name"] = "nope-predictor".into(),
+            needle: "targets Deployment/nope-predictor, which does not exist",
+        },
+        Break {
+            target: KSERVE,
+            what: "an InferenceService floor that disagrees with its ScaledObject",
+            apply: |o| obj(o, "InferenceService", Some("mlp-v2"))["spec"]["predictor"]["minReplicas"] = 1.into(),
+            needle: "KServe and the scaler would fight",
+        },
+        Break {
+            target: KSERVE,
+            what: "a readiness probe on the wrong path",
+            apply: |o| isvc_container(o)["readinessProbe"]["httpGet"]["path"] = "/ready".into(),
+            needle: "readinessProbe path /ready is not the backend's",
+        },
+        Break {
+            target: KSERVE,
+            what: "an HTTP port that disagrees with --http-addr",
+            apply: |o| isvc_container(o)["ports"][0]["containerPort"] = 9000.into(),
+            needle: backend::HTTP.flag,
+        },
+        Break {
+            target: KSERVE,
+            what: "a grace period no longer than the drain",
+            apply: |o| {
+                obj(o, "InferenceService", None)["spec"]["predictor"]["terminationGracePeriodSeconds"] =
+                    backend::SHUTDOWN_GRACE_SECONDS.into();
+            },
+            needle: "leaves no time",
+        },
+        Break {
+            target: KSERVE,
+            what: "an image tag that disagrees",
+            apply: |o| isvc_container(o)["image"] = format!("{IMAGE}:0.0.9").into(),
+            needle: "disagree on the tag",
+        },
+        Break {
+            target: KSERVE,
+            what: "a VirtualService routing to a missing Service",
+            apply: |o| {
+                obj(o, "VirtualService", None)["spec"]["http"][0]["route"][0]["destination"]["host"] = "mlp-v7".into();
+            },
+            needle: "routes to mlp-v7: no such Service",
+        },
+        Break {
+            target: KSERVE,
+            what: "a route on a header value the filter never sets",
+            apply: |o| {
+                obj(o, "VirtualService", None)["spec"]["http"][1]["match"][0]["headers"]["x-switchyard-upstream"]["exact"] =
+                    "mlp-v1".into();
+            },
+            needle: "which the filter never sets",
+        },
+        Break {
+            target: KSERVE,
+            what: "a fail-open route that sends a model to another model's version",
+            apply: |o| {
+                let http = &mut obj(o, "VirtualService", None)["spec"]["http"];
+                let route = http
+                    .as_array_mut()
+                    .and_then(|h| h.iter_mut().find(|r| r["name"] == "resnet18-unrouted"))
+                    .expect("route resnet18-unrouted");
+                route["route"][0]["destination"]["host"] = "mlp-v1".into();
+            },
+            needle: "when the filter fails open",
+        },
+        Break {
+            target: KSERVE,
+            what: "a missing bootstrap override (the filter's metric labels)",
+            apply: |o| {
+                o.retain(|x| {
+                    !(x["kind"] == "ConfigMap" && x["metadata"]["name"] == "switchyard-gateway-bootstrap-override")
+                });
+            },
+            needle: "bootstrapOverride ConfigMap switchyard-gateway-bootstrap-override does not exist",
+        },
+        Break {
+            target: KSERVE,
+            what: "a RoleBinding to a ServiceAccount that does not exist",
+            apply: |o| obj(o, "RoleBinding", Some("switchyard-rollout"))["subjects"][0]["name"] = "nobody".into(),
+            needle: "ServiceAccount nobody, which does not exist",
+        },
+        Break {
+            target: KSERVE,
+            what: "a WasmPlugin selecting no gateway pods",
+            apply: |o| obj(o, "WasmPlugin", None)["spec"]["selector"]["matchLabels"]["istio"] = "ingressgateway".into(),
+            needle: "matches no gateway pod",
+        },
+        Break {
+            target: KSERVE,
+            what: "a ServiceMonitor on a port name no Service has",
+            apply: |o| {
+                obj(o, "ServiceMonitor", Some("switchyard-backend"))["spec"]["endpoints"][0]["port"] = "metrics".into();
+            },
+            needle: "port metrics is not named",
+        },
+        Break {
+            target: ENVOY,
+            what: "a controller Role that grants more than its own object",
+            apply: |o| {
+                obj(o, "Role", Some("switchyard-rollout"))["rules"][0]["verbs"] = json!(["get", "patch", "delete"]);
+            },
+            needle: "grants more than get/patch",
+        },
+        Break {
+            target: ENVOY,
+            what: "a controller Role on every ConfigMap",
+            apply: |o| {
+                let rule = obj(o, "Role", Some("switchyard-rollout"))["rules"][0].as_object_mut().expect("a rule");
+                rule.remove("resourceNames").expect("resourceNames");
+            },
+            needle: "grants more than get/patch",
+        },
+        Break {
+            target: ENVOY,
+            what: "a controller told to patch two objects",
+            apply: |o| {
+                let env = &mut obj(o, "Deployment", Some("switchyard-rollout"))["spec"]["template"]["spec"]["containers"]
+                    [0]["env"];
+                env.as_array_mut().expect("env").push(json!({"name": "SWITCHYARD_WASM_PLUGIN", "value": "x"}));
+            },
+            needle: "needs exactly one of",
+        },
+        Break {
+            target: ENVOY,
+            what: "an HPA targeting nothing",
+            apply: |o| obj(o, "HorizontalPodAutoscaler", None)["spec"]["scaleTargetRef"]["name"] = "nope".into(),
+            needle: "targets Deployment/nope, which does not exist",
+        },
+        Break {
+            target: ENVOY,
+            what: "a bootstrap cluster on a Service port that does not exist",
+            apply: |o| {
+                let from = format!("\"port_value\": {}", backend::HTTP.port);
+                replace_in_data(o, "switchyard-gateway-bootstrap", "envoy.json", &from, "\"port_value\": 8080");
+            },
+            needle: "has no port 8080",
+        },
+        Break {
+            target: ENVOY,
+            what: "an ECDS file whose policy switchyard-policy check refuses",
+            apply: |o| {
+                replace_in_data(
+                    o,
+                    "switchyard-gateway-filter",
+                    "filter.yaml",
+                    r#"\"weight\": 100"#,
+                    r#"\"weight\": -1"#,
+                );
+            },
+            needle: "switchyard-policy check refuses",
+        },
+        Break {
+            target: ENVOY,
+            what: "a volume from a ConfigMap that does not exist",
+            apply: |o| {
+                obj(o, "Deployment", Some("switchyard-gateway"))["spec"]["template"]["spec"]["volumes"][0]["configMap"]
+                    ["name"] = "missing".into();
+            },
+            needle: "ConfigMap missing does not exist",
+        },
+    ]
+}
+
+#[test]
+fn each_kind_of_broken_object_is_caught() {
+    let breaks = breaks();
+    let mut missed = Vec::new();
+    for b in &breaks {
+        let clean = target(b.target);
+        let before = cross(clean, b.target);
+        assert!(before.is_empty(), "{} does not pass to begin with:\n{}", b.target, before.join("\n"));
+        let mut objs = clean.to_vec();
+        (b.apply)(&mut objs);
+        assert!(objs != clean, "{}: {} changed nothing", b.target, b.what);
+        let errors = cross(&objs, b.target);
+        match errors.iter().find(|e| e.contains(b.needle)) {
+            Some(caught) => println!("ok   {}: {} -> {caught}", b.target, b.what),
+            None => missed.push(format!("{}: {} was not caught (errors: {errors:?})", b.target, b.what)),
+        }
+    }
+    assert!(missed.is_empty(), "{} of {} breaks slipped through:\n{}", missed.len(), breaks.len(), missed.join("\n"));
+    assert_eq!(breaks.len(), 22);
+}
+
+/// The selector semantics the checks rely on, on their own.
+#[test]
+fn selectors_match_as_kubernetes_matches_them() {
+    let labels = object(&json!({"app": "a", "tier": "web"}));
+    assert!(matches(&json!({"app": "a"}), &labels));
+    assert!(!matches(&json!({"app": "b"}), &labels));
+    assert!(!matches(&json!({}), &labels), "an empty selector selects nothing here");
+    assert!(matches(&json!({"matchLabels": {"app": "a"}}), &labels));
+    let expr =
+        |op: &str, values: Value| json!({"matchExpressions": [{"key": "tier", "operator": op, "values": values}]});
+    assert!(matches(&expr("In", json!(["web", "db"])), &labels));
+    assert!(!matches(&expr("NotIn", json!(["web"])), &labels));
+    assert!(matches(&expr("Exists", json!([])), &labels));
+    assert!(!matches(&expr("DoesNotExist", json!([])), &labels));
+    let argv = ["serve", "--http-addr", "0.0.0.0:8000", "--grpc-addr=0.0.0.0:8001"];
+    assert_eq!(flag(&argv, "--http-addr"), Some("0.0.0.0:8000"));
+    assert_eq!(flag(&argv, "--grpc-addr"), Some("0.0.0.0:8001"));
+    assert_eq!(flag(&argv, "--admin-addr"), None);
+}
