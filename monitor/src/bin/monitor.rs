@@ -67,7 +67,7 @@ struct CompareArgs {
 }
 
 fn main() -> ExitCode {
-    switchyard_monitor::init_tracing();
+    switchyard_runtime::init_tracing();
     let result = match Cli::parse().command {
         Command::Compare(args) => compare(&args),
         Command::Watch(options) => tokio::runtime::Builder::new_current_thread()

@@ -854,7 +854,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot bind {}", options.listen))?;
     println!("switchyard-monitor listening: http://{} <- {}", listener.local_addr()?, options.samples.display());
-    axum::serve(listener, app).with_graceful_shutdown(crate::collector::shutdown_signal()).await?;
+    axum::serve(listener, app).with_graceful_shutdown(switchyard_runtime::shutdown_signal()).await?;
     stop.store(true, Ordering::Relaxed);
     match tokio::task::spawn_blocking(move || worker.join()).await {
         Ok(Ok(())) => Ok(()),
