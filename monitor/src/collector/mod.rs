@@ -2,9 +2,9 @@
 //! docs/sampling.md) and appends each as one line to a JSONL file, which the drift monitor
 //! reads.
 //!
-//! The pieces, in the order a sample passes them: [`http`] validates the body into a line
+//! The pieces, in the order a sample passes them: `http` validates the body into a line
 //! ([`record`]) and offers it to the bounded [`queue`]; one writer thread takes whatever has
-//! queued up, appends it, fsyncs once ([`file`]) and only then lets the requests answer 200.
+//! queued up, appends it, fsyncs once ([`file`](mod@file)) and only then lets the requests answer 200.
 
 pub mod file;
 mod http;

@@ -1,7 +1,8 @@
 //! The monitor's state and its rules: per model and version, the last rows in every
 //! configured window, the reference (from a file, or collected from a version's first rows),
 //! and every evaluation's metrics and results. No I/O but the reference store
-//! ([`super::store`]); [`super::watch`] feeds it lines and serves what it exports.
+//! ([`super::store`]); the drift thread ([`super::follow`]) feeds it lines, the server
+//! ([`super::server`]) serves what it exports.
 //!
 //! Memory per model: `versions × max window rows × columns × 8 bytes` (numerical; a
 //! categorical cell is a key, ~40 bytes) plus 8 bytes a row for its time, plus the reference:

@@ -2,7 +2,7 @@
 //! model and version the last rows in every configured window, and every
 //! `evaluate_every_seconds` tests each window against the model's reference.
 //!
-//! [`run`] puts the pieces together: the [`Options`](super::options::Options), the
+//! [`run`] puts the pieces together: the [`Options`], the
 //! [`Monitor`] (state and rules, [`super::monitor`]) with its reference store
 //! ([`super::store`]), the drift thread that follows the file ([`super::follow`]), and the
 //! server for `/metrics`, `/health` and `/v1/drift` ([`super::server`]).
