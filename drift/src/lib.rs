@@ -1,6 +1,7 @@
 //! Drift statistics with Evidently's tests, defaults and thresholds, checked against scipy and
 //! numpy (`tests/scipy_parity.rs`). Pure: no I/O, no threads, no allocation beyond the
-//! summaries, so the monitor and the console (compiled to wasm) share it.
+//! summaries. The drift monitor, the rollout controller's canary judge ([`special`]) and the
+//! benchmarks use it.
 //!
 //! A column is summarised once ([`Summary`]: sorted values or value counts); [`column_drift`]
 //! picks Evidently's default test for the pair (or takes an override) and returns the score,

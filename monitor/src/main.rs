@@ -15,7 +15,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    switchyard_monitor::init_tracing();
+    switchyard_runtime::init_tracing();
     let cli = Cli::parse();
     if let Err(problems) = cli.config.validate() {
         for p in problems {

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use switchyard_runtime::now_ms;
 use switchyard_testkit::stack::start_monitor;
 use switchyard_testkit::{Rng, metric_sum, request, scratch, wait_until, workspace_bin};
 
@@ -31,10 +32,6 @@ fn append(path: &Path, lines: &[String]) {
     for l in lines {
         writeln!(f, "{l}").unwrap();
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 fn compare(reference: &Path, current: &Path, extra: &[&str]) -> Value {

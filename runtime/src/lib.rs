@@ -1,7 +1,8 @@
 //! The plumbing every Switchyard service shares, written once: a shutdown signal
 //! ([`shutdown_signal`]), logging set-up ([`init_tracing`]), crash-safe file replacement
 //! ([`write_atomic`]), following a file another process appends to and rotates ([`tail`]),
-//! and the wall clock in milliseconds ([`now_ms`]).
+//! the wall clock in milliseconds ([`now_ms`]), and enum label values for Prometheus metrics
+//! ([`label_values!`]).
 //!
 //! Kept deliberately small and free of policy: it depends on tokio and tracing-subscriber
 //! only, so that every binary can use it without pulling anything else in.
@@ -51,6 +52,32 @@ pub fn init_tracing() {
 /// Milliseconds since the Unix epoch (0 for a clock set before 1970).
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Makes a fieldless enum a Prometheus label value: `label_values!(Reason { QueueFull =>
+/// "queue_full", ... })` gives `Reason` a `pub fn as_str(self) -> &'static str` (the enum must
+/// be `Copy`) and an `EncodeLabelValue` impl that writes that text, so a metric's label values
+/// are a fixed set (bounded series) spelled once, in snake_case as Prometheus users expect.
+///
+/// The impl names `::prometheus_client::encoding::...`, which resolves in the crate that calls
+/// the macro: that crate depends on `prometheus-client`, this one does not.
+#[macro_export]
+macro_rules! label_values {
+    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
+        impl $t {
+            pub fn as_str(self) -> &'static str {
+                match self { $(<$t>::$v => $s),* }
+            }
+        }
+        impl ::prometheus_client::encoding::EncodeLabelValue for $t {
+            fn encode(
+                &self,
+                e: &mut ::prometheus_client::encoding::LabelValueEncoder<'_>,
+            ) -> ::std::result::Result<(), ::std::fmt::Error> {
+                ::std::fmt::Write::write_str(e, self.as_str())
+            }
+        }
+    };
 }
 
 /// Replaces `path` with `bytes` so that no reader (Envoy watching an ECDS file, Prometheus

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use switchyard_drift::Summary;
 use switchyard_monitor::drift::config::Config;
 use switchyard_monitor::drift::evaluate::{Reference, evaluate, summarise};
+use switchyard_monitor::drift::options::Options;
 use switchyard_monitor::drift::report;
 use switchyard_monitor::drift::table::{Reader, Record, Table};
 use switchyard_monitor::drift::watch;
@@ -26,7 +27,7 @@ enum Command {
     /// defaults), and print the result.
     Compare(CompareArgs),
     /// Follow the collector's samples file and export drift per model, version and window.
-    Watch(watch::Options),
+    Watch(Options),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -67,7 +68,7 @@ struct CompareArgs {
 }
 
 fn main() -> ExitCode {
-    switchyard_monitor::init_tracing();
+    switchyard_runtime::init_tracing();
     let result = match Cli::parse().command {
         Command::Compare(args) => compare(&args),
         Command::Watch(options) => tokio::runtime::Builder::new_current_thread()

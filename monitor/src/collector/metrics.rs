@@ -1,11 +1,12 @@
 //! Every metric the collector exports, registered in one place; docs/metrics.md lists them.
 //! Label values are fixed enums.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
+use switchyard_runtime::label_values;
 
 use crate::compare::{Judged, Unjudged};
 
@@ -40,21 +41,6 @@ pub enum Reason {
     ShuttingDown,
     /// The client stopped waiting before its sample was written: it is not written.
     ClientGone,
-}
-
-macro_rules! label_values {
-    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
-        impl $t {
-            pub fn as_str(self) -> &'static str {
-                match self { $(<$t>::$v => $s),* }
-            }
-        }
-        impl EncodeLabelValue for $t {
-            fn encode(&self, e: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-                std::fmt::Write::write_str(e, self.as_str())
-            }
-        }
-    };
 }
 
 label_values!(Op { Write => "write", Fsync => "fsync", Truncate => "truncate", Rotate => "rotate", Open => "open" });

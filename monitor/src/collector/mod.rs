@@ -2,9 +2,9 @@
 //! docs/sampling.md) and appends each as one line to a JSONL file, which the drift monitor
 //! reads.
 //!
-//! The pieces, in the order a sample passes them: [`http`] validates the body into a line
+//! The pieces, in the order a sample passes them: `http` validates the body into a line
 //! ([`record`]) and offers it to the bounded [`queue`]; one writer thread takes whatever has
-//! queued up, appends it, fsyncs once ([`file`]) and only then lets the requests answer 200.
+//! queued up, appends it, fsyncs once ([`file`](mod@file)) and only then lets the requests answer 200.
 
 pub mod file;
 mod http;
@@ -101,33 +101,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot bind {}", config.listen))?;
     println!("switchyard-collector listening: http://{} -> {}", listener.local_addr()?, config.output.display());
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app).with_graceful_shutdown(switchyard_runtime::shutdown_signal()).await?;
     // Every connection is closed, so the queue's sender is gone: the writer drains and stops.
     match tokio::task::spawn_blocking(move || writer.join()).await {
         Ok(Ok(())) => Ok(()),
         _ => anyhow::bail!("the writer thread failed"),
-    }
-}
-
-pub(crate) async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    // A signal that cannot be watched must not count as received.
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }
 
