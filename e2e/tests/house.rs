@@ -101,10 +101,15 @@ fn paths_after(mut base: Vec<String>, rest: &str) -> Vec<Vec<String>> {
     }
 }
 
-/// The module paths a module's code refers to (resolved to the longest known module).
-fn references(me: &[String], code: &str, known: &BTreeSet<Vec<String>>) -> BTreeSet<Vec<String>> {
-    let longest_known =
-        |segs: Vec<String>| (1..=segs.len()).rev().map(|n| segs[..n].to_vec()).find(|p| known.contains(p));
+/// What a module's code refers to: the longest known module of each path, and the item named
+/// after it (if any).
+fn references(me: &[String], code: &str, known: &BTreeSet<Vec<String>>) -> BTreeSet<(Vec<String>, Option<String>)> {
+    let longest_known = |segs: Vec<String>| {
+        (0..=segs.len()).rev().map(|n| segs[..n].to_vec()).find(|p| known.contains(p)).map(|m| {
+            let item = segs.get(m.len()).cloned();
+            (m, item)
+        })
+    };
     let mut out = BTreeSet::new();
     let mut add = |base: Vec<String>, rest: &str| {
         for p in paths_after(base, rest) {
@@ -131,17 +136,16 @@ fn references(me: &[String], code: &str, known: &BTreeSet<Vec<String>>) -> BTree
         }
         add(base, rest);
     }
-    // `use child::…` of a declared child module.
-    for line in code.lines() {
-        if let Some(rest) =
-            line.trim_start().strip_prefix("use ").or_else(|| line.trim_start().strip_prefix("pub use "))
-        {
-            let first = ident_at(rest);
-            let mut p = me.to_vec();
-            p.push(first.to_owned());
-            if known.contains(&p) {
-                add(me.to_vec(), rest);
+    // Paths through a declared child module (`use child::…`, `child::f()`).
+    let children: Vec<&Vec<String>> = known.iter().filter(|k| k.len() == me.len() + 1 && k.starts_with(me)).collect();
+    for child in children {
+        let name = format!("{}::", child[me.len()]);
+        for (i, _) in code.match_indices(&name) {
+            let before = code[..i].chars().last();
+            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+                continue;
             }
+            add(me.to_vec(), &code[i..]);
         }
     }
     out
@@ -188,23 +192,59 @@ fn find_circle(edges: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Option<V
     None
 }
 
-/// Circles in the crate rooted at `root_file`, each as `a -> b -> a`.
+/// Items a file defines itself (not re-exports): what a child module can depend on in it.
+fn defined_items(code: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in code.lines() {
+        let mut t = line.trim_start();
+        for prefix in ["pub(crate) ", "pub(super) ", "pub ", "async ", "const ", "unsafe "] {
+            if let Some(rest) = t.strip_prefix(prefix) {
+                t = rest;
+            }
+        }
+        for kw in ["fn ", "struct ", "enum ", "const ", "static ", "type ", "trait ", "macro_rules! "] {
+            if let Some(rest) = t.strip_prefix(kw) {
+                out.insert(ident_at(rest).to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Circles in the crate rooted at `root_file`, each as `a -> b -> a` (`crate` is the root's
+/// own code).
 fn circles_in(root_file: &Path) -> Vec<String> {
     let mods = modules(root_file);
     let known: BTreeSet<Vec<String>> = mods.keys().cloned().collect();
+    let items: BTreeMap<&Vec<String>, BTreeSet<String>> =
+        mods.iter().map(|(m, f)| (m, defined_items(&code(f)))).collect();
     let mut edges: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
     for (me, file) in &mods {
-        for target in references(me, &code(file), &known) {
+        for (target, item) in references(me, &code(file), &known) {
             let common = me.iter().zip(&target).take_while(|(a, b)| a == b).count();
-            // A module and its ancestors or descendants are one subtree, not siblings.
-            if common == me.len() || common == target.len() {
+            let (from, to) = if common == target.len() && common < me.len() {
+                // Up to an ancestor: a dependency on the ancestor's own code only if the item is
+                // defined there (a re-export stands for the module that defines it).
+                match item {
+                    Some(i) if items.get(&target).is_some_and(|d| d.contains(&i)) => (me[..=common].to_vec(), target),
+                    _ => continue,
+                }
+            } else if common == me.len() && common < target.len() {
+                // Down into a descendant: the ancestor's own code depends on that child.
+                (me.clone(), target[..=common].to_vec())
+            } else if common < me.len() {
+                (me[..=common].to_vec(), target[..=common].to_vec())
+            } else {
                 continue;
-            }
-            edges.entry(me[..=common].to_vec()).or_default().insert(target[..=common].to_vec());
+            };
+            edges.entry(from).or_default().insert(to);
         }
     }
     find_circle(&edges)
-        .map(|c| vec![c.iter().map(|p| p.join("::")).collect::<Vec<_>>().join(" -> ")])
+        .map(|c| {
+            let name = |p: &Vec<String>| if p.is_empty() { "crate".to_owned() } else { p.join("::") };
+            vec![c.iter().map(name).collect::<Vec<_>>().join(" -> ")]
+        })
         .unwrap_or_default()
 }
 
@@ -245,5 +285,12 @@ fn the_checker_sees_a_circle() {
     assert_eq!(circles_in(&dir.join("lib.rs")), Vec::<String>::new(), "b's test import does not count");
     std::fs::write(dir.join("b.rs"), "use crate::{c, a::X};\npub struct Y;\n").unwrap();
     assert_eq!(circles_in(&dir.join("lib.rs")), ["a -> b -> a"]);
+    // A child that uses its parent's own code while the parent uses the child.
+    std::fs::write(dir.join("b.rs"), "pub struct Y;\n").unwrap();
+    std::fs::write(dir.join("lib.rs"), "pub mod a;\npub mod b;\npub use a::X;\npub fn helper() { b::Y; }\n").unwrap();
+    std::fs::write(dir.join("a.rs"), "use crate::X as _;\npub struct X;\n").unwrap();
+    assert_eq!(circles_in(&dir.join("lib.rs")), Vec::<String>::new(), "a re-export is not the root's own code");
+    std::fs::write(dir.join("b.rs"), "use crate::helper;\npub struct Y;\n").unwrap();
+    assert_eq!(circles_in(&dir.join("lib.rs")), ["crate -> b -> crate"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
