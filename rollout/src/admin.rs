@@ -21,17 +21,22 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use switchyard_deploy::Policy;
 use switchyard_load::metrics::{Sample, parse};
 use switchyard_policy::Config;
-use switchyard_rollout::judge::State;
-use switchyard_rollout::store::{Saved, Target, default_metrics_path};
-use switchyard_rollout::view::{Keys, Watch};
+use switchyard_runtime::now_ms;
+use switchyard_runtime::tail::{Follow, last_lines};
 
-use crate::{InForce, command, deploy, in_force_at, now_ms, open_store};
+use crate::apply::{InForce, in_force_at, put_in_force};
+use crate::command::{command, open_store};
+use crate::error::{Error, TokenError};
+use crate::judge::State;
+use crate::metrics::Metrics;
+use crate::store::{Saved, Target, default_metrics_path};
+use crate::view::{Keys, Watch};
+use switchyard_deploy::Policy;
 
 #[derive(clap::Args)]
-pub(crate) struct AdminArgs {
+pub struct AdminArgs {
     /// The admin listener, HOST:PORT: `/metrics`, the console at `/` and its API. Keep it on
     /// loopback (reach it through an SSH tunnel or `kubectl port-forward`): reads are open.
     #[arg(long, alias = "metrics-addr", env = "SWITCHYARD_ROLLOUT_ADMIN")]
@@ -72,6 +77,13 @@ const LOOK_TIMEOUT: Duration = Duration::from_secs(2);
 const REFRESH: Duration = Duration::from_secs(1);
 /// Events shown in the console's history.
 const HISTORY_EVENTS: usize = 30;
+/// A samples line longer than this is skipped: no sticky key is worth more.
+const MAX_SAMPLE_LINE: usize = 1 << 20;
+/// At most about this much of the samples file a look (a fast stream is read at this pace,
+/// behind it if need be, rather than holding up the view)...
+const LOOK_BYTES: usize = 4 << 20;
+/// ...read this many lines at a time.
+const LOOK_LINES: usize = 256;
 
 struct Admin {
     dir: PathBuf,
@@ -82,7 +94,7 @@ struct Admin {
     fallback: Target,
     monitor: Option<String>,
     samples: Option<PathBuf>,
-    metrics: Arc<Mutex<String>>,
+    metrics: Metrics,
     live: Mutex<Value>,
     keys: Mutex<Keys>,
 }
@@ -92,11 +104,11 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Binds the admin listener and serves it (and refreshes the view) in the background.
-pub(crate) async fn serve(dir: &Path, args: AdminArgs, metrics: Arc<Mutex<String>>) -> Result<(), String> {
+pub async fn serve(dir: &Path, args: AdminArgs, metrics: Metrics) -> Result<(), Error> {
     let Some(addr) = args.admin_addr else { return Ok(()) };
     let (token, told) = token(dir, args.token_file.as_deref())?;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
+    let bound = listener.local_addr()?;
     let admin = Arc::new(Admin {
         dir: dir.to_owned(),
         token,
@@ -117,8 +129,8 @@ pub(crate) async fn serve(dir: &Path, args: AdminArgs, metrics: Arc<Mutex<String
         live: Mutex::new(json!({"ts_ms": 0, "problems": ["starting"]})),
         keys: Mutex::new(Keys::default()),
     });
-    say_line!("switchyard-rollout: console on http://{bound}/ (metrics on http://{bound}/metrics)");
-    say_line!("switchyard-rollout: {told}");
+    crate::say_line!("switchyard-rollout: console on http://{bound}/ (metrics on http://{bound}/metrics)");
+    crate::say_line!("switchyard-rollout: {told}");
     if !admin.loopback {
         eprintln!(
             "switchyard-rollout: the admin listener {bound} is not on loopback: anyone who reaches it reads the console"
@@ -147,25 +159,29 @@ pub(crate) async fn serve(dir: &Path, args: AdminArgs, metrics: Arc<Mutex<String
 }
 
 /// The token from `file`, or a new one written to the state directory: (token, what to say).
-fn token(dir: &Path, file: Option<&Path>) -> Result<(String, String), String> {
+fn token(dir: &Path, file: Option<&Path>) -> Result<(String, String), TokenError> {
     if let Some(file) = file {
         let text =
-            std::fs::read_to_string(file).map_err(|e| format!("cannot read the token file {}: {e}", file.display()))?;
+            std::fs::read_to_string(file).map_err(|source| TokenError::Unreadable { path: file.to_owned(), source })?;
         let token = text.trim().to_owned();
         if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(format!("{}: the token must be at least 16 printable characters", file.display()));
+            return Err(TokenError::Weak(file.to_owned()));
         }
         return Ok((token, format!("writes need the bearer token in {}", file.display())));
     }
     let mut bytes = [0u8; 24];
     std::io::Read::read_exact(
-        &mut std::fs::File::open("/dev/urandom").map_err(|e| format!("cannot open /dev/urandom: {e}"))?,
+        &mut std::fs::File::open("/dev/urandom").map_err(|source| TokenError::Random { what: "open", source })?,
         &mut bytes,
     )
-    .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    .map_err(|source| TokenError::Random { what: "read", source })?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let path = dir.join("admin-token");
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|source| TokenError::Write {
+        what: "create",
+        path: dir.to_owned(),
+        source,
+    })?;
     let write = || -> std::io::Result<()> {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
@@ -173,7 +189,7 @@ fn token(dir: &Path, file: Option<&Path>) -> Result<(String, String), String> {
         let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
         f.write_all(format!("{token}\n").as_bytes())
     };
-    write().map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    write().map_err(|source| TokenError::Write { what: "write", path: path.clone(), source })?;
     Ok((token.clone(), format!("writes need `Authorization: Bearer {token}` (also in {})", path.display())))
 }
 
@@ -196,8 +212,8 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
-fn conflict(e: String) -> ApiError {
-    ApiError(StatusCode::CONFLICT, e)
+fn conflict(e: impl Into<Error>) -> ApiError {
+    ApiError(StatusCode::CONFLICT, e.into().to_string())
 }
 
 /// Every response: the host check first; then headers that keep the page from being framed,
@@ -259,8 +275,13 @@ fn who(peer: SocketAddr, actor: Option<&str>) -> Value {
     json!({"actor": if actor.is_empty() { "anonymous" } else { actor.as_str() }, "peer": peer.to_string(), "auth": "bearer"})
 }
 
-async fn metrics_text(Shared(admin): Shared<Arc<Admin>>) -> String {
-    locked(&admin.metrics).clone()
+/// OpenMetrics, as every Switchyard service serves it.
+async fn metrics_text(Shared(admin): Shared<Arc<Admin>>) -> Response {
+    match admin.metrics.encode() {
+        Ok(text) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 async fn state(Shared(admin): Shared<Arc<Admin>>) -> Json<Value> {
@@ -325,7 +346,8 @@ async fn apply_policy(
     if old == new {
         return Ok(Json(json!({"changed": false, "message": "that policy is already in force"})));
     }
-    let version = deploy(target, &current, new).await.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    let version =
+        put_in_force(target, &current, new).await.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
     let (before, after) = changes(old, new);
     store
         .event(&json!({
@@ -341,18 +363,16 @@ async fn apply_policy(
 }
 
 /// A running rollout sets its model's weights at every step: an edit of them would be undone.
-fn owned_weights(st: &State, old: &Config, new: &Config) -> Result<(), String> {
+fn owned_weights(st: &State, old: &Config, new: &Config) -> Result<(), Error> {
     let weights = |c: &Config| {
         c.models.get(&st.spec.model).map(|m| m.versions.iter().map(|v| (v.name.clone(), v.weight)).collect::<Vec<_>>())
     };
     if weights(old) != weights(new) {
-        return Err(format!(
-            "a rollout of {}/{} is {}: it sets {}'s weights; promote, abort or finish it first (other fields may be edited)",
-            st.spec.model,
-            st.spec.canary,
-            st.phase.name(),
-            st.spec.model
-        ));
+        return Err(Error::OwnsWeights {
+            model: st.spec.model.clone(),
+            canary: st.spec.canary.clone(),
+            phase: st.phase.name(),
+        });
     }
     Ok(())
 }
@@ -429,33 +449,49 @@ async fn rollout_command(
 /// Refreshes the view every second, for as long as the controller runs.
 async fn refresh(admin: Arc<Admin>) {
     let mut watch = Watch::default();
-    let mut tail = Tail::default();
+    // The first look starts near the end: recent keys, not the file's whole history.
+    let mut samples = admin.samples.clone().map(|path| Follow::new(path, MAX_SAMPLE_LINE).near_end(1 << 20));
     loop {
         let started = Instant::now();
-        let v = look(&admin, &mut watch, &mut tail).await;
+        let v = look(&admin, &mut watch, samples.as_mut()).await;
         *locked(&admin.live) = v;
         tokio::time::sleep(REFRESH.saturating_sub(started.elapsed())).await;
     }
 }
 
-async fn metrics_at(addr: &str, path: &str) -> Result<Vec<Sample>, String> {
+/// Why a metrics endpoint the console shows could not be read (named in its `problems`).
+#[derive(Debug, thiserror::Error)]
+enum LookError {
+    #[error("{0}: no answer within {LOOK_TIMEOUT:?}")]
+    Silent(String),
+    #[error("{at}: {source}")]
+    Unreachable { at: String, source: anyhow::Error },
+    #[error("{at} answered {status}")]
+    Status { at: String, status: u16 },
+}
+
+async fn metrics_at(addr: &str, path: &str) -> Result<Vec<Sample>, LookError> {
+    let at = || format!("{addr}{path}");
     let (status, body) = tokio::time::timeout(LOOK_TIMEOUT, switchyard_load::http::get(addr, path))
         .await
-        .map_err(|_| format!("{addr}{path}: no answer within {LOOK_TIMEOUT:?}"))?
-        .map_err(|e| format!("{addr}{path}: {e}"))?;
+        .map_err(|_| LookError::Silent(at()))?
+        .map_err(|source| LookError::Unreachable { at: at(), source })?;
     if status != 200 {
-        return Err(format!("{addr}{path} answered {status}"));
+        return Err(LookError::Status { at: at(), status });
     }
     Ok(parse(&String::from_utf8_lossy(&body)))
 }
 
 /// One look at everything the console shows; what could not be read is named in `problems`.
-async fn look(admin: &Admin, watch: &mut Watch, tail: &mut Tail) -> Value {
+async fn look(admin: &Admin, watch: &mut Watch, samples: Option<&mut Follow>) -> Value {
     let mut problems = Vec::new();
-    let saved = match open_store(&admin.dir).await.and_then(|s| s.load()) {
-        Ok(s) => s,
+    let saved = match open_store(&admin.dir).await {
+        Ok(store) => store.load().unwrap_or_else(|e| {
+            problems.push(e.to_string());
+            None
+        }),
         Err(e) => {
-            problems.push(e);
+            problems.push(e.to_string());
             None
         }
     };
@@ -472,7 +508,7 @@ async fn look(admin: &Admin, watch: &mut Watch, tail: &mut Tail) -> Value {
         Vec::new()
     });
     let collector_addr = target.collector.as_ref().or(admin.fallback.collector.as_ref());
-    let mut optional = |r: Option<Result<Vec<Sample>, String>>, what: &str| match r {
+    let mut optional = |r: Option<Result<Vec<Sample>, LookError>>, what: &str| match r {
         Some(Ok(s)) => Some(s),
         Some(Err(e)) => {
             problems.push(format!("{what}: {e}"));
@@ -492,11 +528,10 @@ async fn look(admin: &Admin, watch: &mut Watch, tail: &mut Tail) -> Value {
     let (models, policy_text) = match &in_force {
         Some(p) => {
             let models = watch.look(now, p.policy().config(), &envoy, collector.as_deref(), monitor.as_deref());
-            if let Some(samples) = &admin.samples {
-                match tail.read(samples) {
-                    Ok(text) => locked(&admin.keys).add_lines(p.policy().config(), &text),
-                    Err(e) => problems.push(format!("samples {}: {e}", samples.display())),
-                }
+            if let (Some(follow), Some(path)) = (samples, &admin.samples)
+                && let Err(e) = read_keys(&admin.keys, p.policy().config(), follow)
+            {
+                problems.push(format!("samples {}: {e}", path.display()));
             }
             (serde_json::to_value(models).unwrap_or_default(), Value::String(in_force_text(p)))
         }
@@ -529,61 +564,26 @@ fn in_force_text(p: &InForce) -> String {
     p.policy().text().to_owned()
 }
 
+/// Takes the sticky keys from what was appended to the samples file since the last look.
+fn read_keys(keys: &Mutex<Keys>, policy: &Config, follow: &mut Follow) -> std::io::Result<()> {
+    let mut keys = locked(keys);
+    let mut bytes = 0;
+    loop {
+        let polled = follow.poll(LOOK_LINES, |line| {
+            bytes += line.len();
+            keys.add_lines(policy, line);
+        })?;
+        if polled.lines < LOOK_LINES || bytes >= LOOK_BYTES {
+            return Ok(());
+        }
+    }
+}
+
 /// The last events of the rollout's log, newest last.
 fn recent_events(path: &Path) -> Value {
-    let text = read_tail(path, 64 * 1024).unwrap_or_default();
+    let text = last_lines(path, 64 * 1024).unwrap_or_default();
     let lines: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     lines.into_iter().rev().take(HISTORY_EVENTS).rev().collect()
-}
-
-/// The last `max` bytes of a file, from its first whole line.
-fn read_tail(path: &Path, max: u64) -> std::io::Result<String> {
-    use std::io::{Read as _, Seek as _, SeekFrom};
-    let mut f = std::fs::File::open(path)?;
-    let len = f.metadata()?.len();
-    let start = len.saturating_sub(max);
-    f.seek(SeekFrom::Start(start))?;
-    let mut buf = Vec::new();
-    f.take(max).read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf);
-    Ok(if start > 0 { text.split_once('\n').map_or("", |(_, rest)| rest).to_owned() } else { text.into_owned() })
-}
-
-/// Where the samples file was read to: each look reads what was appended since, whole lines.
-#[derive(Default)]
-struct Tail {
-    offset: Option<u64>,
-}
-
-impl Tail {
-    /// At most this much a look (a fast stream is sampled, not followed whole).
-    const MAX: u64 = 4 << 20;
-
-    fn read(&mut self, path: &Path) -> std::io::Result<String> {
-        use std::io::{Read as _, Seek as _, SeekFrom};
-        let mut f = match std::fs::File::open(path) {
-            Ok(f) => f,
-            // Not written yet: nothing sampled so far.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
-            Err(e) => return Err(e),
-        };
-        let len = f.metadata()?.len();
-        let first = self.offset.is_none();
-        let start = match self.offset {
-            // Rotated or cut back: from the top of the new file.
-            Some(o) if o > len => 0,
-            Some(o) => o,
-            None => len.saturating_sub(1 << 20),
-        };
-        f.seek(SeekFrom::Start(start))?;
-        let mut buf = Vec::new();
-        f.take(Self::MAX).read_to_end(&mut buf)?;
-        let whole = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        buf.truncate(whole);
-        self.offset = Some(start + whole as u64);
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        Ok(if first && start > 0 { text.split_once('\n').map_or("", |(_, rest)| rest).to_owned() } else { text })
-    }
 }
 
 #[cfg(test)]
@@ -598,6 +598,34 @@ mod tests {
         for bad in ["evil.example:9950", "10.0.0.1:9950", "", "localhost.evil.example", "[fe80::1]:80"] {
             assert!(!loopback_host(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn sticky_keys_are_read_from_near_the_samples_end_then_as_they_are_appended() {
+        use std::io::Write as _;
+        let dir = std::env::temp_dir().join(format!("switchyard-rollout-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.join("samples.jsonl");
+        let line = |user: &str| json!({"model": "a", "request": {"headers": [["x-user", user]]}}).to_string() + "\n";
+        // An old key more than the first look's reach before the end is not read.
+        let old = line("old") + &" ".repeat(1 << 20) + "\n";
+        std::fs::write(&path, old + &line("alice") + &line("bob")).unwrap_or_else(|e| panic!("{e}"));
+        let policy = Config::parse(
+            json!({"models": {"a": {"versions": [{"name": "v1", "cluster": "a-v1", "weight": 1}], "sticky": {"header": "x-user"}}}})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let keys = Mutex::new(Keys::default());
+        let mut follow = Follow::new(path.clone(), MAX_SAMPLE_LINE).near_end(1 << 20);
+        let points = |keys: &Mutex<Keys>| locked(keys).points()["a"].as_array().map_or(0, Vec::len);
+        read_keys(&keys, &policy, &mut follow).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(points(&keys), 2);
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap_or_else(|e| panic!("{e}"));
+        f.write_all((line("carol") + &line("alice")).as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        read_keys(&keys, &policy, &mut follow).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(points(&keys), 3, "alice is counted once");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

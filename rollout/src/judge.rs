@@ -1,6 +1,6 @@
 //! The rollout's state machine, pure: what a tick does with what Envoy's counters say, and what
-//! each command does. The controller (`main.rs`) only observes, applies the policy this asks
-//! for, and saves; everything decided is here, tested with simulated time.
+//! each command does. The controller (`controller.rs`, `command.rs`) only observes, applies the
+//! policy this asks for, and saves; everything decided is here, tested with simulated time.
 
 use serde::{Deserialize, Serialize};
 
@@ -142,6 +142,15 @@ pub struct State {
     /// The last decision and why, for `status` and the metrics.
     pub decision: String,
     pub reason: String,
+}
+
+/// A command the rollout's state does not allow (the CLI and the console say why).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("the rollout is {0}, not running")]
+    NotRunning(&'static str),
+    #[error("the rollout is {phase}: nothing to {command}")]
+    NothingTo { phase: &'static str, command: &'static str },
 }
 
 /// What a tick asks of the controller.
@@ -343,20 +352,20 @@ impl State {
     }
 
     /// `pause`: stops judging and advancing; traffic stays as it is.
-    pub fn pause(&mut self) -> Result<String, String> {
+    pub fn pause(&mut self) -> Result<String, Refused> {
         match self.phase {
             Phase::Running => {
                 self.phase = Phase::Paused;
                 self.decide("pause", "paused by hand".into());
                 Ok(format!("paused at step {} (traffic unchanged)", self.step))
             }
-            ref p => Err(format!("the rollout is {}, not running", p.name())),
+            ref p => Err(Refused::NotRunning(p.name())),
         }
     }
 
     /// `resume`: a paused or holding rollout runs again; past a hold point, on to the next step.
     /// The step's clock restarts (a quiet step gets a new deadline).
-    pub fn resume(&mut self, now_ms: u64) -> Result<String, String> {
+    pub fn resume(&mut self, now_ms: u64) -> Result<String, Refused> {
         match &self.phase {
             Phase::Paused => {}
             Phase::Holding { .. } => {
@@ -367,7 +376,7 @@ impl State {
                     }
                 }
             }
-            p => return Err(format!("the rollout is {}: nothing to resume", p.name())),
+            p => return Err(Refused::NothingTo { phase: p.name(), command: "resume" }),
         }
         self.phase = Phase::Running;
         self.step_started_ms = now_ms;
@@ -376,9 +385,9 @@ impl State {
     }
 
     /// `promote`: the canary takes all traffic now.
-    pub fn promote(&mut self) -> Result<String, String> {
+    pub fn promote(&mut self) -> Result<String, Refused> {
         if !self.phase.is_active() {
-            return Err(format!("the rollout is {}: nothing to promote", self.phase.name()));
+            return Err(Refused::NothingTo { phase: self.phase.name(), command: "promote" });
         }
         self.phase = Phase::Promoted;
         self.decide("promote", "promoted by hand".into());
@@ -386,9 +395,9 @@ impl State {
     }
 
     /// `abort`: the canary gets nothing now.
-    pub fn abort_by_hand(&mut self, reason: &str) -> Result<String, String> {
+    pub fn abort_by_hand(&mut self, reason: &str) -> Result<String, Refused> {
         if !self.phase.is_active() {
-            return Err(format!("the rollout is {}: nothing to abort", self.phase.name()));
+            return Err(Refused::NothingTo { phase: self.phase.name(), command: "abort" });
         }
         self.abort(format!("aborted by hand: {reason}"));
         Ok("aborted: the canary gets no traffic".into())
@@ -567,6 +576,17 @@ mod tests {
         assert!(st.promote().is_ok());
         assert_eq!((st.phase.name(), st.traffic()), ("promoted", Traffic::Weight(100)));
         assert!(st.abort_by_hand("late").is_err(), "nothing to abort once promoted");
+    }
+
+    #[test]
+    fn a_command_the_state_does_not_allow_is_refused_saying_why() {
+        let mut st = State::new(spec("model: mlp\ncanary: v2\nsteps:\n - {weight: 10}\n"), "v1".into(), 0);
+        st.pause().unwrap();
+        assert_eq!(st.pause().unwrap_err().to_string(), "the rollout is paused, not running");
+        st.promote().unwrap();
+        assert_eq!(st.resume(0), Err(Refused::NothingTo { phase: "promoted", command: "resume" }));
+        assert_eq!(st.promote().unwrap_err().to_string(), "the rollout is promoted: nothing to promote");
+        assert_eq!(st.abort_by_hand("late").unwrap_err().to_string(), "the rollout is promoted: nothing to abort");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! In a cluster the policy in force lives in a Kubernetes object, not a local file: the Istio
 //! `WasmPlugin`'s `spec.pluginConfig`, or the Envoy gateway's ECDS ConfigMap (the document
-//! `switchyard_deploy::apply` writes locally, under one key). The controller reads it and
+//! `switchyard_policy::deploy` writes locally, under one key). The controller reads it and
 //! replaces it through the API server.
 //!
 //! The API is reached through `kubectl proxy` in the controller's pod (plain HTTP on loopback,
@@ -15,9 +15,10 @@ use hyper::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use switchyard_deploy::Policy;
 use switchyard_deploy::apply::{policy_of_filter_config, wasm_of_filter_config};
 use switchyard_deploy::render::envoy::filter_config;
-use switchyard_deploy::render::{Policy, json_text};
+use switchyard_deploy::render::json_text;
 
 /// Which object carries the policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +36,27 @@ pub struct Kube {
     pub api: String,
     pub namespace: String,
     pub carrier: Carrier,
+}
+
+/// What went wrong reading or changing the object.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    /// The object holds no policy where its carrier keeps one, or an invalid one.
+    #[error("{object}: {problem}")]
+    Object { object: String, problem: String },
+    /// No answer through `kubectl proxy`.
+    #[error("{call}: the Kubernetes API (kubectl proxy at {api}): {source}")]
+    Unreachable { call: String, api: String, source: anyhow::Error },
+    /// The API server said no; `message` is its Status object's (forbidden by RBAC, not found,
+    /// a conflict).
+    #[error("{call}: {status}: {message}")]
+    Refused { call: String, status: u16, message: String },
+    #[error("{call}: not a JSON object: {source}")]
+    NotJson { call: String, source: serde_json::Error },
+    #[error("the ConfigMap's document loads no .wasm")]
+    NoWasm,
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
 }
 
 /// The object as read: the policy in it, and what a replacement needs.
@@ -66,8 +88,8 @@ impl Kube {
     }
 
     /// The policy in the object as the API server returned it.
-    pub fn read(&self, object: &Value) -> Result<Read, String> {
-        let at = |e: String| format!("{}: {e}", self.describe());
+    pub fn read(&self, object: &Value) -> Result<Read, KubeError> {
+        let at = |problem: String| KubeError::Object { object: self.describe(), problem };
         let resource_version = object
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
@@ -97,18 +119,18 @@ impl Kube {
 
     /// The JSON Patch that puts `policy` in the object read as `read`, and the filter config
     /// version it carries (for the Envoy gateway, the ECDS `version_info`).
-    pub fn patch(&self, read: &Read, policy: &Policy) -> Result<(Value, String), String> {
+    pub fn patch(&self, read: &Read, policy: &Policy) -> Result<(Value, String), KubeError> {
         let test = json!({"op": "test", "path": "/metadata/resourceVersion", "value": read.resource_version});
         match &self.carrier {
             Carrier::WasmPlugin { .. } => {
-                let config: Value = serde_json::from_str(policy.text()).map_err(|e| e.to_string())?;
+                let config: Value = serde_json::from_str(policy.text())?;
                 // Replaced whole: a merge patch would keep keys the new policy dropped.
                 let replace = json!({"op": "replace", "path": "/spec/pluginConfig", "value": config});
                 let version = format!("{:016x}", switchyard_policy::hash::stable_hash(policy.text().as_bytes()));
                 Ok((json!([test, replace]), version))
             }
             Carrier::ConfigMap { key, .. } => {
-                let wasm = read.wasm.as_deref().ok_or("the ConfigMap's document loads no .wasm")?;
+                let wasm = read.wasm.as_deref().ok_or(KubeError::NoWasm)?;
                 let doc = filter_config(policy, wasm);
                 let version = doc.get("version_info").and_then(Value::as_str).unwrap_or_default().to_owned();
                 let path = format!("/data/{}", key.replace('~', "~0").replace('/', "~1"));
@@ -117,31 +139,33 @@ impl Kube {
         }
     }
 
-    async fn call(&self, method: Method, content_type: Option<&str>, body: Vec<u8>) -> Result<Value, String> {
-        let what = format!("{method} {}", self.describe());
-        let (status, body) = switchyard_load::http::request(&self.api, method, &self.path(), content_type, body.into())
-            .await
-            .map_err(|e| format!("{what}: the Kubernetes API (kubectl proxy at {}): {e}", self.api))?;
+    async fn call(&self, method: Method, content_type: Option<&str>, body: Vec<u8>) -> Result<Value, KubeError> {
+        let call = format!("{method} {}", self.describe());
+        let (status, body) =
+            match switchyard_load::http::request(&self.api, method, &self.path(), content_type, body.into()).await {
+                Ok(answer) => answer,
+                Err(source) => return Err(KubeError::Unreachable { call, api: self.api.clone(), source }),
+            };
         if status != 200 {
             // The API server's Status object says why (forbidden by RBAC, not found, conflict).
-            let why = serde_json::from_slice::<Value>(&body)
+            let message = serde_json::from_slice::<Value>(&body)
                 .ok()
                 .and_then(|s| s.get("message").and_then(Value::as_str).map(str::to_owned))
                 .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(300).collect());
-            return Err(format!("{what}: {status}: {why}"));
+            return Err(KubeError::Refused { call, status, message });
         }
-        serde_json::from_slice(&body).map_err(|e| format!("{what}: not a JSON object: {e}"))
+        serde_json::from_slice(&body).map_err(|source| KubeError::NotJson { call, source })
     }
 
-    pub async fn in_force(&self) -> Result<Read, String> {
+    pub async fn in_force(&self) -> Result<Read, KubeError> {
         let object = self.call(Method::GET, None, Vec::new()).await?;
         self.read(&object)
     }
 
     /// Puts `policy` in force unless the object changed since `read`. Returns the version.
-    pub async fn apply(&self, read: &Read, policy: &Policy) -> Result<String, String> {
+    pub async fn apply(&self, read: &Read, policy: &Policy) -> Result<String, KubeError> {
         let (patch, version) = self.patch(read, policy)?;
-        let body = serde_json::to_vec(&patch).map_err(|e| e.to_string())?;
+        let body = serde_json::to_vec(&patch)?;
         self.call(Method::PATCH, Some("application/json-patch+json"), body).await?;
         Ok(version)
     }
@@ -200,17 +224,22 @@ mod tests {
     #[test]
     fn objects_without_a_policy_are_refused_with_the_reason() {
         let k = kube(Carrier::WasmPlugin { name: "w".into() });
-        let e = k.read(&json!({"metadata": {"resourceVersion": "1"}, "spec": {}})).err().unwrap();
+        let e = k.read(&json!({"metadata": {"resourceVersion": "1"}, "spec": {}})).err().unwrap().to_string();
         assert_eq!(e, "wasmplugin/w in ns: no spec.pluginConfig");
-        let e = k.read(&json!({"spec": {"pluginConfig": {}}})).err().unwrap();
+        let e = k.read(&json!({"spec": {"pluginConfig": {}}})).err().unwrap().to_string();
         assert!(e.contains("no metadata.resourceVersion"), "{e}");
         let e = k
             .read(&json!({"metadata": {"resourceVersion": "1"}, "spec": {"pluginConfig": {"models": 3}}}))
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(e.contains("the policy in it is invalid"), "{e}");
         let c = kube(Carrier::ConfigMap { name: "gw".into(), key: "filter.yaml".into() });
-        let e = c.read(&json!({"metadata": {"resourceVersion": "1"}, "data": {"filter.yaml": "{"}})).err().unwrap();
+        let e = c
+            .read(&json!({"metadata": {"resourceVersion": "1"}, "data": {"filter.yaml": "{"}}))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("data.filter.yaml is not an ECDS document"), "{e}");
     }
 }

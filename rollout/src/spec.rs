@@ -125,20 +125,25 @@ fn default_quiet_deadline() -> String {
     "10m".into()
 }
 
-/// `30s`, `5m`, `1h`, `250ms`.
-pub fn duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("'{s}' is not a duration like 30s, 5m or 1h");
-    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().map_err(|_| bad())?;
-    let ms = match unit {
-        "ms" => n,
-        "s" => n.saturating_mul(1000),
-        "m" => n.saturating_mul(60_000),
-        "h" => n.saturating_mul(3_600_000),
-        _ => return Err(bad()),
-    };
-    Ok(Duration::from_millis(ms))
+/// Text that is not a duration `duration` reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a duration like 30s, 5m or 1h")]
+pub struct BadDuration(pub String);
+
+/// Why a spec was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// Not YAML, or not a spec's shape (an unknown field, a missing one).
+    #[error("invalid rollout spec: {0}")]
+    Syntax(serde_norway::Error),
+    /// A spec's shape with values no rollout can run: every problem found.
+    #[error("invalid rollout spec: {}", .0.join("; "))]
+    Problems(Vec<String>),
+}
+
+/// `30s`, `5m`, `1h`, `250ms`: the project's one duration grammar (`switchyard_policy::duration`).
+pub fn duration(s: &str) -> Result<Duration, BadDuration> {
+    switchyard_policy::duration::parse(s).map_err(|_| BadDuration(s.to_owned()))
 }
 
 /// What a step asks of the policy.
@@ -167,10 +172,10 @@ impl Step {
 
 impl Spec {
     /// Parses YAML (JSON is YAML) and validates; the error lists every problem.
-    pub fn parse(text: &str) -> Result<Spec, String> {
-        let spec: Spec = serde_norway::from_str(text).map_err(|e| format!("invalid rollout spec: {e}"))?;
+    pub fn parse(text: &str) -> Result<Spec, SpecError> {
+        let spec: Spec = serde_norway::from_str(text).map_err(SpecError::Syntax)?;
         let problems = spec.problems();
-        if problems.is_empty() { Ok(spec) } else { Err(format!("invalid rollout spec: {}", problems.join("; "))) }
+        if problems.is_empty() { Ok(spec) } else { Err(SpecError::Problems(problems)) }
     }
 
     /// Whether a step judges the shadow's disagreement (then the collector must be read).
@@ -288,7 +293,8 @@ mod tests {
         let e = Spec::parse(
             "model: 'm m'\ncanary: v1\nstable: v1\nsteps:\n  - {weight: 50, max_disagreement: 0.1}\n  - {weight: 10, hold: true}\n  - {weight: 101, min_duration: soon}\n  - {shadow: 0, max_disagreement: 2}\n  - {}\nanalysis: {max_error_increase: 0, confidence: 1, max_latency_ratio: 0.5, min_latency_increase_ms: -1, quiet_deadline: never}\n",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         for needle in [
             "model 'm m'",
             "stable and canary are the same",
@@ -308,14 +314,20 @@ mod tests {
         ] {
             assert!(e.contains(needle), "missing {needle:?} in {e}");
         }
-        assert!(Spec::parse("model: mlp\ncanary: v2\nsteps: []\nextra: 1\n").unwrap_err().contains("unknown field"));
+        assert!(
+            Spec::parse("model: mlp\ncanary: v2\nsteps: []\nextra: 1\n")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown field")
+        );
     }
 
     #[test]
     fn durations() {
         assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(duration("2h"), Ok(Duration::from_secs(7200)));
-        for bad in ["", "5", "s", "1d", "-1s", "1.5s"] {
+        assert_eq!(duration("1h30m"), Ok(Duration::from_secs(5400)));
+        for bad in ["", "5", "s", "1x", "-1s", "1.5s"] {
             assert!(duration(bad).is_err(), "{bad}");
         }
     }

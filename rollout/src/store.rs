@@ -50,15 +50,30 @@ pub struct Store {
     _lock: File,
 }
 
-fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> String {
-    let at = format!("{what} {}", path.display());
-    move |e| format!("cannot {at}: {e}")
+/// What went wrong with the state directory.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    /// `state.json` is not a saved rollout (written by another version, or by hand).
+    #[error("{}: {source}", path.display())]
+    Unreadable { path: PathBuf, source: serde_json::Error },
+    /// Replacing `state.json` failed (the error names the file).
+    #[error(transparent)]
+    Save(std::io::Error),
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+    let path = path.to_owned();
+    move |source| StoreError::Io { what, path, source }
 }
 
 impl Store {
     /// Takes the directory's lock (waiting for whoever holds it: a command or a tick takes well
     /// under a second).
-    pub fn open(dir: &Path) -> Result<Store, String> {
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
         let path = dir.join("lock");
         let lock =
@@ -76,10 +91,12 @@ impl Store {
     }
 
     /// The saved rollout; `None` when none was ever started here.
-    pub fn load(&self) -> Result<Option<Saved>, String> {
+    pub fn load(&self) -> Result<Option<Saved>, StoreError> {
         let path = self.state_path();
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("{}: {e}", path.display())),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map(Some).map_err(|source| StoreError::Unreadable { path, source })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io("read", &path)(e)),
         }
@@ -87,22 +104,16 @@ impl Store {
 
     /// Replaces the state: a temporary file, synced, renamed over the old one, the directory
     /// synced; a crash leaves the old state or the new, never half of one.
-    pub fn save(&self, saved: &Saved) -> Result<(), String> {
-        let path = self.state_path();
-        let tmp = self.dir.join(".state.json.tmp");
-        let text = serde_json::to_vec_pretty(saved).map_err(|e| e.to_string())?;
-        let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
-        f.write_all(&text).map_err(io("write", &tmp))?;
-        f.sync_all().map_err(io("sync", &tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io("replace", &path))?;
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io("sync", &self.dir))
+    pub fn save(&self, saved: &Saved) -> Result<(), StoreError> {
+        let text = serde_json::to_vec_pretty(saved)?;
+        switchyard_runtime::write_atomic(&self.state_path(), text).map_err(StoreError::Save)
     }
 
     /// Appends one event line (synced).
-    pub fn event(&self, event: &serde_json::Value) -> Result<(), String> {
+    pub fn event(&self, event: &serde_json::Value) -> Result<(), StoreError> {
         let path = self.events_path();
         let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(io("open", &path))?;
-        let mut line = serde_json::to_vec(event).map_err(|e| e.to_string())?;
+        let mut line = serde_json::to_vec(event)?;
         line.push(b'\n');
         f.write_all(&line).map_err(io("append to", &path))?;
         f.sync_data().map_err(io("sync", &path))

@@ -11,6 +11,7 @@ use serde_json::Value;
 use switchyard_load::metrics::{Sample, sum};
 use switchyard_policy::Config;
 use switchyard_policy::hash::stable_hash;
+use switchyard_policy::slo::Outcome;
 
 use crate::judge::Counts;
 use crate::stats::quantile;
@@ -49,10 +50,13 @@ pub fn bounds(samples: &[Sample], model: &str) -> Vec<f64> {
 /// One version's cumulative counters in Envoy's filter metrics.
 pub fn version_counts(samples: &[Sample], model: &str, version: &str, bounds: &[f64]) -> Counts {
     let at = [("model", model), ("version", version)];
-    let outcome = |o: &str| sum(samples, "switchyard_requests_total", &[at[0], at[1], ("outcome", o)]);
+    let outcome = |o: &Outcome| sum(samples, "switchyard_requests_total", &[at[0], at[1], ("outcome", o.as_str())]);
     let all = sum(samples, "switchyard_requests_total", &at);
-    let bad: f64 = ["5xx", "timeout", "upstream_reset", "overloaded"].iter().map(|o| outcome(o)).sum();
-    let total = all - outcome("client_gone") - outcome("client_deadline");
+    // The filter's own classification: what counts against availability, and what the client
+    // ended (neither good nor bad).
+    let bad: f64 = Outcome::ALL.iter().filter(|o| o.is_bad()).map(outcome).sum();
+    let ended_by_client: f64 = Outcome::ALL.iter().filter(|o| o.ended_by_client()).map(outcome).sum();
+    let total = all - ended_by_client;
     let mut below = 0.0;
     let latency = bounds
         .iter()
@@ -467,6 +471,32 @@ mod tests {
         let much_later = w.look(41_500, &policy(), &envoy(300, 20, 200), None, None);
         assert_eq!(much_later[0].versions[0].rate, Some(0.0));
         assert_eq!(w.history()["mlp/v1"].len(), 3);
+    }
+
+    #[test]
+    fn the_filters_outcomes_decide_what_is_bad_and_what_the_client_ended() {
+        let line = |o: &str, n: u64| {
+            format!("switchyard_requests_total{{model=\"mlp\",version=\"v1\",outcome=\"{o}\"}} {n}\n")
+        };
+        let text: String = [
+            ("success", 100),
+            ("4xx", 7),
+            ("5xx", 1),
+            ("timeout", 2),
+            ("upstream_reset", 4),
+            ("overloaded", 8),
+            ("client_gone", 16),
+            ("client_deadline", 32),
+        ]
+        .iter()
+        .map(|(o, n)| line(o, *n))
+        .collect();
+        let c = version_counts(&parse(&text), "mlp", "v1", &[]);
+        assert_eq!(
+            (c.total, c.bad),
+            (122, 15),
+            "4xx is the client's fault but still judged; gone and deadline are not"
+        );
     }
 
     #[test]

@@ -1,14 +1,20 @@
 //! The controller acting on a cluster's objects: the real binary against a stand-in for the
 //! API server as `kubectl proxy` presents it (no cluster can run here). The stand-in keeps one
-//! object and applies JSON Patch `test` and `replace` as the API server does; `k8s/smoke.sh`
-//! runs the same commands against a real cluster.
+//! object and applies JSON Patch (RFC 6902, the `json-patch` crate) as the API server does,
+//! taking only the `test` and `replace` the controller sends; `k8s/smoke.sh` runs the same
+//! commands against a real cluster.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
+use json_patch::{Patch, PatchOperation};
 use serde_json::{Value, json};
+use switchyard_deploy::Policy;
+use switchyard_deploy::apply::{policy_of_filter_config, wasm_of_filter_config};
+use switchyard_deploy::render::envoy::filter_config;
+use switchyard_deploy::render::json_text;
 
 #[derive(Default)]
 struct Api {
@@ -39,19 +45,14 @@ async fn patch(State(api): State<Shared>, uri: Uri, headers: HeaderMap, body: St
     if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some("application/json-patch+json") {
         return status(StatusCode::UNSUPPORTED_MEDIA_TYPE, "only JSON Patch here");
     }
-    let ops: Value = serde_json::from_str(&body).unwrap();
-    api.patches.push(ops.clone());
+    api.patches.push(serde_json::from_str(&body).unwrap());
+    let ops: Patch = serde_json::from_str(&body).unwrap();
+    if let Some(other) = ops.iter().find(|op| !matches!(op, PatchOperation::Test(_) | PatchOperation::Replace(_))) {
+        return status(StatusCode::UNPROCESSABLE_ENTITY, &format!("op {other} not expected"));
+    }
     let mut next = api.object.clone();
-    for op in ops.as_array().unwrap() {
-        let path = op["path"].as_str().unwrap();
-        match op["op"].as_str().unwrap() {
-            "test" if next.pointer(path) != Some(&op["value"]) => {
-                return status(StatusCode::UNPROCESSABLE_ENTITY, &format!("the test of {path} failed"));
-            }
-            "test" => {}
-            "replace" => *next.pointer_mut(path).unwrap() = op["value"].clone(),
-            other => return status(StatusCode::UNPROCESSABLE_ENTITY, &format!("op {other} not expected")),
-        }
+    if let Err(e) = json_patch::patch(&mut next, &ops) {
+        return status(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string());
     }
     let rv: u64 = next["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
     next["metadata"]["resourceVersion"] = json!((rv + 1).to_string());
@@ -169,13 +170,13 @@ fn the_controller_changes_the_wasm_plugins_plugin_config_and_never_overwrites_a_
 fn the_controller_changes_the_envoy_gateways_ecds_config_map_and_reports_the_api_servers_refusal() {
     let path = "/api/v1/namespaces/switchyard/configmaps/switchyard-gateway-filter";
     let p: Value = serde_json::from_str(include_str!("../../envoy/policy.json")).unwrap();
-    let policy = switchyard_deploy::Policy::parse(p.to_string()).unwrap();
+    let policy = Policy::parse(p.to_string()).unwrap();
     let wasm = "/etc/switchyard/filter/switchyard_filter.wasm";
-    let doc = switchyard_deploy::render::envoy::filter_config(&policy, wasm);
+    let doc = filter_config(&policy, wasm);
     let object = json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "switchyard-gateway-filter", "namespace": "switchyard", "resourceVersion": "5"},
-        "data": {"filter.yaml": switchyard_deploy::render::json_text(&doc)},
+        "data": {"filter.yaml": json_text(&doc)},
     });
     let api = Arc::new(Mutex::new(Api { path: path.into(), object, patches: Vec::new() }));
     let addr = serve(api.clone());
@@ -199,10 +200,10 @@ fn the_controller_changes_the_envoy_gateways_ecds_config_map_and_reports_the_api
     {
         let api = api.lock().unwrap();
         let doc: Value = serde_json::from_str(api.object["data"]["filter.yaml"].as_str().unwrap()).unwrap();
-        let now = switchyard_deploy::apply::policy_of_filter_config(&doc).unwrap();
+        let now = policy_of_filter_config(&doc).unwrap();
         let v = &now.config().models["mlp"].versions;
         assert_eq!((v[0].weight, v[1].weight), (0, 100));
-        assert_eq!(switchyard_deploy::apply::wasm_of_filter_config(&doc), Some(wasm));
+        assert_eq!(wasm_of_filter_config(&doc), Some(wasm));
     }
 
     // An object the controller may not read (RBAC, a wrong name) is a clear error, not a panic.

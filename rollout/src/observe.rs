@@ -1,0 +1,64 @@
+//! What the controller judges by: the filter's counters for the rollout's versions (Envoy's
+//! admin endpoint, or Prometheus in a cluster) and the collector's shadow comparisons.
+
+use std::time::Duration;
+
+use switchyard_load::metrics::{parse, sum};
+
+use crate::error::Error;
+use crate::judge::{Compared, Observation, State};
+use crate::store::Target;
+use crate::view::{bounds, version_counts};
+
+/// How long one look at Envoy (and the collector) may take.
+pub const OBSERVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The filter's counters for the rollout's versions, from Envoy's admin endpoint.
+pub async fn observe(target: &Target, st: &State) -> Result<Observation, Error> {
+    let (status, body) = switchyard_load::http::get(&target.envoy_admin, &target.metrics_path)
+        .await
+        .map_err(|source| Error::MetricsUnreachable { addr: target.envoy_admin.clone(), source })?;
+    if status != 200 {
+        return Err(Error::MetricsStatus {
+            addr: target.envoy_admin.clone(),
+            path: target.metrics_path.clone(),
+            status,
+        });
+    }
+    let samples = parse(&String::from_utf8_lossy(&body));
+    let model = st.spec.model.as_str();
+    let bounds = bounds(&samples, model);
+    let counts = |version: &str| version_counts(&samples, model, version, &bounds);
+    let guard_out = sum(&samples, "switchyard_guard_out", &[("model", model), ("version", &st.spec.canary)]) > 0.0;
+    let compared = match (&target.collector, st.spec.compares()) {
+        (Some(collector), true) => compared(collector, st).await?,
+        _ => Compared::default(),
+    };
+    Ok(Observation { canary: counts(&st.spec.canary), stable: counts(&st.stable), bounds, guard_out, compared })
+}
+
+/// The collector's comparisons of the stable version's answers with the canary's.
+async fn compared(collector: &str, st: &State) -> Result<Compared, Error> {
+    let (status, body) = switchyard_load::http::get(collector, "/metrics")
+        .await
+        .map_err(|source| Error::CollectorUnreachable { addr: collector.to_owned(), source })?;
+    if status != 200 {
+        return Err(Error::CollectorStatus { addr: collector.to_owned(), status });
+    }
+    let samples = parse(&String::from_utf8_lossy(&body));
+    let at = |name: &str, pair: &str| {
+        let labels = [
+            ("model", st.spec.model.as_str()),
+            ("primary", st.stable.as_str()),
+            ("shadow", &st.spec.canary),
+            ("pair", pair),
+        ];
+        sum(&samples, name, &labels) as u64
+    };
+    Ok(Compared {
+        rows: at("switchyard_shadow_compared_rows_total", "shadow"),
+        disagreeing: at("switchyard_shadow_disagreeing_rows_total", "shadow"),
+        noise_rows: at("switchyard_shadow_compared_rows_total", "noise"),
+        noise_disagreeing: at("switchyard_shadow_disagreeing_rows_total", "noise"),
+    })
+}
