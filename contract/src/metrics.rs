@@ -492,6 +492,79 @@ pub const ALL: &[Metric] = &[
     ROLLOUT_LAST_DECISION_INFO,
 ];
 
+/// What in a Prometheus text exposition (text format or OpenMetrics) of `source` differs from
+/// the contract: a `switchyard_` family it does not name, of another type or with other labels,
+/// and (with `complete`) a metric of `source` the exposition lacks. Each service's tests run
+/// this over what its real registry serves, so no name or label drifts from the contract.
+pub fn check_exposition(text: &str, source: Source, complete: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let find = |name: &str| ALL.iter().find(|m| m.source == source && m.name == name);
+    let family_of = |series: &str| -> Option<&'static Metric> {
+        find(series).or_else(|| find(&format!("{series}_total"))).or_else(|| {
+            ["_total", "_bucket", "_sum", "_count", "_created"].iter().find_map(|s| find(series.strip_suffix(s)?))
+        })
+    };
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut words = rest.split_whitespace();
+            let (Some(name), Some(kind)) = (words.next(), words.next()) else { continue };
+            if !name.starts_with("switchyard_") {
+                continue;
+            }
+            match family_of(name) {
+                None => problems.push(format!("{name}: not a metric of {source:?} in the contract")),
+                Some(m) => {
+                    let want = match m.kind {
+                        Kind::Counter => "counter",
+                        Kind::Gauge => "gauge",
+                        Kind::Histogram => "histogram",
+                    };
+                    if kind != want {
+                        problems.push(format!("{name}: a {kind}, the contract says {want}"));
+                    }
+                }
+            }
+            continue;
+        }
+        if line.starts_with('#') || !line.starts_with("switchyard_") {
+            continue;
+        }
+        let series = line.split(['{', ' ']).next().unwrap_or_default();
+        let Some(m) = family_of(series) else {
+            problems.push(format!("{series}: not a metric of {source:?} in the contract"));
+            continue;
+        };
+        seen.insert(m.name);
+        let labels = line.split_once('{').and_then(|(_, rest)| rest.rsplit_once('}')).map_or("", |(l, _)| l);
+        let mut keys: Vec<&str> = Vec::new();
+        let mut rest = labels;
+        while let Some((key, after)) = rest.split_once("=\"") {
+            keys.push(key.trim_start_matches(',').trim());
+            // Skip the quoted value, escapes included.
+            let mut escaped = false;
+            let end = after.char_indices().find(|&(_, c)| {
+                let closes = c == '"' && !escaped;
+                escaped = c == '\\' && !escaped;
+                closes
+            });
+            rest = end.map_or("", |(i, _)| &after[i + 1..]);
+        }
+        keys.retain(|k| *k != "le");
+        if keys != m.labels {
+            problems.push(format!("{series}: labels {keys:?}, the contract says {:?}", m.labels));
+        }
+    }
+    if complete {
+        for m in ALL.iter().filter(|m| m.source == source && !seen.contains(m.name)) {
+            problems.push(format!("{}: in the contract but not served", m.name));
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,6 +613,21 @@ mod tests {
             })
             .collect();
         assert_eq!(documented, contract);
+    }
+
+    #[test]
+    fn an_exposition_is_held_to_the_contract() {
+        let good = "# TYPE switchyard_rollout_step gauge\nswitchyard_rollout_step{model=\"m\",canary=\"v2\"} 1\n\
+                    # TYPE switchyard_rollout_weight gauge\nswitchyard_rollout_weight{model=\"a,b=\\\"c\",canary=\"v\"} 5\n";
+        assert_eq!(check_exposition(good, Source::Rollout, false), Vec::<String>::new());
+        let missing = check_exposition(good, Source::Rollout, true);
+        assert_eq!(missing.len(), 2, "{missing:?}");
+        let bad = "# TYPE switchyard_rollout_step counter\nswitchyard_rollout_step{canary=\"v2\"} 1\nswitchyard_rollout_nope 1\n";
+        let problems = check_exposition(bad, Source::Rollout, false);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        let counters = "# TYPE switchyard_collector_fsyncs counter\nswitchyard_collector_fsyncs_total 3\n";
+        assert_eq!(check_exposition(counters, Source::Collector, false), Vec::<String>::new());
+        assert_eq!(check_exposition(counters, Source::Backend, false).len(), 2);
     }
 
     fn kind_word(k: Kind) -> &'static str {

@@ -164,6 +164,9 @@ mod tests {
             assert!(text.contains(&format!("# TYPE switchyard_rollout_{family} gauge\n")), "{text}");
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
+        let problems =
+            switchyard_contract::metrics::check_exposition(&text, switchyard_contract::metrics::Source::Rollout, true);
+        assert!(problems.is_empty(), "{problems:#?}");
         let l = r#"model="mlp",canary="v2""#;
         assert_eq!(
             samples(&m),

@@ -241,10 +241,17 @@ mod tests {
         let m = Metrics::default();
         let mut registry = Registry::with_prefix("switchyard");
         m.register(registry.sub_registry_with_prefix("collector"));
+        m.shadow.register(registry.sub_registry_with_prefix("shadow"));
         m.write_error(Op::Fsync);
         m.reject(Reason::QueueFull);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let problems = switchyard_contract::metrics::check_exposition(
+            &text,
+            switchyard_contract::metrics::Source::Collector,
+            false,
+        );
+        assert!(problems.is_empty(), "{problems:#?}");
         for name in [
             "switchyard_collector_records_written_total 0",
             "switchyard_collector_written_bytes_total 0",

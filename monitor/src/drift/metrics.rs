@@ -135,3 +135,49 @@ impl Metrics {
         self.skipped.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every family served, with a series each, is the contract's: name, type and labels.
+    #[test]
+    fn the_served_metrics_are_the_contracts() {
+        let m = Metrics::default();
+        let mut registry = Registry::with_prefix("switchyard");
+        m.register(registry.sub_registry_with_prefix("drift"));
+        let s = |x: &str| x.to_owned();
+        let column = ColumnLabels { model: s("m"), version: s("v"), window: s("w"), column: s("c") };
+        let window = WindowLabels { model: s("m"), version: s("v"), window: s("w") };
+        let version = VersionLabels { model: s("m"), version: s("v") };
+        let model = ModelLabels { model: s("m") };
+        m.score.get_or_create(&column).set(0.5);
+        m.threshold.get_or_create(&column).set(0.1);
+        m.drifted.get_or_create(&column).set(1);
+        m.test
+            .get_or_create(&TestLabels {
+                model: s("m"),
+                version: s("v"),
+                window: s("w"),
+                column: s("c"),
+                test: s("ks"),
+            })
+            .set(1);
+        m.window_rows.get_or_create(&window).set(1);
+        m.dataset_share.get_or_create(&window).set(0.5);
+        m.dataset_drifted.get_or_create(&window).set(0);
+        m.columns_drifted.get_or_create(&window).set(1);
+        m.sample_age.get_or_create(&version).set(1.0);
+        m.samples.get_or_create(&version).inc();
+        m.rows.get_or_create(&version).inc();
+        m.skip("malformed");
+        m.reference_rows.get_or_create(&model).set(1);
+        m.reference_ready.get_or_create(&model).set(1);
+        m.memory.get_or_create(&model).set(1);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let problems =
+            switchyard_contract::metrics::check_exposition(&text, switchyard_contract::metrics::Source::Monitor, true);
+        assert!(problems.is_empty(), "{problems:#?}\n{text}");
+    }
+}
