@@ -86,8 +86,9 @@ pub fn batch_stats(before: &[Sample], after: &[Sample], model: &str, version: Op
     let mut want = vec![("model", model)];
     want.extend(version.map(|v| ("version", v)));
     let d = |n: &str| sum(after, n, &want) - sum(before, n, &want);
-    let batches = d("switchyard_batch_size_count");
-    BatchStats { batches, mean_rows: d("switchyard_batch_size_sum") / batches.max(1.0) }
+    let batch_size = &switchyard_contract::metrics::BATCH_SIZE;
+    let batches = d(&batch_size.series("_count"));
+    BatchStats { batches, mean_rows: d(&batch_size.series("_sum")) / batches.max(1.0) }
 }
 
 #[cfg(test)]

@@ -29,7 +29,9 @@ pub async fn observe(target: &Target, st: &State) -> Result<Observation, Error> 
     let model = st.spec.model.as_str();
     let bounds = bounds(&samples, model);
     let counts = |version: &str| version_counts(&samples, model, version, &bounds);
-    let guard_out = sum(&samples, "switchyard_guard_out", &[("model", model), ("version", &st.spec.canary)]) > 0.0;
+    let guard_out =
+        sum(&samples, switchyard_contract::metrics::GUARD_OUT.name, &[("model", model), ("version", &st.spec.canary)])
+            > 0.0;
     let compared = match (&target.collector, st.spec.compares()) {
         (Some(collector), true) => compared(collector, st).await?,
         _ => Compared::default(),

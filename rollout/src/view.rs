@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use serde::Serialize;
 use serde_json::Value;
+use switchyard_contract::metrics;
 use switchyard_load::metrics::{Sample, sum};
 use switchyard_policy::Config;
 use switchyard_policy::hash::stable_hash;
@@ -15,6 +16,16 @@ use switchyard_policy::slo::Outcome;
 
 use crate::judge::Counts;
 use crate::stats::quantile;
+
+// The metric names matched on (patterns need constants of their own).
+const SHADOW_ROWS: &str = metrics::SHADOW_COMPARED_ROWS_TOTAL.name;
+const SHADOW_DISAGREEING: &str = metrics::SHADOW_DISAGREEING_ROWS_TOTAL.name;
+const DRIFT_THRESHOLD: &str = metrics::DRIFT_THRESHOLD.name;
+const DRIFT_COLUMN_DRIFTED: &str = metrics::DRIFT_COLUMN_DRIFTED.name;
+const DRIFT_COLUMN_TEST: &str = metrics::DRIFT_COLUMN_TEST.name;
+const DRIFT_WINDOW_ROWS: &str = metrics::DRIFT_WINDOW_ROWS.name;
+const DRIFT_DATASET_DRIFT_SHARE: &str = metrics::DRIFT_DATASET_DRIFT_SHARE.name;
+const DRIFT_DATASET_DRIFTED: &str = metrics::DRIFT_DATASET_DRIFTED.name;
 
 /// Rates, error ratios and percentiles are over this much of the latest counters.
 pub const WINDOW_MS: u64 = 30_000;
@@ -32,7 +43,8 @@ pub fn le_bound(le: &str) -> Option<f64> {
 }
 
 fn is_bucket_of(s: &Sample, model: &str) -> bool {
-    s.name == "switchyard_request_duration_ms_bucket" && s.labels.get("model").map(String::as_str) == Some(model)
+    s.name == metrics::REQUEST_DURATION_MS.series("_bucket")
+        && s.labels.get("model").map(String::as_str) == Some(model)
 }
 
 /// The upper bounds of the model's latency buckets, ascending.
@@ -50,8 +62,8 @@ pub fn bounds(samples: &[Sample], model: &str) -> Vec<f64> {
 /// One version's cumulative counters in Envoy's filter metrics.
 pub fn version_counts(samples: &[Sample], model: &str, version: &str, bounds: &[f64]) -> Counts {
     let at = [("model", model), ("version", version)];
-    let outcome = |o: &Outcome| sum(samples, "switchyard_requests_total", &[at[0], at[1], ("outcome", o.as_str())]);
-    let all = sum(samples, "switchyard_requests_total", &at);
+    let outcome = |o: &Outcome| sum(samples, metrics::REQUESTS_TOTAL.name, &[at[0], at[1], ("outcome", o.as_str())]);
+    let all = sum(samples, metrics::REQUESTS_TOTAL.name, &at);
     // The filter's own classification: what counts against availability, and what the client
     // ended (neither good nor bad).
     let bad: f64 = Outcome::ALL.iter().filter(|o| o.is_bad()).map(outcome).sum();
@@ -75,7 +87,7 @@ pub fn version_counts(samples: &[Sample], model: &str, version: &str, bounds: &[
             n as u64
         })
         .collect();
-    let shadowed = sum(samples, "switchyard_shadow_requests_total", &at) as u64;
+    let shadowed = sum(samples, metrics::SHADOW_REQUESTS_TOTAL.name, &at) as u64;
     Counts { total: total.max(0.0) as u64, bad: bad as u64, latency, shadowed }
 }
 
@@ -222,7 +234,7 @@ impl Watch {
         bounds: &[f64],
     ) -> VersionView {
         let at = [("model", model), ("version", version)];
-        let requests = sum(envoy, "switchyard_requests_total", &at) as u64;
+        let requests = sum(envoy, metrics::REQUESTS_TOTAL.name, &at) as u64;
         let counts = version_counts(envoy, model, version, bounds);
         let seen = self.seen.entry((model.to_owned(), version.to_owned())).or_default();
         // The oldest look within the window is the base; one older than that is no longer needed.
@@ -250,7 +262,7 @@ impl Watch {
         let mut burn: Vec<Burn> = envoy
             .iter()
             .filter(|s| {
-                s.name == "switchyard_slo_burn_rate_x1000"
+                s.name == metrics::SLO_BURN_RATE_X1000.name
                     && label(s, "model") == model
                     && label(s, "version") == version
             })
@@ -260,7 +272,7 @@ impl Watch {
         VersionView {
             name: version.to_owned(),
             weight,
-            guard_out: sum(envoy, "switchyard_guard_out", &at) > 0.0,
+            guard_out: sum(envoy, metrics::GUARD_OUT.name, &at) > 0.0,
             requests,
             shadowed,
             rate,
@@ -282,8 +294,8 @@ fn shadow(collector: &[Sample], model: &str) -> Vec<ShadowView> {
     for s in collector.iter().filter(|s| label(s, "model") == model) {
         let key = (label(s, "primary").to_owned(), label(s, "shadow").to_owned(), label(s, "pair").to_owned());
         match s.name.as_str() {
-            "switchyard_shadow_compared_rows_total" => pairs.entry(key).or_default().0 += s.value as u64,
-            "switchyard_shadow_disagreeing_rows_total" => pairs.entry(key).or_default().1 += s.value as u64,
+            SHADOW_ROWS => pairs.entry(key).or_default().0 += s.value as u64,
+            SHADOW_DISAGREEING => pairs.entry(key).or_default().1 += s.value as u64,
             _ => {}
         }
     }
@@ -309,7 +321,7 @@ fn drift(monitor: &[Sample], model: &str) -> (Vec<WindowDrift>, Vec<ColumnDrift>
     let key =
         |s: &Sample| -> Key { (label(s, "version").into(), label(s, "window").into(), label(s, "column").into()) };
     let mut columns: BTreeMap<Key, ColumnDrift> = BTreeMap::new();
-    for s in of_model().filter(|s| s.name == "switchyard_drift_score") {
+    for s in of_model().filter(|s| s.name == metrics::DRIFT_SCORE.name) {
         let (version, window, column) = key(s);
         columns.insert(
             key(s),
@@ -328,9 +340,9 @@ fn drift(monitor: &[Sample], model: &str) -> (Vec<WindowDrift>, Vec<ColumnDrift>
     for s in of_model() {
         let Some(c) = columns.get_mut(&key(s)) else { continue };
         match s.name.as_str() {
-            "switchyard_drift_threshold" => c.threshold = s.value,
-            "switchyard_drift_column_drifted" => c.drifted = s.value > 0.0,
-            "switchyard_drift_column_test" if s.value > 0.0 => c.test = label(s, "test").into(),
+            DRIFT_THRESHOLD => c.threshold = s.value,
+            DRIFT_COLUMN_DRIFTED => c.drifted = s.value > 0.0,
+            DRIFT_COLUMN_TEST if s.value > 0.0 => c.test = label(s, "test").into(),
             _ => {}
         }
     }
@@ -353,11 +365,11 @@ fn drift(monitor: &[Sample], model: &str) -> (Vec<WindowDrift>, Vec<ColumnDrift>
         let k = (label(s, "version").to_owned(), label(s, "window").to_owned());
         let w = || WindowDrift { version: k.0.clone(), window: k.1.clone(), rows: 0, drift_share: 0.0, drifted: false };
         match s.name.as_str() {
-            "switchyard_drift_window_rows" => windows.entry(k.clone()).or_insert_with(w).rows = s.value as u64,
-            "switchyard_drift_dataset_drift_share" => {
+            DRIFT_WINDOW_ROWS => windows.entry(k.clone()).or_insert_with(w).rows = s.value as u64,
+            DRIFT_DATASET_DRIFT_SHARE => {
                 windows.entry(k.clone()).or_insert_with(w).drift_share = s.value;
             }
-            "switchyard_drift_dataset_drifted" => windows.entry(k.clone()).or_insert_with(w).drifted = s.value > 0.0,
+            DRIFT_DATASET_DRIFTED => windows.entry(k.clone()).or_insert_with(w).drifted = s.value > 0.0,
             _ => {}
         }
     }
