@@ -187,6 +187,35 @@ pub fn machine() -> String {
     format!("{cpu}, {cores} cores, {mem:.0} GiB")
 }
 
+/// Where a section's figures go beside the report, machine-readable: `docs/benchmarks.md`'s
+/// section `sweep` in `docs/bench/sweep.json` (with the charts and `cold-start.json`).
+pub fn record_path(report: &Path, name: &str) -> PathBuf {
+    report.parent().unwrap_or(Path::new("")).join("bench").join(format!("{name}.json"))
+}
+
+/// Writes a section's figures (see [`record_path`]), pretty-printed.
+pub fn write_record(report: &Path, name: &str, record: &impl serde::Serialize) -> anyhow::Result<PathBuf> {
+    let path = record_path(report, name);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut text = serde_json::to_string_pretty(record)?;
+    text.push('\n');
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// `x` as the report prints it with `decimals` places, so that a section's JSON and its
+/// Markdown carry the same numbers (NaN stays NaN, written as `null`).
+pub fn shown(x: f64, decimals: usize) -> f64 {
+    format!("{x:.decimals$}").parse().unwrap_or(x)
+}
+
+/// A figure that may be missing (NaN, written as `null` by serde_json): `null` reads back as NaN.
+pub fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(<Option<f64> as serde::Deserialize>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// Replaces the part of `path` between `<!-- BEGIN name -->` and `<!-- END name -->` (appending
 /// it when absent), so each benchmark regenerates its own section of one report.
 pub fn write_section(path: &Path, name: &str, content: &str) -> anyhow::Result<()> {
@@ -203,4 +232,42 @@ pub fn write_section(path: &Path, name: &str, content: &str) -> anyhow::Result<(
     }
     std::fs::write(path, new)?;
     Ok(())
+}
+
+#[cfg(test)]
+pub mod tests {
+    use std::path::{Path, PathBuf};
+
+    /// The checkout.
+    pub fn root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    }
+
+    /// A committed file.
+    pub fn read(rel: &str) -> String {
+        std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
+    /// A section of the committed `docs/benchmarks.md`, as [`super::write_section`] put it.
+    pub fn section(name: &str) -> String {
+        let text = read("docs/benchmarks.md");
+        let (begin, end) = (format!("<!-- BEGIN {name} -->\n"), format!("\n<!-- END {name} -->"));
+        let b = text.find(&begin).expect("begin") + begin.len();
+        let e = text.find(&end).expect("end");
+        text[b..e].to_owned()
+    }
+
+    /// A section's committed JSON: it reads back, renders the committed Markdown, and is written
+    /// as the benchmark writes it (so that a re-run's diff shows only what moved).
+    pub fn check_record<T>(name: &str, markdown: impl Fn(&T) -> String)
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let rel = format!("docs/bench/{name}.json");
+        assert_eq!(super::record_path(Path::new("docs/benchmarks.md"), name), Path::new(&rel));
+        let text = read(&rel);
+        let record: T = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        assert_eq!(markdown(&record).trim_end(), section(name), "{rel} against docs/benchmarks.md");
+        assert_eq!(serde_json::to_string_pretty(&record).expect("json") + "\n", text);
+    }
 }

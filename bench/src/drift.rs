@@ -19,7 +19,8 @@ use switchyard_drift::Summary;
 use switchyard_monitor::drift::config::{Config, Rules};
 use switchyard_monitor::drift::evaluate::{Reference, ReferenceColumn, evaluate};
 use switchyard_monitor::drift::metrics::Metrics;
-use switchyard_monitor::drift::watch::{Monitor, Tail};
+use switchyard_monitor::drift::monitor::Monitor;
+use switchyard_runtime::tail::Follow;
 
 use switchyard_testkit::Rng;
 
@@ -87,7 +88,7 @@ fn ingest(a: &DriftArgs) -> anyhow::Result<Ingest> {
     // Timed as `watch` runs: the file read by the tail, each line parsed and its rows added.
     let path = std::env::temp_dir().join(format!("switchyard-bench-samples-{}.jsonl", std::process::id()));
     std::fs::write(&path, lines.join("\n") + "\n")?;
-    let mut tail = Tail::new(path.clone(), 8 * 1024 * 1024);
+    let mut tail = Follow::new(path.clone(), 8 * 1024 * 1024);
     let t = Instant::now();
     let mut read = 0;
     while read < lines.len() {

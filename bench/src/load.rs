@@ -18,7 +18,7 @@ use switchyard_load::run::{self, Plan, PlanPhase};
 use switchyard_load::scenario::Load;
 use switchyard_load::schedule::Segment;
 
-use crate::common::{Backend, Common, machine, max_batch, median, stdout_of, write_section};
+use crate::common::{Backend, Common, machine, max_batch, median, shown, stdout_of, write_record, write_section};
 
 #[derive(clap::Args)]
 pub struct GeneratorArgs {
@@ -183,18 +183,102 @@ pub async fn generator(a: GeneratorArgs) -> anyhow::Result<()> {
 /// The models swept, with the closed-loop clients that saturate them (× max batch size).
 const SWEPT: [(&str, usize); 2] = [("mlp", 4), ("resnet18", 2)];
 
+/// The `sweep` section's figures (`docs/bench/sweep.json`), as the report prints them: the
+/// Markdown is rendered from this ([`SweepRecord::markdown`]), so the two never differ.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SweepRecord {
+    /// The command that reproduces it.
+    pub generated_by: String,
+    pub machine: String,
+    /// The cores the generator shares with the backend.
+    pub cores: usize,
+    pub step_seconds: f64,
+    pub models: Vec<SweepModel>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SweepModel {
+    pub model: String,
+    /// The closed-loop ceiling, req/s, and the clients that reached it.
+    pub ceiling_req_s: f64,
+    pub ceiling_clients: usize,
+    /// The latency-vs-throughput chart, relative to the report.
+    pub chart: String,
+    /// In the order run (rising target).
+    pub steps: Vec<SweepStep>,
+}
+
+/// One open-loop step.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SweepStep {
+    /// Its share of the ceiling, e.g. `41%`.
+    pub step: String,
+    pub target_req_s: f64,
+    pub achieved_req_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub errors: u64,
+    /// Requests that left more than 1 ms behind their schedule, percent of those sent.
+    pub sent_late_pct: f64,
+}
+
+impl SweepRecord {
+    pub fn markdown(&self) -> String {
+        let mut m = String::new();
+        let _ = self.write_markdown(&mut m);
+        m
+    }
+
+    fn write_markdown(&self, m: &mut String) -> std::fmt::Result {
+        writeln!(m, "# Benchmarks: saturation sweeps\n")?;
+        writeln!(m, "Machine: {}. Reproduce: `{}`.\n", self.machine, self.generated_by)?;
+        writeln!(
+            m,
+            "Per model: the closed-loop ceiling first (binary tensors, 1 row per request), then open-loop steps of \
+             {} s from 10% to 120% of it, straight to the backend. Latency from each request's scheduled send time, \
+             so queueing past saturation shows. Requests time out after 5 s.\n",
+            self.step_seconds
+        )?;
+        for s in &self.models {
+            writeln!(m, "## {}\n", s.model)?;
+            writeln!(m, "Closed-loop ceiling: {:.0} req/s ({} clients).\n", s.ceiling_req_s, s.ceiling_clients)?;
+            writeln!(m, "![{} latency vs throughput]({})\n", s.model, s.chart)?;
+            writeln!(
+                m,
+                "| step (of ceiling) | target req/s | achieved req/s | p50 ms | p99 ms | p99.9 ms | errors | sent late |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+            )?;
+            for p in &s.steps {
+                writeln!(
+                    m,
+                    "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1}% |",
+                    p.step, p.target_req_s, p.achieved_req_s, p.p50_ms, p.p99_ms, p.p999_ms, p.errors, p.sent_late_pct
+                )?;
+            }
+            if s.steps.iter().any(|p| p.sent_late_pct > 1.0) {
+                writeln!(
+                    m,
+                    "\nSteps with more than 1% of requests sent late were limited by the machine, not only the backend: \
+                     the generator shares these {} cores with the backend, and once the backend's batches take them, \
+                     requests leave behind schedule (their latency still counts from the schedule).",
+                    self.cores
+                )?;
+            }
+            writeln!(m)?;
+        }
+        Ok(())
+    }
+}
+
 pub async fn sweep(a: SweepArgs) -> anyhow::Result<()> {
     let bin = a.common.backend()?;
-    let mut m = String::new();
-    writeln!(m, "# Benchmarks: saturation sweeps\n")?;
-    writeln!(m, "Machine: {}. Reproduce: `{}`.\n", machine(), a.reproduce)?;
-    writeln!(
-        m,
-        "Per model: the closed-loop ceiling first (binary tensors, 1 row per request), then open-loop steps of \
-         {} s from 10% to 120% of it, straight to the backend. Latency from each request's scheduled send time, \
-         so queueing past saturation shows. Requests time out after 5 s.\n",
-        a.step_seconds
-    )?;
+    let mut record = SweepRecord {
+        generated_by: a.reproduce.clone(),
+        machine: machine(),
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        step_seconds: a.step_seconds,
+        models: Vec::new(),
+    };
     for (model, per_batch) in SWEPT {
         let backend = Backend::start_pinned(&bin, &a.common.model_repository, None)?;
         let inputs = model_inputs(&backend.http, model, Some("v1")).await?;
@@ -230,44 +314,32 @@ pub async fn sweep(a: SweepArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(&a.charts)?;
         let chart = a.charts.join(format!("sweep-{model}.svg"));
         std::fs::write(&chart, plot::latency_vs_throughput(&r))?;
-        writeln!(m, "## {model}\n")?;
-        writeln!(m, "Closed-loop ceiling: {top:.0} req/s ({clients} clients).\n")?;
-        writeln!(m, "![{model} latency vs throughput]({})\n", relative(&a.common.out, &chart))?;
-        writeln!(
-            m,
-            "| step (of ceiling) | target req/s | achieved req/s | p50 ms | p99 ms | p99.9 ms | errors | sent late |\n|---|---:|---:|---:|---:|---:|---:|---:|"
-        )?;
-        let mut generator_bound = false;
-        for p in &r.phases {
-            let late = p.stats.late as f64 / p.stats.sent.max(1) as f64;
-            generator_bound |= late > 0.01;
-            writeln!(
-                m,
-                "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1}% |",
-                p.name,
-                p.target_rate.unwrap_or(0.0),
-                p.stats.throughput,
-                p.stats.latency_ms.p50,
-                p.stats.latency_ms.p99,
-                p.stats.latency_ms.p999,
-                p.stats.errors,
-                late * 100.0
-            )?;
-        }
-        if generator_bound {
-            writeln!(
-                m,
-                "\nSteps with more than 1% of requests sent late were limited by the machine, not only the backend: \
-                 the generator shares these {} cores with the backend, and once the backend's batches take them, \
-                 requests leave behind schedule (their latency still counts from the schedule).",
-                std::thread::available_parallelism().map_or(0, |n| n.get())
-            )?;
-        }
-        writeln!(m)?;
+        record.models.push(SweepModel {
+            model: model.to_owned(),
+            ceiling_req_s: shown(top, 0),
+            ceiling_clients: clients,
+            chart: relative(&a.common.out, &chart),
+            steps: r
+                .phases
+                .iter()
+                .map(|p| SweepStep {
+                    step: p.name.clone(),
+                    target_req_s: shown(p.target_rate.unwrap_or(0.0), 0),
+                    achieved_req_s: shown(p.stats.throughput, 0),
+                    p50_ms: shown(p.stats.latency_ms.p50, 2),
+                    p99_ms: shown(p.stats.latency_ms.p99, 2),
+                    p999_ms: shown(p.stats.latency_ms.p999, 2),
+                    errors: p.stats.errors,
+                    sent_late_pct: shown(p.stats.late as f64 / p.stats.sent.max(1) as f64 * 100.0, 1),
+                })
+                .collect(),
+        });
     }
+    let m = record.markdown();
     write_section(&a.common.out, "sweep", &m)?;
+    let json = write_record(&a.common.out, "sweep", &record)?;
     println!("{m}");
-    eprintln!("bench-sweep: wrote {}", a.common.out.display());
+    eprintln!("bench-sweep: wrote {} and {}", a.common.out.display(), json.display());
     Ok(())
 }
 
@@ -275,4 +347,14 @@ pub async fn sweep(a: SweepArgs) -> anyhow::Result<()> {
 fn relative(report: &Path, chart: &Path) -> String {
     let base = report.parent().unwrap_or(Path::new(""));
     chart.strip_prefix(base).unwrap_or(chart).display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SweepRecord;
+
+    #[test]
+    fn the_sweep_json_holds_the_figures_of_its_section() {
+        crate::common::tests::check_record::<SweepRecord>("sweep", SweepRecord::markdown);
+    }
 }

@@ -2,9 +2,12 @@
 //! Envoys, the collector) through the test kit, drives it with the load generator library,
 //! measures side by side in one run (these machines are noisy: the report gives ratios) and
 //! rewrites its own section of `docs/benchmarks.md` with the command that reproduces it.
-//! `scripts/bench.sh` builds everything and runs them.
+//! `scripts/bench.sh` builds everything and runs them. Each also writes its figures as JSON
+//! beside the report (`docs/bench/<section>.json`); `capacity` reads those and writes
+//! `docs/capacity.md`.
 
 mod backend;
+mod capacity;
 mod common;
 mod drift;
 mod filter;
@@ -49,6 +52,10 @@ enum Command {
     /// The drift monitor: streaming ingest rate, and evaluation of a 64-column window against
     /// a 100,000-row reference beside Evidently's DataDriftPreset on the same data.
     Drift(drift::DriftArgs),
+    /// Capacity on paper (measures nothing, takes seconds): replicas per model and a simulated
+    /// day of KEDA at 10× and 1,000× the demo's load, from the benchmarks' JSON, the policy, the
+    /// prices and the generated ScaledObjects; writes docs/capacity.md and its charts.
+    Capacity(capacity::CapacityArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +70,7 @@ fn main() -> ExitCode {
             Command::Guard(a) => guard::run(a).await,
             Command::Drift(a) => drift::run(a).await,
             Command::Protocols(a) => protocols::run(a).await,
+            Command::Capacity(a) => capacity::run(&a),
         }
     })
 }

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
+use serde::{Deserialize, Serialize};
 
 use switchyard_load::metadata::inputs_of;
 use switchyard_load::payload::{GrpcTarget, build_body};
@@ -19,7 +20,7 @@ use switchyard_testkit::free_port;
 use switchyard_testkit::process::Log;
 
 use crate::backend::{RawRow, raw_forward};
-use crate::common::{Backend, Common, machine, median, stdout_of, write_section};
+use crate::common::{Backend, Common, f64_or_nan, machine, median, shown, stdout_of, write_record, write_section};
 
 #[derive(clap::Args)]
 pub struct ProtocolsArgs {
@@ -44,8 +45,9 @@ const FILTER_WASM: &str = "target/wasm32-wasip1/wasm-release/switchyard_filter.w
 /// the batch the goal names.
 const MODELS: [(&str, [usize; 2]); 2] = [("mlp", [1, 32]), ("resnet18", [1, 8])];
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Wire {
+/// How a cell's requests travel (the demo's closed-loop phases name theirs the same way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
     Json,
     Binary,
     Grpc,
@@ -54,7 +56,7 @@ enum Wire {
 impl Wire {
     const ALL: [Wire; 3] = [Wire::Json, Wire::Binary, Wire::Grpc];
 
-    fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Wire::Json => "REST, JSON",
             Wire::Binary => "REST, binary tensors",
@@ -203,10 +205,12 @@ pub async fn run(a: ProtocolsArgs) -> anyhow::Result<()> {
     drop(envoy);
     drop(backend);
     let _ = std::fs::remove_dir_all(&dir);
-    let md = report(&a, &raw, &cells)?;
+    let record = record(&a, &raw, &cells);
+    let md = record.markdown();
     write_section(&a.common.out, "protocols", &md)?;
+    let json = write_record(&a.common.out, "protocols", &record)?;
     println!("{md}");
-    eprintln!("bench: wrote {}", a.common.out.display());
+    eprintln!("bench: wrote {} and {}", a.common.out.display(), json.display());
     Ok(())
 }
 
@@ -219,7 +223,104 @@ fn raw_at(raw: &[(&str, Vec<RawRow>)], model: &str, batch: usize) -> Option<(f64
     })
 }
 
-fn report(a: &ProtocolsArgs, raw: &[(&str, Vec<RawRow>)], cells: &[Cell]) -> anyhow::Result<String> {
+/// The `protocols` section's figures (`docs/bench/protocols.json`), as the report prints them:
+/// the Markdown is rendered from this ([`ProtocolsRecord::markdown`]). A missing figure is NaN
+/// (`null` in the JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProtocolsRecord {
+    /// The command that reproduces it.
+    pub generated_by: String,
+    pub machine: String,
+    pub device: String,
+    /// Seconds per measured run, and rounds over every cell (medians are reported).
+    pub seconds: f64,
+    pub rounds: usize,
+    pub models: Vec<ProtocolsModel>,
+    pub goals: ProtocolsGoals,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProtocolsModel {
+    pub model: String,
+    pub cells: Vec<ProtocolsCell>,
+    /// Bare `forward`, medians over the rounds.
+    pub raw_forward: RawForward,
+}
+
+/// One row: closed-loop clients and a wire format, straight to the backend and through Envoy
+/// with the filter (medians over the rounds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProtocolsCell {
+    pub clients: usize,
+    /// `REST, JSON`, `REST, binary tensors` or `gRPC`.
+    pub wire: String,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub direct_rows_per_s: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub direct_p50_ms: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub envoy_rows_per_s: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub envoy_p50_ms: f64,
+    /// Direct rows/s over the raw ceiling at a batch of `clients`, percent.
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub direct_of_raw_ceiling_pct: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RawForward {
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub batch1_p50_ms: f64,
+    pub ceilings: Vec<BatchCeiling>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchCeiling {
+    pub batch: usize,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub rows_per_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProtocolsGoals {
+    /// resnet18 gRPC at 8 clients: ≥ 95% of the raw ceiling at batch 8.
+    pub resnet18_grpc_8_clients: CeilingGoal,
+    /// resnet18 gRPC at 1 client: p50 ≤ the batch-1 `forward` + 2 ms.
+    pub resnet18_grpc_1_client: OverheadGoal,
+    /// mlp gRPC at 32 clients: ≥ REST with binary tensors.
+    pub mlp_grpc_32_clients: RatioGoal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CeilingGoal {
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub rows_per_s: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub of_raw_ceiling_pct: f64,
+    pub met: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OverheadGoal {
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub p50_ms: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub over_forward_ms: f64,
+    pub met: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RatioGoal {
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub grpc_rows_per_s: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub binary_rows_per_s: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub ratio: f64,
+    pub met: bool,
+}
+
+fn record(a: &ProtocolsArgs, raw: &[(&str, Vec<RawRow>)], cells: &[Cell]) -> ProtocolsRecord {
     let device = raw.iter().flat_map(|(_, r)| r).next().map_or("?".into(), |r| r.device.clone());
     let get = |model: &str, wire: Wire, envoy: bool, c: usize| {
         cells.iter().find(|x| x.model == model && x.wire == wire && x.envoy == envoy && x.concurrency == c)
@@ -228,81 +329,163 @@ fn report(a: &ProtocolsArgs, raw: &[(&str, Vec<RawRow>)], cells: &[Cell]) -> any
     let p50 = |x: Option<&Cell>| x.map_or(f64::NAN, |x| median(x.p50_ms.clone()));
     let of_ceiling = |x: Option<&Cell>| x.map_or(f64::NAN, |x| median(x.of_ceiling.clone()));
     let over_forward = |x: Option<&Cell>| x.map_or(f64::NAN, |x| median(x.over_forward_ms.clone()));
-    let mut m = String::new();
-    writeln!(m, "# Benchmarks: REST JSON vs REST binary vs gRPC\n")?;
-    writeln!(m, "Generated by `{}` — do not edit by hand; re-run it.\n", a.reproduce)?;
-    writeln!(m, "- Machine: {}; device: **{device}**; libtorch 2.11.0 via tch 0.24.0.", machine())?;
-    writeln!(
-        m,
-        "- One backend (batching on, the demo configs) serves mlp and resnet18; one Envoy with the Switchyard filter \
-         (split, SLO accounting; sampling off) sits in front of it, REST and gRPC on one listener. Closed-loop runs \
-         of {}s after a 1s warm-up, 1 row per request, {} rounds over every cell, medians reported. The load \
-         generator (switchyard-load, HTTP/1.1 for REST, HTTP/2 for gRPC, one connection per client) runs on the same \
-         cores.",
-        a.seconds, a.rounds
-    )?;
-    writeln!(
-        m,
-        "- Raw ceiling: bare `forward` (`bench-engine`), measured again in every round just before that model's \
-         cells: the rows/s of a full batch of the cell's concurrency, and the p50 of one row. Ratios are taken round \
-         by round, then the median.\n"
-    )?;
-    for (model, concurrencies) in MODELS {
-        writeln!(m, "## {model}\n")?;
+    let models = MODELS
+        .iter()
+        .map(|(model, concurrencies)| ProtocolsModel {
+            model: (*model).to_owned(),
+            cells: concurrencies
+                .iter()
+                .flat_map(|c| Wire::ALL.map(|w| (*c, w)))
+                .map(|(c, wire)| {
+                    let (d, e) = (get(model, wire, false, c), get(model, wire, true, c));
+                    ProtocolsCell {
+                        clients: c,
+                        wire: wire.name().to_owned(),
+                        direct_rows_per_s: shown(rows(d), 0),
+                        direct_p50_ms: shown(p50(d), 2),
+                        envoy_rows_per_s: shown(rows(e), 0),
+                        envoy_p50_ms: shown(p50(e), 2),
+                        direct_of_raw_ceiling_pct: shown(100.0 * of_ceiling(d), 0),
+                    }
+                })
+                .collect(),
+            raw_forward: RawForward {
+                batch1_p50_ms: shown(raw_at(raw, model, 1).map_or(f64::NAN, |r| r.1), 2),
+                ceilings: concurrencies
+                    .iter()
+                    .map(|c| BatchCeiling {
+                        batch: *c,
+                        rows_per_s: shown(raw_at(raw, model, *c).map_or(f64::NAN, |r| r.0), 0),
+                    })
+                    .collect(),
+            },
+        })
+        .collect();
+    let g8 = get("resnet18", Wire::Grpc, false, 8);
+    let g1 = get("resnet18", Wire::Grpc, false, 1);
+    let (g32, b32) = (rows(get("mlp", Wire::Grpc, false, 32)), rows(get("mlp", Wire::Binary, false, 32)));
+    ProtocolsRecord {
+        generated_by: a.reproduce.clone(),
+        machine: machine(),
+        device,
+        seconds: a.seconds,
+        rounds: a.rounds,
+        models,
+        goals: ProtocolsGoals {
+            resnet18_grpc_8_clients: CeilingGoal {
+                rows_per_s: shown(rows(g8), 0),
+                of_raw_ceiling_pct: shown(100.0 * of_ceiling(g8), 0),
+                met: of_ceiling(g8) >= 0.95,
+            },
+            resnet18_grpc_1_client: OverheadGoal {
+                p50_ms: shown(p50(g1), 2),
+                over_forward_ms: shown(over_forward(g1), 2),
+                met: over_forward(g1) <= 2.0,
+            },
+            mlp_grpc_32_clients: RatioGoal {
+                grpc_rows_per_s: shown(g32, 0),
+                binary_rows_per_s: shown(b32, 0),
+                ratio: shown(g32 / b32, 2),
+                met: g32 >= b32,
+            },
+        },
+    }
+}
+
+impl ProtocolsRecord {
+    pub fn markdown(&self) -> String {
+        let mut m = String::new();
+        let _ = self.write_markdown(&mut m);
+        m
+    }
+
+    fn write_markdown(&self, m: &mut String) -> std::fmt::Result {
+        writeln!(m, "# Benchmarks: REST JSON vs REST binary vs gRPC\n")?;
+        writeln!(m, "Generated by `{}` — do not edit by hand; re-run it.\n", self.generated_by)?;
+        writeln!(m, "- Machine: {}; device: **{}**; libtorch 2.11.0 via tch 0.24.0.", self.machine, self.device)?;
         writeln!(
             m,
-            "| clients | wire | direct rows/s | direct p50 ms | through Envoy rows/s | through Envoy p50 ms | direct / raw ceiling |"
+            "- One backend (batching on, the demo configs) serves mlp and resnet18; one Envoy with the Switchyard filter \
+             (split, SLO accounting; sampling off) sits in front of it, REST and gRPC on one listener. Closed-loop runs \
+             of {}s after a 1s warm-up, 1 row per request, {} rounds over every cell, medians reported. The load \
+             generator (switchyard-load, HTTP/1.1 for REST, HTTP/2 for gRPC, one connection per client) runs on the same \
+             cores.",
+            self.seconds, self.rounds
         )?;
-        writeln!(m, "|---:|---|---:|---:|---:|---:|---:|")?;
-        for c in concurrencies {
-            for wire in Wire::ALL {
-                let (d, e) = (get(model, wire, false, c), get(model, wire, true, c));
+        writeln!(
+            m,
+            "- Raw ceiling: bare `forward` (`bench-engine`), measured again in every round just before that model's \
+             cells: the rows/s of a full batch of the cell's concurrency, and the p50 of one row. Ratios are taken round \
+             by round, then the median.\n"
+        )?;
+        for model in &self.models {
+            writeln!(m, "## {}\n", model.model)?;
+            writeln!(
+                m,
+                "| clients | wire | direct rows/s | direct p50 ms | through Envoy rows/s | through Envoy p50 ms | direct / raw ceiling |"
+            )?;
+            writeln!(m, "|---:|---|---:|---:|---:|---:|---:|")?;
+            for c in &model.cells {
                 writeln!(
                     m,
-                    "| {c} | {} | {:.0} | {:.2} | {:.0} | {:.2} | {:.0}% |",
-                    wire.name(),
-                    rows(d),
-                    p50(d),
-                    rows(e),
-                    p50(e),
-                    100.0 * of_ceiling(d)
+                    "| {} | {} | {:.0} | {:.2} | {:.0} | {:.2} | {:.0}% |",
+                    c.clients,
+                    c.wire,
+                    c.direct_rows_per_s,
+                    c.direct_p50_ms,
+                    c.envoy_rows_per_s,
+                    c.envoy_p50_ms,
+                    c.direct_of_raw_ceiling_pct
                 )?;
             }
+            let raw = &model.raw_forward;
+            let ceilings: Vec<String> =
+                raw.ceilings.iter().map(|c| format!("batch {} {:.0} rows/s", c.batch, c.rows_per_s)).collect();
+            writeln!(
+                m,
+                "\nRaw `forward` (medians over the rounds): batch 1 p50 {:.2} ms; {}.\n",
+                raw.batch1_p50_ms,
+                ceilings.join(", ")
+            )?;
         }
-        let raw1 = raw_at(raw, model, 1).map_or(f64::NAN, |r| r.1);
-        let ceilings: Vec<String> = concurrencies
-            .iter()
-            .map(|c| format!("batch {c} {:.0} rows/s", raw_at(raw, model, *c).map_or(f64::NAN, |r| r.0)))
-            .collect();
-        writeln!(m, "\nRaw `forward` (medians over the rounds): batch 1 p50 {raw1:.2} ms; {}.\n", ceilings.join(", "))?;
+        writeln!(m, "## Goals\n")?;
+        let verdict = |ok: bool| if ok { "**met**" } else { "**not met**" };
+        let g = &self.goals;
+        let (g8, g1, g32) = (&g.resnet18_grpc_8_clients, &g.resnet18_grpc_1_client, &g.mlp_grpc_32_clients);
+        writeln!(
+            m,
+            "- resnet18 gRPC at 8 clients: {:.0} rows/s, {:.0}% of the raw ceiling at batch 8 (median of the rounds' \
+             ratios); goal ≥ 95%: {}.",
+            g8.rows_per_s,
+            g8.of_raw_ceiling_pct,
+            verdict(g8.met)
+        )?;
+        writeln!(
+            m,
+            "- resnet18 gRPC at 1 client: p50 {:.2} ms, {:+.2} ms over the batch-1 `forward` measured just before \
+             (median of the rounds); goal ≤ forward + 2 ms: {}.",
+            g1.p50_ms,
+            g1.over_forward_ms,
+            verdict(g1.met)
+        )?;
+        writeln!(
+            m,
+            "- mlp gRPC at 32 clients: {:.0} rows/s against REST binary {:.0} rows/s ({:.2}×); goal ≥ 1×: {}.",
+            g32.grpc_rows_per_s,
+            g32.binary_rows_per_s,
+            g32.ratio,
+            verdict(g32.met)
+        )?;
+        Ok(())
     }
-    writeln!(m, "## Goals\n")?;
-    let verdict = |ok: bool| if ok { "**met**" } else { "**not met**" };
-    let g8 = get("resnet18", Wire::Grpc, false, 8);
-    let share = of_ceiling(g8);
-    writeln!(
-        m,
-        "- resnet18 gRPC at 8 clients: {:.0} rows/s, {:.0}% of the raw ceiling at batch 8 (median of the rounds' \
-         ratios); goal ≥ 95%: {}.",
-        rows(g8),
-        100.0 * share,
-        verdict(share >= 0.95)
-    )?;
-    let g1 = get("resnet18", Wire::Grpc, false, 1);
-    let over = over_forward(g1);
-    writeln!(
-        m,
-        "- resnet18 gRPC at 1 client: p50 {:.2} ms, {over:+.2} ms over the batch-1 `forward` measured just before \
-         (median of the rounds); goal ≤ forward + 2 ms: {}.",
-        p50(g1),
-        verdict(over <= 2.0)
-    )?;
-    let (g32, b32) = (rows(get("mlp", Wire::Grpc, false, 32)), rows(get("mlp", Wire::Binary, false, 32)));
-    writeln!(
-        m,
-        "- mlp gRPC at 32 clients: {g32:.0} rows/s against REST binary {b32:.0} rows/s ({:.2}×); goal ≥ 1×: {}.",
-        g32 / b32,
-        verdict(g32 >= b32)
-    )?;
-    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProtocolsRecord;
+
+    #[test]
+    fn the_protocols_json_holds_the_figures_of_its_section() {
+        crate::common::tests::check_record::<ProtocolsRecord>("protocols", ProtocolsRecord::markdown);
+    }
 }

@@ -43,8 +43,7 @@ pub fn le_bound(le: &str) -> Option<f64> {
 }
 
 fn is_bucket_of(s: &Sample, model: &str) -> bool {
-    s.name == metrics::REQUEST_DURATION_MS.series("_bucket")
-        && s.labels.get("model").map(String::as_str) == Some(model)
+    s.name == metrics::REQUEST_DURATION_MS.series("_bucket") && s.labels.get("model").map(String::as_str) == Some(model)
 }
 
 /// The upper bounds of the model's latency buckets, ascending.

@@ -62,7 +62,7 @@ pub struct K8sOptions {
 
 /// How each model's versions scale (`k8s/scaling.json`): the in-flight requests per replica
 /// the autoscalers hold, and the replica ceiling. docs/capacity.md derives both from the
-/// measured service rates (`scripts/capacity.py`).
+/// measured service rates (`switchyard-bench capacity`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scaling {

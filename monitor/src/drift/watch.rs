@@ -20,11 +20,6 @@ use super::metrics::Metrics;
 use super::options::Options;
 use super::server::{self, Shared};
 
-/// The names the benchmark (`bench/src/drift.rs`) imports from here; their homes are
-/// [`super::monitor::Monitor`] and `switchyard_runtime::tail::Follow`.
-pub use super::monitor::Monitor;
-pub use switchyard_runtime::tail::Follow as Tail;
-
 /// Runs until SIGTERM or ctrl-c.
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&options.config)
