@@ -17,6 +17,7 @@ use prometheus_client::registry::Registry;
 use super::config::Config;
 use super::follow::{self, Source};
 use super::metrics::Metrics;
+use super::monitor::Monitor;
 use super::options::Options;
 use super::server::{self, Shared};
 
