@@ -61,18 +61,7 @@ impl Backend {
             }
             None => Command::new(bin),
         };
-        cmd.args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--model-repository",
-        ])
-        .arg(repo)
-        .env("RUST_LOG", "warn");
+        cmd.args(switchyard_testkit::serve_args(repo, ["127.0.0.1:0"; 3])).env("RUST_LOG", "warn");
         let (process, line) = Process::spawn_reporting("switchyard-backend", cmd, Log::Inherit)?;
         let mut process = process.on_drop(OnDrop::Terminate(Duration::from_secs(60)));
         let addr = |key| address_after(&line, key);

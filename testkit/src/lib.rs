@@ -93,10 +93,31 @@ pub fn serve_command(repo: &Path) -> Command {
 }
 
 /// `switchyard-backend serve` on `repo` listening on [HTTP, gRPC, admin].
-pub fn serve_command_at(repo: &Path, [http, grpc, admin]: [&str; 3]) -> Command {
+pub fn serve_command_at(repo: &Path, addrs: [&str; 3]) -> Command {
     let mut c = Command::new(backend_bin());
-    c.args(["serve", "--http-addr", http, "--grpc-addr", grpc, "--admin-addr", admin, "--model-repository"]).arg(repo);
+    c.args(serve_args(repo, addrs));
     c
+}
+
+/// The arguments of `switchyard-backend serve` on `repo` listening on [HTTP, gRPC, admin], with
+/// the contract's flags (the benchmarks prefix them with `taskset`).
+pub fn serve_args(repo: &Path, [http, grpc, admin]: [&str; 3]) -> Vec<std::ffi::OsString> {
+    use switchyard_contract::process::backend;
+    let mut args: Vec<std::ffi::OsString> = [
+        backend::SERVE,
+        backend::HTTP.flag,
+        http,
+        backend::GRPC.flag,
+        grpc,
+        backend::ADMIN.flag,
+        admin,
+        backend::MODEL_REPOSITORY_FLAG,
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    args.push(repo.into());
+    args
 }
 
 /// The backend on free loopback ports, its log kept in memory; killed when dropped.
