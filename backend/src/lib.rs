@@ -12,7 +12,9 @@ pub mod grpc;
 pub mod metrics;
 pub mod models;
 pub mod offline;
+pub mod serve;
 pub mod server;
+pub mod service;
 pub mod tensor;
 #[cfg(test)]
 mod testing;

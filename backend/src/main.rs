@@ -1,13 +1,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use switchyard_backend::{admission, bench, config, gpu, metrics::Metrics, models::Models, offline, server, torch};
+use switchyard_backend::{admission, bench, config, offline, serve};
 
 /// Open Inference Protocol (KServe V2) server with dynamic batching on libtorch.
 #[derive(Parser)]
@@ -69,14 +67,7 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    switchyard_runtime::init_tracing();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(&args),
@@ -113,47 +104,13 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             anyhow::bail!("{}", problems.join("\n"));
         }
     };
-    let mut repo = repo;
-    if let Some(device) = args.device {
-        repo.models.values_mut().flatten().for_each(|c| c.device = device);
-    }
-    let factor = admission::memory_factor(repo.versions());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(async move {
-        let http = tokio::net::TcpListener::bind(args.http_addr)
-            .await
-            .with_context(|| format!("cannot bind the inference listener {}", args.http_addr))?;
-        let grpc = tokio::net::TcpListener::bind(args.grpc_addr)
-            .await
-            .with_context(|| format!("cannot bind the gRPC listener {}", args.grpc_addr))?;
-        let admin = tokio::net::TcpListener::bind(args.admin_addr)
-            .await
-            .with_context(|| format!("cannot bind the admin listener {}", args.admin_addr))?;
-        let metrics = Arc::new(Metrics::new());
-        tracing::info!(cuda_available = torch::cuda_available(), "loading models");
-        let models = Models::start(repo, &metrics, &torch::TorchEngine::factory());
-        // What admission bounds (README, "Admission and memory"): request data on top of the RSS at readiness.
-        tracing::info!(
-            pid = std::process::id(),
-            max_body_bytes = limits.max_body_bytes,
-            max_inflight_bytes = limits.max_inflight_bytes,
-            max_inflight_requests = limits.max_inflight_requests,
-            request_memory_bound_bytes = admission::request_memory_bound(&limits, factor),
-            "admission limits"
-        );
-        let st = server::AppState::new(models.clone(), metrics.clone(), limits);
-        // Tests and scripts read this line to find the ports (either may be 0 = any).
-        println!(
-            "switchyard-backend listening: inference http://{} grpc http://{} admin http://{}",
-            http.local_addr()?,
-            grpc.local_addr()?,
-            admin.local_addr()?
-        );
-        tokio::spawn(gpu::poll(models, metrics, Duration::from_secs(5)));
-        let listeners = server::Listeners { http, grpc, admin };
-        let drained = server::run(st, listeners, Duration::from_secs(args.shutdown_grace_seconds)).await?;
-        anyhow::ensure!(drained, "shutdown grace period of {}s ran out", args.shutdown_grace_seconds);
-        tracing::info!("stopped cleanly");
-        Ok(())
+    serve::run(serve::ServeOptions {
+        repo,
+        limits,
+        http_addr: args.http_addr,
+        grpc_addr: args.grpc_addr,
+        admin_addr: args.admin_addr,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
+        device: args.device,
     })
 }

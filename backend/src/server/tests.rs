@@ -1,7 +1,10 @@
 //! Every endpoint and every error class through the router, against a fake engine.
 
-use std::sync::atomic::AtomicUsize;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -14,7 +17,9 @@ use crate::admission::LimitArgs;
 use crate::batcher::BatchTensor;
 use crate::config::{ModelConfig, Repository};
 use crate::engine::{Engine, EngineFactory};
+use crate::metrics::Metrics;
 use crate::models::ModelState;
+use crate::models::Models;
 use crate::tensor::TensorData;
 use crate::testing::{Doubler, config};
 
