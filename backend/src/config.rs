@@ -102,16 +102,13 @@ pub struct Repository {
     pub models: BTreeMap<String, Vec<ModelConfig>>,
 }
 
-/// Which model version an offline command (`batch`, `bench-engine`) runs: one set of flags
-/// and one rule (the named version, else the newest).
-#[derive(Debug, Clone, clap::Args)]
+/// Which model version an offline command (`batch`, `bench-engine`) runs: one rule (the
+/// named version, else the newest) for both.
+#[derive(Debug, Clone)]
 pub struct VersionChoice {
-    #[arg(long, env = "SWITCHYARD_MODEL_REPOSITORY")]
     pub model_repository: PathBuf,
-    #[arg(long)]
     pub model: String,
     /// Default: the newest version.
-    #[arg(long)]
     pub version: Option<String>,
 }
 

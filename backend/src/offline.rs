@@ -30,26 +30,19 @@ use crate::metrics::Metrics;
 use crate::torch::TorchEngine;
 use crate::v2::{self, InferRequest, rest};
 
-#[derive(clap::Args)]
-pub struct BatchArgs {
-    #[command(flatten)]
-    target: VersionChoice,
+/// What `batch` runs.
+pub struct BatchOptions {
+    pub target: VersionChoice,
     /// JSONL of V2 requests, or of rows for a single-input model.
-    #[arg(long)]
-    input: PathBuf,
+    pub input: PathBuf,
     /// JSONL of V2 responses, one per input line, in input order.
-    #[arg(long)]
-    output: PathBuf,
+    pub output: PathBuf,
     /// Rows per batch (default and maximum: the model's max_batch_size).
-    #[arg(long)]
-    batch_size: Option<usize>,
+    pub batch_size: Option<usize>,
     /// Discard existing output (whatever job it belongs to) and start from the first line.
-    #[arg(long)]
-    restart: bool,
-    /// Run only shard I of N (from 0): input lines I+1, I+1+N, I+1+2N, … The output holds
-    /// just those lines' results, in order.
-    #[arg(long, env = "SWITCHYARD_SHARD", value_parser = Shard::parse, default_value = "0/1")]
-    shard: Shard,
+    pub restart: bool,
+    /// Run only this shard's lines; the output holds just their results, in order.
+    pub shard: Shard,
 }
 
 /// Which lines of the input one run owns. Round robin rather than contiguous ranges: the
@@ -99,7 +92,7 @@ impl Shard {
     }
 }
 
-pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
+pub fn run(args: &BatchOptions) -> anyhow::Result<()> {
     let config = &args.target.load()?;
     let max = config.batching.max_batch_size;
     let batch_rows = args.batch_size.unwrap_or(max).clamp(1, max);
@@ -220,22 +213,19 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(clap::Args)]
-pub struct MergeArgs {
-    /// Every shard's output (`batch --shard I/N --output PART`), in any order; each one's
-    /// `PART.job.json` says which shard it is.
-    #[arg(required = true)]
-    parts: Vec<PathBuf>,
+/// What `merge-shards` merges.
+pub struct MergeOptions {
+    /// Every shard's output, in any order; each one's `PART.job.json` says which shard it is.
+    pub parts: Vec<PathBuf>,
     /// The merged output: one line per input line, in input order, as a whole run writes it
     /// (with its job record, so `batch` on the whole input sees it as done).
-    #[arg(long)]
-    output: PathBuf,
+    pub output: PathBuf,
 }
 
 /// Interleaves complete shard outputs of one job. Refused, naming the problem, unless the
 /// parts are exactly shards 0..N of the same model version and input, each complete; the
 /// merged file appears only when whole (written beside it, then renamed).
-pub fn merge(args: &MergeArgs) -> anyhow::Result<()> {
+pub fn merge(args: &MergeOptions) -> anyhow::Result<()> {
     let mut parts = Vec::with_capacity(args.parts.len());
     for path in &args.parts {
         let record = read_job_record(&job_record_path(path), path)?;
