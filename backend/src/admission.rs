@@ -49,6 +49,11 @@ impl Default for LimitOptions {
     }
 }
 
+/// Every broken rule of a [`LimitOptions`], reported together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid limits: {} problem(s): {}", .0.len(), .0.join("; "))]
+pub struct InvalidLimits(pub Vec<String>);
+
 /// Validated limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -61,7 +66,7 @@ pub struct Limits {
 
 impl LimitOptions {
     /// Checks every rule and reports every broken one at once.
-    pub fn validate(&self) -> Result<Limits, String> {
+    pub fn validate(&self) -> Result<Limits, InvalidLimits> {
         let max_inflight_bytes = self.max_inflight_bytes.unwrap_or(self.max_body_bytes.saturating_mul(4));
         let max_concurrent_decodes = self
             .max_concurrent_decodes
@@ -94,7 +99,7 @@ impl LimitOptions {
             problems.push(format!("--max-concurrent-decodes must be at least 1, got {max_concurrent_decodes}"));
         }
         if !problems.is_empty() {
-            return Err(format!("invalid limits: {} problem(s): {}", problems.len(), problems.join("; ")));
+            return Err(InvalidLimits(problems));
         }
         Ok(Limits {
             max_body_bytes: self.max_body_bytes,
@@ -213,7 +218,9 @@ mod tests {
     use super::*;
 
     fn limits(max_body: usize, inflight: Option<usize>) -> Result<Limits, String> {
-        LimitOptions { max_body_bytes: max_body, max_inflight_bytes: inflight, ..LimitOptions::default() }.validate()
+        LimitOptions { max_body_bytes: max_body, max_inflight_bytes: inflight, ..LimitOptions::default() }
+            .validate()
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -233,7 +240,7 @@ mod tests {
             body_read_timeout_seconds: 0,
             max_concurrent_decodes: Some(0),
         };
-        let e = args.validate().unwrap_err();
+        let e = args.validate().unwrap_err().to_string();
         for needle in [
             "4 problem(s)",
             "--max-inflight-bytes (99) must be at least --max-body-bytes (100)",

@@ -44,7 +44,7 @@ struct Row<'a> {
 pub fn run(args: &BenchOptions) -> anyhow::Result<()> {
     let config = &args.target.load()?;
     let spec = match &args.device {
-        Some(d) => crate::config::DeviceSpec::parse(d).map_err(anyhow::Error::msg)?,
+        Some(d) => DeviceSpec::parse(d)?,
         None => config.device,
     };
     let device = resolve_device(spec).map_err(anyhow::Error::msg)?;

@@ -43,8 +43,10 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let (repo, limits) = match (load(&args.repo), LimitOptions::from(&args.limits).validate()) {
         (Ok(repo), Ok(limits)) => (repo, limits),
         (repo, limits) => {
-            let problems: Vec<String> =
-                [repo.err().map(|e| format!("{e:#}")), limits.err()].into_iter().flatten().collect();
+            let problems: Vec<String> = [repo.err().map(|e| format!("{e:#}")), limits.err().map(|e| e.to_string())]
+                .into_iter()
+                .flatten()
+                .collect();
             anyhow::bail!("{}", problems.join("\n"));
         }
     };
