@@ -21,6 +21,8 @@ use crate::metrics::{Metrics, Outcome};
 use crate::models::{ModelVersion, Models};
 use crate::v2::InferRequest;
 
+/// What the handlers of both protocols share: the models, the metrics, admission control and
+/// whether the server is draining.
 pub struct AppState {
     pub models: Arc<Models>,
     pub metrics: Arc<Metrics>,
