@@ -7,46 +7,52 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Args;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 use crate::config::ModelConfig;
 use crate::error::ApiError;
 use crate::tensor::DataType;
 
-/// The server's request limits, as flags.
-#[derive(Args, Debug, Clone)]
-pub struct LimitArgs {
+/// The default of `--max-body-bytes`.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// The default of `--max-inflight-requests`.
+pub const DEFAULT_MAX_INFLIGHT_REQUESTS: usize = 1024;
+/// The default of `--body-read-timeout-seconds`.
+pub const DEFAULT_BODY_READ_TIMEOUT_SECONDS: u64 = 30;
+
+/// The server's request limits as given (the `serve` flags of the same names), before
+/// [`LimitOptions::validate`] derives the defaults that depend on others and checks them.
+#[derive(Debug, Clone)]
+pub struct LimitOptions {
     /// Request bodies above this get 413.
-    #[arg(long, env = "SWITCHYARD_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Body bytes admitted at once (declared lengths; a body without one counts as
-    /// --max-body-bytes). Beyond it requests get 429 before their body is read. Default: 4 ×
-    /// --max-body-bytes; at least --max-body-bytes.
-    #[arg(long, env = "SWITCHYARD_MAX_INFLIGHT_BYTES")]
+    /// `max_body_bytes`). Default: 4 × `max_body_bytes`; at least `max_body_bytes`.
     pub max_inflight_bytes: Option<usize>,
     /// Inference requests admitted at once; beyond it requests get 429.
-    #[arg(long, env = "SWITCHYARD_MAX_INFLIGHT_REQUESTS", default_value_t = 1024)]
     pub max_inflight_requests: usize,
     /// Bodies not received within this get 408.
-    #[arg(long, env = "SWITCHYARD_BODY_READ_TIMEOUT_SECONDS", default_value_t = 30)]
     pub body_read_timeout_seconds: u64,
     /// Large bodies decoded at once on the blocking pool. Default: the number of CPUs.
-    #[arg(long, env = "SWITCHYARD_MAX_CONCURRENT_DECODES")]
     pub max_concurrent_decodes: Option<usize>,
 }
 
-impl Default for LimitArgs {
+impl Default for LimitOptions {
     fn default() -> Self {
-        LimitArgs {
-            max_body_bytes: 64 * 1024 * 1024,
+        LimitOptions {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_inflight_bytes: None,
-            max_inflight_requests: 1024,
-            body_read_timeout_seconds: 30,
+            max_inflight_requests: DEFAULT_MAX_INFLIGHT_REQUESTS,
+            body_read_timeout_seconds: DEFAULT_BODY_READ_TIMEOUT_SECONDS,
             max_concurrent_decodes: None,
         }
     }
 }
+
+/// Every broken rule of a [`LimitOptions`], reported together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid limits: {} problem(s): {}", .0.len(), .0.join("; "))]
+pub struct InvalidLimits(pub Vec<String>);
 
 /// Validated limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,9 +64,9 @@ pub struct Limits {
     pub max_concurrent_decodes: usize,
 }
 
-impl LimitArgs {
+impl LimitOptions {
     /// Checks every rule and reports every broken one at once.
-    pub fn validate(&self) -> Result<Limits, String> {
+    pub fn validate(&self) -> Result<Limits, InvalidLimits> {
         let max_inflight_bytes = self.max_inflight_bytes.unwrap_or(self.max_body_bytes.saturating_mul(4));
         let max_concurrent_decodes = self
             .max_concurrent_decodes
@@ -93,7 +99,7 @@ impl LimitArgs {
             problems.push(format!("--max-concurrent-decodes must be at least 1, got {max_concurrent_decodes}"));
         }
         if !problems.is_empty() {
-            return Err(format!("invalid limits: {} problem(s): {}", problems.len(), problems.join("; ")));
+            return Err(InvalidLimits(problems));
         }
         Ok(Limits {
             max_body_bytes: self.max_body_bytes,
@@ -212,12 +218,14 @@ mod tests {
     use super::*;
 
     fn limits(max_body: usize, inflight: Option<usize>) -> Result<Limits, String> {
-        LimitArgs { max_body_bytes: max_body, max_inflight_bytes: inflight, ..LimitArgs::default() }.validate()
+        LimitOptions { max_body_bytes: max_body, max_inflight_bytes: inflight, ..LimitOptions::default() }
+            .validate()
+            .map_err(|e| e.to_string())
     }
 
     #[test]
     fn defaults_derive_the_byte_budget_from_the_body_limit() {
-        let l = LimitArgs::default().validate().unwrap();
+        let l = LimitOptions::default().validate().unwrap();
         assert_eq!(l.max_inflight_bytes, 4 * l.max_body_bytes);
         assert_eq!(l.body_read_timeout, Duration::from_secs(30));
         assert!(l.max_concurrent_decodes >= 1);
@@ -225,14 +233,14 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_at_once() {
-        let args = LimitArgs {
+        let args = LimitOptions {
             max_body_bytes: 100,
             max_inflight_bytes: Some(99),
             max_inflight_requests: 0,
             body_read_timeout_seconds: 0,
             max_concurrent_decodes: Some(0),
         };
-        let e = args.validate().unwrap_err();
+        let e = args.validate().unwrap_err().to_string();
         for needle in [
             "4 problem(s)",
             "--max-inflight-bytes (99) must be at least --max-body-bytes (100)",
@@ -262,7 +270,7 @@ mod tests {
 
     #[test]
     fn the_request_count_is_bounded_too() {
-        let args = LimitArgs { max_body_bytes: 10, max_inflight_requests: 2, ..LimitArgs::default() };
+        let args = LimitOptions { max_body_bytes: 10, max_inflight_requests: 2, ..LimitOptions::default() };
         let a = Admission::new(args.validate().unwrap());
         let held = [a.try_admit(Some(0)).unwrap(), a.try_admit(Some(0)).unwrap()];
         let e = a.try_admit(Some(0)).unwrap_err();

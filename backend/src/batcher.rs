@@ -364,7 +364,7 @@ pub async fn run_batcher(queue: Arc<Queue>, idle: Arc<Semaphore>, work: std::syn
             t
         };
         queue.metrics.dropped_expired.inc_by(taken.expired);
-        // Abandoned entries are counted where the client's handler is dropped (server.rs).
+        // Abandoned entries are counted where the client's handler is dropped (service.rs, `InFlight`).
         if taken.batch.is_empty() {
             continue;
         }

@@ -18,20 +18,15 @@ use crate::tensor::DataType;
 use crate::torch::{TorchEngine, device_label, resolve_device};
 use crate::v2::{RequestedOutput, rest as v2};
 
-#[derive(clap::Args)]
-pub struct BenchArgs {
-    #[command(flatten)]
-    target: VersionChoice,
-    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32,64")]
-    batch_sizes: Vec<usize>,
+/// What `bench-engine` measures.
+pub struct BenchOptions {
+    pub target: VersionChoice,
+    pub batch_sizes: Vec<usize>,
     /// Time spent measuring each batch size.
-    #[arg(long, default_value_t = 2.0)]
-    seconds: f64,
-    #[arg(long, default_value_t = 5)]
-    min_iterations: usize,
+    pub seconds: f64,
+    pub min_iterations: usize,
     /// Override the config's device (auto, cpu, cuda:N).
-    #[arg(long)]
-    device: Option<String>,
+    pub device: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -46,10 +41,10 @@ struct Row<'a> {
     mean_ms: f64,
 }
 
-pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+pub fn run(args: &BenchOptions) -> anyhow::Result<()> {
     let config = &args.target.load()?;
     let spec = match &args.device {
-        Some(d) => crate::config::DeviceSpec::parse(d).map_err(anyhow::Error::msg)?,
+        Some(d) => DeviceSpec::parse(d)?,
         None => config.device,
     };
     let device = resolve_device(spec).map_err(anyhow::Error::msg)?;
@@ -75,18 +70,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(clap::Args)]
-pub struct CodecArgs {
+/// What `bench-codec` measures.
+pub struct CodecOptions {
     /// Times each of decode and encode runs (after one untimed run of each).
-    #[arg(long, default_value_t = 50)]
-    iterations: usize,
+    pub iterations: usize,
     /// Decimals of each generated value in the request (`0.123456789` at 9).
-    #[arg(long, default_value_t = 9)]
-    decimals: usize,
-    /// Decode this request body instead (e.g. one `switchyard-load` sends; its input must be a
-    /// `[1,3,224,224]` FP32 named `image`).
-    #[arg(long)]
-    body: Option<std::path::PathBuf>,
+    pub decimals: usize,
+    /// Decode this request body instead of a generated one.
+    pub body: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -159,7 +150,7 @@ fn time<T>(iterations: usize, mut f: impl FnMut() -> anyhow::Result<T>) -> anyho
     Ok((times[times.len() / 2], times[0]))
 }
 
-pub fn run_codec(args: &CodecArgs) -> anyhow::Result<()> {
+pub fn run_codec(args: &CodecOptions) -> anyhow::Result<()> {
     let config = image_config();
     let body = match &args.body {
         Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,

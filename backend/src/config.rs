@@ -69,8 +69,13 @@ pub enum DeviceSpec {
     Cuda(usize),
 }
 
+/// A device that is none of auto, cpu, cuda, cuda:N.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("device '{0}' is not one of auto, cpu, cuda, cuda:N")]
+pub struct UnknownDevice(pub String);
+
 impl DeviceSpec {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, UnknownDevice> {
         match s {
             "auto" => Ok(DeviceSpec::Auto),
             "cpu" => Ok(DeviceSpec::Cpu),
@@ -79,7 +84,7 @@ impl DeviceSpec {
                 .strip_prefix("cuda:")
                 .and_then(|n| n.parse().ok())
                 .map(DeviceSpec::Cuda)
-                .ok_or_else(|| format!("device '{s}' is not one of auto, cpu, cuda, cuda:N")),
+                .ok_or_else(|| UnknownDevice(s.to_owned())),
         }
     }
 }
@@ -102,16 +107,13 @@ pub struct Repository {
     pub models: BTreeMap<String, Vec<ModelConfig>>,
 }
 
-/// Which model version an offline command (`batch`, `bench-engine`) runs: one set of flags
-/// and one rule (the named version, else the newest).
-#[derive(Debug, Clone, clap::Args)]
+/// Which model version an offline command (`batch`, `bench-engine`) runs: one rule (the
+/// named version, else the newest) for both.
+#[derive(Debug, Clone)]
 pub struct VersionChoice {
-    #[arg(long, env = "SWITCHYARD_MODEL_REPOSITORY")]
     pub model_repository: PathBuf,
-    #[arg(long)]
     pub model: String,
     /// Default: the newest version.
-    #[arg(long)]
     pub version: Option<String>,
 }
 
@@ -119,8 +121,19 @@ impl VersionChoice {
     /// Loads and validates the repository and picks the version.
     pub fn load(&self) -> anyhow::Result<ModelConfig> {
         let repo = load_repository(&self.model_repository)?;
-        repo.find_version(&self.model, self.version.as_deref()).cloned().map_err(anyhow::Error::msg)
+        Ok(repo.find_version(&self.model, self.version.as_deref())?.clone())
     }
+}
+
+/// Why [`Repository::find_version`] found nothing to run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VersionNotFound {
+    #[error("no model '{0}' in the repository")]
+    NoModel(String),
+    #[error("model '{model}' has no version '{version}'")]
+    NoVersion { model: String, version: String },
+    #[error("model '{0}' has no versions")]
+    NoVersions(String),
 }
 
 impl Repository {
@@ -129,13 +142,14 @@ impl Repository {
     }
 
     /// The named version of `model`, or its newest one: what the offline commands run.
-    pub fn find_version(&self, model: &str, version: Option<&str>) -> Result<&ModelConfig, String> {
-        let versions = self.models.get(model).ok_or_else(|| format!("no model '{model}' in the repository"))?;
+    pub fn find_version(&self, model: &str, version: Option<&str>) -> Result<&ModelConfig, VersionNotFound> {
+        let versions = self.models.get(model).ok_or_else(|| VersionNotFound::NoModel(model.to_owned()))?;
         match version {
-            Some(v) => {
-                versions.iter().find(|c| c.version == v).ok_or_else(|| format!("model '{model}' has no version '{v}'"))
-            }
-            None => versions.last().ok_or_else(|| format!("model '{model}' has no versions")),
+            Some(v) => versions
+                .iter()
+                .find(|c| c.version == v)
+                .ok_or_else(|| VersionNotFound::NoVersion { model: model.to_owned(), version: v.to_owned() }),
+            None => versions.last().ok_or_else(|| VersionNotFound::NoVersions(model.to_owned())),
         }
     }
 
@@ -359,7 +373,7 @@ fn validate(model: &str, version: &str, dir: &Path, f: ConfigFile) -> Result<Mod
         problems.push(format!("instances must be 1..={MAX_INSTANCES}, got {}", f.instances));
     }
     let device = DeviceSpec::parse(&f.device).unwrap_or_else(|e| {
-        problems.push(e);
+        problems.push(e.to_string());
         DeviceSpec::Cpu
     });
     if !problems.is_empty() {
@@ -543,8 +557,8 @@ mod tests {
         let repo = load_repository(&d).unwrap();
         assert_eq!(repo.find_version("m", None).unwrap().version, "v10");
         assert_eq!(repo.find_version("m", Some("v9")).unwrap().version, "v9");
-        assert_eq!(repo.find_version("m", Some("v1")).unwrap_err(), "model 'm' has no version 'v1'");
-        assert_eq!(repo.find_version("n", None).unwrap_err(), "no model 'n' in the repository");
+        assert_eq!(repo.find_version("m", Some("v1")).unwrap_err().to_string(), "model 'm' has no version 'v1'");
+        assert_eq!(repo.find_version("n", None).unwrap_err().to_string(), "no model 'n' in the repository");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use tonic::{Request, Response, Status};
 use crate::admission::Ticket;
 use crate::error::ApiError;
 use crate::models::ModelVersion;
-use crate::server::{AppState, accounted, queue};
+use crate::service::{AppState, Held, accounted, queue};
 use crate::v2::grpc as codec;
 
 /// HTTP/2 flow-control windows: a ResNet-18 input (602 KB) fits in one stream window, so a
@@ -166,7 +166,7 @@ where
             match admit(&st, body).await {
                 Ok((ticket, body)) => {
                     let resp = inner.call(http::Request::from_parts(parts, Body::new(body))).await?;
-                    Ok(resp.map(|body| Body::new(Held { body, _ticket: ticket })))
+                    Ok(resp.map(|body| Body::new(Held::new(body, ticket))))
                 }
                 Err(e) => Ok(e.to_status().into_http()),
             }
@@ -236,28 +236,5 @@ impl HttpBody for Prefixed {
 
     fn is_end_stream(&self) -> bool {
         self.prefix.is_none() && self.body.is_end_stream()
-    }
-}
-
-/// A response body that keeps its request's admission ticket until it has been sent.
-struct Held {
-    body: Body,
-    _ticket: Ticket,
-}
-
-impl HttpBody for Held {
-    type Data = Bytes;
-    type Error = Status;
-
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
     }
 }

@@ -1,5 +1,5 @@
 //! Switchyard backend: Open Inference Protocol (KServe V2) serving with dynamic batching on
-//! libtorch. The binary in `main.rs` wires these together.
+//! libtorch. The binary (`main.rs`, its command line in `cli.rs`) wires these together.
 
 pub mod admission;
 pub mod batcher;
@@ -12,7 +12,9 @@ pub mod grpc;
 pub mod metrics;
 pub mod models;
 pub mod offline;
+pub mod serve;
 pub mod server;
+pub mod service;
 pub mod tensor;
 #[cfg(test)]
 mod testing;

@@ -1,82 +1,17 @@
-use std::net::SocketAddr;
-use std::path::PathBuf;
+//! `switchyard-backend`: parses the command line ([`cli`]) and runs the library's command.
+
+mod cli;
+
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
 
-use switchyard_backend::{admission, bench, config, gpu, metrics::Metrics, models::Models, offline, server, torch};
-
-/// Open Inference Protocol (KServe V2) server with dynamic batching on libtorch.
-#[derive(Parser)]
-#[command(name = "switchyard-backend", version)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Serve every model of a repository over HTTP and gRPC.
-    Serve(ServeArgs),
-    /// Validate a model repository and exit (non-zero on any problem).
-    Check(RepoArgs),
-    /// Offline inference over a JSONL file, resumable.
-    Batch(offline::BatchArgs),
-    /// Interleave the outputs of `batch --shard I/N` back into one output in input order.
-    MergeShards(offline::MergeArgs),
-    /// Raw libtorch forward throughput per batch size, no server (the serving ceiling).
-    BenchEngine(bench::BenchArgs),
-    /// JSON decode and encode throughput of a ResNet-18 sized tensor, no model.
-    BenchCodec(bench::CodecArgs),
-}
-
-#[derive(Args)]
-struct RepoArgs {
-    /// Model repository: <repo>/<model>/<version>/{model.pt, config.json}.
-    #[arg(long, env = "SWITCHYARD_MODEL_REPOSITORY")]
-    model_repository: PathBuf,
-    /// Serve only these models or model:version pairs (comma-separated; default all).
-    #[arg(long, env = "SWITCHYARD_MODELS", value_delimiter = ',')]
-    models: Vec<String>,
-}
-
-#[derive(Args)]
-struct ServeArgs {
-    #[command(flatten)]
-    repo: RepoArgs,
-    /// Inference listener (Open Inference Protocol).
-    #[arg(long, env = "SWITCHYARD_HTTP_ADDR", default_value = "127.0.0.1:8000")]
-    http_addr: SocketAddr,
-    /// gRPC inference listener (inference.GRPCInferenceService).
-    #[arg(long, env = "SWITCHYARD_GRPC_ADDR", default_value = "127.0.0.1:8001")]
-    grpc_addr: SocketAddr,
-    /// Admin listener: /metrics, /health/live, /health/ready.
-    #[arg(long, env = "SWITCHYARD_ADMIN_ADDR", default_value = "127.0.0.1:8002")]
-    admin_addr: SocketAddr,
-    #[command(flatten)]
-    limits: admission::LimitArgs,
-    /// After SIGTERM, how long queued and in-flight requests have to finish.
-    #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
-    shutdown_grace_seconds: u64,
-    /// Run every served version on this device (auto, cpu, cuda, cuda:N), whatever its config
-    /// says: a GPU deployment sets `cuda`, so a pod without a usable GPU never becomes ready
-    /// instead of computing on the CPU.
-    #[arg(long, env = "SWITCHYARD_DEVICE", value_parser = config::DeviceSpec::parse)]
-    device: Option<config::DeviceSpec>,
-}
+use cli::{Cli, Command, RepoArgs, ServeArgs};
+use switchyard_backend::admission::LimitOptions;
+use switchyard_backend::{bench, config, offline, serve};
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    switchyard_runtime::init_tracing();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(&args),
@@ -85,10 +20,10 @@ fn main() -> ExitCode {
                 println!("ok  {}:{}  ({})", c.model, c.version, c.model_file.display());
             }
         }),
-        Command::Batch(args) => offline::run(&args),
-        Command::MergeShards(args) => offline::merge(&args),
-        Command::BenchEngine(args) => bench::run(&args),
-        Command::BenchCodec(args) => bench::run_codec(&args),
+        Command::Batch(args) => offline::run(&args.into()),
+        Command::MergeShards(args) => offline::merge(&args.into()),
+        Command::BenchEngine(args) => bench::run(&args.into()),
+        Command::BenchCodec(args) => bench::run_codec(&args.into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -105,55 +40,23 @@ fn load(args: &RepoArgs) -> anyhow::Result<config::Repository> {
 
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     // Validated before any port is bound, every problem reported in one go.
-    let (repo, limits) = match (load(&args.repo), args.limits.validate()) {
+    let (repo, limits) = match (load(&args.repo), LimitOptions::from(&args.limits).validate()) {
         (Ok(repo), Ok(limits)) => (repo, limits),
         (repo, limits) => {
-            let problems: Vec<String> =
-                [repo.err().map(|e| format!("{e:#}")), limits.err()].into_iter().flatten().collect();
+            let problems: Vec<String> = [repo.err().map(|e| format!("{e:#}")), limits.err().map(|e| e.to_string())]
+                .into_iter()
+                .flatten()
+                .collect();
             anyhow::bail!("{}", problems.join("\n"));
         }
     };
-    let mut repo = repo;
-    if let Some(device) = args.device {
-        repo.models.values_mut().flatten().for_each(|c| c.device = device);
-    }
-    let factor = admission::memory_factor(repo.versions());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(async move {
-        let http = tokio::net::TcpListener::bind(args.http_addr)
-            .await
-            .with_context(|| format!("cannot bind the inference listener {}", args.http_addr))?;
-        let grpc = tokio::net::TcpListener::bind(args.grpc_addr)
-            .await
-            .with_context(|| format!("cannot bind the gRPC listener {}", args.grpc_addr))?;
-        let admin = tokio::net::TcpListener::bind(args.admin_addr)
-            .await
-            .with_context(|| format!("cannot bind the admin listener {}", args.admin_addr))?;
-        let metrics = Arc::new(Metrics::new());
-        tracing::info!(cuda_available = torch::cuda_available(), "loading models");
-        let models = Models::start(repo, &metrics, &torch::TorchEngine::factory());
-        // What admission bounds (README, "Admission and memory"): request data on top of the RSS at readiness.
-        tracing::info!(
-            pid = std::process::id(),
-            max_body_bytes = limits.max_body_bytes,
-            max_inflight_bytes = limits.max_inflight_bytes,
-            max_inflight_requests = limits.max_inflight_requests,
-            request_memory_bound_bytes = admission::request_memory_bound(&limits, factor),
-            "admission limits"
-        );
-        let st = server::AppState::new(models.clone(), metrics.clone(), limits);
-        // Tests and scripts read this line to find the ports (either may be 0 = any).
-        println!(
-            "switchyard-backend listening: inference http://{} grpc http://{} admin http://{}",
-            http.local_addr()?,
-            grpc.local_addr()?,
-            admin.local_addr()?
-        );
-        tokio::spawn(gpu::poll(models, metrics, Duration::from_secs(5)));
-        let listeners = server::Listeners { http, grpc, admin };
-        let drained = server::run(st, listeners, Duration::from_secs(args.shutdown_grace_seconds)).await?;
-        anyhow::ensure!(drained, "shutdown grace period of {}s ran out", args.shutdown_grace_seconds);
-        tracing::info!("stopped cleanly");
-        Ok(())
+    serve::run(serve::ServeOptions {
+        repo,
+        limits,
+        http_addr: args.http_addr,
+        grpc_addr: args.grpc_addr,
+        admin_addr: args.admin_addr,
+        shutdown_grace: args.shutdown_grace(),
+        device: args.device,
     })
 }

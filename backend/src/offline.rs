@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use indicatif::{HumanDuration, ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
+use switchyard_policy::hash::Fnv1a;
 use tokio::sync::oneshot;
 
 use crate::batcher::Pending;
@@ -30,26 +31,19 @@ use crate::metrics::Metrics;
 use crate::torch::TorchEngine;
 use crate::v2::{self, InferRequest, rest};
 
-#[derive(clap::Args)]
-pub struct BatchArgs {
-    #[command(flatten)]
-    target: VersionChoice,
+/// What `batch` runs.
+pub struct BatchOptions {
+    pub target: VersionChoice,
     /// JSONL of V2 requests, or of rows for a single-input model.
-    #[arg(long)]
-    input: PathBuf,
+    pub input: PathBuf,
     /// JSONL of V2 responses, one per input line, in input order.
-    #[arg(long)]
-    output: PathBuf,
+    pub output: PathBuf,
     /// Rows per batch (default and maximum: the model's max_batch_size).
-    #[arg(long)]
-    batch_size: Option<usize>,
+    pub batch_size: Option<usize>,
     /// Discard existing output (whatever job it belongs to) and start from the first line.
-    #[arg(long)]
-    restart: bool,
-    /// Run only shard I of N (from 0): input lines I+1, I+1+N, I+1+2N, … The output holds
-    /// just those lines' results, in order.
-    #[arg(long, env = "SWITCHYARD_SHARD", value_parser = Shard::parse, default_value = "0/1")]
-    shard: Shard,
+    pub restart: bool,
+    /// Run only this shard's lines; the output holds just their results, in order.
+    pub shard: Shard,
 }
 
 /// Which lines of the input one run owns. Round robin rather than contiguous ranges: the
@@ -73,9 +67,14 @@ impl std::fmt::Display for Shard {
     }
 }
 
+/// A shard that is not `I/N` with `0 <= I < N`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("shard '{0}' is not I/N with 0 <= I < N (e.g. 0/4)")]
+pub struct BadShard(pub String);
+
 impl Shard {
-    pub fn parse(s: &str) -> Result<Shard, String> {
-        let bad = || format!("shard '{s}' is not I/N with 0 <= I < N (e.g. 0/4)");
+    pub fn parse(s: &str) -> Result<Shard, BadShard> {
+        let bad = || BadShard(s.to_owned());
         let (i, n) = s.split_once('/').ok_or_else(bad)?;
         let (index, count) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
         if count == 0 || index >= count {
@@ -99,7 +98,7 @@ impl Shard {
     }
 }
 
-pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
+pub fn run(args: &BatchOptions) -> anyhow::Result<()> {
     let config = &args.target.load()?;
     let max = config.batching.max_batch_size;
     let batch_rows = args.batch_size.unwrap_or(max).clamp(1, max);
@@ -143,7 +142,7 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
         );
     }
     // Lines appended to the input since are part of the job from now on.
-    write_job_record(&record_path, &job).with_context(|| format!("cannot write {}", record_path.display()))?;
+    write_job_record(&record_path, &job)?;
     if done > 0 {
         eprintln!("resuming after {done} of {total} lines already in {}", args.output.display());
     }
@@ -220,22 +219,19 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(clap::Args)]
-pub struct MergeArgs {
-    /// Every shard's output (`batch --shard I/N --output PART`), in any order; each one's
-    /// `PART.job.json` says which shard it is.
-    #[arg(required = true)]
-    parts: Vec<PathBuf>,
+/// What `merge-shards` merges.
+pub struct MergeOptions {
+    /// Every shard's output, in any order; each one's `PART.job.json` says which shard it is.
+    pub parts: Vec<PathBuf>,
     /// The merged output: one line per input line, in input order, as a whole run writes it
     /// (with its job record, so `batch` on the whole input sees it as done).
-    #[arg(long)]
-    output: PathBuf,
+    pub output: PathBuf,
 }
 
 /// Interleaves complete shard outputs of one job. Refused, naming the problem, unless the
 /// parts are exactly shards 0..N of the same model version and input, each complete; the
 /// merged file appears only when whole (written beside it, then renamed).
-pub fn merge(args: &MergeArgs) -> anyhow::Result<()> {
+pub fn merge(args: &MergeOptions) -> anyhow::Result<()> {
     let mut parts = Vec::with_capacity(args.parts.len());
     for path in &args.parts {
         let record = read_job_record(&job_record_path(path), path)?;
@@ -421,11 +417,9 @@ fn read_job_record(path: &Path, output: &Path) -> anyhow::Result<JobRecord> {
 }
 
 /// Written whole under a temporary name and renamed, so a crash never leaves half a record.
+/// The error names the path.
 fn write_job_record(path: &Path, job: &JobRecord) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(job)?)?;
-    std::fs::rename(&tmp, path)
+    switchyard_runtime::write_atomic(path, serde_json::to_vec_pretty(job)?)
 }
 
 /// The output may be resumed only for the same model version and an input that still starts
@@ -480,19 +474,6 @@ fn for_each_block(mut r: impl Read, mut f: impl FnMut(&[u8])) -> std::io::Result
     }
 }
 
-#[derive(Clone, Copy)]
-struct Fnv1a(u64);
-
-impl Fnv1a {
-    const NEW: Fnv1a = Fnv1a(0xcbf2_9ce4_8422_2325);
-
-    fn update(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
 fn hex(hash: u64) -> String {
     format!("{hash:016x}")
 }
@@ -510,23 +491,21 @@ struct InputScan {
 
 fn scan_input(path: &Path, prefix_len: u64) -> std::io::Result<InputScan> {
     let (mut lines, mut bytes, mut last) = (0, 0u64, b'\n');
-    let mut hash = Fnv1a::NEW;
-    let mut prefix = (prefix_len == 0).then_some((hash.0, true));
+    let mut hash = Fnv1a::default();
+    let mut prefix = (prefix_len == 0).then_some((hash.finish(), true));
     for_each_block(File::open(path)?, |block| {
         let start = bytes;
         bytes += block.len() as u64;
         if prefix.is_none() && bytes >= prefix_len {
             let cut = usize::try_from(prefix_len - start).unwrap_or(block.len());
-            let mut h = hash;
-            h.update(&block[..cut]);
             let end = if cut == 0 { last } else { block[cut - 1] };
-            prefix = Some((h.0, end == b'\n'));
+            prefix = Some((hash.update(&block[..cut]).finish(), end == b'\n'));
         }
-        hash.update(block);
+        hash = hash.update(block);
         lines += block.iter().filter(|b| **b == b'\n').count();
         last = block[block.len() - 1];
     })?;
-    Ok(InputScan { lines: lines + usize::from(last != b'\n'), bytes, hash: hash.0, prefix })
+    Ok(InputScan { lines: lines + usize::from(last != b'\n'), bytes, hash: hash.finish(), prefix })
 }
 
 /// Complete lines already written; a torn last line (killed mid-write) is cut off. One
@@ -691,16 +670,15 @@ mod tests {
     }
 
     fn hash(bytes: &[u8]) -> u64 {
-        let mut h = Fnv1a::NEW;
-        h.update(bytes);
-        h.0
+        Fnv1a::default().update(bytes).finish()
     }
 
     #[test]
     fn the_prefix_fingerprint_is_the_hash_of_exactly_those_bytes_across_blocks() {
-        // Published FNV-1a 64 test vectors: the record must mean the same in every build.
-        assert_eq!(hash(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+        // The record's fingerprint is FNV-1a 64 (published test vectors) in 16 hex digits: a
+        // record must mean the same in every build.
+        assert_eq!(hex(hash(b"")), "cbf29ce484222325");
+        assert_eq!(hex(hash(b"a")), "af63dc4c8601ec8c");
         let p = temp("scan");
         let data: Vec<u8> = (0..3 * BLOCK + 17).map(|i| if i % 100 == 99 { b'\n' } else { b'x' }).collect();
         std::fs::write(&p, &data).unwrap();

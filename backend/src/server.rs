@@ -1,12 +1,7 @@
-//! HTTP: the Open Inference Protocol listener and the admin listener (metrics, health); the
-//! drain that stops them and the gRPC listener together.
+//! REST: the Open Inference Protocol's HTTP/JSON listener and the admin listener (metrics,
+//! health), over the protocol-neutral core in [`crate::service`].
 
-use std::future::IntoFuture;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody};
@@ -18,39 +13,15 @@ use bytes::BytesMut;
 use http_body_util::BodyExt;
 use serde_json::json;
 
-use crate::admission::{Admission, Limits, Ticket};
-use crate::batcher::InferOutput;
+use crate::admission::{Limits, Ticket};
 use crate::error::ApiError;
-use crate::metrics::{Metrics, Outcome};
-use crate::models::{ModelVersion, Models};
+use crate::models::ModelVersion;
+use crate::service::{AppState, Held, accounted, queue};
 use crate::v2::rest::{self as v2, EncodedResponse, HEADER_CONTENT_LENGTH};
 
 /// Bodies above this are decoded on the blocking pool, so a large image batch does not stall
 /// the runtime's workers.
 const BLOCKING_DECODE_BYTES: usize = 256 * 1024;
-
-pub struct AppState {
-    pub models: Arc<Models>,
-    pub metrics: Arc<Metrics>,
-    pub admission: Admission,
-    pub draining: AtomicBool,
-}
-
-impl AppState {
-    pub fn new(models: Arc<Models>, metrics: Arc<Metrics>, limits: Limits) -> Arc<Self> {
-        Arc::new(AppState { models, metrics, admission: Admission::new(limits), draining: AtomicBool::new(false) })
-    }
-
-    pub(crate) fn ready(&self) -> Result<(), ApiError> {
-        if self.draining.load(Ordering::Relaxed) {
-            return Err(ApiError::ShuttingDown);
-        }
-        // Every version that is not ready, so one probe tells the whole story.
-        let problems: Vec<String> =
-            self.models.all().filter_map(|m| m.check_ready().err()).map(|e| e.to_string()).collect();
-        if problems.is_empty() { Ok(()) } else { Err(ApiError::ServerNotReady(problems.join("; "))) }
-    }
-}
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -148,41 +119,6 @@ async fn version_infer(
     run_infer(st, model, Some(version), headers, body).await
 }
 
-/// Keeps the in-flight gauge right and counts requests whose client disconnected: hyper then
-/// drops the handler wherever it is (decoding, queued, computing), and a queued entry whose
-/// handler is gone is skipped by the batcher, so it costs no compute.
-struct InFlight<'a> {
-    version: &'a ModelVersion,
-    started: Instant,
-    answered: bool,
-}
-
-impl<'a> InFlight<'a> {
-    fn new(version: &'a ModelVersion) -> Self {
-        version.metrics.in_flight.inc();
-        InFlight { version, started: Instant::now(), answered: false }
-    }
-
-    fn answer(&mut self, outcome: Outcome) {
-        self.answered = true;
-        if outcome == Outcome::ClientGone {
-            self.version.metrics.dropped_client_gone.inc();
-        }
-        self.version.metrics.record_request(outcome, self.started.elapsed().as_secs_f64());
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        let m = &self.version.metrics;
-        m.in_flight.dec();
-        if !self.answered {
-            m.dropped_client_gone.inc();
-            m.record_request(Outcome::ClientGone, self.started.elapsed().as_secs_f64());
-        }
-    }
-}
-
 async fn run_infer(
     st: Arc<AppState>,
     model: String,
@@ -198,39 +134,6 @@ async fn run_infer(
         Ok((enc, ticket)) => encoded_response(enc, ticket),
         Err(e) => e.into_response(),
     }
-}
-
-/// Runs one inference request of `mv`, whichever protocol it came in on: refused while
-/// draining, counted in flight and in the request metrics with its outcome.
-pub(crate) async fn accounted<T>(
-    st: &AppState,
-    mv: &ModelVersion,
-    work: impl Future<Output = Result<T, ApiError>>,
-) -> Result<T, ApiError> {
-    // Read before the request counts as in flight: a request counted in flight before the
-    // shutdown signal is one the drain answers.
-    let draining = st.draining.load(Ordering::Relaxed);
-    let mut guard = InFlight::new(mv);
-    let result = if draining { Err(ApiError::ShuttingDown) } else { work.await };
-    guard.answer(match &result {
-        Ok(_) => Outcome::Success,
-        Err(e) => e.outcome(),
-    });
-    if let Err(ApiError::Overloaded { .. }) = &result {
-        // Counted with the queue's refusals: both are refusals that cost no compute.
-        mv.metrics.dropped_queue_full.inc();
-    }
-    result
-}
-
-/// Queues a validated request for its batch. A deadline that passed is reported as the
-/// client's own when it is the timeout the client asked for.
-pub(crate) async fn queue(mv: &ModelVersion, req: crate::v2::InferRequest) -> Result<InferOutput, ApiError> {
-    let asked = req.timeout;
-    mv.infer(req).await.map_err(|e| match e {
-        ApiError::DeadlineExceeded(applied) if asked == Some(applied) => ApiError::ClientDeadlineExceeded(applied),
-        e => e,
-    })
 }
 
 async fn infer_body(
@@ -320,35 +223,8 @@ async fn read_body(mut body: Body, declared: Option<u64>, limit: usize) -> Resul
     Ok(buf.freeze())
 }
 
-/// A response body that holds its request's admission ticket until hyper has sent it (or
-/// the client left), so responses waiting on slow readers stay within the budget.
-struct Ticketed {
-    body: Body,
-    _ticket: Ticket,
-}
-
-impl HttpBody for Ticketed {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
-}
-
 fn encoded_response(enc: EncodedResponse, ticket: Ticket) -> Response {
-    let body = Body::new(Ticketed { body: Body::from(enc.body), _ticket: ticket });
+    let body = Body::new(Held::new(Body::from(enc.body), ticket));
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
     match enc.header_len {
@@ -363,80 +239,18 @@ fn encoded_response(enc: EncodedResponse, ticket: Ticket) -> Response {
     resp
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
+/// Serves REST on `listener` until `shutdown` resolves, then finishes the requests in flight.
+pub async fn serve(
+    st: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(st)).with_graceful_shutdown(shutdown).await
 }
 
-/// The listeners the server answers on.
-pub struct Listeners {
-    pub http: tokio::net::TcpListener,
-    pub grpc: tokio::net::TcpListener,
-    pub admin: tokio::net::TcpListener,
-}
-
-/// Serves until a shutdown signal, then drains within `grace`: stop accepting on both
-/// protocols, finish every accepted request (queued ones included), stop the engines.
-/// Returns false when the grace period ran out first.
-pub async fn run(st: Arc<AppState>, listeners: Listeners, grace: Duration) -> std::io::Result<bool> {
-    let Listeners { http, grpc, admin } = listeners;
-    let (deadline_tx, mut deadline_rx) = tokio::sync::watch::channel(None::<tokio::time::Instant>);
-    let admin_app = admin_router(st.clone());
-    // Metrics stay scrapable while draining; the admin listener goes last.
-    let admin_task = tokio::spawn(axum::serve(admin, admin_app).into_future());
-    let st2 = st.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        // Readiness fails from here on, so a load balancer stops sending.
-        st2.draining.store(true, Ordering::Relaxed);
-        tracing::info!(grace_seconds = grace.as_secs_f64(), "shutdown signal: draining");
-        let _ = deadline_tx.send(Some(tokio::time::Instant::now() + grace));
-    });
-    let signalled = |mut rx: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>| async move {
-        let _ = rx.wait_for(Option::is_some).await;
-    };
-    let rest = axum::serve(http, router(st.clone())).with_graceful_shutdown(signalled(deadline_rx.clone()));
-    let grpc = crate::grpc::serve(st.clone(), grpc, signalled(deadline_rx.clone()));
-    let both = async {
-        let (rest, grpc) = tokio::join!(rest.into_future(), grpc);
-        rest?;
-        grpc.map_err(std::io::Error::other)
-    };
-    let mut overdue_rx = deadline_rx.clone();
-    let overdue = async move {
-        if let Ok(d) = overdue_rx.wait_for(Option::is_some).await
-            && let Some(d) = *d
-        {
-            tokio::time::sleep_until(d).await;
-        }
-    };
-    let connections_closed = tokio::select! {
-        r = both => { r?; true }
-        () = overdue => false,
-    };
-    let deadline = deadline_rx.borrow_and_update().unwrap_or_else(|| tokio::time::Instant::now() + grace);
-    let stopped = connections_closed && tokio::time::timeout_at(deadline, st.models.stop()).await.is_ok();
-    if !stopped {
-        tracing::warn!("grace period over before every request was answered");
-    }
-    admin_task.abort();
-    Ok(stopped)
+/// Serves the admin listener until the task is aborted: metrics stay scrapable while draining.
+pub async fn serve_admin(st: Arc<AppState>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    axum::serve(listener, admin_router(st)).await
 }
 
 #[cfg(test)]

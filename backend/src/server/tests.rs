@@ -1,7 +1,10 @@
 //! Every endpoint and every error class through the router, against a fake engine.
 
-use std::sync::atomic::AtomicUsize;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -10,11 +13,13 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::*;
-use crate::admission::LimitArgs;
+use crate::admission::LimitOptions;
 use crate::batcher::BatchTensor;
 use crate::config::{ModelConfig, Repository};
 use crate::engine::{Engine, EngineFactory};
+use crate::metrics::Metrics;
 use crate::models::ModelState;
+use crate::models::Models;
 use crate::tensor::TensorData;
 use crate::testing::{Doubler, config};
 
@@ -112,10 +117,10 @@ async fn app() -> App {
 /// Serves `versions` (oldest first), once every one has loaded or failed; `SLOW` ones are
 /// left loading.
 async fn app_with(versions: Vec<ModelConfig>, max_body_bytes: usize) -> App {
-    app_limited(versions, LimitArgs { max_body_bytes, ..LimitArgs::default() }).await
+    app_limited(versions, LimitOptions { max_body_bytes, ..LimitOptions::default() }).await
 }
 
-async fn app_limited(versions: Vec<ModelConfig>, limits: LimitArgs) -> App {
+async fn app_limited(versions: Vec<ModelConfig>, limits: LimitOptions) -> App {
     let mut repo = Repository::default();
     for c in versions {
         repo.models.entry(c.model.clone()).or_default().push(c);
@@ -575,11 +580,11 @@ fn stalling(declared: Option<u64>, chunk: &str) -> (Body, Arc<AtomicUsize>) {
 
 #[tokio::test]
 async fn admission_is_429_before_the_body_is_read_and_held_until_the_response() {
-    let limits = LimitArgs {
+    let limits = LimitOptions {
         max_body_bytes: 1000,
         max_inflight_bytes: Some(1500),
         max_inflight_requests: 3,
-        ..LimitArgs::default()
+        ..LimitOptions::default()
     };
     let app = app_limited(vec![config("m", "v1")], limits).await;
     let admission = &app.state.admission;
@@ -622,7 +627,7 @@ async fn admission_is_429_before_the_body_is_read_and_held_until_the_response() 
 
 #[tokio::test]
 async fn a_body_that_stalls_is_408_and_closes_the_connection() {
-    let limits = LimitArgs { body_read_timeout_seconds: 1, ..LimitArgs::default() };
+    let limits = LimitOptions { body_read_timeout_seconds: 1, ..LimitOptions::default() };
     let app = app_limited(vec![config("m", "v1")], limits).await;
     // Headers and half of the body that they announce, then nothing.
     let (body, polls) = stalling(Some(60), r#"{"inputs": [{"name": "x", "#);
