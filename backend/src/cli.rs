@@ -12,6 +12,7 @@ use switchyard_backend::admission::{self, LimitOptions};
 use switchyard_backend::bench::{BenchOptions, CodecOptions};
 use switchyard_backend::config::{self, VersionChoice};
 use switchyard_backend::offline::{BatchOptions, MergeOptions, Shard};
+use switchyard_contract::process::backend;
 
 /// Open Inference Protocol (KServe V2) server with dynamic batching on libtorch.
 #[derive(Parser)]
@@ -52,18 +53,18 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
     /// Inference listener (Open Inference Protocol).
-    #[arg(long, env = "SWITCHYARD_HTTP_ADDR", default_value = "127.0.0.1:8000")]
+    #[arg(long = backend::HTTP.long(), env = backend::HTTP.env, default_value = backend::HTTP.default)]
     pub http_addr: SocketAddr,
     /// gRPC inference listener (inference.GRPCInferenceService).
-    #[arg(long, env = "SWITCHYARD_GRPC_ADDR", default_value = "127.0.0.1:8001")]
+    #[arg(long = backend::GRPC.long(), env = backend::GRPC.env, default_value = backend::GRPC.default)]
     pub grpc_addr: SocketAddr,
     /// Admin listener: /metrics, /health/live, /health/ready.
-    #[arg(long, env = "SWITCHYARD_ADMIN_ADDR", default_value = "127.0.0.1:8002")]
+    #[arg(long = backend::ADMIN.long(), env = backend::ADMIN.env, default_value = backend::ADMIN.default)]
     pub admin_addr: SocketAddr,
     #[command(flatten)]
     pub limits: LimitArgs,
     /// After SIGTERM, how long queued and in-flight requests have to finish.
-    #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    #[arg(long = &backend::SHUTDOWN_GRACE_FLAG[2..], env = backend::SHUTDOWN_GRACE_ENV, default_value_t = backend::SHUTDOWN_GRACE_SECONDS)]
     pub shutdown_grace_seconds: u64,
     /// Run every served version on this device (auto, cpu, cuda, cuda:N), whatever its config
     /// says: a GPU deployment sets `cuda`, so a pod without a usable GPU never becomes ready

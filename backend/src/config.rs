@@ -240,12 +240,10 @@ fn one() -> u32 {
     1
 }
 
-/// Names appear in URLs, file paths and metric labels.
+/// Names appear in URLs, file paths and metric labels: the policy's names, and no hidden
+/// directory of the repository (`.git`, an editor's `.swp` folder) is taken for a model.
 fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && !s.starts_with('.')
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    switchyard_policy::names::valid_name(s) && !s.starts_with('.')
 }
 
 /// Orders `v2` before `v10`: digit runs compare as numbers.

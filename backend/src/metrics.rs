@@ -5,12 +5,13 @@
 
 use std::sync::atomic::AtomicU64;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use switchyard_runtime::label_values;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabels {
@@ -50,23 +51,7 @@ pub enum DropReason {
     EngineLost,
 }
 
-/// Label values in snake_case, as Prometheus users expect.
-macro_rules! snake_label {
-    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
-        impl $t {
-            pub fn as_str(self) -> &'static str {
-                match self { $(<$t>::$v => $s),* }
-            }
-        }
-        impl EncodeLabelValue for $t {
-            fn encode(&self, e: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-                std::fmt::Write::write_str(e, self.as_str())
-            }
-        }
-    };
-}
-
-snake_label!(Outcome {
+label_values!(Outcome {
     Success => "success",
     BadRequest => "bad_request",
     QueueFull => "queue_full",
@@ -77,7 +62,7 @@ snake_label!(Outcome {
     ClientGone => "client_gone",
 });
 
-snake_label!(DropReason {
+label_values!(DropReason {
     QueueFull => "queue_full",
     Expired => "expired",
     ClientGone => "client_gone",
@@ -328,5 +313,12 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
+        m.gpu_utilization.get_or_create(&GpuLabels { gpu: "0".into() }).set(0.5);
+        m.gpu_memory_used.get_or_create(&GpuLabels { gpu: "0".into() }).set(1);
+        m.gpu_memory_total.get_or_create(&GpuLabels { gpu: "0".into() }).set(2);
+        let text = m.encode().unwrap();
+        let problems =
+            switchyard_contract::metrics::check_exposition(&text, switchyard_contract::metrics::Source::Backend, true);
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 }

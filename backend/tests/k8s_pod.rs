@@ -2,7 +2,7 @@
 //! and environment of the generated Deployment and InferenceService containers (the model
 //! repository and the listen addresses mapped to this machine), probed on the paths and ports
 //! their probes name, then stopped as the kubelet stops it. Offline validation
-//! (`k8s/validate.py`) checks that the objects agree with each other; this checks that they
+//! (`deploy/tests/k8s_objects.rs`) checks that the objects agree with each other; this checks that they
 //! agree with the binary.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
