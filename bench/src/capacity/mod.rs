@@ -6,6 +6,7 @@
 //! (`docs/bench/capacity-{10,1000}x.svg`). Nothing is measured here: it runs in seconds, and
 //! `--check` says whether the committed files are what it would write. Deterministic output.
 
+mod format;
 mod inputs;
 mod model;
 mod report;

@@ -134,8 +134,8 @@ pub fn service_rate(name: &str, steps: &[Step], slo_latency_ms: f64) -> anyhow::
     let Some(best) = best else {
         anyhow::bail!(
             "{name}: no sweep step meets p99 <= {} ms with <= {}% late",
-            super::report::py_float(target),
-            super::report::py_float(a.late_limit_pct)
+            super::format::py_float(target),
+            super::format::py_float(a.late_limit_pct)
         );
     };
     let above = steps
@@ -144,10 +144,10 @@ pub fn service_rate(name: &str, steps: &[Step], slo_latency_ms: f64) -> anyhow::
         .map(|s| {
             let mut r = Vec::new();
             if s.p99 > target {
-                r.push(format!("p99 {} ms", super::report::g(s.p99)));
+                r.push(format!("p99 {} ms", super::format::g(s.p99)));
             }
             if s.late_pct > a.late_limit_pct {
-                r.push(format!("{}% sent late", super::report::g(s.late_pct)));
+                r.push(format!("{}% sent late", super::format::g(s.late_pct)));
             }
             format!("{}: {}", s.step, r.join(", "))
         })
@@ -227,7 +227,7 @@ pub fn version_shares(policy: &ModelPolicy) -> anyhow::Result<Shares> {
         load[i].1 += s * (1.0 - share[i].1);
         notes.push(format!(
             "{}% of the other versions' requests mirrored to {}",
-            super::report::g(sh.percent),
+            super::format::g(sh.percent),
             sh.version
         ));
         if let Some(cmp) = sh.compare.as_ref().filter(|c| c.noise) {
@@ -239,7 +239,7 @@ pub fn version_shares(policy: &ModelPolicy) -> anyhow::Result<Shares> {
             }
             notes.push(format!(
                 "{}% of those compared, each sent to its primary a second time (`noise`)",
-                super::report::g(cmp.percent)
+                super::format::g(cmp.percent)
             ));
         }
     }

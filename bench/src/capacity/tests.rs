@@ -1,6 +1,7 @@
+use super::format::{c0, c1, ci, fmt_ms, fmt_rate, g, money, pct0, pct2};
 use super::inputs::{DEMO, DEMO_LOAD, DemoLoad, DemoPhase};
 use super::model::{self, Curve, DAY, Keda, Kind, Step, Traffic, Trigger};
-use super::report::{c0, c1, ci, fmt_ms, fmt_rate, g, money, pct0, pct2, vcpus_in};
+use super::report::vcpus_in;
 use crate::protocols::Wire;
 
 use crate::common::tests::{read, root};
