@@ -16,7 +16,7 @@ pub mod prom;
 pub mod stack;
 
 pub use crate::http::{Resp, request, try_request, url_encode};
-use crate::process::{Log, Process, address_after};
+use crate::process::{Log, OnDrop, Process, address_after};
 
 /// The checkout; `SWITCHYARD_ROOT` overrides it when test binaries run on another machine.
 pub fn root() -> PathBuf {
@@ -120,7 +120,8 @@ pub fn serve_args(repo: &Path, [http, grpc, admin]: [&str; 3]) -> Vec<std::ffi::
     args
 }
 
-/// The backend on free loopback ports, its log kept in memory; killed when dropped.
+/// The backend on free loopback ports, its log kept in memory ([`Server::start_logged`]: where
+/// told); killed when dropped ([`Server::on_drop`]: as told).
 pub struct Server {
     process: Process,
     pub http: String,
@@ -137,14 +138,25 @@ impl Server {
     /// [`Server::start`] on given addresses ([HTTP, gRPC, admin]): a replacement taking over
     /// the ports of one that exited.
     pub fn start_at(repo: &Path, addrs: [&str; 3], extra: &[&str]) -> Server {
+        Server::start_logged(repo, addrs, extra, Log::Memory)
+    }
+
+    /// [`Server::start_at`] with its log in `log` (a file, for the demo's `.demo/`).
+    pub fn start_logged(repo: &Path, addrs: [&str; 3], extra: &[&str], log: Log) -> Server {
         let mut cmd = serve_command_at(repo, addrs);
         cmd.args(extra).env("RUST_LOG", "info");
-        let (process, line) = Process::spawn_reporting("switchyard-backend", cmd, Log::Memory).unwrap();
+        let (process, line) = Process::spawn_reporting("switchyard-backend", cmd, log).unwrap();
         let addr = |key| address_after(&line, key);
         match (addr("inference"), addr("grpc"), addr("admin")) {
             (Some(http), Some(grpc), Some(admin)) => Server { process, http, grpc, admin },
             _ => panic!("backend did not report its addresses: {line:?}\n{}", process.log()),
         }
+    }
+
+    /// What dropping it does ([`OnDrop::Kill`] unless set here).
+    pub fn on_drop(mut self, on_drop: OnDrop) -> Server {
+        self.process = self.process.on_drop(on_drop);
+        self
     }
 
     pub fn start_ready(repo: &Path, extra: &[&str]) -> Server {

@@ -89,7 +89,12 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts `prometheus` on a free port with `config`, its data under `dir`.
     pub fn start(config: &Path, dir: &Path) -> Prometheus {
-        let addr = format!("127.0.0.1:{}", free_port());
+        Prometheus::start_at(config, dir, &format!("127.0.0.1:{}", free_port()))
+    }
+
+    /// [`Prometheus::start`] listening on `addr`.
+    pub fn start_at(config: &Path, dir: &Path, addr: &str) -> Prometheus {
+        let addr = addr.to_owned();
         let mut cmd = tool("prometheus");
         cmd.arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", dir.join("prometheus-data").display()))
@@ -163,7 +168,12 @@ pub struct Alertmanager {
 impl Alertmanager {
     /// Starts Alertmanager on a free port, clustering off (it would bind a fixed port).
     pub fn start(config: &Path, dir: &Path) -> Alertmanager {
-        let addr = format!("127.0.0.1:{}", free_port());
+        Alertmanager::start_at(config, dir, &format!("127.0.0.1:{}", free_port()))
+    }
+
+    /// [`Alertmanager::start`] listening on `addr`.
+    pub fn start_at(config: &Path, dir: &Path, addr: &str) -> Alertmanager {
+        let addr = addr.to_owned();
         let mut cmd = tool("prometheus-alertmanager");
         cmd.arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.path={}", dir.join("alertmanager-data").display()))
@@ -194,9 +204,14 @@ pub struct Webhook {
 
 impl Webhook {
     pub fn start(dir: &Path) -> Webhook {
-        let out = dir.join("notifications.jsonl");
+        Webhook::start_at("127.0.0.1:0", &dir.join("notifications.jsonl"))
+    }
+
+    /// [`Webhook::start`] listening on `listen`, writing what it receives to `out`.
+    pub fn start_at(listen: &str, out: &Path) -> Webhook {
+        let out = out.to_owned();
         let mut cmd = Command::new(python());
-        cmd.arg(root().join("dashboards/webhook.py")).args(["--listen", "127.0.0.1:0", "--out"]).arg(&out);
+        cmd.arg(root().join("dashboards/webhook.py")).args(["--listen", listen, "--out"]).arg(&out);
         let (daemon, line) = Process::spawn_reporting("webhook", cmd, Log::Discard).unwrap();
         let url = format!("http://{}", address_after(&line, "").expect("webhook address"));
         Webhook { _daemon: daemon, url, out }

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::envoy::{Envoy, EnvoyOptions, envoy_bin};
-use crate::process::{Log, Process, address_after};
+use crate::process::{Log, OnDrop, Process, address_after};
 use crate::{Resp, Server, demo_repo, free_port, request, root, scratch, wait_until, workspace_bin};
 
 /// `target/`, from the running test binary (`target/<profile>/deps/<test>`).
@@ -69,9 +69,14 @@ pub fn start_collector(bin: &Path, samples: &Path) -> anyhow::Result<(Process, S
 
 /// [`start_collector`] on `listen` (a replacement taking over the address of one that died).
 pub fn start_collector_at(bin: &Path, samples: &Path, listen: &str) -> anyhow::Result<(Process, String)> {
+    start_collector_logged(bin, samples, listen, Log::Memory)
+}
+
+/// [`start_collector_at`] with its log in `log`.
+pub fn start_collector_logged(bin: &Path, samples: &Path, listen: &str, log: Log) -> anyhow::Result<(Process, String)> {
     let mut cmd = Command::new(bin);
     cmd.args(["--listen", listen, "--output"]).arg(samples);
-    let (p, line) = Process::spawn_reporting("switchyard-collector", cmd, Log::Memory)?;
+    let (p, line) = Process::spawn_reporting("switchyard-collector", cmd, log)?;
     let addr = address_after(&line, "").ok_or_else(|| anyhow::anyhow!("no collector address in {line:?}"))?;
     Ok((p, addr))
 }
@@ -79,16 +84,93 @@ pub fn start_collector_at(bin: &Path, samples: &Path, listen: &str) -> anyhow::R
 /// The drift monitor `bin` on a free port, following `samples` with `config`, its state in
 /// `state`: the process and its address.
 pub fn start_monitor(bin: &Path, samples: &Path, config: &Path, state: &Path) -> anyhow::Result<(Process, String)> {
+    start_monitor_at(bin, samples, config, state, "127.0.0.1:0", Log::Memory)
+}
+
+/// [`start_monitor`] on `listen`, its log in `log`.
+pub fn start_monitor_at(
+    bin: &Path,
+    samples: &Path,
+    config: &Path,
+    state: &Path,
+    listen: &str,
+    log: Log,
+) -> anyhow::Result<(Process, String)> {
     let mut cmd = Command::new(bin);
-    cmd.args(["watch", "--listen", "127.0.0.1:0", "--samples"])
+    cmd.args(["watch", "--listen", listen, "--samples"])
         .arg(samples)
         .arg("--config")
         .arg(config)
         .arg("--state")
         .arg(state);
-    let (p, line) = Process::spawn_reporting("switchyard-monitor", cmd, Log::Memory)?;
+    let (p, line) = Process::spawn_reporting("switchyard-monitor", cmd, log)?;
     let addr = address_after(&line, "").ok_or_else(|| anyhow::anyhow!("no monitor address in {line:?}"))?;
     Ok((p, addr))
+}
+
+/// Where a [`Stack`] runs and what its backends serve. [`Layout::scratch`] is the tests':
+/// free ports, a scratch directory, logs in memory, `mlp` only. The demo (`switchyard-demo`)
+/// sets its fixed ports, `.demo/`, log files and both models.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The policy, Envoy's bootstrap and the filter's ECDS file (`render envoy --out-dir`).
+    pub dir: PathBuf,
+    pub samples: PathBuf,
+    pub repo: PathBuf,
+    pub wasm: PathBuf,
+    /// `--models` of backend v1 and of backend v2.
+    pub models: [String; 2],
+    /// [HTTP, gRPC, admin] of backend v1 and of backend v2.
+    pub backends: [[String; 3]; 2],
+    pub collector: String,
+    /// Envoy's listener and admin (port 0: a free port, picked once the others are bound).
+    pub listen: String,
+    pub admin: String,
+    /// The policy's clusters, each with its backend (0: v1, 1: v2), over REST and gRPC.
+    pub clusters: Vec<(String, usize)>,
+    /// `<logs>/backend-v1.log`, `backend-v2.log` and `collector.log`; in memory when None.
+    pub logs: Option<PathBuf>,
+    /// How Envoy is started: its log level, and where its log goes (`--log-path`, which
+    /// Envoy flushes every 10 s, or its stderr into a file as it comes).
+    pub envoy: EnvoyOptions,
+    /// That log, for [`Stack::envoy_log`].
+    pub envoy_log: PathBuf,
+    /// What dropping the backends and the collector does.
+    pub on_drop: OnDrop,
+    /// More `switchyard-policy render envoy` arguments.
+    pub bootstrap_args: Vec<String>,
+}
+
+impl Layout {
+    /// The tests' layout: `mlp` v1 and v2 from `repo` on free ports, in a scratch directory
+    /// named after `name`, Envoy's log level from `SWITCHYARD_E2E_ENVOY_LOG` (warn).
+    pub fn scratch(name: &str, repo: &Path, wasm: &Path, bootstrap_args: &[&str]) -> Layout {
+        let dir = scratch(name);
+        let any = || "127.0.0.1:0".to_owned();
+        let envoy_log = dir.join("envoy.log");
+        let level = std::env::var("SWITCHYARD_E2E_ENVOY_LOG").unwrap_or_else(|_| "warn".into());
+        Layout {
+            samples: dir.join("samples.jsonl"),
+            envoy: EnvoyOptions { log_path: Some(envoy_log.clone()), log_level: level, ..EnvoyOptions::default() },
+            envoy_log,
+            dir,
+            repo: repo.to_owned(),
+            wasm: wasm.to_owned(),
+            models: ["mlp:v1".into(), "mlp:v2".into()],
+            backends: [[any(), any(), any()], [any(), any(), any()]],
+            collector: any(),
+            listen: any(),
+            admin: any(),
+            clusters: vec![("mlp-v1".into(), 0), ("mlp-v2".into(), 1)],
+            logs: None,
+            on_drop: OnDrop::Kill,
+            bootstrap_args: bootstrap_args.iter().map(|a| (*a).to_owned()).collect(),
+        }
+    }
+
+    fn log(&self, name: &str) -> Log {
+        self.logs.as_ref().map_or(Log::Memory, |d| Log::File(d.join(format!("{name}.log"))))
+    }
 }
 
 pub struct Stack {
@@ -146,38 +228,42 @@ impl Stack {
         wasm: &Path,
         bootstrap_args: &[&str],
     ) -> Stack {
-        let dir = scratch(name);
-        let v1 = Server::start_ready(repo, &["--models", "mlp:v1"]);
-        let v2 = Server::start_ready(repo, &["--models", "mlp:v2"]);
-        let samples = dir.join("samples.jsonl");
-        let (collector, collector_addr) = start_collector(&workspace_bin("switchyard-collector"), &samples).unwrap();
+        Stack::launch(&Layout::scratch(name, repo, wasm, bootstrap_args), policy)
+    }
+
+    /// Starts the stack `layout` describes on `policy`: both backends (their models load
+    /// side by side), the collector, then Envoy, until its filter is configured.
+    pub fn launch(layout: &Layout, policy: &serde_json::Value) -> Stack {
+        let backend = |i: usize, name: &str| {
+            let addrs = layout.backends[i].each_ref().map(String::as_str);
+            let extra = ["--models", layout.models[i].as_str()];
+            Server::start_logged(&layout.repo, addrs, &extra, layout.log(name)).on_drop(layout.on_drop)
+        };
+        let (v1, v2) = (backend(0, "backend-v1"), backend(1, "backend-v2"));
+        v1.wait_loaded();
+        v2.wait_loaded();
+        let dir = layout.dir.clone();
+        std::fs::create_dir_all(&dir).unwrap();
+        let samples = layout.samples.clone();
+        let bin = workspace_bin("switchyard-collector");
+        let (collector, collector_addr) =
+            start_collector_logged(&bin, &samples, &layout.collector, layout.log("collector")).unwrap();
+        let collector = collector.on_drop(layout.on_drop);
         let policy_file = dir.join("policy.json");
         std::fs::write(&policy_file, serde_json::to_vec_pretty(policy).unwrap()).unwrap();
-        let (listen, admin) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-        let (up1, up2) = (format!("mlp-v1={}", v1.http), format!("mlp-v2={}", v2.http));
-        let (grpc1, grpc2) = (format!("mlp-v1={}", v1.grpc), format!("mlp-v2={}", v2.grpc));
-        let mut args = vec![
-            "--listen",
-            &listen,
-            "--admin",
-            &admin,
-            "--upstream",
-            &up1,
-            "--upstream",
-            &up2,
-            "--grpc-upstream",
-            &grpc1,
-            "--grpc-upstream",
-            &grpc2,
-            "--collector",
-            &collector_addr,
-        ];
-        args.extend_from_slice(bootstrap_args);
-        render_envoy_with(&policy_file, wasm, &dir, &args);
-        let envoy_log = dir.join("envoy.log");
-        let level = std::env::var("SWITCHYARD_E2E_ENVOY_LOG").unwrap_or_else(|_| "warn".into());
-        let options = EnvoyOptions { log_path: Some(envoy_log.clone()), log_level: level, ..EnvoyOptions::default() };
-        let envoy = Envoy::start(Command::new(envoy_bin()), &dir.join("envoy.yaml"), &listen, &admin, &options)
+        let port = |a: &str| if a.ends_with(":0") { format!("127.0.0.1:{}", free_port()) } else { a.to_owned() };
+        let (listen, admin) = (port(&layout.listen), port(&layout.admin));
+        let mut args = vec!["--listen".to_owned(), listen.clone(), "--admin".to_owned(), admin.clone()];
+        for (cluster, i) in &layout.clusters {
+            let server = if *i == 0 { &v1 } else { &v2 };
+            args.extend(["--upstream".to_owned(), format!("{cluster}={}", server.http)]);
+            args.extend(["--grpc-upstream".to_owned(), format!("{cluster}={}", server.grpc)]);
+        }
+        args.extend(["--collector".to_owned(), collector_addr.clone()]);
+        args.extend(layout.bootstrap_args.iter().cloned());
+        render_envoy_with(&policy_file, &layout.wasm, &dir, &args.iter().map(String::as_str).collect::<Vec<_>>());
+        let envoy_log = layout.envoy_log.clone();
+        let envoy = Envoy::start(Command::new(envoy_bin()), &dir.join("envoy.yaml"), &listen, &admin, &layout.envoy)
             .unwrap_or_else(|e| {
                 panic!("{e:#}\nEnvoy's log:\n{}", std::fs::read_to_string(&envoy_log).unwrap_or_default())
             });
@@ -189,7 +275,7 @@ impl Stack {
             collector_addr,
             samples,
             policy_file,
-            repo: repo.to_owned(),
+            repo: layout.repo.clone(),
             envoy,
             listen,
             admin,
