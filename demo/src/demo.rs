@@ -22,7 +22,7 @@ use switchyard_testkit::prom::{Alertmanager, Prometheus, Webhook};
 use switchyard_testkit::stack::{Layout, Stack, policy_tool, python, render, start_monitor_at, target_dir, wasm_path};
 use switchyard_testkit::{Rng, Server, demo_repo, root, try_request, workspace_bin};
 
-use crate::Cli;
+use crate::cli::Cli;
 use crate::load::{self, Traffic, closed, open};
 use crate::readout::{elapsed, g6, get, get_json, get_text, print_lines, scrape, sum_by};
 use crate::steps::{self, step};
