@@ -18,42 +18,41 @@ fn the_committed_capacity_doc_and_charts_are_what_the_model_makes_of_the_committ
     assert!(stale.is_empty(), "stale: {stale:?}: re-run `cargo run -p switchyard-bench -- capacity`");
 }
 
-/// A `"$LOAD" open|closed` line of demo.sh as a phase.
-fn phase_of(line: &str) -> Option<(String, DemoLoad, String)> {
-    let rest = line.trim_start().strip_prefix("\"$LOAD\" ")?;
-    let (mode, args) = rest.split_once(' ')?;
-    let tokens: Vec<&str> = args.split_whitespace().collect();
-    let after = |flag: &str| tokens.iter().position(|t| *t == flag).and_then(|i| tokens.get(i + 1)).copied();
-    let model = after("--model")?.to_owned();
-    let load = match mode {
-        "open" => {
-            let rates: Vec<f64> =
-                ["--rate", "--ramp-to"].iter().filter_map(|f| after(f)).map(|r| r.parse().expect("rate")).collect();
-            DemoLoad::Open { rates: Vec::leak(rates) }
-        }
-        "closed" => {
-            let clients = after("--concurrency")?.parse().expect("clients");
-            let wire = if tokens.contains(&"--grpc") {
-                Wire::Grpc
-            } else if tokens.contains(&"--binary") {
-                Wire::Binary
-            } else {
-                Wire::Json
-            };
-            DemoLoad::Closed { clients, wire }
-        }
-        _ => return None,
+/// Where the demo's traffic is written since `scripts/demo.sh` runs `switchyard-demo`: its steps.
+const DEMO_STEPS: &str = "demo/src/demo.rs";
+
+/// A traffic phase of the demo's steps as a phase: `open("MODEL", FROM, TO, …)` (one rate when
+/// FROM is TO) or `closed("MODEL", CLIENTS, …)`, with `grpc: true` or `binary: true` beside it.
+fn phase_of(line: &str) -> Option<(String, DemoLoad)> {
+    let (mode, call) = ["open(\"", "closed(\""].iter().find_map(|m| line.split_once(m).map(|(_, rest)| (*m, rest)))?;
+    let (model, rest) = call.split_once('"')?;
+    let numbers: Vec<&str> = rest.trim_start_matches(',').split(',').map(str::trim).collect();
+    let load = if mode.starts_with("open") {
+        let mut rates: Vec<f64> = numbers.iter().take(2).map(|r| r.parse().expect("rate")).collect();
+        rates.dedup();
+        DemoLoad::Open { rates: Vec::leak(rates) }
+    } else {
+        let clients = numbers.first()?.parse().expect("clients");
+        let wire = if line.contains("grpc: true") {
+            Wire::Grpc
+        } else if line.contains("binary: true") {
+            Wire::Binary
+        } else {
+            Wire::Json
+        };
+        DemoLoad::Closed { clients, wire }
     };
-    let shown = args.split(" --duration").next().unwrap_or(args).to_owned();
-    Some((model, load, shown))
+    Some((model.to_owned(), load))
 }
 
 #[test]
 fn the_demo_load_is_what_demo_sh_sends() {
-    let demo: Vec<(String, DemoLoad, String)> = read(DEMO).lines().filter_map(phase_of).collect();
-    let ours: Vec<(String, DemoLoad, String)> =
-        DEMO_LOAD.iter().map(|p: &DemoPhase| (p.model.to_owned(), p.load, p.args.to_owned())).collect();
-    assert_eq!(ours, demo, "{DEMO}'s \"$LOAD\" phases changed: update DEMO_LOAD (bench/src/capacity/inputs.rs)");
+    let demo: Vec<(String, DemoLoad)> = read(DEMO_STEPS).lines().filter_map(phase_of).collect();
+    let ours: Vec<(String, DemoLoad)> = DEMO_LOAD.iter().map(|p: &DemoPhase| (p.model.to_owned(), p.load)).collect();
+    assert_eq!(
+        ours, demo,
+        "{DEMO}'s traffic phases ({DEMO_STEPS}) changed: update DEMO_LOAD (bench/src/capacity/inputs.rs)"
+    );
 }
 
 // ---- the model, by hand
