@@ -37,12 +37,6 @@ enum Command {
     },
 }
 
-/// A drill passes when an expected alert reached the pager, the mitigation acted, the
-/// traffic recovered, and nothing was lost.
-fn passed(o: &Outcome) -> bool {
-    (o.detected.is_some() || !o.expects_detection) && o.mitigated.is_some() && o.recovered && o.lost() == 0.0
-}
-
 fn run_all(names: &[&'static switchyard_drill::Spec], out: &std::path::Path) -> Result<Vec<Outcome>, String> {
     let mut outcomes = Vec::new();
     for spec in names {
@@ -50,7 +44,7 @@ fn run_all(names: &[&'static switchyard_drill::Spec], out: &std::path::Path) -> 
         println!(
             "drill {}: {} — MTTD {}, MTTM {}, {} failed, {} lost",
             o.name,
-            if passed(&o) { "ok" } else { "FAILED" },
+            if o.passed() { "ok" } else { "FAILED" },
             o.mttd().map_or("—".into(), |s| format!("{s:.1} s")),
             o.mttm().map_or("—".into(), |s| format!("{s:.1} s")),
             o.failed_during,
@@ -106,7 +100,7 @@ fn main() -> ExitCode {
         }
     };
     match result {
-        Ok(outcomes) if outcomes.iter().all(passed) => ExitCode::SUCCESS,
+        Ok(outcomes) if outcomes.iter().all(Outcome::passed) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("switchyard-drill: {e}");

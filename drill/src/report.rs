@@ -55,7 +55,7 @@ pub fn chart(o: &Outcome) -> String {
         .map(|(i, b)| (at(i), 100.0 * b.iter().filter(|r| r.failed()).count() as f64 / b.len() as f64))
         .collect();
     let p99: Vec<(f64, f64)> =
-        buckets.iter().enumerate().filter(|(_, b)| !b.is_empty()).map(|(i, b)| (at(i), crate::p99(b))).collect();
+        buckets.iter().enumerate().filter(|(_, b)| !b.is_empty()).map(|(i, b)| (at(i), crate::types::p99(b))).collect();
     let v2: Vec<(f64, f64)> = buckets
         .iter()
         .enumerate()
@@ -264,4 +264,133 @@ pub fn summary(outcomes: &[Outcome]) -> String {
         );
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog;
+    use crate::types::tests::{outcome, rec};
+
+    /// 2026-12-03 17:36:42.5 UTC.
+    const STARTED: f64 = 1_796_319_402.5;
+
+    /// A canary drill as it ran: detected, mitigated by the guard, nothing lost.
+    fn canary() -> Outcome {
+        let mut o = outcome();
+        o.started_unix = STARTED;
+        o.detected = Some((13.34, "SwitchyardGuardTookVersionOut".into(), "ticket".into()));
+        o.mitigated = Some((10.52, "the filter's guard took mlp/v2 out of the split (automatic)".into()));
+        o.impact_end = Some(10.49);
+        o.records = (0..100).map(|i| rec(f64::from(i) * 0.2, if i == 51 { 503 } else { 200 }, 4.0)).collect();
+        o.sent = 100;
+        o.failed_during = 8;
+        o.samples = [79.0, 79.0, 0.0, 0.0];
+        o.received = 79.0;
+        o.p99_before_ms = 18.26;
+        o.p99_during_ms = 18.14;
+        o.events = vec![
+            (0.0, "steady traffic: 60 req/s to mlp (v1 80 %, v2 20 %) through Envoy".into()),
+            (10.0, "fault: Envoy's fault filter answers 503 to every request routed to mlp-v2".into()),
+            (10.52, "mitigated: the filter's guard took mlp/v2 out of the split (automatic)".into()),
+            (13.36, "detected: SwitchyardGuardTookVersionOut at the pager (ticket)".into()),
+            (16.6, "traffic stopped".into()),
+        ];
+        o.notifications = vec![
+            (13.34, "ticket".into(), "firing: SwitchyardGuardTookVersionOut".into()),
+            (15.0, "ticket".into(), "firing: SwitchyardCanaryWorseThanStable".into()),
+            (16.0, "ticket".into(), "resolved: SwitchyardCanaryWorseThanStable".into()),
+        ];
+        o.alerts = vec![(
+            "SwitchyardGuardTookVersionOut".into(),
+            "model=mlp, severity=ticket, version=v2".into(),
+            "firing".into(),
+        )];
+        o
+    }
+
+    /// Alerting blind, traffic still failing at the end, a sample and a request lost.
+    fn blind() -> Outcome {
+        let mut o = outcome();
+        o.name = "prometheus-down".into();
+        o.title = "Prometheus is down, then the canary fails".into();
+        o.started_unix = 951_782_400.0 - 5.04;
+        o.expects_detection = false;
+        o.recovered = false;
+        o.impact_end = Some(40.0);
+        o.records = vec![rec(9.0, 200, 3.0), rec(12.0, 0, 120_000.0), rec(40.0, 503, 1.0)];
+        o.sent = 3;
+        o.failed_during = 2;
+        o.slow_during = 1;
+        o.unanswered = 1;
+        o.samples = [10.0, 8.0, 1.0, 0.0];
+        o.received = 8.0;
+        o.events = vec![(0.0, "steady traffic".into()), (10.0, "fault: Prometheus stopped".into())];
+        o
+    }
+
+    /// The drafts and the table keep their sections and format: these files are what the
+    /// `writeln!` code this template replaced wrote for the same outcomes.
+    #[test]
+    fn drafts_and_table_keep_their_format() {
+        let drafts = [
+            (postmortem(&canary(), &catalog::CANARY_5XX), include_str!("../testdata/postmortem-canary-5xx.md")),
+            (
+                postmortem(&blind(), &catalog::PROMETHEUS_DOWN),
+                include_str!("../testdata/postmortem-prometheus-down.md"),
+            ),
+        ];
+        for (got, want) in drafts {
+            for (n, (g, w)) in got.lines().zip(want.lines()).enumerate() {
+                assert_eq!(g, w, "line {}", n + 1);
+            }
+            assert_eq!(got, want);
+        }
+        assert_eq!(summary(&[canary(), blind()]), include_str!("../testdata/summary.md"));
+    }
+
+    #[test]
+    fn the_draft_has_the_templates_sections_in_order() {
+        let headings = |text: &str| -> Vec<String> {
+            text.lines().filter(|l| l.starts_with("## ") || l.starts_with("### ")).map(str::to_owned).collect()
+        };
+        let template = include_str!("../../docs/incident-response/postmortem-template.md");
+        assert_eq!(headings(&postmortem(&blind(), &catalog::PROMETHEUS_DOWN)), headings(template));
+    }
+
+    #[test]
+    fn dates_and_times_in_utc() {
+        assert_eq!(date(0.0), "1970-01-01");
+        assert_eq!(date(STARTED), "2026-12-03");
+        assert_eq!(date(1_709_251_199.0), "2024-02-29");
+        assert_eq!(date(1_709_251_200.0), "2024-03-01");
+        assert_eq!(date(4_107_585_600.0), "2100-03-01", "2100 is no leap year");
+        assert_eq!(utc(STARTED), "17:36:42.5");
+        assert_eq!(utc(STARTED + 0.04), "17:36:42.5");
+        assert_eq!(utc(STARTED + 0.06), "17:36:42.6");
+        assert_eq!(utc(1_709_251_199.0), "23:59:59.0");
+    }
+
+    #[test]
+    fn a_table_row_per_drill_with_its_figures() {
+        let table = summary(&[canary()]);
+        let row = table.lines().nth(2).unwrap();
+        let cells: Vec<&str> = row.trim_matches('|').split(" | ").map(str::trim).collect();
+        assert_eq!(cells[0], "[canary-5xx](drills/canary-5xx/postmortem.md)");
+        assert_eq!(
+            cells[2..],
+            [
+                "3.3 s",
+                "the filter's guard took mlp/v2 out of the split (automatic)",
+                "0.5 s",
+                "8",
+                "0",
+                "0",
+                "SwitchyardCanaryWorseThanStable, SwitchyardGuardTookVersionOut"
+            ]
+        );
+        let mut o = blind();
+        o.expects_detection = true;
+        assert!(summary(&[o]).contains("| not detected | — |"));
+    }
 }
