@@ -113,7 +113,7 @@ pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> 
     let dir = out.join(spec.name);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     std::fs::write(dir.join("timeline.svg"), report::chart(&outcome))?;
-    std::fs::write(dir.join("postmortem.md"), report::postmortem(&outcome, spec))?;
+    std::fs::write(dir.join("postmortem.md"), report::postmortem(&outcome, spec)?)?;
     std::fs::write(dir.join("outcome.json"), serde_json::to_vec_pretty(&report::json(&outcome))?)?;
     println!("  -> {}", dir.join("postmortem.md").display());
     Ok(outcome)

@@ -3,7 +3,10 @@
 //! JSON, and the summary table of docs/drills.md.
 
 use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use minijinja::syntax::SyntaxConfig;
+use minijinja::{Environment, UndefinedBehavior, Value, context};
 use serde_json::json;
 use switchyard_load::plot::{Series, document};
 
@@ -12,25 +15,24 @@ use crate::{Outcome, Rec, Spec, TIME_SCALE};
 /// Width of the chart's buckets, seconds.
 const BUCKET: f64 = 0.5;
 
-/// `YYYY-MM-DD` of a Unix time (the proleptic Gregorian calendar, days from 1970-01-01).
-fn date(unix: f64) -> String {
-    let days = (unix / 86_400.0).floor() as i64 + 719_468;
-    let era = days.div_euclid(146_097);
-    let doe = days.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+/// The instant `unix_ms` milliseconds after the Unix epoch (`None` before it).
+fn system_time(unix_ms: f64) -> Option<SystemTime> {
+    (unix_ms >= 0.0).then(|| UNIX_EPOCH + Duration::from_millis(unix_ms as u64))
 }
 
-/// `HH:MM:SS.s` of a Unix time.
+/// `YYYY-MM-DD` of a Unix time, in UTC.
+fn date(unix: f64) -> String {
+    let Some(t) = system_time(unix.floor() * 1e3) else { return String::new() };
+    let text = humantime::format_rfc3339_seconds(t).to_string();
+    text.get(..10).unwrap_or_default().to_owned()
+}
+
+/// `HH:MM:SS.s` of a Unix time, in UTC, to the nearest tenth of a second.
 fn utc(unix: f64) -> String {
-    let day = unix.rem_euclid(86_400.0);
-    let (h, min) = ((day / 3600.0) as u64, ((day % 3600.0) / 60.0) as u64);
-    format!("{h:02}:{min:02}:{:04.1}", day % 60.0)
+    let Some(t) = system_time((unix * 10.0).round() * 100.0) else { return String::new() };
+    // 2026-12-03T17:36:42.500Z
+    let text = humantime::format_rfc3339_millis(t).to_string();
+    text.get(11..21).unwrap_or_default().to_owned()
 }
 
 fn secs(v: Option<f64>) -> String {
@@ -108,124 +110,78 @@ pub fn json(o: &Outcome) -> serde_json::Value {
     })
 }
 
+/// The postmortem draft's template: the sections of
+/// docs/incident-response/postmortem-template.md, to be filled from a drill.
+const POSTMORTEM: &str = include_str!("../templates/postmortem.md");
+
+/// The postmortem template failed to render (a mistake in the template).
+#[derive(Debug, thiserror::Error)]
+#[error("the postmortem template (drill/templates/postmortem.md): {0}")]
+pub struct TemplateError(#[from] minijinja::Error);
+
 /// The draft: every section of the template, filled from the drill except the action items.
-pub fn postmortem(o: &Outcome, spec: &Spec) -> String {
-    let mut m = String::new();
-    let (mttd, mttm) = (secs(o.mttd()), secs(o.mttm()));
+pub fn postmortem(o: &Outcome, spec: &Spec) -> Result<String, TemplateError> {
+    let mut env = Environment::new();
+    env.set_syntax(SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build()?);
+    // A name the template uses but the context lacks is an error, not an empty string.
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.add_template("postmortem.md", POSTMORTEM)?;
     let detected_by = o.detected.as_ref().map_or("nothing (no expected alert reached the pager)", |d| d.1.as_str());
     let mitigated_by = o.mitigated.as_ref().map_or("nothing acted within the drill", |m| m.1.as_str());
-    let _ = writeln!(m, "# Postmortem: {} (drill `{}`)\n", o.title, o.name);
-    let _ = writeln!(m, "- Status: draft, written by `switchyard-drill run {}`", o.name);
-    let _ = writeln!(m, "- Severity: {} (docs/incident-response/README.md#severity-levels)", spec.severity);
-    let _ = writeln!(
-        m,
-        "- Date: {} (a drill on the local stack; rules on drill time, every window ÷ {TIME_SCALE})",
-        date(o.started_unix)
-    );
-    let _ = writeln!(m, "- Authors: switchyard-drill; incident commander: the drill");
-    let _ = writeln!(m, "- Duration (onset to the end of client impact): {mttm}");
-    let _ = writeln!(m, "- MTTD: {mttd} ({detected_by}); MTTM: {mttm} ({mitigated_by})\n");
-
-    let _ = writeln!(m, "## Summary\n");
-    let _ = writeln!(
-        m,
-        "{} {} reached the pager {mttd} after the onset; {}. Clients saw {} failed and {} slow requests of the {} sent after the onset; {} went unanswered.\n",
-        spec.trigger,
-        detected_by,
-        mitigated_by,
-        o.failed_during,
-        o.slow_during,
-        o.records.iter().filter(|r| r.t >= o.onset).count(),
-        o.unanswered
-    );
-    let _ = writeln!(m, "## Impact\n");
-    let _ = writeln!(m, "| measure | value |\n|---|---:|");
-    let _ = writeln!(m, "| requests sent during the drill | {} |", o.sent);
-    let _ = writeln!(m, "| failed after the onset (non-2xx or no answer) | {} |", o.failed_during);
-    let _ =
-        writeln!(m, "| answered after the onset, slower than the SLO ({} ms) | {} |", o.slo_latency_ms, o.slow_during);
-    let _ = writeln!(m, "| unanswered (lost) | {} |", o.unanswered);
-    let _ = writeln!(m, "| client p99 before the fault (5 s) | {:.1} ms |", o.p99_before_ms);
-    let _ = writeln!(m, "| client p99 from the onset to 1 s past the impact | {:.1} ms |", o.p99_during_ms);
-    let [captured, sent, failed, dropped] = o.samples;
-    let _ = writeln!(
-        m,
-        "| payload samples captured = in the collector's file + failed + dropped | {captured} = {} + {failed} + {dropped} |",
-        o.received
-    );
-    let _ = writeln!(m, "| payload samples the filter counted as sent | {sent} |");
-    let _ = writeln!(m, "| lost (unanswered + samples unaccounted) | {} |\n", o.lost());
-    let _ = writeln!(m, "![error rate and latency across the incident](timeline.svg)\n");
-    let _ = writeln!(m, "## Root causes\n\n{}\n", spec.root_cause);
-    let _ = writeln!(m, "## Trigger\n\n{}\n", spec.trigger);
-    let _ = writeln!(m, "## Resolution\n");
-    let _ = writeln!(
-        m,
-        "{}{} Client-visible impact ended {mttm} after the onset{}. Playbook: docs/incident-response/playbooks/{}.\n",
-        capitalized(mitigated_by),
-        o.mitigated.as_ref().map_or(String::new(), |x| format!(", {:.1} s after the onset.", x.0 - o.onset)),
-        if o.recovered { "" } else { " — NOT RECOVERED by the end of the drill" },
-        spec.playbook
-    );
-    let _ = writeln!(m, "## Detection\n");
-    let _ = writeln!(
-        m,
-        "First expected alert at the pager: **{detected_by}**, {mttd} after the onset. Every notification after the onset:\n"
-    );
-    let _ = writeln!(m, "| drill time | receiver | alerts |\n|---:|---|---|");
-    for (t, receiver, names) in &o.notifications {
-        let _ = writeln!(m, "| {t:.1} s | {receiver} | {names} |");
-    }
-    let _ = writeln!(m, "\nAlerts Prometheus held at the end of the drill:\n");
-    let _ = writeln!(m, "| alert | labels | state |\n|---|---|---|");
-    for (name, labels, state) in &o.alerts {
-        let _ = writeln!(m, "| {name} | {labels} | {state} |");
-    }
-    let _ = writeln!(m, "\n## Action items\n");
-    let _ = writeln!(m, "| Action | Type | Owner | Tracking |\n|---|---|---|---|\n|  |  |  |  |\n");
-    let _ = writeln!(m, "## Lessons learned\n");
-    let _ = writeln!(m, "### What went well\n");
-    if let Some(d) = o.mttd() {
-        let _ = writeln!(m, "- Detected in {d:.1} s by {detected_by}.");
-    }
-    if let Some(x) = o.mttm() {
-        let _ = writeln!(m, "- Client impact over in {x:.1} s ({mitigated_by}).");
-    }
-    if o.lost() == 0.0 {
-        let _ = writeln!(m, "- Nothing lost: every request answered, every sample accounted for.");
-    }
-    let _ = writeln!(m, "\n### What went wrong\n");
-    let _ = writeln!(
-        m,
-        "- {} requests failed and {} were slower than the SLO before the mitigation acted.",
-        o.failed_during, o.slow_during
-    );
-    if !o.expects_detection {
-        let _ = writeln!(
-            m,
-            "- Alerting was blind: with Prometheus down no alert could fire, and no alert watches Prometheus itself."
-        );
-    } else if o.detected.is_none() {
-        let _ = writeln!(m, "- No expected alert reached the pager within the drill.");
-    }
-    if !o.recovered {
-        let _ = writeln!(m, "- Traffic was still failing at the end of the drill.");
-    }
-    let _ = writeln!(m, "\n### Where we got lucky\n");
-    let _ = writeln!(
-        m,
-        "- The fault hit the canary only (20 % of the traffic), with a healthy stable version to fall back to.\n"
-    );
-    let _ = writeln!(m, "## Timeline\n");
-    let _ = writeln!(m, "The fault at +{:.1} s (seconds since the drill's traffic started).\n", o.onset);
-    let _ = writeln!(m, "| Time (UTC) | Event |\n|---|---|");
+    let [captured, samples_sent, samples_failed, dropped] = o.samples;
+    let notifications: Vec<Value> = o
+        .notifications
+        .iter()
+        .map(|(t, receiver, alerts)| context! { t => format!("{t:.1}"), receiver, alerts })
+        .collect();
+    let alerts: Vec<Value> = o.alerts.iter().map(|(name, labels, state)| context! { name, labels, state }).collect();
     let mut rows: Vec<(f64, String)> = o.events.clone();
     rows.extend(o.notifications.iter().map(|(t, r, n)| (*t, format!("notification to {r}: {n}"))));
     rows.sort_by(|a, b| a.0.total_cmp(&b.0));
-    for (t, what) in rows {
-        let _ = writeln!(m, "| {} (+{t:.1} s) | {what} |", utc(o.started_unix + t));
-    }
-    m
+    let timeline: Vec<Value> = rows
+        .iter()
+        .map(|(t, what)| context! { utc => utc(o.started_unix + t), t => format!("{t:.1}"), what })
+        .collect();
+    let ctx = context! {
+        name => o.name.as_str(),
+        title => o.title.as_str(),
+        severity => spec.severity,
+        date => date(o.started_unix),
+        time_scale => TIME_SCALE,
+        mttd => secs(o.mttd()),
+        mttm => secs(o.mttm()),
+        detected_in => o.mttd().map(|d| format!("{d:.1} s")),
+        over_in => o.mttm().map(|d| format!("{d:.1} s")),
+        detected_by,
+        mitigated_by,
+        resolved_by => capitalized(mitigated_by),
+        mitigation => o.mitigated.as_ref().map(|m| format!("{:.1} s", m.0 - o.onset)),
+        trigger => spec.trigger,
+        root_cause => spec.root_cause,
+        playbook => spec.playbook,
+        failed => o.failed_during,
+        slow => o.slow_during,
+        after_onset => o.records.iter().filter(|r| r.t >= o.onset).count(),
+        unanswered => o.unanswered,
+        sent => o.sent,
+        slo_ms => o.slo_latency_ms,
+        p99_before => format!("{:.1}", o.p99_before_ms),
+        p99_during => format!("{:.1}", o.p99_during_ms),
+        captured => captured.to_string(),
+        received => o.received.to_string(),
+        samples_failed => samples_failed.to_string(),
+        dropped => dropped.to_string(),
+        samples_sent => samples_sent.to_string(),
+        lost => o.lost().to_string(),
+        nothing_lost => o.lost() == 0.0,
+        recovered => o.recovered,
+        expects_detection => o.expects_detection,
+        notifications,
+        alerts,
+        onset => format!("{:.1}", o.onset),
+        timeline,
+    };
+    Ok(env.get_template("postmortem.md")?.render(ctx)?)
 }
 
 fn capitalized(s: &str) -> String {
@@ -334,9 +290,12 @@ mod tests {
     #[test]
     fn drafts_and_table_keep_their_format() {
         let drafts = [
-            (postmortem(&canary(), &catalog::CANARY_5XX), include_str!("../testdata/postmortem-canary-5xx.md")),
             (
-                postmortem(&blind(), &catalog::PROMETHEUS_DOWN),
+                postmortem(&canary(), &catalog::CANARY_5XX).unwrap(),
+                include_str!("../testdata/postmortem-canary-5xx.md"),
+            ),
+            (
+                postmortem(&blind(), &catalog::PROMETHEUS_DOWN).unwrap(),
                 include_str!("../testdata/postmortem-prometheus-down.md"),
             ),
         ];
@@ -355,7 +314,7 @@ mod tests {
             text.lines().filter(|l| l.starts_with("## ") || l.starts_with("### ")).map(str::to_owned).collect()
         };
         let template = include_str!("../../docs/incident-response/postmortem-template.md");
-        assert_eq!(headings(&postmortem(&blind(), &catalog::PROMETHEUS_DOWN)), headings(template));
+        assert_eq!(headings(&postmortem(&blind(), &catalog::PROMETHEUS_DOWN).unwrap()), headings(template));
     }
 
     #[test]
