@@ -61,15 +61,17 @@ impl Env {
         self.send(Traffic { rate, connections: None, shifted: 0, deadline_us: None, seed: 0 }, false)
     }
 
-    /// Adds `rate` requests per second of traffic (eight more clients) until [`Env::end_surge`].
+    /// Adds `rate` requests per second of traffic until [`Env::end_surge`], from as many
+    /// clients as it takes to keep the rate (a client with a few workers could not: its
+    /// requests would queue behind each other and go on arriving after the surge ended).
     pub fn surge(&mut self, rate: f64) -> Result<(), LoadError> {
-        self.surge_with(rate, 8, None)
+        self.send(Traffic { rate, connections: None, shifted: 0, deadline_us: None, seed: 0 }, true)
     }
 
-    /// [`Env::surge`] from `clients` clients (at most that many requests in flight), each
-    /// request carrying a deadline of `deadline_us`.
-    pub fn surge_with(&mut self, rate: f64, clients: usize, deadline_us: Option<u64>) -> Result<(), LoadError> {
-        self.send(Traffic { rate, connections: Some(clients), shifted: 0, deadline_us, seed: 0 }, true)
+    /// Adds `rate` requests per second from one client with `workers` workers (at most that
+    /// many requests in flight), each request carrying a deadline of `deadline_us`.
+    pub fn surge_with(&mut self, rate: f64, workers: usize, deadline_us: Option<u64>) -> Result<(), LoadError> {
+        self.send(Traffic { rate, connections: Some(workers), shifted: 0, deadline_us, seed: 0 }, true)
     }
 
     /// The extra traffic stops (its requests are still counted).
