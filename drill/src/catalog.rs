@@ -199,7 +199,7 @@ pub const INPUT_DRIFT: Spec = Spec {
     // Dataset drift and column drift never fire together: every column moved is dataset drift.
     expect: &["SwitchyardDatasetDrift"],
     inject: |env| {
-        env.shift_inputs(64);
+        env.shift_inputs(64)?;
         Ok("every client's 64 features moved by +2 and doubled in spread (a changed upstream feature pipeline)".into())
     },
     mitigated: owners_decide,
@@ -336,7 +336,7 @@ pub const OVERLOAD_3X: Spec = Spec {
         let c = env.capacity.unwrap_or(100.0);
         // v1 takes 80 %: three times its capacity in all, less the steady traffic already sent.
         let extra = 3.0 * c / 0.8 - 0.5 * c / 0.8;
-        env.surge(extra);
+        env.surge(extra)?;
         Ok(format!("a surge of {extra:.0} req/s more: mlp v1 offered three times the {c:.0} req/s it serves"))
     },
     mitigated: shed_then_rate_limited,
@@ -405,7 +405,7 @@ pub const COLUMN_DRIFT: Spec = Spec {
     // Dataset drift instead would mean the four columns were judged as half of them.
     expect: &["SwitchyardColumnDrift"],
     inject: |env| {
-        env.shift_inputs(4);
+        env.shift_inputs(4)?;
         Ok("the clients' first 4 features moved by +2 and doubled in spread; the other 60 are unchanged".into())
     },
     mitigated: owners_decide,
@@ -450,7 +450,7 @@ pub const DEADLINES_EXPIRE: Spec = Spec {
         // The client alone sends three times what v1 serves (v1 takes 80 % of it, plus the
         // steady traffic), so v1's queue of 8 stays full of requests whose deadline passes
         // before their turn.
-        env.surge_with(3.0 * c, 48, Some(20_000));
+        env.surge_with(3.0 * c, 48, Some(20_000))?;
         Ok(format!(
             "a client with 48 workers sends {:.0} req/s more, each request with an OIP timeout of 20 ms; mlp v1 serves {c:.0} req/s",
             3.0 * c

@@ -237,6 +237,11 @@ impl Mix {
         Mix { variants: vec![(1.0, vec![body])] }
     }
 
+    /// Bodies the caller built, one picked at random for each request.
+    pub fn of(bodies: Vec<Body>) -> Self {
+        Mix { variants: vec![(1.0, bodies)] }
+    }
+
     pub fn pick(&self, rng: &mut Rng) -> Option<&Body> {
         let total = self.variants.last()?.0;
         let x = rng.next_f64() * total;

@@ -4,12 +4,13 @@
 //! measure its latency from that *intended* time: a request that waited for a connection, or
 //! behind a stalled server, shows the wait as latency instead of silently not being sent
 //! (no coordinated omission). Closed-loop phases keep N clients busy (saturation).
-//! Latencies go into HDR histograms (µs, 3 significant digits), per phase and per second.
+//! Latencies go into HDR histograms (µs, 3 significant digits), per phase and per second;
+//! a [`Tap`] also keeps each request's outcome, for a caller that judges them one by one.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -43,6 +44,8 @@ pub struct Plan {
     pub seed: u64,
     pub phases: Vec<PlanPhase>,
     pub progress: bool,
+    /// A caller's line into the run: every request's outcome, and an early end.
+    pub tap: Option<Tap>,
 }
 
 pub struct PlanPhase {
@@ -76,6 +79,7 @@ impl Plan {
             seed: 1,
             phases,
             progress: false,
+            tap: None,
         }
     }
 }
@@ -120,6 +124,7 @@ pub async fn prepare(sc: &Scenario, addr: &str, late_after: Duration, progress: 
         seed: sc.seed,
         phases,
         progress,
+        tap: None,
     })
 }
 
@@ -236,9 +241,12 @@ pub struct Recorder {
     seconds: Vec<SecondRec>,
     lag: Histogram<u64>,
     late_after_us: u64,
+    /// When a [`Tap`] ended the run, from its start: the phases count up to it.
+    stopped_at: Option<Duration>,
 }
 
 /// One finished request, in offsets from the run's start.
+#[derive(Clone, Debug)]
 pub struct Outcome {
     pub phase: usize,
     pub intended: Duration,
@@ -247,6 +255,58 @@ pub struct Outcome {
     pub done: Duration,
     pub result: Result<u16, Cause>,
     pub rows: usize,
+    /// The value of the response header a [`Tap`] asked for, when the answer carried it.
+    pub header: Option<String>,
+}
+
+/// A caller's line into a running plan, for one that judges requests one by one (the chaos
+/// drills): it keeps every request's [`Outcome`], with the value of one response header, and
+/// ends the run early. Clones share it.
+#[derive(Clone, Debug, Default)]
+pub struct Tap(Arc<TapState>);
+
+#[derive(Debug, Default)]
+struct TapState {
+    header: Option<HeaderName>,
+    stop: AtomicBool,
+    start: OnceLock<std::time::Instant>,
+    kept: Mutex<Vec<Outcome>>,
+}
+
+impl Tap {
+    /// A tap that keeps the value of the response header `name` in each outcome.
+    pub fn keeping(name: &str) -> anyhow::Result<Tap> {
+        let header = HeaderName::from_bytes(name.as_bytes()).with_context(|| format!("header name '{name}'"))?;
+        Ok(Tap(Arc::new(TapState { header: Some(header), ..TapState::default() })))
+    }
+
+    /// Ends the run: nothing more is scheduled, and the requests in flight finish (and are
+    /// kept). Phases not reached are skipped; the report counts the time actually run.
+    pub fn stop(&self) {
+        self.0.stop.store(true, Ordering::Relaxed);
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.0.stop.load(Ordering::Relaxed)
+    }
+
+    /// When the run started: its outcomes' offsets count from this. `None` until it has.
+    pub fn start(&self) -> Option<std::time::Instant> {
+        self.0.start.get().copied()
+    }
+
+    /// The outcomes kept so far, in the order the requests finished, taken out of the tap.
+    pub fn take(&self) -> Vec<Outcome> {
+        std::mem::take(&mut *self.0.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    fn keep(&self, o: Outcome) {
+        self.0.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(o);
+    }
+}
+
+fn stopped(tap: Option<&Tap>) -> bool {
+    tap.is_some_and(Tap::stopped)
 }
 
 fn us(d: Duration) -> u64 {
@@ -260,6 +320,7 @@ impl Recorder {
             seconds: Vec::new(),
             lag: histogram(3),
             late_after_us: u64::try_from(late_after.as_micros()).unwrap_or(u64::MAX),
+            stopped_at: None,
         }
     }
 
@@ -336,6 +397,7 @@ struct Shared {
     start: Instant,
     started: AtomicU64,
     finished: AtomicU64,
+    tap: Option<Tap>,
 }
 
 impl Shared {
@@ -385,15 +447,22 @@ fn request(plan: &Plan, phase: &PlanPhase, rng: &mut Rng) -> Result<(Request<Ful
 async fn send(sh: Arc<Shared>, phase: usize, intended: Instant, req: Request<Full<Bytes>>, rows: usize) {
     sh.started.fetch_add(1, Ordering::Relaxed);
     let at = |t: Instant| t.saturating_duration_since(sh.start);
-    let (sent, result) = exchange(&sh, req).await;
-    let o = Outcome { phase, intended: at(intended), sent: sent.map(at), done: at(Instant::now()), result, rows };
+    let (sent, result, header) = exchange(&sh, req).await;
+    let o =
+        Outcome { phase, intended: at(intended), sent: sent.map(at), done: at(Instant::now()), result, rows, header };
     sh.rec().record(&o);
+    if let Some(tap) = &sh.tap {
+        tap.keep(o);
+    }
     sh.finished.fetch_add(1, Ordering::Relaxed);
 }
 
-async fn exchange(sh: &Shared, req: Request<Full<Bytes>>) -> (Option<Instant>, Result<u16, Cause>) {
+/// When the request left, its status (or why none came), and the tapped header's value.
+type Exchanged = (Option<Instant>, Result<u16, Cause>, Option<String>);
+
+async fn exchange(sh: &Shared, req: Request<Full<Bytes>>) -> Exchanged {
     // Waiting for a connection slot counts towards latency: the clock started at `intended`.
-    let Ok(_slot) = sh.slots.acquire().await else { return (None, Err(Cause::Io)) };
+    let Ok(_slot) = sh.slots.acquire().await else { return (None, Err(Cause::Io), None) };
     let pooled = {
         let mut pool = sh.pool();
         std::iter::from_fn(|| pool.pop()).find(|s| !s.is_closed())
@@ -402,14 +471,17 @@ async fn exchange(sh: &Shared, req: Request<Full<Bytes>>) -> (Option<Instant>, R
         Some(s) => s,
         None => match tokio::time::timeout(sh.timeout, connect_as(&sh.addr, sh.grpc)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(_)) => return (None, Err(Cause::Connect)),
-            Err(_) => return (None, Err(Cause::Timeout)),
+            Ok(Err(_)) => return (None, Err(Cause::Connect), None),
+            Err(_) => return (None, Err(Cause::Timeout), None),
         },
     };
     let sent = Instant::now();
+    let tapped = sh.tap.as_ref().and_then(|t| t.0.header.as_ref());
     let answer = tokio::time::timeout(sh.timeout, async {
         let resp = sender.send_request(req).await?;
         let status = resp.status().as_u16();
+        let value =
+            tapped.and_then(|h| resp.headers().get(h)).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let headers = (sh.grpc && status == 200).then(|| resp.headers().clone());
         let collected = resp.into_body().collect().await?;
         // A gRPC call's outcome is its grpc-status, counted as the HTTP status it stands for
@@ -418,17 +490,17 @@ async fn exchange(sh: &Shared, req: Request<Full<Bytes>>) -> (Option<Instant>, R
             Some(h) => grpc_status(&h, collected.trailers()).map_or(502, switchyard_policy::grpc::http_status),
             None => status,
         };
-        Ok::<u16, hyper::Error>(status)
+        Ok::<_, hyper::Error>((status, value))
     })
     .await;
     match answer {
-        Ok(Ok(status)) => {
+        Ok(Ok((status, value))) => {
             sh.pool().push(sender);
-            (Some(sent), Ok(status))
+            (Some(sent), Ok(status), value)
         }
-        Ok(Err(e)) => (Some(sent), Err(classify(&e))),
+        Ok(Err(e)) => (Some(sent), Err(classify(&e)), None),
         // The connection is mid-exchange: dropping it closes it.
-        Err(_) => (Some(sent), Err(Cause::Timeout)),
+        Err(_) => (Some(sent), Err(Cause::Timeout), None),
     }
 }
 
@@ -437,8 +509,8 @@ async fn exchange(sh: &Shared, req: Request<Full<Bytes>>) -> (Option<Instant>, R
 /// into every latency measured from the intended time; a sleeping thread wakes within tens of
 /// microseconds, without spinning a core. If the sender falls behind, the bounded channel
 /// blocks the pacer, but the due times it hands over stay the scheduled ones, so the lag shows
-/// up as latency and as late sends.
-fn pacer(segments: Vec<Segment>, start: Instant) -> tokio::sync::mpsc::Receiver<Instant> {
+/// up as latency and as late sends. A stopped tap ends the phase at the next due time.
+fn pacer(segments: Vec<Segment>, start: Instant, tap: Option<Tap>) -> tokio::sync::mpsc::Receiver<Instant> {
     let (tx, rx) = tokio::sync::mpsc::channel(4096);
     let start = start.into_std();
     std::thread::spawn(move || {
@@ -448,7 +520,7 @@ fn pacer(segments: Vec<Segment>, start: Instant) -> tokio::sync::mpsc::Receiver<
             if due > now {
                 std::thread::sleep(due - now);
             }
-            if tx.blocking_send(Instant::from_std(due)).is_err() {
+            if stopped(tap.as_ref()) || tx.blocking_send(Instant::from_std(due)).is_err() {
                 return;
             }
         }
@@ -471,25 +543,36 @@ pub async fn execute(plan: Plan) -> anyhow::Result<Report> {
         start,
         started: AtomicU64::new(0),
         finished: AtomicU64::new(0),
+        tap: plan.tap.clone(),
     });
+    if let Some(tap) = &plan.tap {
+        // Set once: a tap serves one run.
+        let _ = tap.0.start.set(start.into_std());
+    }
     let current = Arc::new(AtomicU64::new(0));
     let progress = plan.progress.then(|| tokio::spawn(progress_line(sh.clone(), phase_table(&plan), current.clone())));
     let mut rng = Rng::new(plan.seed);
     let mut tasks = JoinSet::new();
     let mut phase_start = start;
+    let tap = plan.tap.as_ref();
     for (i, phase) in plan.phases.iter().enumerate() {
+        if stopped(tap) {
+            break;
+        }
         current.store(i as u64, Ordering::Relaxed);
         let end = phase_start + phase.duration;
         match &phase.load {
             Load::Open(segments) => {
-                let mut due = pacer(segments.clone(), phase_start);
+                let mut due = pacer(segments.clone(), phase_start, plan.tap.clone());
                 while let Some(intended) = due.recv().await {
                     let (req, rows) = request(&plan, phase, &mut rng)?;
                     tasks.spawn(send(sh.clone(), i, intended, req, rows));
                     // Reap finished tasks as we go, so memory stays flat on long runs.
                     while tasks.try_join_next().is_some() {}
                 }
-                tokio::time::sleep_until(end).await;
+                if !stopped(tap) {
+                    tokio::time::sleep_until(end).await;
+                }
             }
             Load::Closed(clients) => {
                 let mut workers = JoinSet::new();
@@ -498,7 +581,7 @@ pub async fn execute(plan: Plan) -> anyhow::Result<Report> {
                     let mut rng = Rng::new(plan.seed ^ ((i as u64) << 32 | w as u64));
                     workers.spawn(async move {
                         let Some(phase) = plan.phases.get(i) else { return Ok(()) };
-                        while Instant::now() < end {
+                        while Instant::now() < end && !stopped(plan.tap.as_ref()) {
                             let (req, rows) = request(&plan, phase, &mut rng)?;
                             send(sh.clone(), i, Instant::now(), req, rows).await;
                         }
@@ -511,6 +594,9 @@ pub async fn execute(plan: Plan) -> anyhow::Result<Report> {
             }
         }
         phase_start = end;
+    }
+    if stopped(tap) {
+        sh.rec().stopped_at = Some(start.elapsed());
     }
     while tasks.join_next().await.is_some() {}
     if let Some(p) = progress {
@@ -527,15 +613,18 @@ fn report(plan: &Plan, rec: &Recorder) -> Report {
     let mut total = PhaseRec::new();
     let mut phases = Vec::new();
     let mut start = Duration::ZERO;
+    // A stopped run's phases last until the stop; the ones after it not at all.
+    let ran = |start: Duration, d: Duration| rec.stopped_at.map_or(d, |s| d.min(s.saturating_sub(start)));
     for (p, r) in plan.phases.iter().zip(&rec.phases) {
         let (target_rate, concurrency) = match &p.load {
             Load::Open(_) => (p.load.mean_rate(p.duration), None),
             Load::Closed(n) => (None, Some(*n)),
         };
+        let duration = ran(start, p.duration);
         // Throughput over the time the phase's answers took to arrive: past saturation they
         // trail its end, and the achieved rate falls below the target instead of hiding it.
-        let span = p.duration.max(r.last_done.saturating_sub(start));
-        start += p.duration;
+        let span = duration.max(r.last_done.saturating_sub(start));
+        start += duration;
         phases.push(PhaseReport {
             name: p.name.clone(),
             target_rate,
@@ -562,7 +651,7 @@ fn report(plan: &Plan, rec: &Recorder) -> Report {
         let _ = total.latency.add(&r.latency);
         let _ = total.service.add(&r.service);
     }
-    let scheduled: Duration = plan.phases.iter().map(|p| p.duration).sum();
+    let scheduled = start;
     let timeline = rec
         .seconds
         .iter()
@@ -679,7 +768,7 @@ mod tests {
                             }
                         }
                         tokio::time::sleep(wait).await;
-                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nx-version: v1\r\ncontent-length: 2\r\n\r\nok").await;
                     }
                 });
             }
@@ -721,6 +810,34 @@ mod tests {
         assert!(r.total.service_ms.p50 < 20.0, "the service time hides it: {:?}", r.total.service_ms);
     }
 
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_tap_keeps_every_outcome_and_ends_the_run_early() {
+        // A minute of 100 req/s against a server that takes 50 ms, stopped after 0.5 s.
+        let (addr, seen) = slow_server(Duration::from_millis(50), None).await;
+        let tap = Tap::keeping("x-version").unwrap();
+        let mut plan = open(&addr, 100.0, 60.0);
+        plan.tap = Some(tap.clone());
+        let stopper = tap.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            stopper.stop();
+        });
+        let t0 = std::time::Instant::now();
+        let r = execute(plan).await.unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(5), "stopped early: {:?}", t0.elapsed());
+        let kept = tap.take();
+        assert_eq!(kept.len() as u64, r.total.sent, "every request kept");
+        assert_eq!(kept.len() as u64, seen.load(Ordering::Relaxed), "the ones in flight finished");
+        assert!((35..=70).contains(&kept.len()), "about half a second's worth: {}", kept.len());
+        for o in &kept {
+            assert_eq!((o.result, o.header.as_deref()), (Ok(200), Some("v1")), "{o:?}");
+            assert!(o.done >= o.intended + Duration::from_millis(50), "from the intended time: {o:?}");
+        }
+        assert!(tap.start().is_some_and(|s| s >= t0));
+        assert!(r.total.seconds < 2.0, "the report counts the time run, not the minute planned: {}", r.total.seconds);
+        assert!(tap.take().is_empty(), "taken");
+    }
+
     #[test]
     fn histogram_accounting() {
         let mut rec = Recorder::new(2, Duration::from_millis(2));
@@ -740,6 +857,7 @@ mod tests {
                 done: intended + lag + ms(i + 1),
                 result,
                 rows: 2,
+                header: None,
             });
         }
         let plan = open("x", 1.0, 1.0);
