@@ -9,7 +9,8 @@ use anyhow::Context;
 use switchyard_testkit::metric_sum;
 use switchyard_testkit::prom::Prometheus;
 
-use crate::types::{Impact, Outcome, Spec, Timing};
+use crate::env::Spec;
+use crate::types::{Impact, Outcome, Timing};
 use crate::{alerts, env, report};
 
 /// Runs one drill and writes its postmortem draft and chart under `out/<name>/`.

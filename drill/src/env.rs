@@ -14,7 +14,7 @@ use switchyard_testkit::{metric_sum, try_request};
 
 use crate::alerts;
 use crate::load::{Load, LoadError, Traffic};
-use crate::types::{Rec, SlowModels, Spec, TIME_SCALE};
+use crate::types::{Rec, SLO_LATENCY_MS, SLOW_SLO_LATENCY_MS, SlowModels, TIME_SCALE};
 
 /// The running stack a drill acts on.
 pub struct Env {
@@ -172,6 +172,43 @@ pub fn policy(sample_rate: f64, slo_latency_ms: u64) -> serde_json::Value {
         "sampling": {"rate": sample_rate, "max_body_bytes": 65536},
         "slo": {"availability": 0.999, "latency_ms": slo_latency_ms, "latency_objective": 0.99}
     }))
+}
+
+/// What varies between drills.
+pub struct Spec {
+    pub name: &'static str,
+    pub title: &'static str,
+    /// The SEV the incident-response README's table gives it, with the reason.
+    pub severity: &'static str,
+    /// `switchyard-policy render envoy` arguments (armed faults).
+    pub bootstrap: &'static [&'static str],
+    /// Alerts that count as detection.
+    pub expect: &'static [&'static str],
+    /// Injects the fault; returns what was done, for the timeline.
+    pub inject: fn(&mut Env) -> anyhow::Result<String>,
+    /// Whether the mitigation has acted, and what it is.
+    pub mitigated: fn(&mut Env) -> Option<String>,
+    /// The share of requests whose payloads are sampled (the drift monitor's input).
+    pub sample_rate: f64,
+    /// Start the drift monitor on the samples (and have Prometheus scrape it).
+    pub monitor: bool,
+    /// Serve mlp from deliberately slow models (milliseconds a row, one row a batch, a short
+    /// queue), so that this machine's clients can overload a backend; the traffic is then
+    /// sized from the measured capacity.
+    pub slow: Option<SlowModels>,
+    /// Run Envoy on the filter built with failpoints (filter-wasm/src/failpoints.rs).
+    pub failpoints: bool,
+    /// The playbook the drill exercises (docs/incident-response/playbooks/).
+    pub playbook: &'static str,
+    /// Trigger and root cause, for the postmortem.
+    pub trigger: &'static str,
+    pub root_cause: &'static str,
+}
+
+impl Spec {
+    pub fn slo_latency_ms(&self) -> u64 {
+        if self.slow.is_some() { SLOW_SLO_LATENCY_MS } else { SLO_LATENCY_MS }
+    }
 }
 
 pub(crate) fn start_env(spec: &Spec) -> anyhow::Result<Env> {

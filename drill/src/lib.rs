@@ -25,5 +25,5 @@ pub mod report;
 pub mod types;
 
 pub use drill::{default_out, run};
-pub use env::{Env, policy};
-pub use types::{Impact, Outcome, Rec, SLO_LATENCY_MS, SlowModels, Spec, TIME_SCALE, Timing};
+pub use env::{Env, Spec, policy};
+pub use types::{Impact, Outcome, Rec, SLO_LATENCY_MS, SlowModels, TIME_SCALE, Timing};

@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use crate::env::Env;
-
 /// The rules run on drill time: every window and `for:` divided by this (five minutes are
 /// five seconds), with Prometheus scraping and evaluating every second.
 pub const TIME_SCALE: u64 = 60;
@@ -13,7 +11,7 @@ pub const TIME_SCALE: u64 = 60;
 /// The drill policy's latency objective: a slower answer is client-visible impact too. The
 /// slow models' is 500 ms.
 pub const SLO_LATENCY_MS: u64 = 100;
-const SLOW_SLO_LATENCY_MS: u64 = 500;
+pub(crate) const SLOW_SLO_LATENCY_MS: u64 = 500;
 
 /// One request of the traffic.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,43 +40,6 @@ impl Rec {
     /// When the answer came (or the client gave up), drill time.
     pub fn done(&self) -> f64 {
         self.t + self.latency_ms / 1e3
-    }
-}
-
-/// What varies between drills.
-pub struct Spec {
-    pub name: &'static str,
-    pub title: &'static str,
-    /// The SEV the incident-response README's table gives it, with the reason.
-    pub severity: &'static str,
-    /// `switchyard-policy render envoy` arguments (armed faults).
-    pub bootstrap: &'static [&'static str],
-    /// Alerts that count as detection.
-    pub expect: &'static [&'static str],
-    /// Injects the fault; returns what was done, for the timeline.
-    pub inject: fn(&mut Env) -> anyhow::Result<String>,
-    /// Whether the mitigation has acted, and what it is.
-    pub mitigated: fn(&mut Env) -> Option<String>,
-    /// The share of requests whose payloads are sampled (the drift monitor's input).
-    pub sample_rate: f64,
-    /// Start the drift monitor on the samples (and have Prometheus scrape it).
-    pub monitor: bool,
-    /// Serve mlp from deliberately slow models (milliseconds a row, one row a batch, a short
-    /// queue), so that this machine's clients can overload a backend; the traffic is then
-    /// sized from the measured capacity.
-    pub slow: Option<SlowModels>,
-    /// Run Envoy on the filter built with failpoints (filter-wasm/src/failpoints.rs).
-    pub failpoints: bool,
-    /// The playbook the drill exercises (docs/incident-response/playbooks/).
-    pub playbook: &'static str,
-    /// Trigger and root cause, for the postmortem.
-    pub trigger: &'static str,
-    pub root_cause: &'static str,
-}
-
-impl Spec {
-    pub fn slo_latency_ms(&self) -> u64 {
-        if self.slow.is_some() { SLOW_SLO_LATENCY_MS } else { SLO_LATENCY_MS }
     }
 }
 
