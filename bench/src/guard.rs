@@ -151,9 +151,12 @@ async fn flagger(
         let (_, body) = switchyard_load::http::get(&envoy_admin, "/stats/prometheus").await?;
         let s = switchyard_load::metrics::parse(&String::from_utf8_lossy(&body));
         let at = [("model", "mlp"), ("version", "v2")];
-        let total = switchyard_load::metrics::sum(&s, "switchyard_requests_total", &at);
-        let ok =
-            switchyard_load::metrics::sum(&s, "switchyard_requests_total", &[at[0], at[1], ("outcome", "success")]);
+        let total = switchyard_load::metrics::sum(&s, switchyard_contract::metrics::REQUESTS_TOTAL.name, &at);
+        let ok = switchyard_load::metrics::sum(
+            &s,
+            switchyard_contract::metrics::REQUESTS_TOTAL.name,
+            &[at[0], at[1], ("outcome", "success")],
+        );
         let (dt, dok) = (total - last.0, ok - last.1);
         last = (total, ok);
         let rate = if dt > 0.0 { dok / dt } else { f64::NAN };
@@ -345,8 +348,11 @@ async fn noise_run(a: &GuardArgs, work: &Path) -> anyhow::Result<Noise> {
     let judged = names
         .iter()
         .filter(|n| {
-            let served =
-                switchyard_testkit::metric_sum(&p, "switchyard_requests_total", &[("model", n), ("version", "v2")]);
+            let served = switchyard_testkit::metric_sum(
+                &p,
+                switchyard_contract::metrics::REQUESTS_TOTAL.name,
+                &[("model", n), ("version", "v2")],
+            );
             served / a.noise_seconds * 6.0 >= 20.0
         })
         .count();

@@ -99,8 +99,11 @@ pub const CANARY_KILLED: Spec = Spec {
 /// Degraded mode at once (the filter counts what it cannot ship as failed, and traffic goes
 /// on); after the samples-lost ticket, the playbook's step: start the collector again.
 fn collector_restarted(env: &mut Env) -> Option<String> {
-    let failed =
-        switchyard_testkit::metric_sum(&env.stack.prometheus(), "switchyard_samples_total", &[("result", "failed")]);
+    let failed = switchyard_testkit::metric_sum(
+        &env.stack.prometheus(),
+        switchyard_contract::metrics::SAMPLES_TOTAL.name,
+        &[("result", "failed")],
+    );
     if failed == 0.0 || !env.alerted("SwitchyardSamplesLost") {
         return None;
     }

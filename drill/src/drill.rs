@@ -65,7 +65,7 @@ pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> 
     // The samples in the filter's queue go out within a tick or two.
     std::thread::sleep(Duration::from_secs(2));
     let text = env.stack.prometheus();
-    let s = |result: &str| metric_sum(&text, "switchyard_samples_total", &[("result", result)]);
+    let s = |result: &str| metric_sum(&text, switchyard_contract::metrics::SAMPLES_TOTAL.name, &[("result", result)]);
     let samples = [s("captured"), s("sent"), s("failed"), s("dropped")];
     // Lines a second writer appended broken (samples-corrupted) are no samples.
     let received = std::fs::read_to_string(&env.stack.samples)

@@ -133,7 +133,11 @@ impl Env {
 
     /// The filter's view in Envoy: whether the guard took `version` out.
     pub fn guard_out(&self, version: &str) -> bool {
-        metric_sum(&self.stack.prometheus(), "switchyard_guard_out", &[("model", "mlp"), ("version", version)]) > 0.0
+        metric_sum(
+            &self.stack.prometheus(),
+            switchyard_contract::metrics::GUARD_OUT.name,
+            &[("model", "mlp"), ("version", version)],
+        ) > 0.0
     }
 
     /// Drill time `t` as Unix seconds (the webhook's clock).

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use switchyard_contract::metrics;
 use switchyard_load::metrics::{parse, sum};
 
 use crate::error::Error;
@@ -29,9 +30,7 @@ pub async fn observe(target: &Target, st: &State) -> Result<Observation, Error> 
     let model = st.spec.model.as_str();
     let bounds = bounds(&samples, model);
     let counts = |version: &str| version_counts(&samples, model, version, &bounds);
-    let guard_out =
-        sum(&samples, switchyard_contract::metrics::GUARD_OUT.name, &[("model", model), ("version", &st.spec.canary)])
-            > 0.0;
+    let guard_out = sum(&samples, metrics::GUARD_OUT.name, &[("model", model), ("version", &st.spec.canary)]) > 0.0;
     let compared = match (&target.collector, st.spec.compares()) {
         (Some(collector), true) => compared(collector, st).await?,
         _ => Compared::default(),
@@ -58,9 +57,9 @@ async fn compared(collector: &str, st: &State) -> Result<Compared, Error> {
         sum(&samples, name, &labels) as u64
     };
     Ok(Compared {
-        rows: at("switchyard_shadow_compared_rows_total", "shadow"),
-        disagreeing: at("switchyard_shadow_disagreeing_rows_total", "shadow"),
-        noise_rows: at("switchyard_shadow_compared_rows_total", "noise"),
-        noise_disagreeing: at("switchyard_shadow_disagreeing_rows_total", "noise"),
+        rows: at(metrics::SHADOW_COMPARED_ROWS_TOTAL.name, "shadow"),
+        disagreeing: at(metrics::SHADOW_DISAGREEING_ROWS_TOTAL.name, "shadow"),
+        noise_rows: at(metrics::SHADOW_COMPARED_ROWS_TOTAL.name, "noise"),
+        noise_disagreeing: at(metrics::SHADOW_DISAGREEING_ROWS_TOTAL.name, "noise"),
     })
 }

@@ -417,7 +417,7 @@ fn horizontal_pod_autoscaler(v: &Version<'_>, o: &K8sOptions) -> Value {
                 "type": "Pods",
                 "pods": {
                     // Served by prometheus-adapter (components/hpa/adapter-configmap.yaml).
-                    "metric": {"name": "switchyard_in_flight_requests"},
+                    "metric": {"name": switchyard_contract::metrics::IN_FLIGHT_REQUESTS.name},
                     "target": {"type": "AverageValue", "averageValue": in_flight_target(v, o)},
                 },
             }],
