@@ -62,7 +62,7 @@ quietly() {
 # always through cargo, which rebuilds what is stale and does nothing (≈1 s) when it is fresh:
 # so no script depends on what some earlier command happened to build.
 #   sy_bin NAME        -> prints the path of target/release/NAME, built if missing or stale
-#   sy_build_release   -> builds every native binary of the workspace at once (the demo's step)
+#   sy_build_release   -> builds every native binary of the workspace at once (drills, benchmarks)
 #   sy_filter          -> prints the path of the filter's .wasm, built if missing or stale
 #   sy_filter_failpoints -> the same for the drills' build with failpoints (never the product)
 #   sy_console         -> prints the directory of the rollout console's built files (below)
