@@ -61,6 +61,14 @@ async function fresh() {
   const after = Date.now();
   await page.waitForFunction((t) => Number(document.getElementById("updated").dataset.ts || 0) > t, after, { timeout: 10000 });
 }
+// A click as the button's own: Playwright first waits until it is visible, enabled and still,
+// then the element is clicked in the page. Mouse coordinates are not used: after a full-page
+// screenshot Chrome restores the scroll position a few frames later, whenever the machine gets
+// to it, and a mouse click aimed before that lands beside the button (seen under load).
+async function press(selector) {
+  await page.locator(selector).click({ trial: true });
+  await page.$eval(selector, (b) => b.click());
+}
 async function shot(name) {
   await page.screenshot({ path: `${OUT}/${name}.png`, fullPage: true });
   console.log(`    screenshot ${OUT}/${name}.png`);
@@ -136,7 +144,7 @@ async function edit() {
   await page.waitForFunction(() => document.getElementById("policy-check").classList.contains("error"));
   check((await text("#policy-check")) === shadowMessage, `a shadow of 150% shows the filter's message: ${shadowMessage}`);
   check(JSON.parse(await page.inputValue("#policy")).models.mlp.shadow.version === "v2", "written into the policy's JSON");
-  await page.click("#revert");
+  await press("#revert");
   await page.waitForFunction(() => document.getElementById("policy-check").classList.contains("ok"));
   check(!JSON.parse(await page.inputValue("#policy")).models.mlp.shadow, "revert puts the policy in force back");
 
@@ -151,7 +159,7 @@ async function edit() {
   check(keys === users, `the preview knows the ${users} recent sticky users (${keys})`);
   check(moved > users * 0.3 && moved < users * 0.7 && moves.length === 1, `and moves ${moved} of them from v1 to v2: ${await text(li)}`);
   await shot("console-preview");
-  await page.click("#apply");
+  await press("#apply");
   await page.waitForFunction(() => document.getElementById("write-result").dataset.status);
   check((await page.getAttribute("#write-result", "data-status")) === "401", `without the token the apply is refused: ${await text("#write-result")}`);
   await sleep(500);
@@ -159,7 +167,7 @@ async function edit() {
   await page.fill("#token", TOKEN);
   await page.fill("#actor", "console-test");
   await page.evaluate(() => delete document.getElementById("write-result").dataset.status);
-  await page.click("#apply");
+  await press("#apply");
   await page.waitForFunction(() => document.getElementById("write-result").dataset.status);
   check((await page.getAttribute("#write-result", "data-status")) === "200", `with it the policy is applied: ${await text("#write-result")}`);
   const deadline = Date.now() + 10000;
@@ -186,18 +194,18 @@ async function rollout() {
   // Its weights are the rollout's: an edit of them is refused, saying why.
   await page.fill('[data-testid="edit-weight-mlp-v2"]', "30");
   await page.fill('[data-testid="edit-weight-mlp-v1"]', "70");
-  await page.click("#apply");
+  await press("#apply");
   await page.waitForFunction(() => document.getElementById("write-result").dataset.status);
   check((await page.getAttribute("#write-result", "data-status")) === "409" && (await text("#write-result")).includes("a rollout of mlp/v2 is running"),
     `an edit of the rollout's weights is refused: ${await text("#write-result")}`);
-  await page.click("#revert");
+  await press("#revert");
   for (const [button, state] of [["#pause", "paused"], ["#resume", "running"]]) {
-    await page.click(button);
+    await press(button);
     await page.waitForFunction((s) => document.querySelector('[data-testid="rollout-state"]')?.textContent === s, state);
     check(true, `${button.slice(1)}: the rollout is ${state}`);
   }
   await page.fill("#reason", "drill from the console test");
-  await page.click("#abort");
+  await press("#abort");
   await page.waitForFunction(() => document.querySelector('[data-testid="rollout-state"]')?.textContent === "aborted");
   await page.waitForFunction(() => document.querySelector('[data-testid="weight-mlp-v2"]')?.dataset.value === "0");
   check(true, "abort: the rollout is aborted and the page shows v2 at 0");
