@@ -194,10 +194,10 @@ pub fn write(dir: &Path, r: &Report) -> anyhow::Result<Vec<PathBuf>> {
 // Day charts (docs/capacity.md): a simulated day minute by minute, one panel per model, a line
 // against the left axis, step lines against the right one, shaded minutes.
 
-const DAY_W: f64 = 760.0;
+const DAY_W: f64 = W;
 const DAY_PANEL: f64 = 250.0;
 const DAY_TOP: f64 = 44.0;
-const DAY_X0: f64 = 70.0;
+const DAY_X0: f64 = LEFT;
 const DAY_X1: f64 = 660.0;
 const DAY_MINUTES: f64 = 1440.0;
 
