@@ -11,3 +11,9 @@ pub const METRICS: &str = "/metrics";
 pub const HEALTH: &str = "/health";
 /// Envoy's admin endpoint with its stats (the filter's metrics among them) as Prometheus text.
 pub const ENVOY_STATS: &str = "/stats/prometheus";
+/// The samples endpoint's path on the collector.
+pub const SAMPLES: &str = "/v1/samples";
+/// Set by the collector on every answer to a sample, `stored` or `refused`. An answer without
+/// it is the proxy's own (a timeout, a reset, no connection): the collector may or may not have
+/// stored that sample, so the filter counts it `unanswered` rather than `failed`.
+pub const COLLECTOR_ANSWER_HEADER: &str = "x-switchyard-collector";

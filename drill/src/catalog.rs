@@ -96,20 +96,23 @@ pub const CANARY_KILLED: Spec = Spec {
     root_cause: "Injected: a crashing canary process (OOM kill, segfault, node loss).",
 };
 
-/// Degraded mode at once (the filter counts what it cannot ship as failed, and traffic goes
+/// Degraded mode at once (the filter counts what it cannot ship, and traffic goes
 /// on); after the samples-lost ticket, the playbook's step: start the collector again.
 fn collector_restarted(env: &mut Env) -> Option<String> {
-    let failed = switchyard_testkit::metric_sum(
-        &env.stack.prometheus(),
-        switchyard_contract::metrics::SAMPLES_TOTAL.name,
-        &[("result", "failed")],
-    );
-    if failed == 0.0 || !env.alerted("SwitchyardSamplesLost") {
+    let text = env.stack.prometheus();
+    // A refused connection is Envoy's answer, not the collector's: those count as unanswered.
+    let not_stored: f64 = ["failed", "unanswered"]
+        .iter()
+        .map(|r| {
+            switchyard_testkit::metric_sum(&text, switchyard_contract::metrics::SAMPLES_TOTAL.name, &[("result", r)])
+        })
+        .sum();
+    if not_stored == 0.0 || !env.alerted("SwitchyardSamplesLost") {
         return None;
     }
     env.stack.restart_collector().ok()?;
     Some(
-        "degraded mode (automatic): the filter counted the samples it could not ship as failed, and requests were \
+        "degraded mode (automatic): the filter counted the samples it could not ship as unanswered, and requests were \
          neither slowed nor failed; after the ticket the operator started the collector again on its address"
             .to_owned(),
     )

@@ -10,7 +10,7 @@ use switchyard_testkit::metric_sum;
 use switchyard_testkit::prom::Prometheus;
 
 use crate::env::Spec;
-use crate::types::{Impact, Outcome, Timing};
+use crate::types::{Impact, Outcome, Samples, Timing};
 use crate::{alerts, env, report};
 
 /// Runs one drill and writes its postmortem draft and chart under `out/<name>/`.
@@ -66,13 +66,20 @@ pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> 
     std::thread::sleep(Duration::from_secs(2));
     let text = env.stack.prometheus();
     let s = |result: &str| metric_sum(&text, switchyard_contract::metrics::SAMPLES_TOTAL.name, &[("result", result)]);
-    let samples = [s("captured"), s("sent"), s("failed"), s("dropped")];
     // Lines a second writer appended broken (samples-corrupted) are no samples.
     let received = std::fs::read_to_string(&env.stack.samples)
         .unwrap_or_default()
         .lines()
         .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
         .count() as f64;
+    let samples = Samples {
+        captured: s("captured"),
+        sent: s("sent"),
+        failed: s("failed"),
+        dropped: s("dropped"),
+        unanswered: s("unanswered"),
+        received,
+    };
     let alerts = env
         .prometheus
         .iter()
@@ -102,7 +109,6 @@ pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> 
         sent: records.len(),
         unanswered: impact.unanswered,
         samples,
-        received,
         events: env.events.clone(),
         alerts,
         notifications,

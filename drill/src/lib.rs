@@ -6,7 +6,7 @@
 //! review asks: when the first alert reached the pager after the onset (time to detect), what
 //! mitigated it and when the client-visible impact ended (time to mitigate), the failed
 //! requests and latency during the incident, and that nothing was lost (every request
-//! answered; every sampled payload sent, failed or dropped, never unaccounted). Each drill
+//! answered; every sampled payload sent, failed, dropped or unanswered, never unaccounted). Each drill
 //! writes a postmortem draft from docs/incident-response/postmortem-template.md with the
 //! timeline, the alerts, the figures and a chart; only the action items are left to people.
 //!
@@ -26,4 +26,4 @@ pub mod types;
 
 pub use drill::{default_out, run};
 pub use env::{Env, Spec, policy};
-pub use types::{Impact, Outcome, Rec, SLO_LATENCY_MS, SlowModels, TIME_SCALE, Timing};
+pub use types::{Impact, Outcome, Rec, SLO_LATENCY_MS, Samples, SlowModels, TIME_SCALE, Timing};

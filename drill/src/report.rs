@@ -103,7 +103,14 @@ pub fn json(o: &Outcome) -> serde_json::Value {
         "failed_after_onset": o.failed_during,
         "slow_after_onset": o.slow_during,
         "unanswered": o.unanswered,
-        "samples": {"captured": o.samples[0], "sent": o.samples[1], "failed": o.samples[2], "dropped": o.samples[3], "received": o.received},
+        "samples": {
+            "captured": o.samples.captured,
+            "sent": o.samples.sent,
+            "failed": o.samples.failed,
+            "dropped": o.samples.dropped,
+            "unanswered": o.samples.unanswered,
+            "received": o.samples.received,
+        },
         "lost": o.lost(),
         "p99_before_ms": o.p99_before_ms,
         "p99_during_ms": o.p99_during_ms,
@@ -128,7 +135,7 @@ pub fn postmortem(o: &Outcome, spec: &Spec) -> Result<String, TemplateError> {
     env.add_template("postmortem.md", POSTMORTEM)?;
     let detected_by = o.detected.as_ref().map_or("nothing (no expected alert reached the pager)", |d| d.1.as_str());
     let mitigated_by = o.mitigated.as_ref().map_or("nothing acted within the drill", |m| m.1.as_str());
-    let [captured, samples_sent, samples_failed, dropped] = o.samples;
+    let s = o.samples;
     let notifications: Vec<Value> = o
         .notifications
         .iter()
@@ -167,11 +174,13 @@ pub fn postmortem(o: &Outcome, spec: &Spec) -> Result<String, TemplateError> {
         slo_ms => o.slo_latency_ms,
         p99_before => format!("{:.1}", o.p99_before_ms),
         p99_during => format!("{:.1}", o.p99_during_ms),
-        captured => captured.to_string(),
-        received => o.received.to_string(),
-        samples_failed => samples_failed.to_string(),
-        dropped => dropped.to_string(),
-        samples_sent => samples_sent.to_string(),
+        captured => s.captured.to_string(),
+        received => s.received.to_string(),
+        samples_failed => s.failed.to_string(),
+        dropped => s.dropped.to_string(),
+        samples_sent => s.sent.to_string(),
+        samples_unanswered => s.unanswered.to_string(),
+        unanswered_stored => s.unanswered_stored().to_string(),
         lost => o.lost().to_string(),
         nothing_lost => o.lost() == 0.0,
         recovered => o.recovered,
@@ -226,6 +235,7 @@ pub fn summary(outcomes: &[Outcome]) -> String {
 mod tests {
     use super::*;
     use crate::catalog;
+    use crate::types::Samples;
     use crate::types::tests::{outcome, rec};
 
     /// 2026-12-03 17:36:42.5 UTC.
@@ -241,8 +251,7 @@ mod tests {
         o.records = (0..100).map(|i| rec(f64::from(i) * 0.2, if i == 51 { 503 } else { 200 }, 4.0)).collect();
         o.sent = 100;
         o.failed_during = 8;
-        o.samples = [79.0, 79.0, 0.0, 0.0];
-        o.received = 79.0;
+        o.samples = Samples { captured: 79.0, sent: 79.0, received: 79.0, ..Samples::default() };
         o.p99_before_ms = 18.26;
         o.p99_during_ms = 18.14;
         o.events = vec![
@@ -279,8 +288,7 @@ mod tests {
         o.failed_during = 2;
         o.slow_during = 1;
         o.unanswered = 1;
-        o.samples = [10.0, 8.0, 1.0, 0.0];
-        o.received = 8.0;
+        o.samples = Samples { captured: 10.0, sent: 8.0, failed: 1.0, received: 8.0, ..Samples::default() };
         o.events = vec![(0.0, "steady traffic".into()), (10.0, "fault: Prometheus stopped".into())];
         o
     }

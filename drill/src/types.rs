@@ -141,11 +141,7 @@ pub struct Outcome {
     pub slo_latency_ms: u64,
     pub sent: usize,
     pub unanswered: usize,
-    /// Samples: captured, sent, failed, dropped (Envoy's counters after the queue drained).
-    pub samples: [f64; 4],
-    /// Samples in the collector's file: what was delivered, whatever the filter's counters
-    /// say (a crashed VM takes its unflushed counts with it).
-    pub received: f64,
+    pub samples: Samples,
     pub events: Vec<(f64, String)>,
     /// Every alert Prometheus had pending or firing at the end: (name, labels, state).
     pub alerts: Vec<(String, String, String)>,
@@ -155,6 +151,42 @@ pub struct Outcome {
     pub p99_during_ms: f64,
     /// Unix seconds at drill time 0.
     pub started_unix: f64,
+}
+
+/// The payload samples of a drill: the filter's counters once its queue drained, and what
+/// the collector's file holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Samples {
+    pub captured: f64,
+    /// Stored: the collector said so.
+    pub sent: f64,
+    /// Not stored: the call could not be made, or the collector refused it.
+    pub failed: f64,
+    /// Never sent: the filter's queue was full.
+    pub dropped: f64,
+    /// Sent, but no answer came (a timeout, a reset): stored or not, the filter cannot know.
+    pub unanswered: f64,
+    /// Samples in the collector's file: what was delivered, whatever the filter's counters
+    /// say (a crashed VM takes its unflushed counts with it).
+    pub received: f64,
+}
+
+impl Samples {
+    /// Samples whose fate nobody can account for. Every captured sample has one result, and
+    /// the file holds every sample the collector acknowledged and at most the unanswered ones
+    /// besides: a sample acknowledged but missing is lost, one in the file that the filter
+    /// counted as not stored is a miscount, and both count here.
+    pub fn unaccounted(&self) -> f64 {
+        let results = self.sent + self.failed + self.dropped + self.unanswered;
+        let missing = (self.sent - self.received).max(0.0);
+        let extra = (self.received - self.sent - self.unanswered).max(0.0);
+        (self.captured - results).abs() + missing + extra
+    }
+
+    /// How many of the unanswered samples the collector stored nonetheless.
+    pub fn unanswered_stored(&self) -> f64 {
+        (self.received - self.sent).clamp(0.0, self.unanswered)
+    }
 }
 
 impl Outcome {
@@ -185,11 +217,9 @@ impl Outcome {
         Some(self.impact_end.map_or(0.0, |e| (e - self.onset).max(0.0)))
     }
 
-    /// Requests without an answer, and samples unaccounted for: captured, but neither in the
-    /// collector's file nor counted as failed or dropped.
+    /// Requests without an answer, and samples unaccounted for (see [`Samples::unaccounted`]).
     pub fn lost(&self) -> f64 {
-        let [captured, _, failed, dropped] = self.samples;
-        self.unanswered as f64 + (captured - self.received - failed - dropped).abs()
+        self.unanswered as f64 + self.samples.unaccounted()
     }
 
     /// Whether it passed: an expected alert reached the pager (or none was expected), the
@@ -227,8 +257,7 @@ pub(crate) mod tests {
             slo_latency_ms: 100,
             sent: 0,
             unanswered: 0,
-            samples: [0.0; 4],
-            received: 0.0,
+            samples: Samples::default(),
             events: Vec::new(),
             alerts: Vec::new(),
             notifications: Vec::new(),
@@ -332,16 +361,31 @@ pub(crate) mod tests {
             (16.0, "ticket".into(), "resolved: B".into()),
         ];
         assert_eq!(o.fired(), ["A", "B"]);
-        o.samples = [79.0, 79.0, 0.0, 0.0];
-        o.received = 79.0;
+        o.samples = Samples { captured: 79.0, sent: 79.0, received: 79.0, ..Samples::default() };
         assert_eq!(o.lost(), 0.0);
         o.mitigated = Some((10.5, "guard".into()));
         assert!(o.passed());
-        // Two samples neither delivered nor counted, one request unanswered.
-        o.samples = [81.0, 81.0, 0.0, 0.0];
+        // Two samples acknowledged but not in the file, one request unanswered.
+        o.samples = Samples { captured: 81.0, sent: 81.0, received: 79.0, ..Samples::default() };
         o.unanswered = 1;
         assert_eq!(o.lost(), 3.0);
         assert!(!o.passed());
+    }
+
+    #[test]
+    fn unanswered_samples_may_or_may_not_be_in_the_file() {
+        let s =
+            |received| Samples { captured: 100.0, sent: 90.0, failed: 2.0, dropped: 1.0, unanswered: 7.0, received };
+        // Anywhere from none to all seven unanswered ones stored: every sample accounted for.
+        for received in [90.0, 94.0, 97.0] {
+            assert_eq!(s(received).unaccounted(), 0.0, "{received}");
+        }
+        assert_eq!(s(94.0).unanswered_stored(), 4.0);
+        // An acknowledged sample missing, or more in the file than could have been stored.
+        assert_eq!(s(88.0).unaccounted(), 2.0);
+        assert_eq!(s(99.0).unaccounted(), 2.0);
+        // A captured sample without a result.
+        assert_eq!(Samples { captured: 101.0, ..s(90.0) }.unaccounted(), 1.0);
     }
 
     #[test]

@@ -182,18 +182,40 @@ fn samples_reach_the_collector_and_a_dead_collector_costs_the_client_nothing() {
     assert!(s["request"]["headers"].to_string().contains("[REDACTED]"));
     assert!(!s.to_string().contains("secret") && !s.to_string().contains("alice@"), "leaked: {s}");
 
-    // Collector gone: every request still succeeds; the samples fail or drop, counted.
+    // A policy whose collector path is wrong: the collector refuses every sample (404, its own
+    // answer), so they are counted failed, not unanswered.
+    let p = stack.prometheus();
+    let before =
+        ["captured", "failed", "unanswered"].map(|r| metric_sum(&p, "switchyard_samples_total", &[("result", r)]));
+    let mut wrong = policy.clone();
+    wrong["collector"]["path"] = json!("/v1/no-such-path");
+    assert!(stack.apply_policy(&wrong).unwrap());
+    for i in 0..100 {
+        assert_eq!(stack.send("POST", "/v2/models/mlp/infer", &[], &body(i)).status, 200);
+    }
+    wait_until(Duration::from_secs(15), "refused samples counted failed", || {
+        let p = stack.prometheus();
+        let [c, f, u] =
+            ["captured", "failed", "unanswered"].map(|r| metric_sum(&p, "switchyard_samples_total", &[("result", r)]));
+        c > before[0] && f - before[1] == c - before[0] && u == before[2]
+    });
+    assert!(stack.apply_policy(&policy).unwrap());
+
+    // Collector gone: every request still succeeds; the samples go unanswered (Envoy's own 503:
+    // no connection) or drop, counted.
     stack.kill_collector();
-    let before = metric_sum(&stack.prometheus(), "switchyard_samples_total", &[("result", "captured")]);
+    let p = stack.prometheus();
+    let before = ["captured", "failed", "unanswered", "dropped"]
+        .map(|r| metric_sum(&p, "switchyard_samples_total", &[("result", r)]));
     for i in 0..200 {
         assert_eq!(stack.send("POST", "/v2/models/mlp/infer", &[], &body(i)).status, 200);
     }
     wait_until(Duration::from_secs(15), "lost samples counted", || {
         let p = stack.prometheus();
-        let c = metric_sum(&p, "switchyard_samples_total", &[("result", "captured")]);
-        let lost = metric_sum(&p, "switchyard_samples_total", &[("result", "failed")])
-            + metric_sum(&p, "switchyard_samples_total", &[("result", "dropped")]);
-        c > before && lost == c - before
+        let [c, f, u, d] = ["captured", "failed", "unanswered", "dropped"]
+            .map(|r| metric_sum(&p, "switchyard_samples_total", &[("result", r)]));
+        // Nothing the collector refused: it was not there to refuse.
+        c > before[0] && f == before[1] && (u - before[2]) + (d - before[3]) == c - before[0]
     });
 }
 

@@ -185,6 +185,6 @@ fn a_policy_swap_under_load_loses_no_count_and_no_sample() {
         total == sent
             && good == sent
             && sample("captured") > 0.0
-            && sample("captured") == sample("sent") + sample("failed") + sample("dropped")
+            && sample("captured") == sample("sent") + sample("failed") + sample("dropped") + sample("unanswered")
     });
 }

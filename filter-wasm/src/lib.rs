@@ -108,6 +108,8 @@ mod tests {
 
     use serde_json::json;
 
+    use switchyard_contract::paths::COLLECTOR_ANSWER_HEADER;
+    use switchyard_policy::sampling::SampleResult;
     use switchyard_policy::slo::{Window, WindowSpec};
 
     use super::*;
@@ -269,7 +271,14 @@ mod tests {
             let (due, later): (Vec<_>, Vec<_>) = calls.drain(..).partition(|(_, at, _)| *at <= step);
             calls = later;
             for (token, _, by) in due {
-                h.call_status = Some(if token % 5 == 0 { 500 } else { 200 });
+                // The collector refuses every fifth; Envoy times out every eleventh.
+                let (status, said) = match token {
+                    t if t % 11 == 0 => (504, None),
+                    t if t % 5 == 0 => (500, Some("refused")),
+                    _ => (200, Some("stored")),
+                };
+                h.call_status = Some(status);
+                h.call_headers = said.map(|s| (COLLECTOR_ANSWER_HEADER.to_owned(), s.to_owned())).into_iter().collect();
                 answer(&mut roots, &finishing, &mut h, token, by);
             }
         }
@@ -282,6 +291,7 @@ mod tests {
         }
         h.refuse_calls = false;
         h.call_status = Some(200);
+        h.call_headers = vec![(COLLECTOR_ANSWER_HEADER.to_owned(), "stored".to_owned())];
         for _ in 0..40 {
             h.now_ms += 100;
             for i in 0..roots.len() - 1 {
@@ -310,16 +320,22 @@ mod tests {
         assert!(roots[..roots.len() - 1].iter().all(Option::is_none), "a replaced root context never finished");
 
         let c = |name: String| h.counter(&name);
-        let (mut captured, mut lost) = (0, 0);
+        let (mut captured, mut lost, mut unanswered) = (0, 0, 0);
         for (model, version) in [("mlp", "v1"), ("mlp", "v2"), ("mlp", "v3"), ("other", "v1")] {
             let r = |r: &str| c(format!("switchyard_samples_total;model={model};version={version};result={r}"));
-            let (cap, sent, failed, dropped) = (r("captured"), r("sent"), r("failed"), r("dropped"));
+            let [cap, sent, failed, dropped, unans] = SampleResult::ALL.map(|x| r(x.as_str()));
             assert!(cap > 0, "{model}/{version} never sampled");
-            assert_eq!(cap, sent + failed + dropped, "{model}/{version}: {cap} != {sent} + {failed} + {dropped}");
+            assert_eq!(
+                cap,
+                sent + failed + dropped + unans,
+                "{model}/{version}: {cap} != {sent} + {failed} + {dropped} + {unans}"
+            );
             captured += cap;
             lost += failed + dropped;
+            unanswered += unans;
         }
         assert!(lost > 0 && lost < captured, "the test never lost a sample: {lost}/{captured}");
+        assert!(unanswered > 0, "no call timed out");
         for model in ["mlp", "other"] {
             let counted = h.counter_sum(&format!("switchyard_requests_total;model={model};"));
             assert_eq!(counted, routed[model], "{model}");

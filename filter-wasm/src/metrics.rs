@@ -120,7 +120,7 @@ pub struct Ids {
 }
 
 /// A version's `switchyard_samples_total` counters, by result (`SampleResult::ALL` order).
-pub type SampleCounters = [Counter; 4];
+pub type SampleCounters = [Counter; SampleResult::ALL.len()];
 
 /// Defines a version's sample counters (again: Envoy keeps one stat per name, so counts made
 /// through a second definition add up with the first's).

@@ -15,7 +15,9 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use proxy_wasm::types::LogLevel;
+use switchyard_contract::paths::COLLECTOR_ANSWER_HEADER;
 use switchyard_policy::Config;
+use switchyard_policy::sampling::SampleResult;
 use switchyard_policy::slo::SharedStore;
 
 use crate::host::Host;
@@ -157,8 +159,10 @@ impl Root {
         let mut made = Vec::new();
         for w in &holders {
             if let Ok(mut w) = w.try_borrow_mut()
-                && (w.call_done(token, || h.call_response_status().is_some_and(|s| (200..300).contains(&s)))
-                    || w.compare_answered(h, token, body_size, &mut made))
+                && (w.call_done(token, || {
+                    let said = h.call_response_header(COLLECTOR_ANSWER_HEADER);
+                    SampleResult::of_answer(h.call_response_status(), said.as_deref())
+                }) || w.compare_answered(h, token, body_size, &mut made))
             {
                 break;
             }

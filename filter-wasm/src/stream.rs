@@ -577,7 +577,7 @@ mod tests {
         assert_eq!(samples_posted(&w, Some(10)).len(), 1);
         assert_eq!(samples_posted(&w, Some(11)).len(), 0);
         w.borrow_mut().call_done(99, || panic!("not our call: its status must not be read"));
-        w.borrow_mut().call_done(10, || true);
+        w.borrow_mut().call_done(10, || SampleResult::Sent);
         // The second queued sample: the call cannot be made.
         assert_eq!(samples_posted(&w, None).len(), 1);
         assert_eq!(samples_posted(&w, Some(12)).len(), 0, "the third was never queued");
@@ -838,7 +838,7 @@ mod tests {
         // Once shipped, the bytes are free again.
         h.request(&[(":path", "/v2/models/mlp/infer")]);
         run(&mut h, &w, Some(200), &[&big], &[]);
-        w.borrow_mut().call_done(1, || true);
+        w.borrow_mut().call_done(1, || SampleResult::Sent);
         assert_eq!(samples_posted(&w, Some(2)).len(), 1);
     }
 

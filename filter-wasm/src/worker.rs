@@ -598,10 +598,10 @@ impl Worker {
     }
 
     /// Settles the collector call `token`, if it is one of ours (the answer is `true` then);
-    /// `ok` tells whether it succeeded (asked only then: it is a host call).
-    pub fn call_done(&mut self, token: u32, ok: impl FnOnce() -> bool) -> bool {
+    /// `result` reads what became of it (asked only then: it reads the answer from the host).
+    pub fn call_done(&mut self, token: u32, result: impl FnOnce() -> SampleResult) -> bool {
         let Some(origin) = self.in_flight.remove(&token) else { return false };
-        self.count_origin(origin, if ok() { SampleResult::Sent } else { SampleResult::Failed });
+        self.count_origin(origin, result());
         true
     }
 

@@ -24,17 +24,25 @@ pub const BINARY_HEADER: &str = "inference-header-content-length";
 pub enum SampleResult {
     /// Chosen by the sampling rate; every other result follows one of these.
     Captured,
-    /// The collector answered 2xx.
+    /// The collector answered 2xx: the sample is stored.
     Sent,
-    /// The call could not be made, or the collector failed or timed out.
+    /// Not stored: the call could not be made, or the collector refused the sample.
     Failed,
     /// Never sent: the worker's queue was full (collector slow or down).
     Dropped,
+    /// Sent, but the collector's answer never came (a timeout, a reset, no connection): the
+    /// collector may have stored it, so it is neither `sent` nor `failed`.
+    Unanswered,
 }
 
 impl SampleResult {
-    pub const ALL: [SampleResult; 4] =
-        [SampleResult::Captured, SampleResult::Sent, SampleResult::Failed, SampleResult::Dropped];
+    pub const ALL: [SampleResult; 5] = [
+        SampleResult::Captured,
+        SampleResult::Sent,
+        SampleResult::Failed,
+        SampleResult::Dropped,
+        SampleResult::Unanswered,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -42,6 +50,18 @@ impl SampleResult {
             SampleResult::Sent => "sent",
             SampleResult::Failed => "failed",
             SampleResult::Dropped => "dropped",
+            SampleResult::Unanswered => "unanswered",
+        }
+    }
+
+    /// The result of a sample whose call was answered with `status`; `collector_said` is the
+    /// collector's answer header, which only the collector's own answers carry (a proxy's
+    /// 503 or 504 does not).
+    pub fn of_answer(status: Option<u16>, collector_said: Option<&str>) -> SampleResult {
+        match (status, collector_said) {
+            (Some(200..=299), _) => SampleResult::Sent,
+            (Some(_), Some(_)) => SampleResult::Failed,
+            _ => SampleResult::Unanswered,
         }
     }
 }
@@ -298,6 +318,26 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn only_the_collectors_own_refusal_is_a_failure() {
+        use SampleResult::*;
+        let cases = [
+            ((Some(200), Some("stored")), Sent),
+            // A collector older than the header, or a proxy in front that kept the 2xx.
+            ((Some(204), None), Sent),
+            ((Some(507), Some("refused")), Failed),
+            ((Some(503), Some("refused")), Failed),
+            // Envoy's own answers: a timeout (504) or a reset before the answer (503) may
+            // follow a sample the collector stored.
+            ((Some(504), None), Unanswered),
+            ((Some(503), None), Unanswered),
+            ((None, None), Unanswered),
+        ];
+        for ((status, said), want) in cases {
+            assert_eq!(SampleResult::of_answer(status, said), want, "{status:?} {said:?}");
+        }
+    }
 
     #[test]
     fn redacts_headers_case_insensitively() {

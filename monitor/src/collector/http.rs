@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
 use serde_json::json;
+use switchyard_contract::paths;
 
 use super::metrics::{Metrics, Reason};
 use super::queue::{PushError, Queue, StoreError};
@@ -27,9 +28,10 @@ pub struct App {
 
 pub fn router(app: App, max_body_bytes: usize) -> Router {
     Router::new()
-        .route("/v1/samples", post(receive))
+        .route(paths::SAMPLES, post(receive))
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { "ok" }))
+        .fallback(no_such_path)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(Arc::new(app))
 }
@@ -100,14 +102,26 @@ impl IntoResponse for Reject {
     }
 }
 
+/// Every answer says it is the collector's own (see [`paths::COLLECTOR_ANSWER_HEADER`]): the
+/// filter then knows a refused sample was not stored, which a proxy's timeout cannot tell it.
 async fn receive(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Response {
-    match store(&app, body).await {
-        Ok(()) => axum::Json(json!({})).into_response(),
-        Err(r) => {
-            app.metrics.reject(r.reason());
-            r.into_response()
+    let (mut r, said) = match store(&app, body).await {
+        Ok(()) => (axum::Json(json!({})).into_response(), "stored"),
+        Err(e) => {
+            app.metrics.reject(e.reason());
+            (e.into_response(), "refused")
         }
-    }
+    };
+    r.headers_mut().insert(paths::COLLECTOR_ANSWER_HEADER, HeaderValue::from_static(said));
+    r
+}
+
+/// A sample posted to a path the collector does not serve (a policy's `collector.path` typo)
+/// was refused, and says so: the filter counts it `failed`, not `unanswered`.
+async fn no_such_path() -> Response {
+    let mut r = (StatusCode::NOT_FOUND, axum::Json(json!({ "error": "no such path" }))).into_response();
+    r.headers_mut().insert(paths::COLLECTOR_ANSWER_HEADER, HeaderValue::from_static("refused"));
+    r
 }
 
 async fn store(app: &App, body: Result<Bytes, BytesRejection>) -> Result<(), Reject> {
@@ -157,7 +171,7 @@ mod tests {
     use tokio::sync::mpsc;
     use tower::ServiceExt;
 
-    use super::{App, router};
+    use super::{App, paths, router};
     use crate::collector::file::{FileConfig, Fsync, Writer};
     use crate::collector::metrics::{Metrics, Reason};
     use crate::collector::queue::{self, Job, spawn_writer};
@@ -192,10 +206,13 @@ mod tests {
     }
 
     async fn post(app: &axum::Router, body: impl Into<Body>) -> (StatusCode, Option<String>, String) {
-        let req = Request::post("/v1/samples").body(body.into()).unwrap();
+        let req = Request::post(paths::SAMPLES).body(body.into()).unwrap();
         let resp = app.clone().oneshot(req).await.unwrap();
         let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
         let status = resp.status();
+        // Every answer is marked the collector's own, so the filter can tell it from a timeout.
+        let said = resp.headers().get(paths::COLLECTOR_ANSWER_HEADER).map(|v| v.to_str().unwrap());
+        assert_eq!(said, Some(if status == StatusCode::OK { "stored" } else { "refused" }), "{status}");
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         (status, retry, String::from_utf8(body.to_vec()).unwrap())
     }
