@@ -67,7 +67,7 @@ impl Traffic {
 
 /// A scenario file, as `switchyard-load run FILE` reads it.
 pub fn scenario_file(path: &Path) -> anyhow::Result<Scenario> {
-    scenario::load(path).map_err(anyhow::Error::msg)
+    Ok(scenario::load(path)?)
 }
 
 /// Runs `sc` against `addr` to its end (a progress line on a terminal with `progress`), or

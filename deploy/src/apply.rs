@@ -28,6 +28,15 @@ pub enum ApplyError {
     Path { path: PathBuf, source: std::io::Error },
 }
 
+/// Why an ECDS document yields no policy.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterConfigError {
+    #[error("no policy in it")]
+    NoPolicy,
+    #[error(transparent)]
+    Policy(#[from] switchyard_policy::ConfigErrors),
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, ApplyError> {
     std::fs::read(path).map_err(|source| ApplyError::Read { path: path.to_owned(), source })
 }
@@ -82,12 +91,12 @@ pub fn in_force(bootstrap: &Path) -> Result<Policy, ApplyError> {
 }
 
 /// The policy an ECDS document ([`filter_config`]'s) hands the filter.
-pub fn policy_of_filter_config(doc: &Value) -> Result<Policy, String> {
+pub fn policy_of_filter_config(doc: &Value) -> Result<Policy, FilterConfigError> {
     let policy = doc
         .pointer("/resources/0/typed_config/config/configuration/value")
         .and_then(Value::as_str)
-        .ok_or("no policy in it")?;
-    Policy::parse(policy.to_owned()).map_err(|e| e.to_string())
+        .ok_or(FilterConfigError::NoPolicy)?;
+    Ok(Policy::parse(policy.to_owned())?)
 }
 
 /// The `.wasm` an ECDS document loads.

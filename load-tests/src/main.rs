@@ -130,7 +130,7 @@ struct ClosedArgs {
     out: Output,
 }
 
-fn duration_arg(s: &str) -> Result<Duration, String> {
+fn duration_arg(s: &str) -> Result<Duration, switchyard_policy::duration::NotADuration> {
     switchyard_policy::duration::parse(s)
 }
 
@@ -173,7 +173,7 @@ fn check(paths: &[PathBuf]) -> anyhow::Result<()> {
 }
 
 async fn run_scenario(a: RunArgs) -> anyhow::Result<()> {
-    let sc = scenario::load(&a.scenario).map_err(anyhow::Error::msg)?;
+    let sc = scenario::load(&a.scenario)?;
     let addr = a.addr.clone().or_else(|| sc.addr.clone()).unwrap_or_else(|| "127.0.0.1:8000".into());
     let plan = run::prepare(&sc, &addr, a.out.late_after, !a.out.quiet).await?;
     let report = run::execute(plan).await?;

@@ -170,12 +170,23 @@ impl Load {
     }
 }
 
-pub fn load(path: &Path) -> Result<Scenario, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let file: ScenarioFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+/// Why a scenario file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}: {source}", path.display())]
+    Toml { path: PathBuf, source: toml::de::Error },
+    #[error("{} is not a valid scenario:\n  - {}", path.display(), problems.join("\n  - "))]
+    Invalid { path: PathBuf, problems: Vec<String> },
+}
+
+pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: path.to_owned(), source })?;
+    let file: ScenarioFile =
+        toml::from_str(&text).map_err(|source| ScenarioError::Toml { path: path.to_owned(), source })?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let mut sc = validate(file)
-        .map_err(|problems| format!("{} is not a valid scenario:\n  - {}", path.display(), problems.join("\n  - ")))?;
+    let mut sc = validate(file).map_err(|problems| ScenarioError::Invalid { path: path.to_owned(), problems })?;
     // Replay files are relative to the scenario file.
     for p in &mut sc.phases {
         for pay in &mut p.payload {
@@ -432,7 +443,7 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("10").unwrap_err().contains("not a duration"));
+        assert!(parse_duration("10").unwrap_err().to_string().contains("not a duration"));
         assert!(parse_duration("fast").is_err());
     }
 

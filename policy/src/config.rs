@@ -2,7 +2,6 @@
 //! fields are rejected and every problem is reported together.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -11,16 +10,9 @@ use crate::names::{valid_cluster, valid_name};
 use crate::slo::WindowSpec;
 
 /// All problems found in a configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid switchyard filter configuration: {}", .0.join("; "))]
 pub struct ConfigErrors(pub Vec<String>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid switchyard filter configuration: {}", self.0.join("; "))
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -29,11 +29,14 @@ pub fn parse_ms(s: &str) -> Option<u64> {
     (total > 0 || s == "0s").then_some(total)
 }
 
-/// [`parse_ms`] as a [`Duration`], with an error that shows what is accepted.
-pub fn parse(s: &str) -> Result<Duration, String> {
-    parse_ms(s)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("'{s}' is not a duration like 250ms, 30s, 5m or 1h30m"))
+/// A string that is not a duration; the message shows what is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a duration like 250ms, 30s, 5m or 1h30m")]
+pub struct NotADuration(pub String);
+
+/// [`parse_ms`] as a [`Duration`].
+pub fn parse(s: &str) -> Result<Duration, NotADuration> {
+    parse_ms(s).map(Duration::from_millis).ok_or_else(|| NotADuration(s.to_owned()))
 }
 
 #[cfg(test)]
@@ -50,6 +53,6 @@ mod tests {
             assert_eq!(parse_ms(bad), None, "{bad}");
         }
         assert_eq!(parse("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse("fast").unwrap_err().contains("not a duration"));
+        assert!(parse("fast").unwrap_err().to_string().contains("not a duration"));
     }
 }

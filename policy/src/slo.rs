@@ -114,36 +114,49 @@ pub struct WindowSpec {
 
 const BUCKETS: u64 = 30;
 
+/// Why a window label was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    #[error("'{0}' is not a duration like 5m or 1h")]
+    NotADuration(String),
+    #[error("'{0}' must be whole seconds")]
+    NotWholeSeconds(String),
+    #[error("'{0}' must be between 30s and 30d")]
+    OutOfRange(String),
+    #[error("'{0}' ({1}s) must be a multiple of {BUCKETS}s: a window is {BUCKETS} buckets of whole seconds")]
+    NotWholeBuckets(String, u64),
+    #[error("'{0}' is not a duration in seconds like 6s")]
+    NotSeconds(String),
+    #[error("'{0}' must be 3s to 60s in steps of 3s: a window is {BUCKETS} buckets of whole tenths of a second")]
+    ShortOutOfRange(String),
+}
+
 impl WindowSpec {
     /// `30s`, `5m`, `1h`, `3d`: 30 seconds to 30 days, a whole number of 30 equal buckets of
     /// whole seconds (`45s` would be 30 one-second buckets: a 30 s window under a 45 s label).
-    pub fn parse(s: &str) -> Result<WindowSpec, String> {
-        let ms = crate::duration::parse_ms(s).ok_or_else(|| format!("'{s}' is not a duration like 5m or 1h"))?;
+    pub fn parse(s: &str) -> Result<WindowSpec, WindowError> {
+        let ms = crate::duration::parse_ms(s).ok_or_else(|| WindowError::NotADuration(s.to_owned()))?;
         if !ms.is_multiple_of(1000) {
-            return Err(format!("'{s}' must be whole seconds"));
+            return Err(WindowError::NotWholeSeconds(s.to_owned()));
         }
         let seconds = ms / 1000;
         if !(30..=30 * 86_400).contains(&seconds) {
-            return Err(format!("'{s}' must be between 30s and 30d"));
+            return Err(WindowError::OutOfRange(s.to_owned()));
         }
         if !seconds.is_multiple_of(BUCKETS) {
-            return Err(format!(
-                "'{s}' ({seconds}s) must be a multiple of {BUCKETS}s: a window is {BUCKETS} buckets of whole seconds"
-            ));
+            return Err(WindowError::NotWholeBuckets(s.to_owned(), seconds));
         }
         Ok(WindowSpec { label: s.to_owned(), seconds })
     }
 
     /// `3s` to `60s` in steps of 3 s: the guard's short windows, 30 buckets of whole 100 ms.
-    pub fn parse_short(s: &str) -> Result<WindowSpec, String> {
+    pub fn parse_short(s: &str) -> Result<WindowSpec, WindowError> {
         let seconds = s
             .strip_suffix('s')
             .and_then(|n| n.parse::<u64>().ok())
-            .ok_or_else(|| format!("'{s}' is not a duration in seconds like 6s"))?;
+            .ok_or_else(|| WindowError::NotSeconds(s.to_owned()))?;
         if !(3..=60).contains(&seconds) || !seconds.is_multiple_of(3) {
-            return Err(format!(
-                "'{s}' must be 3s to 60s in steps of 3s: a window is {BUCKETS} buckets of whole tenths of a second"
-            ));
+            return Err(WindowError::ShortOutOfRange(s.to_owned()));
         }
         Ok(WindowSpec { label: s.to_owned(), seconds })
     }
@@ -500,7 +513,8 @@ mod tests {
     fn a_window_is_exactly_its_buckets_or_refused() {
         for bad in ["45s", "100s", "31s", "59s", "1001s"] {
             let e = WindowSpec::parse(bad).unwrap_err();
-            assert!(e.contains("must be a multiple of 30s"), "{bad}: {e}");
+            assert!(matches!(e, WindowError::NotWholeBuckets(..)), "{bad}: {e}");
+            assert!(e.to_string().contains("must be a multiple of 30s"), "{bad}: {e}");
         }
         for good in ["30s", "60s", "90s", "5m", "7m", "1h", "1d", "30d"] {
             let spec = WindowSpec::parse(good).unwrap();

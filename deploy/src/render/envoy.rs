@@ -57,13 +57,20 @@ pub struct Contract {
     pub latency_buckets_ms: Vec<u64>,
 }
 
+/// Why a bootstrap's contract cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("the bootstrap has no node.metadata.switchyard: it was not rendered by switchyard-policy render envoy")]
+    NotOurs,
+    #[error("the bootstrap's node.metadata.switchyard is unreadable: {0}")]
+    Unreadable(#[from] serde_json::Error),
+}
+
 impl Contract {
     /// The contract a bootstrap recorded (`node.metadata.switchyard`).
-    pub fn of_bootstrap(bootstrap: &Value) -> Result<Contract, String> {
-        let v = bootstrap.pointer("/node/metadata/switchyard").ok_or(
-            "the bootstrap has no node.metadata.switchyard: it was not rendered by switchyard-policy render envoy",
-        )?;
-        Contract::deserialize(v).map_err(|e| format!("the bootstrap's node.metadata.switchyard is unreadable: {e}"))
+    pub fn of_bootstrap(bootstrap: &Value) -> Result<Contract, BootstrapError> {
+        let v = bootstrap.pointer("/node/metadata/switchyard").ok_or(BootstrapError::NotOurs)?;
+        Ok(Contract::deserialize(v)?)
     }
 
     /// Every way `cfg` disagrees with the running bootstrap.

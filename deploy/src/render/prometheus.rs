@@ -50,14 +50,9 @@ impl Prices {
     }
 }
 
-/// `5s`, `1m`, `500ms`: a Prometheus duration as the configuration accepts it.
-pub fn check_duration(what: &str, s: &str) -> Result<(), String> {
-    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let unit = &s[digits.len()..];
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || !matches!(unit, "ms" | "s" | "m" | "h") {
-        return Err(format!("{what} '{s}' is not a Prometheus duration like 5s or 1m"));
-    }
-    Ok(())
+/// `5s`, `1m`, `500ms`: a Prometheus duration (the project's one grammar, which is Prometheus').
+fn check_duration(what: &str, s: &str) -> Result<(), String> {
+    switchyard_policy::duration::parse(s).map(drop).map_err(|e| format!("{what}: {e}"))
 }
 
 fn format_ms(ms: u64) -> String {
@@ -330,10 +325,10 @@ mod tests {
         };
         let e = prometheus_config(&o).unwrap_err().to_string();
         assert!(
-            e.contains("scrape interval '5'") && e.contains("evaluation interval '1x'") && e.contains("backend"),
+            e.contains("scrape interval: '5'") && e.contains("evaluation interval: '1x'") && e.contains("backend"),
             "{e}"
         );
-        for ok in ["5s", "500ms", "1m", "2h"] {
+        for ok in ["5s", "500ms", "1m", "2h", "1m30s"] {
             assert!(check_duration("d", ok).is_ok(), "{ok}");
         }
     }
