@@ -14,19 +14,44 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::batcher::{BatchError, BatchTensor, InferOutput, Pending, Work};
 use crate::config::ModelConfig;
+use crate::error::Invalid;
 use crate::metrics::VersionMetrics;
 use crate::tensor::{TensorData, element_count};
 
 /// Runs one assembled batch. `inputs[i]` holds every row of model input `i`.
+/// An engine that could not load, warm up or run a batch: every request of that batch is
+/// answered 500 (the detail is logged, not sent).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EngineError(pub String);
+
+impl From<String> for EngineError {
+    fn from(s: String) -> EngineError {
+        EngineError(s)
+    }
+}
+
+impl From<&str> for EngineError {
+    fn from(s: &str) -> EngineError {
+        EngineError(s.to_owned())
+    }
+}
+
+impl From<Invalid> for EngineError {
+    fn from(e: Invalid) -> EngineError {
+        EngineError(e.0)
+    }
+}
+
 pub trait Engine {
     /// Where it runs, e.g. `cpu` or `cuda:0`.
     fn device(&self) -> String;
-    fn infer(&mut self, inputs: Vec<BatchTensor>) -> Result<Vec<BatchTensor>, String>;
+    fn infer(&mut self, inputs: Vec<BatchTensor>) -> Result<Vec<BatchTensor>, EngineError>;
 }
 
 /// Builds the engine of one instance, on that instance's thread (so engines need not be
 /// `Send`). Arguments: the version's config and the instance number.
-pub type EngineFactory = Arc<dyn Fn(&ModelConfig, usize) -> Result<Box<dyn Engine>, String> + Send + Sync>;
+pub type EngineFactory = Arc<dyn Fn(&ModelConfig, usize) -> Result<Box<dyn Engine>, EngineError> + Send + Sync>;
 
 /// The running instances of one model version.
 pub struct Instances {
@@ -65,14 +90,14 @@ pub async fn start_instances(
     config: Arc<ModelConfig>,
     metrics: VersionMetrics,
     factory: EngineFactory,
-) -> Result<Instances, String> {
+) -> Result<Instances, EngineError> {
     let (work_tx, work_rx) = std::sync::mpsc::channel::<Work>();
     let work_rx = Arc::new(Mutex::new(work_rx));
     let (lost_tx, lost_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut threads = Vec::new();
     let mut ready = Vec::new();
     for i in 0..config.instances {
-        let (tx, rx) = oneshot::channel::<Result<String, String>>();
+        let (tx, rx) = oneshot::channel::<Result<String, EngineError>>();
         let (config, metrics, factory, work_rx) = (config.clone(), metrics.clone(), factory.clone(), work_rx.clone());
         let lost = lost_tx.clone();
         let name = format!("engine-{}-{}-{i}", config.model, config.version);
@@ -94,7 +119,7 @@ pub async fn start_instances(
         });
         match spawned {
             Ok(t) => threads.push(t),
-            Err(e) => return Err(format!("cannot start an engine thread: {e}")),
+            Err(e) => return Err(format!("cannot start an engine thread: {e}").into()),
         }
         ready.push(rx);
     }
@@ -102,8 +127,8 @@ pub async fn start_instances(
     for (i, rx) in ready.into_iter().enumerate() {
         match rx.await {
             Ok(Ok(d)) => device = d,
-            Ok(Err(e)) => return Err(format!("instance {i}: {e}")),
-            Err(_) => return Err(format!("instance {i}: engine thread died while loading")),
+            Ok(Err(e)) => return Err(format!("instance {i}: {e}").into()),
+            Err(_) => return Err(format!("instance {i}: engine thread died while loading").into()),
         }
     }
     Ok(Instances { device, idle: Arc::new(Semaphore::new(config.instances)), work: work_tx, threads, lost: lost_rx })
@@ -148,7 +173,7 @@ pub fn run_batch(
     let result = assemble(config, &mut batch, rows).and_then(|inputs| {
         let start = Instant::now();
         let out = std::panic::catch_unwind(AssertUnwindSafe(|| engine.infer(inputs)))
-            .unwrap_or_else(|_| Err("the engine panicked".to_owned()));
+            .unwrap_or_else(|_| Err("the engine panicked".into()));
         let secs = start.elapsed().as_secs_f64();
         metrics.compute_duration.observe(secs);
         device_seconds.inc_by(secs);
@@ -176,7 +201,7 @@ pub fn run_batch(
 }
 
 /// One buffer per input for the whole batch: a lone request's buffers are moved, not copied.
-fn assemble(config: &ModelConfig, batch: &mut [Pending], rows: usize) -> Result<Vec<BatchTensor>, String> {
+fn assemble(config: &ModelConfig, batch: &mut [Pending], rows: usize) -> Result<Vec<BatchTensor>, EngineError> {
     let shape_of = |spec: &crate::config::TensorSpec| {
         let mut shape = spec.shape.clone();
         shape[0] = rows as i64;
@@ -208,9 +233,11 @@ fn assemble(config: &ModelConfig, batch: &mut [Pending], rows: usize) -> Result<
 }
 
 /// The model must return what its config promises, or responses would be split wrongly.
-fn check_outputs(config: &ModelConfig, outputs: &[BatchTensor], rows: usize) -> Result<(), String> {
+fn check_outputs(config: &ModelConfig, outputs: &[BatchTensor], rows: usize) -> Result<(), EngineError> {
     if outputs.len() != config.outputs.len() {
-        return Err(format!("model returned {} output(s), its config lists {}", outputs.len(), config.outputs.len()));
+        return Err(
+            format!("model returned {} output(s), its config lists {}", outputs.len(), config.outputs.len()).into()
+        );
     }
     for (o, spec) in outputs.iter().zip(&config.outputs) {
         let dims_ok = o.shape.len() == spec.shape.len()
@@ -220,13 +247,16 @@ fn check_outputs(config: &ModelConfig, outputs: &[BatchTensor], rows: usize) -> 
             return Err(format!(
                 "output '{}' has shape {:?} for {rows} row(s), its config says {:?}",
                 spec.name, o.shape, spec.shape
-            ));
+            )
+            .into());
         }
         if o.data.datatype() != spec.datatype {
-            return Err(format!("output '{}' is {}, its config says {}", spec.name, o.data.datatype(), spec.datatype));
+            return Err(
+                format!("output '{}' is {}, its config says {}", spec.name, o.data.datatype(), spec.datatype).into()
+            );
         }
         if element_count(&o.shape) != Some(o.data.len()) {
-            return Err(format!("output '{}' has {} elements for shape {:?}", spec.name, o.data.len(), o.shape));
+            return Err(format!("output '{}' has {} elements for shape {:?}", spec.name, o.data.len(), o.shape).into());
         }
     }
     Ok(())
@@ -234,7 +264,7 @@ fn check_outputs(config: &ModelConfig, outputs: &[BatchTensor], rows: usize) -> 
 
 /// Runs a batch of one row and a full batch of zeros, so the first real request pays no
 /// lazy-initialisation cost, and checks the model's outputs against its config.
-fn warm_up(engine: &mut dyn Engine, config: &ModelConfig) -> Result<(), String> {
+fn warm_up(engine: &mut dyn Engine, config: &ModelConfig) -> Result<(), EngineError> {
     for rows in [1, config.batching.max_batch_size] {
         let inputs = config
             .inputs
@@ -246,7 +276,7 @@ fn warm_up(engine: &mut dyn Engine, config: &ModelConfig) -> Result<(), String> 
                     .ok_or_else(|| format!("datatype {} is not servable", s.datatype))?;
                 Ok(BatchTensor { shape, data })
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, EngineError>>()?;
         let out = engine.infer(inputs).map_err(|e| format!("warm-up with {rows} row(s) failed: {e}"))?;
         check_outputs(config, &out, rows).map_err(|e| format!("warm-up: {e}"))?;
     }
@@ -309,7 +339,7 @@ mod tests {
         run(&mut Doubler { rows_off_by: -1, ..Default::default() }, vec![a, b]);
         for r in [ra.try_recv(), rb.try_recv()] {
             let err = r.unwrap().unwrap_err();
-            assert!(matches!(&err, BatchError::Engine(e) if e.contains("has shape [1, 2] for 2 row(s)")), "{err:?}");
+            assert!(matches!(&err, BatchError::Engine(e) if e.0.contains("has shape [1, 2] for 2 row(s)")), "{err:?}");
         }
     }
 

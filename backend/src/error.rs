@@ -11,6 +11,44 @@ use crate::metrics::Outcome;
 /// Set to `client` on a 504 whose deadline was the client's own `timeout` parameter.
 pub const HEADER_DEADLINE: &str = "x-switchyard-deadline";
 
+/// A request that cannot be served as sent; the message tells the client what is wrong (400,
+/// gRPC `INVALID_ARGUMENT`). What the codecs return, so that a client's mistake can never be
+/// answered as a server fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+// `?` on a codec step's message: the codecs build their messages with `format!`.
+impl From<String> for Invalid {
+    fn from(s: String) -> Invalid {
+        Invalid(s)
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(s: &str) -> Invalid {
+        Invalid(s.to_owned())
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> ApiError {
+        ApiError::BadRequest(e.0)
+    }
+}
+
+/// A batch's outputs that do not fit the model's config (a model that broke its contract):
+/// answered 500, the detail logged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EncodeError(pub String);
+
+impl From<EncodeError> for ApiError {
+    fn from(e: EncodeError) -> ApiError {
+        ApiError::Internal(e.0)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("model '{0}' not found")]

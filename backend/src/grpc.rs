@@ -92,11 +92,11 @@ impl GrpcInferenceService for Inference {
         let mv = model(&self.st, &msg.model_name, &msg.model_version)?.clone();
         let work = async {
             mv.check_ready()?;
-            let req = codec::decode_request(&mv.config, msg).map_err(ApiError::BadRequest)?;
+            let req = codec::decode_request(&mv.config, msg)?;
             let id = req.id.clone();
             let requested = req.outputs.clone();
             let out = queue(&mv, req).await?;
-            codec::encode_response(&mv.config, id.as_deref(), &requested, &out).map_err(ApiError::Internal)
+            codec::encode_response(&mv.config, id.as_deref(), &requested, &out).map_err(ApiError::from)
         };
         accounted(&self.st, &mv, work).await.map(Response::new).map_err(|e| e.to_status())
     }

@@ -139,7 +139,7 @@ impl ModelVersion {
             Err(e) => {
                 tracing::error!(model = %cfg.model, version = %cfg.version, error = %e, "failed to load; serving 503 for it");
                 self.queue.close();
-                self.set_state(ModelState::Failed(e));
+                self.set_state(ModelState::Failed(e.to_string()));
             }
         }
     }

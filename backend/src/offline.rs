@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 use crate::batcher::Pending;
 use crate::config::{ModelConfig, VersionChoice};
 use crate::engine::run_batch;
+use crate::error::Invalid;
 use crate::metrics::Metrics;
 use crate::torch::TorchEngine;
 use crate::v2::{self, InferRequest, rest};
@@ -167,7 +168,7 @@ pub fn run(args: &BatchOptions) -> anyhow::Result<()> {
     let mut input = BufReader::new(File::open(&args.input)?.take(scan.bytes));
     let mut out = BufWriter::new(OpenOptions::new().append(true).create(true).open(&args.output)?);
     let mut progress = Progress::new(total, done);
-    let mut chunk: Vec<(usize, Result<InferRequest, String>)> = Vec::new();
+    let mut chunk: Vec<(usize, Result<InferRequest, Invalid>)> = Vec::new();
     let mut chunk_rows = 0;
     let (mut rows_done, mut errors) = (0usize, 0usize);
     let started = Instant::now();
@@ -316,7 +317,7 @@ fn resume_point_readonly(path: &Path) -> std::io::Result<usize> {
     Ok(lines)
 }
 
-fn parse_line(config: &ModelConfig, line: &[u8]) -> Result<InferRequest, String> {
+fn parse_line(config: &ModelConfig, line: &[u8]) -> Result<InferRequest, Invalid> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let t = std::str::from_utf8(line).map_err(|e| format!("line is not UTF-8: {e}"))?.trim_start();
@@ -335,7 +336,7 @@ fn flush(
     config: &ModelConfig,
     vm: &crate::metrics::VersionMetrics,
     device_seconds: &prometheus_client::metrics::counter::Counter<f64, std::sync::atomic::AtomicU64>,
-    chunk: Vec<(usize, Result<InferRequest, String>)>,
+    chunk: Vec<(usize, Result<InferRequest, Invalid>)>,
     out: &mut impl Write,
 ) -> anyhow::Result<(usize, usize)> {
     let now = tokio::time::Instant::now();
@@ -357,10 +358,11 @@ fn flush(
     run_batch(engine, config, vm, device_seconds, pending);
     let mut errors = 0;
     for (line, slot) in slots {
-        let result = slot.and_then(|(id, outputs, mut rx)| {
+        // The line's error, as the output file reports it.
+        let result = slot.map_err(|e| e.to_string()).and_then(|(id, outputs, mut rx)| {
             let out =
                 rx.try_recv().map_err(|_| "no result".to_owned())?.map_err(|e| format!("inference failed: {e:?}"))?;
-            rest::encode_response(config, id.as_deref(), &outputs, &out).map(|e| e.body)
+            rest::encode_response(config, id.as_deref(), &outputs, &out).map(|e| e.body).map_err(|e| e.to_string())
         });
         match result {
             Ok(body) => out.write_all(&body)?,
@@ -665,7 +667,7 @@ mod tests {
     fn a_line_that_is_not_utf8_is_a_bad_line() {
         let config = crate::testing::config("m", "v1");
         let err = parse_line(&config, b"[1.0, \xff]\n").unwrap_err();
-        assert!(err.starts_with("line is not UTF-8"), "{err}");
+        assert!(err.0.starts_with("line is not UTF-8"), "{err}");
         assert_eq!(parse_line(&config, b"[1.0, 2.0]\r\n").unwrap().rows, 1);
     }
 

@@ -170,7 +170,7 @@ async fn infer_body(
     let id = req.id.clone();
     let requested = req.outputs.clone();
     let out = queue(mv, req).await?;
-    let enc = v2::encode_response(&mv.config, id.as_deref(), &requested, &out).map_err(ApiError::Internal)?;
+    let enc = v2::encode_response(&mv.config, id.as_deref(), &requested, &out)?;
     Ok((enc, ticket))
 }
 
@@ -183,7 +183,7 @@ async fn decode(
     header_len: Option<usize>,
 ) -> Result<crate::v2::InferRequest, ApiError> {
     if body.len() <= BLOCKING_DECODE_BYTES {
-        return v2::decode_request(&mv.config, &body, header_len).map_err(ApiError::BadRequest);
+        return Ok(v2::decode_request(&mv.config, &body, header_len)?);
     }
     // Admitted bodies wait here for a decoder instead of each taking a blocking thread.
     let _slot = st.admission.decode_slot().await?;
@@ -191,7 +191,7 @@ async fn decode(
     tokio::task::spawn_blocking(move || v2::decode_request(&config, &body, header_len))
         .await
         .map_err(|e| ApiError::Internal(format!("decoder task failed: {e}")))?
-        .map_err(ApiError::BadRequest)
+        .map_err(ApiError::from)
 }
 
 /// Reads and drops a body announced over the limit, so that a client that sends it without

@@ -7,6 +7,8 @@ use std::fmt;
 
 use half::{bf16, f16};
 
+use crate::error::Invalid;
+
 /// Every datatype named by the Open Inference Protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DataType {
@@ -64,10 +66,10 @@ impl DataType {
     }
 
     /// Parses a protocol datatype name; the error lists the valid names.
-    pub fn parse(name: &str) -> Result<Self, String> {
+    pub fn parse(name: &str) -> Result<Self, Invalid> {
         Self::ALL.into_iter().find(|d| d.as_str() == name).ok_or_else(|| {
             let names: Vec<&str> = Self::ALL.iter().map(|d| d.as_str()).collect();
-            format!("unknown datatype '{name}' (expected one of {})", names.join(", "))
+            Invalid(format!("unknown datatype '{name}' (expected one of {})", names.join(", ")))
         })
     }
 
@@ -193,12 +195,12 @@ impl TensorData {
 
     /// Appends `other`'s elements; both must hold the same type (checked at validation, so a
     /// mismatch here is a bug and reported as such rather than a panic).
-    pub fn extend_from(&mut self, other: &TensorData) -> Result<(), String> {
+    pub fn extend_from(&mut self, other: &TensorData) -> Result<(), Invalid> {
         macro_rules! ext {
             ($($var:ident),*) => {
                 match (self, other) {
                     $((TensorData::$var(a), TensorData::$var(b)) => { a.extend_from_slice(b); Ok(()) })*
-                    (a, b) => Err(format!("cannot append {} to {}", b.datatype(), a.datatype())),
+                    (a, b) => Err(format!("cannot append {} to {}", b.datatype(), a.datatype()).into()),
                 }
             };
         }
@@ -206,10 +208,12 @@ impl TensorData {
     }
 
     /// Decodes little-endian bytes of the binary tensor data extension.
-    pub fn from_le_bytes(dtype: DataType, bytes: &[u8]) -> Result<Self, String> {
+    pub fn from_le_bytes(dtype: DataType, bytes: &[u8]) -> Result<Self, Invalid> {
         let size = dtype.byte_size();
         if !bytes.len().is_multiple_of(size) {
-            return Err(format!("{} bytes is not a whole number of {dtype} elements ({size} bytes each)", bytes.len()));
+            return Err(
+                format!("{} bytes is not a whole number of {dtype} elements ({size} bytes each)", bytes.len()).into()
+            );
         }
         macro_rules! decode {
             ($t:ty, $n:literal, $ctor:expr) => {{
@@ -235,7 +239,7 @@ impl TensorData {
             DataType::Fp32 => TensorData::F32(decode!(f32, 4, |x| x)),
             DataType::Fp64 => TensorData::F64(decode!(f64, 8, |x| x)),
             DataType::Uint16 | DataType::Uint32 | DataType::Uint64 | DataType::Bytes => {
-                return Err(format!("datatype {dtype} is not supported by this server"));
+                return Err(format!("datatype {dtype} is not supported by this server").into());
             }
         })
     }
@@ -281,7 +285,7 @@ mod tests {
             assert_eq!(DataType::parse(d.as_str()), Ok(d));
         }
         let err = DataType::parse("FLOAT").unwrap_err();
-        assert!(err.contains("unknown datatype 'FLOAT'") && err.contains("FP32"), "{err}");
+        assert!(err.0.contains("unknown datatype 'FLOAT'") && err.0.contains("FP32"), "{err}");
     }
 
     #[test]
@@ -301,8 +305,8 @@ mod tests {
 
     #[test]
     fn binary_rejects_partial_elements_and_unsupported_types() {
-        assert!(TensorData::from_le_bytes(DataType::Fp32, &[0; 6]).unwrap_err().contains("whole number"));
-        assert!(TensorData::from_le_bytes(DataType::Bytes, &[0; 4]).unwrap_err().contains("not supported"));
+        assert!(TensorData::from_le_bytes(DataType::Fp32, &[0; 6]).unwrap_err().0.contains("whole number"));
+        assert!(TensorData::from_le_bytes(DataType::Bytes, &[0; 4]).unwrap_err().0.contains("not supported"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::batcher::BatchTensor;
 use crate::config::{BatchingPolicy, DeviceSpec, ModelConfig, TensorSpec};
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineError};
 use crate::tensor::{DataType, TensorData};
 
 /// Input `x` and output `y`, both FP32 `[-1, 2]`; up to 8 rows per batch and 8 queued requests.
@@ -42,7 +42,7 @@ impl Engine for Doubler {
     fn device(&self) -> String {
         "fake".into()
     }
-    fn infer(&mut self, inputs: Vec<BatchTensor>) -> Result<Vec<BatchTensor>, String> {
+    fn infer(&mut self, inputs: Vec<BatchTensor>) -> Result<Vec<BatchTensor>, EngineError> {
         assert!(!self.panic, "engine bug");
         self.seen.push(inputs[0].shape.clone());
         let TensorData::F32(v) = &inputs[0].data else {
@@ -79,7 +79,7 @@ impl Engine for Fragile {
     fn device(&self) -> String {
         self.doubler.device()
     }
-    fn infer(&mut self, inputs: Vec<BatchTensor>) -> Result<Vec<BatchTensor>, String> {
+    fn infer(&mut self, inputs: Vec<BatchTensor>) -> Result<Vec<BatchTensor>, EngineError> {
         if let Some(TensorData::F32(v)) = inputs.first().map(|t| &t.data)
             && v.first() == Some(&KILL)
         {

@@ -4,7 +4,7 @@ use tch::{CModule, Device, IValue, Kind, Tensor};
 
 use crate::batcher::BatchTensor;
 use crate::config::{DeviceSpec, ModelConfig};
-use crate::engine::{Engine, EngineFactory};
+use crate::engine::{Engine, EngineError, EngineFactory};
 use crate::tensor::{DataType, TensorData, each_variant};
 
 pub struct TorchEngine {
@@ -19,7 +19,7 @@ pub fn cuda_available() -> bool {
     tch::Cuda::is_available()
 }
 
-pub fn resolve_device(spec: DeviceSpec) -> Result<Device, String> {
+pub fn resolve_device(spec: DeviceSpec) -> Result<Device, EngineError> {
     match spec {
         DeviceSpec::Cpu => Ok(Device::Cpu),
         DeviceSpec::Auto => Ok(if cuda_available() { Device::Cuda(0) } else { Device::Cpu }),
@@ -28,7 +28,7 @@ pub fn resolve_device(spec: DeviceSpec) -> Result<Device, String> {
             if (n as i64) < count {
                 Ok(Device::Cuda(n))
             } else {
-                Err(format!("device cuda:{n} requested but libtorch sees {count} CUDA device(s)"))
+                Err(format!("device cuda:{n} requested but libtorch sees {count} CUDA device(s)").into())
             }
         }
     }
@@ -41,7 +41,7 @@ pub fn device_label(d: Device) -> String {
     }
 }
 
-fn kind(d: DataType) -> Result<Kind, String> {
+fn kind(d: DataType) -> Result<Kind, EngineError> {
     Ok(match d {
         DataType::Bool => Kind::Bool,
         DataType::Uint8 => Kind::Uint8,
@@ -53,12 +53,12 @@ fn kind(d: DataType) -> Result<Kind, String> {
         DataType::Bf16 => Kind::BFloat16,
         DataType::Fp32 => Kind::Float,
         DataType::Fp64 => Kind::Double,
-        other => return Err(format!("datatype {other} has no libtorch equivalent")),
+        other => return Err(format!("datatype {other} has no libtorch equivalent").into()),
     })
 }
 
 impl TorchEngine {
-    pub fn load(config: &ModelConfig, device: Device) -> Result<Self, String> {
+    pub fn load(config: &ModelConfig, device: Device) -> Result<Self, EngineError> {
         let mut module = CModule::load_on_device(&config.model_file, device)
             .map_err(|e| format!("cannot load {}: {e}", config.model_file.display()))?;
         module.set_eval();
@@ -81,7 +81,7 @@ fn to_tensor(b: &BatchTensor, device: Device) -> Result<Tensor, tch::TchError> {
     t.f_view(b.shape.as_slice())?.f_to_device(device)
 }
 
-fn from_tensor(t: &Tensor, dtype: DataType) -> Result<BatchTensor, String> {
+fn from_tensor(t: &Tensor, dtype: DataType) -> Result<BatchTensor, EngineError> {
     let kind = kind(dtype)?;
     let t = t
         .f_to_device(Device::Cpu)
@@ -94,7 +94,7 @@ fn from_tensor(t: &Tensor, dtype: DataType) -> Result<BatchTensor, String> {
     Ok(BatchTensor { shape: t.size(), data })
 }
 
-fn collect_tensors(v: IValue, out: &mut Vec<Tensor>) -> Result<(), String> {
+fn collect_tensors(v: IValue, out: &mut Vec<Tensor>) -> Result<(), EngineError> {
     match v {
         IValue::Tensor(t) => out.push(t),
         IValue::Tuple(items) | IValue::GenericList(items) => {
@@ -103,7 +103,7 @@ fn collect_tensors(v: IValue, out: &mut Vec<Tensor>) -> Result<(), String> {
             }
         }
         IValue::TensorList(ts) => out.extend(ts),
-        other => return Err(format!("model returned an unsupported value: {other:?}")),
+        other => return Err(format!("model returned an unsupported value: {other:?}").into()),
     }
     Ok(())
 }
@@ -113,7 +113,7 @@ impl Engine for TorchEngine {
         device_label(self.device)
     }
 
-    fn infer(&mut self, inputs: Vec<BatchTensor>) -> Result<Vec<BatchTensor>, String> {
+    fn infer(&mut self, inputs: Vec<BatchTensor>) -> Result<Vec<BatchTensor>, EngineError> {
         let _no_grad = tch::no_grad_guard();
         let args = inputs
             .iter()
@@ -125,7 +125,9 @@ impl Engine for TorchEngine {
         let mut tensors = Vec::new();
         collect_tensors(out, &mut tensors)?;
         if tensors.len() != self.outputs.len() {
-            return Err(format!("model returned {} tensor(s), its config lists {}", tensors.len(), self.outputs.len()));
+            return Err(
+                format!("model returned {} tensor(s), its config lists {}", tensors.len(), self.outputs.len()).into()
+            );
         }
         tensors.iter().zip(&self.outputs).map(|(t, d)| from_tensor(t, *d)).collect()
     }
@@ -141,7 +143,7 @@ impl TorchEngine {
         rows: usize,
         budget: std::time::Duration,
         min_iters: usize,
-    ) -> Result<Vec<f64>, String> {
+    ) -> Result<Vec<f64>, EngineError> {
         let _no_grad = tch::no_grad_guard();
         let args = config
             .inputs
@@ -150,7 +152,7 @@ impl TorchEngine {
                 let mut shape = s.shape.clone();
                 shape[0] = rows as i64;
                 let t = Tensor::f_rand(shape.as_slice(), (Kind::Float, self.device))?
-                    .f_to_kind(kind(s.datatype).map_err(tch::TchError::Kind)?)?;
+                    .f_to_kind(kind(s.datatype).map_err(|e| tch::TchError::Kind(e.0))?)?;
                 Ok(IValue::Tensor(t))
             })
             .collect::<Result<Vec<_>, tch::TchError>>()

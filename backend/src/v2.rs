@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::batcher::{BatchTensor, InferOutput};
 use crate::config::{ModelConfig, TensorSpec};
+use crate::error::{EncodeError, Invalid};
 use crate::tensor::{DataType, Span, TensorData, element_count};
 
 pub mod grpc;
@@ -58,17 +59,18 @@ pub(crate) struct Expected<'c> {
 
 impl Expected<'_> {
     /// The message for data of the wrong length (`n` elements, or a description).
-    pub fn wrong_count(&self, input: &InputHeader<'_>, n: &dyn fmt::Display) -> String {
-        format!("input '{}' has {n} element(s) but shape {:?} needs {}", input.name, input.shape, self.count)
+    pub fn wrong_count(&self, input: &InputHeader<'_>, n: &dyn fmt::Display) -> Invalid {
+        Invalid(format!("input '{}' has {n} element(s) but shape {:?} needs {}", input.name, input.shape, self.count))
     }
 
     /// Little-endian bytes of this input: sized to the shape before a byte is decoded.
-    pub fn decode_le(&self, input: &InputHeader<'_>, bytes: &[u8]) -> Result<TensorData, String> {
+    pub fn decode_le(&self, input: &InputHeader<'_>, bytes: &[u8]) -> Result<TensorData, Invalid> {
         let element = self.spec.datatype.byte_size();
         if bytes.len().is_multiple_of(element) && bytes.len() / element != self.count {
             return Err(self.wrong_count(input, &(bytes.len() / element)));
         }
-        TensorData::from_le_bytes(self.spec.datatype, bytes).map_err(|e| format!("input '{}': {e}", input.name))
+        TensorData::from_le_bytes(self.spec.datatype, bytes)
+            .map_err(|e| Invalid(format!("input '{}': {e}", input.name)))
     }
 }
 
@@ -90,8 +92,8 @@ impl<'c> Inputs<'c> {
     pub fn add(
         &mut self,
         input: &InputHeader<'_>,
-        decode: impl FnOnce(&Expected<'c>) -> Result<TensorData, String>,
-    ) -> Result<(), String> {
+        decode: impl FnOnce(&Expected<'c>) -> Result<TensorData, Invalid>,
+    ) -> Result<(), Invalid> {
         let config = self.config;
         let Some(index) = config.inputs.iter().position(|s| s.name == input.name) else {
             let expected: Vec<&str> = config.inputs.iter().map(|s| s.name.as_str()).collect();
@@ -100,10 +102,11 @@ impl<'c> Inputs<'c> {
                 input.name,
                 config.model,
                 expected.join(", ")
-            ));
+            )
+            .into());
         };
         if self.slots[index].is_some() {
-            return Err(format!("input '{}' is given more than once", input.name));
+            return Err(format!("input '{}' is given more than once", input.name).into());
         }
         let spec = &config.inputs[index];
         let n = check_header(spec, input, config.batching.max_batch_size)?;
@@ -112,7 +115,8 @@ impl<'c> Inputs<'c> {
                 "input '{}' has {n} row(s) but another input has {}: every input needs the same batch dimension",
                 input.name,
                 self.rows.unwrap_or(0)
-            ));
+            )
+            .into());
         }
         let count = element_count(input.shape)
             .ok_or_else(|| format!("input '{}' has shape {:?}: too many elements", input.name, input.shape))?;
@@ -126,7 +130,7 @@ impl<'c> Inputs<'c> {
     }
 
     /// Every input of the model, in its order, and the row count.
-    pub fn finish(self) -> Result<(Vec<TensorData>, usize), String> {
+    pub fn finish(self) -> Result<(Vec<TensorData>, usize), Invalid> {
         let mut decoded = Vec::with_capacity(self.slots.len());
         for (slot, spec) in self.slots.into_iter().zip(&self.config.inputs) {
             decoded.push(slot.ok_or_else(|| format!("missing input '{}'", spec.name))?);
@@ -136,13 +140,15 @@ impl<'c> Inputs<'c> {
 }
 
 /// Checks name-independent header fields; returns the row count.
-fn check_header(spec: &TensorSpec, input: &InputHeader<'_>, max_batch: usize) -> Result<usize, String> {
+fn check_header(spec: &TensorSpec, input: &InputHeader<'_>, max_batch: usize) -> Result<usize, Invalid> {
     if input.shape.len() > MAX_DIMS {
-        return Err(format!("input '{}': shape has more than {MAX_DIMS} dimensions", input.name));
+        return Err(format!("input '{}': shape has more than {MAX_DIMS} dimensions", input.name).into());
     }
-    let datatype = DataType::parse(input.datatype).map_err(|e| format!("input '{}': {e}", input.name))?;
+    let datatype = DataType::parse(input.datatype).map_err(|e| Invalid(format!("input '{}': {e}", input.name)))?;
     if datatype != spec.datatype {
-        return Err(format!("input '{}' has datatype {datatype} but the model expects {}", input.name, spec.datatype));
+        return Err(
+            format!("input '{}' has datatype {datatype} but the model expects {}", input.name, spec.datatype).into()
+        );
     }
     let dims_ok = input.shape.len() == spec.shape.len()
         && input.shape.iter().zip(&spec.shape).skip(1).all(|(got, want)| got == want);
@@ -150,17 +156,19 @@ fn check_header(spec: &TensorSpec, input: &InputHeader<'_>, max_batch: usize) ->
         return Err(format!(
             "input '{}' has shape {:?} but the model expects {:?}",
             input.name, input.shape, spec.shape
-        ));
+        )
+        .into());
     }
     let rows = input.shape[0];
     if rows < 1 {
-        return Err(format!("input '{}' has batch dimension {rows}; it must be at least 1", input.name));
+        return Err(format!("input '{}' has batch dimension {rows}; it must be at least 1", input.name).into());
     }
     if rows as u64 > max_batch as u64 {
         return Err(format!(
             "input '{}' has {rows} rows, more than the model's max_batch_size of {max_batch}",
             input.name
-        ));
+        )
+        .into());
     }
     Ok(rows as usize)
 }
@@ -176,16 +184,16 @@ impl<'c> Outputs<'c> {
         Outputs { config, requested: Vec::new() }
     }
 
-    pub fn add(&mut self, name: &str, binary: bool) -> Result<(), String> {
+    pub fn add(&mut self, name: &str, binary: bool) -> Result<(), Invalid> {
         let config = self.config;
         let Some(index) = config.outputs.iter().position(|s| s.name == name) else {
             let names: Vec<&str> = config.outputs.iter().map(|s| s.name.as_str()).collect();
-            return Err(format!("unknown output '{name}' (model '{}' has: {})", config.model, names.join(", ")));
+            return Err(format!("unknown output '{name}' (model '{}' has: {})", config.model, names.join(", ")).into());
         };
         // Each output is encoded once per request: a repeated name would multiply the
         // response without bound.
         if self.requested.iter().any(|r| r.index == index) {
-            return Err(format!("output '{name}' is requested more than once"));
+            return Err(format!("output '{name}' is requested more than once").into());
         }
         self.requested.push(RequestedOutput { index, binary });
         Ok(())
@@ -212,14 +220,16 @@ pub(crate) fn output_rows<'a>(
     config: &'a ModelConfig,
     requested: RequestedOutput,
     result: &'a InferOutput,
-) -> Result<OutputRows<'a>, String> {
+) -> Result<OutputRows<'a>, EncodeError> {
     let spec = &config.outputs[requested.index];
-    let tensor =
-        result.outputs.get(requested.index).ok_or_else(|| format!("output '{}' missing from the batch", spec.name))?;
+    let tensor = result
+        .outputs
+        .get(requested.index)
+        .ok_or_else(|| EncodeError(format!("output '{}' missing from the batch", spec.name)))?;
     let row = element_count(tensor.shape.get(1..).unwrap_or(&[])).unwrap_or(0);
     let span = Span { start: result.row_start * row, len: result.rows * row };
     if span.start + span.len > tensor.data.len() {
-        return Err(format!("output '{}' is shorter than the batch", spec.name));
+        return Err(EncodeError(format!("output '{}' is shorter than the batch", spec.name)));
     }
     let mut shape = tensor.shape.clone();
     shape[0] = result.rows as i64;

@@ -16,7 +16,7 @@ use super::*;
 use crate::admission::LimitOptions;
 use crate::batcher::BatchTensor;
 use crate::config::{ModelConfig, Repository};
-use crate::engine::{Engine, EngineFactory};
+use crate::engine::{Engine, EngineError, EngineFactory};
 use crate::metrics::Metrics;
 use crate::models::ModelState;
 use crate::models::Models;
@@ -70,7 +70,7 @@ impl Engine for Fake {
         self.doubler.device()
     }
 
-    fn infer(&mut self, inputs: Vec<BatchTensor>) -> Result<Vec<BatchTensor>, String> {
+    fn infer(&mut self, inputs: Vec<BatchTensor>) -> Result<Vec<BatchTensor>, EngineError> {
         let first = match inputs.first().map(|t| &t.data) {
             Some(TensorData::F32(v)) => v.first().copied(),
             _ => None,

@@ -21,11 +21,12 @@ use switchyard_oip::inference::{
 use super::{Expected, InferRequest, InputHeader, OutputRows, Outputs, RequestedOutput, output_rows};
 use crate::batcher::InferOutput;
 use crate::config::{ModelConfig, TensorSpec};
+use crate::error::{EncodeError, Invalid};
 use crate::tensor::{DataType, TensorData, write_le_bytes};
 
 /// Decodes and validates an inference message for `config`. The message is consumed, so
 /// typed contents of the model's own element type become its tensors without a copy.
-pub fn decode_request(config: &ModelConfig, req: ModelInferRequest) -> Result<InferRequest, String> {
+pub fn decode_request(config: &ModelConfig, req: ModelInferRequest) -> Result<InferRequest, Invalid> {
     let timeout = timeout(&req.parameters)?;
     let raw = req.raw_input_contents;
     if !raw.is_empty() && raw.len() != req.inputs.len() {
@@ -33,7 +34,8 @@ pub fn decode_request(config: &ModelConfig, req: ModelInferRequest) -> Result<In
             "raw_input_contents has {} entries but the request has {} inputs: every input's data is raw, or none is",
             raw.len(),
             req.inputs.len()
-        ));
+        )
+        .into());
     }
     let mut inputs = super::Inputs::new(config);
     for (i, mut input) in req.inputs.into_iter().enumerate() {
@@ -42,11 +44,13 @@ pub fn decode_request(config: &ModelConfig, req: ModelInferRequest) -> Result<In
         let header = InputHeader { name, shape, datatype };
         inputs.add(&header, |expected| match (raw.get(i), contents) {
             (Some(_), Some(c)) if !is_empty(&c) => {
-                Err(format!("input '{name}' has both typed contents and raw_input_contents"))
+                Err(format!("input '{name}' has both typed contents and raw_input_contents").into())
             }
             (Some(bytes), _) => expected.decode_le(&header, bytes),
             (None, Some(c)) => typed(expected, &header, c),
-            (None, None) => Err(format!("input '{name}' has no contents (and the request no raw_input_contents)")),
+            (None, None) => {
+                Err(format!("input '{name}' has no contents (and the request no raw_input_contents)").into())
+            }
         })?;
     }
     let (decoded, rows) = inputs.finish()?;
@@ -65,7 +69,7 @@ pub fn decode_request(config: &ModelConfig, req: ModelInferRequest) -> Result<In
 
 /// Triton's `timeout` schedule parameter, in µs: clients send it as int64 (tritonclient) or
 /// uint64. Zero or negative means none.
-fn timeout(parameters: &HashMap<String, InferParameter>) -> Result<Option<Duration>, String> {
+fn timeout(parameters: &HashMap<String, InferParameter>) -> Result<Option<Duration>, Invalid> {
     let Some(p) = parameters.get("timeout") else { return Ok(None) };
     let micros = match &p.parameter_choice {
         Some(ParameterChoice::Int64Param(v)) => u64::try_from(*v).unwrap_or(0),
@@ -110,23 +114,25 @@ fn field_for(dtype: DataType) -> Option<&'static str> {
     })
 }
 
-fn typed(expected: &Expected<'_>, input: &InputHeader<'_>, c: InferTensorContents) -> Result<TensorData, String> {
+fn typed(expected: &Expected<'_>, input: &InputHeader<'_>, c: InferTensorContents) -> Result<TensorData, Invalid> {
     let dtype = expected.spec.datatype;
     let name = input.name;
     let Some(field) = field_for(dtype) else {
-        return Err(format!("input '{name}' is {dtype}, which has no typed contents: send it in raw_input_contents"));
+        return Err(
+            format!("input '{name}' is {dtype}, which has no typed contents: send it in raw_input_contents").into()
+        );
     };
     if let Some(other) = filled(&c).find(|f| *f != field) {
-        return Err(format!("input '{name}' is {dtype}, whose data goes in {field}, but {other} is set"));
+        return Err(format!("input '{name}' is {dtype}, whose data goes in {field}, but {other} is set").into());
     }
     // Narrowed element by element: a value outside the type's range is an error, not a wrap.
     fn narrow<S: Copy + std::fmt::Display, T: TryFrom<S>>(
         name: &str,
         dtype: DataType,
         v: &[S],
-    ) -> Result<Vec<T>, String> {
+    ) -> Result<Vec<T>, Invalid> {
         v.iter()
-            .map(|&x| T::try_from(x).map_err(|_| format!("input '{name}': {x} is out of range for {dtype}")))
+            .map(|&x| T::try_from(x).map_err(|_| Invalid(format!("input '{name}': {x} is out of range for {dtype}"))))
             .collect()
     }
     Ok(match dtype {
@@ -138,7 +144,7 @@ fn typed(expected: &Expected<'_>, input: &InputHeader<'_>, c: InferTensorContent
         DataType::Uint8 => TensorData::U8(narrow(name, dtype, &c.uint_contents)?),
         DataType::Fp32 => TensorData::F32(c.fp32_contents),
         DataType::Fp64 => TensorData::F64(c.fp64_contents),
-        other => return Err(format!("input '{name}': datatype {other} is not supported by this server")),
+        other => return Err(format!("input '{name}': datatype {other} is not supported by this server").into()),
     })
 }
 
@@ -149,7 +155,7 @@ pub fn encode_response(
     id: Option<&str>,
     requested: &[RequestedOutput],
     result: &InferOutput,
-) -> Result<ModelInferResponse, String> {
+) -> Result<ModelInferResponse, EncodeError> {
     let mut outputs = Vec::with_capacity(requested.len());
     let mut raw = Vec::with_capacity(requested.len());
     for &r in requested {

@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 use super::{InferRequest, InputHeader, MAX_DIMS, OutputRows, Outputs, RequestedOutput, output_rows};
 use crate::batcher::InferOutput;
 use crate::config::{ModelConfig, TensorSpec};
+use crate::error::{EncodeError, Invalid};
 use crate::tensor::{DataType, Span, TensorData, write_le_bytes};
 
 mod json;
@@ -125,7 +126,7 @@ struct Inputs<'c, 'b> {
     checked: super::Inputs<'c>,
     header_len: Option<usize>,
     binary: &'b [u8],
-    failed: Option<String>,
+    failed: Option<Invalid>,
 }
 
 #[derive(Deserialize)]
@@ -186,14 +187,14 @@ fn bounded_shape<'de, D: de::Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Err
 /// becomes "malformed request JSON"; an error of `f` stops the parse and is returned as is.
 fn for_each<'de, T: Deserialize<'de>>(
     raw: &'de RawValue,
-    mut f: impl FnMut(T) -> Result<(), String>,
-) -> Result<(), String> {
+    mut f: impl FnMut(T) -> Result<(), Invalid>,
+) -> Result<(), Invalid> {
     struct Each<'f, T, F> {
         f: &'f mut F,
-        failed: &'f mut Option<String>,
+        failed: &'f mut Option<Invalid>,
         item: std::marker::PhantomData<fn() -> T>,
     }
-    impl<'de, T: Deserialize<'de>, F: FnMut(T) -> Result<(), String>> Visitor<'de> for Each<'_, T, F> {
+    impl<'de, T: Deserialize<'de>, F: FnMut(T) -> Result<(), Invalid>> Visitor<'de> for Each<'_, T, F> {
         type Value = ();
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("an array")
@@ -214,24 +215,24 @@ fn for_each<'de, T: Deserialize<'de>>(
     let parsed = de::Deserializer::deserialize_seq(&mut de, each).and_then(|()| de.end());
     match (failed, parsed) {
         (Some(e), _) => Err(e),
-        (None, Err(e)) => Err(format!("malformed request JSON: {e}")),
+        (None, Err(e)) => Err(format!("malformed request JSON: {e}").into()),
         (None, Ok(())) => Ok(()),
     }
 }
 
 impl Inputs<'_, '_> {
-    fn add(&mut self, input: &RawInput<'_>) -> Result<(), String> {
+    fn add(&mut self, input: &RawInput<'_>) -> Result<(), Invalid> {
         let header = InputHeader { name: &input.name, shape: &input.shape, datatype: &input.datatype };
         let binary_size = input.parameters.as_ref().and_then(|p| p.binary_data_size);
         let (header_len, binary) = (self.header_len, &mut self.binary);
         self.checked.add(&header, |expected| match (input.data, binary_size) {
             (Some(_), Some(_)) => {
-                Err(format!("input '{}' has both 'data' and a binary_data_size parameter", input.name))
+                Err(format!("input '{}' has both 'data' and a binary_data_size parameter", input.name).into())
             }
             (Some(raw), None) => {
                 parse_json_data(expected.spec.datatype, raw.get(), expected.count).map_err(|e| match e {
                     DataError::TooMany => expected.wrong_count(&header, &format_args!("more than {}", expected.count)),
-                    DataError::Invalid(e) => format!("input '{}': invalid data: {e}", input.name),
+                    DataError::Invalid(e) => Invalid(format!("input '{}': invalid data: {e}", input.name)),
                 })
             }
             (None, Some(size)) => {
@@ -239,20 +240,22 @@ impl Inputs<'_, '_> {
                     return Err(format!(
                         "input '{}' has binary_data_size but the request has no Inference-Header-Content-Length header",
                         input.name
-                    ));
+                    )
+                    .into());
                 }
                 if size > binary.len() {
                     return Err(format!(
                         "input '{}' declares {size} binary bytes but only {} remain in the body",
                         input.name,
                         binary.len()
-                    ));
+                    )
+                    .into());
                 }
                 let (mine, rest) = binary.split_at(size);
                 *binary = rest;
                 expected.decode_le(&header, mine)
             }
-            (None, None) => Err(format!("input '{}' has no 'data'", input.name)),
+            (None, None) => Err(format!("input '{}' has no 'data'", input.name).into()),
         })
     }
 }
@@ -264,10 +267,12 @@ impl Inputs<'_, '_> {
 /// outputs are checked one at a time as they are parsed, and a tensor's `data` stops being
 /// parsed at the first element beyond its declared shape. The whole body is still checked for
 /// syntax before any problem with its content is reported.
-pub fn decode_request(config: &ModelConfig, body: &[u8], header_len: Option<usize>) -> Result<InferRequest, String> {
+pub fn decode_request(config: &ModelConfig, body: &[u8], header_len: Option<usize>) -> Result<InferRequest, Invalid> {
     let (json, binary) = match header_len {
         Some(n) if n > body.len() => {
-            return Err(format!("Inference-Header-Content-Length is {n} but the body has only {} bytes", body.len()));
+            return Err(
+                format!("Inference-Header-Content-Length is {n} but the body has only {} bytes", body.len()).into()
+            );
         }
         Some(n) => body.split_at(n),
         None => (body, &[][..]),
@@ -282,7 +287,7 @@ pub fn decode_request(config: &ModelConfig, body: &[u8], header_len: Option<usiz
         return Err(e);
     }
     if !inputs.binary.is_empty() {
-        return Err(format!("{} byte(s) of binary data are not claimed by any input", inputs.binary.len()));
+        return Err(format!("{} byte(s) of binary data are not claimed by any input", inputs.binary.len()).into());
     }
     let (decoded, rows) = inputs.checked.finish()?;
 
@@ -306,13 +311,14 @@ pub fn decode_request(config: &ModelConfig, body: &[u8], header_len: Option<usiz
 
 /// One row of a single-input model as a bare JSON array (flat or nested to the row's shape):
 /// the compact line format of offline batch files.
-pub fn decode_row(config: &ModelConfig, text: &str) -> Result<InferRequest, String> {
+pub fn decode_row(config: &ModelConfig, text: &str) -> Result<InferRequest, Invalid> {
     let [spec] = config.inputs.as_slice() else {
         return Err(format!(
             "model '{}' takes {} inputs: rows need a V2 request per line",
             config.model,
             config.inputs.len()
-        ));
+        )
+        .into());
     };
     let want = spec.row_elements();
     let data = parse_json_data(spec.datatype, text, want).map_err(|e| match e {
@@ -322,7 +328,7 @@ pub fn decode_row(config: &ModelConfig, text: &str) -> Result<InferRequest, Stri
         DataError::Invalid(e) => e,
     })?;
     if data.len() != want {
-        return Err(format!("row has {} element(s); input '{}' needs {want} per row", data.len(), spec.name));
+        return Err(format!("row has {} element(s); input '{}' needs {want} per row", data.len(), spec.name).into());
     }
     Ok(InferRequest {
         id: None,
@@ -409,7 +415,7 @@ pub fn encode_response(
     id: Option<&str>,
     requested: &[RequestedOutput],
     result: &InferOutput,
-) -> Result<EncodedResponse, String> {
+) -> Result<EncodedResponse, EncodeError> {
     let mut outputs = Vec::with_capacity(requested.len());
     let mut binary = Vec::new();
     for &r in requested {
@@ -424,7 +430,7 @@ pub fn encode_response(
         outputs.push(ResponseOutput { name: &spec.name, datatype: spec.datatype, shape, parameters, data });
     }
     let resp = Response { model_name: &config.model, model_version: &config.version, id, outputs };
-    let mut body = serde_json::to_vec(&resp).map_err(|e| e.to_string())?;
+    let mut body = serde_json::to_vec(&resp).map_err(|e| EncodeError(e.to_string()))?;
     if binary.is_empty() && !requested.iter().any(|r| r.binary) {
         return Ok(EncodedResponse { body, header_len: None });
     }
@@ -492,7 +498,7 @@ mod tests {
         }
     }
 
-    fn decode(body: &str) -> Result<InferRequest, String> {
+    fn decode(body: &str) -> Result<InferRequest, Invalid> {
         decode_request(&config(), body.as_bytes(), None)
     }
 
@@ -592,7 +598,7 @@ mod tests {
         ];
         for (body, needle) in cases {
             let err = decode(body).unwrap_err();
-            assert!(err.contains(needle), "{body}\n -> {err}\n wanted {needle}");
+            assert!(err.0.contains(needle), "{body}\n -> {err}\n wanted {needle}");
         }
     }
 
@@ -612,13 +618,13 @@ mod tests {
         assert!(r.outputs.iter().all(|o| o.binary));
 
         let err = decode_request(&config(), &body, Some(body.len() + 1)).unwrap_err();
-        assert!(err.contains("body has only"), "{err}");
+        assert!(err.0.contains("body has only"), "{err}");
         let mut extra = body.clone();
         extra.push(0);
         let err = decode_request(&config(), &extra, Some(header.len())).unwrap_err();
-        assert!(err.contains("not claimed"), "{err}");
+        assert!(err.0.contains("not claimed"), "{err}");
         let err = decode_request(&config(), &body[..body.len() - 1], Some(header.len())).unwrap_err();
-        assert!(err.contains("only 7 remain"), "{err}");
+        assert!(err.0.contains("only 7 remain"), "{err}");
     }
 
     fn batch_result() -> InferOutput {
@@ -667,7 +673,7 @@ mod tests {
         // A large declared shape with little data reserves for the data only.
         assert!(parse_flat::<f64>("[1]", 1 << 30).unwrap().capacity() <= 2);
         let row = decode_row(&crate::testing::config("m", "v1"), "[1, 2, 3]").unwrap_err();
-        assert_eq!(row, "row has more than 2 element(s); input 'x' needs 2 per row");
+        assert_eq!(row, "row has more than 2 element(s); input 'x' needs 2 per row".into());
     }
 
     #[test]
@@ -738,7 +744,7 @@ mod tests {
         let mut body = header.as_bytes().to_vec();
         body.extend_from_slice(&[0; 20]);
         let err = decode_request(&config(), &body, Some(header.len())).unwrap_err();
-        assert_eq!(err, "input 'x' has 5 element(s) but shape [1, 2, 2] needs 4");
+        assert_eq!(err, "input 'x' has 5 element(s) but shape [1, 2, 2] needs 4".into());
     }
 
     proptest! {

@@ -143,7 +143,7 @@ fn each_malformed_part_is_refused_with_a_precise_message() {
     ];
     for (req, want) in cases {
         let err = decode_request(&config(), req).expect_err(want);
-        assert!(err.contains(want), "{err:?} should contain {want:?}");
+        assert!(err.0.contains(want), "{err:?} should contain {want:?}");
     }
 }
 
@@ -152,7 +152,7 @@ fn typed_and_raw_data_for_one_input_is_refused() {
     let mut req = request(vec![input("x", "FP32", &[1, 2], fp32(&[1., 2.])), input("k", "INT8", &[1, 1], None)]);
     req.raw_input_contents = vec![le_f32(&[1., 2.]), Bytes::from_static(&[1])];
     let err = decode_request(&config(), req).unwrap_err();
-    assert!(err.contains("both typed contents and raw_input_contents"), "{err}");
+    assert!(err.0.contains("both typed contents and raw_input_contents"), "{err}");
 }
 
 #[test]
@@ -161,7 +161,7 @@ fn half_precision_comes_raw_only() {
     c.inputs[0].datatype = DataType::Fp16;
     let req = request(vec![input("x", "FP16", &[1, 2], fp32(&[1., 2.])), input("k", "INT8", &[1, 1], int(&[1]))]);
     let err = decode_request(&c, req).unwrap_err();
-    assert!(err.contains("FP16, which has no typed contents: send it in raw_input_contents"), "{err}");
+    assert!(err.0.contains("FP16, which has no typed contents: send it in raw_input_contents"), "{err}");
     let mut req = request(vec![input("x", "FP16", &[1, 2], None), input("k", "INT8", &[1, 1], None)]);
     req.raw_input_contents = vec![Bytes::from_static(&[0x00, 0x3c, 0x00, 0xc0]), Bytes::from_static(&[1])];
     let r = decode_request(&c, req).unwrap();

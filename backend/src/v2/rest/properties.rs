@@ -403,7 +403,7 @@ proptest! {
         if let Some((body, header_len)) = broken(&c, &b) {
             match decode_request(&config(), &body, header_len) {
                 Ok(_) => prop_assert!(false, "{b:?} was accepted"),
-                Err(e) => assert_clean(&e)?,
+                Err(e) => assert_clean(&e.0)?,
             }
         }
     }
@@ -417,7 +417,7 @@ proptest! {
         body[at] = byte;
         let header_len = header_len.map(|n| n.saturating_add_signed(shift));
         if let Err(e) = decode_request(&config(), &body, header_len) {
-            assert_clean(&e)?;
+            assert_clean(&e.0)?;
         }
     }
 
