@@ -144,7 +144,7 @@ fn compare(args: &CompareArgs) -> anyhow::Result<ExitCode> {
                 })
                 .collect();
             let title = format!("Drift: {} vs {}", args.current.display(), args.reference.display());
-            report::html(&evaluation, &title, &histograms)
+            report::html(&evaluation, &title, &histograms)?
         }
     };
     match &args.output {

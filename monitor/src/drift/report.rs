@@ -78,92 +78,155 @@ pub fn text(e: &Evaluation) -> String {
     out
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+const PAGE: &str = include_str!("../../templates/drift-report.html");
+
+/// The report template failed to render (a mistake in the template).
+#[derive(Debug, thiserror::Error)]
+#[error("the drift report template (monitor/templates/drift-report.html): {0}")]
+pub struct TemplateError(#[from] minijinja::Error);
+
+/// One bar of a histogram, placed.
+#[derive(Serialize)]
+struct Bar {
+    class: &'static str,
+    x: String,
+    y: String,
+    width: String,
+    height: String,
+    label: String,
+    share: String,
 }
 
-fn svg(h: &Histogram) -> String {
+/// A column's histogram as the template draws it.
+#[derive(Serialize)]
+struct Chart {
+    width: f64,
+    height: f64,
+    pad: f64,
+    axis_y: f64,
+    last_x: f64,
+    bars: Vec<Bar>,
+    first: Option<String>,
+    last: Option<String>,
+    shown: usize,
+    hidden: usize,
+}
+
+fn chart(h: &Histogram) -> Chart {
     let bars = h.labels.len().min(MAX_BARS);
     let (w, ht, pad) = (480.0, 140.0, 20.0);
-    let max = h.reference.iter().chain(&h.current).take(2 * bars.max(1)).copied().fold(0.0f64, f64::max).max(1e-12);
+    let shown = |v: &[f64]| v.iter().take(bars).copied().collect::<Vec<_>>();
+    let (reference, current) = (shown(&h.reference), shown(&h.current));
+    let max = reference.iter().chain(&current).copied().fold(0.0f64, f64::max).max(1e-12);
     let slot = (w - 2.0 * pad) / bars.max(1) as f64;
-    let mut s = format!(r#"<svg width="{w}" height="{}" role="img">"#, ht + 30.0);
-    for i in 0..bars {
+    let mut placed = Vec::with_capacity(2 * bars);
+    for (i, label) in h.labels.iter().take(bars).enumerate() {
         let x = pad + i as f64 * slot;
-        for (k, (share, class)) in [(h.reference[i], "ref"), (h.current[i], "cur")].into_iter().enumerate() {
+        let sides = [(reference.get(i), "ref"), (current.get(i), "cur")];
+        for (k, (share, class)) in sides.into_iter().enumerate() {
+            let share = share.copied().unwrap_or(0.0);
             let bh = share / max * ht;
-            let _ = write!(
-                s,
-                r#"<rect class="{class}" x="{:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}"><title>{}: {class} {:.4}</title></rect>"#,
-                x + k as f64 * slot / 2.0,
-                ht - bh + 5.0,
-                (slot / 2.0 - 1.0).max(0.5),
-                escape(&h.labels[i]),
-                share
-            );
+            placed.push(Bar {
+                class,
+                x: format!("{:.1}", x + k as f64 * slot / 2.0),
+                y: format!("{:.1}", ht - bh + 5.0),
+                width: format!("{:.1}", (slot / 2.0 - 1.0).max(0.5)),
+                height: format!("{bh:.1}"),
+                label: label.clone(),
+                share: format!("{share:.4}"),
+            });
         }
     }
-    if let (Some(first), Some(last)) = (h.labels.first(), h.labels.get(bars.saturating_sub(1))) {
-        let _ = write!(
-            s,
-            r#"<text x="{pad}" y="{}" class="axis">{}</text><text x="{}" y="{}" class="axis" text-anchor="end">{}</text>"#,
-            ht + 22.0,
-            escape(first),
-            w - pad,
-            ht + 22.0,
-            escape(last)
-        );
+    Chart {
+        width: w,
+        height: ht + 30.0,
+        pad,
+        axis_y: ht + 22.0,
+        last_x: w - pad,
+        bars: placed,
+        first: h.labels.first().cloned(),
+        last: h.labels.get(bars.saturating_sub(1)).cloned(),
+        shown: bars,
+        hidden: h.labels.len() - bars,
     }
-    s.push_str("</svg>");
-    if h.labels.len() > MAX_BARS {
-        let _ = write!(s, "<p class=note>first {MAX_BARS} of {} values shown</p>", h.labels.len());
-    }
-    s
 }
 
-/// The page: `histograms[i]` belongs to `e.columns[i]` (`None`: nothing to draw).
-pub fn html(e: &Evaluation, title: &str, histograms: &[Option<Histogram>]) -> String {
+/// A row of the table, and its column's chart.
+#[derive(Serialize)]
+struct Row {
+    column: String,
+    kind: String,
+    test: String,
+    score: String,
+    threshold: String,
+    reference_rows: usize,
+    current_rows: usize,
+    result: String,
+    drifted: bool,
+    chart: Option<Chart>,
+}
+
+/// The page: `histograms[i]` belongs to `e.columns[i]` (`None`: nothing to draw). Every value
+/// is escaped by the template engine (the file name ends in `.html`).
+pub fn html(e: &Evaluation, title: &str, histograms: &[Option<Histogram>]) -> Result<String, TemplateError> {
+    let mut env = minijinja::Environment::new();
+    env.set_syntax(minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build()?);
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.add_template("drift-report.html", PAGE)?;
+    let columns: Vec<Row> = e
+        .columns
+        .iter()
+        .zip(histograms.iter().map(Some).chain(std::iter::repeat(None)))
+        .map(|(c, h)| {
+            let (test, score, threshold, result) = fmt_score(c);
+            Row {
+                column: c.column.clone(),
+                kind: format!("{:?}", c.kind),
+                test,
+                score,
+                threshold,
+                reference_rows: c.reference_rows,
+                current_rows: c.current_rows,
+                result,
+                drifted: c.drift.is_some_and(|d| d.drifted),
+                chart: h.and_then(Option::as_ref).map(chart),
+            }
+        })
+        .collect();
     let d = &e.dataset;
-    let mut s = String::from("<!doctype html><html lang=en><head><meta charset=utf-8>");
-    let _ = write!(s, "<title>{}</title>", escape(title));
-    s.push_str(
-        "<style>body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}\
-         td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}\
-         tr.drift td{background:#fde8e4}.ref{fill:#4c78a8}.cur{fill:#f58518}.axis{font-size:11px;fill:#555}\
-         .note{color:#666;font-size:12px}section{display:inline-block;margin:1em 1em 0 0;vertical-align:top}\
-         .legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}</style></head><body>",
-    );
-    let _ = write!(
-        s,
-        "<h1>{}</h1><p><b>Dataset drift: {}</b> — {} of {} columns drifted (share {:.3}, threshold {}).</p>",
-        escape(title),
-        if d.drifted { "detected" } else { "not detected" },
-        d.drifted_columns,
-        d.columns,
-        d.share,
-        d.drift_share
-    );
-    s.push_str("<table><tr><th>column</th><th>kind</th><th>test</th><th>score</th><th>threshold</th><th>reference rows</th><th>current rows</th><th>result</th></tr>");
-    for c in &e.columns {
-        let (test, score, threshold, result) = fmt_score(c);
-        let drifted = c.drift.is_some_and(|d| d.drifted);
-        let _ = write!(
-            s,
-            "<tr{}><td><a href=\"#c-{}\">{}</a></td><td>{:?}</td><td>{test}</td><td class=n>{score}</td><td class=n>{threshold}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>",
-            if drifted { " class=drift" } else { "" },
-            escape(&c.column),
-            escape(&c.column),
-            c.kind,
-            c.reference_rows,
-            c.current_rows,
-            escape(&result)
-        );
+    let dataset = minijinja::context! {
+        drifted => d.drifted,
+        drifted_columns => d.drifted_columns,
+        columns => d.columns,
+        share => format!("{:.3}", d.share),
+        drift_share => d.drift_share,
+    };
+    let page = env.get_template("drift-report.html")?.render(minijinja::context! {
+        title,
+        dataset,
+        columns => minijinja::value::Serde(&columns),
+    })?;
+    Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chart_draws_at_most_max_bars_and_says_how_many_it_left_out() {
+        let n = MAX_BARS + 5;
+        let h = Histogram {
+            labels: (0..n).map(|i| i.to_string()).collect(),
+            reference: vec![1.0 / n as f64; n],
+            current: (0..n).map(|i| if i == 0 { 1.0 } else { 0.0 }).collect(),
+        };
+        let c = chart(&h);
+        assert_eq!((c.bars.len(), c.shown, c.hidden), (2 * MAX_BARS, MAX_BARS, 5));
+        assert_eq!(c.last.as_deref(), Some("39"));
+        // The tallest bar fills the plot: current's first bin.
+        let tallest =
+            c.bars.iter().max_by(|a, b| a.height.parse::<f64>().unwrap().total_cmp(&b.height.parse().unwrap()));
+        assert_eq!(tallest.map(|b| (b.class, b.height.as_str())), Some(("cur", "140.0")));
     }
-    s.push_str("</table><h2>Distributions</h2><p class=legend><span class=ref style=\"background:#4c78a8\"></span>reference<span style=\"background:#f58518\"></span>current (share of rows per bin)</p>");
-    for (c, h) in e.columns.iter().zip(histograms) {
-        let Some(h) = h else { continue };
-        let _ = write!(s, "<section id=\"c-{}\"><h3>{}</h3>{}</section>", escape(&c.column), escape(&c.column), svg(h));
-    }
-    s.push_str("</body></html>\n");
-    s
 }
