@@ -21,7 +21,7 @@
 #   protocols: REST JSON vs REST binary tensors vs gRPC on mlp and resnet18, straight to the
 #              backend and through Envoy + the filter, against the raw forward ceiling (~5 min)
 #   cold-start: each demo model version served by a fresh backend, 5 times: spawn to ready and to the
-#              first inference, then SIGTERM (scripts/cold-start.sh; also docs/bench/cold-start.json) (~1 min)
+#              first inference, then SIGTERM (also docs/bench/cold-start.json) (~1 min)
 #   all:       all nine, in that order (~36 min)
 # Keep the machine otherwise idle while it runs: the results are ratios measured side by side,
 # but a busy neighbour still blurs them.
@@ -81,12 +81,7 @@ for b in backend filter generator sweep peers guard drift protocols cold-start; 
     pin=()
     # bench-filter gives the Envoys CPU 1 (--envoy-cpus); the generator and the backend take CPU 0.
     if [ "$b" = filter ] && [ "$(nproc)" -ge 2 ]; then pin=(taskset -c 0); fi
-    if [ "$b" = cold-start ]; then
-      # A script of its own (it times process start-ups, not requests): scripts/cold-start.sh.
-      scripts/cold-start.sh --reproduce "scripts/bench.sh $b${*:+ $*}" "$@"
-    else
-      "${pin[@]}" "$BENCH" "$b" --reproduce "scripts/bench.sh $b${*:+ $*}" "$@"
-    fi
+    "${pin[@]}" "$BENCH" "$b" --reproduce "scripts/bench.sh $b${*:+ $*}" "$@"
   fi
 done
 echo "==> results: docs/benchmarks.md"

@@ -8,6 +8,7 @@
 
 mod backend;
 mod capacity;
+mod cold_start;
 mod common;
 mod drift;
 mod filter;
@@ -56,6 +57,9 @@ enum Command {
     /// day of KEDA at 10× and 1,000× the demo's load, from the benchmarks' JSON, the policy, the
     /// prices and the generated ScaledObjects; writes docs/capacity.md and its charts.
     Capacity(capacity::CapacityArgs),
+    /// Cold start per model version: a fresh backend spawned to ready and to its first
+    /// inference, then SIGTERM, several times (also docs/bench/cold-start.json).
+    ColdStart(cold_start::ColdStartArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
             Command::Drift(a) => drift::run(a).await,
             Command::Protocols(a) => protocols::run(a).await,
             Command::Capacity(a) => capacity::run(&a),
+            Command::ColdStart(a) => cold_start::run(&a),
         }
     })
 }
