@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
+use switchyard_contract::metrics as contract;
 use switchyard_testkit::*;
 
 fn infer_body(g: &serde_json::Value, id: &str) -> serde_json::Value {
@@ -109,9 +110,9 @@ fn every_endpoint_golden_outputs_and_every_error_status() {
     assert!(text.contains("tritonclient: all checks passed"), "{text}");
 
     // The request metrics add up to what was sent (4 golden + 1 selection on mlp/resnet succeeded).
-    let ok = s.metric("switchyard_inference_requests_total", &[("outcome", "success")]);
+    let ok = s.metric(contract::INFERENCE_REQUESTS_TOTAL.name, &[("outcome", "success")]);
     assert!(ok >= 5.0, "success count {ok}");
-    assert!(s.metric("switchyard_inference_requests_total", &[("outcome", "bad_request")]) >= 7.0);
+    assert!(s.metric(contract::INFERENCE_REQUESTS_TOTAL.name, &[("outcome", "bad_request")]) >= 7.0);
 }
 
 /// The row for client `i`: distinct values so mixed-up results would show.
@@ -161,9 +162,9 @@ fn concurrent_requests_form_batches_whose_results_equal_single_requests() {
     let after = s.metrics();
     let delta =
         |name: &str, labels: &[(&str, &str)]| metric_sum(&after, name, labels) - metric_sum(&before, name, labels);
-    let batches = delta("switchyard_batch_size_count", &[]);
+    let batches = delta(&format!("{}_count", contract::BATCH_SIZE.name), &[]);
     // Single requests carry at most 3 rows: a batch of more rows joined several requests.
-    let multi = batches - delta("switchyard_batch_size_bucket", &[("le", "4.0")]);
+    let multi = batches - delta(&format!("{}_bucket", contract::BATCH_SIZE.name), &[("le", "4.0")]);
     assert!(multi >= 1.0, "no batch of more than 4 rows formed: {batches} batches\n{after}");
     assert!(batches < clients as f64, "{batches} batches for {clients} concurrent requests: no batching");
 
@@ -173,8 +174,8 @@ fn concurrent_requests_form_batches_whose_results_equal_single_requests() {
     assert_eq!(r.status, 504, "{}", String::from_utf8_lossy(&r.body));
     assert!(r.error().contains("deadline exceeded"));
     std::thread::sleep(Duration::from_millis(50));
-    assert!(s.metric("switchyard_requests_dropped_total", &[("reason", "expired")]) >= 1.0);
-    assert!(s.metric("switchyard_inference_requests_total", &[("outcome", "expired")]) >= 1.0);
+    assert!(s.metric(contract::REQUESTS_DROPPED_TOTAL.name, &[("reason", "expired")]) >= 1.0);
+    assert!(s.metric(contract::INFERENCE_REQUESTS_TOTAL.name, &[("outcome", "expired")]) >= 1.0);
 }
 
 #[test]
@@ -218,7 +219,7 @@ fn overload_is_refused_with_429_and_retry_after() {
         assert_eq!(retry.as_deref(), Some("1"));
         assert!(body.contains("overloaded"), "{body}");
     }
-    let dropped = s.metric("switchyard_requests_dropped_total", &[("reason", "queue_full")]);
+    let dropped = s.metric(contract::REQUESTS_DROPPED_TOTAL.name, &[("reason", "queue_full")]);
     assert_eq!(dropped, rejected.len() as f64);
 }
 
@@ -242,8 +243,8 @@ fn a_version_that_fails_to_load_answers_503_and_the_others_serve() {
     let r = s.post_json("/v2/models/mlp/infer", &infer_body(&golden("mlp", "v1"), "g"));
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["model_version"], "v1");
-    assert_eq!(s.metric("switchyard_model_ready", &[("version", "v2")]), 0.0);
-    assert_eq!(s.metric("switchyard_model_ready", &[("version", "v1")]), 1.0);
+    assert_eq!(s.metric(contract::MODEL_READY.name, &[("version", "v2")]), 0.0);
+    assert_eq!(s.metric(contract::MODEL_READY.name, &[("version", "v1")]), 1.0);
 }
 
 #[test]
@@ -269,8 +270,8 @@ fn sigterm_answers_every_accepted_request_then_exits_zero() {
         let start = std::time::Instant::now();
         let queued = loop {
             let m = s.metrics();
-            let in_flight = metric_sum(&m, "switchyard_in_flight_requests", &[]);
-            if in_flight + metric_sum(&m, "switchyard_inference_requests_total", &[]) >= n as f64 {
+            let in_flight = metric_sum(&m, contract::IN_FLIGHT_REQUESTS.name, &[]);
+            if in_flight + metric_sum(&m, contract::INFERENCE_REQUESTS_TOTAL.name, &[]) >= n as f64 {
                 break in_flight;
             }
             assert!(start.elapsed() < Duration::from_secs(60), "requests not accepted");
@@ -393,7 +394,8 @@ fn requests_whose_client_left_are_dropped_before_compute_and_counted() {
     let start = std::time::Instant::now();
     loop {
         let m = s.metrics();
-        if metric_sum(&m, "switchyard_in_flight_requests", &[]) + metric_sum(&m, "switchyard_batch_size_count", &[])
+        if metric_sum(&m, contract::IN_FLIGHT_REQUESTS.name, &[])
+            + metric_sum(&m, &format!("{}_count", contract::BATCH_SIZE.name), &[])
             >= 6.0
         {
             break;
@@ -403,13 +405,13 @@ fn requests_whose_client_left_are_dropped_before_compute_and_counted() {
     }
     drop(abandoned);
     let start = std::time::Instant::now();
-    while s.metric("switchyard_requests_dropped_total", &[("reason", "client_gone")]) < 6.0 {
+    while s.metric(contract::REQUESTS_DROPPED_TOTAL.name, &[("reason", "client_gone")]) < 6.0 {
         assert!(start.elapsed() < Duration::from_secs(30), "abandoned requests not all counted:\n{}", s.metrics());
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(s.metric("switchyard_inference_requests_total", &[("outcome", "client_gone")]), 6.0);
-    assert_eq!(s.metric("switchyard_in_flight_requests", &[]), 0.0);
+    assert_eq!(s.metric(contract::INFERENCE_REQUESTS_TOTAL.name, &[("outcome", "client_gone")]), 6.0);
+    assert_eq!(s.metric(contract::IN_FLIGHT_REQUESTS.name, &[]), 0.0);
     // Work was saved: fewer batches ran than requests arrived.
-    let batches = s.metric("switchyard_batch_size_count", &[]);
+    let batches = s.metric(&format!("{}_count", contract::BATCH_SIZE.name), &[]);
     assert!(batches < 6.0, "{batches} batches for 6 abandoned requests");
 }

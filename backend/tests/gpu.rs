@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use serde_json::json;
+use switchyard_contract::metrics as contract;
 use switchyard_testkit::*;
 
 #[test]
@@ -41,7 +42,7 @@ fn serves_on_cuda_with_golden_outputs_batching_and_gpu_metrics() {
     for (a, b) in alone.iter().zip(&together) {
         assert!(max_abs_diff(a, b) < 1e-4);
     }
-    assert!(s.metric("switchyard_device_seconds_total", &[("device", "cuda:0")]) > 0.0);
+    assert!(s.metric(contract::DEVICE_SECONDS_TOTAL.name, &[("device", "cuda:0")]) > 0.0);
     std::thread::sleep(std::time::Duration::from_secs(6));
-    assert!(s.metric("switchyard_gpu_memory_used_bytes", &[]) > 0.0, "no GPU metrics:\n{}", s.metrics());
+    assert!(s.metric(contract::GPU_MEMORY_USED_BYTES.name, &[]) > 0.0, "no GPU metrics:\n{}", s.metrics());
 }

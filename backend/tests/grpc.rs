@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::json;
+use switchyard_contract::metrics as contract;
 use switchyard_oip::GrpcInferenceServiceClient;
 use switchyard_oip::inference::infer_parameter::ParameterChoice;
 use switchyard_oip::inference::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
@@ -231,9 +232,9 @@ fn every_rpc_golden_outputs_and_every_error_code() {
     assert!(text.contains("tritonclient grpc: all checks passed"), "{text}");
 
     // Same metrics as REST: the protocol is not a label the engine knows.
-    let ok = s.metric("switchyard_inference_requests_total", &[("outcome", "success")]);
+    let ok = s.metric(contract::INFERENCE_REQUESTS_TOTAL.name, &[("outcome", "success")]);
     assert!(ok >= 11.0, "success count {ok}");
-    assert!(s.metric("switchyard_inference_requests_total", &[("outcome", "bad_request")]) >= 3.0);
+    assert!(s.metric(contract::INFERENCE_REQUESTS_TOTAL.name, &[("outcome", "bad_request")]) >= 3.0);
 }
 
 #[test]
@@ -265,7 +266,7 @@ fn a_full_queue_is_resource_exhausted_with_pushback_and_a_client_deadline_is_mar
             }
         }
         assert!(ok >= 1 && refused >= 1, "{ok} served, {refused} refused");
-        let dropped = s.metric("switchyard_requests_dropped_total", &[("reason", "queue_full")]);
+        let dropped = s.metric(contract::REQUESTS_DROPPED_TOTAL.name, &[("reason", "queue_full")]);
         assert_eq!(dropped, f64::from(refused));
 
         // Triton's timeout parameter (µs, int64 as tritonclient sends it): 1 µs cannot be met.
@@ -298,8 +299,8 @@ fn sigterm_answers_every_accepted_grpc_call_then_exits_zero() {
     let start = std::time::Instant::now();
     let queued = loop {
         let m = s.metrics();
-        let in_flight = metric_sum(&m, "switchyard_in_flight_requests", &[]);
-        if in_flight + metric_sum(&m, "switchyard_inference_requests_total", &[]) >= n as f64 {
+        let in_flight = metric_sum(&m, contract::IN_FLIGHT_REQUESTS.name, &[]);
+        if in_flight + metric_sum(&m, contract::INFERENCE_REQUESTS_TOTAL.name, &[]) >= n as f64 {
             break in_flight;
         }
         assert!(start.elapsed() < Duration::from_secs(60), "calls not accepted");

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use switchyard_contract::metrics as contract;
 use switchyard_testkit::*;
 
 const MAX_BODY: usize = 8 << 20;
@@ -239,10 +240,10 @@ fn a_flood_of_maximum_size_bodies_is_refused_before_reading_and_rss_stays_within
         ready_peak >> 20,
         bound >> 20
     );
-    let refusals = s.metric("switchyard_requests_dropped_total", &[("reason", "queue_full")]);
+    let refusals = s.metric(contract::REQUESTS_DROPPED_TOTAL.name, &[("reason", "queue_full")]);
     assert!(refusals >= refused as f64, "{refusals} < {refused}");
     // Every share was given back.
-    assert_eq!(s.metric("switchyard_in_flight_requests", &[]), 0.0);
+    assert_eq!(s.metric(contract::IN_FLIGHT_REQUESTS.name, &[]), 0.0);
     let Outcome::Answered(after) = patient(&s.http, &body) else { panic!("refused once idle") };
     assert_eq!(outputs(&after.body), want);
 }

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use switchyard_contract::metrics as contract;
 use switchyard_testkit::http::try_request;
 use switchyard_testkit::process::{Log, Process};
 use switchyard_testkit::*;
@@ -91,7 +92,7 @@ fn run_pod(file: &str) {
     assert!(ok(&live), "{file}: liveness probe {live:?} failed\n{}", p.log());
     let admin = format!("127.0.0.1:{}", local[&named["admin"]]);
     let metrics = try_request(&admin, "GET", "/metrics", &[], b"").unwrap();
-    assert!(String::from_utf8_lossy(&metrics.body).contains("switchyard_in_flight_requests"), "{file}");
+    assert!(String::from_utf8_lossy(&metrics.body).contains(contract::IN_FLIGHT_REQUESTS.name), "{file}");
     assert!(std::net::TcpStream::connect(format!("127.0.0.1:{}", local[&named["grpc"]])).is_ok(), "{file}: gRPC");
 
     // The kubelet: preStop (a sleep, while endpoints drop the pod), then SIGTERM; the

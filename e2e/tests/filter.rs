@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::json;
+use switchyard_contract::metrics as contract;
 use switchyard_testkit::stack::{Stack, mlp_infer_body as infer_body, mlp_policy, render_envoy};
 use switchyard_testkit::*;
 
@@ -82,16 +83,17 @@ fn weighted_split_stickiness_and_labelled_metrics() {
     let added_up = (0..500).any(|_| {
         last = stack.prometheus();
         std::thread::sleep(Duration::from_millis(20));
-        metric_sum(&last, "switchyard_requests_total", &[("model", "mlp"), ("outcome", "success")]) == sent
+        metric_sum(&last, contract::REQUESTS_TOTAL.name, &[("model", "mlp"), ("outcome", "success")]) == sent
     });
     assert!(added_up, "{}", last.lines().filter(|l| l.starts_with("switchyard_re")).collect::<Vec<_>>().join("\n"));
     let p = stack.prometheus();
-    let v2 = metric_sum(&p, "switchyard_requests_total", &[("version", "v2"), ("outcome", "success")]);
+    let v2 = metric_sum(&p, contract::REQUESTS_TOTAL.name, &[("version", "v2"), ("outcome", "success")]);
     assert_eq!(v2 as usize, c.get("v2").unwrap_or(&0) + sticky_canary * 5);
-    assert_eq!(metric_sum(&p, "switchyard_route_decisions_total", &[("reason", "sticky")]), 500.0);
+    assert_eq!(metric_sum(&p, contract::ROUTE_DECISIONS_TOTAL.name, &[("reason", "sticky")]), 500.0);
     // Histograms are merged from the workers at each stats flush (1 s here).
     wait_until(Duration::from_secs(10), "latency histogram to count every request", || {
-        metric_sum(&stack.prometheus(), "switchyard_request_duration_ms_count", &[("model", "mlp")]) == sent
+        metric_sum(&stack.prometheus(), &format!("{}_count", contract::REQUEST_DURATION_MS.name), &[("model", "mlp")])
+            == sent
     });
     assert!(p.contains("switchyard_request_duration_ms_bucket{model=\"mlp\",version=\"v1\",le=\"5\"}"), "{p}");
 }
@@ -118,12 +120,12 @@ fn override_only_when_allowed_and_clients_cannot_pick_routes() {
         assert_eq!(get(&[(h, v)], "/v2/models/mlp"), "v1");
     }
     assert_eq!(
-        stack.v2.metric("switchyard_inference_requests_total", &[]),
+        stack.v2.metric(contract::INFERENCE_REQUESTS_TOTAL.name, &[]),
         1.0,
         "only the allowed override reached v2"
     );
     wait_until(Duration::from_secs(10), "refusals counted", || {
-        metric_sum(&stack.prometheus(), "switchyard_override_refused_total", &[("model", "mlp")]) == 2.0
+        metric_sum(&stack.prometheus(), contract::OVERRIDE_REFUSED_TOTAL.name, &[("model", "mlp")]) == 2.0
     });
 }
 
@@ -140,11 +142,11 @@ fn shadow_traffic_reaches_the_shadow_but_the_client_sees_the_primary() {
         assert_eq!(served_by(&r), "v1");
     }
     wait_until(Duration::from_secs(10), "every request mirrored to v2", || {
-        stack.v2.metric("switchyard_inference_requests_total", &[("outcome", "success")]) == n as f64
+        stack.v2.metric(contract::INFERENCE_REQUESTS_TOTAL.name, &[("outcome", "success")]) == n as f64
     });
-    assert_eq!(stack.v1.metric("switchyard_inference_requests_total", &[("outcome", "success")]), n as f64);
+    assert_eq!(stack.v1.metric(contract::INFERENCE_REQUESTS_TOTAL.name, &[("outcome", "success")]), n as f64);
     wait_until(Duration::from_secs(10), "shadow counter", || {
-        metric_sum(&stack.prometheus(), "switchyard_shadow_requests_total", &[("version", "v2")]) == n as f64
+        metric_sum(&stack.prometheus(), contract::SHADOW_REQUESTS_TOTAL.name, &[("version", "v2")]) == n as f64
     });
 }
 
@@ -166,9 +168,9 @@ fn samples_reach_the_collector_and_a_dead_collector_costs_the_client_nothing() {
     }
     wait_until(Duration::from_secs(30), "all captured samples shipped", || {
         let p = stack.prometheus();
-        let c = metric_sum(&p, "switchyard_samples_total", &[("result", "captured")]);
+        let c = metric_sum(&p, contract::SAMPLES_TOTAL.name, &[("result", "captured")]);
         c > 0.0
-            && metric_sum(&p, "switchyard_samples_total", &[("result", "sent")]) == c
+            && metric_sum(&p, contract::SAMPLES_TOTAL.name, &[("result", "sent")]) == c
             && stack.sample_lines().len() as f64 == c
     });
     // Rate 0.5 over 400: sd 10; allow 5 sd.
@@ -186,7 +188,7 @@ fn samples_reach_the_collector_and_a_dead_collector_costs_the_client_nothing() {
     // answer), so they are counted failed, not unanswered.
     let p = stack.prometheus();
     let before =
-        ["captured", "failed", "unanswered"].map(|r| metric_sum(&p, "switchyard_samples_total", &[("result", r)]));
+        ["captured", "failed", "unanswered"].map(|r| metric_sum(&p, contract::SAMPLES_TOTAL.name, &[("result", r)]));
     let mut wrong = policy.clone();
     wrong["collector"]["path"] = json!("/v1/no-such-path");
     assert!(stack.apply_policy(&wrong).unwrap());
@@ -195,8 +197,8 @@ fn samples_reach_the_collector_and_a_dead_collector_costs_the_client_nothing() {
     }
     wait_until(Duration::from_secs(15), "refused samples counted failed", || {
         let p = stack.prometheus();
-        let [c, f, u] =
-            ["captured", "failed", "unanswered"].map(|r| metric_sum(&p, "switchyard_samples_total", &[("result", r)]));
+        let [c, f, u] = ["captured", "failed", "unanswered"]
+            .map(|r| metric_sum(&p, contract::SAMPLES_TOTAL.name, &[("result", r)]));
         c > before[0] && f - before[1] == c - before[0] && u == before[2]
     });
     assert!(stack.apply_policy(&policy).unwrap());
@@ -206,14 +208,14 @@ fn samples_reach_the_collector_and_a_dead_collector_costs_the_client_nothing() {
     stack.kill_collector();
     let p = stack.prometheus();
     let before = ["captured", "failed", "unanswered", "dropped"]
-        .map(|r| metric_sum(&p, "switchyard_samples_total", &[("result", r)]));
+        .map(|r| metric_sum(&p, contract::SAMPLES_TOTAL.name, &[("result", r)]));
     for i in 0..200 {
         assert_eq!(stack.send("POST", "/v2/models/mlp/infer", &[], &body(i)).status, 200);
     }
     wait_until(Duration::from_secs(15), "lost samples counted", || {
         let p = stack.prometheus();
         let [c, f, u, d] = ["captured", "failed", "unanswered", "dropped"]
-            .map(|r| metric_sum(&p, "switchyard_samples_total", &[("result", r)]));
+            .map(|r| metric_sum(&p, contract::SAMPLES_TOTAL.name, &[("result", r)]));
         // Nothing the collector refused: it was not there to refuse.
         c > before[0] && f == before[1] && (u - before[2]) + (d - before[3]) == c - before[0]
     });
@@ -296,8 +298,8 @@ fn slo_accounting_sees_a_failing_version_in_every_worker() {
         let p = stack.prometheus();
         let w = [("window", "5m"), ("sli", "availability")];
         let now = (
-            g(&p, "switchyard_slo_bad_events", &[&w[..], &[("version", "v2")]].concat()),
-            g(&p, "switchyard_slo_good_events", &w),
+            g(&p, contract::SLO_BAD_EVENTS.name, &[&w[..], &[("version", "v2")]].concat()),
+            g(&p, contract::SLO_GOOD_EVENTS.name, &w),
         );
         if now != seen {
             eprintln!("SLO window (bad v2, good): {now:?}; want ({failed}, {})", n - failed);
@@ -307,10 +309,14 @@ fn slo_accounting_sees_a_failing_version_in_every_worker() {
     });
     let p = stack.prometheus();
     // All of v2's requests failed: bad ratio 1 over a budget of 0.01 = burn rate 100.
-    let burn = g(&p, "switchyard_slo_burn_rate_x1000", &[("version", "v2"), ("window", "1h"), ("sli", "availability")]);
+    let burn =
+        g(&p, contract::SLO_BURN_RATE_X1000.name, &[("version", "v2"), ("window", "1h"), ("sli", "availability")]);
     assert_eq!(burn, 100_000.0);
-    assert_eq!(g(&p, "switchyard_slo_burn_rate_x1000", &[("version", "v1"), ("sli", "availability")]), 0.0);
-    assert_eq!(g(&p, "switchyard_requests_total", &[("version", "v2"), ("outcome", "upstream_reset")]), failed as f64);
+    assert_eq!(g(&p, contract::SLO_BURN_RATE_X1000.name, &[("version", "v1"), ("sli", "availability")]), 0.0);
+    assert_eq!(
+        g(&p, contract::REQUESTS_TOTAL.name, &[("version", "v2"), ("outcome", "upstream_reset")]),
+        failed as f64
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::json;
+use switchyard_contract::metrics as contract;
 use switchyard_oip::GrpcInferenceServiceClient;
 use switchyard_oip::inference::model_infer_request::InferInputTensor;
 use switchyard_oip::inference::{ModelInferRequest, ModelMetadataRequest, ServerLiveRequest};
@@ -122,10 +123,10 @@ except InferenceServerException as e:
     let counted = (0..500).any(|_| {
         last = stack.prometheus();
         std::thread::sleep(Duration::from_millis(20));
-        metric_sum(&last, "switchyard_requests_total", &[("model", "mlp"), ("outcome", "success")]) >= total
+        metric_sum(&last, contract::REQUESTS_TOTAL.name, &[("model", "mlp"), ("outcome", "success")]) >= total
     });
     assert!(counted, "{}", last.lines().filter(|l| l.starts_with("switchyard_re")).collect::<Vec<_>>().join("\n"));
-    assert_eq!(metric_sum(&last, "switchyard_unrouted_requests_total", &[("reason", "invalid_grpc_message")]), 1.0);
+    assert_eq!(metric_sum(&last, contract::UNROUTED_REQUESTS_TOTAL.name, &[("reason", "invalid_grpc_message")]), 1.0);
     wait_until(Duration::from_secs(15), "samples shipped", || stack.sample_lines().len() >= 100);
     let samples = stack.sample_lines();
     let s = &samples[0];

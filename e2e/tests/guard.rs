@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use switchyard_contract::metrics as contract;
 use switchyard_testkit::stack::{Stack, mlp_policy};
 use switchyard_testkit::*;
 
@@ -110,9 +111,9 @@ fn a_crashed_canary_is_taken_out_on_every_worker_and_stays_out_until_the_epoch_c
     assert!(late.iter().any(|s| s.sticky) && late.iter().any(|s| s.override_v2));
 
     let p = stack.prometheus();
-    assert_eq!(metric_sum(&p, "switchyard_guard_out", &[("version", "v2")]), 1.0);
-    assert_eq!(metric_sum(&p, "switchyard_guard_out", &[("version", "v1")]), 0.0);
-    assert!(metric_sum(&p, "switchyard_route_decisions_total", &[("reason", "guard")]) > 100.0);
+    assert_eq!(metric_sum(&p, contract::GUARD_OUT.name, &[("version", "v2")]), 1.0);
+    assert_eq!(metric_sum(&p, contract::GUARD_OUT.name, &[("version", "v1")]), 0.0);
+    assert!(metric_sum(&p, contract::ROUTE_DECISIONS_TOTAL.name, &[("reason", "guard")]) > 100.0);
     let log = stack.envoy_log();
     // One VM trips it and latches it in shared data; every other one learns of the latch: each
     // worker's, and the main thread's (which judges the shared windows too).
@@ -143,5 +144,5 @@ fn a_quiet_or_merely_noisy_canary_is_left_alone() {
     assert!(failed > shots.len() / 5, "the faults did not fire: {failed} of {}", shots.len());
     assert!(shots.iter().any(|s| s.version.as_deref() == Some("v2") && s.at > Duration::from_secs(6)));
     assert_eq!(count(&stack.envoy_log(), "guard took"), 0, "{}", stack.envoy_log());
-    assert_eq!(metric_sum(&stack.prometheus(), "switchyard_guard_out", &[]), 0.0);
+    assert_eq!(metric_sum(&stack.prometheus(), contract::GUARD_OUT.name, &[]), 0.0);
 }

@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
+use switchyard_contract::metrics as contract;
 use switchyard_testkit::stack::{Stack, mlp_infer_body as infer_body, mlp_policy, wasm_path};
 use switchyard_testkit::*;
 
 /// Requests either of the two backends answered so far.
 fn served(stack: &Stack) -> (f64, f64) {
-    let n = |s: &Server| s.metric("switchyard_inference_requests_total", &[]);
+    let n = |s: &Server| s.metric(contract::INFERENCE_REQUESTS_TOTAL.name, &[]);
     (n(&stack.v1), n(&stack.v2))
 }
 
@@ -124,7 +125,7 @@ fn client_sent_envoy_controls_are_dropped_before_anything_reads_them() {
             assert!(!headers.contains(name), "{name} reached the filter: {headers}");
         }
     }
-    assert_eq!(stack.v2.metric("switchyard_inference_requests_total", &[]), 0.0, "a client picked v2");
+    assert_eq!(stack.v2.metric(contract::INFERENCE_REQUESTS_TOTAL.name, &[]), 0.0, "a client picked v2");
 }
 
 #[test]
@@ -139,8 +140,8 @@ fn with_the_filter_failed_open_each_model_goes_only_to_its_stable_version() {
         let r = stack.send("POST", path, &[("x-switchyard-upstream", "mlp-v2")], &infer_body(0));
         assert!(r.status == 200 || r.status == 404, "{path}: {} {}", r.status, String::from_utf8_lossy(&r.body));
     }
-    assert!(stack.v1.metric("switchyard_inference_requests_total", &[]) >= 1.0);
-    assert_eq!(stack.v2.metric("switchyard_inference_requests_total", &[]), 0.0, "fail-open reached the canary");
+    assert!(stack.v1.metric(contract::INFERENCE_REQUESTS_TOTAL.name, &[]) >= 1.0);
+    assert_eq!(stack.v2.metric(contract::INFERENCE_REQUESTS_TOTAL.name, &[]), 0.0, "fail-open reached the canary");
     assert_eq!(stack.send("GET", "/v2/models/unknown", &[], b"").status, 404);
 }
 
@@ -178,10 +179,10 @@ fn a_policy_swap_under_load_loses_no_count_and_no_sample() {
     assert!(sent > 100.0, "only {sent} requests");
     wait_until(Duration::from_secs(15), "every request and sample accounted for", || {
         let p = stack.prometheus();
-        let total = metric_sum(&p, "switchyard_requests_total", &[("model", "mlp")]);
-        let sample = |r: &str| metric_sum(&p, "switchyard_samples_total", &[("result", r)]);
+        let total = metric_sum(&p, contract::REQUESTS_TOTAL.name, &[("model", "mlp")]);
+        let sample = |r: &str| metric_sum(&p, contract::SAMPLES_TOTAL.name, &[("result", r)]);
         // Every request succeeded, so each is one good availability event in the window.
-        let good = metric_sum(&p, "switchyard_slo_good_events", &[("window", "5m"), ("sli", "availability")]);
+        let good = metric_sum(&p, contract::SLO_GOOD_EVENTS.name, &[("window", "5m"), ("sli", "availability")]);
         total == sent
             && good == sent
             && sample("captured") > 0.0

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use switchyard_contract::metrics as contract;
 use switchyard_testkit::prom::{Alert, Alertmanager, Prometheus, Sample, Webhook, run_tool};
 use switchyard_testkit::stack::{Stack, mlp_policy, python, render};
 use switchyard_testkit::{demo_repo, root, scratch, try_request};
@@ -742,7 +743,7 @@ fn live_stack_feeds_every_rule_panel_and_alert() {
     // The batching limits the efficiency and capacity rules divide by are the config's.
     let config: Value = serde_json::from_str(&read(&demo_repo().join("mlp/v1/config.json"))).unwrap();
     for (metric, field) in
-        [("switchyard_max_batch_size", "max_batch_size"), ("switchyard_max_queue_size", "max_queue_size")]
+        [(contract::MAX_BATCH_SIZE.name, "max_batch_size"), (contract::MAX_QUEUE_SIZE.name, "max_queue_size")]
     {
         let want = config["batching"][field].as_f64().unwrap();
         assert_eq!(stack.v1.metric(metric, &[("model", "mlp"), ("version", "v1")]), want, "{metric}");

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use switchyard_contract::metrics as contract;
 use switchyard_testkit::stack::{Stack, mlp_infer_body, mlp_policy};
 use switchyard_testkit::*;
 
@@ -55,16 +56,16 @@ fn shadow_answers_are_compared_with_the_primarys_and_a_dead_shadow_shows_as_mism
         (1..n).contains(&expected_disagreeing),
         "the test needs inputs on which v1 and v2 sometimes disagree: {expected_disagreeing} of {n}"
     );
-    let compared = |pair: &str| collector_metric(&stack, "switchyard_shadow_compared_requests_total", pair);
+    let compared = |pair: &str| collector_metric(&stack, contract::SHADOW_COMPARED_REQUESTS_TOTAL.name, pair);
     wait_until(Duration::from_secs(10), "every request compared, shadow and noise", || {
         compared("shadow") == n as f64 && compared("noise") == n as f64
     });
     let rows = |name: &str, pair: &str| collector_metric(&stack, name, pair) as usize;
-    assert_eq!(rows("switchyard_shadow_compared_rows_total", "shadow"), n);
-    assert_eq!(rows("switchyard_shadow_disagreeing_rows_total", "shadow"), expected_disagreeing);
-    assert_eq!(rows("switchyard_shadow_argmax_differing_rows_total", "shadow"), expected_disagreeing);
-    assert_eq!(rows("switchyard_shadow_disagreeing_rows_total", "noise"), 0, "v1 against itself");
-    assert_eq!(rows("switchyard_shadow_status_mismatches_total", "shadow"), 0);
+    assert_eq!(rows(contract::SHADOW_COMPARED_ROWS_TOTAL.name, "shadow"), n);
+    assert_eq!(rows(contract::SHADOW_DISAGREEING_ROWS_TOTAL.name, "shadow"), expected_disagreeing);
+    assert_eq!(rows(contract::SHADOW_ARGMAX_DIFFERING_ROWS_TOTAL.name, "shadow"), expected_disagreeing);
+    assert_eq!(rows(contract::SHADOW_DISAGREEING_ROWS_TOTAL.name, "noise"), 0, "v1 against itself");
+    assert_eq!(rows(contract::SHADOW_STATUS_MISMATCHES_TOTAL.name, "shadow"), 0);
     // Replayed by the filter, not also mirrored by Envoy: v2 served each request once (plus
     // the direct reference calls above, which bypass Envoy's cluster stats).
     assert_eq!(upstream("mlp-v2") - before.1, n as f64, "requests to v2 through Envoy");
@@ -95,13 +96,13 @@ fn shadow_answers_are_compared_with_the_primarys_and_a_dead_shadow_shows_as_mism
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(rows("switchyard_shadow_status_mismatches_total", "shadow"), m);
-    assert_eq!(rows("switchyard_shadow_disagreeing_rows_total", "shadow"), expected_disagreeing + m);
+    assert_eq!(rows(contract::SHADOW_STATUS_MISMATCHES_TOTAL.name, "shadow"), m);
+    assert_eq!(rows(contract::SHADOW_DISAGREEING_ROWS_TOTAL.name, "shadow"), expected_disagreeing + m);
     let result = |r: &str| {
         let envoy_counts = String::from_utf8(request(&stack.admin, "GET", "/stats/prometheus", &[], b"").body).unwrap();
         metric_sum(
             &envoy_counts,
-            "switchyard_shadow_compares_total",
+            contract::SHADOW_COMPARES_TOTAL.name,
             &[("model", "mlp"), ("version", "v2"), ("result", r)],
         )
     };

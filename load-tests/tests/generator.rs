@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use switchyard_contract::metrics as contract;
 use switchyard_testkit::{Server, demo_repo, scratch};
 
 fn load(args: &[&str]) -> Output {
@@ -89,16 +90,20 @@ fn a_scenario_report_agrees_with_the_backend_metrics() {
     assert_eq!(r["phases"][0]["sent"], 400, "{}", r["phases"][0]);
     assert!(n(&r["phases"][1]["sent"]) > 0.0);
     let mlp = [("model", "mlp"), ("version", "v1")];
-    let outcome = |o: &str| delta("switchyard_inference_requests_total", &[mlp[0], mlp[1], ("outcome", o)]);
+    let outcome = |o: &str| delta(contract::INFERENCE_REQUESTS_TOTAL.name, &[mlp[0], mlp[1], ("outcome", o)]);
     assert_eq!(
         n(&total["sent"]),
-        delta("switchyard_inference_requests_total", &mlp),
+        delta(contract::INFERENCE_REQUESTS_TOTAL.name, &mlp),
         "every request reached the backend"
     );
     assert_eq!(n(&total["ok"]), outcome("success"));
     assert_eq!(n(&total["by_status"]["400"]), outcome("bad_request"));
     assert!(n(&total["by_status"]["400"]) > 10.0, "the mix sent bad bodies: {total}");
-    assert_eq!(n(&total["rows"]), delta("switchyard_inference_rows_total", &mlp), "rows from the 1- and 4-row bodies");
+    assert_eq!(
+        n(&total["rows"]),
+        delta(contract::INFERENCE_ROWS_TOTAL.name, &mlp),
+        "rows from the 1- and 4-row bodies"
+    );
     assert_eq!(total["errors"], total["by_status"]["400"], "no other errors: {total}");
     assert_eq!(r["timeline"].as_array().unwrap().iter().map(|s| n(&s["sent"])).sum::<f64>(), n(&total["sent"]));
     for chart in ["latency-over-time.svg", "latency-vs-throughput.svg"] {
@@ -133,7 +138,7 @@ fn grpc_calls_are_counted_like_the_backend_counts_them() {
     assert_eq!(total["errors"], 0, "{report}");
     assert_eq!(total["rows"].as_u64(), Some(2 * ok));
     assert!(report["target"].as_str().unwrap().starts_with("grpc://"), "{report}");
-    let served = server.metric("switchyard_inference_requests_total", &[("outcome", "success")]);
+    let served = server.metric(contract::INFERENCE_REQUESTS_TOTAL.name, &[("outcome", "success")]);
     assert_eq!(served, ok as f64, "the backend served what the generator counted");
     // A model the server lacks: the gRPC status, decoded, and a non-zero exit.
     let out = load(&["closed", "--addr", &server.grpc, "--model", "nope", "--grpc", "--duration", "1s"]);

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
+use switchyard_contract::metrics as contract;
 use switchyard_testkit::process::{Log, Process, address_after};
 use switchyard_testkit::{Resp, request, scratch};
 
@@ -140,8 +141,8 @@ fn on_a_full_disk_refused_samples_get_507_and_the_file_holds_exactly_the_acknowl
 
     assert_eq!(metric(&addr, "switchyard_collector_requests_rejected_total{reason=\"storage_full\"}"), refused as f64);
     assert!(metric(&addr, "switchyard_collector_write_errors_total{op=\"write\"}") >= 1.0);
-    assert_eq!(metric(&addr, "switchyard_collector_records_written_total"), acked.len() as f64);
-    assert!(metric(&addr, "switchyard_collector_fsyncs_total") >= 1.0);
+    assert_eq!(metric(&addr, contract::COLLECTOR_RECORDS_WRITTEN_TOTAL.name), acked.len() as f64);
+    assert!(metric(&addr, contract::COLLECTOR_FSYNCS_TOTAL.name) >= 1.0);
 }
 
 #[test]
@@ -162,7 +163,7 @@ fn rotation_keeps_each_file_under_the_limit_and_max_files_old_ones() {
     for n in 0..3 {
         assert!(std::fs::metadata(file(n)).unwrap().len() <= 1000);
     }
-    assert_eq!(metric(&addr, "switchyard_collector_rotations_total"), 3.0);
+    assert_eq!(metric(&addr, contract::COLLECTOR_ROTATIONS_TOTAL.name), 3.0);
 }
 
 #[test]

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use switchyard_contract::metrics as contract;
 use switchyard_runtime::now_ms;
 use switchyard_testkit::stack::start_monitor;
 use switchyard_testkit::{Rng, metric_sum, request, scratch, wait_until, workspace_bin};
@@ -110,12 +111,12 @@ fn watch_exports_what_compare_prints_through_junk_and_rotation() {
         assert_eq!(got["score"], want["score"], "{column}: the stream and the batch command give the same score");
         assert_eq!(got["drifted"], want["drifted"], "{column}");
         let labels = [("model", "mlp"), ("version", "v2"), ("window", "all"), ("column", column)];
-        let exported = metric_sum(&text, "switchyard_drift_score", &labels);
+        let exported = metric_sum(&text, contract::DRIFT_SCORE.name, &labels);
         assert!(
             (exported - want["score"].as_f64().unwrap()).abs() <= 1e-12 * exported.abs().max(1e-300),
             "{column}: {exported}"
         );
-        let drifted = metric_sum(&text, "switchyard_drift_column_drifted", &labels);
+        let drifted = metric_sum(&text, contract::DRIFT_COLUMN_DRIFTED.name, &labels);
         assert_eq!(drifted == 1.0, want["drifted"].as_bool().unwrap(), "{column}");
     }
     // The shifted features drift, far apart from the others (KS at 5%: an unshifted column may
@@ -128,10 +129,10 @@ fn watch_exports_what_compare_prints_through_junk_and_rotation() {
     assert_eq!(window["dataset"], expected["dataset"]);
     assert_eq!(drift(&addr)["mlp"]["versions"]["v2"]["last100"]["rows"], 100);
     for (reason, n) in [("malformed", 1.0), ("empty", 1.0), ("comparison", 1.0), ("unconfigured", 1.0)] {
-        assert_eq!(metric_sum(&text, "switchyard_drift_lines_skipped_total", &[("reason", reason)]), n, "{reason}");
+        assert_eq!(metric_sum(&text, contract::DRIFT_LINES_SKIPPED_TOTAL.name, &[("reason", reason)]), n, "{reason}");
     }
-    assert_eq!(metric_sum(&text, "switchyard_drift_rows_ingested_total", &[("version", "v2")]), 300.0);
-    assert!(metric_sum(&text, "switchyard_drift_last_sample_age_seconds", &[("version", "v2")]) < 60.0);
+    assert_eq!(metric_sum(&text, contract::DRIFT_ROWS_INGESTED_TOTAL.name, &[("version", "v2")]), 300.0);
+    assert!(metric_sum(&text, contract::DRIFT_LAST_SAMPLE_AGE_SECONDS.name, &[("version", "v2")]) < 60.0);
 }
 
 #[test]
@@ -145,7 +146,7 @@ fn a_reference_collected_from_a_version_survives_a_restart() {
     let bin = workspace_bin("switchyard-monitor");
     let (monitor, addr) = start_monitor(&bin, &samples, &config, &dir.join("state")).unwrap();
     wait_until(Duration::from_secs(20), "the reference collected", || {
-        metric_sum(&metrics(&addr), "switchyard_drift_reference_ready", &[("model", "mlp")]) == 1.0
+        metric_sum(&metrics(&addr), contract::DRIFT_REFERENCE_READY.name, &[("model", "mlp")]) == 1.0
     });
     assert!(dir.join("state/mlp.reference.json").exists());
     drop(monitor);
