@@ -10,7 +10,7 @@ use switchyard_testkit::metric_sum;
 use switchyard_testkit::prom::Prometheus;
 
 use crate::env::Spec;
-use crate::types::{Impact, Outcome, Samples, Timing};
+use crate::types::{Blast, Impact, Outcome, Samples, Timing};
 use crate::{alerts, env, report};
 
 /// Runs one drill and writes its postmortem draft and chart under `out/<name>/`.
@@ -109,6 +109,7 @@ pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> 
         sent: records.len(),
         unanswered: impact.unanswered,
         samples,
+        blast: Blast::of(&records, onset, slo),
         events: env.events.clone(),
         alerts,
         notifications,

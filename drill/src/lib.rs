@@ -26,4 +26,4 @@ pub mod types;
 
 pub use drill::{default_out, run};
 pub use env::{Env, Spec, policy};
-pub use types::{Impact, Outcome, Rec, SLO_LATENCY_MS, Samples, SlowModels, TIME_SCALE, Timing};
+pub use types::{Blast, Impact, Outcome, Rec, SLO_LATENCY_MS, Samples, SlowModels, TIME_SCALE, Timing};

@@ -112,6 +112,7 @@ pub fn json(o: &Outcome) -> serde_json::Value {
             "received": o.samples.received,
         },
         "lost": o.lost(),
+        "blast": o.blast,
         "p99_before_ms": o.p99_before_ms,
         "p99_during_ms": o.p99_during_ms,
     })
@@ -183,6 +184,7 @@ pub fn postmortem(o: &Outcome, spec: &Spec) -> Result<String, TemplateError> {
         unanswered_stored => s.unanswered_stored().to_string(),
         lost => o.lost().to_string(),
         nothing_lost => o.lost() == 0.0,
+        lucky => o.blast.lucky(),
         recovered => o.recovered,
         expects_detection => o.expects_detection,
         notifications,
@@ -235,8 +237,8 @@ pub fn summary(outcomes: &[Outcome]) -> String {
 mod tests {
     use super::*;
     use crate::catalog;
-    use crate::types::Samples;
     use crate::types::tests::{outcome, rec};
+    use crate::types::{Blast, Samples};
 
     /// 2026-12-03 17:36:42.5 UTC.
     const STARTED: f64 = 1_796_319_402.5;
@@ -248,7 +250,14 @@ mod tests {
         o.detected = Some((13.34, "SwitchyardGuardTookVersionOut".into(), "ticket".into()));
         o.mitigated = Some((10.52, "the filter's guard took mlp/v2 out of the split (automatic)".into()));
         o.impact_end = Some(10.49);
-        o.records = (0..100).map(|i| rec(f64::from(i) * 0.2, if i == 51 { 503 } else { 200 }, 4.0)).collect();
+        // Every fifth request goes to the canary, v2; the one that failed after the onset too.
+        o.records = (0..100)
+            .map(|i| {
+                let r = rec(f64::from(i) * 0.2, if i == 50 { 503 } else { 200 }, 4.0);
+                if i % 5 == 0 { Rec { version: "v2".into(), ..r } } else { r }
+            })
+            .collect();
+        o.blast = Blast::of(&o.records, o.onset, o.slo_latency_ms);
         o.sent = 100;
         o.failed_during = 8;
         o.samples = Samples { captured: 79.0, sent: 79.0, received: 79.0, ..Samples::default() };
@@ -284,6 +293,7 @@ mod tests {
         o.recovered = false;
         o.impact_end = Some(40.0);
         o.records = vec![rec(9.0, 200, 3.0), rec(12.0, 0, 120_000.0), rec(40.0, 503, 1.0)];
+        o.blast = Blast::of(&o.records, o.onset, o.slo_latency_ms);
         o.sent = 3;
         o.failed_during = 2;
         o.slow_during = 1;

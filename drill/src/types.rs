@@ -2,6 +2,7 @@
 //! with the pure arithmetic from the one to the other: the client-visible impact, its end,
 //! the p99s, MTTD and MTTM.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The rules run on drill time: every window and `for:` divided by this (five minutes are
@@ -142,6 +143,7 @@ pub struct Outcome {
     pub sent: usize,
     pub unanswered: usize,
     pub samples: Samples,
+    pub blast: Blast,
     pub events: Vec<(f64, String)>,
     /// Every alert Prometheus had pending or firing at the end: (name, labels, state).
     pub alerts: Vec<(String, String, String)>,
@@ -151,6 +153,57 @@ pub struct Outcome {
     pub p99_during_ms: f64,
     /// Unix seconds at drill time 0.
     pub started_unix: f64,
+}
+
+/// Which versions the clients' requests went to: per version (`x-switchyard-version`; the
+/// empty name for requests no version answered), the bad requests after the onset (failed, or
+/// slower than the SLO), the good ones after it, and each version's share of the answers in
+/// the 5 s before it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Blast {
+    pub bad_after_onset: BTreeMap<String, usize>,
+    pub good_after_onset: BTreeMap<String, usize>,
+    pub share_before_onset: BTreeMap<String, f64>,
+}
+
+impl Blast {
+    pub fn of(records: &[Rec], onset: f64, slo_ms: u64) -> Blast {
+        let mut b = Blast::default();
+        for r in records.iter().filter(|r| r.t >= onset) {
+            let by = if r.bad(slo_ms) { &mut b.bad_after_onset } else { &mut b.good_after_onset };
+            *by.entry(r.version.clone()).or_default() += 1;
+        }
+        let before: Vec<&Rec> = records.iter().filter(|r| r.t < onset && r.t > onset - 5.0).collect();
+        for r in &before {
+            *b.share_before_onset.entry(r.version.clone()).or_default() += 1.0 / before.len() as f64;
+        }
+        b
+    }
+
+    /// What the record shows went our way, one line each; none when it shows nothing. Only
+    /// facts: a fault that hit one version while another kept answering well.
+    pub fn lucky(&self) -> Vec<String> {
+        let hit: Vec<&String> = self.bad_after_onset.keys().collect();
+        let [only] = hit.as_slice() else { return Vec::new() };
+        if only.is_empty() {
+            return Vec::new();
+        }
+        let healthy: Vec<&str> = self
+            .good_after_onset
+            .iter()
+            .filter(|(v, n)| **n > 0 && !v.is_empty() && v != only)
+            .map(|(v, _)| v.as_str())
+            .collect();
+        if healthy.is_empty() {
+            return Vec::new();
+        }
+        let share = self.share_before_onset.get(*only).copied().unwrap_or(0.0) * 100.0;
+        vec![format!(
+            "The fault hit version {only} only ({share:.0} % of the answers before the onset); {} kept answering within \
+             the SLO, a healthy version to fall back to.",
+            healthy.join(", ")
+        )]
+    }
 }
 
 /// The payload samples of a drill: the filter's counters once its queue drained, and what
@@ -258,6 +311,7 @@ pub(crate) mod tests {
             sent: 0,
             unanswered: 0,
             samples: Samples::default(),
+            blast: Blast::default(),
             events: Vec::new(),
             alerts: Vec::new(),
             notifications: Vec::new(),
@@ -370,6 +424,30 @@ pub(crate) mod tests {
         o.unanswered = 1;
         assert_eq!(o.lost(), 3.0);
         assert!(!o.passed());
+    }
+
+    #[test]
+    fn luck_is_only_what_the_record_shows() {
+        let recs = |v2_bad: bool, v1_bad: bool| -> Vec<Rec> {
+            let mut r: Vec<Rec> = (0..10).map(|i| rec(f64::from(i), 200, 3.0)).collect();
+            r.extend((0..2).map(|i| Rec { version: "v2".into(), ..rec(8.0 + f64::from(i), 200, 3.0) }));
+            r.push(Rec { version: "v2".into(), ..rec(11.0, if v2_bad { 503 } else { 200 }, 3.0) });
+            r.push(rec(12.0, if v1_bad { 503 } else { 200 }, 3.0));
+            r.push(rec(13.0, 200, 3.0));
+            r
+        };
+        // The canary failed, the stable kept answering.
+        let lucky = Blast::of(&recs(true, false), 10.0, 100).lucky();
+        assert_eq!(lucky.len(), 1);
+        assert!(lucky[0].starts_with("The fault hit version v2 only (33 % of"), "{lucky:?}");
+        assert!(lucky[0].contains("v1 kept answering"), "{lucky:?}");
+        // The stable failed: the draft must not say the canary was hit.
+        let b = Blast::of(&recs(false, true), 10.0, 100);
+        assert_eq!(b.bad_after_onset.keys().collect::<Vec<_>>(), ["v1"]);
+        assert!(b.lucky()[0].starts_with("The fault hit version v1 only (67 %"), "{:?}", b.lucky());
+        // Both failed, or nothing did: no luck to claim.
+        assert!(Blast::of(&recs(true, true), 10.0, 100).lucky().is_empty());
+        assert!(Blast::of(&recs(false, false), 10.0, 100).lucky().is_empty());
     }
 
     #[test]

@@ -56,3 +56,26 @@ fn every_drill_names_a_playbook_that_exists() {
         assert!(p.is_file(), "{}: {}", d.name, p.display());
     }
 }
+
+/// A draft claims only the luck its drill's record shows: "where we got lucky" is derived
+/// from the committed outcome (which versions failed, which kept answering), never boilerplate
+/// (a draft once said the canary was hit when the fault hit the stable version).
+#[test]
+fn every_drafts_luck_is_what_its_record_shows() {
+    for d in DRILLS {
+        let dir = root().join(format!("docs/drills/{}", d.name));
+        let o: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("outcome.json")).unwrap()).unwrap();
+        let blast: switchyard_drill::Blast = serde_json::from_value(o["blast"].clone())
+            .unwrap_or_else(|e| panic!("{}: outcome.json has no blast ({e}): run scripts/drill.sh", d.name));
+        let draft = std::fs::read_to_string(dir.join("postmortem.md")).unwrap();
+        let section = draft.split("### Where we got lucky\n").nth(1).and_then(|s| s.split("\n## ").next()).unwrap();
+        let lines = blast.lucky();
+        let want = if lines.is_empty() {
+            "- Nothing the drill's record shows.".to_owned()
+        } else {
+            lines.iter().map(|l| format!("- {l}")).collect::<Vec<_>>().join("\n")
+        };
+        assert_eq!(section.trim(), want, "{}", d.name);
+    }
+}
