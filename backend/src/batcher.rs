@@ -44,7 +44,7 @@ pub enum BatchError {
     /// The deadline passed before compute started.
     Expired,
     /// The engine failed the whole batch.
-    Engine(crate::engine::EngineError),
+    Engine(crate::error::EngineError),
     /// No engine instance is left to serve the request.
     EngineLost,
 }

@@ -14,35 +14,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::batcher::{BatchError, BatchTensor, InferOutput, Pending, Work};
 use crate::config::ModelConfig;
-use crate::error::Invalid;
+pub use crate::error::EngineError;
 use crate::metrics::VersionMetrics;
 use crate::tensor::{TensorData, element_count};
 
 /// Runs one assembled batch. `inputs[i]` holds every row of model input `i`.
-/// An engine that could not load, warm up or run a batch: every request of that batch is
-/// answered 500 (the detail is logged, not sent).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct EngineError(pub String);
-
-impl From<String> for EngineError {
-    fn from(s: String) -> EngineError {
-        EngineError(s)
-    }
-}
-
-impl From<&str> for EngineError {
-    fn from(s: &str) -> EngineError {
-        EngineError(s.to_owned())
-    }
-}
-
-impl From<Invalid> for EngineError {
-    fn from(e: Invalid) -> EngineError {
-        EngineError(e.0)
-    }
-}
-
 pub trait Engine {
     /// Where it runs, e.g. `cpu` or `cuda:0`.
     fn device(&self) -> String;

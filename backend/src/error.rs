@@ -49,6 +49,30 @@ impl From<EncodeError> for ApiError {
     }
 }
 
+/// An engine that could not load, warm up or run a batch: every request of that batch is
+/// answered 500 (the detail is logged, not sent).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EngineError(pub String);
+
+impl From<String> for EngineError {
+    fn from(s: String) -> EngineError {
+        EngineError(s)
+    }
+}
+
+impl From<&str> for EngineError {
+    fn from(s: &str) -> EngineError {
+        EngineError(s.to_owned())
+    }
+}
+
+impl From<Invalid> for EngineError {
+    fn from(e: Invalid) -> EngineError {
+        EngineError(e.0)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("model '{0}' not found")]
