@@ -50,9 +50,12 @@ impl Prices {
     }
 }
 
-/// `5s`, `1m`, `500ms`: a Prometheus duration (the project's one grammar, which is Prometheus').
-fn check_duration(what: &str, s: &str) -> Result<(), String> {
-    switchyard_policy::duration::parse(s).map(drop).map_err(|e| format!("{what}: {e}"))
+/// Says so in `problems` when `s` is not a Prometheus duration (the project's one grammar,
+/// which is Prometheus').
+fn check_duration(what: &str, s: &str, problems: &mut Vec<String>) {
+    if let Err(e) = switchyard_policy::duration::parse(s) {
+        problems.push(format!("{what}: {e}"));
+    }
 }
 
 fn format_ms(ms: u64) -> String {
@@ -192,9 +195,7 @@ pub struct PrometheusOptions {
 pub fn prometheus_config(o: &PrometheusOptions) -> Result<String, RenderErrors> {
     let mut p = Vec::new();
     for (what, d) in [("scrape interval", &o.scrape_interval), ("evaluation interval", &o.evaluation_interval)] {
-        if let Err(e) = check_duration(what, d) {
-            p.push(e);
-        }
+        check_duration(what, d, &mut p);
     }
     if o.backends.is_empty() {
         p.push("give at least one backend admin address".into());
@@ -239,9 +240,7 @@ pub fn alertmanager_config(o: &AlertmanagerOptions) -> Result<String, RenderErro
         p.push(format!("webhook '{}' is not an http(s) URL", o.webhook));
     }
     for (what, d) in [("group wait", &o.group_wait), ("group interval", &o.group_interval)] {
-        if let Err(e) = check_duration(what, d) {
-            p.push(e);
-        }
+        check_duration(what, d, &mut p);
     }
     let receiver = |name: &str| json!({"name": name, "webhook_configs": [{"url": format!("{url}/{name}"), "send_resolved": true}]});
     let doc = json!({
@@ -329,7 +328,9 @@ mod tests {
             "{e}"
         );
         for ok in ["5s", "500ms", "1m", "2h", "1m30s"] {
-            assert!(check_duration("d", ok).is_ok(), "{ok}");
+            let mut problems = Vec::new();
+            check_duration("d", ok, &mut problems);
+            assert!(problems.is_empty(), "{ok}: {problems:?}");
         }
     }
 
