@@ -88,6 +88,16 @@ function chart(title, unit, series, digits) {
     el("div", { class: "title" }, el("span", {}, title), el("span", {}, `max ${max.toFixed(digits)} ${unit}, last ${Math.round((t1 - t0) / 1000)} s`)), svg);
 }
 
+
+// Why the guard holds a version out, for the badge's tooltip (the filter's
+// switchyard_guard_out_since_seconds says since when and on which SLI).
+function heldOutTitle(h) {
+  if (!h) return "";
+  const why = { availability: "its error ratio was worse than the stable version's", latency: "too many of its requests were slower than the SLO threshold" }[h.sli] || "see Envoy's log";
+  const since = h.since_s ? `since ${new Date(h.since_s * 1000).toISOString()}: ` : "";
+  return `held out by the guard ${since}${why}; a new guard epoch puts it back`;
+}
+
 function renderModel(m, history) {
   const card = el("section", { class: "card", "data-model": m.name });
   card.append(el("h2", {}, `Model ${m.name}`, el("span", { class: "muted" }, m.sticky ? ` — sticky by ${m.sticky}` : "")));
@@ -107,7 +117,9 @@ function renderModel(m, history) {
     return el("tr", {},
       el("td", {}, v.name),
       cell(`weight-${id}`, v.weight, v.weight),
-      el("td", {}, el("span", { class: `badge ${v.guard_out ? "out" : "in"}`, "data-testid": `guard-${id}` }, v.guard_out ? "out" : "in")),
+      el("td", {},
+        el("span", { class: `badge ${v.guard_out ? "out" : "in"}`, "data-testid": `guard-${id}`, title: heldOutTitle(v.held_out) }, v.guard_out ? "out" : "in"),
+        v.held_out && v.held_out.since_s ? el("small", { "data-testid": `guard-since-${id}` }, ` since ${new Date(v.held_out.since_s * 1000).toISOString().slice(11, 19)} UTC`) : ""),
       cell(`requests-${id}`, v.requests, v.requests),
       cell(`rate-${id}`, v.rate, fmt.num(v.rate)),
       cell(`errors-${id}`, v.error_ratio, fmt.pct(v.error_ratio)),

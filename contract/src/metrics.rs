@@ -163,6 +163,13 @@ pub const ROUTE_DECISIONS_TOTAL: Metric = Metric {
 };
 pub const GUARD_OUT: Metric =
     Metric { name: "switchyard_guard_out", kind: Kind::Gauge, labels: &["model", "version"], source: Source::Filter };
+/// When the guard took the version out (Unix seconds) and on which SLI; 0 while it is in.
+pub const GUARD_OUT_SINCE: Metric = Metric {
+    name: "switchyard_guard_out_since_seconds",
+    kind: Kind::Gauge,
+    labels: &["model", "version", "sli"],
+    source: Source::Filter,
+};
 pub const OVERRIDE_REFUSED_TOTAL: Metric = Metric {
     name: "switchyard_override_refused_total",
     kind: Kind::Counter,
@@ -442,6 +449,7 @@ pub const ALL: &[Metric] = &[
     REQUEST_DURATION_MS,
     ROUTE_DECISIONS_TOTAL,
     GUARD_OUT,
+    GUARD_OUT_SINCE,
     OVERRIDE_REFUSED_TOTAL,
     SHADOW_REQUESTS_TOTAL,
     SHADOW_COMPARES_TOTAL,

@@ -4,9 +4,11 @@
 //! the filter's ECDS file atomically, which Envoy picks up within a second on every worker
 //! without dropping a request.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use switchyard_policy::guard::{self, EpochMove};
 
 use crate::render::envoy::{Contract, filter_config};
 use crate::render::{Policy, RenderErrors, json_text};
@@ -60,15 +62,28 @@ pub fn wasm_file(path: &Path) -> Result<String, ApplyError> {
     absolute(path)
 }
 
+/// The file beside the bootstrap that keeps, per model, the highest guard epoch this Envoy
+/// ran: `render envoy` starts it (a new Envoy has no latches), [`apply_filter`] raises it.
+pub const EPOCHS_FILE: &str = "guard-epochs.json";
+
+/// What [`apply_filter`] put in force.
+#[derive(Debug)]
+pub struct Applied {
+    /// The ECDS resource's `version_info`.
+    pub version: String,
+    /// The ECDS file written.
+    pub out: PathBuf,
+    /// The policy in force: the one given, but for `moves`.
+    pub policy: Policy,
+    /// Guard epochs moved forward so that no old latch comes back ([`guard::carry_epochs`]).
+    pub moves: Vec<EpochMove>,
+}
+
 /// Puts `policy` in force in the Envoy running `bootstrap`: refused (naming every difference)
 /// when that bootstrap cannot serve it, else the ECDS file (`out`, by default `filter.yaml`
-/// beside the bootstrap) is replaced. Returns the resource's `version_info` and the file.
-pub fn apply_filter(
-    policy: &Policy,
-    wasm: &Path,
-    bootstrap: &Path,
-    out: Option<&Path>,
-) -> Result<(String, PathBuf), ApplyError> {
+/// beside the bootstrap) is replaced. A guard epoch that would bring back a latch of an epoch
+/// once in force is moved forward first, and said so in [`Applied::moves`].
+pub fn apply_filter(policy: &Policy, wasm: &Path, bootstrap: &Path, out: Option<&Path>) -> Result<Applied, ApplyError> {
     let running: Value = serde_json::from_slice(&read(bootstrap)?)
         .map_err(|e| invalid(bootstrap, format_args!("not a rendered bootstrap: {e}")))?;
     Contract::of_bootstrap(&running)
@@ -76,9 +91,48 @@ pub fn apply_filter(
         .check(policy.config())
         .map_err(|source| ApplyError::Refused { bootstrap: bootstrap.to_owned(), source })?;
     let out = out.map_or_else(|| bootstrap.with_file_name("filter.yaml"), Path::to_path_buf);
-    let doc = filter_config(policy, &wasm_file(wasm)?);
+    let now = if out.is_file() { Some(in_force(bootstrap)?) } else { None };
+    let epochs_file = bootstrap.with_file_name(EPOCHS_FILE);
+    let mut highest = read_epochs(&epochs_file)?;
+    let mut next = policy.config().clone();
+    let moves = guard::carry_epochs(&mut next, now.as_ref().map(Policy::config), &highest);
+    let policy = if moves.is_empty() {
+        policy.clone()
+    } else {
+        let text = serde_json::to_string_pretty(&next).map_err(|e| invalid(&out, e))? + "\n";
+        Policy::parse(text).map_err(|e| invalid(&out, e))?
+    };
+    let doc = filter_config(&policy, &wasm_file(wasm)?);
     switchyard_runtime::write_atomic(&out, json_text(&doc)).map_err(ApplyError::Write)?;
-    Ok((doc.get("version_info").and_then(Value::as_str).unwrap_or_default().to_owned(), out))
+    guard::record_epochs(policy.config(), &mut highest);
+    write_epochs(&epochs_file, &highest)?;
+    let version = doc.get("version_info").and_then(Value::as_str).unwrap_or_default().to_owned();
+    Ok(Applied { version, out, policy, moves })
+}
+
+/// The highest guard epochs a bootstrap's Envoy ran; none when the file is missing.
+fn read_epochs(path: &Path) -> Result<BTreeMap<String, u64>, ApplyError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|e| invalid(path, format_args!("not a guard epoch map: {e}")))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(source) => Err(ApplyError::Read { path: path.to_owned(), source }),
+    }
+}
+
+/// Starts or replaces the epochs file beside `bootstrap`.
+pub fn write_epochs(path: &Path, highest: &BTreeMap<String, u64>) -> Result<(), ApplyError> {
+    let text = serde_json::to_string_pretty(highest).map_err(|e| invalid(path, e))? + "\n";
+    switchyard_runtime::write_atomic(path, text).map_err(ApplyError::Write)
+}
+
+/// The epochs file of a new Envoy running `config`: its shared data starts empty, so only
+/// its own epochs are known.
+pub fn start_epochs(bootstrap: &Path, config: &switchyard_policy::Config) -> Result<(), ApplyError> {
+    let mut highest = BTreeMap::new();
+    guard::record_epochs(config, &mut highest);
+    write_epochs(&bootstrap.with_file_name(EPOCHS_FILE), &highest)
 }
 
 /// The policy in force in the Envoy running `bootstrap`: the one its ECDS file (`filter.yaml`

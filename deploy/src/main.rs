@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use clap::{Args, Parser, Subcommand};
-use switchyard_deploy::apply::{absolute, apply_filter, wasm_file};
+use switchyard_deploy::apply::{absolute, apply_filter, start_epochs, wasm_file};
 use switchyard_deploy::render::envoy::{self, BootstrapOptions, Fault};
 use switchyard_deploy::render::k8s::{self, K8sOptions};
 use switchyard_deploy::render::prometheus::{self, AlertmanagerOptions, Prices, PrometheusOptions};
@@ -51,6 +51,13 @@ enum Command {
     },
     #[command(subcommand)]
     Render(Render),
+    /// Say which versions the guard holds out of the split, since when and why, from the
+    /// filter's gauges in Envoy's `/stats/prometheus` (or Prometheus' `/federate`) text.
+    HeldOut {
+        /// The exposition text; `-` reads standard input.
+        #[arg(long, default_value = "-")]
+        stats: PathBuf,
+    },
     /// Write the contracts between processes (ports, flags, health paths, metrics, outcome
     /// classes) as JSON for everything not written in Rust: contract/contract.json.
     Contract {
@@ -223,6 +230,7 @@ fn main() -> ExitCode {
         }),
         Command::Weights { policy, model, weights, out } => set_weights(&policy, &model, &weights, &out),
         Command::Render(r) => render(r),
+        Command::HeldOut { stats } => held_out(&stats),
         Command::Contract { check, out } => contract(check, &out),
     };
     match result {
@@ -241,6 +249,22 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
 fn read_policy(path: &Path) -> anyhow::Result<Policy> {
     let text = String::from_utf8(read(path)?).map_err(|_| anyhow!("{}: not UTF-8", path.display()))?;
     Policy::parse(text).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+fn held_out(stats: &Path) -> anyhow::Result<()> {
+    let text = if stats == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).map_err(|e| anyhow!("cannot read standard input: {e}"))?
+    } else {
+        String::from_utf8_lossy(&read(stats)?).into_owned()
+    };
+    let out = switchyard_deploy::held_out::held_out(&switchyard_runtime::exposition::parse(&text));
+    if out.is_empty() {
+        println!("guard: no version is held out of the split");
+    }
+    for h in out {
+        println!("guard: {}", h.describe(std::time::SystemTime::now()));
+    }
+    Ok(())
 }
 
 fn check(policies: &[PathBuf]) -> anyhow::Result<()> {
@@ -304,8 +328,11 @@ fn render(r: Render) -> anyhow::Result<()> {
     match r {
         Render::Envoy(a) => render_envoy(a),
         Render::Filter { policy, wasm, bootstrap, out } => {
-            let (version, out) = apply_filter(&read_policy(&policy)?, &wasm, &bootstrap, out.as_deref())?;
-            println!("filter config {version} -> {}", out.display());
+            let applied = apply_filter(&read_policy(&policy)?, &wasm, &bootstrap, out.as_deref())?;
+            for m in &applied.moves {
+                println!("guard: {m}");
+            }
+            println!("filter config {} -> {}", applied.version, applied.out.display());
             Ok(())
         }
         Render::Prometheus(a) => render_prometheus(a),
@@ -370,6 +397,7 @@ fn render_envoy(a: EnvoyArgs) -> anyhow::Result<()> {
                 write_atomic(&ecds, json_text(&envoy::filter_config(&policy, &wasm)))?;
             }
             write_atomic(&path, json_text(&doc))?;
+            start_epochs(&path, policy.config())?;
             println!(
                 "envoy bootstrap -> {}{}",
                 path.display(),

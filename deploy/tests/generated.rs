@@ -66,23 +66,6 @@ fn the_schema_validator_catches_each_kind_of_broken_object() {
 }
 
 #[test]
-fn the_capacity_doc_is_what_its_script_makes_of_the_committed_measurements_and_scaling() {
-    // docs/capacity.md derives replicas and the day's simulation from the sweep, the cold-start
-    // measurement, the prices and the generated ScaledObjects: a change to any of them must
-    // come with the doc re-made (`switchyard-bench capacity`).
-    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["run", "--quiet", "-p", "switchyard-bench", "--", "capacity", "--check"])
-        .current_dir(root())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run cargo: {e}"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(
-        out.status.success(),
-        "docs/capacity.md is stale: re-run `cargo run -p switchyard-bench -- capacity`\n{text}"
-    );
-}
-
-#[test]
 fn the_committed_contract_export_is_current() {
     let out = Command::new(env!("CARGO_BIN_EXE_switchyard-policy"))
         .args(["contract", "--check"])

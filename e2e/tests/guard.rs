@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use switchyard_contract::metrics as contract;
-use switchyard_testkit::stack::{Stack, mlp_policy};
+use switchyard_testkit::stack::{Stack, mlp_policy, wasm_path};
 use switchyard_testkit::*;
 
 struct Shot {
@@ -145,4 +145,65 @@ fn a_quiet_or_merely_noisy_canary_is_left_alone() {
     assert!(shots.iter().any(|s| s.version.as_deref() == Some("v2") && s.at > Duration::from_secs(6)));
     assert_eq!(count(&stack.envoy_log(), "guard took"), 0, "{}", stack.envoy_log());
     assert_eq!(metric_sum(&stack.prometheus(), contract::GUARD_OUT.name, &[]), 0.0);
+}
+
+/// What `envoy/apply-policy.sh` prints after a change: `switchyard-policy held-out` over the
+/// guard's gauges in Envoy's `/stats/prometheus`.
+fn held_out_report(stack: &Stack) -> String {
+    let stats = request(&stack.admin, "GET", "/stats/prometheus?filter=switchyard_guard_out", &[], b"");
+    let file = stack.dir.join("guard-stats.txt");
+    std::fs::write(&file, &stats.body).unwrap();
+    switchyard_testkit::stack::policy_tool(&["held-out", "--stats", file.to_str().unwrap()]).unwrap()
+}
+
+#[test]
+fn a_policy_applied_again_from_git_never_brings_back_a_latch_and_the_tools_say_what_is_out() {
+    // The sequence an operator went through: the guard trips v2 at epoch 0, the incident is
+    // closed with epoch 1, and later the policy file in git (epoch 0) is applied again.
+    let stack = Stack::start("guard-epochs", &guarded_policy(0));
+    let start = Instant::now();
+    traffic(&stack, start, Duration::from_secs(1), 3);
+    stack.v2.sigkill();
+    let killed = start.elapsed();
+    traffic(&stack, start, killed + Duration::from_secs(5), 3);
+    wait_until(Duration::from_secs(5), "the guard to take v2 out", || {
+        count(&stack.envoy_log(), "guard took mlp/v2 out of the split") == 1
+    });
+    let report = held_out_report(&stack);
+    assert!(
+        report.contains("mlp/v2 is held out of the split by the guard since ")
+            && report.contains("its error ratio was worse than the stable version's"),
+        "{report}"
+    );
+
+    // Closed: a new epoch. No traffic now, so the dead v2 is not judged again.
+    let (accepted, said) = stack.apply_saying(&guarded_policy(1), &wasm_path()).unwrap();
+    assert!(accepted && !said.contains("guard:"), "{said}");
+    wait_until(Duration::from_secs(5), "v2 back in the split", || {
+        metric_sum(&stack.prometheus(), contract::GUARD_OUT.name, &[("version", "v2")]) == 0.0
+    });
+    assert!(held_out_report(&stack).contains("no version is held out"));
+
+    // The file in git again: its epoch 0 would find epoch 0's latch. It is kept at 1, and said.
+    let latched = count(&stack.envoy_log(), "mlp/v2 is out of the split (latched");
+    let (accepted, said) = stack.apply_saying(&guarded_policy(0), &wasm_path()).unwrap();
+    assert!(accepted, "{said}");
+    assert!(said.contains("models.mlp.guard.epoch 0 is older than the 1 in force: kept 1"), "{said}");
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(metric_sum(&stack.prometheus(), contract::GUARD_OUT.name, &[("version", "v2")]), 0.0);
+    assert!(held_out_report(&stack).contains("no version is held out"));
+    // The override the policy allows reaches v2 (dead, so it fails: a handful, too few to judge).
+    let decided = || {
+        metric_sum(
+            &stack.prometheus(),
+            contract::ROUTE_DECISIONS_TOTAL.name,
+            &[("version", "v2"), ("reason", "override")],
+        )
+    };
+    let before = decided();
+    for _ in 0..5 {
+        let _ = try_request(&stack.listen, "GET", "/v2/models/mlp", &[("x-switchyard-version-override", "v2")], b"");
+    }
+    wait_until(Duration::from_secs(5), "the overrides to be counted", || decided() >= before + 5.0);
+    assert_eq!(count(&stack.envoy_log(), "mlp/v2 is out of the split (latched"), latched, "no worker found a latch");
 }

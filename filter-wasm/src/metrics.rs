@@ -6,6 +6,7 @@
 
 use switchyard_contract::metrics::{self as contract, Metric};
 use switchyard_policy::Config;
+use switchyard_policy::guard::Sli;
 use switchyard_policy::sampling::SampleResult;
 use switchyard_policy::shadow::CompareResult;
 use switchyard_policy::slo::{Outcome, WindowSpec};
@@ -97,6 +98,8 @@ pub struct VersionIds {
     pub shadowed: Counter,
     /// 1 while the guard has this version out of the split (0 for unguarded models too).
     pub guard_out: Id,
+    /// Per SLI (`Sli::ALL` order): when the guard took the version out on it, 0 otherwise.
+    pub guard_since: [Id; 2],
     pub samples: SampleCounters,
     /// Comparisons with this version as the shadow (defined for models that compare).
     pub compares: Option<CompareCounters>,
@@ -167,6 +170,8 @@ impl Ids {
                                 .map(|r| c.define(h, &contract::ROUTE_DECISIONS_TOTAL, &with("reason", r.as_str()))),
                             shadowed: c.define(h, &contract::SHADOW_REQUESTS_TOTAL, &l),
                             guard_out: Id::define(h, &contract::GUARD_OUT, &l),
+                            guard_since: Sli::ALL
+                                .map(|s| Id::define(h, &contract::GUARD_OUT_SINCE, &with("sli", s.as_str()))),
                             samples: sample_counters(h, c, model, &v.name),
                             compares: policy
                                 .shadow

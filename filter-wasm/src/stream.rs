@@ -892,6 +892,13 @@ mod tests {
         h2.now_ms = 2000;
         w2.borrow_mut().flush_guard(&mut h2, &mut store);
         assert!(h2.logs.iter().any(|(_, l)| l.contains("guard: mlp/v2 is out of the split (latched: error ratio")));
+        // Since when and on which SLI, the same in both workers: the latch says it.
+        let since = |h: &FakeHost, sli: &str| {
+            h.recorded(&format!("switchyard_guard_out_since_seconds;model=mlp;version=v2;sli={sli}"))
+        };
+        assert_eq!(since(&h1, "availability"), vec![0, 1], "tripped at 1.x s (the fake clock)");
+        assert_eq!(since(&h2, "availability").last(), Some(&1));
+        assert!(since(&h1, "latency").iter().all(|s| *s == 0));
         for (h, w) in [(&mut h1, &w1), (&mut h2, &w2)] {
             for i in 0..50 {
                 let user = format!("u{i}");
@@ -928,6 +935,7 @@ mod tests {
             Some(&0),
             "the new epoch shows it back in"
         );
+        assert_eq!(since(&h1, "availability").last(), Some(&0));
     }
 
     /// A gRPC frame holding a ModelInferRequest-like message: fields 1–2, then the inputs.

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use proxy_wasm::types::LogLevel;
 use switchyard_policy::config::{Collector, Sampling};
 use switchyard_policy::grpc;
-use switchyard_policy::guard::{self, Verdict};
+use switchyard_policy::guard::{self, Latch, Sli, Verdict};
 use switchyard_policy::hash::Rng;
 use switchyard_policy::paths::{self, PathError};
 use switchyard_policy::sampling::{Capture, SampleResult};
@@ -122,9 +122,12 @@ struct GuardState {
     epoch: u64,
     pending: Vec<Counts>,
     out: Vec<bool>,
-    /// What this worker last recorded in `switchyard_guard_out`, per version: recorded again
-    /// when it differs, so a new epoch (or a new policy) sets the gauge back to 0.
-    shown: Vec<Option<bool>>,
+    /// Per version out: since when (Unix seconds) and on which SLI, as the latch says.
+    since: Vec<Option<(u64, Option<Sli>)>>,
+    /// What this worker last recorded in `switchyard_guard_out` and
+    /// `switchyard_guard_out_since_seconds`, per version: recorded again when it differs, so a
+    /// new epoch (or a new policy) sets the gauges back to 0.
+    shown: Vec<Option<(bool, [u64; 2])>>,
 }
 
 pub struct Worker {
@@ -179,6 +182,7 @@ impl Worker {
                     epoch: g.epoch,
                     pending: vec![Counts::default(); m.versions.len()],
                     out: vec![false; m.versions.len()],
+                    since: vec![None; m.versions.len()],
                     shown: vec![None; m.versions.len()],
                 })
             })
@@ -257,6 +261,9 @@ impl Worker {
                     && let (Some(out), Some(was)) = (mine.out.get_mut(to), g.out.get(vi))
                 {
                     *out |= *was;
+                    if let (Some(since), Some(Some(was))) = (mine.since.get_mut(to), g.since.get(vi)) {
+                        *since = Some(*was);
+                    }
                 }
             }
         }
@@ -669,56 +676,73 @@ impl Worker {
                 }
                 let latch = guard::latch_key(model, &v.name, g.epoch);
                 let at = format!("{model}/{}", v.name);
-                let line = match store.get(&latch) {
-                    Some((why, _)) => latched(&at, &why),
+                let (held, line) = match store.get(&latch) {
+                    Some((value, _)) => latched(&at, &value),
                     None => {
                         let Some(Verdict::Trip(t)) =
                             totals.get(vi).map(|t| guard::judge(rule, policy.slo.is_some(), t, &stable))
                         else {
                             continue;
                         };
-                        let why = format!("{t} over {}", g.window.label);
-                        match store.set(&latch, why.as_bytes(), Some(slo::CREATE_CAS)) {
-                            SetResult::Ok => (
-                                LogLevel::Warn,
-                                format!(
-                                    "switchyard: guard took {at} out of the split: {why}; it stays out until models.{model}.guard.epoch changes"
-                                ),
-                            ),
+                        let held = Latch::of_trip(&t, &g.window.label, now_ms);
+                        match store.set(&latch, held.encode().as_bytes(), Some(slo::CREATE_CAS)) {
+                            SetResult::Ok => {
+                                let line = format!(
+                                    "switchyard: guard took {at} out of the split: {}; it stays out until models.{model}.guard.epoch changes",
+                                    held.why
+                                );
+                                (held, (LogLevel::Warn, line))
+                            }
                             // Another worker latched it between our read and our write.
                             SetResult::CasMismatch => match store.get(&latch) {
-                                Some((why, _)) => latched(&at, &why),
+                                Some((value, _)) => latched(&at, &value),
                                 None => continue,
                             },
-                            SetResult::Failed => (
-                                LogLevel::Error,
-                                format!(
-                                    "switchyard: guard: could not latch {latch}; {at} is out of the split in this worker only: {why}"
-                                ),
-                            ),
+                            SetResult::Failed => {
+                                let line = format!(
+                                    "switchyard: guard: could not latch {latch}; {at} is out of the split in this worker only: {}",
+                                    held.why
+                                );
+                                (held, (LogLevel::Error, line))
+                            }
                         }
                     }
                 };
                 h.log(line.0, &line.1);
-                if let Some(out) = g.out.get_mut(vi) {
+                if let (Some(out), Some(since)) = (g.out.get_mut(vi), g.since.get_mut(vi)) {
                     *out = true;
+                    *since = Some((held.since_ms / 1000, held.sli));
                 }
             }
-            for (vi, (out, shown)) in g.out.iter().zip(&mut g.shown).enumerate() {
-                if *shown != Some(*out)
+            for (vi, ((out, since), shown)) in g.out.iter().zip(&g.since).zip(&mut g.shown).enumerate() {
+                let mut at = [0; 2];
+                if let (true, Some((secs, sli))) = (*out, since) {
+                    // A latch of an earlier release says no SLI: shown under the first.
+                    let i = sli.and_then(|s| Sli::ALL.iter().position(|x| *x == s)).unwrap_or(0);
+                    if let Some(slot) = at.get_mut(i) {
+                        *slot = *secs;
+                    }
+                }
+                let now = (*out, at);
+                if *shown != Some(now)
                     && let Some(v) = self.ids.version(mi, vi)
                 {
                     v.guard_out.record(h, u64::from(*out));
-                    *shown = Some(*out);
+                    for (id, value) in v.guard_since.iter().zip(at) {
+                        id.record(h, value);
+                    }
+                    *shown = Some(now);
                 }
             }
         }
     }
 }
 
-/// The log line of a worker that finds a version latched out by another.
-fn latched(at: &str, why: &[u8]) -> (LogLevel, String) {
-    (LogLevel::Warn, format!("switchyard: guard: {at} is out of the split (latched: {})", String::from_utf8_lossy(why)))
+/// The latch a worker finds set by another, and its log line.
+fn latched(at: &str, value: &[u8]) -> (Latch, (LogLevel, String)) {
+    let held = Latch::decode(value);
+    let line = format!("switchyard: guard: {at} is out of the split (latched: {})", held.why);
+    (held, (LogLevel::Warn, line))
 }
 
 /// Adds `delta` to the shared window under `key` (see [`slo::merge`]); a lost race keeps

@@ -11,9 +11,10 @@
 //! shared baseline error rate, or a handful of failures at low counts, does not trip it. Once
 //! tripped it stays out: nothing but a new `epoch` clears the latch.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::config::{Guard, ModelPolicy};
+use crate::config::{Config, Guard, ModelPolicy};
 use crate::slo::Counts;
 use crate::split::{Decision, Reason};
 
@@ -30,6 +31,77 @@ pub fn latch_key(model: &str, version: &str, epoch: u64) -> String {
     format!("switchyard/guard/tripped/{model}/{version}/{epoch}")
 }
 
+/// A guard epoch the deploy path changed in a policy before putting it in force, so that no
+/// latch of an epoch that was once in force comes back by accident (an operator re-applying
+/// the file in git, with the epoch it had an incident ago).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochMove {
+    pub model: String,
+    /// The epoch the policy asked for.
+    pub asked: u64,
+    /// The epoch put in force instead.
+    pub to: u64,
+    /// Why: the epoch in force is kept (the policy's was older), or a fresh one is taken (the
+    /// policy's was in force before, but is not now).
+    pub kept: bool,
+}
+
+impl fmt::Display for EpochMove {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (m, asked, to) = (&self.model, self.asked, self.to);
+        if self.kept {
+            write!(
+                f,
+                "models.{m}.guard.epoch {asked} is older than the {to} in force: kept {to}, so the guard's latches \
+                 stay as they are (to clear them, apply epoch {})",
+                to + 1
+            )
+        } else {
+            write!(
+                f,
+                "models.{m}.guard.epoch {asked} was in force before: epoch {to} instead, so its old latches stay cleared"
+            )
+        }
+    }
+}
+
+/// Moves `next`'s guard epochs forward where putting them in force as they are would bring
+/// back latches: an epoch older than the one `in_force`, or one at or below the highest this
+/// Envoy ever ran (`highest`, per model) that is not the one in force. An epoch equal to the
+/// one in force is a plain policy change and stays. Returns what was moved; the caller records
+/// the epochs now in force into `highest` ([`record_epochs`]).
+pub fn carry_epochs(next: &mut Config, in_force: Option<&Config>, highest: &BTreeMap<String, u64>) -> Vec<EpochMove> {
+    let mut moves = Vec::new();
+    for (model, policy) in &mut next.models {
+        let Some(g) = policy.guard.as_mut() else { continue };
+        let now = in_force.and_then(|c| c.models.get(model)).and_then(|m| m.guard.as_ref()).map(|g| g.epoch);
+        let top = highest.get(model).copied();
+        let to = match now {
+            Some(now) if g.epoch == now => continue,
+            Some(now) if g.epoch < now => EpochMove { model: model.clone(), asked: g.epoch, to: now, kept: true },
+            _ => match top {
+                Some(top) if g.epoch <= top => {
+                    EpochMove { model: model.clone(), asked: g.epoch, to: top + 1, kept: false }
+                }
+                _ => continue,
+            },
+        };
+        g.epoch = to.to;
+        moves.push(to);
+    }
+    moves
+}
+
+/// Adds the epochs of `config` to the highest ever in force.
+pub fn record_epochs(config: &Config, highest: &mut BTreeMap<String, u64>) {
+    for (model, policy) in &config.models {
+        if let Some(g) = &policy.guard {
+            let top = highest.entry(model.clone()).or_insert(g.epoch);
+            *top = (*top).max(g.epoch);
+        }
+    }
+}
+
 /// Which indicator tripped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sli {
@@ -37,6 +109,50 @@ pub enum Sli {
     Errors,
     /// Successful requests slower than `slo.latency_ms`.
     Latency,
+}
+
+impl Sli {
+    pub const ALL: [Sli; 2] = [Sli::Errors, Sli::Latency];
+
+    /// The `sli` label, as the SLO metrics name the two indicators.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sli::Errors => "availability",
+            Sli::Latency => "latency",
+        }
+    }
+}
+
+/// What a latch holds in shared data: when the version was taken out, on which SLI, and the
+/// trip's counts in words; so every worker, and the metrics, can say since when and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Latch {
+    pub since_ms: u64,
+    /// `None` for a latch a filter of an earlier release wrote (its value was the words only).
+    pub sli: Option<Sli>,
+    pub why: String,
+}
+
+impl Latch {
+    pub fn of_trip(t: &Trip, window: &str, since_ms: u64) -> Latch {
+        Latch { since_ms, sli: Some(t.sli), why: format!("{t} over {window}") }
+    }
+
+    pub fn encode(&self) -> String {
+        let sli = self.sli.map_or("unknown", Sli::as_str);
+        format!("{} {sli} {}", self.since_ms, self.why)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Latch {
+        let text = String::from_utf8_lossy(bytes);
+        let mut parts = text.splitn(3, ' ');
+        let since = parts.next().and_then(|s| s.parse::<u64>().ok());
+        let sli = parts.next().and_then(|s| Sli::ALL.into_iter().find(|x| x.as_str() == s));
+        match (since, sli, parts.next()) {
+            (Some(since_ms), Some(sli), Some(why)) => Latch { since_ms, sli: Some(sli), why: why.to_owned() },
+            _ => Latch { since_ms: 0, sli: None, why: text.into_owned() },
+        }
+    }
 }
 
 /// Why a version was taken out: the counts of both versions in the window when it tripped.
@@ -172,6 +288,63 @@ mod tests {
 
     fn counts(total: u64, bad: u64) -> Counts {
         Counts { total, bad, latency_total: total - bad, latency_bad: 0 }
+    }
+
+    fn with_epoch(epoch: Option<u64>) -> Config {
+        let guard = epoch.map_or(String::new(), |e| format!(r#", "guard": {{"epoch": {e}}}"#));
+        Config::parse(
+            format!(
+                r#"{{"models": {{"m": {{"versions": [{{"name": "v1", "cluster": "a", "weight": 90}},
+                {{"name": "v2", "cluster": "b", "weight": 10}}]{guard}}}}}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn carried(next: Option<u64>, now: Option<u64>, top: Option<u64>) -> (Option<u64>, Vec<EpochMove>) {
+        let mut next = with_epoch(next);
+        let now = with_epoch(now);
+        let highest: BTreeMap<String, u64> = top.map(|t| ("m".to_owned(), t)).into_iter().collect();
+        let moves = carry_epochs(&mut next, Some(&now), &highest);
+        (next.models["m"].guard.as_ref().map(|g| g.epoch), moves)
+    }
+
+    #[test]
+    fn an_older_epoch_keeps_the_one_in_force_and_a_reused_one_takes_a_fresh_one() {
+        // The demo's sequence: epoch 1 in force after a reset, the file in git says 0.
+        let (epoch, moves) = carried(Some(0), Some(1), Some(1));
+        assert_eq!(epoch, Some(1));
+        assert!(moves[0].kept && moves[0].to_string().contains("older than the 1 in force: kept 1"), "{}", moves[0]);
+        // The same epoch is a plain policy change; a newer one is a reset, both as asked.
+        assert_eq!(carried(Some(1), Some(1), Some(1)), (Some(1), vec![]));
+        assert_eq!(carried(Some(2), Some(1), Some(1)), (Some(2), vec![]));
+        // A guard removed at epoch 3 and added back at 0 would find epoch 0's latches.
+        let (epoch, moves) = carried(Some(0), None, Some(3));
+        assert_eq!(epoch, Some(4));
+        assert!(!moves[0].kept && moves[0].to_string().contains("was in force before: epoch 4"), "{}", moves[0]);
+        // Nothing known, nothing moved; no guard, nothing to move.
+        assert_eq!(carried(Some(0), None, None), (Some(0), vec![]));
+        assert_eq!(carried(None, Some(2), Some(2)), (None, vec![]));
+    }
+
+    #[test]
+    fn a_latch_says_since_when_and_why_and_an_old_one_is_still_read() {
+        let Verdict::Trip(t) = judge(&guard(), true, &counts(120, 60), &counts(1000, 10)) else { panic!() };
+        let l = Latch::of_trip(&t, "6s", 1_765_000_000_123);
+        assert!(l.encode().starts_with("1765000000123 availability error ratio 50.0%"), "{}", l.encode());
+        assert_eq!(Latch::decode(l.encode().as_bytes()), l);
+        let old = Latch::decode(b"error ratio 50.0% (60/120) over 6s");
+        assert_eq!((old.since_ms, old.sli, old.why.as_str()), (0, None, "error ratio 50.0% (60/120) over 6s"));
+    }
+
+    #[test]
+    fn the_highest_epoch_only_ever_rises() {
+        let mut highest = BTreeMap::new();
+        record_epochs(&with_epoch(Some(3)), &mut highest);
+        record_epochs(&with_epoch(Some(1)), &mut highest);
+        record_epochs(&with_epoch(None), &mut highest);
+        assert_eq!(highest.get("m"), Some(&3));
     }
 
     #[test]

@@ -48,14 +48,17 @@ pub async fn in_force_at(target: &Target) -> Result<InForce, Error> {
 /// Returns the filter config's version.
 pub async fn put_in_force(target: &Target, now: &InForce, cfg: &Config) -> Result<String, Error> {
     let text = serde_json::to_string_pretty(cfg)? + "\n";
-    let policy = Policy::parse(text.clone()).map_err(Error::InvalidPolicy)?;
+    let policy = Policy::parse(text).map_err(Error::InvalidPolicy)?;
     if let (InForce::Kube(read), Some(k)) = (now, &target.kube) {
         return Ok(k.apply(read, &policy).await?);
     }
     let (file, bootstrap) = local(target)?;
-    let (version, _) = apply_filter(&policy, &target.wasm, bootstrap, None)?;
-    switchyard_runtime::write_atomic(file, &text)?;
-    Ok(version)
+    // The controller's epochs only ever rise from the one in force, so nothing is moved
+    // here unless someone else put an older policy in force meanwhile: then the file gets
+    // what Envoy runs.
+    let applied = apply_filter(&policy, &target.wasm, bootstrap, None)?;
+    switchyard_runtime::write_atomic(file, applied.policy.text())?;
+    Ok(applied.version)
 }
 
 /// Applies the traffic the state wants when it is not already in force. Returns what changed.

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use switchyard_deploy::held_out::HeldOut;
+
 use crate::spec::{Spec, Stage};
 use crate::stats;
 
@@ -79,6 +81,9 @@ pub struct Observation {
     pub bounds: Vec<f64>,
     /// The data-plane guard has the canary out of the split.
     pub guard_out: bool,
+    /// Since when and why, as the filter shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out: Option<HeldOut>,
     /// Read from the collector when a step judges the shadow's disagreement.
     #[serde(default)]
     pub compared: Compared,
@@ -230,7 +235,8 @@ impl State {
     pub fn tick(&mut self, now_ms: u64, obs: &Observation) -> Tick {
         // Paused or holding, a rollout still ends when the guard takes the canary out.
         if self.phase.is_active() && self.applied.is_some() && obs.guard_out {
-            self.abort("the data-plane guard took the canary out of the split".into());
+            let why = obs.held_out.as_ref().and_then(HeldOut::why).map_or(String::new(), |w| format!(": {w}"));
+            self.abort(format!("the data-plane guard took the canary out of the split{why}"));
             return Tick::Changed;
         }
         if self.phase != Phase::Running {
@@ -422,7 +428,7 @@ mod tests {
     }
 
     fn obs(canary: Counts, stable: Counts) -> Observation {
-        Observation { canary, stable, bounds: BOUNDS.to_vec(), guard_out: false, compared: Compared::default() }
+        Observation { canary, stable, bounds: BOUNDS.to_vec(), ..Observation::default() }
     }
 
     /// Runs ticks every second from `t0`, with the canary and stable serving `rate_c`/`rate_s`
@@ -513,9 +519,12 @@ mod tests {
         let mut st = State::new(spec("model: mlp\ncanary: v2\nsteps:\n - {weight: 10}\n"), "v1".into(), 0);
         assert_eq!(st.tick(0, &Observation::default()), Tick::Apply(Traffic::Weight(10)));
         st.started(0, Observation::default());
-        let o = Observation { guard_out: true, ..Observation::default() };
+        let held_out =
+            HeldOut { model: "mlp".into(), version: "v2".into(), since_s: Some(1), sli: Some("latency".into()) };
+        let o = Observation { guard_out: true, held_out: Some(held_out), ..Observation::default() };
         assert_eq!(st.tick(1000, &o), Tick::Changed);
-        assert_eq!(st.phase, Phase::Aborted { reason: "the data-plane guard took the canary out of the split".into() });
+        let reason = "the data-plane guard took the canary out of the split: too many of its requests were slower than the SLO threshold";
+        assert_eq!(st.phase, Phase::Aborted { reason: reason.into() });
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use switchyard_contract::metrics;
+use switchyard_deploy::held_out::held_out;
 use switchyard_load::metrics::{parse, sum};
 
 use crate::error::Error;
@@ -35,7 +36,15 @@ pub async fn observe(target: &Target, st: &State) -> Result<Observation, Error> 
         (Some(collector), true) => compared(collector, st).await?,
         _ => Compared::default(),
     };
-    Ok(Observation { canary: counts(&st.spec.canary), stable: counts(&st.stable), bounds, guard_out, compared })
+    let held_out = held_out(&samples).into_iter().find(|h| h.model == model && h.version == st.spec.canary);
+    Ok(Observation {
+        canary: counts(&st.spec.canary),
+        stable: counts(&st.stable),
+        bounds,
+        guard_out,
+        held_out,
+        compared,
+    })
 }
 
 /// The collector's comparisons of the stable version's answers with the canary's.

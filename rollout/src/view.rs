@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use serde::Serialize;
 use serde_json::Value;
 use switchyard_contract::metrics;
+use switchyard_deploy::held_out::{HeldOut, held_out};
 use switchyard_load::metrics::{Sample, sum};
 use switchyard_policy::Config;
 use switchyard_policy::hash::stable_hash;
@@ -103,6 +104,9 @@ pub struct VersionView {
     pub name: String,
     pub weight: u32,
     pub guard_out: bool,
+    /// Since when and why, while the guard holds it out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_out: Option<HeldOut>,
     /// Every request the filter routed to it (`switchyard_requests_total`, all outcomes).
     pub requests: u64,
     pub shadowed: u64,
@@ -272,6 +276,7 @@ impl Watch {
             name: version.to_owned(),
             weight,
             guard_out: sum(envoy, metrics::GUARD_OUT.name, &at) > 0.0,
+            held_out: held_out(envoy).into_iter().find(|h| h.model == model && h.version == version),
             requests,
             shadowed,
             rate,
@@ -458,7 +463,8 @@ mod tests {
              switchyard_request_duration_ms_bucket{{model=\"mlp\",version=\"v1\",le=\"100\"}} {v1}\n\
              switchyard_request_duration_ms_bucket{{model=\"mlp\",version=\"v1\",le=\"+Inf\"}} {v1}\n\
              switchyard_slo_burn_rate_x1000{{model=\"mlp\",version=\"v1\",window=\"1m\",sli=\"availability\"}} 2500\n\
-             switchyard_guard_out{{model=\"mlp\",version=\"v2\"}} 1\n",
+             switchyard_guard_out{{model=\"mlp\",version=\"v2\"}} 1\n\
+             switchyard_guard_out_since_seconds{{model=\"mlp\",version=\"v2\",sli=\"latency\"}} 1765000000\n",
             v1 - v1_bad
         ))
     }
@@ -471,6 +477,9 @@ mod tests {
         assert_eq!((v1.requests, v1.rate, v1.weight), (100, None, 90), "one look has no rate");
         assert_eq!(v1.burn, vec![Burn { window: "1m".into(), sli: "availability".into(), rate: 2.5 }]);
         assert!(first[0].versions[1].guard_out);
+        let held = first[0].versions[1].held_out.as_ref().expect("since when and why");
+        assert_eq!((held.since_s, held.sli.as_deref()), (Some(1_765_000_000), Some("latency")));
+        assert_eq!(v1.held_out, None);
         // 10 s later: 200 more requests, 20 of them failed, 100 of them slower than 10 ms.
         let later = w.look(11_000, &policy(), &envoy(300, 20, 200), None, None);
         let v1 = &later[0].versions[0];

@@ -7,6 +7,7 @@
 //! Kept deliberately small and free of policy: it depends on tokio and tracing-subscriber
 //! only, so that every binary can use it without pulling anything else in.
 
+pub mod exposition;
 pub mod tail;
 
 use std::fs::File;

@@ -295,6 +295,11 @@ impl Stack {
     /// [`Stack::apply_policy`] with the filter's `.wasm` replaced too (a filter roll-out or
     /// roll-back): Envoy starts new VMs on it.
     pub fn apply_filter(&self, policy: &serde_json::Value, wasm: &Path) -> Result<bool, String> {
+        self.apply_saying(policy, wasm).map(|(accepted, _)| accepted)
+    }
+
+    /// [`Stack::apply_filter`], with what `render filter` said (epochs it moved forward).
+    pub fn apply_saying(&self, policy: &serde_json::Value, wasm: &Path) -> Result<(bool, String), String> {
         let file = self.dir.join("policy-next.json");
         std::fs::write(&file, serde_json::to_vec_pretty(policy).unwrap()).unwrap();
         let bootstrap = self.dir.join("envoy.yaml");
@@ -302,8 +307,8 @@ impl Stack {
         let mut args = args.to_vec();
         args.extend([wasm.to_str().unwrap(), "--bootstrap", bootstrap.to_str().unwrap()]);
         let before = self.ecds_counts();
-        policy_tool(&args)?;
-        Ok(self.wait_ecds(before))
+        let said = policy_tool(&args)?;
+        Ok((self.wait_ecds(before), said))
     }
 
     /// Hands Envoy a policy the renderer never saw (as a cluster's WasmPlugin could): the
