@@ -119,6 +119,15 @@ async function edit() {
     const s = scores.find((s) => `drift-mlp-${s.labels.version}-${s.labels.window}-${s.labels.column}` === id);
     check(s && s.value === v, `${id} = ${v}, the monitor's switchyard_drift_score`);
   }
+  // Each window as the monitor judged it: "not enough data" below its min_rows, never red.
+  for (const r of monitor.filter((s) => s.name === "switchyard_drift_window_rows" && s.labels.model === "mlp")) {
+    const { version, window } = r.labels;
+    const min = total(monitor, "switchyard_drift_window_min_rows", { model: "mlp", version, window });
+    const sel = `[data-testid="window-mlp-${version}-${window}"]`;
+    const scarce = (await text(sel)).includes("not enough data");
+    check(scarce === r.value < min, `mlp/${version}/${window}: ${r.value} rows of ${min} needed, ${scarce ? "not enough data" : "judged"}`);
+    if (scarce) check(!(await page.$eval(sel, (e) => e.classList.contains("bad"))), `${sel} is not red`);
+  }
   await shot("console-live");
 
   // An invalid edit: the filter's own message, the apply button off, nothing changed.

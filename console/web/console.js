@@ -149,8 +149,12 @@ function renderModel(m, history) {
   }
   card.append(el("h3", {}, `Drift (${m.columns_tested} columns tested; the most drifted first)`));
   if (m.windows.length) {
-    card.append(el("div", {}, ...m.windows.map((w) => el("span", { class: w.drifted ? "bad" : "" },
-      `${w.version}/${w.window}: ${w.rows} rows, ${(100 * w.drift_share).toFixed(0)}% of columns drifted${w.drifted ? " (dataset drift)" : ""}. `))));
+    // A window below its min_rows is not judged by the monitor: say so, never in red.
+    card.append(el("div", {}, ...m.windows.map((w) => w.enough_data !== false
+      ? el("span", { class: w.drifted ? "bad" : "", "data-testid": `window-${m.name}-${w.version}-${w.window}` },
+        `${w.version}/${w.window}: ${w.rows} rows, ${(100 * w.drift_share).toFixed(0)}% of columns drifted${w.drifted ? " (dataset drift)" : ""}. `)
+      : el("span", { class: "muted", "data-testid": `window-${m.name}-${w.version}-${w.window}` },
+        `${w.version}/${w.window}: ${w.rows} rows, not enough data (${w.min_rows} needed). `))));
   }
   if (!m.drift.length) {
     card.append(el("div", { class: "muted" }, "no drift scores (no monitor, or its reference is not complete yet)"));

@@ -348,6 +348,14 @@ pub const DRIFT_WINDOW_ROWS: Metric = Metric {
     labels: &["model", "version", "window"],
     source: Source::Monitor,
 };
+/// Rows the window needs before its columns are judged (its `min_rows`): below it, the
+/// monitor exports no drift series for it.
+pub const DRIFT_WINDOW_MIN_ROWS: Metric = Metric {
+    name: "switchyard_drift_window_min_rows",
+    kind: Kind::Gauge,
+    labels: &["model", "version", "window"],
+    source: Source::Monitor,
+};
 pub const DRIFT_DATASET_DRIFT_SHARE: Metric = Metric {
     name: "switchyard_drift_dataset_drift_share",
     kind: Kind::Gauge,
@@ -483,6 +491,7 @@ pub const ALL: &[Metric] = &[
     DRIFT_COLUMN_DRIFTED,
     DRIFT_COLUMN_TEST,
     DRIFT_WINDOW_ROWS,
+    DRIFT_WINDOW_MIN_ROWS,
     DRIFT_DATASET_DRIFT_SHARE,
     DRIFT_DATASET_DRIFTED,
     DRIFT_COLUMNS_DRIFTED,

@@ -228,7 +228,7 @@ pub(crate) fn start_env(spec: &Spec) -> anyhow::Result<Env> {
     let capacity = spec.slow.as_ref().map(|_| measure_capacity(&stack.v1.http));
     let dir = stack.dir.clone();
     // The monitor on the stack's samples: v1's first 300 rows are the reference; a 1,000-row
-    // window holds the 500 rows the drift series need within seconds at full sampling.
+    // window holds the 500 rows it needs to be judged (min_rows) within seconds at full sampling.
     let monitor = if spec.monitor {
         let config = dir.join("monitor.json");
         let windows = serde_json::json!([{"name": "1k", "rows": 1000}]);

@@ -60,7 +60,7 @@ fn write_config(dir: &Path, reference: &Value) -> PathBuf {
     let path = dir.join("monitor.json");
     let config = json!({
         "evaluate_every_seconds": 0.2,
-        "models": {"mlp": {"reference": reference, "windows": [{"name": "all", "rows": 10000}, {"name": "last100", "rows": 100}]}}
+        "models": {"mlp": {"reference": reference, "windows": [{"name": "all", "rows": 10000, "min_rows": 200}, {"name": "last100", "rows": 100}]}}
     });
     std::fs::write(&path, config.to_string()).unwrap();
     path
@@ -77,7 +77,7 @@ fn watch_exports_what_compare_prints_through_junk_and_rotation() {
         (dir.join("reference.jsonl"), dir.join("current.jsonl"), dir.join("samples.jsonl"));
     append(&ref_file, &reference);
     append(&cur_file, &current);
-    let expected = compare(&ref_file, &cur_file, &[]);
+    let expected = compare(&ref_file, &cur_file, &["--min-rows", "200"]);
 
     let config = write_config(&dir, &json!({"file": ref_file}));
     // Half the current samples, and junk the monitor must count and step over.
@@ -92,6 +92,22 @@ fn watch_exports_what_compare_prints_through_junk_and_rotation() {
     wait_until(Duration::from_secs(20), "the first 150 rows evaluated", || {
         drift(&addr)["mlp"]["versions"]["v2"]["all"]["rows"] == 150
     });
+    // 150 rows, where the window needs 200: not enough data, and no drift series to alert on.
+    let early = &drift(&addr)["mlp"]["versions"]["v2"]["all"];
+    assert_eq!((&early["enough_data"], &early["min_rows"]), (&json!(false), &json!(200)), "{early}");
+    assert!(
+        early["columns"].as_array().unwrap().iter().all(|c| c["not_enough_data"] == true && c["drifted"].is_null())
+    );
+    let text = metrics(&addr);
+    let all = [("model", "mlp"), ("version", "v2"), ("window", "all")];
+    assert_eq!(metric_sum(&text, contract::DRIFT_WINDOW_MIN_ROWS.name, &all), 200.0);
+    assert!(
+        !text.contains(&format!(
+            "{}{{model=\"mlp\",version=\"v2\",window=\"all\"",
+            contract::DRIFT_DATASET_DRIFTED.name
+        )),
+        "{text}"
+    );
     // The collector rotates: the file is renamed away and a new one started.
     std::fs::rename(&samples, dir.join("samples.jsonl.1")).unwrap();
     append(&samples, &current[150..]);
@@ -176,23 +192,34 @@ fn compare_writes_a_self_contained_html_report_and_refuses_bad_configs() {
     append(&r, &(0..300).map(|_| row(&mut rng, 0.0)).collect::<Vec<_>>());
     append(&c, &(0..300).map(|_| row(&mut rng, 1.0)).collect::<Vec<_>>());
     let out = dir.join("report.html");
-    let status = Command::new(workspace_bin("switchyard-monitor"))
-        .args(["compare", "--format", "html", "--fail-on-drift", "--reference"])
-        .arg(&r)
-        .arg("--current")
-        .arg(&c)
-        .arg("--output")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert_eq!(status.code(), Some(3), "the dataset drifted: --fail-on-drift exits 3");
-    let html = std::fs::read_to_string(&out).unwrap();
+    let report = |min_rows: &str| {
+        let status = Command::new(workspace_bin("switchyard-monitor"))
+            .args(["compare", "--format", "html", "--fail-on-drift", "--min-rows", min_rows, "--reference"])
+            .arg(&r)
+            .arg("--current")
+            .arg(&c)
+            .arg("--output")
+            .arg(&out)
+            .status()
+            .unwrap();
+        (status.code(), std::fs::read_to_string(&out).unwrap())
+    };
+    // 300 rows where 500 are needed (the default): nothing is judged, nothing is red.
+    let (code, html) = report("500");
+    assert_eq!(code, Some(0), "not enough data is not drift");
+    assert!(
+        html.contains("<b>Not enough data</b>") && !html.contains("class=drift") && !html.contains("<svg"),
+        "{html}"
+    );
+    assert!(html.contains("not enough data: 300 of the 500 rows it needs"), "{html}");
+    let (code, html) = report("100");
+    assert_eq!(code, Some(3), "the dataset drifted: --fail-on-drift exits 3");
     assert!(html.contains("Dataset drift: detected") && html.matches("<svg").count() == 3, "{html}");
     assert!(
         !html.contains("http://") && !html.contains("https://") && !html.contains("<script"),
         "no network, no script"
     );
-    let v = compare(&r, &c, &[]);
+    let v = compare(&r, &c, &["--min-rows", "100"]);
     let colour = v["columns"].as_array().unwrap().iter().find(|c| c["column"] == "colour").unwrap();
     assert_eq!(
         (&colour["kind"], &colour["test"]),

@@ -25,6 +25,7 @@ const DRIFT_THRESHOLD: &str = metrics::DRIFT_THRESHOLD.name;
 const DRIFT_COLUMN_DRIFTED: &str = metrics::DRIFT_COLUMN_DRIFTED.name;
 const DRIFT_COLUMN_TEST: &str = metrics::DRIFT_COLUMN_TEST.name;
 const DRIFT_WINDOW_ROWS: &str = metrics::DRIFT_WINDOW_ROWS.name;
+const DRIFT_WINDOW_MIN_ROWS: &str = metrics::DRIFT_WINDOW_MIN_ROWS.name;
 const DRIFT_DATASET_DRIFT_SHARE: &str = metrics::DRIFT_DATASET_DRIFT_SHARE.name;
 const DRIFT_DATASET_DRIFTED: &str = metrics::DRIFT_DATASET_DRIFTED.name;
 
@@ -156,6 +157,10 @@ pub struct WindowDrift {
     pub version: String,
     pub window: String,
     pub rows: u64,
+    /// Rows the monitor needs before it judges the window (0: a monitor that does not say).
+    pub min_rows: u64,
+    /// `rows >= min_rows`: below, the window is "not enough data", never drift.
+    pub enough_data: bool,
     pub drift_share: f64,
     pub drifted: bool,
 }
@@ -367,9 +372,18 @@ fn drift(monitor: &[Sample], model: &str) -> (Vec<WindowDrift>, Vec<ColumnDrift>
     let mut windows: BTreeMap<(String, String), WindowDrift> = BTreeMap::new();
     for s in of_model() {
         let k = (label(s, "version").to_owned(), label(s, "window").to_owned());
-        let w = || WindowDrift { version: k.0.clone(), window: k.1.clone(), rows: 0, drift_share: 0.0, drifted: false };
+        let w = || WindowDrift {
+            version: k.0.clone(),
+            window: k.1.clone(),
+            rows: 0,
+            min_rows: 0,
+            enough_data: true,
+            drift_share: 0.0,
+            drifted: false,
+        };
         match s.name.as_str() {
             DRIFT_WINDOW_ROWS => windows.entry(k.clone()).or_insert_with(w).rows = s.value as u64,
+            DRIFT_WINDOW_MIN_ROWS => windows.entry(k.clone()).or_insert_with(w).min_rows = s.value as u64,
             DRIFT_DATASET_DRIFT_SHARE => {
                 windows.entry(k.clone()).or_insert_with(w).drift_share = s.value;
             }
@@ -377,7 +391,11 @@ fn drift(monitor: &[Sample], model: &str) -> (Vec<WindowDrift>, Vec<ColumnDrift>
             _ => {}
         }
     }
-    (windows.into_values().collect(), columns, tested)
+    let windows = windows
+        .into_values()
+        .map(|w| WindowDrift { enough_data: w.rows >= w.min_rows, drifted: w.drifted && w.rows >= w.min_rows, ..w })
+        .collect();
+    (windows, columns, tested)
 }
 
 /// Recent sticky users per model, kept as the filter's hash points of their keys (the preview
@@ -534,12 +552,18 @@ mod tests {
              switchyard_drift_column_drifted{model=\"mlp\",version=\"v1\",window=\"w\",column=\"c\"} 1\n\
              switchyard_drift_column_test{model=\"mlp\",version=\"v1\",window=\"w\",column=\"c\",test=\"wasserstein\"} 1\n\
              switchyard_drift_window_rows{model=\"mlp\",version=\"v1\",window=\"w\"} 500\n\
-             switchyard_drift_dataset_drift_share{model=\"mlp\",version=\"v1\",window=\"w\"} 0.66\n",
+             switchyard_drift_window_min_rows{model=\"mlp\",version=\"v1\",window=\"w\"} 500\n\
+             switchyard_drift_dataset_drift_share{model=\"mlp\",version=\"v1\",window=\"w\"} 0.66\n\
+             switchyard_drift_window_rows{model=\"mlp\",version=\"v2\",window=\"w\"} 40\n\
+             switchyard_drift_window_min_rows{model=\"mlp\",version=\"v2\",window=\"w\"} 500\n",
         );
         let (windows, cols, tested) = drift(&monitor, "mlp");
         let order: Vec<&str> = cols.iter().map(|c| c.column.as_str()).collect();
         assert_eq!((order, tested), (vec!["b", "c", "a"], 3), "p 0.001 is 50x past 0.05; distance 0.2 is 2x 0.1");
         assert_eq!((windows[0].rows, windows[0].drift_share, windows[0].drifted), (500, 0.66, false));
+        assert!(windows[0].enough_data);
+        // 40 rows of the 500 needed: not enough data, never drift.
+        assert_eq!((windows[1].rows, windows[1].min_rows, windows[1].enough_data), (40, 500, false));
     }
 
     #[test]

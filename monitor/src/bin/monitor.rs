@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use switchyard_drift::Summary;
-use switchyard_monitor::drift::config::Config;
+use switchyard_monitor::drift::config::{Config, DEFAULT_MIN_ROWS};
 use switchyard_monitor::drift::evaluate::{Reference, evaluate, summarise};
 use switchyard_monitor::drift::options::Options;
 use switchyard_monitor::drift::report;
@@ -65,6 +65,10 @@ struct CompareArgs {
     /// Exit with status 3 when the dataset drifts (for pipelines).
     #[arg(long)]
     fail_on_drift: bool,
+    /// Values a column needs in the current data to be judged; with fewer it is "not enough
+    /// data", never drift.
+    #[arg(long, default_value_t = DEFAULT_MIN_ROWS)]
+    min_rows: usize,
 }
 
 fn main() -> ExitCode {
@@ -89,6 +93,7 @@ fn main() -> ExitCode {
 
 fn compare(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
+    anyhow::ensure!(args.min_rows > 0, "--min-rows must be at least 1");
     let config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -123,7 +128,13 @@ fn compare(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         reference.columns.iter().map(|c| current.get(&c.name).map(|cells| summarise(cells.iter(), c.kind))).collect();
     let by_name: HashMap<&str, &Summary> =
         reference.columns.iter().zip(&currents).filter_map(|(c, s)| Some((c.name.as_str(), s.as_ref()?))).collect();
-    let evaluation = evaluate(&reference, rules, |column, _| by_name.get(column).map(|s| (*s).clone()));
+    let evaluation = evaluate(&reference, rules, args.min_rows, |column, _| by_name.get(column).map(|s| (*s).clone()));
+    if !evaluation.enough_data {
+        eprintln!(
+            "not enough data: the current data has {} rows, and a column needs {} to be judged (--min-rows)",
+            current.rows, args.min_rows
+        );
+    }
     let body = match args.format {
         Format::Text => report::text(&evaluation),
         Format::Json => {

@@ -29,6 +29,10 @@ use super::table::DEFAULT_MAX_TENSOR_COLUMNS;
 pub const MAX_WINDOW_ROWS: usize = 10_000;
 /// Rows a "first N samples" reference may hold.
 pub const MAX_REFERENCE_ROWS: usize = 100_000;
+/// Rows a window (or `compare`'s current data) needs before its columns are judged: below it a
+/// few odd rows decide, and 40 rows flagged 97% of the demo's columns. A window that holds
+/// fewer rows in all (`rows`) is judged when full.
+pub const DEFAULT_MIN_ROWS: usize = 500;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -171,6 +175,15 @@ pub struct WindowConfig {
     pub rows: usize,
     /// Only rows of samples that started in the last `seconds`.
     pub seconds: Option<f64>,
+    /// Rows it needs before its columns are judged ([`DEFAULT_MIN_ROWS`], or `rows` when
+    /// fewer): below, every column is "not enough data", and no drift is exported.
+    pub min_rows: Option<usize>,
+}
+
+impl WindowConfig {
+    pub fn min_rows(&self) -> usize {
+        self.min_rows.unwrap_or(DEFAULT_MIN_ROWS.min(self.rows))
+    }
 }
 
 fn default_every() -> f64 {
@@ -184,8 +197,8 @@ fn default_max_columns() -> usize {
 }
 fn default_windows() -> Vec<WindowConfig> {
     vec![
-        WindowConfig { name: "1k".into(), rows: 1000, seconds: None },
-        WindowConfig { name: "5m".into(), rows: MAX_WINDOW_ROWS, seconds: Some(300.0) },
+        WindowConfig { name: "1k".into(), rows: 1000, seconds: None, min_rows: None },
+        WindowConfig { name: "5m".into(), rows: MAX_WINDOW_ROWS, seconds: Some(300.0), min_rows: None },
     ]
 }
 
@@ -256,6 +269,11 @@ impl Config {
                 {
                     problems.push(format!("{at}windows.{}: seconds = {s}: must be positive", w.name));
                 }
+                if let Some(min) = w.min_rows
+                    && (min == 0 || min > w.rows)
+                {
+                    problems.push(format!("{at}windows.{}: min_rows = {min}: must be 1..=rows ({})", w.name, w.rows));
+                }
             }
         }
         if problems.is_empty() { Ok(config) } else { Err(problems) }
@@ -275,7 +293,7 @@ mod tests {
     fn every_problem_is_reported() {
         let text = r#"{"drift_share": 2, "tests": {"c": {"test": "ks", "threshold": 0.1}}, "columns": {"c": "categorical"},
             "models": {"mlp": {"reference": {"version": "v 1", "rows": 0},
-                               "windows": [{"name": "a", "rows": 20000}, {"name": "a", "rows": 5, "seconds": -1}]}}}"#;
+                               "windows": [{"name": "a", "rows": 20000}, {"name": "a", "rows": 5, "seconds": -1, "min_rows": 6}]}}}"#;
         let problems = Config::parse(text).unwrap_err();
         for want in [
             "drift_share = 2",
@@ -285,6 +303,7 @@ mod tests {
             "rows = 20000",
             "'a' is named twice",
             "seconds = -1",
+            "min_rows = 6: must be 1..=rows (5)",
         ] {
             assert!(problems.iter().any(|p| p.contains(want)), "{want}: {problems:?}");
         }
@@ -298,5 +317,15 @@ mod tests {
         assert!(Config::parse(r#"{"tests": {"x": "kolmogorov"}}"#).is_err());
         let m = Config::parse(r#"{"models": {"mlp": {"reference": {"version": "v1", "rows": 100}}}}"#).unwrap();
         assert_eq!(m.models["mlp"].windows.len(), 2);
+        // 500 rows before a window is judged; a smaller window when full.
+        let mins: Vec<usize> = m.models["mlp"].windows.iter().map(|w| w.min_rows()).collect();
+        assert_eq!(mins, [500, 500]);
+        let small = Config::parse(
+            r#"{"models": {"mlp": {"reference": {"version": "v1", "rows": 100},
+            "windows": [{"name": "100", "rows": 100}, {"name": "all", "rows": 10000, "min_rows": 50}]}}}"#,
+        )
+        .unwrap();
+        let mins: Vec<usize> = small.models["mlp"].windows.iter().map(|w| w.min_rows()).collect();
+        assert_eq!(mins, [100, 50]);
     }
 }

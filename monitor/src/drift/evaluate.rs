@@ -60,22 +60,32 @@ pub struct ColumnResult {
     pub current_rows: usize,
     #[serde(flatten)]
     pub drift: Option<ColumnDrift>,
-    /// Why it was not tested (no usable value, a test that needs numbers, …).
+    /// Why it was not tested (not enough data, no usable value, a test that needs numbers, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Fewer current values than `min_rows`: not judged, and never shown as drift.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub not_enough_data: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Evaluation {
     pub columns: Vec<ColumnResult>,
+    /// Over the columns judged.
     pub dataset: DatasetDrift,
+    /// Values a column needs in the current data to be judged.
+    pub min_rows: usize,
+    /// Some column had enough (false: nothing was judged, and nothing may be called drift).
+    pub enough_data: bool,
 }
 
 /// Tests each reference column against `current(name, kind)` (its summary, `None` when the
-/// current data lacks the column).
+/// current data lacks the column); a column with fewer than `min_rows` current values is "not
+/// enough data" instead.
 pub fn evaluate(
     reference: &Reference,
     rules: &Rules,
+    min_rows: usize,
     mut current: impl FnMut(&str, Kind) -> Option<Summary>,
 ) -> Evaluation {
     let mut columns = Vec::with_capacity(reference.columns.len());
@@ -88,9 +98,15 @@ pub fn evaluate(
             current_rows: 0,
             drift: None,
             error: None,
+            not_enough_data: false,
         };
         match current(&col.name, col.kind) {
             None => result.error = Some("not in the current data".into()),
+            Some(cur) if cur.rows() < min_rows => {
+                result.current_rows = cur.rows();
+                result.not_enough_data = true;
+                result.error = Some(format!("not enough data: {} of the {min_rows} rows it needs", cur.rows()));
+            }
             Some(cur) => {
                 result.current_rows = cur.rows();
                 match column_drift(&col.summary, &cur, test, threshold) {
@@ -102,5 +118,6 @@ pub fn evaluate(
         columns.push(result);
     }
     let dataset = dataset_drift(columns.iter().filter_map(|c| c.drift.map(|d| d.drifted)), rules.drift_share());
-    Evaluation { columns, dataset }
+    let enough_data = columns.is_empty() || columns.iter().any(|c| !c.not_enough_data);
+    Evaluation { columns, dataset, min_rows, enough_data }
 }

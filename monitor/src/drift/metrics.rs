@@ -59,6 +59,7 @@ pub struct Metrics {
     pub drifted: Family<ColumnLabels, Gauge>,
     pub test: Family<TestLabels, Gauge>,
     pub window_rows: Family<WindowLabels, Gauge>,
+    pub window_min_rows: Family<WindowLabels, Gauge>,
     pub dataset_share: Family<WindowLabels, FloatGauge>,
     pub dataset_drifted: Family<WindowLabels, Gauge>,
     pub columns_drifted: Family<WindowLabels, Gauge>,
@@ -87,6 +88,11 @@ impl Metrics {
         );
         r.register("column_test", "1 for the test the column is judged by (label test)", self.test.clone());
         r.register("window_rows", "Rows in the window at its last evaluation", self.window_rows.clone());
+        r.register(
+            "window_min_rows",
+            "Rows the window needs before its columns are judged; below, no drift series are exported",
+            self.window_min_rows.clone(),
+        );
         r.register(
             "dataset_drift_share",
             "Share of the window's tested columns that drifted",
@@ -164,6 +170,7 @@ mod tests {
             })
             .set(1);
         m.window_rows.get_or_create(&window).set(1);
+        m.window_min_rows.get_or_create(&window).set(1);
         m.dataset_share.get_or_create(&window).set(0.5);
         m.dataset_drifted.get_or_create(&window).set(0);
         m.columns_drifted.get_or_create(&window).set(1);

@@ -266,6 +266,7 @@ impl Monitor {
                     }
                     let wl = WindowLabels { model: name.clone(), version: vname.clone(), window: w.name.clone() };
                     self.metrics.window_rows.get_or_create(&wl).set((len - start) as i64);
+                    self.metrics.window_min_rows.get_or_create(&wl).set(w.min_rows() as i64);
                     let key = (vname.clone(), w.name.clone());
                     if len == start {
                         // Nothing to test: no score is better than a stale one.
@@ -283,7 +284,7 @@ impl Monitor {
                     }
                     version.evaluated.insert(w.name.clone(), (version.appended, start));
                     let schema = model.schema.as_ref();
-                    let evaluation = evaluate(reference, &model.rules, |column, kind| {
+                    let evaluation = evaluate(reference, &model.rules, w.min_rows(), |column, kind| {
                         let i = *schema?.index.get(column)?;
                         Some(version.columns.get(i)?.summary(start, kind))
                     });
@@ -314,9 +315,17 @@ impl Monitor {
                     }
                     model.exported.insert(key, exported);
                     let d = evaluation.dataset;
-                    self.metrics.dataset_share.get_or_create(&wl).set(d.share);
-                    self.metrics.dataset_drifted.get_or_create(&wl).set(i64::from(d.drifted));
-                    self.metrics.columns_drifted.get_or_create(&wl).set(d.drifted_columns as i64);
+                    if evaluation.enough_data {
+                        self.metrics.dataset_share.get_or_create(&wl).set(d.share);
+                        self.metrics.dataset_drifted.get_or_create(&wl).set(i64::from(d.drifted));
+                        self.metrics.columns_drifted.get_or_create(&wl).set(d.drifted_columns as i64);
+                    } else {
+                        // Too few rows to judge (no column has a score either): no drift series,
+                        // so nothing can alert on it; /v1/drift says "not enough data".
+                        self.metrics.dataset_share.remove(&wl);
+                        self.metrics.dataset_drifted.remove(&wl);
+                        self.metrics.columns_drifted.remove(&wl);
+                    }
                     result.versions.entry(vname.clone()).or_default().insert(
                         w.name.clone(),
                         WindowResult {
@@ -551,7 +560,7 @@ mod tests {
 
     fn monitor(reference_rows: usize) -> (super::Monitor, super::Metrics) {
         let config = super::Config::parse(&format!(
-            r#"{{"models": {{"mlp": {{"reference": {{"version": "v1", "rows": {reference_rows}}}, "windows": [{{"name": "w", "rows": 50}}]}}}}}}"#
+            r#"{{"models": {{"mlp": {{"reference": {{"version": "v1", "rows": {reference_rows}}}, "windows": [{{"name": "w", "rows": 50, "min_rows": 10}}]}}}}}}"#
         ))
         .unwrap();
         let metrics = super::Metrics::default();
@@ -580,6 +589,38 @@ mod tests {
         let long = "x".repeat(200);
         monitor.ingest_line(&sample("v1", &long, "[1,2]", "[1,2]"));
         assert_eq!(skipped(&metrics, "malformed"), 2, "a 200-byte tensor name is refused");
+    }
+
+    #[test]
+    fn a_window_below_its_min_rows_is_not_enough_data_and_exports_no_drift() {
+        let (mut monitor, metrics) = monitor(3);
+        let wl = super::WindowLabels { model: "mlp".into(), version: "v1".into(), window: "w".into() };
+        for k in 0..9 {
+            monitor.ingest_line(&sample("v1", "f", "[1,2]", &format!("[{k},100]")));
+        }
+        monitor.evaluate(1);
+        let w = &monitor.results()["mlp"].versions["v1"]["w"];
+        assert!(!w.evaluation.enough_data && !w.evaluation.dataset.drifted);
+        assert!(w.evaluation.columns.iter().all(|c| c.not_enough_data && c.drift.is_none()));
+        assert!(w.evaluation.columns[0].error.as_deref().unwrap().contains("not enough data: 9 of the 10 rows"));
+        let mut text = String::new();
+        let mut registry = prometheus_client::registry::Registry::with_prefix("switchyard_drift");
+        metrics.register(&mut registry);
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains("switchyard_drift_window_min_rows{model=\"mlp\",version=\"v1\",window=\"w\"} 10"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("switchyard_drift_dataset_drifted{") && !text.contains("switchyard_drift_score{"),
+            "{text}"
+        );
+        // One more row: judged, and exported.
+        monitor.ingest_line(&sample("v1", "f", "[1,2]", "[9,100]"));
+        monitor.evaluate(2);
+        let w = &monitor.results()["mlp"].versions["v1"]["w"];
+        assert!(w.evaluation.enough_data && w.evaluation.columns.iter().all(|c| !c.not_enough_data));
+        assert_eq!(metrics.dataset_drifted.get_or_create(&wl).get(), i64::from(w.evaluation.dataset.drifted));
     }
 
     #[test]

@@ -66,6 +66,10 @@ pub fn text(e: &Evaluation) -> String {
         );
     }
     let d = &e.dataset;
+    if !e.enough_data {
+        let _ = writeln!(out, "dataset drift: not enough data (no column has the {} rows it needs)", e.min_rows);
+        return out;
+    }
     let _ = writeln!(
         out,
         "dataset drift: {} ({} of {} columns drifted, share {:.3}, threshold {})",
@@ -163,6 +167,7 @@ struct Row {
     current_rows: usize,
     result: String,
     drifted: bool,
+    not_enough_data: bool,
     chart: Option<Chart>,
 }
 
@@ -189,6 +194,7 @@ pub fn html(e: &Evaluation, title: &str, histograms: &[Option<Histogram>]) -> Re
                 current_rows: c.current_rows,
                 result,
                 drifted: c.drift.is_some_and(|d| d.drifted),
+                not_enough_data: c.not_enough_data,
                 chart: h.and_then(Option::as_ref).map(chart),
             }
         })
@@ -200,6 +206,8 @@ pub fn html(e: &Evaluation, title: &str, histograms: &[Option<Histogram>]) -> Re
         columns => d.columns,
         share => format!("{:.3}", d.share),
         drift_share => d.drift_share,
+        enough_data => e.enough_data,
+        min_rows => e.min_rows,
     };
     let page = env.get_template("drift-report.html")?.render(minijinja::context! {
         title,
