@@ -120,7 +120,32 @@ pub mod envoy {
 }
 
 /// Every process, for the export.
-pub const ALL: &[Process] = &[backend::PROCESS, collector::PROCESS, monitor::PROCESS, envoy::PROCESS];
+/// `switchyard-pager`: the local stand-in for an on-call pager. Alertmanager posts to
+/// `/<receiver>`; the Watchdog's receiver is its dead man's switch.
+pub mod pager {
+    use super::{Listener, Process};
+
+    pub const HTTP: Listener = Listener {
+        name: "http",
+        flag: "--listen",
+        env: "SWITCHYARD_PAGER_ADDR",
+        default: "127.0.0.1:9095",
+        port: 9095,
+    };
+    pub const PROCESS: Process = Process { binary: "switchyard-pager", listeners: &[HTTP] };
+
+    /// Alertmanager's receivers, each a path on the pager: pages wake someone, tickets wait.
+    pub const PAGE: &str = "page";
+    pub const TICKET: &str = "ticket";
+    /// Where Alertmanager sends the always-firing Watchdog, as a heartbeat.
+    pub const WATCHDOG: &str = "watchdog";
+    /// The alerting rule that always fires: its absence at the pager is the alarm.
+    pub const WATCHDOG_ALERT: &str = "Watchdog";
+    /// The page the pager raises itself when the Watchdog stops arriving.
+    pub const ALERTING_DOWN: &str = "SwitchyardAlertingDown";
+}
+
+pub const ALL: &[Process] = &[backend::PROCESS, collector::PROCESS, monitor::PROCESS, envoy::PROCESS, pager::PROCESS];
 
 #[cfg(test)]
 mod tests {

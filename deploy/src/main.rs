@@ -104,6 +104,9 @@ enum Render {
         group_wait: String,
         #[arg(long, default_value = "5m")]
         group_interval: String,
+        /// How often the Watchdog reaches the pager's dead man's switch.
+        #[arg(long, default_value = "1m")]
+        watchdog_interval: String,
     },
 }
 
@@ -337,8 +340,9 @@ fn render(r: Render) -> anyhow::Result<()> {
         }
         Render::Prometheus(a) => render_prometheus(a),
         Render::K8s(a) => render_k8s(a),
-        Render::Alertmanager { out, webhook, group_wait, group_interval } => {
-            let text = prometheus::alertmanager_config(&AlertmanagerOptions { webhook, group_wait, group_interval })?;
+        Render::Alertmanager { out, webhook, group_wait, group_interval, watchdog_interval } => {
+            let options = AlertmanagerOptions { webhook, group_wait, group_interval, watchdog_interval };
+            let text = prometheus::alertmanager_config(&options)?;
             write_atomic(&out, &text)?;
             println!("alertmanager config -> {}", out.display());
             Ok(())

@@ -5,6 +5,7 @@
 //! [`Webhook::received`]: switchyard_testkit::prom::Webhook::received
 
 use serde_json::Value;
+use switchyard_contract::process::pager::WATCHDOG;
 
 /// One notification at the pager: when it arrived (Unix seconds), the receiver, the payload.
 pub type Received = (f64, String, Value);
@@ -50,7 +51,8 @@ pub fn first_page(received: &[Received], expect: &[&str], since: f64) -> Option<
 pub fn since(received: &[Received], since: f64, since_drill: f64) -> Vec<(f64, String, String)> {
     received
         .iter()
-        .filter(|(at, _, _)| *at >= since)
+        // The Watchdog's heartbeats are the dead man's switch at work, not notifications.
+        .filter(|(at, receiver, _)| *at >= since && receiver != WATCHDOG)
         .map(|(at, receiver, n)| (since_drill + at - since, receiver.clone(), describe(n)))
         .collect()
 }

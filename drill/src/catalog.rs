@@ -1,6 +1,8 @@
 //! The drills, by name. Each one injects one fault into the running stack and names the
 //! alerts that count as detecting it and how its mitigation shows.
 
+use switchyard_contract::process::pager::ALERTING_DOWN;
+
 use crate::{Env, SlowModels, Spec};
 
 /// Every drill, in the order `all` runs them.
@@ -17,6 +19,7 @@ pub const DRILLS: &[Spec] = &[
     COLLECTOR_KILLED,
     BAD_POLICY,
     PROMETHEUS_DOWN,
+    ALERTMANAGER_DOWN,
     COLUMN_DRIFT,
     DEADLINES_EXPIRE,
     BROKEN_MODEL,
@@ -167,28 +170,61 @@ pub const BAD_POLICY: Spec = Spec {
     root_cause: "Injected: a bad configuration push bypassing the renderer's validation.",
 };
 
+/// Alerting blind is detected by the pager's dead man's switch (the Watchdog stopped), and the
+/// guard protects traffic meanwhile.
+fn alerting_blind_guard_still_acts(env: &mut Env) -> Option<String> {
+    env.paged(ALERTING_DOWN).then_some(())?;
+    guard_took_v2_out(env).map(|g| {
+        format!("{g}, with no Prometheus rule involved; the pager's dead man's switch paged that alerting was down")
+    })
+}
+
 pub const PROMETHEUS_DOWN: Spec = Spec {
     name: "prometheus-down",
     title: "Prometheus is down, then the canary fails",
     severity: "SEV2: alerting blind during a canary failure",
     bootstrap: &["--fault", "mlp-v2=0:503"],
-    // Alerting is blind: nothing can page. The drill shows what protects traffic anyway.
-    expect: &[],
+    // No rule can fire: the pager's dead man's switch sees the Watchdog resolved.
+    expect: &[ALERTING_DOWN],
     inject: |env| {
         env.prometheus = None;
-        std::thread::sleep(std::time::Duration::from_secs(1));
         env.mark_onset();
+        std::thread::sleep(std::time::Duration::from_secs(1));
         env.set_fault("switchyard.fault.mlp-v2.abort_percent", 100)?;
         Ok("Prometheus stopped; a second later every request routed to mlp-v2 answered 503".into())
     },
-    mitigated: guard_took_v2_out,
+    mitigated: alerting_blind_guard_still_acts,
     sample_rate: 0.1,
     monitor: false,
     slow: None,
     failpoints: false,
     playbook: "canary-regression.md",
     trigger: "Prometheus was stopped (no rule evaluation, no alerts), then the canary mlp/v2 began failing every request.",
-    root_cause: "Injected: the monitoring stack down at the moment a canary fails; no alert watches Prometheus itself (an action item).",
+    root_cause: "Injected: the monitoring stack down at the moment a canary fails.",
+};
+
+pub const ALERTMANAGER_DOWN: Spec = Spec {
+    name: "alertmanager-down",
+    title: "Alertmanager is down, then the canary fails",
+    severity: "SEV2: alerting blind during a canary failure",
+    bootstrap: &["--fault", "mlp-v2=0:503"],
+    // Prometheus fires, nothing delivers: the Watchdog stops reaching the pager.
+    expect: &[ALERTING_DOWN],
+    inject: |env| {
+        env.alertmanager = None;
+        env.mark_onset();
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        env.set_fault("switchyard.fault.mlp-v2.abort_percent", 100)?;
+        Ok("Alertmanager stopped; a second later every request routed to mlp-v2 answered 503".into())
+    },
+    mitigated: alerting_blind_guard_still_acts,
+    sample_rate: 0.1,
+    monitor: false,
+    slow: None,
+    failpoints: false,
+    playbook: "canary-regression.md",
+    trigger: "Alertmanager was stopped (Prometheus evaluates, nothing is delivered), then the canary mlp/v2 began failing every request.",
+    root_cause: "Injected: the alert delivery path down at the moment a canary fails.",
 };
 
 /// Drift fails no request: it is a question for the model's owners (the playbook's steps:
@@ -316,7 +352,11 @@ pub const STABLE_ERRORS: Spec = Spec {
 
 /// Alerts no drill raises yet, and why. The coverage test (tests/coverage.rs) accepts these
 /// and nothing else: a new alert needs a drill that makes it fire, or a line here.
-pub const NOT_DRILLED: &[(&str, &str)] = &[];
+pub const NOT_DRILLED: &[(&str, &str)] = &[(
+    "Watchdog",
+    "fires always, to the pager's dead man's switch only: its absence is what the prometheus-down and \
+     alertmanager-down drills detect (SwitchyardAlertingDown)",
+)];
 
 /// The backend sheds at once (429 instead of a growing queue); once paged, and with the queue's
 /// ticket saying the queue is the bottleneck, the operator rate-limits the client that surges

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use switchyard_contract::process::pager::WATCHDOG_ALERT;
 
 use anyhow::Context;
 use switchyard_testkit::metric_sum;
@@ -24,7 +25,14 @@ pub fn run(spec: &Spec, out: &Path, timing: &Timing) -> anyhow::Result<Outcome> 
     let measured = env.capacity.map_or(String::new(), |c| format!("; one backend's measured capacity {c:.0} req/s"));
     env.event(format!("steady traffic: {rate:.0} req/s to mlp (v1 80 %, v2 20 %) through Envoy{measured}"));
     std::thread::sleep(timing.warmup);
-    let quiet: Vec<String> = env.prometheus.iter().flat_map(Prometheus::alerts).map(|a| a.name().to_owned()).collect();
+    // The Watchdog fires always (the dead man's switch): anything else is noise before the fault.
+    let quiet: Vec<String> = env
+        .prometheus
+        .iter()
+        .flat_map(Prometheus::alerts)
+        .map(|a| a.name().to_owned())
+        .filter(|a| a != WATCHDOG_ALERT)
+        .collect();
     if !quiet.is_empty() {
         env.event(format!("before the fault, alerts already pending or firing: {}", quiet.join(", ")));
     }

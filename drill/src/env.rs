@@ -38,7 +38,8 @@ pub struct Env {
     pub(crate) replaced: bool,
     /// `None` once a drill has taken it down.
     pub prometheus: Option<Prometheus>,
-    _alertmanager: Alertmanager,
+    /// `None` once a drill has taken it down.
+    pub alertmanager: Option<Alertmanager>,
     pub webhook: Webhook,
     pub started: Instant,
     /// Unix seconds at drill time 0.
@@ -242,10 +243,24 @@ pub(crate) fn start_env(spec: &Spec) -> anyhow::Result<Env> {
     } else {
         None
     };
-    let webhook = Webhook::start(&dir);
+    // The pager's dead man's switch on drill time: the Watchdog every second, a page after 5
+    // seconds without one (production: every minute, a page after three).
+    let webhook = Webhook::start_with("127.0.0.1:0", &dir.join("notifications.jsonl"), "5s");
     let am_config = dir.join("alertmanager.yml");
     let am_s = am_config.to_str().context("path")?;
-    render(&["alertmanager", "--out", am_s, "--webhook", &webhook.url, "--group-wait", "1s", "--group-interval", "1s"]);
+    render(&[
+        "alertmanager",
+        "--out",
+        am_s,
+        "--webhook",
+        &webhook.url,
+        "--group-wait",
+        "1s",
+        "--group-interval",
+        "1s",
+        "--watchdog-interval",
+        "1s",
+    ]);
     let alertmanager = Alertmanager::start(&am_config, &dir);
     let (dir_s, policy_s) = (dir.to_str().context("path")?, stack.policy_file.to_str().context("path")?);
     let scale = TIME_SCALE.to_string();
@@ -285,7 +300,7 @@ pub(crate) fn start_env(spec: &Spec) -> anyhow::Result<Env> {
         surges: Vec::new(),
         replaced: false,
         prometheus: Some(prometheus),
-        _alertmanager: alertmanager,
+        alertmanager: Some(alertmanager),
         webhook,
         started: Instant::now(),
         started_unix: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),

@@ -1,4 +1,4 @@
-//! Prometheus, Alertmanager and the demo's webhook receiver on free loopback ports, with the
+//! Prometheus, Alertmanager and the demo's pager (`switchyard-pager`) on free loopback ports, with the
 //! configuration rendered by `switchyard-policy render` ([`crate::stack::render`]), and small clients for their HTTP APIs.
 
 use std::collections::BTreeMap;
@@ -7,8 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::process::{Log, Process, address_after};
-use crate::stack::python;
-use crate::{free_port, root, try_request, url_encode};
+use crate::{free_port, try_request, url_encode};
 
 /// A Debian-packaged tool (`prometheus`, `promtool`, `prometheus-alertmanager`, `amtool`).
 pub fn tool(name: &str) -> Command {
@@ -99,6 +98,10 @@ impl Prometheus {
         cmd.arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", dir.join("prometheus-data").display()))
             .arg(format!("--web.listen-address={addr}"))
+            // Firing alerts are sent to Alertmanager every second, not every minute: their
+            // `endsAt` is then 4 s ahead, so a stopped Prometheus shows at the pager's dead
+            // man's switch within seconds on the local stack's compressed clock.
+            .arg("--rules.alert.resend-delay=1s")
             .arg("--log.level=warn");
         let daemon = daemon("prometheus", cmd, dir.join("prometheus.log"), &addr);
         Prometheus { daemon, addr }
@@ -195,7 +198,8 @@ impl Alertmanager {
     }
 }
 
-/// `dashboards/webhook.py`: the demo's stand-in pager and ticket queue.
+/// `switchyard-pager`: the demo's stand-in pager and ticket queue, with its dead man's switch on
+/// Alertmanager's Watchdog.
 pub struct Webhook {
     _daemon: Process,
     pub url: String,
@@ -207,13 +211,19 @@ impl Webhook {
         Webhook::start_at("127.0.0.1:0", &dir.join("notifications.jsonl"))
     }
 
-    /// [`Webhook::start`] listening on `listen`, writing what it receives to `out`.
+    /// [`Webhook::start`] listening on `listen`, writing what it receives to `out`; the
+    /// production watchdog timeout (3 minutes).
     pub fn start_at(listen: &str, out: &Path) -> Webhook {
+        Webhook::start_with(listen, out, "3m")
+    }
+
+    /// [`Webhook::start_at`] paging by itself after `watchdog_timeout` without a Watchdog.
+    pub fn start_with(listen: &str, out: &Path, watchdog_timeout: &str) -> Webhook {
         let out = out.to_owned();
-        let mut cmd = Command::new(python());
-        cmd.arg(root().join("dashboards/webhook.py")).args(["--listen", listen, "--out"]).arg(&out);
-        let (daemon, line) = Process::spawn_reporting("webhook", cmd, Log::Discard).unwrap();
-        let url = format!("http://{}", address_after(&line, "").expect("webhook address"));
+        let mut cmd = Command::new(crate::workspace_bin("switchyard-pager"));
+        cmd.args(["--listen", listen, "--watchdog-timeout", watchdog_timeout, "--out"]).arg(&out);
+        let (daemon, line) = Process::spawn_reporting("pager", cmd, Log::Discard).unwrap();
+        let url = format!("http://{}", address_after(&line, "").expect("pager address"));
         Webhook { _daemon: daemon, url, out }
     }
     /// Every notification received so far with its arrival (Unix seconds): (time, receiver,

@@ -7,7 +7,7 @@
 //!   loads the rules.
 //! - [`alertmanager_config`]: `severity=page` and `severity=ticket` to separate webhook
 //!   receivers, grouped by alert, model and version; a page inhibits the ticket of the same
-//!   alert.
+//!   alert; the always-firing `Watchdog` to the pager's dead man's switch every interval.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::envoy::duration_buckets;
 use super::{HostPort, RenderErrors, collect};
+use switchyard_contract::process::pager::{PAGE, TICKET, WATCHDOG, WATCHDOG_ALERT};
 use switchyard_policy::Config;
 
 /// File name of the rendered [`config_rules`], next to `prometheus.yml`.
@@ -226,10 +227,13 @@ pub fn prometheus_config(o: &PrometheusOptions) -> Result<String, RenderErrors> 
 /// What `alertmanager.yml` needs.
 #[derive(Debug, Clone)]
 pub struct AlertmanagerOptions {
-    /// Receivers get `WEBHOOK/page` and `WEBHOOK/ticket`.
+    /// Receivers get `WEBHOOK/page`, `WEBHOOK/ticket` and `WEBHOOK/watchdog`.
     pub webhook: String,
     pub group_wait: String,
     pub group_interval: String,
+    /// How often the always-firing Watchdog is sent to the pager's dead man's switch (which
+    /// pages after a few of these without one).
+    pub watchdog_interval: String,
 }
 
 pub fn alertmanager_config(o: &AlertmanagerOptions) -> Result<String, RenderErrors> {
@@ -239,24 +243,38 @@ pub fn alertmanager_config(o: &AlertmanagerOptions) -> Result<String, RenderErro
     if host.is_none_or(|h| h.is_empty() || h.starts_with('/')) {
         p.push(format!("webhook '{}' is not an http(s) URL", o.webhook));
     }
-    for (what, d) in [("group wait", &o.group_wait), ("group interval", &o.group_interval)] {
+    for (what, d) in [
+        ("group wait", &o.group_wait),
+        ("group interval", &o.group_interval),
+        ("watchdog interval", &o.watchdog_interval),
+    ] {
         check_duration(what, d, &mut p);
     }
     let receiver = |name: &str| json!({"name": name, "webhook_configs": [{"url": format!("{url}/{name}"), "send_resolved": true}]});
     let doc = json!({
         "route": {
             // Unknown severities land with the tickets rather than nowhere.
-            "receiver": "ticket",
+            "receiver": TICKET,
             "group_by": ["alertname", "model", "version"],
             "group_wait": o.group_wait,
             "group_interval": o.group_interval,
             "repeat_interval": "12h",
             "routes": [
-                {"matchers": ["severity=\"page\""], "receiver": "page", "repeat_interval": "1h"},
-                {"matchers": ["severity=\"ticket\""], "receiver": "ticket", "repeat_interval": "24h"},
+                // The dead man's switch first: the Watchdog, at once and then every interval, to
+                // the pager's heartbeat (resolved too: that is Prometheus gone).
+                {
+                    "matchers": [format!("alertname=\"{WATCHDOG_ALERT}\"")],
+                    "receiver": WATCHDOG,
+                    "group_by": ["alertname"],
+                    "group_wait": "0s",
+                    "group_interval": o.watchdog_interval,
+                    "repeat_interval": o.watchdog_interval,
+                },
+                {"matchers": ["severity=\"page\""], "receiver": PAGE, "repeat_interval": "1h"},
+                {"matchers": ["severity=\"ticket\""], "receiver": TICKET, "repeat_interval": "24h"},
             ],
         },
-        "receivers": [receiver("page"), receiver("ticket")],
+        "receivers": [receiver(PAGE), receiver(TICKET), receiver(WATCHDOG)],
         // A page inhibits the ticket of the same alert for the same thing (e.g. the 1d/2h
         // burn-rate ticket while the 1h/5m page fires). Labels absent on both sides count as
         // equal.
@@ -340,9 +358,14 @@ mod tests {
             webhook: "http://127.0.0.1:9095/".into(),
             group_wait: "1s".into(),
             group_interval: "5m".into(),
+            watchdog_interval: "1m".into(),
         };
         let doc = parse(&alertmanager_config(&o).unwrap());
-        assert_eq!(doc["route"]["routes"][0]["receiver"], "page");
+        let watchdog = &doc["route"]["routes"][0];
+        assert_eq!((&watchdog["receiver"], &watchdog["repeat_interval"]), (&json!("watchdog"), &json!("1m")));
+        assert_eq!(watchdog["matchers"][0], "alertname=\"Watchdog\"");
+        assert_eq!(doc["receivers"][2]["webhook_configs"][0]["url"], "http://127.0.0.1:9095/watchdog");
+        assert_eq!(doc["route"]["routes"][1]["receiver"], "page");
         assert_eq!(doc["receivers"][1]["webhook_configs"][0]["url"], "http://127.0.0.1:9095/ticket");
         let bad = AlertmanagerOptions { webhook: "ftp://x".into(), ..o };
         assert!(alertmanager_config(&bad).is_err());
