@@ -909,6 +909,13 @@ mod tests {
             // Every override, and the sticky users whose key points at v2.
             assert!(h.counter("switchyard_route_decisions_total;model=mlp;version=v1;reason=guard") > 50);
         }
+        // Worker 2's Envoy thread swaps to a policy without v2: v2's gauges go back to 0
+        // (Envoy keeps the stat; a last 1 would keep the guard's alert firing).
+        let without = two_versions(json!({"versions": [{"name": "v1", "cluster": "mlp-v1", "weight": 100}]}));
+        let w2b = worker(&mut h2, &without);
+        w2b.borrow_mut().adopt(&mut h2, &mut w2.borrow_mut());
+        assert_eq!(h2.recorded("switchyard_guard_out;model=mlp;version=v2").last(), Some(&0));
+        assert_eq!(since(&h2, "availability").last(), Some(&0));
         // Latched: long after the failures have left the window, still out.
         h1.now_ms = 60_000;
         w1.borrow_mut().flush_guard(&mut h1, &mut store);

@@ -245,10 +245,26 @@ impl Worker {
         }
 
         // The guard: versions out stay out (the latch is in shared data, but this worker would
-        // read it only at its next tick), and events not yet merged join this worker's.
-        for ((model, policy), g) in old.models.iter().zip(&mut old.guards) {
+        // read it only at its next tick), and events not yet merged join this worker's. A
+        // version this policy no longer guards shows as in: its gauges cannot be removed from
+        // Envoy, and a last value of 1 would keep `SwitchyardGuardTookVersionOut` firing.
+        for (omi, ((model, policy), g)) in old.models.iter().zip(&mut old.guards).enumerate() {
             let Some(g) = g else { continue };
-            let Some(mi) = self.models.iter().position(|(m, _)| m == model) else { continue };
+            let mi = self.models.iter().position(|(m, _)| m == model);
+            let mine_guards = mi.and_then(|mi| self.guards.get(mi)).is_some_and(Option::is_some);
+            for (vi, v) in policy.versions.iter().enumerate() {
+                let kept = mine_guards && mi.and_then(|mi| self.models.get(mi)).is_some_and(|(_, p)| p.version(&v.name).is_some());
+                if !kept
+                    && g.shown.get(vi).is_some_and(|s| s.is_some_and(|(out, at)| out || at != [0, 0]))
+                    && let Some(ids) = old.ids.version(omi, vi)
+                {
+                    ids.guard_out.record(h, 0);
+                    for id in &ids.guard_since {
+                        id.record(h, 0);
+                    }
+                }
+            }
+            let Some(mi) = mi else { continue };
             let Some(Some(mine)) = self.guards.get_mut(mi) else { continue };
             let Some((_, now)) = self.models.get(mi) else { continue };
             for (vi, v) in policy.versions.iter().enumerate() {

@@ -153,7 +153,10 @@ pub async fn start(dir: &Path, spec_path: &Path, target: Target) -> Result<(), E
             dir: dir.to_owned(),
         });
     }
-    let saved = Saved { target, state: State::new(spec, stable, now_ms()) };
+    let allowed = m.override_.as_ref().is_some_and(|o| o.allow.contains(&spec.canary));
+    let mut state = State::new(spec, stable, now_ms());
+    state.canary_was_allowed = Some(allowed);
+    let saved = Saved { target, state };
     store.save(&saved)?;
     event(&store, &saved.state, "start")?;
     say(

@@ -147,6 +147,11 @@ pub struct State {
     /// The last decision and why, for `status` and the metrics.
     pub decision: String,
     pub reason: String,
+    /// Whether the canary was on the override allow-list when the rollout started, so an
+    /// abort takes off only what an A/B stage added (`None`: a state saved before this was
+    /// kept; the list is then left as it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_was_allowed: Option<bool>,
 }
 
 /// A command the rollout's state does not allow (the CLI and the console say why).
@@ -181,6 +186,7 @@ impl State {
             baseline: Observation::default(),
             decision: "start".into(),
             reason: "rollout started".into(),
+            canary_was_allowed: None,
         }
     }
 

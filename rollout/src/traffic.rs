@@ -42,6 +42,14 @@ pub fn with_traffic(current: &Config, st: &State, traffic: Traffic) -> Result<Op
         g.epoch += 1;
     }
     let aborted = matches!(st.phase, Phase::Aborted { .. });
+    // An abort leaves the override allow-list as the rollout found it: the canary off it
+    // unless it was there before.
+    if aborted
+        && st.canary_was_allowed == Some(false)
+        && let Some(o) = m.override_.as_mut()
+    {
+        o.allow.retain(|v| *v != canary);
+    }
     match shadow {
         Some(percent) => {
             // The policy's comparison settings stay; a stage that judges disagreement needs one.
@@ -159,6 +167,23 @@ mod tests {
         assert_eq!(cfg.models["mlp"].override_.as_ref().unwrap().allow, ["v1"]);
         let cfg = with_traffic(&policy(&json!({})), &state(" - {ab: true}\n", 0, Phase::Running), Traffic::Ab);
         assert!(cfg.unwrap().unwrap().models["mlp"].override_.is_none());
+    }
+
+    #[test]
+    fn an_abort_leaves_the_override_allow_list_as_the_rollout_found_it() {
+        let with_override = policy(&json!({"override": {"header": "x-version", "allow": ["v1"]}}));
+        let mut st = state(" - {ab: true}\n", 0, Phase::Running);
+        st.canary_was_allowed = Some(false);
+        let during = with_traffic(&with_override, &st, Traffic::Ab).unwrap().unwrap();
+        assert_eq!(during.models["mlp"].override_.as_ref().unwrap().allow, ["v1", "v2"]);
+        st.phase = Phase::Aborted { reason: "the canary failed".into() };
+        let after = with_traffic(&during, &st, st.traffic()).unwrap().unwrap();
+        assert_eq!(after.models["mlp"].override_.as_ref().unwrap().allow, ["v1"], "the A/B stage's addition is gone");
+        // Allowed before the rollout: it stays; a state that does not know: left alone.
+        st.canary_was_allowed = Some(true);
+        assert_eq!(with_traffic(&during, &st, st.traffic()).unwrap(), None, "nothing to change");
+        st.canary_was_allowed = None;
+        assert_eq!(with_traffic(&during, &st, st.traffic()).unwrap(), None, "nothing to change");
     }
 
     #[test]
