@@ -126,13 +126,22 @@ async fn run_infer(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let mv = match st.models.get(&model, version.as_deref()) {
-        Ok(m) => m.clone(),
-        Err(e) => return e.into_response(),
+    // Whatever refuses the request before its body is read (an unknown model, overload, a
+    // size over the limit), the client still reads the answer: see `Unread`.
+    let mut body = Unread::new(body, &headers, &st.admission.limits);
+    let result = match st.models.get(&model, version.as_deref()) {
+        Ok(mv) => {
+            let mv = mv.clone();
+            accounted(&st, &mv, infer_body(&st, &mv, &headers, &mut body)).await
+        }
+        Err(e) => Err(e),
     };
-    match accounted(&st, &mv, infer_body(&st, &mv, &headers, body)).await {
+    match result {
         Ok((enc, ticket)) => encoded_response(enc, ticket),
-        Err(e) => e.into_response(),
+        Err(e) => {
+            body.drain().await;
+            e.into_response()
+        }
     }
 }
 
@@ -140,7 +149,7 @@ async fn infer_body(
     st: &AppState,
     mv: &Arc<ModelVersion>,
     headers: &HeaderMap,
-    body: Body,
+    body: &mut Unread,
 ) -> Result<(EncodedResponse, Ticket), ApiError> {
     mv.check_ready()?;
     let header_len = match headers.get(HEADER_CONTENT_LENGTH) {
@@ -154,15 +163,10 @@ async fn infer_body(
     };
     // hyper's size hint is the Content-Length; a chunked body has none and is charged the
     // maximum.
-    let declared = body.size_hint().exact();
+    let declared = body.declared();
     let limits = &st.admission.limits;
-    let ticket = match st.admission.try_admit(declared) {
-        Err(e @ ApiError::PayloadTooLarge { .. }) => {
-            discard(body, headers, limits).await;
-            return Err(e);
-        }
-        admitted => admitted?,
-    };
+    let ticket = st.admission.try_admit(declared)?;
+    let body = body.take().ok_or_else(|| ApiError::Internal("the request body was taken twice".into()))?;
     let body = tokio::time::timeout(limits.body_read_timeout, read_body(body, declared, limits.max_body_bytes))
         .await
         .map_err(|_| ApiError::BodyReadTimeout(limits.body_read_timeout))??;
@@ -194,17 +198,59 @@ async fn decode(
         .map_err(ApiError::from)
 }
 
-/// Reads and drops a body announced over the limit, so that a client that sends it without
-/// `Expect: 100-continue` reads the 413 instead of a reset connection (nginx's lingering
-/// close). Nothing is kept; beyond twice the limit or the read timeout the connection is
-/// closed instead.
-async fn discard(mut body: Body, headers: &HeaderMap, limits: &Limits) {
-    let too_long = body.size_hint().lower() > 2 * limits.max_body_bytes as u64;
-    if too_long || headers.contains_key(header::EXPECT) {
-        return;
+/// How long a refused body's drain waits for its next bytes.
+const LINGER_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A request body not read yet. When the request is refused before its body is read, the
+/// body is read and dropped before the answer goes out (nginx's lingering close, done first):
+/// a client that sends its body without `Expect: 100-continue` then reads the 429 or 413,
+/// where closing with unread bytes had the kernel reset the connection under it (a broken pipe
+/// in Python's `http.client`). Answering first and draining after was tried: a direct client
+/// reads that, but Envoy closes the client's connection on an early answer from upstream, and
+/// the client got a reset all the same. Nothing is kept, so memory stays within the admission
+/// budget; a body declared over twice the limit, or still arriving after the read timeout, is
+/// cut off instead (the connection closes). A client that sent `Expect: 100-continue` is
+/// answered at once and has sent nothing.
+pub struct Unread {
+    body: Option<Body>,
+    linger: bool,
+    max_bytes: u64,
+    timeout: std::time::Duration,
+}
+
+impl Unread {
+    fn new(body: Body, headers: &HeaderMap, limits: &Limits) -> Unread {
+        let max_bytes = 2 * limits.max_body_bytes as u64;
+        let linger = !headers.contains_key(header::EXPECT) && body.size_hint().lower() <= max_bytes;
+        Unread { body: Some(body), linger, max_bytes, timeout: limits.body_read_timeout }
     }
-    let drain = async { while let Some(Ok(_)) = body.frame().await {} };
-    let _ = tokio::time::timeout(limits.body_read_timeout, drain).await;
+
+    /// The declared length (hyper's size hint is the Content-Length; a chunked body has none).
+    fn declared(&self) -> Option<u64> {
+        self.body.as_ref().and_then(|b| b.size_hint().exact())
+    }
+
+    /// The body, to read: nothing is drained once it is taken.
+    fn take(&mut self) -> Option<Body> {
+        self.body.take()
+    }
+
+    /// Reads and drops what is left of a body never taken, within the bounds.
+    async fn drain(&mut self) {
+        let (Some(mut body), true) = (self.body.take(), self.linger) else { return };
+        let max_bytes = self.max_bytes;
+        let drain = async {
+            let mut read = 0u64;
+            // A client that stops sending is not waited for long (nginx's lingering_timeout).
+            while read <= max_bytes
+                && !body.is_end_stream()
+                && let Ok(Some(Ok(frame))) = tokio::time::timeout(LINGER_IDLE, body.frame()).await
+            {
+                read += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+        };
+        let _ = tokio::time::timeout(self.timeout, drain).await;
+    }
 }
 
 /// Collects a body of at most `limit` bytes, sized once from its declared length.

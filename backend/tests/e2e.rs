@@ -224,6 +224,38 @@ fn overload_is_refused_with_429_and_retry_after() {
 }
 
 #[test]
+fn refused_large_bodies_reach_every_client_as_the_servers_answer() {
+    // 40 MiB a body, 80 MiB in flight: two 32 MiB bodies at a time, the rest refused with 429
+    // before their bodies are read, then drained (lingering close), never buffered.
+    let repo = derived_repo("refusals", &[("mlp", "v1")], |_, _| {});
+    let s = Server::start_ready(&repo, &["--max-body-bytes", "41943040", "--max-inflight-bytes", "83886080"]);
+    println!("{}", switchyard_testkit::refusals_reach(&s.http));
+    // curl, without `Expect: 100-continue` (it would wait for the answer before sending).
+    let body = std::env::temp_dir().join(format!("refusals-{}.json", std::process::id()));
+    std::fs::write(&body, vec![b'['; 32 << 20]).unwrap();
+    let curls: Vec<String> = std::thread::scope(|scope| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                let (s, body) = (&s, &body);
+                scope.spawn(move || {
+                    let out = std::process::Command::new("curl")
+                        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Expect:", "--data-binary"])
+                        .arg(format!("@{}", body.display()))
+                        .arg(format!("http://{}/v2/models/mlp/infer", s.http))
+                        .output()
+                        .unwrap();
+                    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let _ = std::fs::remove_file(&body);
+    assert!(curls.iter().all(|c| c == "400" || c == "429"), "curl: {curls:?}");
+    assert!(curls.iter().any(|c| c == "429"), "curl: nothing refused: {curls:?}");
+}
+
+#[test]
 fn a_version_that_fails_to_load_answers_503_and_the_others_serve() {
     let repo = derived_repo("broken", &[("mlp", "v1")], |_, _| {});
     let broken = repo.join("mlp/v2");

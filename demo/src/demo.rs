@@ -281,6 +281,7 @@ fn start_stack() -> anyhow::Result<Stack> {
         envoy_log: demo.join("envoy.log"),
         on_drop: STOP,
         bootstrap_args: Vec::new(),
+        backend_args: Vec::new(),
     };
     let stack = Stack::launch(&layout, &policy);
     ready(&stack.v1, "backend v1")?;

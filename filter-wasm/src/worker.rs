@@ -14,7 +14,7 @@ use switchyard_policy::hash::Rng;
 use switchyard_policy::paths::{self, PathError};
 use switchyard_policy::sampling::{Capture, SampleResult};
 use switchyard_policy::shadow::{Answer, CompareResult};
-use switchyard_policy::slo::{self, Counts, Outcome, SetResult, Window, WindowSpec, burn_rate};
+use switchyard_policy::slo::{self, Counts, Outcome, SetResult, SharedStore, Window, WindowSpec, burn_rate};
 use switchyard_policy::split::{self, RequestFacts};
 use switchyard_policy::{Config, ModelPolicy};
 
@@ -253,7 +253,8 @@ impl Worker {
             let mi = self.models.iter().position(|(m, _)| m == model);
             let mine_guards = mi.and_then(|mi| self.guards.get(mi)).is_some_and(Option::is_some);
             for (vi, v) in policy.versions.iter().enumerate() {
-                let kept = mine_guards && mi.and_then(|mi| self.models.get(mi)).is_some_and(|(_, p)| p.version(&v.name).is_some());
+                let kept = mine_guards
+                    && mi.and_then(|mi| self.models.get(mi)).is_some_and(|(_, p)| p.version(&v.name).is_some());
                 if !kept
                     && g.shown.get(vi).is_some_and(|s| s.is_some_and(|(out, at)| out || at != [0, 0]))
                     && let Some(ids) = old.ids.version(omi, vi)
@@ -680,9 +681,11 @@ impl Worker {
         let now_ms = h.now_ms();
         for (mi, ((model, policy), g)) in self.models.iter().zip(&mut self.guards).enumerate() {
             let (Some(g), Some(rule)) = (g, &policy.guard) else { continue };
+            // One key per version whatever the epoch: the value carries it.
+            let store = &mut guard::EpochStore::new(&mut *store, g.epoch);
             let mut totals = Vec::with_capacity(policy.versions.len());
             for (v, pending) in policy.versions.iter().zip(&mut g.pending) {
-                let key = guard::window_key(model, &v.name, g.epoch);
+                let key = guard::window_key(model, &v.name);
                 totals.push(merge(h, store, &key, &g.window, pending, now_ms).totals(now_ms));
             }
             let Some(stable) = totals.get(g.stable).copied() else { continue };
@@ -690,7 +693,7 @@ impl Worker {
                 if vi == g.stable || g.out.get(vi).copied().unwrap_or(true) {
                     continue;
                 }
-                let latch = guard::latch_key(model, &v.name, g.epoch);
+                let latch = guard::latch_key(model, &v.name);
                 let at = format!("{model}/{}", v.name);
                 let (held, line) = match store.get(&latch) {
                     Some((value, _)) => latched(&at, &value),

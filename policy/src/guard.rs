@@ -15,20 +15,80 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::config::{Config, Guard, ModelPolicy};
-use crate::slo::Counts;
+use crate::slo::{CREATE_CAS, Counts, SetResult, SharedStore};
 use crate::split::{Decision, Reason};
 
-/// The shared-data key of a version's guard window (a `slo::Window` of the guard's spec). Per
-/// epoch: a reset starts from an empty window, or the failures that tripped the latch would
-/// trip the new one at once.
-pub fn window_key(model: &str, version: &str, epoch: u64) -> String {
-    format!("switchyard/guard/window/{model}/{version}/{epoch}")
+/// The shared-data key of a version's guard window (a `slo::Window` of the guard's spec), read
+/// and written through an [`EpochStore`]: the value carries its epoch, so a reset starts from
+/// an empty window (the failures that tripped the latch would trip the new one at once) in the
+/// same key. Envoy cannot delete a key; one key per epoch grew with every reset.
+pub fn window_key(model: &str, version: &str) -> String {
+    format!("switchyard/guard/window/{model}/{version}")
 }
 
-/// The shared-data key that latches a trip: while present, the version is out of the split. A
-/// new `epoch` is a new key, which is how a latch is cleared.
-pub fn latch_key(model: &str, version: &str, epoch: u64) -> String {
-    format!("switchyard/guard/tripped/{model}/{version}/{epoch}")
+/// The shared-data key that latches a trip ([`Latch`], through an [`EpochStore`]): while it
+/// holds this epoch's latch, the version is out of the split. A new `epoch` makes an older
+/// latch read as absent, which is how a latch is cleared.
+pub fn latch_key(model: &str, version: &str) -> String {
+    format!("switchyard/guard/tripped/{model}/{version}")
+}
+
+/// A [`SharedStore`] whose values belong to one guard epoch: stored with it (8 bytes, little
+/// endian, first), read only when they carry it. A value of an older epoch reads as absent and
+/// is overwritten by the next write (a creation's [`CREATE_CAS`] becomes its token); one of a
+/// newer epoch also reads as absent but is never overwritten (this worker's policy is the
+/// stale one, for the moment it takes Envoy to hand every worker the new one).
+pub struct EpochStore<'a, S> {
+    inner: &'a mut S,
+    epoch: u64,
+    /// The key last read, when it held another epoch's value: its token, and whether newer.
+    other: Option<(String, u32, bool)>,
+}
+
+impl<'a, S: SharedStore> EpochStore<'a, S> {
+    pub fn new(inner: &'a mut S, epoch: u64) -> EpochStore<'a, S> {
+        EpochStore { inner, epoch, other: None }
+    }
+}
+
+impl<S: SharedStore> SharedStore for EpochStore<'_, S> {
+    fn get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.other = None;
+        let (value, cas) = self.inner.get(key)?;
+        let (head, rest) = value.split_at_checked(8).unwrap_or((&[], &value));
+        let stored = <[u8; 8]>::try_from(head).map(u64::from_le_bytes).ok();
+        match stored {
+            Some(e) if e == self.epoch => Some((rest.to_vec(), cas)),
+            // An older epoch's value (or bytes too short to be one): absent. The keys are new
+            // with this layout, so no value of an earlier filter release is read here.
+            Some(e) if e > self.epoch => {
+                self.other = Some((key.to_owned(), cas, true));
+                None
+            }
+            _ => {
+                self.other = Some((key.to_owned(), cas, false));
+                None
+            }
+        }
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> SetResult {
+        let mut cas = cas;
+        if let Some((other, token, newer)) = &self.other
+            && other == key
+        {
+            if *newer {
+                return SetResult::CasMismatch;
+            }
+            if cas == Some(CREATE_CAS) {
+                cas = Some(*token);
+            }
+        }
+        let mut tagged = Vec::with_capacity(8 + value.len());
+        tagged.extend_from_slice(&self.epoch.to_le_bytes());
+        tagged.extend_from_slice(value);
+        self.inner.set(key, &tagged, cas)
+    }
 }
 
 /// A guard epoch the deploy path changed in a policy before putting it in force, so that no
@@ -336,6 +396,45 @@ mod tests {
         assert_eq!(Latch::decode(l.encode().as_bytes()), l);
         let old = Latch::decode(b"error ratio 50.0% (60/120) over 6s");
         assert_eq!((old.since_ms, old.sli, old.why.as_str()), (0, None, "error ratio 50.0% (60/120) over 6s"));
+    }
+
+    #[test]
+    fn one_key_per_version_across_epochs_an_older_value_is_absent_and_a_newer_one_is_never_overwritten() {
+        use crate::slo::ModelStore;
+        let mut store = ModelStore::default();
+        let key = latch_key("m", "v2");
+        assert_eq!(EpochStore::new(&mut store, 0).set(&key, b"out", Some(CREATE_CAS)), SetResult::Ok);
+        assert_eq!(EpochStore::new(&mut store, 0).get(&key).map(|(v, _)| v), Some(b"out".to_vec()));
+        // Epoch 1: the latch of epoch 0 reads as absent, and a trip now takes the same key.
+        let mut one = EpochStore::new(&mut store, 1);
+        assert_eq!(one.get(&key), None);
+        assert_eq!(one.set(&key, b"out again", Some(CREATE_CAS)), SetResult::Ok);
+        assert_eq!(store.map.len(), 1, "the same key");
+        // A worker still on epoch 0 neither sees epoch 1's latch nor overwrites it.
+        let mut stale = EpochStore::new(&mut store, 0);
+        assert_eq!(stale.get(&key), None);
+        assert_eq!(stale.set(&key, b"out", Some(CREATE_CAS)), SetResult::CasMismatch);
+        assert_eq!(EpochStore::new(&mut store, 1).get(&key).map(|(v, _)| v), Some(b"out again".to_vec()));
+        // A value too short to carry an epoch is overwritten as an older one.
+        store.map.insert(key.clone(), (b"x".to_vec(), 7));
+        let mut now = EpochStore::new(&mut store, 3);
+        assert_eq!(now.get(&key), None);
+        assert_eq!(now.set(&key, b"x", Some(CREATE_CAS)), SetResult::Ok);
+    }
+
+    #[test]
+    fn guard_windows_merge_per_epoch_in_one_key() {
+        use crate::slo::{ModelStore, WindowSpec, merge};
+        let mut store = ModelStore::default();
+        let spec = WindowSpec::parse_short("6s").unwrap();
+        let key = window_key("m", "v2");
+        let mut d = counts(10, 10);
+        let w = merge(&mut EpochStore::new(&mut store, 0), &key, &spec, &mut d, 1000, 3).unwrap();
+        assert_eq!(w.totals(1000).bad, 10);
+        let mut d = counts(5, 0);
+        let w = merge(&mut EpochStore::new(&mut store, 1), &key, &spec, &mut d, 1000, 3).unwrap();
+        assert_eq!((w.totals(1000).total, w.totals(1000).bad), (5, 0), "a new epoch starts from an empty window");
+        assert_eq!(store.map.len(), 1);
     }
 
     #[test]

@@ -261,3 +261,17 @@ impl Rng {
         (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
     }
 }
+
+/// `backend/tests/py/refusals_check.py` against `addr`: 12 clients at once per kind
+/// (`http.client`, `urllib3`, `tritonclient`), 32 MiB bodies, on a server whose budget admits
+/// two; returns its output, and panics with it unless every client read the server's answer.
+pub fn refusals_reach(addr: &str) -> String {
+    let out = std::process::Command::new(root().join(".venv/bin/python"))
+        .arg(root().join("backend/tests/py/refusals_check.py"))
+        .args([addr, "32", "12"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the venv's python (scripts/setup.sh): {e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("every client read the server's answer"), "{text}");
+    text
+}

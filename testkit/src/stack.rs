@@ -139,6 +139,8 @@ pub struct Layout {
     pub on_drop: OnDrop,
     /// More `switchyard-policy render envoy` arguments.
     pub bootstrap_args: Vec<String>,
+    /// More `switchyard-backend serve` arguments, for both backends (limits, say).
+    pub backend_args: Vec<String>,
 }
 
 impl Layout {
@@ -165,6 +167,7 @@ impl Layout {
             logs: None,
             on_drop: OnDrop::Kill,
             bootstrap_args: bootstrap_args.iter().map(|a| (*a).to_owned()).collect(),
+            backend_args: Vec::new(),
         }
     }
 
@@ -236,7 +239,8 @@ impl Stack {
     pub fn launch(layout: &Layout, policy: &serde_json::Value) -> Stack {
         let backend = |i: usize, name: &str| {
             let addrs = layout.backends[i].each_ref().map(String::as_str);
-            let extra = ["--models", layout.models[i].as_str()];
+            let mut extra = vec!["--models", layout.models[i].as_str()];
+            extra.extend(layout.backend_args.iter().map(String::as_str));
             Server::start_logged(&layout.repo, addrs, &extra, layout.log(name)).on_drop(layout.on_drop)
         };
         let (v1, v2) = (backend(0, "backend-v1"), backend(1, "backend-v2"));

@@ -569,6 +569,11 @@ impl HttpBody for Stalling {
     fn size_hint(&self) -> http_body::SizeHint {
         self.declared.map(http_body::SizeHint::with_exact).unwrap_or_default()
     }
+
+    /// A declared body whose chunk was the whole of it ends there, as hyper's would.
+    fn is_end_stream(&self) -> bool {
+        self.chunk.is_none() && self.declared.is_some()
+    }
 }
 
 /// A body that declares `declared` bytes (`None`: chunked) and sends only `chunk`.
@@ -605,7 +610,10 @@ async fn admission_is_429_before_the_body_is_read_and_held_until_the_response() 
     let r = app.post_body("/v2/models/m/infer", body).await;
     assert_eq!(r.expect_error(429), "the server is overloaded: 1500 body bytes already in flight; retry later");
     assert_eq!(r.header("retry-after"), Some("1"));
-    assert_eq!(polls.load(Ordering::Relaxed), 0, "a refused body must not be read");
+    // The refused body was read and dropped before the answer (so a client still sending it
+    // reads the 429 rather than a reset), never admitted: the budget is untouched.
+    assert!(polls.load(Ordering::Relaxed) > 0, "a refused body is drained");
+    assert_eq!(admission.bytes_in_flight(), 1000 + held_len);
     let r = app.post_raw("/v2/models/m/infer", &[], vec![b' '; 1000]).await;
     assert_eq!(r.expect_error(429), "the server is overloaded: 1500 body bytes already in flight; retry later");
     // Small requests still fit; a third request in flight reaches the request limit.
