@@ -16,6 +16,7 @@ mod guard;
 mod load;
 mod peers;
 mod protocols;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -60,6 +61,10 @@ enum Command {
     /// Cold start per model version: a fresh backend spawned to ready and to its first
     /// inference, then SIGTERM, several times (also docs/bench/cold-start.json).
     ColdStart(cold_start::ColdStartArgs),
+    /// The local stack for half an hour at steady load under policy churn (swaps, guard epochs,
+    /// versions added and removed, restarts, canary crashes): memory, open files, shared-data
+    /// keys, lost requests and samples (scripts/soak.sh).
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +81,7 @@ fn main() -> ExitCode {
             Command::Protocols(a) => protocols::run(a).await,
             Command::Capacity(a) => capacity::run(&a),
             Command::ColdStart(a) => cold_start::run(&a),
+            Command::Soak(a) => soak::run(a).await,
         }
     })
 }

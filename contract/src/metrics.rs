@@ -200,6 +200,10 @@ pub const UNROUTED_REQUESTS_TOTAL: Metric = Metric {
     labels: &["reason"],
     source: Source::Filter,
 };
+/// Keys the filter created in this Envoy's shared data (which can be neither listed nor
+/// deleted): flat under policy churn, growing only with new model and version names.
+pub const SHARED_DATA_KEYS: Metric =
+    Metric { name: "switchyard_shared_data_keys", kind: Kind::Gauge, labels: &[], source: Source::Filter };
 pub const SLO_GOOD_EVENTS: Metric = Metric {
     name: "switchyard_slo_good_events",
     kind: Kind::Gauge,
@@ -463,6 +467,7 @@ pub const ALL: &[Metric] = &[
     SHADOW_COMPARES_TOTAL,
     SAMPLES_TOTAL,
     UNROUTED_REQUESTS_TOTAL,
+    SHARED_DATA_KEYS,
     SLO_GOOD_EVENTS,
     SLO_BAD_EVENTS,
     SLO_BURN_RATE_X1000,

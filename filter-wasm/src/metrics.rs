@@ -120,6 +120,8 @@ pub struct Ids {
     pub unrouted_invalid_path: Counter,
     /// gRPC calls refused because their message could not be placed (see `policy::grpc`).
     pub unrouted_invalid_grpc: Counter,
+    /// Keys in shared data (`slo::KEY_COUNT`).
+    pub shared_keys: Id,
 }
 
 /// A version's `switchyard_samples_total` counters, by result (`SampleResult::ALL` order).
@@ -214,6 +216,7 @@ impl Ids {
                 &contract::UNROUTED_REQUESTS_TOTAL,
                 &[("reason", "invalid_grpc_message")],
             ),
+            shared_keys: Id::define(h, &contract::SHARED_DATA_KEYS, &[]),
         }
     }
 

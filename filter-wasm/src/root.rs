@@ -18,14 +18,16 @@ use proxy_wasm::types::LogLevel;
 use switchyard_contract::paths::COLLECTOR_ANSWER_HEADER;
 use switchyard_policy::Config;
 use switchyard_policy::sampling::SampleResult;
-use switchyard_policy::slo::SharedStore;
+use switchyard_policy::slo::{self, SharedStore};
 
 use crate::host::Host;
 use crate::worker::{Shared, Worker};
 
 const TICK: Duration = Duration::from_millis(100);
-/// SLO windows are merged into shared data every this many ticks.
-const SLO_EVERY_TICKS: u64 = 10;
+/// SLO windows are merged into shared data this often (ms). Timed by the lineage, not by a
+/// root context's ticks: a policy changed every half second gives each root context five
+/// ticks, and counting ten of them never merged anything while policies churned.
+const SLO_EVERY_MS: u64 = 1000;
 
 /// One filter's workers in this VM (one VM per Envoy worker thread, so one of these each).
 #[derive(Default)]
@@ -36,6 +38,8 @@ struct Lineage {
     /// Workers of earlier policies still held by requests (or root contexts) that can record
     /// into them.
     retiring: Vec<Shared>,
+    /// When SLO windows were last merged (ms since the epoch).
+    slo_flushed_ms: u64,
 }
 
 thread_local! {
@@ -61,7 +65,6 @@ fn with_lineage<T>(plugin: &str, f: impl FnOnce(&mut Lineage) -> T) -> T {
 pub struct Root {
     worker: Option<Shared>,
     plugin: String,
-    ticks: u64,
     /// Collector calls this root context made and that are not answered yet: Envoy cancels
     /// them when it deletes the context, so its deletion waits for them.
     calls: HashSet<u32>,
@@ -116,7 +119,8 @@ impl Root {
     }
 
     pub fn tick(&mut self, h: &mut impl Host, store: &mut impl SharedStore) {
-        self.ticks += 1;
+        // Every key the filter creates is counted: Envoy can neither list nor delete them.
+        let store = &mut slo::CountingStore(store);
         // A root context whose policy was replaced does nothing: the newest one takes over what
         // its worker records.
         if !self.is_latest() {
@@ -142,7 +146,14 @@ impl Root {
         w.dispatch_compares(h, &mut self.calls);
         w.flush_guard(h, store);
         w.flush_counters(h);
-        if self.ticks.is_multiple_of(SLO_EVERY_TICKS) {
+        let now_ms = h.now_ms();
+        if with_lineage(&self.plugin, |l| {
+            let due = now_ms >= l.slo_flushed_ms.saturating_add(SLO_EVERY_MS);
+            if due {
+                l.slo_flushed_ms = now_ms;
+            }
+            due
+        }) {
             w.flush_slo(h, store);
         }
     }

@@ -924,11 +924,13 @@ mod tests {
         let swapped = worker(&mut h1, &policy);
         swapped.borrow_mut().adopt(&mut h1, &mut w1.borrow_mut());
         assert_eq!(served(&mut h1, &swapped, &[("x-pin", "v2")], 200), "mlp-v1", "back in before the first tick");
+        let keys = store.map.len();
         let mut next = policy.clone();
         next["models"]["mlp"]["guard"]["epoch"] = json!(1);
         let cleared = worker(&mut h1, &next);
         cleared.borrow_mut().adopt(&mut h1, &mut swapped.borrow_mut());
         cleared.borrow_mut().flush_guard(&mut h1, &mut store);
+        assert_eq!(store.map.len(), keys, "a new epoch reuses the guard's keys");
         assert_eq!(served(&mut h1, &cleared, &[("x-pin", "v2")], 200), "mlp-v2");
         // ...with an empty window: the failures that tripped epoch 0 do not trip epoch 1.
         for _ in 0..20 {

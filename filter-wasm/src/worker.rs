@@ -638,6 +638,9 @@ impl Worker {
     /// add up) and publishes window totals and burn rates.
     pub fn flush_slo(&mut self, h: &mut impl Host, store: &mut impl slo::SharedStore) {
         let now_ms = h.now_ms();
+        if let Some((count, _)) = store.get(slo::KEY_COUNT) {
+            self.ids.shared_keys.record(h, slo::key_count(&count));
+        }
         self.orphans.retain_mut(|o| {
             let key = slo::window_key(&o.model, &o.version, &o.spec);
             merge(h, store, &key, &o.spec, &mut o.delta, now_ms);

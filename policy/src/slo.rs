@@ -338,6 +338,43 @@ pub enum SetResult {
     Failed,
 }
 
+/// The shared-data key that counts the keys the filter created in this Envoy (u64, little
+/// endian): Envoy cannot list or delete keys, so the filter counts its own, and the soak proves
+/// the count flat under churn.
+pub const KEY_COUNT: &str = "switchyard/keys";
+
+/// A [`SharedStore`] that counts every key it creates (a set with [`CREATE_CAS`] that
+/// succeeds: only one worker's creation of a key can) under [`KEY_COUNT`].
+pub struct CountingStore<'a, S>(pub &'a mut S);
+
+impl<S: SharedStore> SharedStore for CountingStore<'_, S> {
+    fn get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.0.get(key)
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> SetResult {
+        let created = cas == Some(CREATE_CAS) && self.0.get(key).is_none();
+        let result = self.0.set(key, value, cas);
+        if created && result == SetResult::Ok {
+            for _ in 0..8 {
+                let (count, token) = match self.0.get(KEY_COUNT) {
+                    Some((v, t)) => (key_count(&v), t),
+                    None => (1, CREATE_CAS),
+                };
+                if self.0.set(KEY_COUNT, &(count + 1).to_le_bytes(), Some(token)) != SetResult::CasMismatch {
+                    break;
+                }
+            }
+        }
+        result
+    }
+}
+
+/// The keys counted in [`KEY_COUNT`]'s value, itself included.
+pub fn key_count(value: &[u8]) -> u64 {
+    <[u8; 8]>::try_from(value).map_or(0, u64::from_le_bytes)
+}
+
 /// The token a creation passes as its CAS. Envoy inserts an absent key whatever the token and
 /// refuses to overwrite a present one unless the token matches; tokens count up from 1 per
 /// process, so a live entry would need four billion writes before it carried this one. Two
@@ -579,5 +616,18 @@ mod tests {
     fn latency_sli_counts_only_successes() {
         assert_eq!(Counts::event(Outcome::Success, 300, 250).latency_bad, 1);
         assert_eq!(Counts::event(Outcome::ServerError, 300, 250), Counts { total: 1, bad: 1, ..Default::default() });
+    }
+
+    #[test]
+    fn created_keys_are_counted_once_and_rewrites_not_at_all() {
+        let mut store = ModelStore::default();
+        let mut counting = CountingStore(&mut store);
+        assert_eq!(counting.set("a", b"1", Some(CREATE_CAS)), SetResult::Ok);
+        assert_eq!(counting.set("a", b"2", Some(CREATE_CAS)), SetResult::CasMismatch, "a second creation loses");
+        let (_, token) = counting.get("a").unwrap();
+        assert_eq!(counting.set("a", b"3", Some(token)), SetResult::Ok);
+        assert_eq!(counting.set("b", b"1", Some(CREATE_CAS)), SetResult::Ok);
+        let count = store.get(KEY_COUNT).map(|(v, _)| key_count(&v));
+        assert_eq!(count, Some(3), "a, b and the count itself");
     }
 }

@@ -64,6 +64,10 @@ pub struct Envoy {
 }
 
 impl Envoy {
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// Starts `cmd` (`envoy_bin()`, or a wrapper such as `taskset`/`valgrind` around the
     /// binary) on `bootstrap`, whose listener and admin are `listen` and `admin`, and waits
     /// until it answers on its listener (and, with a filter, has loaded its config).

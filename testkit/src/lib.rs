@@ -208,6 +208,10 @@ impl Server {
         self.process.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
     }
 
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         self.process.wait_exit(within).unwrap()
     }

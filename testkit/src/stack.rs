@@ -369,6 +369,23 @@ impl Stack {
     }
 
     /// Starts a collector again on the address the filter ships to, appending to the same file.
+    /// The collector's process id, while it runs.
+    pub fn collector_pid(&self) -> Option<u32> {
+        self.collector.as_ref().map(Process::pid)
+    }
+
+    /// Kills backend v2 (a crash) and starts a new one serving `mlp:v2` on the same addresses.
+    pub fn replace_v2(&mut self) {
+        self.v2.sigkill();
+        let (http, grpc, admin) = (self.v2.http.clone(), self.v2.grpc.clone(), self.v2.admin.clone());
+        let extra = ["--models", "mlp:v2"];
+        // The killed process must be gone before its ports are bound again.
+        let _ = self.v2.wait_exit(Duration::from_secs(5));
+        let new = Server::start_logged(&self.repo, [&http, &grpc, &admin], &extra, Log::Discard);
+        new.wait_loaded();
+        self.v2 = new;
+    }
+
     pub fn restart_collector(&mut self) -> anyhow::Result<()> {
         let bin = workspace_bin("switchyard-collector");
         self.collector = Some(start_collector_at(&bin, &self.samples, &self.collector_addr)?.0);
