@@ -208,7 +208,13 @@ fn churn(mut stack: Stack, a: &SoakArgs, mut record: SoakRecord) -> anyhow::Resu
             let l = look(&stack, &monitor, now.as_secs_f64());
             println!(
                 "  [{:6.0} s] Envoy {:.1} MiB, {} fds, {} shared keys; backend {:.0} MiB; {} swaps, {} epochs",
-                l.at_s, l.envoy_rss_mib, l.envoy_fds, l.shared_keys, l.backend_rss_mib, record.churn.policy_swaps, epoch
+                l.at_s,
+                l.envoy_rss_mib,
+                l.envoy_fds,
+                l.shared_keys,
+                l.backend_rss_mib,
+                record.churn.policy_swaps,
+                epoch
             );
             if record.baseline.at_s == 0.0 && now >= baseline_at {
                 record.baseline = l.clone();
@@ -288,7 +294,13 @@ pub async fn run(a: SoakArgs) -> anyhow::Result<()> {
     let body = build_body(&inputs, 1, false, 5, None, None)?;
     let (listen, rate, secs) = (stack.listen.clone(), a.rate, Duration::from_secs_f64(a.minutes * 60.0));
     let load = tokio::spawn(async move { run::open(&listen, "/v2/models/mlp/infer", Some(body), rate, secs).await });
-    let record = SoakRecord { machine: machine(), minutes: a.minutes, rate: a.rate, reproduce: a.reproduce.clone(), ..SoakRecord::default() };
+    let record = SoakRecord {
+        machine: machine(),
+        minutes: a.minutes,
+        rate: a.rate,
+        reproduce: a.reproduce.clone(),
+        ..SoakRecord::default()
+    };
     let (record, a) = tokio::task::spawn_blocking(move || (churn(stack, &a, record), a)).await?;
     let mut record = record?;
     let report = load.await.context("the load task failed")??;
@@ -304,7 +316,8 @@ pub async fn run(a: SoakArgs) -> anyhow::Result<()> {
     }
     let mut problems = Vec::new();
     if record.keys_growth().abs() > 0.10 {
-        problems.push(format!("shared-data keys went from {} to {}", record.baseline.shared_keys, record.end.shared_keys));
+        problems
+            .push(format!("shared-data keys went from {} to {}", record.baseline.shared_keys, record.end.shared_keys));
     }
     if a.minutes >= 10.0 && record.envoy_growth() > 0.10 {
         problems.push(format!(
@@ -336,8 +349,17 @@ pub fn markdown(r: &SoakRecord) -> String {
          and the monitor restarted {} times, the canary's backend crashed and replaced {} times. The \
          baseline is the look at {:.0} s (after the warm-up); the end is compared with it. Reproduce: \
          `{}` (`--minutes`, `--rate`).\n",
-        r.minutes, r.rate, r.machine, c.policy_swaps, c.guard_epochs, c.versions_added, c.versions_removed,
-        c.collector_restarts, c.canary_crashes, r.baseline.at_s, r.reproduce
+        r.minutes,
+        r.rate,
+        r.machine,
+        c.policy_swaps,
+        c.guard_epochs,
+        c.versions_added,
+        c.versions_removed,
+        c.collector_restarts,
+        c.canary_crashes,
+        r.baseline.at_s,
+        r.reproduce
     );
     let _ = writeln!(s, "| measure | baseline | end | change |\n|---|---:|---:|---:|");
     let row = |s: &mut String, what: &str, b: f64, e: f64, unit: &str| {
@@ -357,7 +379,16 @@ pub fn markdown(r: &SoakRecord) -> String {
         "\nRequests: {} sent, {} failed (the canary crashes, until the guard took it out), **{} unanswered**. \
          Payload samples: {:.0} captured = {:.0} sent + {:.0} failed + {:.0} dropped + {:.0} unanswered; the \
          collector's files hold {} (every sent one, and at most the unanswered ones): **{:.0} unaccounted**.",
-        r.requests, r.failed, r.lost, r.captured, r.sent, r.failed_samples, r.dropped, r.unanswered, r.stored, r.unaccounted()
+        r.requests,
+        r.failed,
+        r.lost,
+        r.captured,
+        r.sent,
+        r.failed_samples,
+        r.dropped,
+        r.unanswered,
+        r.stored,
+        r.unaccounted()
     );
     s
 }

@@ -204,6 +204,11 @@ pub const UNROUTED_REQUESTS_TOTAL: Metric = Metric {
 /// deleted): flat under policy churn, growing only with new model and version names.
 pub const SHARED_DATA_KEYS: Metric =
     Metric { name: "switchyard_shared_data_keys", kind: Kind::Gauge, labels: &[], source: Source::Filter };
+/// Times this Envoy's shared data held no key of the filter's when it created one: 1 after
+/// Envoy starts; one more after each filter upgrade whose new VMs did not keep it (their SLO
+/// and guard windows started empty).
+pub const SHARED_DATA_STARTS_TOTAL: Metric =
+    Metric { name: "switchyard_shared_data_starts_total", kind: Kind::Counter, labels: &[], source: Source::Filter };
 pub const SLO_GOOD_EVENTS: Metric = Metric {
     name: "switchyard_slo_good_events",
     kind: Kind::Gauge,
@@ -468,6 +473,7 @@ pub const ALL: &[Metric] = &[
     SAMPLES_TOTAL,
     UNROUTED_REQUESTS_TOTAL,
     SHARED_DATA_KEYS,
+    SHARED_DATA_STARTS_TOTAL,
     SLO_GOOD_EVENTS,
     SLO_BAD_EVENTS,
     SLO_BURN_RATE_X1000,

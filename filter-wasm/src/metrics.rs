@@ -122,6 +122,8 @@ pub struct Ids {
     pub unrouted_invalid_grpc: Counter,
     /// Keys in shared data (`slo::KEY_COUNT`).
     pub shared_keys: Id,
+    /// The filter's shared data started empty (`slo::CountingStore::started`).
+    pub shared_data_starts: Counter,
 }
 
 /// A version's `switchyard_samples_total` counters, by result (`SampleResult::ALL` order).
@@ -217,6 +219,7 @@ impl Ids {
                 &[("reason", "invalid_grpc_message")],
             ),
             shared_keys: Id::define(h, &contract::SHARED_DATA_KEYS, &[]),
+            shared_data_starts: c.define(h, &contract::SHARED_DATA_STARTS_TOTAL, &[]),
         }
     }
 

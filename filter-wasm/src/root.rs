@@ -120,7 +120,7 @@ impl Root {
 
     pub fn tick(&mut self, h: &mut impl Host, store: &mut impl SharedStore) {
         // Every key the filter creates is counted: Envoy can neither list nor delete them.
-        let store = &mut slo::CountingStore(store);
+        let store = &mut slo::CountingStore::new(store);
         // A root context whose policy was replaced does nothing: the newest one takes over what
         // its worker records.
         if !self.is_latest() {
@@ -155,6 +155,10 @@ impl Root {
             due
         }) {
             w.flush_slo(h, store);
+        }
+        // Counted at the next tick's flush.
+        if store.started {
+            w.shared_data_started();
         }
     }
 

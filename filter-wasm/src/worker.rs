@@ -636,6 +636,11 @@ impl Worker {
 
     /// Merges this worker's SLO events into `store` (compare-and-swap, so all workers' events
     /// add up) and publishes window totals and burn rates.
+    /// This worker's VM found the shared data without a key of the filter's.
+    pub fn shared_data_started(&mut self) {
+        self.counters.inc(self.ids.shared_data_starts);
+    }
+
     pub fn flush_slo(&mut self, h: &mut impl Host, store: &mut impl slo::SharedStore) {
         let now_ms = h.now_ms();
         if let Some((count, _)) = store.get(slo::KEY_COUNT) {

@@ -344,26 +344,40 @@ pub enum SetResult {
 pub const KEY_COUNT: &str = "switchyard/keys";
 
 /// A [`SharedStore`] that counts every key it creates (a set with [`CREATE_CAS`] that
-/// succeeds: only one worker's creation of a key can) under [`KEY_COUNT`].
-pub struct CountingStore<'a, S>(pub &'a mut S);
+/// succeeds: only one worker's creation of a key can) under [`KEY_COUNT`]. `started` is set
+/// when it created the count itself: the shared data had no key of the filter's, as after
+/// Envoy starts (or a filter upgrade that does not keep it).
+pub struct CountingStore<'a, S> {
+    inner: &'a mut S,
+    pub started: bool,
+}
+
+impl<'a, S> CountingStore<'a, S> {
+    pub fn new(inner: &'a mut S) -> CountingStore<'a, S> {
+        CountingStore { inner, started: false }
+    }
+}
 
 impl<S: SharedStore> SharedStore for CountingStore<'_, S> {
     fn get(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
-        self.0.get(key)
+        self.inner.get(key)
     }
 
     fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> SetResult {
-        let created = cas == Some(CREATE_CAS) && self.0.get(key).is_none();
-        let result = self.0.set(key, value, cas);
+        let created = cas == Some(CREATE_CAS) && self.inner.get(key).is_none();
+        let result = self.inner.set(key, value, cas);
         if created && result == SetResult::Ok {
             for _ in 0..8 {
-                let (count, token) = match self.0.get(KEY_COUNT) {
+                let (count, token) = match self.inner.get(KEY_COUNT) {
                     Some((v, t)) => (key_count(&v), t),
                     None => (1, CREATE_CAS),
                 };
-                if self.0.set(KEY_COUNT, &(count + 1).to_le_bytes(), Some(token)) != SetResult::CasMismatch {
-                    break;
+                match self.inner.set(KEY_COUNT, &(count + 1).to_le_bytes(), Some(token)) {
+                    SetResult::CasMismatch => continue,
+                    SetResult::Ok if token == CREATE_CAS => self.started = true,
+                    _ => {}
                 }
+                break;
             }
         }
         result
@@ -621,12 +635,15 @@ mod tests {
     #[test]
     fn created_keys_are_counted_once_and_rewrites_not_at_all() {
         let mut store = ModelStore::default();
-        let mut counting = CountingStore(&mut store);
+        let mut counting = CountingStore::new(&mut store);
         assert_eq!(counting.set("a", b"1", Some(CREATE_CAS)), SetResult::Ok);
         assert_eq!(counting.set("a", b"2", Some(CREATE_CAS)), SetResult::CasMismatch, "a second creation loses");
         let (_, token) = counting.get("a").unwrap();
         assert_eq!(counting.set("a", b"3", Some(token)), SetResult::Ok);
+        assert!(counting.started, "the first key started the count");
+        counting.started = false;
         assert_eq!(counting.set("b", b"1", Some(CREATE_CAS)), SetResult::Ok);
+        assert!(!counting.started);
         let count = store.get(KEY_COUNT).map(|(v, _)| key_count(&v));
         assert_eq!(count, Some(3), "a, b and the count itself");
     }
