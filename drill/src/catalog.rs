@@ -172,6 +172,15 @@ pub const BAD_POLICY: Spec = Spec {
 
 /// Alerting blind is detected by the pager's dead man's switch (the Watchdog stopped), and the
 /// guard protects traffic meanwhile.
+/// After a part of alerting was stopped (the onset): a second later the canary fails every
+/// request, so the drill shows what still protects traffic while nothing can page.
+fn then_the_canary_fails(env: &mut Env, stopped: &str) -> anyhow::Result<String> {
+    env.mark_onset();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    env.set_fault("switchyard.fault.mlp-v2.abort_percent", 100)?;
+    Ok(format!("{stopped} stopped; a second later every request routed to mlp-v2 answered 503"))
+}
+
 fn alerting_blind_guard_still_acts(env: &mut Env) -> Option<String> {
     env.paged(ALERTING_DOWN).then_some(())?;
     guard_took_v2_out(env).map(|g| {
@@ -188,10 +197,7 @@ pub const PROMETHEUS_DOWN: Spec = Spec {
     expect: &[ALERTING_DOWN],
     inject: |env| {
         env.prometheus = None;
-        env.mark_onset();
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        env.set_fault("switchyard.fault.mlp-v2.abort_percent", 100)?;
-        Ok("Prometheus stopped; a second later every request routed to mlp-v2 answered 503".into())
+        then_the_canary_fails(env, "Prometheus")
     },
     mitigated: alerting_blind_guard_still_acts,
     sample_rate: 0.1,
@@ -212,10 +218,7 @@ pub const ALERTMANAGER_DOWN: Spec = Spec {
     expect: &[ALERTING_DOWN],
     inject: |env| {
         env.alertmanager = None;
-        env.mark_onset();
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        env.set_fault("switchyard.fault.mlp-v2.abort_percent", 100)?;
-        Ok("Alertmanager stopped; a second later every request routed to mlp-v2 answered 503".into())
+        then_the_canary_fails(env, "Alertmanager")
     },
     mitigated: alerting_blind_guard_still_acts,
     sample_rate: 0.1,
