@@ -227,7 +227,7 @@ def overview():
     b.add("stat", "Dataset drift share (worst window)", DRIFT_SHARE_HELP,
           [target(f"max by (version) (model_version_window:switchyard_drift_dataset_drift_share:ratio{{{sel}}})", "{{version}}")],
           "percentunit", h=6, defaults={"decimals": 0, "min": 0, "max": 1, "thresholds": thresholds("green", (0.25, "orange"), (0.5, "red"))})
-    b.add("timeseries", "Drifted columns by window", "Columns that drifted from the model's reference, per version and drift monitor window (windows with at least 500 rows).",
+    b.add("timeseries", "Drifted columns by window", "Columns that drifted from the model's reference, per version and drift monitor window (windows holding their min_rows, 500 by default).",
           [target(f"model_version_window:switchyard_drift_columns_drifted:count{{{sel}}}", "{{version}} {{window}}")], "short", h=6)
     b.add("stat", "Newest drift sample age", SAMPLE_AGE_HELP,
           [target(f"max by (version) (switchyard_drift_last_sample_age_seconds{{{sel}}})", "{{version}}")],
@@ -358,7 +358,7 @@ def finops():
 
 
 DRIFT_SHARE_HELP = ("Share of the tested columns (inputs and outputs) that drifted from the model's reference, in windows "
-                    "with at least 500 rows; dataset drift at drift_share (half by default): alert SwitchyardDatasetDrift after 10 minutes.")
+                    "holding their min_rows (500 by default); dataset drift at drift_share (half by default): alert SwitchyardDatasetDrift after 10 minutes.")
 SAMPLE_AGE_HELP = ("Seconds since the drift monitor's newest sample of the version. It grows while the version gets no "
                    "traffic; alert SwitchyardDriftSamplesStopped above 5 minutes while the filter still samples it.")
 P_VALUE_TESTS = "ks|chisquare|z"
@@ -378,7 +378,7 @@ def drift():
     b.add("stat", "Dataset drift share", DRIFT_SHARE_HELP,
           [target(f"model_version_window:switchyard_drift_dataset_drift_share:ratio{{{sel}}}", "{{version}} {{window}}")],
           "percentunit", w=6, h=5, defaults={"decimals": 0, "min": 0, "max": 1, "thresholds": thresholds("green", (0.25, "orange"), (0.5, "red"))})
-    b.add("stat", "Drifted columns", "Columns that drifted in each window now (windows with at least 500 rows).",
+    b.add("stat", "Drifted columns", "Columns that drifted in each window now (windows holding their min_rows).",
           [target(f"model_version_window:switchyard_drift_columns_drifted:count{{{sel}}}", "{{version}} {{window}}")],
           "short", w=6, h=5, defaults={"decimals": 0, "thresholds": thresholds("green", (1, "orange"))})
     b.add("stat", "Reference", "The model's reference: rows (collected so far, for a reference taken from a version's first rows) and whether it is complete (1); windows are tested once it is.",
@@ -429,7 +429,7 @@ def drift():
           defaults={"min": 0, "thresholds": thresholds("green", (1, "red")),
                     "custom": {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 0, "showPoints": "never", "spanNulls": False, "thresholdsStyle": {"mode": "line"}}})
 
-    b.add("timeseries", "Rows in window", "Rows each window held at its last evaluation (drift series and alerts need 500).",
+    b.add("timeseries", "Rows in window", "Rows each window held at its last evaluation (drift series and alerts need its min_rows, 500 by default).",
           [target(f"max by (version, window) (switchyard_drift_window_rows{{{sel}}})", "{{version}} {{window}}")], "short",
           defaults={"min": 0, "thresholds": thresholds("red", (500, "green")),
                     "custom": {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10, "showPoints": "never", "spanNulls": False, "thresholdsStyle": {"mode": "line"}}})
