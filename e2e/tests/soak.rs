@@ -10,7 +10,7 @@ use switchyard_testkit::{root, workspace_bin};
 #[test]
 fn a_minute_of_churn_leaves_the_keys_flat_and_loses_nothing() {
     let out = std::process::Command::new(workspace_bin("switchyard-bench"))
-        .args(["soak", "--minutes", "1", "--baseline-minutes", "0.3", "--rate", "30", "--no-report"])
+        .args(["soak", "--minutes", "1", "--baseline-minutes", "0.4", "--rate", "30", "--no-report"])
         .args(["--restart-every-seconds", "30", "--crash-every-seconds", "60"])
         .current_dir(root())
         .output()
