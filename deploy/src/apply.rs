@@ -91,7 +91,9 @@ pub fn apply_filter(policy: &Policy, wasm: &Path, bootstrap: &Path, out: Option<
         .check(policy.config())
         .map_err(|source| ApplyError::Refused { bootstrap: bootstrap.to_owned(), source })?;
     let out = out.map_or_else(|| bootstrap.with_file_name("filter.yaml"), Path::to_path_buf);
-    let now = if out.is_file() { Some(in_force(bootstrap)?) } else { None };
+    // The policy in force, as far as it can be read: an unreadable ECDS file must not stop the
+    // policy that replaces it (the epochs file still keeps every epoch that ran).
+    let now = in_force(bootstrap).ok();
     let epochs_file = bootstrap.with_file_name(EPOCHS_FILE);
     let mut highest = read_epochs(&epochs_file)?;
     let mut next = policy.config().clone();
