@@ -41,7 +41,8 @@ step "building (release; the first build compiles the libtorch bindings and take
 # Only the binaries the demo runs (not the whole workspace: no benchmarks, drills or tests),
 # the filter, and the rollout console.
 cargo build --release --quiet --bin switchyard-demo --bin switchyard-backend --bin switchyard-collector \
-  --bin switchyard-monitor --bin switchyard-policy --bin switchyard-rollout --bin switchyard-load
+  --bin switchyard-monitor --bin switchyard-policy --bin switchyard-rollout --bin switchyard-load \
+  --bin switchyard-pager
 sy_filter >/dev/null
 sy_console >/dev/null
 T_BUILD=$SECONDS

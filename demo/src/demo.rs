@@ -103,7 +103,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
     let mut stack = start_stack()?;
     let monitor = start_monitor()?;
 
-    step("starting Prometheus :9090 (SLO, canary and cost rules) and Alertmanager :9093 (webhook receiver :9095)")?;
+    step("starting Prometheus :9090 (SLO, canary and cost rules) and Alertmanager :9093 (pager :9095)")?;
     let alerting = start_alerting()?;
     println!(
         "    policy (envoy/policy.json): mlp v1 90% / v2 10%, sticky on x-user-id, 5% shadowed to v2; resnet18 all v1; 1% of payloads sampled"
