@@ -101,47 +101,20 @@ pub async fn start(dir: &Path, spec_path: &Path, target: Target) -> Result<(), E
     };
     let spec = Spec::parse(&text).map_err(|source| Error::Spec { path: spec_path.to_owned(), source })?;
     let now = in_force_at(&target).await?;
-    let policy = now.policy();
-    let m = policy.config().models.get(&spec.model).ok_or_else(|| Error::NoModel(spec.model.clone()))?;
     let mut problems = Vec::new();
-    if m.version(&spec.canary).is_none() {
-        problems.push(format!("model '{}' has no version '{}'", spec.model, spec.canary));
-    }
-    let stable =
-        spec.stable.clone().unwrap_or_else(|| m.versions.get(m.stable()).map(|v| v.name.clone()).unwrap_or_default());
-    if stable == spec.canary {
-        problems.push(format!("the stable version is '{stable}', the canary itself: name `stable` in the spec"));
-    }
-    if m.version(&stable).is_none() {
-        problems.push(format!("model '{}' has no version '{stable}'", spec.model));
-    }
-    for v in &m.versions {
-        if v.name != stable && v.name != spec.canary && v.weight > 0 {
-            problems.push(format!(
-                "version '{}' has weight {}: a rollout splits between stable and canary only",
-                v.name, v.weight
-            ));
-        }
-    }
     if spec.compares() && target.collector.is_none() {
         problems.push(
             "a step with max_disagreement needs `--collector HOST:PORT` (where the comparisons are counted)".into(),
         );
     }
-    if spec.compares() && policy.config().collector.is_none() {
-        problems.push(
-            "a step with max_disagreement needs a collector in the policy (the filter ships comparisons to it)".into(),
-        );
-    }
-    if spec.steps.iter().any(|s| s.ab) && m.override_.is_none() {
-        problems.push(format!(
-            "an ab step needs models.{}.override in the policy (the header that picks the canary)",
-            spec.model
-        ));
-    }
-    if !problems.is_empty() {
-        return Err(Error::Impossible { path: spec_path.to_owned(), problems });
-    }
+    let plan = match spec.plan(now.policy().config()) {
+        Ok(plan) if problems.is_empty() => plan,
+        Ok(_) => return Err(Error::Impossible { path: spec_path.to_owned(), problems }),
+        Err(more) => {
+            problems.extend(more);
+            return Err(Error::Impossible { path: spec_path.to_owned(), problems });
+        }
+    };
     let store = open_store(dir).await?;
     if let Some(old) = store.load()?
         && old.state.phase.is_active()
@@ -153,9 +126,8 @@ pub async fn start(dir: &Path, spec_path: &Path, target: Target) -> Result<(), E
             dir: dir.to_owned(),
         });
     }
-    let allowed = m.override_.as_ref().is_some_and(|o| o.allow.contains(&spec.canary));
-    let mut state = State::new(spec, stable, now_ms());
-    state.canary_was_allowed = Some(allowed);
+    let mut state = State::new(spec, plan.stable, now_ms());
+    state.canary_was_allowed = Some(plan.canary_was_allowed);
     let saved = Saved { target, state };
     store.save(&saved)?;
     event(&store, &saved.state, "start")?;

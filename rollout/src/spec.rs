@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use switchyard_policy::Config;
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -125,6 +126,14 @@ fn default_quiet_deadline() -> String {
     "10m".into()
 }
 
+/// What [`Spec::plan`] found in the policy: the version the canary is judged against, and
+/// whether the override allow-list had the canary before (an abort restores it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub stable: String,
+    pub canary_was_allowed: bool,
+}
+
 /// Text that is not a duration `duration` reads.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("'{0}' is not a duration like 30s, 5m or 1h")]
@@ -156,6 +165,11 @@ pub enum Stage {
 }
 
 impl Step {
+    /// A step with the defaults a spec file's step gets (`min_duration` 30s, `min_requests` 100).
+    pub fn with_defaults() -> Step {
+        Step { min_duration: default_min_duration(), min_requests: default_min_requests(), ..Step::default() }
+    }
+
     pub fn stage(&self) -> Stage {
         match (self.weight, self.ab, self.shadow, self.hold) {
             (_, _, _, true) => Stage::Hold,
@@ -173,9 +187,62 @@ impl Step {
 impl Spec {
     /// Parses YAML (JSON is YAML) and validates; the error lists every problem.
     pub fn parse(text: &str) -> Result<Spec, SpecError> {
-        let spec: Spec = serde_norway::from_str(text).map_err(SpecError::Syntax)?;
-        let problems = spec.problems();
-        if problems.is_empty() { Ok(spec) } else { Err(SpecError::Problems(problems)) }
+        serde_norway::from_str::<Spec>(text).map_err(SpecError::Syntax)?.validated()
+    }
+
+    /// The spec when it is one a rollout can run (built from another shape, as the operator's
+    /// custom resource); the error lists every problem.
+    pub fn validated(self) -> Result<Spec, SpecError> {
+        let problems = self.problems();
+        if problems.is_empty() { Ok(self) } else { Err(SpecError::Problems(problems)) }
+    }
+
+    /// What the rollout needs of the policy it runs against: the model, both versions, no third
+    /// version with traffic, an override header for A/B steps, a collector for comparisons.
+    /// Every problem is named.
+    pub fn plan(&self, cfg: &Config) -> Result<Plan, Vec<String>> {
+        let Some(m) = cfg.models.get(&self.model) else {
+            return Err(vec![format!("the policy has no model '{}'", self.model)]);
+        };
+        let mut problems = Vec::new();
+        if m.version(&self.canary).is_none() {
+            problems.push(format!("model '{}' has no version '{}'", self.model, self.canary));
+        }
+        let stable = self
+            .stable
+            .clone()
+            .unwrap_or_else(|| m.versions.get(m.stable()).map(|v| v.name.clone()).unwrap_or_default());
+        if stable == self.canary {
+            problems.push(format!("the stable version is '{stable}', the canary itself: name `stable` in the spec"));
+        }
+        if m.version(&stable).is_none() {
+            problems.push(format!("model '{}' has no version '{stable}'", self.model));
+        }
+        for v in &m.versions {
+            if v.name != stable && v.name != self.canary && v.weight > 0 {
+                problems.push(format!(
+                    "version '{}' has weight {}: a rollout splits between stable and canary only",
+                    v.name, v.weight
+                ));
+            }
+        }
+        if self.compares() && cfg.collector.is_none() {
+            problems.push(
+                "a step with max_disagreement needs a collector in the policy (the filter ships comparisons to it)"
+                    .into(),
+            );
+        }
+        if self.steps.iter().any(|s| s.ab) && m.override_.is_none() {
+            problems.push(format!(
+                "an ab step needs models.{}.override in the policy (the header that picks the canary)",
+                self.model
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let canary_was_allowed = m.override_.as_ref().is_some_and(|o| o.allow.contains(&self.canary));
+        Ok(Plan { stable, canary_was_allowed })
     }
 
     /// Whether a step judges the shadow's disagreement (then the collector must be read).

@@ -1,0 +1,166 @@
+//! The object that carries a TrafficPolicy's policy to the data plane, and the policy the
+//! operator writes into it: the TrafficPolicy's own, with the traffic of every rollout that
+//! names it. The overlay creates the object; the operator owns one field of it (server-side
+//! apply, field manager [`MANAGER`]): the Envoy gateway ConfigMap's ECDS document, or the Istio
+//! WasmPlugin's `spec.pluginConfig`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use switchyard_deploy::Policy;
+use switchyard_deploy::render::envoy::filter_config;
+use switchyard_deploy::render::json_text;
+use switchyard_policy::Config;
+use switchyard_policy::guard::carry_epochs;
+use switchyard_rollout::judge::State;
+use switchyard_rollout::kube::{Carrier as Kind, Kube};
+use switchyard_rollout::traffic::with_traffic;
+
+use crate::MANAGER;
+use crate::crd::{ModelRollout, TrafficPolicy};
+use crate::error::Error;
+use crate::status::state_of;
+
+/// Istio's WasmPlugin, the one kind of carrier k8s-openapi has no type for.
+pub fn wasm_plugin_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("extensions.istio.io", "v1alpha1", "WasmPlugin"),
+        "wasmplugins",
+    )
+}
+
+/// Where `tp`'s policy goes.
+pub struct Target {
+    kube: Kube,
+    resource: ApiResource,
+    name: String,
+    wasm: Option<String>,
+}
+
+impl Target {
+    pub fn of(tp: &TrafficPolicy) -> Result<Target, Error> {
+        let namespace = tp.namespace().ok_or_else(|| Error::NoNamespace(tp.name_any()))?;
+        let c = &tp.spec.carrier;
+        let (kind, resource, name, wasm) = match (&c.config_map, &c.wasm_plugin) {
+            (Some(cm), _) => (
+                Kind::ConfigMap { name: cm.name.clone(), key: cm.key.clone() },
+                ApiResource::erase::<ConfigMap>(&()),
+                cm.name.clone(),
+                Some(cm.wasm.clone()),
+            ),
+            (None, Some(w)) => {
+                (Kind::WasmPlugin { name: w.name.clone() }, wasm_plugin_resource(), w.name.clone(), None)
+            }
+            // The CRD's validation rule refuses this; an object written before it is said so.
+            (None, None) => {
+                return Err(Error::InvalidPolicy(vec![
+                    "spec.carrier names neither a configMap nor a wasmPlugin".into(),
+                ]));
+            }
+        };
+        Ok(Target { kube: Kube { api: String::new(), namespace, carrier: kind }, resource, name, wasm })
+    }
+
+    /// `configmap/NAME` or `wasmplugin/NAME`.
+    pub fn describe(&self) -> String {
+        format!("{}/{}", self.resource.kind.to_lowercase(), self.name)
+    }
+
+    fn api(&self, client: &Client) -> Api<DynamicObject> {
+        Api::namespaced_with(client.clone(), &self.kube.namespace, &self.resource)
+    }
+
+    /// The server-side apply body that puts `policy` in the carrier, and the filter config's
+    /// version.
+    pub fn apply_body(&self, policy: &Policy) -> Result<(Value, String), Error> {
+        let metadata = json!({"name": self.name, "namespace": self.kube.namespace});
+        match (&self.kube.carrier, &self.wasm) {
+            (Kind::ConfigMap { key, .. }, Some(wasm)) => {
+                let doc = filter_config(policy, wasm);
+                let version = doc.get("version_info").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata,
+                    "data": {key.as_str(): json_text(&doc)}});
+                Ok((body, version))
+            }
+            _ => {
+                let config: Value = serde_json::from_str(policy.text())?;
+                let version = format!("{:016x}", switchyard_policy::hash::stable_hash(policy.text().as_bytes()));
+                let body = json!({"apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin",
+                    "metadata": metadata, "spec": {"pluginConfig": config}});
+                Ok((body, version))
+            }
+        }
+    }
+}
+
+/// What [`put_in_force`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InForce {
+    /// The filter config's version in the carrier now.
+    pub version: String,
+    /// Whether this call changed the carrier (false: it already had the policy).
+    pub changed: bool,
+    /// The rollouts whose traffic is in it, `NAME: TRAFFIC`.
+    pub rollouts: Vec<String>,
+    /// `configmap/NAME` or `wasmplugin/NAME`.
+    pub carrier: String,
+}
+
+/// The policy of `tp` with the traffic of each rollout in `rollouts` that names it and has
+/// started (deleted ones left out: their traffic goes back to the TrafficPolicy's).
+pub fn desired(tp: &TrafficPolicy, rollouts: &[ModelRollout]) -> Result<(Config, Vec<String>), Error> {
+    let text = serde_json::to_string_pretty(&tp.spec.policy)? + "\n";
+    let base = Policy::parse(text).map_err(|e| Error::InvalidPolicy(e.0))?;
+    let mut cfg = base.config().clone();
+    let mut named = Vec::new();
+    let mut ours: Vec<&ModelRollout> = rollouts
+        .iter()
+        .filter(|r| {
+            r.namespace() == tp.namespace()
+                && r.spec.traffic_policy == tp.name_any()
+                && r.metadata.deletion_timestamp.is_none()
+        })
+        .collect();
+    ours.sort_by_key(|r| r.name_any());
+    for r in ours {
+        let Ok(spec) = r.spec.to_spec() else { continue };
+        let Some(state) = state_of(r, spec) else { continue };
+        let traffic = state.traffic();
+        if let Some(next) = with_traffic(&cfg, &state, traffic).map_err(Error::Traffic)? {
+            cfg = next;
+        }
+        named.push(format!("{}: {}", r.name_any(), describe_traffic(&state)));
+    }
+    Ok((cfg, named))
+}
+
+fn describe_traffic(state: &State) -> String {
+    format!("{:?} ({})", state.traffic(), state.phase.name())
+}
+
+/// Writes `tp`'s policy, with its rollouts' traffic, into its carrier unless the carrier has it
+/// already. Guard epochs only move forward: one lower than the carrier's is kept at the
+/// carrier's, so re-rendering never brings back a latch the guard had cleared.
+pub async fn put_in_force(client: &Client, tp: &TrafficPolicy, rollouts: &[ModelRollout]) -> Result<InForce, Error> {
+    let target = Target::of(tp)?;
+    let (mut cfg, named) = desired(tp, rollouts)?;
+    let api = target.api(client);
+    let object = api.get_opt(&target.name).await?.ok_or_else(|| Error::CarrierMissing {
+        carrier: target.describe(),
+        namespace: target.kube.namespace.clone(),
+    })?;
+    // An object whose field does not hold a policy yet (a fresh overlay) is simply written.
+    let in_force = target.kube.read(&serde_json::to_value(&object)?).ok().map(|r| r.policy);
+    carry_epochs(&mut cfg, in_force.as_ref().map(Policy::config), &BTreeMap::new());
+    let text = serde_json::to_string_pretty(&cfg)? + "\n";
+    let policy = Policy::parse(text).map_err(|e| Error::InvalidPolicy(e.0))?;
+    let (body, version) = target.apply_body(&policy)?;
+    let changed = in_force.as_ref().map(Policy::config) != Some(policy.config());
+    if changed {
+        api.patch(&target.name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body)).await?;
+    }
+    Ok(InForce { version, changed, rollouts: named, carrier: target.describe() })
+}

@@ -1,0 +1,208 @@
+//! `switchyard-operator`: the Kubernetes operator. `run` holds the Lease and reconciles
+//! ModelRollouts and TrafficPolicies in its namespace; `crds` prints the CustomResourceDefinitions
+//! and `role` the Role, both generated from the code (checked in under k8s/).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::Reporter;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use switchyard_operator::MANAGER;
+use switchyard_operator::crd::{ModelRollout, TrafficPolicy};
+use switchyard_operator::lead::{LeaseArgs, acquire};
+use switchyard_operator::rbac::{CarrierRef, role};
+use switchyard_operator::reconcile::{Context, FromMetrics, error_policy, reconcile_policy, reconcile_rollout};
+use switchyard_rollout::store::Target;
+
+#[derive(Parser)]
+#[command(name = "switchyard-operator", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Reconciles ModelRollouts and TrafficPolicies in NAMESPACE while holding the Lease.
+    Run(Box<RunArgs>),
+    /// Prints the CustomResourceDefinitions (YAML), generated from the Rust types; with
+    /// `--out DIR` writes one file each, with `--check DIR` fails naming each file that differs.
+    Crds {
+        #[arg(long, conflicts_with = "check")]
+        out: Option<std::path::PathBuf>,
+        #[arg(long)]
+        check: Option<std::path::PathBuf>,
+    },
+    /// Prints the operator's Role for a gateway's carrier (YAML).
+    Role {
+        #[arg(long, default_value = "switchyard-operator")]
+        name: String,
+        #[arg(long, conflicts_with = "wasm_plugin", required_unless_present = "wasm_plugin")]
+        config_map: Option<String>,
+        #[arg(long)]
+        wasm_plugin: Option<String>,
+        #[arg(long, default_value = "switchyard-operator")]
+        lease: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[arg(long, env = "POD_NAMESPACE")]
+    namespace: String,
+    /// This replica, in the Lease (the pod's name).
+    #[arg(long, env = "POD_NAME")]
+    identity: String,
+    #[arg(long, default_value = "switchyard-operator")]
+    lease: String,
+    /// Seconds a leader that stopped renewing keeps the Lease.
+    #[arg(long, default_value_t = 15)]
+    lease_seconds: u64,
+    /// Prometheus, HOST:PORT: the filter's metrics of every gateway pod.
+    #[arg(long, env = "SWITCHYARD_PROMETHEUS")]
+    prometheus: String,
+    /// The path read there: `/federate` with a URL-encoded `match[]` for the gateway's job.
+    #[arg(long, env = "SWITCHYARD_METRICS_PATH")]
+    metrics_path: String,
+    /// The collector, HOST:PORT, for steps that judge shadow comparisons.
+    #[arg(long, env = "SWITCHYARD_COLLECTOR")]
+    collector: Option<String>,
+    /// How often a running rollout is judged.
+    #[arg(long, default_value = "5s")]
+    interval: String,
+}
+
+fn crds(out: Option<&Path>, check: Option<&Path>) -> Result<(), Box<dyn std::error::Error>> {
+    let files = switchyard_operator::crd::files()?;
+    if let Some(dir) = check {
+        let stale: Vec<String> = files
+            .iter()
+            .filter(|(name, text)| std::fs::read_to_string(dir.join(name)).ok().as_deref() != Some(text.as_str()))
+            .map(|(name, _)| dir.join(name).display().to_string())
+            .collect();
+        if !stale.is_empty() {
+            return Err(format!(
+                "{} differ from the types in operator/src/crd.rs: run `switchyard-operator crds --out {}`",
+                stale.join(", "),
+                dir.display()
+            )
+            .into());
+        }
+        println!("{} CRDs in {} are current", files.len(), dir.display());
+        return Ok(());
+    }
+    for (name, text) in files {
+        match out {
+            Some(dir) => {
+                switchyard_runtime::write_atomic(&dir.join(&name), &text)?;
+                println!("wrote {}", dir.join(name).display());
+            }
+            None => print!("---\n{text}"),
+        }
+    }
+    Ok(())
+}
+
+async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let interval = switchyard_rollout::spec::duration(&args.interval)?;
+    let client = Client::try_default().await?;
+    let lease = LeaseArgs {
+        name: args.lease.clone(),
+        namespace: args.namespace.clone(),
+        identity: args.identity.clone(),
+        duration: Duration::from_secs(args.lease_seconds),
+        grace: Duration::from_secs((args.lease_seconds / 3).max(1)),
+    };
+    tracing::info!(lease = %lease.name, identity = %lease.identity, "waiting for the lease");
+    let mut leadership = acquire(client.clone(), &lease).await?;
+    tracing::info!(identity = %lease.identity, "leading");
+    let rollouts: Api<ModelRollout> = Api::namespaced(client.clone(), &args.namespace);
+    let policies: Api<TrafficPolicy> = Api::namespaced(client.clone(), &args.namespace);
+    let rollout_controller = Controller::new(rollouts.clone(), watcher::Config::default())
+        .with_config(ControllerConfig::default().concurrency(4));
+    let store = rollout_controller.store();
+    let target = Target {
+        policy: None,
+        bootstrap: None,
+        wasm: Default::default(),
+        envoy_admin: args.prometheus,
+        metrics_path: args.metrics_path,
+        collector: args.collector,
+        kube: None,
+    };
+    let reporter = Reporter { controller: MANAGER.into(), instance: Some(args.identity) };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        observer: Arc::new(FromMetrics(target)),
+        rollouts: store.clone(),
+        reporter,
+        interval,
+        clock: Arc::new(switchyard_runtime::now_ms),
+    });
+    // A rollout is looked at again when the policy it names changes.
+    let by_policy = store.clone();
+    let rollout_loop = rollout_controller
+        .watches(policies.clone(), watcher::Config::default(), move |tp: TrafficPolicy| {
+            by_policy
+                .state()
+                .into_iter()
+                .filter(|r| r.namespace() == tp.namespace() && r.spec.traffic_policy == tp.name_any())
+                .map(|r| kube::runtime::reflector::ObjectRef::from_obj(&*r))
+                .collect::<Vec<_>>()
+        })
+        .shutdown_on_signal()
+        .run(reconcile_rollout, error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "rollout reconcile");
+            }
+        });
+    let policy_loop = Controller::new(policies, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(reconcile_policy, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "policy reconcile");
+            }
+        });
+    tokio::select! {
+        _ = futures::future::join(rollout_loop, policy_loop) => Ok(()),
+        () = leadership.lost() => Err("lost the lease: exiting so that only the new leader acts".into()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    switchyard_runtime::init_tracing();
+    let cli = Cli::parse();
+    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
+        Command::Run(args) => run(*args).await,
+        Command::Crds { out, check } => crds(out.as_deref(), check.as_deref()),
+        Command::Role { name, config_map, wasm_plugin, lease } => {
+            let carrier = match (config_map, wasm_plugin) {
+                (Some(c), _) => CarrierRef::ConfigMap(c),
+                (None, Some(w)) => CarrierRef::WasmPlugin(w),
+                (None, None) => return ExitCode::FAILURE,
+            };
+            let (role, why) = role(&name, &carrier, &lease);
+            let mut out = String::new();
+            for w in why {
+                out.push_str(&format!("# {w}\n"));
+            }
+            serde_norway::to_string(&role).map(|y| print!("{out}{y}")).map_err(Into::into)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchyard-operator: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
