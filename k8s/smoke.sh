@@ -2,7 +2,7 @@
 # Smoke test on a real cluster (not run in CI: none runs here). Applies an overlay, waits for
 # every backend and the gateway, sends traffic through the gateway and checks what a user
 # relies on: each model answers, mlp's split matches the policy's weights, a client cannot
-# pick a version with the internal routing header, and the rollout controller is up.
+# pick a version with the internal routing header, and the operator has the policy in force.
 #
 #   k8s/smoke.sh [OVERLAY]      OVERLAY: kserve-istio (default), kserve-istio-gpu, deployments-envoy
 #
@@ -26,7 +26,8 @@ fail() { printf 'smoke: FAILED: %s\n' "$*" >&2; exit 1; }
 
 step "cluster: $(kubectl config current-context)"
 kubectl version >/dev/null || fail "the API server does not answer"
-# The custom resources the overlay uses must be served before anything is applied.
+# The custom resources the overlay uses must be served before anything is applied (Switchyard's
+# own: kubectl apply -k k8s/crds).
 for kind in $(kubectl kustomize "$dir" | awk '/^kind:/ {print $2}' | sort -u); do
   kubectl api-resources --no-headers 2>/dev/null | awk '{print $NF}' | grep -qx "$kind" \
     || fail "the cluster has no $kind (install its operator first; k8s/README.md)"
@@ -41,7 +42,7 @@ case "$overlay" in
   *) kubectl -n "$ns" wait --for=condition=Available deployment -l app.kubernetes.io/name=switchyard-backend --timeout=600s ;;
 esac
 kubectl -n "$ns" rollout status deployment/switchyard-gateway --timeout=300s
-kubectl -n "$ns" rollout status deployment/switchyard-rollout --timeout=300s
+kubectl -n "$ns" rollout status deployment/switchyard-operator --timeout=300s
 
 step "port-forward svc/switchyard-gateway to 127.0.0.1:$port"
 kubectl -n "$ns" port-forward svc/switchyard-gateway "$port:80" >/dev/null 2>&1 &
@@ -119,6 +120,8 @@ if bad:
     sys.exit("smoke: FAILED: " + "; ".join(bad))
 PY
 
-step "rollout controller"
-kubectl -n "$ns" exec deploy/switchyard-rollout -c rollout -- switchyard-rollout status 2>&1 | sed 's/^/    /' || true
+step "operator: the TrafficPolicy is valid and in force"
+kubectl -n "$ns" wait --for=condition=Ready trafficpolicy/switchyard-gateway --timeout=120s \
+  || fail "TrafficPolicy/switchyard-gateway is not Ready: $(kubectl -n "$ns" get trafficpolicy switchyard-gateway -o jsonpath='{.status.conditions}')"
+kubectl -n "$ns" get trafficpolicies,modelrollouts 2>&1 | sed 's/^/    /'
 echo "smoke: ok ($overlay)"

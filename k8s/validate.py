@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Offline schema validation of everything under k8s/: no cluster needed.
 
-Every overlay (k8s/overlays/*) and job (k8s/jobs/*) is rendered with `kubectl kustomize`, then:
+Every overlay (k8s/overlays/*), job (k8s/jobs/*), the CRDs (k8s/crds) and the examples
+(k8s/examples) are rendered with `kubectl kustomize`, then:
   1. each core Kubernetes object validates strictly (unknown fields rejected) against the
      schemas of every version in --versions, with PyPI kubernetes-validate;
-  2. each custom resource validates against the project's own closed schema in k8s/schemas
-     (a kind without one is an error, not a warning); the PodSpec parts of an
+  2. each custom resource validates against the project's own closed schema in k8s/schemas, or
+     for Switchyard's own kinds against the CRD's openAPIV3Schema in k8s/crds, closed the way
+     the API server's strict field validation closes it (a kind without one is an error, not a
+     warning); the PodSpec parts of an
      InferenceService are checked against the Kubernetes PodSpec schema of each version.
 
 Whether the objects agree with each other and with the backend's flags, ports and health paths
@@ -52,7 +55,8 @@ def render(target: Path) -> list[dict]:
 
 
 def targets() -> list[Path]:
-    return sorted(p for d in ("overlays", "jobs") for p in (K8S / d).iterdir() if p.is_dir())
+    found = sorted(p for d in ("overlays", "jobs") for p in (K8S / d).iterdir() if p.is_dir())
+    return found + [K8S / "crds", K8S / "examples"]
 
 
 def schema_dir(version: str) -> Path:
@@ -68,7 +72,37 @@ def load_own_schemas() -> dict[tuple[str, str], dict]:
         if None in key:
             raise SystemExit(f"{path}: a schema must fix apiVersion and kind with const")
         schemas[key] = s
+    for path in sorted((K8S / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        if crd.get("kind") != "CustomResourceDefinition":
+            continue
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for v in crd["spec"]["versions"]:
+            schema = closed(v["schema"]["openAPIV3Schema"])
+            schema["properties"]["apiVersion"] = {"const": f"{group}/{v['name']}"}
+            schema["properties"]["kind"] = {"const": kind}
+            schema["properties"]["metadata"] = {
+                "type": "object", "additionalProperties": False, "required": ["name"],
+                "properties": {"name": {"type": "string"}, "namespace": {"type": "string"},
+                               "labels": {"type": "object"}, "annotations": {"type": "object"}}}
+            schema["required"] = sorted({"apiVersion", "kind", "metadata", *schema.get("required", [])})
+            schemas[(f"{group}/{v['name']}", kind)] = schema
     return schemas
+
+
+def closed(s: dict) -> dict:
+    """An openAPIV3Schema as JSON Schema, closed as the API server closes it: an object's
+    unknown fields are refused unless `x-kubernetes-preserve-unknown-fields`; `nullable`
+    admits null."""
+    s = {k: (closed(v) if isinstance(v, dict) and k in ("items", "additionalProperties") else v)
+         for k, v in s.items()}
+    if "properties" in s:
+        s["properties"] = {k: closed(v) for k, v in s["properties"].items()}
+        if not s.get("x-kubernetes-preserve-unknown-fields"):
+            s["additionalProperties"] = False
+    if s.get("nullable") and "type" in s:
+        s["type"] = [s["type"], "null"]
+    return s
 
 
 @functools.cache
@@ -149,6 +183,16 @@ BREAKS: dict[str, list[tuple[str, Callable[[list[dict]], object], str]]] = {
          lambda o: find(o, "WasmPlugin")["spec"].__setitem__("failStrategy", "FAIL_SHUT"), "FAIL_SHUT"),
         ("an unknown field in a core object (strict Kubernetes schema)",
          lambda o: find(o, "Service", "mlp-v1")["spec"].__setitem__("selectr", {}), "selectr"),
+        ("a TrafficPolicy with an unknown carrier field (its CRD's schema)",
+         lambda o: find(o, "TrafficPolicy")["spec"]["carrier"].__setitem__("wasmPlugins", {}), "wasmPlugins"),
+    ],
+    "examples": [
+        ("a ModelRollout step weight over 100",
+         lambda o: find(o, "ModelRollout")["spec"]["steps"][0].__setitem__("weight", 150), "150"),
+        ("a ModelRollout with a snake_case field",
+         lambda o: find(o, "ModelRollout")["spec"]["steps"][0].__setitem__("min_duration", "1m"), "min_duration"),
+        ("a ModelRollout without its TrafficPolicy",
+         lambda o: find(o, "ModelRollout")["spec"].pop("trafficPolicy"), "trafficPolicy"),
     ],
 }
 
@@ -156,7 +200,7 @@ BREAKS: dict[str, list[tuple[str, Callable[[list[dict]], object], str]]] = {
 def self_test(versions: list[str]) -> int:
     failed = 0
     for target, breaks in BREAKS.items():
-        path = K8S / "overlays" / target
+        path = K8S / "overlays" / target if (K8S / "overlays" / target).is_dir() else K8S / target
         clean = validate_all(versions, [path])
         if clean:
             print(f"FAIL {target} does not validate to begin with:\n  " + "\n  ".join(clean))

@@ -47,12 +47,10 @@ const ISVC_COMPONENT_FIELDS: [&str; 16] = [
     "model",
     "workerSpec",
 ];
-/// What carries the policy, per setting of the rollout controller (`switchyard-rollout run`'s
-/// environment): (variable, kind, API group, resource).
-const CARRIERS: [(&str, &str, &str, &str); 2] = [
-    ("SWITCHYARD_WASM_PLUGIN", "WasmPlugin", "extensions.istio.io", "wasmplugins"),
-    ("SWITCHYARD_CONFIG_MAP", "ConfigMap", "", "configmaps"),
-];
+/// What carries the policy, per field of a TrafficPolicy's `spec.carrier` (operator/src/crd.rs):
+/// (field, kind, API group, resource).
+const CARRIERS: [(&str, &str, &str, &str); 2] =
+    [("wasmPlugin", "WasmPlugin", "extensions.istio.io", "wasmplugins"), ("configMap", "ConfigMap", "", "configmaps")];
 /// Kubernetes' default `terminationGracePeriodSeconds`.
 const DEFAULT_TERMINATION_GRACE_SECONDS: i64 = 30;
 
@@ -451,7 +449,7 @@ fn check_routes_match_policy(vs: &Value, objs: &[Value], at: &str, rep: &mut Rep
     }
 }
 
-/// Bindings bind what exists; pods run as accounts that exist; the rollout controller may get
+/// Bindings bind what exists; pods run as accounts that exist; the operator may get
 /// and patch exactly the one object it is told carries the policy, nothing more.
 fn check_rbac(objs: &[Value], pods: &[Pod], at: &str, rep: &mut Report) {
     for o in objs.iter().filter(|o| o["kind"] == "RoleBinding") {
@@ -472,23 +470,29 @@ fn check_rbac(objs: &[Value], pods: &[Pod], at: &str, rep: &mut Report) {
             rep.error(&format!("{at} {}", pod.owner), format!("runs as ServiceAccount {sa}, which does not exist"));
         }
     }
-    let Some(controller) = find(objs, "Deployment", "switchyard-rollout") else { return };
-    let label = format!("{at} {}", name_of(controller));
-    let spec = &controller["spec"]["template"]["spec"];
-    let env: BTreeMap<&str, &Value> =
-        arr(&spec["containers"]).iter().flat_map(|c| arr(&c["env"])).map(|e| (s(&e["name"]), &e["value"])).collect();
-    let carriers: Vec<_> = CARRIERS.iter().filter(|(var, ..)| env.get(var).is_some_and(|v| truthy(v))).collect();
-    let [(var, kind, group, resource)] = carriers[..] else {
-        let vars: Vec<_> = CARRIERS.iter().map(|(var, ..)| *var).collect();
-        let has: Vec<_> = carriers.iter().map(|(var, ..)| format!("{var}={}", s(env[var]))).collect();
-        let has = if has.is_empty() { "none".to_owned() } else { has.join(", ") };
-        return rep.error(&label, format!("needs exactly one of {}; has {has}", vars.join(", ")));
-    };
-    let name = s(env[var]);
-    if !exists(objs, kind, name) {
-        rep.error(&label, format!("{var} names {kind} {name}, which does not exist"));
+    let Some(operator) = find(objs, "Deployment", "switchyard-operator") else { return };
+    let label = format!("{at} {}", name_of(operator));
+    let policies: Vec<&Value> = objs.iter().filter(|o| o["kind"] == "TrafficPolicy").collect();
+    if policies.is_empty() {
+        rep.error(&label, "no TrafficPolicy: the operator would have no policy to carry");
     }
-    let sa = s(&spec["serviceAccountName"]);
+    // Each TrafficPolicy's carrier exists; the operator's rules on carrier kinds name exactly
+    // those objects (the rest of its Role is generated from its code: operator/tests).
+    let mut carried: Vec<(&str, &str, &str)> = Vec::new();
+    for tp in &policies {
+        let c = &tp["spec"]["carrier"];
+        let named: Vec<_> = CARRIERS.iter().filter(|(field, ..)| c.get(*field).is_some()).collect();
+        let [(field, kind, group, resource)] = named[..] else {
+            rep.error(&format!("{at} {}", name_of(tp)), "spec.carrier needs exactly one of configMap, wasmPlugin");
+            continue;
+        };
+        let name = s(&c[*field]["name"]);
+        if !exists(objs, kind, name) {
+            rep.error(&format!("{at} {}", name_of(tp)), format!("its carrier {kind} {name} does not exist"));
+        }
+        carried.push((group, resource, name));
+    }
+    let sa = s(&operator["spec"]["template"]["spec"]["serviceAccountName"]);
     let binds_sa = |b: &Value| arr(&b["subjects"]).iter().any(|x| x["kind"] == "ServiceAccount" && x["name"] == sa);
     let roles: Vec<Option<&Value>> = objs
         .iter()
@@ -499,19 +503,27 @@ fn check_rbac(objs: &[Value], pods: &[Pod], at: &str, rep: &mut Report) {
         rep.error(&label, format!("ServiceAccount {sa} has no Role: it could not change traffic"));
     }
     if objs.iter().any(|o| o["kind"] == "ClusterRoleBinding" && arr(&o["subjects"]).iter().any(|x| x["name"] == sa)) {
-        rep.error(&label, format!("ServiceAccount {sa} is bound cluster-wide: it may touch only its own object"));
+        rep.error(&label, format!("ServiceAccount {sa} is bound cluster-wide: it may touch only its own namespace"));
     }
+    let carrier_kinds: Vec<(&str, &str)> = CARRIERS.iter().map(|(_, _, g, r)| (*g, *r)).collect();
     for role in roles.into_iter().flatten() {
         for rule in arr(&role["rules"]) {
+            let on_carrier = carrier_kinds
+                .iter()
+                .any(|(g, r)| rule["apiGroups"] == json!([g]) && arr(&rule["resources"]).iter().any(|x| x == r));
+            if !on_carrier {
+                continue;
+            }
             let verbs_ok = arr(&rule["verbs"]).iter().all(|v| v == "get" || v == "patch");
-            let allowed = rule["apiGroups"] == json!([group])
-                && rule["resources"] == json!([resource])
-                && rule["resourceNames"] == json!([name])
-                && verbs_ok;
+            let allowed = carried.iter().any(|(g, r, n)| {
+                rule["apiGroups"] == json!([g])
+                    && rule["resources"] == json!([r])
+                    && rule["resourceNames"] == json!([n])
+            }) && verbs_ok;
             if !allowed {
                 rep.error(
                     &format!("{at} {}", name_of(role)),
-                    format!("grants more than get/patch on {kind} {name}: {rule}"),
+                    format!("grants more than get/patch on the carrier of a TrafficPolicy: {rule}"),
                 );
             }
         }
@@ -839,7 +851,7 @@ fn breaks() -> Vec<Break> {
         Break {
             target: KSERVE,
             what: "a RoleBinding to a ServiceAccount that does not exist",
-            apply: |o| obj(o, "RoleBinding", Some("switchyard-rollout"))["subjects"][0]["name"] = "nobody".into(),
+            apply: |o| obj(o, "RoleBinding", Some("switchyard-operator"))["subjects"][0]["name"] = "nobody".into(),
             needle: "ServiceAccount nobody, which does not exist",
         },
         Break {
@@ -858,30 +870,33 @@ fn breaks() -> Vec<Break> {
         },
         Break {
             target: ENVOY,
-            what: "a controller Role that grants more than its own object",
+            what: "an operator Role that grants more than get/patch on its carrier",
             apply: |o| {
-                obj(o, "Role", Some("switchyard-rollout"))["rules"][0]["verbs"] = json!(["get", "patch", "delete"]);
+                let rules = obj(o, "Role", Some("switchyard-operator"))["rules"].as_array_mut().expect("rules");
+                let carrier =
+                    rules.iter_mut().find(|r| r["resources"] == json!(["configmaps"])).expect("a carrier rule");
+                carrier["verbs"] = json!(["get", "patch", "delete"]);
             },
             needle: "grants more than get/patch",
         },
         Break {
             target: ENVOY,
-            what: "a controller Role on every ConfigMap",
+            what: "an operator Role on every ConfigMap",
             apply: |o| {
-                let rule = obj(o, "Role", Some("switchyard-rollout"))["rules"][0].as_object_mut().expect("a rule");
-                rule.remove("resourceNames").expect("resourceNames");
+                let rules = obj(o, "Role", Some("switchyard-operator"))["rules"].as_array_mut().expect("rules");
+                let carrier =
+                    rules.iter_mut().find(|r| r["resources"] == json!(["configmaps"])).expect("a carrier rule");
+                carrier.as_object_mut().expect("a rule").remove("resourceNames").expect("resourceNames");
             },
             needle: "grants more than get/patch",
         },
         Break {
             target: ENVOY,
-            what: "a controller told to patch two objects",
+            what: "a TrafficPolicy whose carrier does not exist",
             apply: |o| {
-                let env = &mut obj(o, "Deployment", Some("switchyard-rollout"))["spec"]["template"]["spec"]["containers"]
-                    [0]["env"];
-                env.as_array_mut().expect("env").push(json!({"name": "SWITCHYARD_WASM_PLUGIN", "value": "x"}));
+                obj(o, "TrafficPolicy", None)["spec"]["carrier"]["configMap"]["name"] = "nope".into();
             },
-            needle: "needs exactly one of",
+            needle: "its carrier ConfigMap nope does not exist",
         },
         Break {
             target: ENVOY,

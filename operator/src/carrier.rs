@@ -11,12 +11,12 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchP
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use switchyard_deploy::Policy;
+use switchyard_deploy::apply::policy_of_filter_config;
 use switchyard_deploy::render::envoy::filter_config;
 use switchyard_deploy::render::json_text;
 use switchyard_policy::Config;
 use switchyard_policy::guard::carry_epochs;
 use switchyard_rollout::judge::State;
-use switchyard_rollout::kube::{Carrier as Kind, Kube};
 use switchyard_rollout::traffic::with_traffic;
 
 use crate::MANAGER;
@@ -32,28 +32,33 @@ pub fn wasm_plugin_resource() -> ApiResource {
     )
 }
 
+/// Which field of which object.
+enum Kind {
+    /// Istio: the WasmPlugin's `spec.pluginConfig`.
+    WasmPlugin,
+    /// The Envoy gateway: the ECDS document under `key`, loading the `.wasm` at `wasm`.
+    ConfigMap { key: String, wasm: String },
+}
+
 /// Where `tp`'s policy goes.
 pub struct Target {
-    kube: Kube,
+    kind: Kind,
+    namespace: String,
     resource: ApiResource,
     name: String,
-    wasm: Option<String>,
 }
 
 impl Target {
     pub fn of(tp: &TrafficPolicy) -> Result<Target, Error> {
         let namespace = tp.namespace().ok_or_else(|| Error::NoNamespace(tp.name_any()))?;
         let c = &tp.spec.carrier;
-        let (kind, resource, name, wasm) = match (&c.config_map, &c.wasm_plugin) {
+        let (kind, resource, name) = match (&c.config_map, &c.wasm_plugin) {
             (Some(cm), _) => (
-                Kind::ConfigMap { name: cm.name.clone(), key: cm.key.clone() },
+                Kind::ConfigMap { key: cm.key.clone(), wasm: cm.wasm.clone() },
                 ApiResource::erase::<ConfigMap>(&()),
                 cm.name.clone(),
-                Some(cm.wasm.clone()),
             ),
-            (None, Some(w)) => {
-                (Kind::WasmPlugin { name: w.name.clone() }, wasm_plugin_resource(), w.name.clone(), None)
-            }
+            (None, Some(w)) => (Kind::WasmPlugin, wasm_plugin_resource(), w.name.clone()),
             // The CRD's validation rule refuses this; an object written before it is said so.
             (None, None) => {
                 return Err(Error::InvalidPolicy(vec![
@@ -61,7 +66,7 @@ impl Target {
                 ]));
             }
         };
-        Ok(Target { kube: Kube { api: String::new(), namespace, carrier: kind }, resource, name, wasm })
+        Ok(Target { kind, namespace, resource, name })
     }
 
     /// `configmap/NAME` or `wasmplugin/NAME`.
@@ -70,22 +75,40 @@ impl Target {
     }
 
     fn api(&self, client: &Client) -> Api<DynamicObject> {
-        Api::namespaced_with(client.clone(), &self.kube.namespace, &self.resource)
+        Api::namespaced_with(client.clone(), &self.namespace, &self.resource)
+    }
+
+    /// The policy in the object as the API server returned it; why not, when it holds none
+    /// (a fresh overlay's object, or one edited by hand): the operator then simply writes it.
+    pub fn policy_in(&self, object: &Value) -> Result<Policy, String> {
+        let text = match &self.kind {
+            Kind::WasmPlugin => {
+                let config = object.pointer("/spec/pluginConfig").ok_or("no spec.pluginConfig")?;
+                json_text(config)
+            }
+            Kind::ConfigMap { key, .. } => {
+                let doc = object.get("data").and_then(|d| d.get(key)).and_then(Value::as_str);
+                let doc: Value = serde_json::from_str(doc.ok_or(format!("no data.{key}"))?)
+                    .map_err(|e| format!("data.{key} is not an ECDS document: {e}"))?;
+                policy_of_filter_config(&doc).map_err(|e| format!("data.{key}: {e}"))?.text().to_owned()
+            }
+        };
+        Policy::parse(text).map_err(|e| format!("the policy in it is invalid: {e}"))
     }
 
     /// The server-side apply body that puts `policy` in the carrier, and the filter config's
     /// version.
     pub fn apply_body(&self, policy: &Policy) -> Result<(Value, String), Error> {
-        let metadata = json!({"name": self.name, "namespace": self.kube.namespace});
-        match (&self.kube.carrier, &self.wasm) {
-            (Kind::ConfigMap { key, .. }, Some(wasm)) => {
+        let metadata = json!({"name": self.name, "namespace": self.namespace});
+        match &self.kind {
+            Kind::ConfigMap { key, wasm } => {
                 let doc = filter_config(policy, wasm);
                 let version = doc.get("version_info").and_then(Value::as_str).unwrap_or_default().to_owned();
                 let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata,
                     "data": {key.as_str(): json_text(&doc)}});
                 Ok((body, version))
             }
-            _ => {
+            Kind::WasmPlugin => {
                 let config: Value = serde_json::from_str(policy.text())?;
                 let version = format!("{:016x}", switchyard_policy::hash::stable_hash(policy.text().as_bytes()));
                 let body = json!({"apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin",
@@ -148,12 +171,15 @@ pub async fn put_in_force(client: &Client, tp: &TrafficPolicy, rollouts: &[Model
     let target = Target::of(tp)?;
     let (mut cfg, named) = desired(tp, rollouts)?;
     let api = target.api(client);
-    let object = api.get_opt(&target.name).await?.ok_or_else(|| Error::CarrierMissing {
-        carrier: target.describe(),
-        namespace: target.kube.namespace.clone(),
-    })?;
-    // An object whose field does not hold a policy yet (a fresh overlay) is simply written.
-    let in_force = target.kube.read(&serde_json::to_value(&object)?).ok().map(|r| r.policy);
+    let object = api
+        .get_opt(&target.name)
+        .await?
+        .ok_or_else(|| Error::CarrierMissing { carrier: target.describe(), namespace: target.namespace.clone() })?;
+    let in_force = target.policy_in(&serde_json::to_value(&object)?);
+    if let Err(why) = &in_force {
+        tracing::warn!(carrier = %target.describe(), %why, "the carrier holds no policy: writing it");
+    }
+    let in_force = in_force.ok();
     carry_epochs(&mut cfg, in_force.as_ref().map(Policy::config), &BTreeMap::new());
     let text = serde_json::to_string_pretty(&cfg)? + "\n";
     let policy = Policy::parse(text).map_err(|e| Error::InvalidPolicy(e.0))?;

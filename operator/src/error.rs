@@ -1,7 +1,5 @@
 //! What can go wrong in a reconcile, and how the status and the logs say it.
 
-use switchyard_rollout::kube::KubeError;
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A call the API server refused or did not answer (the message names the call).
@@ -19,9 +17,6 @@ pub enum Error {
     /// it and creates nothing (the overlay does).
     #[error("{carrier} does not exist in {namespace}: apply the gateway's overlay first")]
     CarrierMissing { carrier: String, namespace: String },
-    /// The carrier holds something that is not a filter config (edited by hand?).
-    #[error(transparent)]
-    Carrier(#[from] KubeError),
     /// The filter's metrics or the collector's comparisons could not be read.
     #[error("observing the canary: {0}")]
     Observe(#[source] switchyard_rollout::Error),
@@ -41,7 +36,6 @@ impl Error {
             Error::NoNamespace(_) => "no_namespace",
             Error::InvalidPolicy(_) => "invalid_policy",
             Error::CarrierMissing { .. } => "carrier_missing",
-            Error::Carrier(_) => "carrier_unreadable",
             Error::Observe(_) => "observe",
             Error::Traffic(_) => "traffic",
             Error::Json(_) => "json",

@@ -16,7 +16,7 @@ use kube::{Api, Client, ResourceExt};
 use switchyard_operator::MANAGER;
 use switchyard_operator::crd::{ModelRollout, TrafficPolicy};
 use switchyard_operator::lead::{LeaseArgs, acquire};
-use switchyard_operator::rbac::{CarrierRef, role};
+use switchyard_operator::rbac::{CarrierRef, role_yaml};
 use switchyard_operator::reconcile::{Context, FromMetrics, error_policy, reconcile_policy, reconcile_rollout};
 use switchyard_rollout::store::Target;
 
@@ -134,7 +134,6 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         envoy_admin: args.prometheus,
         metrics_path: args.metrics_path,
         collector: args.collector,
-        kube: None,
     };
     let reporter = Reporter { controller: MANAGER.into(), instance: Some(args.identity) };
     let ctx = Arc::new(Context {
@@ -190,12 +189,7 @@ async fn main() -> ExitCode {
                 (None, Some(w)) => CarrierRef::WasmPlugin(w),
                 (None, None) => return ExitCode::FAILURE,
             };
-            let (role, why) = role(&name, &carrier, &lease);
-            let mut out = String::new();
-            for w in why {
-                out.push_str(&format!("# {w}\n"));
-            }
-            serde_norway::to_string(&role).map(|y| print!("{out}{y}")).map_err(Into::into)
+            role_yaml(&name, &carrier, &lease).map(|y| print!("{y}")).map_err(Into::into)
         }
     };
     match result {

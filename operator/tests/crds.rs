@@ -137,3 +137,43 @@ fn the_structural_check_catches_what_the_api_server_refuses() {
     }
     assert!(!problems.iter().any(|p| p.starts_with("s.free")), "{problems:#?}");
 }
+
+#[test]
+fn the_committed_roles_are_what_the_table_generates() {
+    use switchyard_operator::rbac::{CarrierRef, role_yaml};
+    for (component, carrier) in [
+        ("envoy-gateway", CarrierRef::ConfigMap("switchyard-gateway-filter".into())),
+        ("istio", CarrierRef::WasmPlugin("switchyard".into())),
+    ] {
+        let path = root().join("k8s/components").join(component).join("switchyard-operator-role.yaml");
+        let fresh = role_yaml("switchyard-operator", &carrier, "switchyard-operator").unwrap();
+        assert!(
+            std::fs::read_to_string(&path).unwrap_or_default() == fresh,
+            "{} differs from operator/src/rbac.rs: run `switchyard-operator role {}`",
+            path.display(),
+            match carrier {
+                CarrierRef::ConfigMap(n) => format!("--config-map {n}"),
+                CarrierRef::WasmPlugin(n) => format!("--wasm-plugin {n}"),
+            }
+        );
+    }
+}
+
+/// The example rollout runs against the TrafficPolicy each gateway component declares: its
+/// spec is valid to the rollout's own validator, and the policy has what it needs.
+#[test]
+fn the_example_rollout_runs_on_each_gateways_traffic_policy() {
+    use switchyard_operator::crd::{ModelRollout, TrafficPolicy};
+    let text = std::fs::read_to_string(root().join("k8s/examples/mlp-v2-modelrollout.yaml")).unwrap();
+    let r: ModelRollout = serde_norway::from_str(&text).unwrap();
+    let spec = r.spec.to_spec().unwrap();
+    for component in ["envoy-gateway", "istio"] {
+        let path =
+            root().join("k8s/components").join(component).join("generated/switchyard-gateway-trafficpolicy.yaml");
+        let tp: TrafficPolicy = serde_norway::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(tp.metadata.name.as_deref(), Some(r.spec.traffic_policy.as_str()), "{}", path.display());
+        let (cfg, _) = switchyard_operator::carrier::desired(&tp, &[]).unwrap();
+        let plan = spec.plan(&cfg).unwrap_or_else(|p| panic!("{}: {p:?}", path.display()));
+        assert_eq!(plan.stable, "v1");
+    }
+}

@@ -26,7 +26,7 @@ use switchyard_policy::Config;
 use switchyard_runtime::now_ms;
 use switchyard_runtime::tail::{Follow, last_lines};
 
-use crate::apply::{InForce, in_force_at, put_in_force};
+use crate::apply::{in_force_at, put_in_force};
 use crate::command::{command, open_store};
 use crate::error::{Error, TokenError};
 use crate::judge::State;
@@ -121,7 +121,6 @@ pub async fn serve(dir: &Path, args: AdminArgs, metrics: Metrics) -> Result<(), 
             envoy_admin: args.envoy_admin,
             metrics_path: default_metrics_path(),
             collector: args.collector,
-            kube: None,
         },
         monitor: args.monitor,
         samples: args.samples,
@@ -339,15 +338,14 @@ async fn apply_policy(
     let saved = store.load().map_err(conflict)?;
     let target = saved.as_ref().map_or(&admin.fallback, |s| &s.target);
     let current = in_force_at(target).await.map_err(conflict)?;
-    let (old, new) = (current.policy().config(), policy.config());
+    let (old, new) = (current.config(), policy.config());
     if let Some(Saved { state: st, .. }) = saved.as_ref().filter(|s| s.state.phase.is_active()) {
         owned_weights(st, old, new).map_err(conflict)?;
     }
     if old == new {
         return Ok(Json(json!({"changed": false, "message": "that policy is already in force"})));
     }
-    let version =
-        put_in_force(target, &current, new).await.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let version = put_in_force(target, new).await.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
     let (before, after) = changes(old, new);
     store
         .event(&json!({
@@ -527,9 +525,9 @@ async fn look(admin: &Admin, watch: &mut Watch, samples: Option<&mut Follow>) ->
     let now = now_ms();
     let (models, policy_text) = match &in_force {
         Some(p) => {
-            let models = watch.look(now, p.policy().config(), &envoy, collector.as_deref(), monitor.as_deref());
+            let models = watch.look(now, p.config(), &envoy, collector.as_deref(), monitor.as_deref());
             if let (Some(follow), Some(path)) = (samples, &admin.samples)
-                && let Err(e) = read_keys(&admin.keys, p.policy().config(), follow)
+                && let Err(e) = read_keys(&admin.keys, p.config(), follow)
             {
                 problems.push(format!("samples {}: {e}", path.display()));
             }
@@ -560,8 +558,8 @@ async fn look(admin: &Admin, watch: &mut Watch, samples: Option<&mut Follow>) ->
     })
 }
 
-fn in_force_text(p: &InForce) -> String {
-    p.policy().text().to_owned()
+fn in_force_text(p: &switchyard_deploy::Policy) -> String {
+    p.text().to_owned()
 }
 
 /// Takes the sticky keys from what was appended to the samples file since the last look.

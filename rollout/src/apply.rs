@@ -1,6 +1,7 @@
-//! Where the rollout acts: the policy in force, read from the local Envoy's ECDS file or from
-//! the Kubernetes object that carries it, and a new one put in force there (through
-//! `switchyard_policy::deploy`, the same update as `envoy/apply-policy.sh`).
+//! Where the rollout acts: the policy in force, read from the local Envoy's ECDS file, and a new
+//! one put in force there (through `switchyard_deploy::apply`, the same update as
+//! `envoy/apply-policy.sh`). In a cluster the operator (operator/) acts instead, on the same
+//! judge and the same `traffic`.
 
 use std::path::Path;
 
@@ -8,26 +9,10 @@ use switchyard_policy::Config;
 
 use crate::error::Error;
 use crate::judge::State;
-use crate::kube::Read;
 use crate::store::Target;
 use crate::traffic::with_traffic;
 use switchyard_deploy::Policy;
 use switchyard_deploy::apply::{apply_filter, in_force};
-
-/// The policy in force, as read from where the rollout acts.
-pub enum InForce {
-    Local(Policy),
-    Kube(Read),
-}
-
-impl InForce {
-    pub fn policy(&self) -> &Policy {
-        match self {
-            InForce::Local(p) => p,
-            InForce::Kube(r) => &r.policy,
-        }
-    }
-}
 
 fn local(target: &Target) -> Result<(&Path, &Path), Error> {
     match (&target.policy, &target.bootstrap) {
@@ -36,22 +21,16 @@ fn local(target: &Target) -> Result<(&Path, &Path), Error> {
     }
 }
 
-pub async fn in_force_at(target: &Target) -> Result<InForce, Error> {
-    match &target.kube {
-        Some(k) => Ok(InForce::Kube(k.in_force().await?)),
-        None => Ok(InForce::Local(in_force(local(target)?.1)?)),
-    }
+/// The policy the local Envoy runs.
+pub async fn in_force_at(target: &Target) -> Result<Policy, Error> {
+    Ok(in_force(local(target)?.1)?)
 }
 
-/// Puts `cfg` in force: locally it is written to the policy file too, so every tool sees one
-/// policy; in a cluster the object replaced is the one `now` was read from, unchanged since.
+/// Puts `cfg` in force; it is written to the policy file too, so every tool sees one policy.
 /// Returns the filter config's version.
-pub async fn put_in_force(target: &Target, now: &InForce, cfg: &Config) -> Result<String, Error> {
+pub async fn put_in_force(target: &Target, cfg: &Config) -> Result<String, Error> {
     let text = serde_json::to_string_pretty(cfg)? + "\n";
     let policy = Policy::parse(text).map_err(Error::InvalidPolicy)?;
-    if let (InForce::Kube(read), Some(k)) = (now, &target.kube) {
-        return Ok(k.apply(read, &policy).await?);
-    }
     let (file, bootstrap) = local(target)?;
     // The controller's epochs only ever rise from the one in force, so nothing is moved
     // here unless someone else put an older policy in force meanwhile: then the file gets
@@ -65,9 +44,9 @@ pub async fn put_in_force(target: &Target, now: &InForce, cfg: &Config) -> Resul
 pub async fn reconcile(target: &Target, st: &State) -> Result<Option<String>, Error> {
     let current = in_force_at(target).await?;
     let traffic = st.traffic();
-    match with_traffic(current.policy().config(), st, traffic)? {
+    match with_traffic(current.config(), st, traffic)? {
         Some(cfg) => {
-            let version = put_in_force(target, &current, &cfg).await?;
+            let version = put_in_force(target, &cfg).await?;
             Ok(Some(format!("{} {traffic:?} in force (filter config {version})", st.spec.model)))
         }
         None => Ok(None),

@@ -107,7 +107,7 @@ pub async fn start(dir: &Path, spec_path: &Path, target: Target) -> Result<(), E
             "a step with max_disagreement needs `--collector HOST:PORT` (where the comparisons are counted)".into(),
         );
     }
-    let plan = match spec.plan(now.policy().config()) {
+    let plan = match spec.plan(now.config()) {
         Ok(plan) if problems.is_empty() => plan,
         Ok(_) => return Err(Error::Impossible { path: spec_path.to_owned(), problems }),
         Err(more) => {
@@ -164,12 +164,12 @@ pub async fn reset_guard(dir: &Path) -> Result<(), Error> {
     let store = open_store(dir).await?;
     let saved = store.load()?.ok_or_else(|| Error::NoRollout(dir.to_owned()))?;
     let current = in_force_at(&saved.target).await?;
-    let mut cfg = current.policy().config().clone();
+    let mut cfg = current.config().clone();
     let model = &saved.state.spec.model;
     let g = cfg.models.get_mut(model).and_then(|m| m.guard.as_mut()).ok_or_else(|| Error::NoGuard(model.clone()))?;
     g.epoch += 1;
     let epoch = g.epoch;
-    let version = put_in_force(&saved.target, &current, &cfg).await?;
+    let version = put_in_force(&saved.target, &cfg).await?;
     event(&store, &saved.state, &format!("reset-guard: epoch {epoch}"))?;
     crate::say_line!(
         "guard of {model} reset: epoch {epoch} in force (filter config {version}); a version it had taken out is back at its weight"

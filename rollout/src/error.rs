@@ -1,5 +1,5 @@
 //! The controller's errors: what a command, a tick or the console's write can fail with. The
-//! layers below have their own (`StoreError`, `KubeError`, `Refused`, `SpecError`); they pass
+//! layers below have their own (`StoreError`, `Refused`, `SpecError`); they pass
 //! through unchanged, so every message reads as it did where it arose.
 
 use std::net::SocketAddr;
@@ -9,7 +9,6 @@ use std::time::Duration;
 use switchyard_policy::ConfigErrors;
 
 use crate::judge::Refused;
-use crate::kube::KubeError;
 use crate::spec::{BadDuration, SpecError};
 use crate::store::StoreError;
 
@@ -17,8 +16,6 @@ use crate::store::StoreError;
 pub enum Error {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Kube(#[from] KubeError),
     /// The state does not allow the command.
     #[error(transparent)]
     Refused(#[from] Refused),
@@ -33,7 +30,7 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Json(#[from] serde_json::Error),
-    #[error("the rollout names neither a Kubernetes object nor a policy file and bootstrap")]
+    #[error("the rollout names no policy file and bootstrap")]
     NoTarget,
     #[error("the policy in force has no model '{0}'")]
     NoModel(String),

@@ -19,7 +19,6 @@ pub mod command;
 pub mod controller;
 pub mod error;
 pub mod judge;
-pub mod kube;
 pub mod metrics;
 pub mod observe;
 pub mod spec;

@@ -15,7 +15,6 @@ use switchyard_rollout::admin::AdminArgs;
 use switchyard_rollout::command::{command, reset_guard, start, status};
 use switchyard_rollout::controller::run;
 use switchyard_rollout::judge::State;
-use switchyard_rollout::kube::{Carrier, Kube};
 use switchyard_rollout::say_line;
 use switchyard_rollout::store::Target;
 use switchyard_runtime::now_ms;
@@ -37,11 +36,11 @@ enum Command {
     Start {
         spec: PathBuf,
         /// The policy file the rollout edits (envoy/policy.json in the demo).
-        #[arg(long, required_unless_present = "kube_api")]
-        policy: Option<PathBuf>,
+        #[arg(long)]
+        policy: PathBuf,
         /// The running Envoy's rendered bootstrap (its filter.yaml is beside it).
-        #[arg(long, required_unless_present = "kube_api")]
-        bootstrap: Option<PathBuf>,
+        #[arg(long)]
+        bootstrap: PathBuf,
         #[arg(long, default_value = "target/wasm32-wasip1/wasm-release/switchyard_filter.wasm")]
         wasm: PathBuf,
         /// Envoy's admin listener, read for the filter's metrics (in a cluster: Prometheus).
@@ -51,8 +50,6 @@ enum Command {
         /// `match[]` for the gateway's job; k8s/README.md).
         #[arg(long, env = "SWITCHYARD_METRICS_PATH", default_value = "/stats/prometheus")]
         metrics_path: String,
-        #[command(flatten)]
-        kube: Box<KubeArgs>,
         /// The collector (HOST:PORT), read for shadow comparisons: needed by steps with
         /// `max_disagreement`.
         #[arg(long, env = "SWITCHYARD_COLLECTOR")]
@@ -89,36 +86,6 @@ enum Command {
     ResetGuard,
 }
 
-/// In a cluster: the policy lives in a Kubernetes object, changed through `kubectl proxy`.
-#[derive(clap::Args)]
-struct KubeArgs {
-    /// `kubectl proxy` beside the controller, HOST:PORT.
-    #[arg(long, env = "SWITCHYARD_KUBE_API", requires = "namespace")]
-    kube_api: Option<String>,
-    #[arg(long, env = "POD_NAMESPACE")]
-    namespace: Option<String>,
-    /// Istio: the WasmPlugin whose pluginConfig is the policy.
-    #[arg(long, env = "SWITCHYARD_WASM_PLUGIN", requires = "kube_api", conflicts_with = "config_map")]
-    wasm_plugin: Option<String>,
-    /// The Envoy gateway: the ConfigMap holding its ECDS file.
-    #[arg(long, env = "SWITCHYARD_CONFIG_MAP", requires = "kube_api")]
-    config_map: Option<String>,
-    #[arg(long, default_value = "filter.yaml")]
-    config_map_key: String,
-}
-
-impl KubeArgs {
-    fn target(self) -> Result<Option<Kube>, &'static str> {
-        let Some(api) = self.kube_api else { return Ok(None) };
-        let carrier = match (self.wasm_plugin, self.config_map) {
-            (Some(name), None) => Carrier::WasmPlugin { name },
-            (None, Some(name)) => Carrier::ConfigMap { name, key: self.config_map_key },
-            _ => return Err("--kube-api needs --wasm-plugin NAME or --config-map NAME (what carries the policy)"),
-        };
-        Ok(Some(Kube { api, namespace: self.namespace.unwrap_or_default(), carrier }))
-    }
-}
-
 fn failed(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("switchyard-rollout: {e}");
     ExitCode::FAILURE
@@ -130,12 +97,9 @@ async fn main() -> ExitCode {
     let dir = cli.state_dir.as_path();
     let said = |said: String| say_line!("{said}");
     let result = match cli.command {
-        Command::Start { spec, policy, bootstrap, wasm, envoy_admin, metrics_path, kube, collector } => {
-            let kube = match (*kube).target() {
-                Ok(kube) => kube,
-                Err(e) => return failed(e),
-            };
-            let target = Target { policy, bootstrap, wasm, envoy_admin, metrics_path, collector, kube };
+        Command::Start { spec, policy, bootstrap, wasm, envoy_admin, metrics_path, collector } => {
+            let target =
+                Target { policy: Some(policy), bootstrap: Some(bootstrap), wasm, envoy_admin, metrics_path, collector };
             start(dir, &spec, target).await
         }
         Command::Run { interval, keep_running, admin } => run(dir, &interval, keep_running, *admin).await,

@@ -10,10 +10,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::judge::State;
-use crate::kube::Kube;
 
-/// Where the rollout acts: locally, the policy file it rewrites and what `switchyard_deploy::apply`
-/// needs to put it in force in the running Envoy; in a cluster, the object carrying the policy.
+/// Where the rollout acts: the policy file it rewrites and what `switchyard_deploy::apply` needs
+/// to put it in force in the running Envoy (in a cluster the operator acts: operator/).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Target {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -30,8 +29,6 @@ pub struct Target {
     /// The collector, HOST:PORT, read for the shadow comparisons (steps with `max_disagreement`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collector: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kube: Option<Kube>,
 }
 
 pub fn default_metrics_path() -> String {

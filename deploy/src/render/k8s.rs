@@ -441,7 +441,8 @@ fn istio_cluster(service: &str, port: u16, namespace: &str) -> String {
     format!("outbound|{port}||{service}.{namespace}.svc.cluster.local")
 }
 
-fn wasm_plugin(policy: &Policy, o: &K8sOptions) -> Result<Value, RenderErrors> {
+/// The policy as the Istio gateway runs it: the local stack's cluster names are Istio's there.
+fn istio_policy(policy: &Policy, o: &K8sOptions) -> Result<Value, RenderErrors> {
     let mut config: Value = serde_json::from_str(policy.text())
         .map_err(|e| RenderErrors(vec![format!("policy is not a JSON object: {e}")]))?;
     // The policy names the local stack's clusters; in the mesh they are Istio's.
@@ -458,6 +459,24 @@ fn wasm_plugin(policy: &Policy, o: &K8sOptions) -> Result<Value, RenderErrors> {
     if let Some(c) = config.get_mut("collector").and_then(|c| c.get_mut("cluster")) {
         *c = Value::String(istio_cluster("switchyard-collector", COLLECTOR_PORT, ns));
     }
+    Ok(config)
+}
+
+/// The TrafficPolicy the operator reconciles (operator/): the policy as the gateway runs it,
+/// and the object that carries it there. The carrier starts with the same policy, so the
+/// gateway serves before the operator first writes it.
+fn traffic_policy(policy: &Value, carrier: &Value) -> Value {
+    let labels = json!({"app.kubernetes.io/name": "switchyard-gateway", "app.kubernetes.io/part-of": "switchyard"});
+    json!({
+        "apiVersion": "switchyard.dev/v1alpha1",
+        "kind": "TrafficPolicy",
+        "metadata": meta("switchyard-gateway", labels),
+        "spec": {"policy": policy, "carrier": carrier},
+    })
+}
+
+fn wasm_plugin(policy: &Policy, o: &K8sOptions) -> Result<Value, RenderErrors> {
+    let config = istio_policy(policy, o)?;
     Ok(json!({
         "apiVersion": "extensions.istio.io/v1alpha1",
         "kind": "WasmPlugin",
@@ -744,6 +763,10 @@ pub fn render(policy: &Policy, o: &K8sOptions) -> Result<Vec<File>, RenderErrors
         ("switchyard-wasmplugin.yaml".into(), wasm_plugin(policy, o)?),
         ("switchyard-virtualservice.yaml".into(), virtual_service(policy, o)),
         ("switchyard-internal-headers-envoyfilter.yaml".into(), internal_headers_filter(policy)),
+        (
+            "switchyard-gateway-trafficpolicy.yaml".into(),
+            traffic_policy(&istio_policy(policy, o)?, &json!({"wasmPlugin": {"name": "switchyard"}})),
+        ),
     ];
     let stats = json!({"stats_config": super::envoy::stats_config(policy.config())});
     let labels = json!({"app.kubernetes.io/name": "switchyard-gateway", "app.kubernetes.io/part-of": "switchyard"});
@@ -758,6 +781,14 @@ pub fn render(policy: &Policy, o: &K8sOptions) -> Result<Vec<File>, RenderErrors
     let gateway = vec![
         ("switchyard-gateway-bootstrap-configmap.yaml".into(), boot),
         ("switchyard-gateway-filter-configmap.yaml".into(), ecds),
+        (
+            "switchyard-gateway-trafficpolicy.yaml".into(),
+            traffic_policy(
+                &serde_json::from_str(policy.text())
+                    .map_err(|e| RenderErrors(vec![format!("policy is not a JSON object: {e}")]))?,
+                &json!({"configMap": {"name": "switchyard-gateway-filter", "key": "filter.yaml", "wasm": WASM_PATH}}),
+            ),
+        ),
     ];
     directory("components/envoy-gateway/generated", &gateway, &mut out);
     Ok(out)
