@@ -331,6 +331,21 @@ impl Stack {
         self.wait_ecds(before)
     }
 
+    /// Puts an ECDS document in place of the one Envoy runs, as the kubelet does when the
+    /// ConfigMap it is mounted from changes (atomically: a rename). Returns whether Envoy
+    /// accepted it; `Ok(None)` when Envoy runs that document already.
+    pub fn put_ecds_text(&self, text: &str) -> Option<bool> {
+        let ecds = self.dir.join("filter.yaml");
+        if std::fs::read_to_string(&ecds).ok().as_deref() == Some(text) {
+            return None;
+        }
+        let before = self.ecds_counts();
+        let tmp = self.dir.join(".filter.yaml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &ecds).unwrap();
+        Some(self.wait_ecds(before))
+    }
+
     /// (accepted, refused) ECDS updates so far.
     fn ecds_counts(&self) -> (f64, f64) {
         (self.ecds_stat("update_success"), self.ecds_stat("update_rejected") + self.ecds_stat("update_failure"))
