@@ -42,6 +42,14 @@ pub struct Leadership {
     _elector: JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
 }
 
+/// Dropped (the operator stopping), the Lease is no longer renewed; it runs out after its
+/// duration and a follower takes it.
+impl Drop for Leadership {
+    fn drop(&mut self) {
+        self._elector.abort();
+    }
+}
+
 impl Leadership {
     /// Resolves when the Lease is lost (or the elector stops).
     pub async fn lost(&mut self) {
