@@ -47,12 +47,15 @@ pub const VERSION: &str = "v1alpha1";
 pub struct ModelRolloutSpec {
     /// The TrafficPolicy, in the same namespace, whose model this rollout moves traffic in.
     #[schemars(length(min = 1, max = 253))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "trafficPolicy cannot change: start another rollout"}]))]
     pub traffic_policy: String,
     /// The model (a key of the policy's `models`).
     #[schemars(length(min = 1, max = 63))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "model cannot change: start another rollout"}]))]
     pub model: String,
     /// The version rolled out.
     #[schemars(length(min = 1, max = 63))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "canary cannot change: start another rollout"}]))]
     pub canary: String,
     /// The version it replaces and is judged against (default: the model's `guard.stable`,
     /// else its first version).
