@@ -32,6 +32,8 @@ pub enum Source {
     Monitor,
     /// `switchyard-rollout run --admin-addr`.
     Rollout,
+    /// `switchyard-operator run`'s admin listener.
+    Operator,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -443,6 +445,16 @@ pub const ROLLOUT_LAST_DECISION_INFO: Metric = Metric {
     labels: &["model", "canary", "decision", "reason"],
     source: Source::Rollout,
 };
+pub const OPERATOR_LEADER: Metric =
+    Metric { name: "switchyard_operator_leader", kind: Kind::Gauge, labels: &[], source: Source::Operator };
+pub const OPERATOR_RECONCILES_TOTAL: Metric = Metric {
+    name: "switchyard_operator_reconciles_total",
+    kind: Kind::Counter,
+    labels: &["kind", "result"],
+    source: Source::Operator,
+};
+pub const OPERATOR_ROLLOUTS: Metric =
+    Metric { name: "switchyard_operator_rollouts", kind: Kind::Gauge, labels: &["phase"], source: Source::Operator };
 
 pub const ALL: &[Metric] = &[
     INFERENCE_REQUESTS_TOTAL,
@@ -514,6 +526,9 @@ pub const ALL: &[Metric] = &[
     DRIFT_REFERENCE_READY,
     DRIFT_MEMORY_BYTES,
     DRIFT_EVALUATION_DURATION_SECONDS,
+    OPERATOR_LEADER,
+    OPERATOR_RECONCILES_TOTAL,
+    OPERATOR_ROLLOUTS,
     ROLLOUT_STEP,
     ROLLOUT_WEIGHT,
     ROLLOUT_STATE,

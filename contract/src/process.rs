@@ -119,7 +119,6 @@ pub mod envoy {
     pub const PROCESS: Process = Process { binary: "envoy", listeners: &[LISTENER, ADMIN] };
 }
 
-/// Every process, for the export.
 /// `switchyard-pager`: the local stand-in for an on-call pager. Alertmanager posts to
 /// `/<receiver>`; the Watchdog's receiver is its dead man's switch.
 pub mod pager {
@@ -145,7 +144,26 @@ pub mod pager {
     pub const ALERTING_DOWN: &str = "SwitchyardAlertingDown";
 }
 
-pub const ALL: &[Process] = &[backend::PROCESS, collector::PROCESS, monitor::PROCESS, envoy::PROCESS, pager::PROCESS];
+/// `switchyard-operator run`: the Kubernetes operator. Its admin listener serves `/metrics` and
+/// the probes' path, on every replica (a follower is healthy too).
+pub mod operator {
+    use super::{Listener, Process};
+
+    pub const ADMIN: Listener = Listener {
+        name: "metrics",
+        flag: "--admin-addr",
+        env: "SWITCHYARD_OPERATOR_ADMIN",
+        default: "127.0.0.1:9400",
+        port: 9400,
+    };
+    /// Liveness and readiness: answers 200 while the process serves.
+    pub const HEALTH_PATH: &str = "/healthz";
+    pub const PROCESS: Process = Process { binary: "switchyard-operator", listeners: &[ADMIN] };
+}
+
+/// Every process, for the export.
+pub const ALL: &[Process] =
+    &[backend::PROCESS, collector::PROCESS, monitor::PROCESS, envoy::PROCESS, pager::PROCESS, operator::PROCESS];
 
 #[cfg(test)]
 mod tests {

@@ -13,9 +13,11 @@ use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
+use switchyard_contract::process::operator::ADMIN;
 use switchyard_operator::MANAGER;
 use switchyard_operator::crd::{ModelRollout, TrafficPolicy};
 use switchyard_operator::lead::{LeaseArgs, acquire};
+use switchyard_operator::metrics::{Metrics, serve};
 use switchyard_operator::rbac::{CarrierRef, role_yaml};
 use switchyard_operator::reconcile::{Context, FromMetrics, error_policy, reconcile_policy, reconcile_rollout};
 use switchyard_rollout::store::Target;
@@ -76,6 +78,24 @@ struct RunArgs {
     /// How often a running rollout is judged.
     #[arg(long, default_value = "5s")]
     interval: String,
+    /// `/metrics` and the probes' `/healthz`, on every replica.
+    #[arg(long = ADMIN.long(), env = ADMIN.env, default_value = ADMIN.default)]
+    admin_addr: std::net::SocketAddr,
+}
+
+/// A reconcile's outcome as `switchyard_operator_reconciles_total` labels it.
+fn outcome<T, E: std::fmt::Display>(
+    r: &Result<T, kube::runtime::controller::Error<switchyard_operator::Error, E>>,
+) -> &'static str {
+    use kube::runtime::controller::Error as Failed;
+    match r {
+        Ok(_) => "ok",
+        Err(Failed::ReconcilerFailed(e, _)) => e.kind(),
+        Err(e) => {
+            tracing::debug!(error = %e, "controller");
+            "controller"
+        }
+    }
 }
 
 fn crds(out: Option<&Path>, check: Option<&Path>) -> Result<(), Box<dyn std::error::Error>> {
@@ -111,7 +131,11 @@ fn crds(out: Option<&Path>, check: Option<&Path>) -> Result<(), Box<dyn std::err
 
 async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let interval = switchyard_rollout::spec::duration(&args.interval)?;
-    let client = Client::try_default().await?;
+    let metrics = Metrics::new();
+    serve(args.admin_addr, metrics.clone()).await?;
+    let client = Client::try_default().await.map_err(|e| {
+        format!("no Kubernetes API to reach (in a pod: its service account; elsewhere: KUBECONFIG): {e}")
+    })?;
     let lease = LeaseArgs {
         name: args.lease.clone(),
         namespace: args.namespace.clone(),
@@ -122,6 +146,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(lease = %lease.name, identity = %lease.identity, "waiting for the lease");
     let mut leadership = acquire(client.clone(), &lease).await?;
     tracing::info!(identity = %lease.identity, "leading");
+    metrics.leading(true);
     let rollouts: Api<ModelRollout> = Api::namespaced(client.clone(), &args.namespace);
     let policies: Api<TrafficPolicy> = Api::namespaced(client.clone(), &args.namespace);
     let rollout_controller = Controller::new(rollouts.clone(), watcher::Config::default())
@@ -146,6 +171,8 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     });
     // A rollout is looked at again when the policy it names changes.
     let by_policy = store.clone();
+    let counted = store.clone();
+    let (m1, m2) = (metrics.clone(), metrics.clone());
     let rollout_loop = rollout_controller
         .watches(policies.clone(), watcher::Config::default(), move |tp: TrafficPolicy| {
             by_policy
@@ -157,18 +184,23 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         })
         .shutdown_on_signal()
         .run(reconcile_rollout, error_policy, ctx.clone())
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "rollout reconcile");
-            }
+        .for_each(move |r| {
+            m1.reconciled("modelrollout", outcome(&r));
+            m1.rollouts(
+                counted
+                    .state()
+                    .iter()
+                    .map(|r| r.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending"))
+                    .collect::<Vec<_>>(),
+            );
+            async {}
         });
     let policy_loop = Controller::new(policies, watcher::Config::default())
         .shutdown_on_signal()
         .run(reconcile_policy, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "policy reconcile");
-            }
+        .for_each(move |r| {
+            m2.reconciled("trafficpolicy", outcome(&r));
+            async {}
         });
     tokio::select! {
         _ = futures::future::join(rollout_loop, policy_loop) => Ok(()),

@@ -347,14 +347,15 @@ pub async fn reconcile_policy(tp: Arc<TrafficPolicy>, ctx: Arc<Context>) -> Resu
             }
             Action::await_change()
         }
-        Err(e @ Error::CarrierMissing { .. }) => {
+        Err(e @ (Error::CarrierMissing { .. } | Error::Traffic(_))) => {
             let msg = e.to_string();
+            let reason = if matches!(e, Error::Traffic(_)) { "RolloutTrafficInvalid" } else { "CarrierMissing" };
             st.conditions = vec![
                 condition(c, "Valid", true, "Parsed", "the filter's parser accepts the policy", generation, now),
-                condition(c, "Ready", false, "CarrierMissing", &msg, generation, now),
+                condition(c, "Ready", false, reason, &msg, generation, now),
             ];
-            if !old.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == "CarrierMissing") {
-                events.push(event(EventType::Warning, "CarrierMissing", "apply", msg));
+            if !old.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == reason) {
+                events.push(event(EventType::Warning, reason, "apply", msg));
             }
             Action::requeue(RETRY)
         }

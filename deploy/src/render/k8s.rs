@@ -685,6 +685,8 @@ fn monitors(o: &K8sOptions) -> Vec<(String, Value)> {
         // 15090, the plain Envoy gateway on its admin port (both carry this label and port name).
         monitor("PodMonitor", "switchyard-envoy", "http-envoy-prom", "/stats/prometheus", ns),
         monitor("ServiceMonitor", "switchyard-monitor", "http", paths::METRICS, ns),
+        // Both replicas: the follower's `switchyard_operator_leader` is 0 (docs/metrics.md).
+        monitor("PodMonitor", "switchyard-operator", "metrics", paths::METRICS, ns),
     ]
 }
 
