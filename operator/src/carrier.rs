@@ -22,7 +22,7 @@ use switchyard_rollout::traffic::with_traffic;
 use crate::MANAGER;
 use crate::crd::{ModelRollout, TrafficPolicy};
 use crate::error::Error;
-use crate::status::state_of;
+use crate::status::{state_of, traffic_text};
 
 /// Istio's WasmPlugin, the one kind of carrier k8s-openapi has no type for.
 pub fn wasm_plugin_resource() -> ApiResource {
@@ -161,7 +161,7 @@ pub fn desired(tp: &TrafficPolicy, rollouts: &[ModelRollout]) -> Result<(Config,
 }
 
 fn describe_traffic(state: &State) -> String {
-    format!("{:?} ({})", state.traffic(), state.phase.name())
+    format!("{} ({})", traffic_text(state), state.phase.name())
 }
 
 /// Writes `tp`'s policy, with its rollouts' traffic, into its carrier unless the carrier has it

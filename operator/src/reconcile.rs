@@ -26,7 +26,7 @@ use switchyard_rollout::store::Target as Metrics;
 use crate::carrier::{InForce, put_in_force};
 use crate::crd::{ModelRollout, ModelRolloutSpec, ModelRolloutStatus, TrafficPolicy, TrafficPolicyStatus};
 use crate::error::Error;
-use crate::status::{condition, describe, not_ready, state_of, status_of};
+use crate::status::{condition, describe, not_ready, state_of, status_of, traffic_text};
 use crate::{FINALIZER, MANAGER};
 
 /// How soon a rollout that cannot run yet (no TrafficPolicy, a policy without its model) is
@@ -119,7 +119,7 @@ fn decision_event(state: &State) -> Event {
         ("apply", _) => (EventType::Normal, "StepApplied"),
         _ => (EventType::Normal, "Decided"),
     };
-    event(type_, reason, &state.decision, format!("step {}: {}", state.step, state.reason))
+    event(type_, reason, &state.decision, state.reason.clone())
 }
 
 /// The commands a person gives through the spec: abort, promote, pause, and approving hold
@@ -237,11 +237,10 @@ async fn apply(r: &ModelRollout, ctx: &Context, api: &Api<ModelRollout>) -> Resu
             events.push(decision_event(&state));
         }
         if state.phase == Phase::Running && state.applied != Some(state.step) {
-            if let Tick::Apply(traffic) = state.tick(now, &obs) {
+            if let Tick::Apply(_) = state.tick(now, &obs) {
                 state.started(now, obs.clone());
                 state.decision = "apply".into();
-                state.reason =
-                    format!("step {}: {} {traffic:?} for {}", state.step, state.spec.model, state.spec.canary);
+                state.reason = format!("step {}: {} {}", state.step, state.spec.model, traffic_text(&state));
             }
             events.push(decision_event(&state));
         }

@@ -59,6 +59,16 @@ fn traffic_status(t: Traffic) -> TrafficStatus {
     }
 }
 
+/// The traffic a state asks for, in words: `v2 at 20%, v1 at 80%`.
+pub fn traffic_text(state: &State) -> String {
+    let (canary, stable) = (&state.spec.canary, &state.stable);
+    match state.traffic() {
+        Traffic::Weight(w) => format!("{canary} at {w}%, {stable} at {}%", 100 - w.min(100)),
+        Traffic::Ab => format!("{canary} only by the override header, {stable} at 100%"),
+        Traffic::Shadow(p) => format!("{canary} shadowing {p}% of requests, {stable} at 100%"),
+    }
+}
+
 /// RFC 3339, as Kubernetes writes times.
 pub fn rfc3339(ms: u64) -> String {
     Timestamp::from_millisecond(i64::try_from(ms).unwrap_or(i64::MAX)).map(|t| t.to_string()).unwrap_or_default()

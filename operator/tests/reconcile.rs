@@ -119,6 +119,7 @@ async fn scenario_a_rollout_runs_its_steps() -> Arc<ApiServer> {
     assert_eq!(events[0]["regarding"]["name"], "mlp-v2");
     assert_eq!(events[0]["note"], "mlp/v2 against v1 in trafficpolicy/gateway: 4 steps");
     assert_eq!(events[1]["reason"], "StepApplied");
+    assert_eq!(events[1]["note"], "step 0: mlp v2 at 5%, v1 at 95%");
 
     // Too early and too few requests: nothing changes, nothing is written.
     server.forget_calls();
