@@ -28,11 +28,16 @@ pub enum Error {
 }
 
 impl Error {
-    /// A bounded label for logs and metrics.
+    /// A bounded label for logs and metrics: a reconcile's own error through the finalizer
+    /// is named as itself.
     pub fn kind(&self) -> &'static str {
+        use kube::runtime::finalizer::Error as Finalizing;
         match self {
             Error::Kube(_) => "api",
-            Error::Finalizer(_) => "finalizer",
+            Error::Finalizer(f) => match &**f {
+                Finalizing::ApplyFailed(e) | Finalizing::CleanupFailed(e) => e.kind(),
+                _ => "finalizer",
+            },
             Error::NoNamespace(_) => "no_namespace",
             Error::InvalidPolicy(_) => "invalid_policy",
             Error::CarrierMissing { .. } => "carrier_missing",

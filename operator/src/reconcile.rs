@@ -173,6 +173,38 @@ async fn refuse(
     Ok(retry.map_or_else(Action::await_change, Action::requeue))
 }
 
+/// The canary could not be observed (Prometheus or the collector unreachable): the status's
+/// `Progressing` says so (once as a Warning Event), nothing else changes, and the reconcile
+/// fails so that it is retried and counted.
+async fn blind(
+    r: &ModelRollout,
+    ctx: &Context,
+    api: &Api<ModelRollout>,
+    e: switchyard_rollout::Error,
+) -> Result<Action, Error> {
+    let message = format!("the rollout holds where it is: {e}");
+    if let Some(st) = r.status.as_ref().filter(|s| s.progress.is_some()) {
+        let was = st.conditions.iter().find(|c| c.type_ == "Progressing").cloned();
+        if was.as_ref().is_none_or(|c| c.reason != "MetricsUnavailable") {
+            let mut next = st.clone();
+            let progressing = condition(
+                &st.conditions,
+                "Progressing",
+                false,
+                "MetricsUnavailable",
+                &message,
+                r.metadata.generation,
+                ctx.now(),
+            );
+            next.conditions.retain(|c| c.type_ != "Progressing");
+            next.conditions.push(progressing);
+            write_status(api, &r.name_any(), &next).await?;
+            ctx.tell(r, vec![event(EventType::Warning, "MetricsUnavailable", "observe", message)]).await;
+        }
+    }
+    Err(Error::Observe(e))
+}
+
 /// Reconciles one ModelRollout (the finalizer first: a rollout deleted mid-way gives its
 /// traffic back before it goes).
 pub async fn reconcile_rollout(r: Arc<ModelRollout>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -232,7 +264,12 @@ async fn apply(r: &ModelRollout, ctx: &Context, api: &Api<ModelRollout>) -> Resu
     commands(&mut state, &r.spec, now, &mut events);
     let mut seen = None;
     if state.phase.is_active() {
-        let obs = ctx.observer.observe(&state).await.map_err(Error::Observe)?;
+        let obs = match ctx.observer.observe(&state).await {
+            Ok(obs) => obs,
+            // No numbers is no evidence: the rollout holds where it is (the data-plane guard
+            // still protects it), says why, and is tried again.
+            Err(e) => return blind(r, ctx, api, e).await,
+        };
         if state.tick(now, &obs) == Tick::Changed {
             events.push(decision_event(&state));
         }

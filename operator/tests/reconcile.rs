@@ -435,6 +435,43 @@ async fn scenario_a_traffic_policy_is_checked_and_carried() -> Arc<ApiServer> {
     server
 }
 
+/// Prometheus unreachable mid-step: the rollout holds where it is (no judgement on no numbers),
+/// `Progressing` says why (one Warning Event, not one per retry), and it goes on when the
+/// numbers come back.
+async fn scenario_no_metrics_holds_the_rollout() -> Arc<ApiServer> {
+    let (server, h) = envoy_gateway();
+    server.put(with_finalizer(rollout("mlp-v2", steps())));
+    h.seen.set(0, 0, 0);
+    h.reconcile("mlp-v2").await.unwrap();
+    h.seen.blind(true);
+    h.advance(Duration::from_secs(40));
+    let e = h.reconcile("mlp-v2").await.unwrap_err();
+    assert_eq!(e.kind(), "observe", "{e}");
+    h.reconcile("mlp-v2").await.unwrap_err();
+    let st = server.rollout("mlp-v2").status.unwrap();
+    assert_eq!((st.phase.as_deref(), st.step), (Some("Running"), Some(0)));
+    let p = st.conditions.iter().find(|c| c.type_ == "Progressing").unwrap();
+    assert_eq!((p.status.as_str(), p.reason.as_str()), ("False", "MetricsUnavailable"));
+    assert!(p.message.contains("prometheus:9090"), "{}", p.message);
+    let warnings: Vec<String> =
+        server.event_lines().into_iter().filter(|l| l.starts_with("MetricsUnavailable")).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(weights(&carried(&server)), w(&[("v1", 95), ("v2", 5)]));
+    h.seen.blind(false);
+    h.seen.set(300, 0, 3000);
+    h.reconcile("mlp-v2").await.unwrap();
+    let st = server.rollout("mlp-v2").status.unwrap();
+    assert_eq!((st.phase.as_deref(), st.step), (Some("Running"), Some(1)));
+    let p = st.conditions.iter().find(|c| c.type_ == "Progressing").unwrap();
+    assert_eq!((p.status.as_str(), p.reason.as_str()), ("True", "Running"));
+    server
+}
+
+#[tokio::test]
+async fn without_metrics_a_rollout_holds_and_says_why() {
+    scenario_no_metrics_holds_the_rollout().await;
+}
+
 #[tokio::test]
 async fn a_new_rollout_gets_its_finalizer_before_anything_else() {
     scenario_finalizer_first().await;
@@ -583,6 +620,7 @@ async fn the_role_grants_exactly_what_the_code_asks() {
         scenario_a_conflict_is_retried_without_acting_twice().await,
         scenario_what_cannot_run_is_said().await,
         scenario_deleted_mid_way().await,
+        scenario_no_metrics_holds_the_rollout().await,
         scenario_the_controllers_list_and_watch().await,
         scenario_leader_election().await,
     ];
