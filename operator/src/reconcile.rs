@@ -85,6 +85,19 @@ impl Context {
         all
     }
 
+    /// Another rollout that has started and not ended on `r`'s TrafficPolicy and model.
+    fn running_on(&self, r: &ModelRollout) -> Option<String> {
+        let active = ["Running", "Paused", "Holding"];
+        self.rollouts
+            .state()
+            .iter()
+            .filter(|o| o.namespace() == r.namespace() && o.name_any() != r.name_any())
+            .filter(|o| o.spec.traffic_policy == r.spec.traffic_policy && o.spec.model == r.spec.model)
+            .filter(|o| o.metadata.deletion_timestamp.is_none())
+            .find(|o| o.status.as_ref().and_then(|s| s.phase.as_deref()).is_some_and(|p| active.contains(&p)))
+            .map(|o| o.name_any())
+    }
+
     async fn tell(&self, what: &impl Resource<DynamicType = ()>, events: Vec<Event>) {
         let reference = what.object_ref(&());
         // A recorder per Event: kube's recorder folds Events with the same reason into one
@@ -243,6 +256,14 @@ async fn apply(r: &ModelRollout, ctx: &Context, api: &Api<ModelRollout>) -> Resu
     let mut events = Vec::new();
     let mut state = match state_of(r, spec.clone()) {
         Some(state) => state,
+        None if let Some(other) = ctx.running_on(r) => {
+            let why = format!(
+                "modelrollout/{other} is rolling {} out on trafficpolicy/{}: one rollout per model at a time",
+                r.spec.model,
+                tp.name_any()
+            );
+            return refuse(r, ctx, api, "Busy", &why, Some(RETRY)).await;
+        }
         None => match spec.plan(base.config()) {
             Err(problems) => return refuse(r, ctx, api, "NotRunnable", &problems.join("; "), Some(RETRY)).await,
             Ok(plan) => {

@@ -307,6 +307,21 @@ async fn scenario_what_cannot_run_is_said() -> Arc<ApiServer> {
     h.reconcile("mlp-v2").await.unwrap();
     assert_eq!(server.lines(), [format!("GET {}", policy_path("gateway"))]);
 
+    // A second rollout of a model that has one running waits its turn.
+    let (busy_server, busy) = envoy_gateway();
+    busy_server.put(with_finalizer(rollout("first", steps())));
+    busy.seen.set(0, 0, 0);
+    busy.reconcile("first").await.unwrap();
+    busy_server.put(with_finalizer(rollout("second", steps())));
+    busy.reconcile("second").await.unwrap();
+    let ready =
+        busy_server.rollout("second").status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(
+        (ready.reason.as_str(), ready.message.as_str()),
+        ("Busy", "modelrollout/first is rolling mlp out on trafficpolicy/gateway: one rollout per model at a time")
+    );
+    assert_eq!(weights(&carried(&busy_server)), w(&[("v1", 95), ("v2", 5)]), "the first rollout's traffic stays");
+
     // An invalid spec: every problem, and no call beyond the status and its Event.
     let mut bad = with_finalizer(rollout("bad", json!([{"weight": 50}, {"weight": 10}])));
     bad["spec"]["stable"] = json!("v2");
