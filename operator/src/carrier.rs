@@ -133,7 +133,8 @@ pub struct InForce {
 }
 
 /// The policy of `tp` with the traffic of each rollout in `rollouts` that names it and has
-/// started (deleted ones left out: their traffic goes back to the TrafficPolicy's).
+/// started, ended ones too (an aborted canary stays out, a promoted one in, until the rollout is
+/// deleted: its traffic then goes back to the TrafficPolicy's).
 pub fn desired(tp: &TrafficPolicy, rollouts: &[ModelRollout]) -> Result<(Config, Vec<String>), Error> {
     let text = serde_json::to_string_pretty(&tp.spec.policy)? + "\n";
     let base = Policy::parse(text).map_err(|e| Error::InvalidPolicy(e.0))?;
@@ -147,7 +148,9 @@ pub fn desired(tp: &TrafficPolicy, rollouts: &[ModelRollout]) -> Result<(Config,
                 && r.metadata.deletion_timestamp.is_none()
         })
         .collect();
-    ours.sort_by_key(|r| r.name_any());
+    // Oldest first: when an ended rollout and a newer one name the same model, the newer one's
+    // traffic is what stays.
+    ours.sort_by_key(|r| (r.metadata.creation_timestamp.as_ref().map(|t| t.0), r.name_any()));
     for r in ours {
         let Ok(spec) = r.spec.to_spec() else { continue };
         let Some(state) = state_of(r, spec) else { continue };
@@ -189,4 +192,42 @@ pub async fn put_in_force(client: &Client, tp: &TrafficPolicy, rollouts: &[Model
         api.patch(&target.name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body)).await?;
     }
     Ok(InForce { version, changed, rollouts: named, carrier: target.describe() })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn rollout(name: &str, created: &str, phase: &str, step: u32, weight: u32) -> ModelRollout {
+        serde_json::from_value(json!({
+            "apiVersion": "switchyard.dev/v1alpha1", "kind": "ModelRollout",
+            "metadata": {"name": name, "namespace": "ns", "creationTimestamp": created},
+            "spec": {"trafficPolicy": "tp", "model": "m", "canary": "v2", "steps": [{"weight": weight}, {"weight": 100}]},
+            "status": {"phase": phase, "step": step, "progress": {"stable": "v1", "applied": step, "stepStartedMs": 0, "baseline": {}}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_newest_rollout_of_a_model_has_the_last_word() {
+        let tp: TrafficPolicy = serde_json::from_value(json!({
+            "apiVersion": "switchyard.dev/v1alpha1", "kind": "TrafficPolicy",
+            "metadata": {"name": "tp", "namespace": "ns"},
+            "spec": {"carrier": {"configMap": {"name": "cm"}}, "policy": {"models": {"m": {"versions": [
+                {"name": "v1", "cluster": "m-v1", "weight": 100}, {"name": "v2", "cluster": "m-v2", "weight": 0}]}}}}
+        }))
+        .unwrap();
+        // An aborted rollout from yesterday named after the running one alphabetically.
+        let old = rollout("z-old", "2026-12-06T10:00:00Z", "Aborted", 0, 50);
+        let new = rollout("a-new", "2026-12-07T10:00:00Z", "Running", 0, 30);
+        let (cfg, named) = desired(&tp, &[new.clone(), old.clone()]).unwrap();
+        assert_eq!(cfg.models["m"].versions[1].weight, 30, "{named:?}");
+        assert_eq!(named, ["z-old: v2 at 0%, v1 at 100% (aborted)", "a-new: v2 at 30%, v1 at 70% (running)"]);
+        // Another namespace, another policy, or deleted: left out.
+        let mut elsewhere = new;
+        elsewhere.metadata.namespace = Some("other".into());
+        let (cfg, _) = desired(&tp, &[elsewhere, old]).unwrap();
+        assert_eq!(cfg.models["m"].versions[1].weight, 0);
+    }
 }
