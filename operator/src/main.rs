@@ -141,7 +141,8 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         namespace: args.namespace.clone(),
         identity: args.identity.clone(),
         duration: Duration::from_secs(args.lease_seconds),
-        grace: Duration::from_secs((args.lease_seconds / 3).max(1)),
+        // Renewed halfway: a renewal late by less than half the lease (a busy node) keeps it.
+        grace: Duration::from_secs((args.lease_seconds / 2).max(1)),
     };
     tracing::info!(lease = %lease.name, identity = %lease.identity, "waiting for the lease");
     let mut leadership = acquire(client.clone(), &lease).await?;

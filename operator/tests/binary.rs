@@ -18,7 +18,7 @@ use switchyard_testkit::process::{Log, OnDrop, Process, Signal};
 use switchyard_testkit::{free_port, try_request, workspace_bin};
 
 const CM: &str = "switchyard-gateway-filter";
-const LEASE_SECONDS: u64 = 3;
+const LEASE_SECONDS: u64 = 4;
 
 fn lease_path() -> String {
     format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/switchyard-operator")
