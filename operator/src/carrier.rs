@@ -80,20 +80,21 @@ impl Target {
 
     /// The policy in the object as the API server returned it; why not, when it holds none
     /// (a fresh overlay's object, or one edited by hand): the operator then simply writes it.
-    pub fn policy_in(&self, object: &Value) -> Result<Policy, String> {
+    pub fn policy_in(&self, object: &Value) -> Result<Policy, NoPolicy> {
+        let why = |s: String| NoPolicy(s);
         let text = match &self.kind {
             Kind::WasmPlugin => {
-                let config = object.pointer("/spec/pluginConfig").ok_or("no spec.pluginConfig")?;
+                let config = object.pointer("/spec/pluginConfig").ok_or_else(|| why("no spec.pluginConfig".into()))?;
                 json_text(config)
             }
             Kind::ConfigMap { key, .. } => {
                 let doc = object.get("data").and_then(|d| d.get(key)).and_then(Value::as_str);
-                let doc: Value = serde_json::from_str(doc.ok_or(format!("no data.{key}"))?)
-                    .map_err(|e| format!("data.{key} is not an ECDS document: {e}"))?;
-                policy_of_filter_config(&doc).map_err(|e| format!("data.{key}: {e}"))?.text().to_owned()
+                let doc: Value = serde_json::from_str(doc.ok_or_else(|| why(format!("no data.{key}")))?)
+                    .map_err(|e| why(format!("data.{key} is not an ECDS document: {e}")))?;
+                policy_of_filter_config(&doc).map_err(|e| why(format!("data.{key}: {e}")))?.text().to_owned()
             }
         };
-        Policy::parse(text).map_err(|e| format!("the policy in it is invalid: {e}"))
+        Policy::parse(text).map_err(|e| why(format!("the policy in it is invalid: {e}")))
     }
 
     /// The server-side apply body that puts `policy` in the carrier, and the filter config's
@@ -118,6 +119,11 @@ impl Target {
         }
     }
 }
+
+/// Why a carrier holds no policy the operator can read.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NoPolicy(String);
 
 /// What [`put_in_force`] did.
 #[derive(Debug, Clone, PartialEq)]
