@@ -24,7 +24,15 @@ use crate::crd::{ModelRollout, TrafficPolicy};
 use crate::error::Error;
 use crate::status::{state_of, traffic_text};
 
-/// Istio's WasmPlugin, the one kind of carrier k8s-openapi has no type for.
+/// Envoy Gateway's EnvoyExtensionPolicy.
+pub fn envoy_extension_policy_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("gateway.envoyproxy.io", "v1alpha1", "EnvoyExtensionPolicy"),
+        "envoyextensionpolicies",
+    )
+}
+
+/// Istio's WasmPlugin (k8s-openapi has types for core kinds only).
 pub fn wasm_plugin_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("extensions.istio.io", "v1alpha1", "WasmPlugin"),
@@ -36,6 +44,8 @@ pub fn wasm_plugin_resource() -> ApiResource {
 enum Kind {
     /// Istio: the WasmPlugin's `spec.pluginConfig`.
     WasmPlugin,
+    /// Envoy Gateway: the `config` of the EnvoyExtensionPolicy's `spec.wasm` entry so named.
+    EnvoyExtensionPolicy { wasm: String },
     /// The Envoy gateway: the ECDS document under `key`, loading the `.wasm` at `wasm`.
     ConfigMap { key: String, wasm: String },
 }
@@ -52,24 +62,27 @@ impl Target {
     pub fn of(tp: &TrafficPolicy) -> Result<Target, Error> {
         let namespace = tp.namespace().ok_or_else(|| Error::NoNamespace(tp.name_any()))?;
         let c = &tp.spec.carrier;
-        let (kind, resource, name) = match (&c.config_map, &c.wasm_plugin) {
-            (Some(cm), _) => (
+        let (kind, resource, name) = match (&c.config_map, &c.wasm_plugin, &c.envoy_extension_policy) {
+            (Some(cm), None, None) => (
                 Kind::ConfigMap { key: cm.key.clone(), wasm: cm.wasm.clone() },
                 ApiResource::erase::<ConfigMap>(&()),
                 cm.name.clone(),
             ),
-            (None, Some(w)) => (Kind::WasmPlugin, wasm_plugin_resource(), w.name.clone()),
-            // The CRD's validation rule refuses this; an object written before it is said so.
-            (None, None) => {
+            (None, Some(w), None) => (Kind::WasmPlugin, wasm_plugin_resource(), w.name.clone()),
+            (None, None, Some(e)) => {
+                (Kind::EnvoyExtensionPolicy { wasm: e.wasm.clone() }, envoy_extension_policy_resource(), e.name.clone())
+            }
+            // The CRD's validation rule refuses these; an object written before it is said so.
+            _ => {
                 return Err(Error::InvalidPolicy(vec![
-                    "spec.carrier names neither a configMap nor a wasmPlugin".into(),
+                    "spec.carrier must name exactly one of configMap, wasmPlugin, envoyExtensionPolicy".into(),
                 ]));
             }
         };
         Ok(Target { kind, namespace, resource, name })
     }
 
-    /// `configmap/NAME` or `wasmplugin/NAME`.
+    /// `configmap/NAME`, `wasmplugin/NAME` or `envoyextensionpolicy/NAME`.
     pub fn describe(&self) -> String {
         format!("{}/{}", self.resource.kind.to_lowercase(), self.name)
     }
@@ -87,6 +100,10 @@ impl Target {
                 let config = object.pointer("/spec/pluginConfig").ok_or_else(|| why("no spec.pluginConfig".into()))?;
                 json_text(config)
             }
+            Kind::EnvoyExtensionPolicy { wasm } => {
+                let entry = wasm_entry(object, wasm).ok_or_else(|| why(format!("no spec.wasm entry named {wasm}")))?;
+                json_text(entry.get("config").ok_or_else(|| why(format!("spec.wasm[{wasm}] has no config")))?)
+            }
             Kind::ConfigMap { key, .. } => {
                 let doc = object.get("data").and_then(|d| d.get(key)).and_then(Value::as_str);
                 let doc: Value = serde_json::from_str(doc.ok_or_else(|| why(format!("no data.{key}")))?)
@@ -97,9 +114,9 @@ impl Target {
         Policy::parse(text).map_err(|e| why(format!("the policy in it is invalid: {e}")))
     }
 
-    /// The server-side apply body that puts `policy` in the carrier, and the filter config's
-    /// version.
-    pub fn apply_body(&self, policy: &Policy) -> Result<(Value, String), Error> {
+    /// The server-side apply body that puts `policy` in the carrier (`object`, as read), and
+    /// the filter config's version.
+    pub fn apply_body(&self, policy: &Policy, object: &Value) -> Result<(Value, String), Error> {
         let metadata = json!({"name": self.name, "namespace": self.namespace});
         match &self.kind {
             Kind::ConfigMap { key, wasm } => {
@@ -116,8 +133,31 @@ impl Target {
                     "metadata": metadata, "spec": {"pluginConfig": config}});
                 Ok((body, version))
             }
+            Kind::EnvoyExtensionPolicy { wasm } => {
+                let config: Value = serde_json::from_str(policy.text())?;
+                let version = format!("{:016x}", switchyard_policy::hash::stable_hash(policy.text().as_bytes()));
+                let missing = || Error::CarrierMissing {
+                    carrier: format!("{} with a spec.wasm entry named {wasm}", self.describe()),
+                    namespace: self.namespace.clone(),
+                };
+                let mut entries =
+                    object.pointer("/spec/wasm").and_then(Value::as_array).cloned().ok_or_else(missing)?;
+                let entry = entries.iter_mut().find(|e| e["name"] == wasm.as_str()).ok_or_else(missing)?;
+                entry["config"] = config;
+                // The list is atomic: applied whole, as read, and only over what was read.
+                let mut metadata = metadata;
+                metadata["resourceVersion"] = object["metadata"]["resourceVersion"].clone();
+                let body = json!({"apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "EnvoyExtensionPolicy",
+                    "metadata": metadata, "spec": {"wasm": entries}});
+                Ok((body, version))
+            }
         }
     }
+}
+
+/// The `spec.wasm` entry named `name` of an EnvoyExtensionPolicy.
+fn wasm_entry<'a>(object: &'a Value, name: &str) -> Option<&'a Value> {
+    object.pointer("/spec/wasm")?.as_array()?.iter().find(|e| e["name"] == name)
 }
 
 /// Why a carrier holds no policy the operator can read.
@@ -184,7 +224,8 @@ pub async fn put_in_force(client: &Client, tp: &TrafficPolicy, rollouts: &[Model
         .get_opt(&target.name)
         .await?
         .ok_or_else(|| Error::CarrierMissing { carrier: target.describe(), namespace: target.namespace.clone() })?;
-    let in_force = target.policy_in(&serde_json::to_value(&object)?);
+    let object = serde_json::to_value(&object)?;
+    let in_force = target.policy_in(&object);
     if let Err(why) = &in_force {
         tracing::warn!(carrier = %target.describe(), %why, "the carrier holds no policy: writing it");
     }
@@ -192,7 +233,7 @@ pub async fn put_in_force(client: &Client, tp: &TrafficPolicy, rollouts: &[Model
     carry_epochs(&mut cfg, in_force.as_ref().map(Policy::config), &BTreeMap::new());
     let text = serde_json::to_string_pretty(&cfg)? + "\n";
     let policy = Policy::parse(text).map_err(|e| Error::InvalidPolicy(e.0))?;
-    let (body, version) = target.apply_body(&policy)?;
+    let (body, version) = target.apply_body(&policy, &object)?;
     let changed = in_force.as_ref().map(Policy::config) != Some(policy.config());
     if changed {
         api.patch(&target.name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body)).await?;

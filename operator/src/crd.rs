@@ -260,12 +260,13 @@ pub struct TrafficPolicySpec {
     pub carrier: Carrier,
 }
 
-/// Exactly one of `configMap` (the Envoy gateway) or `wasmPlugin` (Istio).
+/// Exactly one of `configMap` (the Envoy gateway), `wasmPlugin` (Istio) or
+/// `envoyExtensionPolicy` (Envoy Gateway, Gateway API).
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "has(self.configMap) != has(self.wasmPlugin)",
-    "message": "a carrier is exactly one of configMap, wasmPlugin"
+    "rule": "[has(self.configMap), has(self.wasmPlugin), has(self.envoyExtensionPolicy)].filter(x, x).size() == 1",
+    "message": "a carrier is exactly one of configMap, wasmPlugin, envoyExtensionPolicy"
 }]))]
 pub struct Carrier {
     /// The Envoy gateway's ECDS ConfigMap: the operator owns `data[key]`.
@@ -274,6 +275,25 @@ pub struct Carrier {
     /// Istio's WasmPlugin: the operator owns `spec.pluginConfig`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wasm_plugin: Option<WasmPluginCarrier>,
+    /// Envoy Gateway's EnvoyExtensionPolicy: the operator writes the `config` of its `spec.wasm`
+    /// entry named `wasm` (an atomic list: it applies the whole list as it read it, with that
+    /// one `config` replaced, under the `resourceVersion` it read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envoy_extension_policy: Option<EnvoyExtensionPolicyCarrier>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvoyExtensionPolicyCarrier {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The `spec.wasm[].name` of the filter (default `switchyard`).
+    #[serde(default = "default_wasm_entry")]
+    pub wasm: String,
+}
+
+fn default_wasm_entry() -> String {
+    "switchyard".into()
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]

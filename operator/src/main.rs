@@ -45,10 +45,15 @@ enum Command {
     Role {
         #[arg(long, default_value = "switchyard-operator")]
         name: String,
-        #[arg(long, conflicts_with = "wasm_plugin", required_unless_present = "wasm_plugin")]
+        /// The Envoy gateway's ECDS ConfigMap.
+        #[arg(long, group = "carrier")]
         config_map: Option<String>,
-        #[arg(long)]
+        /// Istio's WasmPlugin.
+        #[arg(long, group = "carrier")]
         wasm_plugin: Option<String>,
+        /// Envoy Gateway's EnvoyExtensionPolicy.
+        #[arg(long, group = "carrier")]
+        envoy_extension_policy: Option<String>,
         #[arg(long, default_value = "switchyard-operator")]
         lease: String,
     },
@@ -81,6 +86,11 @@ struct RunArgs {
     /// `/metrics` and the probes' `/healthz`, on every replica.
     #[arg(long = ADMIN.long(), env = ADMIN.env, default_value = ADMIN.default)]
     admin_addr: std::net::SocketAddr,
+}
+
+fn failed(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("switchyard-operator: {e}");
+    ExitCode::FAILURE
 }
 
 /// A reconcile's outcome as `switchyard_operator_reconciles_total` labels it.
@@ -216,20 +226,20 @@ async fn main() -> ExitCode {
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
         Command::Run(args) => run(*args).await,
         Command::Crds { out, check } => crds(out.as_deref(), check.as_deref()),
-        Command::Role { name, config_map, wasm_plugin, lease } => {
-            let carrier = match (config_map, wasm_plugin) {
-                (Some(c), _) => CarrierRef::ConfigMap(c),
-                (None, Some(w)) => CarrierRef::WasmPlugin(w),
-                (None, None) => return ExitCode::FAILURE,
+        Command::Role { name, config_map, wasm_plugin, envoy_extension_policy, lease } => {
+            let carrier = match (config_map, wasm_plugin, envoy_extension_policy) {
+                (Some(c), _, _) => CarrierRef::ConfigMap(c),
+                (_, Some(w), _) => CarrierRef::WasmPlugin(w),
+                (_, _, Some(e)) => CarrierRef::EnvoyExtensionPolicy(e),
+                (None, None, None) => {
+                    return failed("role needs --config-map, --wasm-plugin or --envoy-extension-policy");
+                }
             };
             role_yaml(&name, &carrier, &lease).map(|y| print!("{y}")).map_err(Into::into)
         }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("switchyard-operator: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => failed(e),
     }
 }

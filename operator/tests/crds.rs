@@ -151,10 +151,7 @@ fn the_committed_roles_are_what_the_table_generates() {
             std::fs::read_to_string(&path).unwrap_or_default() == fresh,
             "{} differs from operator/src/rbac.rs: run `switchyard-operator role {}`",
             path.display(),
-            match carrier {
-                CarrierRef::ConfigMap(n) => format!("--config-map {n}"),
-                CarrierRef::WasmPlugin(n) => format!("--wasm-plugin {n}"),
-            }
+            carrier.flag()
         );
     }
 }

@@ -487,6 +487,67 @@ async fn without_metrics_a_rollout_holds_and_says_why() {
     scenario_no_metrics_holds_the_rollout().await;
 }
 
+/// Envoy Gateway: the policy is the `config` of one entry of the EnvoyExtensionPolicy's
+/// `spec.wasm`, an atomic list. The apply sends the whole list as read (the other entry and the
+/// entry's code untouched) with that `config` replaced, under the `resourceVersion` read; a
+/// policy without the entry is told, not created.
+async fn scenario_an_envoy_extension_policy_carries_it() -> Arc<ApiServer> {
+    let server = ApiServer::new();
+    server.put(traffic_policy(json!({"envoyExtensionPolicy": {"name": "switchyard"}})));
+    let code = json!({"type": "Image", "image": {"url": "switchyard/switchyard-filter:0.1.0"}});
+    server.put(json!({"apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "EnvoyExtensionPolicy",
+        "metadata": {"name": "switchyard", "namespace": NS},
+        "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "switchyard-gateway"}],
+                 "wasm": [{"name": "auth", "code": {"type": "HTTP", "http": {"url": "https://x/auth.wasm"}}},
+                          {"name": "switchyard", "code": code, "failOpen": true, "config": {"models": {}}}]}}));
+    let h = Harness::new(server.clone());
+    h.reconcile_policy("gateway").await.unwrap();
+    let path = envoy_extension_policy_path("switchyard");
+    assert_eq!(server.lines()[..2], [format!("GET {path}"), format!("PATCH {path}")]);
+    let apply = &server.calls()[1];
+    assert_eq!(apply.query.get("fieldManager").map(String::as_str), Some("switchyard-operator"));
+    assert!(apply.body["metadata"]["resourceVersion"].is_string(), "{}", apply.body);
+    let wasm = apply.body["spec"]["wasm"].as_array().unwrap();
+    assert_eq!(wasm.len(), 2);
+    assert_eq!(wasm[0]["name"], "auth");
+    assert!(wasm[0].get("config").is_none(), "another entry untouched");
+    assert_eq!((&wasm[1]["code"], &wasm[1]["failOpen"]), (&code, &json!(true)));
+    assert_eq!(wasm[1]["config"]["models"]["mlp"]["versions"][0]["weight"], 100);
+    let eep = server.get(&path).unwrap();
+    assert_eq!(eep["spec"]["targetRefs"][0]["name"], "switchyard-gateway", "the overlay's fields stay");
+    let st = server.policy("gateway").status.unwrap();
+    assert_eq!(st.carrier.as_deref(), Some("envoyextensionpolicy/switchyard"));
+    // Unchanged: read, not written.
+    server.forget_calls();
+    h.reconcile_policy("gateway").await.unwrap();
+    assert_eq!(server.lines(), [format!("GET {path}")]);
+    // Without the entry: said in the status, nothing written.
+    let mut eep = server.get(&path).unwrap();
+    eep["spec"]["wasm"] = json!([eep["spec"]["wasm"][0].clone()]);
+    eep["metadata"]["generation"] = json!(2);
+    server.put(eep);
+    let mut tp = server.get(&policy_path("gateway")).unwrap();
+    tp["spec"]["policy"]["models"]["mlp"]["versions"][1]["weight"] = json!(10);
+    tp["spec"]["policy"]["models"]["mlp"]["versions"][0]["weight"] = json!(90);
+    server.put(tp);
+    server.forget_calls();
+    h.reconcile_policy("gateway").await.unwrap();
+    assert!(!server.lines().iter().any(|l| l == &format!("PATCH {path}")), "{:?}", server.lines());
+    let ready = server.policy("gateway").status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.reason, "CarrierMissing");
+    assert!(
+        ready.message.contains("envoyextensionpolicy/switchyard with a spec.wasm entry named switchyard"),
+        "{}",
+        ready.message
+    );
+    server
+}
+
+#[tokio::test]
+async fn an_envoy_extension_policy_carries_it_whole_list_and_all() {
+    scenario_an_envoy_extension_policy_carries_it().await;
+}
+
 #[tokio::test]
 async fn a_new_rollout_gets_its_finalizer_before_anything_else() {
     scenario_finalizer_first().await;
@@ -640,11 +701,12 @@ async fn the_role_grants_exactly_what_the_code_asks() {
         scenario_leader_election().await,
     ];
     let istio = scenario_a_traffic_policy_is_checked_and_carried().await;
+    let envoy_gateway = scenario_an_envoy_extension_policy_carries_it().await;
     let lease = "switchyard-operator";
     let check = |servers: &[Arc<ApiServer>], carrier: CarrierRef| {
         let rules = rules(&carrier, lease);
         let mut used = BTreeSet::new();
-        for call in servers.iter().flat_map(|s| s.calls()) {
+        for call in servers.iter().flat_map(|s| s.all_calls()) {
             let (group, resource, verb, name) = access(&call);
             let granted = rules.iter().position(|(r, names)| {
                 r.group == group
@@ -670,13 +732,23 @@ async fn the_role_grants_exactly_what_the_code_asks() {
         }
     };
     check(&servers, CarrierRef::ConfigMap(CM.into()));
-    // The Istio carrier's rule is checked on its own scenario (the others all use the ConfigMap).
-    let carrier = CarrierRef::WasmPlugin("switchyard".into());
-    let (rule, name) = switchyard_operator::rbac::carrier_rule(&carrier);
-    assert_eq!(rule.names, Names::Carrier);
-    for call in istio.calls().iter().filter(|c| c.path.contains("/wasmplugins/")) {
-        let (group, resource, verb, n) = access(call);
-        assert_eq!((group.as_str(), resource.as_str(), n.as_deref()), (rule.group, rule.resource, Some(name.as_str())));
-        assert!(rule.verbs.contains(&verb.as_str()), "{verb}");
+    // The Istio and Envoy Gateway carriers' rules are checked on their own scenarios (the others
+    // all use the ConfigMap).
+    for (server, carrier, kind) in [
+        (&istio, CarrierRef::WasmPlugin("switchyard".into()), "/wasmplugins/"),
+        (&envoy_gateway, CarrierRef::EnvoyExtensionPolicy("switchyard".into()), "/envoyextensionpolicies/"),
+    ] {
+        let (rule, name) = switchyard_operator::rbac::carrier_rule(&carrier);
+        assert_eq!(rule.names, Names::Carrier);
+        let calls: Vec<Call> = server.all_calls().into_iter().filter(|c| c.path.contains(kind)).collect();
+        let verbs: BTreeSet<String> = calls.iter().map(|c| access(c).2).collect();
+        assert_eq!(verbs, rule.verbs.iter().map(|v| (*v).to_owned()).collect(), "{kind}");
+        for call in &calls {
+            let (group, resource, _, n) = access(call);
+            assert_eq!(
+                (group.as_str(), resource.as_str(), n.as_deref()),
+                (rule.group, rule.resource, Some(name.as_str()))
+            );
+        }
     }
 }
