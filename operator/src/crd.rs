@@ -37,6 +37,7 @@ pub const VERSION: &str = "v1alpha1";
     doc = "A canary rollout of one model version: steps of traffic, each judged against the stable version from the Switchyard filter's metrics, carried out through a TrafficPolicy.",
     printcolumn(name = "Model", type_ = "string", json_path = ".spec.model"),
     printcolumn(name = "Canary", type_ = "string", json_path = ".spec.canary"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Step", type_ = "integer", json_path = ".status.step"),
     printcolumn(name = "Weight", type_ = "integer", json_path = ".status.traffic.weight"),
@@ -248,6 +249,7 @@ pub struct Progress {
     doc = "The Switchyard filter's policy (models, versions, weights, override, guard, shadow, sampling) and the object that carries it to the gateway.",
     printcolumn(name = "Carrier", type_ = "string", json_path = ".status.carrier"),
     printcolumn(name = "Valid", type_ = "string", json_path = ".status.conditions[?(@.type==\"Valid\")].status"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Version", type_ = "string", json_path = ".status.filterConfigVersion"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
