@@ -47,7 +47,7 @@ impl Observe for FromMetrics {
     fn observe<'a>(&'a self, state: &'a State) -> BoxFuture<'a, Result<Observation, switchyard_rollout::Error>> {
         Box::pin(async move {
             tokio::time::timeout(OBSERVE_TIMEOUT, observe(&self.0, state)).await.map_err(|_| {
-                switchyard_rollout::Error::EnvoySilent { addr: self.0.envoy_admin.clone(), within: OBSERVE_TIMEOUT }
+                switchyard_rollout::Error::MetricsSilent { addr: self.0.envoy_admin.clone(), within: OBSERVE_TIMEOUT }
             })?
         })
     }

@@ -36,7 +36,7 @@ pub async fn tick(dir: &Path, metrics: &Metrics, mended: &mut Option<State>) -> 
     }
     let obs = tokio::time::timeout(OBSERVE_TIMEOUT, observe(&seen.target, &seen.state))
         .await
-        .map_err(|_| Error::EnvoySilent { addr: seen.target.envoy_admin.clone(), within: OBSERVE_TIMEOUT })??;
+        .map_err(|_| Error::MetricsSilent { addr: seen.target.envoy_admin.clone(), within: OBSERVE_TIMEOUT })??;
     let store = open_store(dir).await?;
     let Some(mut saved) = store.load()? else { return Ok(false) };
     if saved != seen {

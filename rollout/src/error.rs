@@ -43,8 +43,9 @@ pub enum Error {
     MetricsUnreachable { addr: String, source: anyhow::Error },
     #[error("metrics at {addr}{path} answered {status}")]
     MetricsStatus { addr: String, path: String, status: u16 },
-    #[error("no answer from Envoy {addr} within {within:?}")]
-    EnvoySilent { addr: String, within: Duration },
+    /// The metrics source (Envoy's admin listener locally, Prometheus in a cluster) did not answer.
+    #[error("no metrics from {addr} within {within:?}")]
+    MetricsSilent { addr: String, within: Duration },
     /// The collector's comparisons could not be read.
     #[error("collector {addr}: {source}")]
     CollectorUnreachable { addr: String, source: anyhow::Error },
