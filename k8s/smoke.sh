@@ -4,7 +4,9 @@
 # relies on: each model answers, mlp's split matches the policy's weights, a client cannot
 # pick a version with the internal routing header, and the operator has the policy in force.
 #
-#   k8s/smoke.sh [OVERLAY]      OVERLAY: kserve-istio (default), kserve-istio-gpu, deployments-envoy
+#   k8s/smoke.sh [OVERLAY]      OVERLAY: kserve-istio (default), kserve-istio-gpu, deployments-envoy,
+#                               deployments-gateway-api (GATEWAY_NAMESPACE: where Envoy Gateway runs
+#                               the gateway's pods, default envoy-gateway-system)
 #
 # Needs kubectl pointed at the cluster (KUBECONFIG / current context), curl and python3; the
 # cluster needs what the overlay uses (KServe, Istio, KEDA, prometheus-operator CRDs; k8s/README.md)
@@ -14,6 +16,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 overlay=${1:-kserve-istio}
 ns=switchyard
+# Envoy Gateway runs the Gateway's Envoy fleet in its own namespace (EnvoyProxy names it
+# switchyard-gateway); the other overlays run the gateway in the namespace.
+case "$overlay" in
+  *gateway-api) gw_ns=${GATEWAY_NAMESPACE:-envoy-gateway-system} ;;
+  *) gw_ns=$ns ;;
+esac
 requests=${REQUESTS:-400}
 port=${LOCAL_PORT:-18080}
 dir="k8s/overlays/$overlay"
@@ -41,11 +49,11 @@ case "$overlay" in
   kserve-*) kubectl -n "$ns" wait --for=condition=Ready inferenceservice --all --timeout=600s ;;
   *) kubectl -n "$ns" wait --for=condition=Available deployment -l app.kubernetes.io/name=switchyard-backend --timeout=600s ;;
 esac
-kubectl -n "$ns" rollout status deployment/switchyard-gateway --timeout=300s
+kubectl -n "$gw_ns" rollout status deployment/switchyard-gateway --timeout=300s
 kubectl -n "$ns" rollout status deployment/switchyard-operator --timeout=300s
 
-step "port-forward svc/switchyard-gateway to 127.0.0.1:$port"
-kubectl -n "$ns" port-forward svc/switchyard-gateway "$port:80" >/dev/null 2>&1 &
+step "port-forward svc/switchyard-gateway ($gw_ns) to 127.0.0.1:$port"
+kubectl -n "$gw_ns" port-forward svc/switchyard-gateway "$port:80" >/dev/null 2>&1 &
 pf=$!
 trap 'kill "$pf" 2>/dev/null || true' EXIT
 for _ in $(seq 50); do

@@ -118,8 +118,15 @@ def own_registry(version: str) -> Registry:
     ])
 
 
+# Groups under .k8s.io that are custom resources, not served by every API server (Gateway API
+# is installed as CRDs): validated against k8s/schemas like any other.
+NOT_CORE = {"gateway.networking.k8s.io"}
+
+
 def is_core(o: dict) -> bool:
     group = o.get("apiVersion", "").rpartition("/")[0]
+    if group in NOT_CORE:
+        return False
     return group == "" or "." not in group or group.endswith(".k8s.io")
 
 
@@ -185,6 +192,15 @@ BREAKS: dict[str, list[tuple[str, Callable[[list[dict]], object], str]]] = {
          lambda o: find(o, "Service", "mlp-v1")["spec"].__setitem__("selectr", {}), "selectr"),
         ("a TrafficPolicy with an unknown carrier field (its CRD's schema)",
          lambda o: find(o, "TrafficPolicy")["spec"]["carrier"].__setitem__("wasmPlugins", {}), "wasmPlugins"),
+    ],
+    "deployments-gateway-api": [
+        ("an HTTPRoute path match type Gateway API does not have",
+         lambda o: find(o, "HTTPRoute", "switchyard-mlp")["spec"]["rules"][0]["matches"][0]["path"]
+         .__setitem__("type", "Prefix"), "Prefix"),
+        ("an EnvoyExtensionPolicy wasm code of type Image without its image",
+         lambda o: find(o, "EnvoyExtensionPolicy")["spec"]["wasm"][0]["code"].pop("image"), "image"),
+        ("a ClientTrafficPolicy buffer limit that is no quantity",
+         lambda o: find(o, "ClientTrafficPolicy")["spec"]["connection"].__setitem__("bufferLimit", "1 MiB"), "1 MiB"),
     ],
     "examples": [
         ("a ModelRollout step weight over 100",

@@ -49,8 +49,11 @@ const ISVC_COMPONENT_FIELDS: [&str; 16] = [
 ];
 /// What carries the policy, per field of a TrafficPolicy's `spec.carrier` (operator/src/crd.rs):
 /// (field, kind, API group, resource).
-const CARRIERS: [(&str, &str, &str, &str); 2] =
-    [("wasmPlugin", "WasmPlugin", "extensions.istio.io", "wasmplugins"), ("configMap", "ConfigMap", "", "configmaps")];
+const CARRIERS: [(&str, &str, &str, &str); 3] = [
+    ("wasmPlugin", "WasmPlugin", "extensions.istio.io", "wasmplugins"),
+    ("configMap", "ConfigMap", "", "configmaps"),
+    ("envoyExtensionPolicy", "EnvoyExtensionPolicy", "gateway.envoyproxy.io", "envoyextensionpolicies"),
+];
 /// Kubernetes' default `terminationGracePeriodSeconds`.
 const DEFAULT_TERMINATION_GRACE_SECONDS: i64 = 30;
 
@@ -206,6 +209,13 @@ fn pod_templates(objs: &[Value]) -> Vec<Pod> {
             labels.insert("component".into(), "predictor".into());
             let spec = object(p).into_iter().filter(|(k, _)| !ISVC_COMPONENT_FIELDS.contains(&k.as_str())).collect();
             pods.push(Pod { owner: name_of(o), labels, spec: Value::Object(spec) });
+        } else if kind == "EnvoyProxy" {
+            // Envoy Gateway makes the pods: its labels plus the EnvoyProxy's, and its stats
+            // port (named `metrics`, 19001).
+            let labels = object(&o["spec"]["provider"]["kubernetes"]["envoyDeployment"]["pod"]["labels"]);
+            let spec =
+                json!({"containers": [{"name": "envoy", "ports": [{"name": "metrics", "containerPort": 19001}]}]});
+            pods.push(Pod { owner: name_of(o), labels, spec });
         }
     }
     pods
@@ -352,6 +362,14 @@ fn image_tags(objs: &[Value]) -> BTreeSet<String> {
             tags.insert(url.rsplit_once(':').map_or(url, |(_, tag)| tag).to_owned());
         }
     }
+    for o in objs.iter().filter(|o| o["kind"] == "EnvoyExtensionPolicy") {
+        for w in arr(&o["spec"]["wasm"]) {
+            let url = s(&w["code"]["image"]["url"]);
+            if let Some((_, tag)) = url.rsplit_once(':') {
+                tags.insert(tag.to_owned());
+            }
+        }
+    }
     tags
 }
 
@@ -378,10 +396,14 @@ fn check_service_port(objs: &[Value], host: &str, port: Option<i64>, at: &str, r
 
 /// The Envoy gateway's bootstrap: its clusters are DNS names of Service ports that exist.
 fn check_bootstrap(cm: &Value, objs: &[Value], at: &str, rep: &mut Report) {
-    let boot: Value = match serde_json::from_str(s(&cm["data"]["envoy.json"])) {
-        Ok(boot) => boot,
-        Err(e) => return rep.error(at, format!("envoy.json: {e}")),
-    };
+    match serde_json::from_str(s(&cm["data"]["envoy.json"])) {
+        Ok(boot) => check_clusters(&boot, objs, at, rep),
+        Err(e) => rep.error(at, format!("envoy.json: {e}")),
+    }
+}
+
+/// A bootstrap's static clusters are DNS names of Service ports that exist.
+fn check_clusters(boot: &Value, objs: &[Value], at: &str, rep: &mut Report) {
     for c in arr(&boot["static_resources"]["clusters"]) {
         let cluster = s(&c["name"]);
         for ep in arr(&c["load_assignment"]["endpoints"]) {
@@ -449,6 +471,153 @@ fn check_routes_match_policy(vs: &Value, objs: &[Value], at: &str, rep: &mut Rep
     }
 }
 
+/// Gateway API on Envoy Gateway. The filter routes by setting its upstream header to a
+/// version's cluster as the EnvoyExtensionPolicy's policy names it: an HTTPRoute rule must
+/// send each such value to that version's Service, on the model's path (Gateway API ranks a
+/// longer path above more headers, so a header rule on a shorter path would lose to the
+/// model's fail-open rule), and the EnvoyProxy's bootstrap must define every cluster the
+/// filter calls itself. References between the objects resolve.
+fn check_gateway_api(objs: &[Value], at: &str, rep: &mut Report) {
+    let gateways = |o: &Value| -> Vec<String> {
+        let refs = if o["kind"] == "HTTPRoute" { &o["spec"]["parentRefs"] } else { &o["spec"]["targetRefs"] };
+        arr(refs)
+            .iter()
+            .filter(|r| r["kind"].as_str().is_none_or(|k| k == "Gateway"))
+            .map(|r| s(&r["name"]).to_owned())
+            .collect()
+    };
+    let kinds = ["HTTPRoute", "EnvoyExtensionPolicy", "ClientTrafficPolicy"];
+    for o in objs.iter().filter(|o| kinds.contains(&s(&o["kind"]))) {
+        for g in gateways(o) {
+            if !exists(objs, "Gateway", &g) {
+                rep.error(&format!("{at} {}", name_of(o)), format!("Gateway {g} does not exist"));
+            }
+        }
+    }
+    for g in objs.iter().filter(|o| o["kind"] == "Gateway" && o["apiVersion"] == "gateway.networking.k8s.io/v1") {
+        let p = &g["spec"]["infrastructure"]["parametersRef"];
+        if p["kind"] == "EnvoyProxy" && !exists(objs, "EnvoyProxy", s(&p["name"])) {
+            rep.error(&format!("{at} {}", name_of(g)), format!("EnvoyProxy {} does not exist", s(&p["name"])));
+        }
+    }
+    // (header value, path of the match, Service, rule) of every rule, and each model path's
+    // rule without headers.
+    let mut header_rules = Vec::new();
+    let mut plain_rules: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for route in objs.iter().filter(|o| o["kind"] == "HTTPRoute") {
+        let label = format!("{at} {}", name_of(route));
+        for rule in arr(&route["spec"]["rules"]) {
+            let backends: Vec<String> = arr(&rule["backendRefs"]).iter().map(|b| s(&b["name"]).to_owned()).collect();
+            let mut refs: Vec<&Value> = arr(&rule["backendRefs"]).iter().collect();
+            for f in arr(&rule["filters"]) {
+                match s(&f["type"]) {
+                    "RequestMirror" => refs.push(&f["requestMirror"]["backendRef"]),
+                    "ExtensionRef" => {
+                        let (kind, name) = (s(&f["extensionRef"]["kind"]), s(&f["extensionRef"]["name"]));
+                        if !exists(objs, kind, name) {
+                            rep.error(&label, format!("filter {kind} {name} does not exist"));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            for b in refs {
+                check_service_port(objs, s(&b["name"]), b["port"].as_i64(), &label, rep);
+            }
+            for m in arr(&rule["matches"]) {
+                let path = s(&m["path"]["value"]).to_owned();
+                match arr(&m["headers"]) {
+                    [] => plain_rules.entry(path).or_default().extend(backends.iter().cloned()),
+                    // The shadow rules: two headers, one of them the upstream header.
+                    headers => {
+                        for h in headers {
+                            header_rules.push((
+                                s(&h["name"]).to_owned(),
+                                s(&h["value"]).to_owned(),
+                                path.clone(),
+                                backends.clone(),
+                                format!("{label} rule {}", s(&rule["name"])),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for ext in objs.iter().filter(|o| o["kind"] == "EnvoyExtensionPolicy") {
+        let label = format!("{at} {}", name_of(ext));
+        for w in arr(&ext["spec"]["wasm"]) {
+            let text = serde_json::to_vec(&w["config"]).expect("JSON");
+            check_policy(&text, &label, rep);
+            let Ok(policy) = Config::parse(&text) else { continue };
+            let header = policy.upstream_header.as_str();
+            let mut clusters = BTreeSet::new();
+            for (model, m) in &policy.models {
+                let path = format!("/v2/models/{model}");
+                for v in &m.versions {
+                    clusters.insert(v.cluster.as_str());
+                    let routed = header_rules.iter().any(|(h, value, p, backends, _)| {
+                        h == header && value == &v.cluster && *p == path && backends == std::slice::from_ref(&v.cluster)
+                    });
+                    if !routed {
+                        rep.error(
+                            &label,
+                            format!(
+                                "no HTTPRoute rule sends {header}: {} on {path} to Service {}",
+                                v.cluster, v.cluster
+                            ),
+                        );
+                    }
+                }
+                let stable = m.versions.first().map(|v| v.cluster.clone());
+                if plain_rules.get(&path).map(|b| b.first()) != Some(stable.as_ref()) {
+                    rep.error(
+                        &label,
+                        format!(
+                            "no HTTPRoute rule sends {path} to {} when the filter fails open",
+                            stable.as_deref().unwrap_or("its stable version")
+                        ),
+                    );
+                }
+            }
+            for (h, value, _, _, rule) in &header_rules {
+                if h == header && !clusters.contains(value.as_str()) {
+                    rep.error(rule, format!("matches {header}: {value}, which the filter never sets"));
+                }
+            }
+            let called: BTreeSet<&str> =
+                clusters.iter().copied().chain(policy.collector.as_ref().map(|c| c.cluster.as_str())).collect();
+            for proxy in objs.iter().filter(|o| o["kind"] == "EnvoyProxy") {
+                let plabel = format!("{at} {}", name_of(proxy));
+                let boot: Value = match serde_norway::from_str(s(&proxy["spec"]["bootstrap"]["value"])) {
+                    Ok(boot) => boot,
+                    Err(e) => {
+                        rep.error(&plabel, format!("spec.bootstrap.value: {e}"));
+                        continue;
+                    }
+                };
+                check_clusters(&boot, objs, &plabel, rep);
+                let defined: BTreeSet<&str> =
+                    arr(&boot["static_resources"]["clusters"]).iter().map(|c| s(&c["name"])).collect();
+                for c in called.difference(&defined) {
+                    rep.error(&plabel, format!("the filter calls cluster {c}, which its bootstrap does not define"));
+                }
+            }
+            for ctp in objs.iter().filter(|o| o["kind"] == "ClientTrafficPolicy") {
+                let removed = arr(&ctp["spec"]["headers"]["earlyRequestHeaders"]["remove"]);
+                for h in [header, policy.shadow_header.as_str()] {
+                    if !removed.iter().any(|r| r == h) {
+                        rep.error(
+                            &format!("{at} {}", name_of(ctp)),
+                            format!("does not strip client-sent {h} before routing"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Bindings bind what exists; pods run as accounts that exist; the operator may get
 /// and patch exactly the one object it is told carries the policy, nothing more.
 fn check_rbac(objs: &[Value], pods: &[Pod], at: &str, rep: &mut Report) {
@@ -483,7 +652,10 @@ fn check_rbac(objs: &[Value], pods: &[Pod], at: &str, rep: &mut Report) {
         let c = &tp["spec"]["carrier"];
         let named: Vec<_> = CARRIERS.iter().filter(|(field, ..)| c.get(*field).is_some()).collect();
         let [(field, kind, group, resource)] = named[..] else {
-            rep.error(&format!("{at} {}", name_of(tp)), "spec.carrier needs exactly one of configMap, wasmPlugin");
+            rep.error(
+                &format!("{at} {}", name_of(tp)),
+                "spec.carrier needs exactly one of configMap, wasmPlugin, envoyExtensionPolicy",
+            );
             continue;
         };
         let name = s(&c[*field]["name"]);
@@ -590,7 +762,9 @@ fn cross(objs: &[Value], at: &str) -> Vec<String> {
             let pc = if spec["pluginConfig"].is_null() { json!({}) } else { spec["pluginConfig"].clone() };
             check_policy(&serde_json::to_vec(&pc).expect("JSON"), &label, &mut rep);
         }
-        if ["WasmPlugin", "EnvoyFilter", "Gateway"].contains(&kind) {
+        // Istio's: Gateway API's Gateway selects no pods, its controller makes them.
+        let istio = s(&o["apiVersion"]).starts_with("networking.istio.io/") || kind == "WasmPlugin";
+        if istio && ["WasmPlugin", "EnvoyFilter", "Gateway"].contains(&kind) {
             let sel = [&spec["selector"], &spec["workloadSelector"]].into_iter().find(|v| truthy(v));
             let sel = sel.map_or_else(Map::new, |sel| {
                 object(sel.get("matchLabels").or_else(|| sel.get("labels")).unwrap_or(sel))
@@ -673,6 +847,7 @@ fn cross(objs: &[Value], at: &str) -> Vec<String> {
         }
     }
     check_rbac(objs, &pods, at, &mut rep);
+    check_gateway_api(objs, at, &mut rep);
     for pod in &pods {
         check_backend_pod(&format!("{at} {}", pod.owner), &pod.spec, &mut rep);
         for v in arr(&pod.spec["volumes"]) {
@@ -712,6 +887,7 @@ fn the_objects_of_every_overlay_and_job_agree_with_each_other_and_the_backend() 
             "jobs/batch",
             "jobs/batch-merge",
             "overlays/deployments-envoy",
+            "overlays/deployments-gateway-api",
             "overlays/kserve-istio",
             "overlays/kserve-istio-gpu"
         ]
@@ -751,6 +927,7 @@ struct Break {
 fn breaks() -> Vec<Break> {
     const KSERVE: &str = "overlays/kserve-istio";
     const ENVOY: &str = "overlays/deployments-envoy";
+    const GATEWAY_API: &str = "overlays/deployments-gateway-api";
     vec![
         Break {
             target: KSERVE,
@@ -936,7 +1113,101 @@ fn breaks() -> Vec<Break> {
             },
             needle: "ConfigMap missing does not exist",
         },
+        Break {
+            target: GATEWAY_API,
+            what: "a version's header rule on a shorter path than the model's fail-open rule",
+            apply: |o| {
+                let rule = http_rule(o, "switchyard-mlp", "mlp-v2");
+                rule["matches"][0]["path"]["value"] = "/".into();
+            },
+            needle: "no HTTPRoute rule sends x-switchyard-upstream: mlp-v2 on /v2/models/mlp",
+        },
+        Break {
+            target: GATEWAY_API,
+            what: "an HTTPRoute mirroring to a missing Service",
+            apply: |o| {
+                let rule = http_rule(o, "switchyard-mlp", "mlp-v1-shadow-mlp-v2");
+                let mirror = rule["filters"]
+                    .as_array_mut()
+                    .and_then(|f| f.iter_mut().find(|f| f["type"] == "RequestMirror"))
+                    .expect("a mirror");
+                mirror["requestMirror"]["backendRef"]["name"] = "mlp-v7".into();
+            },
+            needle: "routes to mlp-v7: no such Service",
+        },
+        Break {
+            target: GATEWAY_API,
+            what: "a fail-open rule that sends a model to another model's version",
+            apply: |o| http_rule(o, "switchyard-resnet18", "unrouted")["backendRefs"][0]["name"] = "mlp-v1".into(),
+            needle: "no HTTPRoute rule sends /v2/models/resnet18 to resnet18-v1 when the filter fails open",
+        },
+        Break {
+            target: GATEWAY_API,
+            what: "an EnvoyProxy bootstrap without the collector's cluster",
+            apply: |o| {
+                let value = &mut obj(o, "EnvoyProxy", None)["spec"]["bootstrap"]["value"];
+                let mut boot: Value = serde_norway::from_str(s(value)).expect("YAML");
+                let clusters = boot["static_resources"]["clusters"].as_array_mut().expect("clusters");
+                clusters.retain(|c| c["name"] != "collector");
+                *value = serde_norway::to_string(&boot).expect("YAML").into();
+            },
+            needle: "the filter calls cluster collector, which its bootstrap does not define",
+        },
+        Break {
+            target: GATEWAY_API,
+            what: "a ClientTrafficPolicy that lets a client send the shadow header",
+            apply: |o| {
+                obj(o, "ClientTrafficPolicy", None)["spec"]["headers"]["earlyRequestHeaders"]["remove"] =
+                    json!(["x-switchyard-upstream"]);
+            },
+            needle: "does not strip client-sent x-switchyard-shadow",
+        },
+        Break {
+            target: GATEWAY_API,
+            what: "an EnvoyExtensionPolicy whose policy switchyard-policy check refuses",
+            apply: |o| {
+                obj(o, "EnvoyExtensionPolicy", None)["spec"]["wasm"][0]["config"]["models"]["mlp"]["versions"][0]["weight"] =
+                    (-1).into();
+            },
+            needle: "switchyard-policy check refuses",
+        },
+        Break {
+            target: GATEWAY_API,
+            what: "the unknown-model response filter missing",
+            apply: |o| o.retain(|x| x["kind"] != "HTTPRouteFilter"),
+            needle: "filter HTTPRouteFilter switchyard-unknown-model does not exist",
+        },
+        Break {
+            target: GATEWAY_API,
+            what: "an operator Role on every EnvoyExtensionPolicy",
+            apply: |o| {
+                let rules = obj(o, "Role", Some("switchyard-operator"))["rules"].as_array_mut().expect("rules");
+                let carrier = rules
+                    .iter_mut()
+                    .find(|r| r["resources"] == json!(["envoyextensionpolicies"]))
+                    .expect("a carrier rule");
+                carrier.as_object_mut().expect("a rule").remove("resourceNames").expect("resourceNames");
+            },
+            needle: "grants more than get/patch",
+        },
+        Break {
+            target: GATEWAY_API,
+            what: "the Envoy PodMonitor on the plain gateway's port name",
+            apply: |o| {
+                obj(o, "PodMonitor", Some("switchyard-envoy"))["spec"]["podMetricsEndpoints"][0]["port"] =
+                    "http-envoy-prom".into();
+            },
+            needle: "port http-envoy-prom is not named",
+        },
     ]
+}
+
+/// The rule so named of the HTTPRoute so named.
+fn http_rule<'a>(objs: &'a mut [Value], route: &str, rule: &str) -> &'a mut Value {
+    obj(objs, "HTTPRoute", Some(route))["spec"]["rules"]
+        .as_array_mut()
+        .and_then(|r| r.iter_mut().find(|r| r["name"] == rule))
+        .unwrap_or_else(|| panic!("no rule {rule} in HTTPRoute {route}"))
 }
 
 #[test]
@@ -957,7 +1228,7 @@ fn each_kind_of_broken_object_is_caught() {
         }
     }
     assert!(missed.is_empty(), "{} of {} breaks slipped through:\n{}", missed.len(), breaks.len(), missed.join("\n"));
-    assert_eq!(breaks.len(), 22);
+    assert_eq!(breaks.len(), 31);
 }
 
 /// The selector semantics the checks rely on, on their own.

@@ -8,6 +8,7 @@
 //! The binary (`switchyard-operator`) wires the client, the Lease and the two controllers.
 
 pub mod carrier;
+pub mod console;
 pub mod crd;
 pub mod error;
 pub mod lead;

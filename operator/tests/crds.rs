@@ -144,6 +144,7 @@ fn the_committed_roles_are_what_the_table_generates() {
     for (component, carrier) in [
         ("envoy-gateway", CarrierRef::ConfigMap("switchyard-gateway-filter".into())),
         ("istio", CarrierRef::WasmPlugin("switchyard".into())),
+        ("gateway-api", CarrierRef::EnvoyExtensionPolicy("switchyard".into())),
     ] {
         let path = root().join("k8s/components").join(component).join("switchyard-operator-role.yaml");
         let fresh = role_yaml("switchyard-operator", &carrier, "switchyard-operator").unwrap();
@@ -164,7 +165,7 @@ fn the_example_rollout_runs_on_each_gateways_traffic_policy() {
     let text = std::fs::read_to_string(root().join("k8s/examples/mlp-v2-modelrollout.yaml")).unwrap();
     let r: ModelRollout = serde_norway::from_str(&text).unwrap();
     let spec = r.spec.to_spec().unwrap();
-    for component in ["envoy-gateway", "istio"] {
+    for component in ["envoy-gateway", "istio", "gateway-api"] {
         let path =
             root().join("k8s/components").join(component).join("generated/switchyard-gateway-trafficpolicy.yaml");
         let tp: TrafficPolicy = serde_norway::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, Path as UrlPath, Request, State as Shared};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,13 +21,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use switchyard_load::metrics::{Sample, parse};
 use switchyard_policy::Config;
 use switchyard_runtime::now_ms;
 use switchyard_runtime::tail::{Follow, last_lines};
 
 use crate::apply::{in_force_at, put_in_force};
 use crate::command::{command, open_store};
+use crate::console::{self, Sources};
 use crate::error::{Error, TokenError};
 use crate::judge::State;
 use crate::metrics::Metrics;
@@ -71,8 +71,6 @@ pub struct AdminArgs {
 
 /// Everything a write may change, as the body's size bound: a policy is a few KiB.
 const MAX_BODY: usize = 1 << 20;
-/// How long one look at a metrics endpoint may take.
-const LOOK_TIMEOUT: Duration = Duration::from_secs(2);
 /// The view is refreshed this often (the page polls as often).
 const REFRESH: Duration = Duration::from_secs(1);
 /// Events shown in the console's history.
@@ -135,7 +133,7 @@ pub async fn serve(dir: &Path, args: AdminArgs, metrics: Metrics) -> Result<(), 
             "switchyard-rollout: the admin listener {bound} is not on loopback: anyone who reaches it reads the console"
         );
     }
-    if !admin.console.join("index.html").is_file() {
+    if !console::built(&admin.console) {
         eprintln!(
             "switchyard-rollout: no console in {} (scripts/build-console.sh builds it): the API is served without it",
             admin.console.display()
@@ -147,6 +145,7 @@ pub async fn serve(dir: &Path, args: AdminArgs, metrics: Metrics) -> Result<(), 
         .route("/api/policy", post(apply_policy))
         .route("/api/rollout/{action}", post(rollout_command))
         .fallback(get(asset))
+        .layer(middleware::from_fn(console::headers))
         .layer(middleware::from_fn_with_state(admin.clone(), guard))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(admin.clone());
@@ -197,11 +196,7 @@ struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut r = (self.0, Json(json!({"error": self.1}))).into_response();
-        if self.0 == StatusCode::UNAUTHORIZED {
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        r
+        console::refusal(self.0, self.1)
     }
 }
 
@@ -215,8 +210,7 @@ fn conflict(e: impl Into<Error>) -> ApiError {
     ApiError(StatusCode::CONFLICT, e.into().to_string())
 }
 
-/// Every response: the host check first; then headers that keep the page from being framed,
-/// sniffed or given script from anywhere but here, and nothing cached.
+/// Every request: the host check (the page's headers are `console::headers`).
 async fn guard(Shared(admin): Shared<Arc<Admin>>, req: Request, next: Next) -> Response {
     if admin.loopback {
         let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
@@ -225,19 +219,7 @@ async fn guard(Shared(admin): Shared<Arc<Admin>>, req: Request, next: Next) -> R
                 .into_response();
         }
     }
-    let mut r = next.run(req).await;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self'; \
-             connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-        ),
-    );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
+    next.run(req).await
 }
 
 /// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
@@ -289,29 +271,8 @@ async fn state(Shared(admin): Shared<Arc<Admin>>) -> Json<Value> {
     Json(v)
 }
 
-/// The console's files, by name only: nothing else on disk is reachable.
 async fn asset(Shared(admin): Shared<Arc<Admin>>, uri: Uri) -> Response {
-    let (file, kind) = match uri.path() {
-        "/" | "/index.html" => ("index.html", "text/html; charset=utf-8"),
-        "/console.js" => ("console.js", "text/javascript; charset=utf-8"),
-        "/console.css" => ("console.css", "text/css; charset=utf-8"),
-        "/pkg/switchyard_console.js" => ("pkg/switchyard_console.js", "text/javascript; charset=utf-8"),
-        "/pkg/switchyard_console_bg.wasm" => ("pkg/switchyard_console_bg.wasm", "application/wasm"),
-        // Browsers ask for one unbidden: none, rather than a 404 in the page's console.
-        "/favicon.ico" => return StatusCode::NO_CONTENT.into_response(),
-        _ => return ApiError(StatusCode::NOT_FOUND, format!("no {}", uri.path())).into_response(),
-    };
-    match tokio::fs::read(admin.console.join(file)).await {
-        Ok(bytes) => ([(header::CONTENT_TYPE, kind)], bytes).into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "the console is not built ({}: {e}): run scripts/build-console.sh, or pass --console-dir\n",
-                admin.console.join(file).display()
-            ),
-        )
-            .into_response(),
-    }
+    console::asset(&admin.console, &uri).await
 }
 
 #[derive(Deserialize)]
@@ -457,29 +418,6 @@ async fn refresh(admin: Arc<Admin>) {
     }
 }
 
-/// Why a metrics endpoint the console shows could not be read (named in its `problems`).
-#[derive(Debug, thiserror::Error)]
-enum LookError {
-    #[error("{0}: no answer within {LOOK_TIMEOUT:?}")]
-    Silent(String),
-    #[error("{at}: {source}")]
-    Unreachable { at: String, source: anyhow::Error },
-    #[error("{at} answered {status}")]
-    Status { at: String, status: u16 },
-}
-
-async fn metrics_at(addr: &str, path: &str) -> Result<Vec<Sample>, LookError> {
-    let at = || format!("{addr}{path}");
-    let (status, body) = tokio::time::timeout(LOOK_TIMEOUT, switchyard_load::http::get(addr, path))
-        .await
-        .map_err(|_| LookError::Silent(at()))?
-        .map_err(|source| LookError::Unreachable { at: at(), source })?;
-    if status != 200 {
-        return Err(LookError::Status { at: at(), status });
-    }
-    Ok(parse(&String::from_utf8_lossy(&body)))
-}
-
 /// One look at everything the console shows; what could not be read is named in `problems`.
 async fn look(admin: &Admin, watch: &mut Watch, samples: Option<&mut Follow>) -> Value {
     let mut problems = Vec::new();
@@ -501,37 +439,22 @@ async fn look(admin: &Admin, watch: &mut Watch, samples: Option<&mut Follow>) ->
             None
         }
     };
-    let envoy = metrics_at(&target.envoy_admin, &target.metrics_path).await.unwrap_or_else(|e| {
-        problems.push(format!("Envoy: {e}"));
-        Vec::new()
-    });
     let collector_addr = target.collector.as_ref().or(admin.fallback.collector.as_ref());
-    let mut optional = |r: Option<Result<Vec<Sample>, LookError>>, what: &str| match r {
-        Some(Ok(s)) => Some(s),
-        Some(Err(e)) => {
-            problems.push(format!("{what}: {e}"));
-            None
-        }
-        None => None,
-    };
-    let collector = match collector_addr {
-        Some(a) => optional(Some(metrics_at(a, "/metrics").await), "collector"),
-        None => None,
-    };
-    let monitor = match &admin.monitor {
-        Some(a) => optional(Some(metrics_at(a, "/metrics").await), "drift monitor"),
-        None => None,
-    };
     let now = now_ms();
     let (models, policy_text) = match &in_force {
         Some(p) => {
-            let models = watch.look(now, p.config(), &envoy, collector.as_deref(), monitor.as_deref());
+            let sources = Sources {
+                envoy: (&target.envoy_admin, &target.metrics_path),
+                collector: collector_addr.map(String::as_str),
+                monitor: admin.monitor.as_deref(),
+            };
+            let models = console::look(watch, now, p.config(), &sources, &mut problems).await;
             if let (Some(follow), Some(path)) = (samples, &admin.samples)
                 && let Err(e) = read_keys(&admin.keys, p.config(), follow)
             {
                 problems.push(format!("samples {}: {e}", path.display()));
             }
-            (serde_json::to_value(models).unwrap_or_default(), Value::String(in_force_text(p)))
+            (models, Value::String(in_force_text(p)))
         }
         None => (json!([]), Value::Null),
     };

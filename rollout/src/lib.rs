@@ -16,6 +16,7 @@ macro_rules! say_line {
 pub mod admin;
 pub mod apply;
 pub mod command;
+pub mod console;
 pub mod controller;
 pub mod error;
 pub mod judge;

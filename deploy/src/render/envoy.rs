@@ -206,7 +206,7 @@ fn path_source(o: &BootstrapOptions) -> Value {
     }
 }
 
-fn cluster(name: &str, hp: &HostPort) -> Value {
+pub(crate) fn cluster(name: &str, hp: &HostPort) -> Value {
     // A name (a Kubernetes Service) is resolved, and re-resolved as its addresses change.
     let kind = if hp.host.parse::<std::net::IpAddr>().is_ok() { "STATIC" } else { "STRICT_DNS" };
     json!({

@@ -9,6 +9,8 @@
 //! Each generated directory holds a `kustomization.yaml` that lists its files, so adding a
 //! version to the policy and re-rendering is the whole change.
 
+mod gateway_api;
+
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
@@ -786,14 +788,30 @@ pub fn render(policy: &Policy, o: &K8sOptions) -> Result<Vec<File>, RenderErrors
         (
             "switchyard-gateway-trafficpolicy.yaml".into(),
             traffic_policy(
-                &serde_json::from_str(policy.text())
-                    .map_err(|e| RenderErrors(vec![format!("policy is not a JSON object: {e}")]))?,
+                &gateway_api::plain(policy)?,
                 &json!({"configMap": {"name": "switchyard-gateway-filter", "key": "filter.yaml", "wasm": WASM_PATH}}),
             ),
         ),
     ];
     directory("components/envoy-gateway/generated", &gateway, &mut out);
+    directory("components/gateway-api/generated", &gateway_api::objects(policy, o)?, &mut out);
     Ok(out)
+}
+
+/// Options for the renderers' unit tests.
+#[cfg(test)]
+fn tests_options() -> K8sOptions {
+    K8sOptions {
+        namespace: "switchyard".into(),
+        image: "switchyard/switchyard:test".into(),
+        filter_url: "oci://switchyard/filter:test".into(),
+        prometheus_url: "http://prometheus:9090".into(),
+        rule_files: vec![("r.yml".into(), "groups:\n- name: a\n  rules: []\n".into())],
+        prices: Prices::parse(br#"{"hourly_cost": {"cpu": 0.1}}"#).unwrap(),
+        scaling: Scaling::uniform(8, 10),
+        dashboards: vec![("switchyard-x".into(), "{}".into())],
+        monitor_config: "{}".into(),
+    }
 }
 
 #[cfg(test)]
@@ -809,17 +827,7 @@ mod tests {
     }
 
     fn options() -> K8sOptions {
-        K8sOptions {
-            namespace: "switchyard".into(),
-            image: "switchyard/switchyard:test".into(),
-            filter_url: "oci://switchyard/filter:test".into(),
-            prometheus_url: "http://prometheus:9090".into(),
-            rule_files: vec![("r.yml".into(), "groups:\n- name: a\n  rules: []\n".into())],
-            prices: Prices::parse(br#"{"hourly_cost": {"cpu": 0.1}}"#).unwrap(),
-            scaling: Scaling::uniform(8, 10),
-            dashboards: vec![("switchyard-x".into(), "{}".into())],
-            monitor_config: "{}".into(),
-        }
+        super::tests_options()
     }
 
     fn file(files: &[File], path: &str) -> Value {
