@@ -3,8 +3,11 @@
 //   node console.test.mjs edit      the live view against Envoy's and the monitor's metrics,
 //                                   an invalid edit, a write without the token, an apply
 //   node console.test.mjs rollout   pause, resume and abort of a running rollout
-// with the addresses in the environment. Exits non-zero, saying why, at the first failure;
-// screenshots go to $OUT.
+// with the addresses in the environment, and operator/tests/console.rs runs
+//   node console.test.mjs cluster   the operator's read-only console: every rollout, the kubectl
+//                                   commands instead of writes, a command run against the API
+//                                   server and the page following the operator's status
+// Exits non-zero, saying why, at the first failure; screenshots go to $OUT.
 import { chromium } from "playwright-core";
 
 const env = (name) => {
@@ -13,8 +16,10 @@ const env = (name) => {
   return v;
 };
 const phase = process.argv[2];
-const URL_ = env("CONSOLE_URL"), TOKEN = env("TOKEN"), ENVOY = env("ENVOY"), ENVOY_ADMIN = env("ENVOY_ADMIN");
-const OUT = env("OUT");
+const URL_ = env("CONSOLE_URL"), OUT = env("OUT");
+// The local stack's, for the controller's phases (not set for `cluster`).
+const local = phase === "cluster" ? () => undefined : env;
+const TOKEN = local("TOKEN"), ENVOY = local("ENVOY"), ENVOY_ADMIN = local("ENVOY_ADMIN");
 
 function check(ok, what) {
   if (!ok) throw new Error(what);
@@ -49,9 +54,9 @@ async function updates() {
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", headless: true, args: ["--no-sandbox"] });
 const page = await browser.newPage({ viewport: { width: 1500, height: 1100 } });
 const errors = [];
-// The writes this test makes refused (401, 409) are logged by the browser as failed loads:
+// The writes this test makes refused (401, 409; 405 from the read-only console) are logged by the browser as failed loads:
 // those are the test's doing, every other error is the page's.
-const provoked = /^Failed to load resource: the server responded with a status of 40[19] /;
+const provoked = /^Failed to load resource: the server responded with a status of 40[159] /;
 page.on("console", (m) => { if (m.type() === "error" && !provoked.test(m.text())) errors.push(m.text()); });
 page.on("pageerror", (e) => errors.push(String(e)));
 const value = async (testid) => page.getAttribute(`[data-testid="${testid}"]`, "data-value");
@@ -82,7 +87,8 @@ try {
   await page.waitForSelector('[data-testid="requests-mlp-v1"]', { timeout: 15000 });
   if (phase === "edit") await edit();
   else if (phase === "rollout") await rollout();
-  else throw new Error(`unknown phase '${phase}': edit or rollout`);
+  else if (phase === "cluster") await cluster();
+  else throw new Error(`unknown phase '${phase}': edit, rollout or cluster`);
   check(errors.length === 0, `no errors in the page's console${errors.length ? ": " + errors.join(" | ") : ""}`);
 } finally {
   await browser.close();
@@ -224,4 +230,48 @@ async function rollout() {
   check(toV2 === 0, `the canary gets no traffic: ${toV2} of 100 requests went to v2`);
   await fresh();
   await shot("console-aborted");
+}
+
+// The operator's console. EXPECT (JSON): the rollouts and phases the operator has written, the
+// featured rollout's weight; API: the stand-in API server, where the page's pause command is
+// run as kubectl would run it.
+async function cluster() {
+  const want = JSON.parse(env("EXPECT"));
+  const api = env("API");
+  await fresh();
+  for (const r of want.rollouts) {
+    check(await text(`[data-testid="phase-${r.name}"]`) === r.phase, `rollout ${r.name} listed as ${r.phase}`);
+    if (r.reason) check((await text(`[data-rollout="${r.name}"]`)).includes(r.reason), `with its status' reason: ${r.reason}`);
+  }
+  check(await text('[data-testid="rollout-state"]') === "Running", "the card shows the running rollout");
+  check(await value("weight-mlp-v2") === String(want.weight), `mlp v2's weight is the rollout's step (${want.weight}) as the operator carries it`);
+  check((await text('[data-testid="rollout-traffic"]')).startsWith(`v2 at ${want.weight}%`), "the card says the traffic in force");
+  for (const sel of ["#auth-panel", "#promote", "#pause", "#resume", "#abort", "#apply"]) {
+    check(await page.isHidden(sel), `${sel} is not offered: the console is read-only`);
+  }
+  check((await text("#apply-how")).includes(`kubectl -n ${want.namespace} edit trafficpolicy gateway`), "an edit says how to put it in force");
+  const pause = await text('[data-testid="command-pause"]');
+  check(pause === `kubectl -n ${want.namespace} patch modelrollout mlp-v2 --type merge -p '{"spec":{"paused":true}}'`, `the pause command is shown: ${pause}`);
+  const refused = await page.evaluate(async () => {
+    const r = await fetch("/api/rollout/pause", { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+    return { status: r.status, error: (await r.json()).error };
+  });
+  check(refused.status === 405 && refused.error.includes("read-only"), `a write to the API is refused: ${refused.status} ${refused.error}`);
+  // The filter's own check still runs on an edit.
+  await page.fill("#policy", "{\"models\": {}}");
+  await page.waitForSelector("#policy-check.error");
+  check((await text("#policy-check")).length > 0, `an invalid edit is named: ${await text("#policy-check")}`);
+  await press("#revert");
+  await shot("cluster-running");
+  // The command as shown, run against the API server as kubectl would (a merge patch of the
+  // spec); the operator pauses the rollout and the page follows its status.
+  const patch = pause.match(/-p '(.*)'$/)[1];
+  const r = await fetch(`${api}/apis/switchyard.dev/v1alpha1/namespaces/${want.namespace}/modelrollouts/mlp-v2`, {
+    method: "PATCH", headers: { "Content-Type": "application/merge-patch+json" }, body: patch,
+  });
+  check(r.ok, `the pause command is accepted by the API server (${r.status})`);
+  await page.waitForFunction(() => document.querySelector('[data-testid="phase-mlp-v2"]')?.textContent === "Paused", null, { timeout: 20000 });
+  check(true, "the page shows mlp-v2 Paused once the operator has paused it");
+  check((await text("#events")).includes("decision: Paused, pause"), `the history has the decision: ${await text("#events")}`);
+  await shot("cluster-paused");
 }

@@ -1,7 +1,8 @@
 // The rollout console: polls the controller's /api/state every second and draws it; checks and
 // previews policy edits with the filter's own code (switchyard-console, WebAssembly); writes go
-// to the controller with the bearer token. Everything from the API is shown through
-// textContent, never parsed as HTML.
+// to the controller with the bearer token. Served by the operator in a cluster, the state says
+// `read_only`: the page then lists every rollout and shows the kubectl command for each change
+// instead of writing. Everything from the API is shown through textContent, never parsed as HTML.
 import init, { check, preview } from "./pkg/switchyard_console.js";
 
 const REFRESH_MS = 1000;
@@ -34,17 +35,32 @@ function cell(testid, value, text) {
   return td;
 }
 
-function renderRollout(r, events) {
+function renderRollout(r, events, readOnly) {
   const box = $("rollout");
   box.replaceChildren();
-  for (const id of ["promote", "pause", "resume", "abort"]) $(id).disabled = !(r && r.active);
+  for (const id of ["promote", "pause", "resume", "abort"]) {
+    $(id).disabled = !(r && r.active);
+    $(id).hidden = Boolean(readOnly);
+  }
+  $("reason").hidden = Boolean(readOnly);
+  const commands = $("commands");
+  commands.hidden = !(readOnly && r && r.commands);
+  commands.replaceChildren();
+  if (readOnly && r && r.commands) {
+    commands.append(el("div", { class: "muted" }, readOnly.why));
+    for (const [action, command] of Object.entries(r.commands)) {
+      commands.append(el("div", {}, el("span", { class: "muted" }, `${action}: `), el("code", { "data-testid": `command-${action}` }, command)));
+    }
+  }
   if (!r) {
-    box.append("no rollout recorded: `switchyard-rollout start SPEC` records one");
+    box.append(readOnly
+      ? `no ModelRollout in namespace ${readOnly.namespace}: kubectl apply -f ROLLOUT.yaml starts one`
+      : "no rollout recorded: `switchyard-rollout start SPEC` records one");
   } else {
     box.className = "";
     box.append(
-      el("div", {}, el("strong", {}, `${r.model}: ${r.stable} → ${r.canary} `),
-        el("span", { class: `badge ${r.state}`, "data-testid": "rollout-state" }, r.state)),
+      el("div", {}, el("strong", {}, `${r.name ? r.name + " — " : ""}${r.model}: ${r.stable} → ${r.canary} `),
+        el("span", { class: `badge ${r.state.toLowerCase()}`, "data-testid": "rollout-state" }, r.state)),
       el("div", {}, `step ${r.step + 1} of ${r.steps}, traffic `, el("code", { "data-testid": "rollout-traffic" }, r.traffic)),
       el("div", {}, "last decision: ", el("strong", {}, r.decision || "–"), " ", el("span", { "data-testid": "rollout-reason" }, r.reason || "")),
     );
@@ -59,6 +75,21 @@ function renderRollout(r, events) {
       : `${e.what}${who}: ${e.state}, ${e.decision || ""} ${e.reason || ""}`;
     list.append(el("li", {}, el("span", { class: "muted" }, t + " "), text));
   }
+}
+
+// Every rollout the operator sees (a cluster only): one row each, the featured one first in the card above.
+function renderRollouts(rollouts) {
+  const panel = $("rollouts-panel");
+  panel.hidden = !Array.isArray(rollouts);
+  if (panel.hidden) return;
+  const head = el("tr", {}, ...["rollout", "model", "canary", "phase", "step", "traffic", "last decision"].map((h) => el("th", {}, h)));
+  const rows = rollouts.map((r) => el("tr", { "data-rollout": r.name },
+    el("td", {}, r.name), el("td", {}, r.model), el("td", {}, r.canary),
+    el("td", {}, el("span", { class: `badge ${r.state.toLowerCase()}`, "data-testid": `phase-${r.name}` }, r.state)),
+    el("td", {}, `${r.step + 1} of ${r.steps}`),
+    el("td", { "data-testid": `traffic-${r.name}` }, r.traffic),
+    el("td", {}, [r.decision, r.reason].filter(Boolean).join(": ") || "–")));
+  $("rollouts").replaceChildren(el("thead", {}, head), el("tbody", {}, ...(rows.length ? rows : [el("tr", {}, el("td", { colspan: "7", class: "muted" }, "none"))])));
 }
 
 function chart(title, unit, series, digits) {
@@ -175,7 +206,13 @@ function render() {
   const problems = $("problems");
   problems.hidden = !live.problems.length;
   problems.textContent = live.problems.join(" · ");
-  renderRollout(live.rollout, live.events);
+  const readOnly = live.read_only || null;
+  renderRollout(live.rollout, live.events, readOnly);
+  renderRollouts(live.rollouts);
+  $("auth-panel").hidden = Boolean(readOnly);
+  $("apply").hidden = Boolean(readOnly);
+  $("apply-how").hidden = !(readOnly && readOnly.policy);
+  if (readOnly && readOnly.policy) $("apply-how").textContent = `Checked and previewed here; to put it in force: ${readOnly.policy}`;
   $("models").replaceChildren(...(live.models || []).map((m) => renderModel(m, live.history || {})));
   if (!edited && typeof live.policy === "string" && $("policy").value !== live.policy) {
     $("policy").value = live.policy;

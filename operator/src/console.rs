@@ -220,3 +220,59 @@ pub fn view(ns: &str, rollouts: &[ModelRollout], policies: &[TrafficPolicy]) -> 
         "sticky_points": {},
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn rollout(name: &str, created: &str, phase: Option<&str>) -> ModelRollout {
+        let mut r: ModelRollout = serde_json::from_value(json!({
+            "apiVersion": "switchyard.dev/v1alpha1", "kind": "ModelRollout",
+            "metadata": {"name": name, "namespace": "ns", "creationTimestamp": created},
+            "spec": {"trafficPolicy": "gateway", "model": "mlp", "canary": "v2", "steps": [{"weight": 10}]},
+        }))
+        .unwrap();
+        r.status = phase.map(|p| crate::crd::ModelRolloutStatus { phase: Some(p.into()), ..Default::default() });
+        r
+    }
+
+    fn policy() -> TrafficPolicy {
+        serde_json::from_value(json!({
+            "apiVersion": "switchyard.dev/v1alpha1", "kind": "TrafficPolicy",
+            "metadata": {"name": "gateway", "namespace": "ns"},
+            "spec": {"carrier": {"configMap": {"name": "cm"}}, "policy": {"models": {"mlp": {"versions": [
+                {"name": "v1", "cluster": "mlp-v1", "weight": 100}, {"name": "v2", "cluster": "mlp-v2", "weight": 0}]}}}},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_card_features_the_oldest_running_rollout_else_the_newest() {
+        let done = rollout("a", "2026-12-01T00:00:00Z", Some("Promoted"));
+        let running = rollout("b", "2026-12-02T00:00:00Z", Some("Running"));
+        let newer = rollout("c", "2026-12-03T00:00:00Z", Some("Aborted"));
+        let v = view("ns", &[newer.clone(), running, done.clone()], &[policy()]);
+        assert_eq!(v["rollout"]["name"], "b");
+        let names: Vec<&str> = v["rollouts"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["a", "b", "c"], "oldest first");
+        let v = view("ns", &[done, newer], &[policy()]);
+        assert_eq!(v["rollout"]["name"], "c");
+        assert_eq!(v["rollout"]["active"], false);
+    }
+
+    #[test]
+    fn every_change_is_a_kubectl_command_and_a_missing_policy_is_a_problem() {
+        let v = view("ns", &[rollout("b", "2026-12-02T00:00:00Z", None)], &[policy()]);
+        assert_eq!(v["rollout"]["state"], "Pending");
+        assert_eq!(
+            v["rollout"]["commands"]["abort"],
+            r#"kubectl -n ns patch modelrollout b --type merge -p '{"spec":{"abort":true}}'"#
+        );
+        assert_eq!(v["read_only"]["policy"], "kubectl -n ns edit trafficpolicy gateway");
+        assert!(v["policy"].as_str().unwrap().contains("\"mlp-v2\""));
+        let v = view("ns", &[], &[]);
+        assert_eq!(v["problems"][0], "no TrafficPolicy in namespace ns");
+        assert!(v["rollout"].is_null() && v["policy"].is_null());
+    }
+}

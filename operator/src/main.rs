@@ -11,10 +11,12 @@ use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::Reporter;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use switchyard_contract::process::operator::ADMIN;
 use switchyard_operator::MANAGER;
+use switchyard_operator::console::Console;
 use switchyard_operator::crd::{ModelRollout, TrafficPolicy};
 use switchyard_operator::lead::{LeaseArgs, acquire};
 use switchyard_operator::metrics::{Metrics, serve};
@@ -83,9 +85,15 @@ struct RunArgs {
     /// How often a running rollout is judged.
     #[arg(long, default_value = "5s")]
     interval: String,
-    /// `/metrics` and the probes' `/healthz`, on every replica.
+    /// `/metrics`, the probes' `/healthz` and the read-only console (`/`), on every replica.
     #[arg(long = ADMIN.long(), env = ADMIN.env, default_value = ADMIN.default)]
     admin_addr: std::net::SocketAddr,
+    /// The console's built files (scripts/build-console.sh; /usr/lib/switchyard/console in the image).
+    #[arg(long, env = "SWITCHYARD_CONSOLE_DIR", default_value = "target/console")]
+    console_dir: std::path::PathBuf,
+    /// The drift monitor, HOST:PORT: the console's drift per column.
+    #[arg(long, env = "SWITCHYARD_MONITOR")]
+    monitor: Option<String>,
 }
 
 fn failed(e: impl std::fmt::Display) -> ExitCode {
@@ -142,10 +150,23 @@ fn crds(out: Option<&Path>, check: Option<&Path>) -> Result<(), Box<dyn std::err
 async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let interval = switchyard_rollout::spec::duration(&args.interval)?;
     let metrics = Metrics::new();
-    serve(args.admin_addr, metrics.clone()).await?;
     let client = Client::try_default().await.map_err(|e| {
         format!("no Kubernetes API to reach (in a pod: its service account; elsewhere: KUBECONFIG): {e}")
     })?;
+    let rollouts: Api<ModelRollout> = Api::namespaced(client.clone(), &args.namespace);
+    let policies: Api<TrafficPolicy> = Api::namespaced(client.clone(), &args.namespace);
+    // The console's own watches, on every replica: a follower answers as the leader does.
+    let console = Console {
+        namespace: args.namespace.clone(),
+        dir: args.console_dir,
+        rollouts: watched(rollouts.clone()),
+        policies: watched(policies.clone()),
+        prometheus: args.prometheus.clone(),
+        metrics_path: args.metrics_path.clone(),
+        collector: args.collector.clone(),
+        monitor: args.monitor,
+    };
+    serve(args.admin_addr, metrics.clone(), switchyard_operator::console::routes(console)).await?;
     let lease = LeaseArgs {
         name: args.lease.clone(),
         namespace: args.namespace.clone(),
@@ -158,8 +179,6 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut leadership = acquire(client.clone(), &lease).await?;
     tracing::info!(identity = %lease.identity, "leading");
     metrics.leading(true);
-    let rollouts: Api<ModelRollout> = Api::namespaced(client.clone(), &args.namespace);
-    let policies: Api<TrafficPolicy> = Api::namespaced(client.clone(), &args.namespace);
     let rollout_controller = Controller::new(rollouts.clone(), watcher::Config::default())
         .with_config(ControllerConfig::default().concurrency(4));
     let store = rollout_controller.store();
@@ -217,6 +236,17 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         _ = futures::future::join(rollout_loop, policy_loop) => Ok(()),
         () = leadership.lost() => Err("lost the lease: exiting so that only the new leader acts".into()),
     }
+}
+
+/// A store kept current by a watch of `api`, in the background (retried with backoff).
+fn watched<K>(api: Api<K>) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector(writer, watcher(api, watcher::Config::default())).default_backoff().touched_objects();
+    tokio::spawn(stream.for_each(|_| async {}));
+    store
 }
 
 #[tokio::main]

@@ -94,9 +94,9 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `addr` until the process ends.
-pub async fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<()> {
-    let app =
+/// Serves `/metrics`, `/healthz` and `more` (the console) on `addr` until the process ends.
+pub async fn serve(addr: SocketAddr, metrics: Metrics, more: Router) -> std::io::Result<()> {
+    let app = more.merge(
         Router::new()
             .route(
                 "/metrics",
@@ -107,9 +107,10 @@ pub async fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<()> {
                     }
                 }),
             )
-            .route(HEALTH_PATH, get(|| async { "ok\n".into_response() }));
+            .route(HEALTH_PATH, get(|| async { "ok\n".into_response() })),
+    );
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "admin listener: /metrics, {HEALTH_PATH}");
+    tracing::info!(%addr, "admin listener: /metrics, {HEALTH_PATH}, the console at /");
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "admin listener stopped");
