@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The benchmark suite (not tests; crate bench/, binary switchyard-bench): builds in release mode, starts what each benchmark needs, and
 # regenerates its section of docs/benchmarks.md (charts under docs/bench/).
-#   scripts/bench.sh [all|backend|filter|generator|sweep|peers|guard|drift|protocols|cold-start] [extra arguments for that benchmark]
+#   scripts/bench.sh [all|backend|filter|tls|generator|sweep|peers|guard|drift|protocols|cold-start] [extra arguments for that benchmark]
 #   backend:   raw libtorch ceiling vs served throughput, batching on/off, serving overhead (~5 min)
 #   filter:    backend direct vs Envoy without a filter, with an empty wasm filter and with ours:
 #              latency, saturation, Envoy CPU and instructions per request, memory (~8 min)
+#   tls:       Envoy + the filter to a plain backend vs to one requiring mutual TLS, side by side:
+#              latency, saturation, Envoy CPU per request (~2 min)
 #   generator: switchyard-load vs wrk on one core; open-loop schedule accuracy (~1 min)
 #   sweep:     saturation sweep (throughput vs latency) per model, with charts (~2 min)
 #   peers:     Switchyard vs KServe 0.21 and MLServer 1.7.1 on the same TorchScript models, same cells,
@@ -22,7 +24,7 @@
 #              backend and through Envoy + the filter, against the raw forward ceiling (~5 min)
 #   cold-start: each demo model version served by a fresh backend, 5 times: spawn to ready and to the
 #              first inference, then SIGTERM (also docs/bench/cold-start.json) (~1 min)
-#   all:       all nine, in that order (~36 min)
+#   all:       all ten, in that order (~38 min)
 # Keep the machine otherwise idle while it runs: the results are ratios measured side by side,
 # but a busy neighbour still blurs them.
 # shellcheck source=lib.sh
@@ -30,8 +32,8 @@
 WHICH=${1:-all}
 [ $# -gt 0 ] && shift
 case "$WHICH" in
-  all|backend|filter|generator|sweep|peers|guard|drift|protocols|cold-start) ;;
-  *) echo "unknown benchmark '$WHICH': all, backend, filter, generator, sweep, peers, guard, drift, protocols or cold-start" >&2; exit 2 ;;
+  all|backend|filter|tls|generator|sweep|peers|guard|drift|protocols|cold-start) ;;
+  *) echo "unknown benchmark '$WHICH': all, backend, filter, tls, generator, sweep, peers, guard, drift, protocols or cold-start" >&2; exit 2 ;;
 esac
 if [ "$WHICH" = all ] && [ $# -gt 0 ]; then
   echo "extra arguments go to one benchmark: scripts/bench.sh <name> $*" >&2; exit 2
@@ -75,12 +77,12 @@ if [ "$WHICH" = all ] || [ "$WHICH" = drift ]; then
   peer_venv evidently
 fi
 
-for b in backend filter generator sweep peers guard drift protocols cold-start; do
+for b in backend filter tls generator sweep peers guard drift protocols cold-start; do
   if [ "$WHICH" = all ] || [ "$WHICH" = "$b" ]; then
     step "benchmark: $b"
     pin=()
     # bench-filter gives the Envoys CPU 1 (--envoy-cpus); the generator and the backend take CPU 0.
-    if [ "$b" = filter ] && [ "$(nproc)" -ge 2 ]; then pin=(taskset -c 0); fi
+    if { [ "$b" = filter ] || [ "$b" = tls ]; } && [ "$(nproc)" -ge 2 ]; then pin=(taskset -c 0); fi
     "${pin[@]}" "$BENCH" "$b" --reproduce "scripts/bench.sh $b${*:+ $*}" "$@"
   fi
 done

@@ -2,8 +2,9 @@
 # The local demo stack, from a fresh clone: installs what is missing, builds, generates the
 # demo models, and runs the data plane on loopback:
 #   client -> Envoy :10000 (Switchyard filter: split, shadow, sampling, SLOs)
-#          -> backend v1 :8101 (mlp:v1, resnet18:v1) | backend v2 :8102 (mlp:v2, resnet18:v2)
-#   samples -> collector :9411 -> .demo/samples.jsonl -> drift monitor :9412 (switchyard-monitor watch)
+#          -> mutual TLS -> backend v1 :8101 (mlp:v1, resnet18:v1) | backend v2 :8102 (mlp:v2, resnet18:v2)
+#   samples -> mutual TLS -> collector :9411 (/metrics on :9413) -> .demo/samples.jsonl
+#          -> drift monitor :9412 (switchyard-monitor watch); certificates in .demo/certs
 #   Prometheus :9090 (scrapes Envoy and the backends; SLO, canary, cost rules) -> Alertmanager :9093
 #   the rollout controller :9950 (switchyard-rollout run): the rollout console and its API
 # then drives traffic, changes the canary weight at run time, crashes the canary (the filter's
@@ -27,7 +28,7 @@ done
 # Checked here too, before the long first build; switchyard-demo checks them again (PORTS in
 # demo/src/demo.rs, the list it listens on).
 PORTS=("backend v1=8101" "backend v1 gRPC=8111" "backend v1 admin=8201" "backend v2=8102" "backend v2 gRPC=8112"
-  "backend v2 admin=8202" "collector=9411"
+  "backend v2 admin=8202" "collector=9411" "collector admin=9413"
   "drift monitor=9412" "rollout console=9950" "Envoy=10000" "Envoy admin=9901" "Prometheus=9090" "Alertmanager=9093" "alert webhook=9095")
 
 step "checking that the demo's ports are free"

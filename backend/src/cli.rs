@@ -71,6 +71,8 @@ pub struct ServeArgs {
     /// instead of computing on the CPU.
     #[arg(long, env = "SWITCHYARD_DEVICE", value_parser = config::DeviceSpec::parse)]
     pub device: Option<config::DeviceSpec>,
+    #[command(flatten)]
+    pub tls: switchyard_tls::TlsArgs,
 }
 
 impl ServeArgs {

@@ -111,19 +111,28 @@ pub fn service(st: Arc<AppState>) -> Admitted<GrpcInferenceServiceServer<impl Gr
     Admitted { inner, st }
 }
 
-/// Serves gRPC on `listener` until `shutdown` resolves, then finishes the calls in flight.
+/// Serves gRPC on `listener` (mutual TLS with `tls`) until `shutdown` resolves, then finishes
+/// the calls in flight.
 pub async fn serve(
     st: Arc<AppState>,
     listener: tokio::net::TcpListener,
+    tls: Option<switchyard_tls::ServerTls>,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
+) -> std::io::Result<()> {
+    let server = tonic::transport::Server::builder()
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
-        .add_service(service(st))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+        .add_service(service(st));
+    match tls {
+        Some(tls) => {
+            let incoming = switchyard_tls::TlsListener::new(listener, &tls, "grpc")?.incoming();
+            server.serve_with_incoming_shutdown(incoming, shutdown).await.map_err(std::io::Error::other)
+        }
+        None => {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            server.serve_with_incoming_shutdown(incoming, shutdown).await.map_err(std::io::Error::other)
+        }
+    }
 }
 
 /// Admission for `ModelInfer` before its message is read: the frame header's declared

@@ -58,5 +58,6 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         admin_addr: args.admin_addr,
         shutdown_grace: args.shutdown_grace(),
         device: args.device,
+        tls: args.tls.files(),
     })
 }

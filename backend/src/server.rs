@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use bytes::BytesMut;
 use http_body_util::BodyExt;
 use serde_json::json;
+use switchyard_contract::paths;
 
 use crate::admission::{Limits, Ticket};
 use crate::error::ApiError;
@@ -42,8 +43,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 pub fn admin_router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/health/live", get(|| async { axum::Json(json!({"live": true})) }))
-        .route("/health/ready", get(server_ready))
+        .route(paths::ADMIN_HEALTH_LIVE, get(|| async { axum::Json(json!({"live": true})) }))
+        .route(paths::ADMIN_HEALTH_READY, get(server_ready))
         .fallback(|uri: axum::http::Uri| async move { ApiError::RouteNotFound(uri.path().to_owned()) })
         .with_state(state)
 }
@@ -285,13 +286,21 @@ fn encoded_response(enc: EncodedResponse, ticket: Ticket) -> Response {
     resp
 }
 
-/// Serves REST on `listener` until `shutdown` resolves, then finishes the requests in flight.
+/// Serves REST on `listener` (mutual TLS with `tls`) until `shutdown` resolves, then finishes
+/// the requests in flight.
 pub async fn serve(
     st: Arc<AppState>,
     listener: tokio::net::TcpListener,
+    tls: Option<switchyard_tls::ServerTls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(st)).with_graceful_shutdown(shutdown).await
+    match tls {
+        Some(tls) => {
+            let listener = switchyard_tls::TlsListener::new(listener, &tls, "inference")?;
+            axum::serve(listener, router(st)).with_graceful_shutdown(shutdown).await
+        }
+        None => axum::serve(listener, router(st)).with_graceful_shutdown(shutdown).await,
+    }
 }
 
 /// Serves the admin listener until the task is aborted: metrics stay scrapable while draining.

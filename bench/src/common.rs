@@ -53,6 +53,12 @@ impl Backend {
 
     /// Starts the backend, on CPU `cpu` only when given (`taskset`).
     pub fn start_pinned(bin: &Path, repo: &Path, cpu: Option<&str>) -> anyhow::Result<Self> {
+        Self::start_with(bin, repo, cpu, &[])
+    }
+
+    /// [`Backend::start_pinned`] with more `serve` arguments (mutual TLS, say); readiness is
+    /// read from the admin listener, which stays plain.
+    pub fn start_with(bin: &Path, repo: &Path, cpu: Option<&str>, extra: &[String]) -> anyhow::Result<Self> {
         let mut cmd = match cpu {
             Some(c) => {
                 let mut t = Command::new("taskset");
@@ -61,7 +67,7 @@ impl Backend {
             }
             None => Command::new(bin),
         };
-        cmd.args(switchyard_testkit::serve_args(repo, ["127.0.0.1:0"; 3])).env("RUST_LOG", "warn");
+        cmd.args(switchyard_testkit::serve_args(repo, ["127.0.0.1:0"; 3])).args(extra).env("RUST_LOG", "warn");
         let (process, line) = Process::spawn_reporting("switchyard-backend", cmd, Log::Inherit)?;
         let mut process = process.on_drop(OnDrop::Terminate(Duration::from_secs(60)));
         let addr = |key| address_after(&line, key);
@@ -69,7 +75,8 @@ impl Backend {
             bail!("backend did not report its addresses (got {line:?})");
         };
         process.wait_ready(Duration::from_secs(60), "readiness", || {
-            try_request(&http, "GET", "/v2/health/ready", &[], b"").is_ok_and(|r| r.status == 200)
+            try_request(&admin, "GET", switchyard_contract::paths::ADMIN_HEALTH_READY, &[], b"")
+                .is_ok_and(|r| r.status == 200)
         })?;
         Ok(Backend { process, http, grpc, admin })
     }

@@ -62,7 +62,7 @@ fn render(args: &[&str]) -> anyhow::Result<()> {
 }
 
 /// One of the benchmark's Envoys, its configuration rendered into `dir/name`.
-fn start_envoy(dir: &Path, name: &str, run: &EnvoyRun<'_>, filter: Option<&Path>) -> anyhow::Result<Envoy> {
+pub(crate) fn start_envoy(dir: &Path, name: &str, run: &EnvoyRun<'_>, filter: Option<&Path>) -> anyhow::Result<Envoy> {
     let (listen, admin) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
     let out_dir = dir.join(name);
     let boot = out_dir.join("envoy.yaml");
@@ -71,6 +71,9 @@ fn start_envoy(dir: &Path, name: &str, run: &EnvoyRun<'_>, filter: Option<&Path>
     let up2 = format!("mlp-v2={}", run.backend);
     args.extend(["--listen", &listen, "--admin", &admin, "--upstream", &up1, "--upstream", &up2]);
     args.extend(["--collector", run.collector]);
+    if let Some(tls) = run.tls {
+        args.extend(["--upstream-tls", path(tls)?]);
+    }
     match filter {
         Some(wasm) => args.extend(["--wasm", path(wasm)?]),
         None => args.push("--no-filter"),
@@ -116,15 +119,17 @@ fn memory_mib(p: &Process) -> (f64, f64) {
 }
 
 /// What every Envoy of the benchmark shares.
-struct EnvoyRun<'a> {
-    policy: &'a Path,
-    backend: &'a str,
-    collector: &'a str,
-    launch: Launch<'a>,
+pub(crate) struct EnvoyRun<'a> {
+    pub policy: &'a Path,
+    pub backend: &'a str,
+    pub collector: &'a str,
+    pub launch: Launch<'a>,
+    /// Mutual TLS to the backend and the collector with the certificates in this directory.
+    pub tls: Option<&'a Path>,
 }
 
 #[derive(Clone, Copy)]
-enum Launch<'a> {
+pub(crate) enum Launch<'a> {
     /// One worker pinned to these CPUs (`taskset -c`), or Envoy's defaults.
     Pinned(Option<&'a str>),
     /// Under callgrind, dumping into this directory; one worker.
@@ -195,7 +200,7 @@ fn path(p: &Path) -> anyhow::Result<&str> {
     p.to_str().context("non-UTF-8 path")
 }
 
-fn policy(rate: f64) -> serde_json::Value {
+pub(crate) fn policy(rate: f64) -> serde_json::Value {
     serde_json::json!({
         "models": {"mlp": {
             "versions": [{"name": "v1", "cluster": "mlp-v1", "weight": 100}, {"name": "v2", "cluster": "mlp-v2", "weight": 0}],
@@ -208,20 +213,26 @@ fn policy(rate: f64) -> serde_json::Value {
     })
 }
 
-struct Row {
-    name: &'static str,
-    runs: Vec<Report>,
+pub(crate) struct Row {
+    pub name: &'static str,
+    pub runs: Vec<Report>,
 }
 
 /// One Envoy's closed-loop rounds: throughput, and its CPU per request.
 #[derive(Default)]
-struct Saturation {
-    throughput: Vec<f64>,
-    cpu_us: Vec<f64>,
+pub(crate) struct Saturation {
+    pub throughput: Vec<f64>,
+    pub cpu_us: Vec<f64>,
 }
 
 impl Saturation {
-    async fn round(&mut self, envoy: &Envoy, path: &str, clients: usize, secs: Duration) -> anyhow::Result<()> {
+    pub(crate) async fn round(
+        &mut self,
+        envoy: &Envoy,
+        path: &str,
+        clients: usize,
+        secs: Duration,
+    ) -> anyhow::Result<()> {
         let before = envoy.process().cpu_us();
         let r = run::closed(&envoy.listen, path, None, clients, secs).await?;
         let used = envoy.process().cpu_us().saturating_sub(before);
@@ -231,7 +242,7 @@ impl Saturation {
     }
 }
 
-const FILTER_WASM: &str = "target/wasm32-wasip1/wasm-release/switchyard_filter.wasm";
+pub(crate) const FILTER_WASM: &str = "target/wasm32-wasip1/wasm-release/switchyard_filter.wasm";
 const NOOP_WASM: &str = "target/wasm32-wasip1/wasm-release/examples/noop.wasm";
 
 pub async fn run(a: FilterBenchArgs) -> anyhow::Result<()> {
@@ -255,8 +266,13 @@ pub async fn run(a: FilterBenchArgs) -> anyhow::Result<()> {
     let (p0, p1) = (dir.join("policy-0.json"), dir.join("policy-1.json"));
     std::fs::write(&p0, serde_json::to_vec(&policy(0.0))?)?;
     std::fs::write(&p1, serde_json::to_vec(&policy(0.01))?)?;
-    let run0 =
-        EnvoyRun { policy: &p0, backend: &backend.http, collector: collector_addr, launch: Launch::Pinned(cpus) };
+    let run0 = EnvoyRun {
+        policy: &p0,
+        backend: &backend.http,
+        collector: collector_addr,
+        launch: Launch::Pinned(cpus),
+        tls: None,
+    };
     let run1 = EnvoyRun { policy: &p1, ..run0 };
     // Four Envoys side by side, so no configuration changes (and VM restarts) between runs.
     let plain = start_envoy(&dir, "plain", &run0, None)?;

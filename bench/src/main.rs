@@ -17,6 +17,7 @@ mod load;
 mod peers;
 mod protocols;
 mod soak;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,9 @@ enum Command {
     /// with ours (latency under open-loop load, saturation, CPU and instructions per request,
     /// memory).
     Filter(filter::FilterBenchArgs),
+    /// Mutual TLS from Envoy to the backend against plain, side by side (latency, saturation,
+    /// Envoy CPU per request).
+    Tls(tls::TlsBenchArgs),
     /// The generator against wrk on one core: closed-loop rate, open-loop schedule accuracy.
     Generator(load::GeneratorArgs),
     /// Saturation sweep per model: open-loop steps up to past the measured ceiling, with charts.
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Backend(a) => backend::run(a).await,
             Command::Filter(a) => filter::run(a).await,
+            Command::Tls(a) => tls::run(a).await,
             Command::Generator(a) => load::generator(a).await,
             Command::Sweep(a) => load::sweep(a).await,
             Command::Peers(a) => peers::run(a).await,

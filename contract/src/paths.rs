@@ -5,6 +5,10 @@
 pub const HEALTH_LIVE: &str = "/v2/health/live";
 /// The Open Inference Protocol's readiness: every served model version is ready.
 pub const HEALTH_READY: &str = "/v2/health/ready";
+/// The backend's admin listener's liveness and readiness (the same answers as the OIP paths,
+/// on a listener that stays plain when the inference listeners require mutual TLS).
+pub const ADMIN_HEALTH_LIVE: &str = "/health/live";
+pub const ADMIN_HEALTH_READY: &str = "/health/ready";
 /// Prometheus text on every service's admin listener.
 pub const METRICS: &str = "/metrics";
 /// The collector's and monitor's health.

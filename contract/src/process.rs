@@ -79,6 +79,17 @@ pub mod backend {
     pub const SHUTDOWN_GRACE_SECONDS: u64 = 30;
 }
 
+/// Mutual TLS on a listener only Envoy may reach (the backend's inference listeners, the
+/// collector): its certificate, its key, and the CA a client's certificate must chain to.
+pub mod tls {
+    pub const CERT_FLAG: &str = "--tls-cert";
+    pub const CERT_ENV: &str = "SWITCHYARD_TLS_CERT";
+    pub const KEY_FLAG: &str = "--tls-key";
+    pub const KEY_ENV: &str = "SWITCHYARD_TLS_KEY";
+    pub const CLIENT_CA_FLAG: &str = "--tls-client-ca";
+    pub const CLIENT_CA_ENV: &str = "SWITCHYARD_TLS_CLIENT_CA";
+}
+
 /// `switchyard-collector`: payload samples and shadow comparisons in.
 pub mod collector {
     use super::{Listener, Process};
@@ -90,7 +101,16 @@ pub mod collector {
         default: "127.0.0.1:9411",
         port: 9411,
     };
-    pub const PROCESS: Process = Process { binary: "switchyard-collector", listeners: &[HTTP] };
+    /// `/metrics` and `/health` apart from the samples: bound only when given (required with
+    /// mutual TLS on the samples listener, which then answers `POST /v1/samples` only).
+    pub const ADMIN: Listener = Listener {
+        name: "admin",
+        flag: "--admin-addr",
+        env: "SWITCHYARD_COLLECTOR_ADMIN_ADDR",
+        default: "127.0.0.1:9413",
+        port: 9413,
+    };
+    pub const PROCESS: Process = Process { binary: "switchyard-collector", listeners: &[HTTP, ADMIN] };
 }
 
 /// `switchyard-monitor watch`: the streaming drift monitor.

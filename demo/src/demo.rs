@@ -31,6 +31,8 @@ const DEMO: &str = ".demo";
 const ENVOY: &str = contract::envoy::LISTENER.default;
 const ENVOY_ADMIN: &str = contract::envoy::ADMIN.default;
 const COLLECTOR: &str = contract::collector::HTTP.default;
+/// The collector's `/metrics` and `/health`: its samples listener takes Envoy's certificate only.
+const COLLECTOR_ADMIN: &str = contract::collector::ADMIN.default;
 const MONITOR: &str = contract::monitor::HTTP.default;
 /// Backend v1 and v2, [REST, gRPC, admin]: two side by side, so not the contract's defaults.
 const BACKENDS: [[&str; 3]; 2] =
@@ -41,7 +43,7 @@ const ALERTMANAGER: &str = "127.0.0.1:9093";
 const WEBHOOK: &str = "127.0.0.1:9095";
 const CONSOLE: &str = "127.0.0.1:9950";
 /// What the demo listens on (scripts/demo.sh checks the same ports before it builds).
-const PORTS: [(&str, &str); 14] = [
+const PORTS: [(&str, &str); 15] = [
     ("backend v1", BACKENDS[0][0]),
     ("backend v1 gRPC", BACKENDS[0][1]),
     ("backend v1 admin", BACKENDS[0][2]),
@@ -49,6 +51,7 @@ const PORTS: [(&str, &str); 14] = [
     ("backend v2 gRPC", BACKENDS[1][1]),
     ("backend v2 admin", BACKENDS[1][2]),
     ("collector", COLLECTOR),
+    ("collector admin", COLLECTOR_ADMIN),
     ("drift monitor", MONITOR),
     ("rollout console", CONSOLE),
     ("Envoy", ENVOY),
@@ -161,7 +164,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
     if cli.stay {
         println!("==> the stack stays up; Ctrl-C stops it.");
         // Until Ctrl-C, or until backend v1 is gone.
-        let v1_up = || try_request(&stack.v1.http, "GET", paths::HEALTH_LIVE, &[], b"").is_ok();
+        let v1_up = || try_request(&stack.v1.admin, "GET", paths::ADMIN_HEALTH_LIVE, &[], b"").is_ok();
         while steps::sleep(Duration::from_secs(1)).is_ok() && v1_up() {}
     }
     println!("==> stopping (SIGTERM: backends drain queued work, then exit)");
@@ -230,7 +233,7 @@ fn served(labels: &[(&str, &str)]) -> anyhow::Result<f64> {
 /// Waits for a backend's models and fails, with the end of its log, unless all are ready.
 fn ready(server: &Server, what: &str) -> anyhow::Result<()> {
     server.wait_loaded();
-    let r = try_request(&server.http, "GET", paths::HEALTH_READY, &[], b"").map_err(anyhow::Error::msg)?;
+    let r = try_request(&server.admin, "GET", paths::ADMIN_HEALTH_READY, &[], b"").map_err(anyhow::Error::msg)?;
     if r.status != 200 {
         let log = server.log();
         let tail: Vec<&str> = log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
@@ -282,6 +285,10 @@ fn start_stack() -> anyhow::Result<Stack> {
         on_drop: STOP,
         bootstrap_args: Vec::new(),
         backend_args: Vec::new(),
+        // Only Envoy reaches the backends: mutual TLS with the set `render certs` keeps in
+        // .demo/certs (a curl straight to a backend is refused in the handshake).
+        tls: Some(demo.join("certs")),
+        collector_admin: COLLECTOR_ADMIN.to_owned(),
     };
     let stack = Stack::launch(&layout, &policy);
     ready(&stack.v1, "backend v1")?;
@@ -511,7 +518,7 @@ fn rollout(stack: &mut Stack, t: &Phases) -> anyhow::Result<Process> {
         .arg("--console-dir")
         .arg(target_dir().join("console"))
         .args(target)
-        .args(["--collector", COLLECTOR, "--monitor", MONITOR, "--samples", ".demo/samples.jsonl"]);
+        .args(["--collector", COLLECTOR_ADMIN, "--monitor", MONITOR, "--samples", ".demo/samples.jsonl"]);
     let log = demo.join("rollout-controller.log");
     let mut controller = Process::spawn("the rollout controller", cmd, Log::File(log.clone()))?.on_drop(STOP);
     controller
@@ -651,7 +658,7 @@ fn slos() -> anyhow::Result<()> {
 }
 
 fn shadow() -> anyhow::Result<()> {
-    let text = get_text(COLLECTOR, paths::METRICS)?;
+    let text = get_text(COLLECTOR_ADMIN, paths::METRICS)?;
     fs::write(Path::new(DEMO).join("collector-metrics.txt"), &text)?;
     let samples = parse(&text);
     let rows = sum_by(&samples, &m::SHADOW_COMPARED_ROWS_TOTAL, "pair");

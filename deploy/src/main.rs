@@ -50,7 +50,7 @@ enum Command {
         out: PathBuf,
     },
     #[command(subcommand)]
-    Render(Render),
+    Render(Box<Render>),
     /// Say which versions the guard holds out of the split, since when and why, from the
     /// filter's gauges in Envoy's `/stats/prometheus` (or Prometheus' `/federate`) text.
     HeldOut {
@@ -108,6 +108,13 @@ enum Render {
         #[arg(long, default_value = "1m")]
         watchdog_interval: String,
     },
+    /// The local stack's certificates for mutual TLS (a CA, the backend's and the collector's
+    /// server certificates, Envoy's client certificate), into OUT_DIR; a set that is complete
+    /// and more than 30 days from expiry is kept (the CA's key is never written).
+    Certs {
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -148,6 +155,11 @@ struct EnvoyArgs {
     /// `delay_percent`) on Envoy's admin sets it at run time, N in whole percents.
     #[arg(long, value_name = "CLUSTER=PERCENT[:STATUS|:MSms]")]
     fault: Vec<Fault>,
+    /// Mutual TLS to the backends and the collector with the certificates in DIR (`render
+    /// certs`): Envoy presents envoy.pem and requires the name `backend` (`collector`) on a
+    /// certificate ca.pem signed.
+    #[arg(long, value_name = "DIR")]
+    upstream_tls: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -232,7 +244,7 @@ fn main() -> ExitCode {
             }
         }),
         Command::Weights { policy, model, weights, out } => set_weights(&policy, &model, &weights, &out),
-        Command::Render(r) => render(r),
+        Command::Render(r) => render(*r),
         Command::HeldOut { stats } => held_out(&stats),
         Command::Contract { check, out } => contract(check, &out),
     };
@@ -340,6 +352,17 @@ fn render(r: Render) -> anyhow::Result<()> {
         }
         Render::Prometheus(a) => render_prometheus(a),
         Render::K8s(a) => render_k8s(a),
+        Render::Certs { out_dir } => {
+            let wrote = switchyard_tls::generate::ensure(&out_dir)?;
+            let what = if wrote { "wrote a new set" } else { "kept the current set" };
+            println!(
+                "certs: {what} in {} (valid {} days; renewed within {} of expiry)",
+                out_dir.display(),
+                switchyard_tls::generate::VALID_DAYS,
+                switchyard_tls::generate::RENEW_BEFORE_DAYS
+            );
+            Ok(())
+        }
         Render::Alertmanager { out, webhook, group_wait, group_interval, watchdog_interval } => {
             let options = AlertmanagerOptions { webhook, group_wait, group_interval, watchdog_interval };
             let text = prometheus::alertmanager_config(&options)?;
@@ -365,6 +388,27 @@ fn cluster_addresses(flag: &str, specs: &[String], problems: &mut Vec<String>) -
     out
 }
 
+/// Envoy's client side of mutual TLS from a `render certs` directory (absolute paths: Envoy
+/// may run elsewhere than here).
+fn upstream_tls(dir: &Path) -> anyhow::Result<envoy::UpstreamTls> {
+    use switchyard_tls::generate::{BACKEND, CA, COLLECTOR, ENVOY};
+    if !dir.join(CA).is_file() {
+        anyhow::bail!(
+            "{}: no {CA} (switchyard-policy render certs --out-dir {} writes the set)",
+            dir.display(),
+            dir.display()
+        );
+    }
+    let (cert, key) = ENVOY.files(dir);
+    Ok(envoy::UpstreamTls {
+        ca: absolute(&dir.join(CA))?,
+        cert: absolute(&cert)?,
+        key: absolute(&key)?,
+        backend_name: BACKEND.name.to_owned(),
+        collector_name: COLLECTOR.name.to_owned(),
+    })
+}
+
 fn render_envoy(a: EnvoyArgs) -> anyhow::Result<()> {
     let policy = read_policy(&a.policy)?;
     let mut problems = Vec::new();
@@ -387,6 +431,7 @@ fn render_envoy(a: EnvoyArgs) -> anyhow::Result<()> {
         default_cluster: a.default_cluster,
         no_filter: a.no_filter,
         faults: a.fault,
+        upstream_tls: a.upstream_tls.as_deref().map(upstream_tls).transpose()?,
     };
     let bootstrap = envoy::bootstrap(policy.config(), &options);
     match bootstrap {

@@ -127,6 +127,8 @@ pub struct Server {
     pub http: String,
     pub grpc: String,
     pub admin: String,
+    /// Its inference listeners require mutual TLS (only Envoy, with its certificate, gets in).
+    pub tls: bool,
 }
 
 impl Server {
@@ -147,8 +149,9 @@ impl Server {
         cmd.args(extra).env("RUST_LOG", "info");
         let (process, line) = Process::spawn_reporting("switchyard-backend", cmd, log).unwrap();
         let addr = |key| address_after(&line, key);
+        let tls = line.contains("inference https://");
         match (addr("inference"), addr("grpc"), addr("admin")) {
-            (Some(http), Some(grpc), Some(admin)) => Server { process, http, grpc, admin },
+            (Some(http), Some(grpc), Some(admin)) => Server { process, http, grpc, admin, tls },
             _ => panic!("backend did not report its addresses: {line:?}\n{}", process.log()),
         }
     }
@@ -169,7 +172,8 @@ impl Server {
     pub fn wait_loaded(&self) {
         let start = Instant::now();
         loop {
-            let r = self.get("/v2/health/ready");
+            // Behind mutual TLS, the admin listener's readiness (the same answer).
+            let r = self.readiness();
             if r.status == 200 || !String::from_utf8_lossy(&r.body).contains("still loading") {
                 return;
             }
@@ -180,6 +184,15 @@ impl Server {
 
     pub fn log(&self) -> String {
         self.process.log()
+    }
+
+    /// Its readiness, from the admin listener when the inference listeners require mutual TLS.
+    pub fn readiness(&self) -> Resp {
+        if self.tls {
+            request(&self.admin, "GET", switchyard_contract::paths::ADMIN_HEALTH_READY, &[], b"")
+        } else {
+            self.get(switchyard_contract::paths::HEALTH_READY)
+        }
     }
 
     pub fn get(&self, path: &str) -> Resp {

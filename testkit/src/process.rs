@@ -252,7 +252,9 @@ fn drain(from: impl Read + Send + 'static, into: Option<Arc<Mutex<String>>>) -> 
 pub fn address_after(line: &str, key: &str) -> Option<String> {
     let words = line.split_whitespace();
     let mut after = words.skip_while(|w| !key.is_empty() && *w != key);
-    after.find_map(|w| w.strip_prefix("http://")).map(|a| a.trim_end_matches('/').to_owned())
+    after
+        .find_map(|w| w.strip_prefix("http://").or_else(|| w.strip_prefix("https://")))
+        .map(|a| a.trim_end_matches('/').to_owned())
 }
 
 /// `Command` for `program` with `args`, for callers that build one inline.

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use switchyard_contract::process::{collector, tls};
+
 use crate::envoy::{Envoy, EnvoyOptions, envoy_bin};
 use crate::process::{Log, OnDrop, Process, address_after};
 use crate::{Resp, Server, demo_repo, free_port, request, root, scratch, wait_until, workspace_bin};
@@ -74,11 +76,23 @@ pub fn start_collector_at(bin: &Path, samples: &Path, listen: &str) -> anyhow::R
 
 /// [`start_collector_at`] with its log in `log`.
 pub fn start_collector_logged(bin: &Path, samples: &Path, listen: &str, log: Log) -> anyhow::Result<(Process, String)> {
+    start_collector_with(bin, samples, listen, &[], log).map(|(p, samples, _)| (p, samples))
+}
+
+/// [`start_collector_logged`] with more arguments (mutual TLS, an admin listener): the
+/// process, its samples address and its admin address (when it has one).
+pub fn start_collector_with(
+    bin: &Path,
+    samples: &Path,
+    listen: &str,
+    extra: &[String],
+    log: Log,
+) -> anyhow::Result<(Process, String, Option<String>)> {
     let mut cmd = Command::new(bin);
-    cmd.args(["--listen", listen, "--output"]).arg(samples);
+    cmd.args(["--listen", listen, "--output"]).arg(samples).args(extra);
     let (p, line) = Process::spawn_reporting("switchyard-collector", cmd, log)?;
     let addr = address_after(&line, "").ok_or_else(|| anyhow::anyhow!("no collector address in {line:?}"))?;
-    Ok((p, addr))
+    Ok((p, addr, address_after(&line, "admin")))
 }
 
 /// The drift monitor `bin` on a free port, following `samples` with `config`, its state in
@@ -141,6 +155,11 @@ pub struct Layout {
     pub bootstrap_args: Vec<String>,
     /// More `switchyard-backend serve` arguments, for both backends (limits, say).
     pub backend_args: Vec<String>,
+    /// Mutual TLS from Envoy to the backends and the collector, with the certificates in this
+    /// directory (`switchyard-policy render certs`, written here when missing): only Envoy
+    /// gets in. The collector's `/metrics` then moves to `collector_admin`.
+    pub tls: Option<PathBuf>,
+    pub collector_admin: String,
 }
 
 impl Layout {
@@ -168,6 +187,8 @@ impl Layout {
             on_drop: OnDrop::Kill,
             bootstrap_args: bootstrap_args.iter().map(|a| (*a).to_owned()).collect(),
             backend_args: Vec::new(),
+            tls: None,
+            collector_admin: "127.0.0.1:0".to_owned(),
         }
     }
 
@@ -181,8 +202,14 @@ pub struct Stack {
     pub v1: Server,
     pub v2: Server,
     collector: Option<Process>,
-    /// The collector's address (its `/metrics` has the shadow comparisons).
+    /// The collector's `/metrics` (with the shadow comparisons) and `/health`: its admin
+    /// listener behind mutual TLS, else its one address.
     pub collector_addr: String,
+    /// Where the filter ships samples (the same address without TLS).
+    pub collector_samples: String,
+    /// The backends' and the collector's TLS arguments, for a restart (empty without TLS).
+    backend_tls: Vec<String>,
+    collector_args: Vec<String>,
     pub samples: PathBuf,
     /// The policy the stack started with.
     pub policy_file: PathBuf,
@@ -237,10 +264,27 @@ impl Stack {
     /// Starts the stack `layout` describes on `policy`: both backends (their models load
     /// side by side), the collector, then Envoy, until its filter is configured.
     pub fn launch(layout: &Layout, policy: &serde_json::Value) -> Stack {
+        let tls_args = |party: switchyard_tls::generate::Party| -> Vec<String> {
+            let Some(dir) = &layout.tls else { return Vec::new() };
+            let f = party.server_files(dir);
+            [(tls::CERT_FLAG, &f.cert), (tls::KEY_FLAG, &f.key), (tls::CLIENT_CA_FLAG, &f.client_ca)]
+                .into_iter()
+                .flat_map(|(flag, path)| [flag.to_owned(), path.display().to_string()])
+                .collect()
+        };
+        if let Some(dir) = &layout.tls {
+            policy_tool(&["render", "certs", "--out-dir", dir.to_str().unwrap()]).unwrap();
+        }
+        let backend_tls = tls_args(switchyard_tls::generate::BACKEND);
+        let mut collector_args = tls_args(switchyard_tls::generate::COLLECTOR);
+        if layout.tls.is_some() {
+            collector_args.extend([collector::ADMIN.flag.to_owned(), layout.collector_admin.clone()]);
+        }
         let backend = |i: usize, name: &str| {
             let addrs = layout.backends[i].each_ref().map(String::as_str);
             let mut extra = vec!["--models", layout.models[i].as_str()];
             extra.extend(layout.backend_args.iter().map(String::as_str));
+            extra.extend(backend_tls.iter().map(String::as_str));
             Server::start_logged(&layout.repo, addrs, &extra, layout.log(name)).on_drop(layout.on_drop)
         };
         let (v1, v2) = (backend(0, "backend-v1"), backend(1, "backend-v2"));
@@ -250,8 +294,9 @@ impl Stack {
         std::fs::create_dir_all(&dir).unwrap();
         let samples = layout.samples.clone();
         let bin = workspace_bin("switchyard-collector");
-        let (collector, collector_addr) =
-            start_collector_logged(&bin, &samples, &layout.collector, layout.log("collector")).unwrap();
+        let (collector, collector_samples, admin) =
+            start_collector_with(&bin, &samples, &layout.collector, &collector_args, layout.log("collector")).unwrap();
+        let collector_addr = admin.unwrap_or_else(|| collector_samples.clone());
         let collector = collector.on_drop(layout.on_drop);
         let policy_file = dir.join("policy.json");
         std::fs::write(&policy_file, serde_json::to_vec_pretty(policy).unwrap()).unwrap();
@@ -263,7 +308,10 @@ impl Stack {
             args.extend(["--upstream".to_owned(), format!("{cluster}={}", server.http)]);
             args.extend(["--grpc-upstream".to_owned(), format!("{cluster}={}", server.grpc)]);
         }
-        args.extend(["--collector".to_owned(), collector_addr.clone()]);
+        args.extend(["--collector".to_owned(), collector_samples.clone()]);
+        if let Some(dir) = &layout.tls {
+            args.extend(["--upstream-tls".to_owned(), dir.display().to_string()]);
+        }
         args.extend(layout.bootstrap_args.iter().cloned());
         render_envoy_with(&policy_file, &layout.wasm, &dir, &args.iter().map(String::as_str).collect::<Vec<_>>());
         let envoy_log = layout.envoy_log.clone();
@@ -277,6 +325,9 @@ impl Stack {
             v2,
             collector: Some(collector),
             collector_addr,
+            collector_samples,
+            backend_tls,
+            collector_args,
             samples,
             policy_file,
             repo: layout.repo.clone(),
@@ -393,7 +444,8 @@ impl Stack {
     pub fn replace_v2(&mut self) {
         self.v2.sigkill();
         let (http, grpc, admin) = (self.v2.http.clone(), self.v2.grpc.clone(), self.v2.admin.clone());
-        let extra = ["--models", "mlp:v2"];
+        let mut extra = vec!["--models", "mlp:v2"];
+        extra.extend(self.backend_tls.iter().map(String::as_str));
         // The killed process must be gone before its ports are bound again.
         let _ = self.v2.wait_exit(Duration::from_secs(5));
         let new = Server::start_logged(&self.repo, [&http, &grpc, &admin], &extra, Log::Discard);
@@ -403,7 +455,13 @@ impl Stack {
 
     pub fn restart_collector(&mut self) -> anyhow::Result<()> {
         let bin = workspace_bin("switchyard-collector");
-        self.collector = Some(start_collector_at(&bin, &self.samples, &self.collector_addr)?.0);
+        let mut args = self.collector_args.clone();
+        // The admin listener on its old address too.
+        if let Some(i) = args.iter().position(|a| a == collector::ADMIN.flag) {
+            args[i + 1] = self.collector_addr.clone();
+        }
+        let log = Log::Memory;
+        self.collector = Some(start_collector_with(&bin, &self.samples, &self.collector_samples, &args, log)?.0);
         Ok(())
     }
 

@@ -193,6 +193,55 @@ pub struct BootstrapOptions {
     /// Without the filter: plain Envoy, the benchmarks' baseline.
     pub no_filter: bool,
     pub faults: Vec<Fault>,
+    /// Mutual TLS to the backends (REST and gRPC clusters) and the collector: Envoy's client
+    /// certificate, the CA theirs chain to, and the names they must carry.
+    pub upstream_tls: Option<UpstreamTls>,
+}
+
+/// Envoy's side of mutual TLS to an upstream (`switchyard-policy render certs` writes the files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+    /// The DNS name the backends' certificates must carry (and the SNI Envoy sends them)...
+    pub backend_name: String,
+    /// ...and the collector's.
+    pub collector_name: String,
+}
+
+impl UpstreamTls {
+    /// The transport socket of a cluster whose certificate names `server_name`, speaking
+    /// `alpn` (`http/1.1`, `h2`).
+    fn transport_socket(&self, server_name: &str, alpn: &str) -> Value {
+        json!({
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": server_name,
+                "common_tls_context": {
+                    "alpn_protocols": [alpn],
+                    "tls_certificates": [{"certificate_chain": {"filename": self.cert}, "private_key": {"filename": self.key}}],
+                    "validation_context": {
+                        "trusted_ca": {"filename": self.ca},
+                        "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": server_name}}],
+                    },
+                },
+            },
+        })
+    }
+}
+
+/// `c` with `tls` as its transport to `server_name`, when there is one.
+fn secured(mut c: Value, tls: Option<&UpstreamTls>, server_name: impl Fn(&UpstreamTls) -> &str, alpn: &str) -> Value {
+    if let (Some(tls), Some(o)) = (tls, c.as_object_mut()) {
+        o.insert("transport_socket".into(), tls.transport_socket(server_name(tls), alpn));
+    }
+    c
+}
+
+fn backend_name(t: &UpstreamTls) -> &str {
+    &t.backend_name
 }
 
 fn address(hp: &HostPort) -> Value {
@@ -366,7 +415,9 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
     if !o.upstreams.contains_key(&default) {
         p.push(format!("the default cluster '{default}' has no upstream address"));
     }
-    let mut clusters: Vec<Value> = o.upstreams.iter().map(|(n, hp)| cluster(n, hp)).collect();
+    let tls = o.upstream_tls.as_ref();
+    let mut clusters: Vec<Value> =
+        o.upstreams.iter().map(|(n, hp)| secured(cluster(n, hp), tls, backend_name, "http/1.1")).collect();
     let mut defined: BTreeSet<String> = o.upstreams.keys().cloned().collect();
     if !o.grpc_upstreams.is_empty() {
         let no_grpc: BTreeSet<&str> = needed.iter().copied().filter(|c| !o.grpc_upstreams.contains_key(*c)).collect();
@@ -379,14 +430,14 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
             if !defined.insert(twin.clone()) {
                 p.push(format!("cluster '{twin}' is defined twice: '{name}''s gRPC twin has its name"));
             }
-            clusters.push(grpc_cluster(&twin, hp));
+            clusters.push(secured(grpc_cluster(&twin, hp), tls, backend_name, "h2"));
         }
     }
     let default_grpc = o.grpc_upstreams.contains_key(&default).then(|| switchyard_policy::grpc::cluster(&default));
     if let Some(c) = &cfg.collector {
         match &o.collector {
             Some(hp) => {
-                clusters.push(cluster(&c.cluster, hp));
+                clusters.push(secured(cluster(&c.cluster, hp), tls, |t| &t.collector_name, "http/1.1"));
                 defined.insert(c.cluster.clone());
             }
             None => {
@@ -583,7 +634,33 @@ mod tests {
             default_cluster: None,
             no_filter: false,
             faults: vec!["mlp-v2=12.5:500".parse().unwrap()],
+            upstream_tls: None,
         }
+    }
+
+    #[test]
+    fn with_upstream_tls_every_cluster_presents_envoys_certificate_and_checks_its_upstreams_name() {
+        let mut o = options();
+        o.upstream_tls = Some(UpstreamTls {
+            ca: "/c/ca.pem".into(),
+            cert: "/c/envoy.pem".into(),
+            key: "/c/envoy-key.pem".into(),
+            backend_name: "backend".into(),
+            collector_name: "collector".into(),
+        });
+        let b = bootstrap(&Config::parse(POLICY.as_bytes()).unwrap(), &o).unwrap();
+        let clusters = b["static_resources"]["clusters"].as_array().unwrap();
+        for c in clusters {
+            let name = if c["name"] == "collector" { "collector" } else { "backend" };
+            let ctx = &c["transport_socket"]["typed_config"];
+            assert_eq!(ctx["sni"], name, "{c}");
+            let common = &ctx["common_tls_context"];
+            assert_eq!(common["tls_certificates"][0]["private_key"]["filename"], "/c/envoy-key.pem");
+            assert_eq!(common["validation_context"]["match_typed_subject_alt_names"][0]["matcher"]["exact"], name);
+            let alpn = if c["name"].as_str().unwrap().ends_with("-grpc") { "h2" } else { "http/1.1" };
+            assert_eq!(common["alpn_protocols"][0], alpn, "{c}");
+        }
+        assert_eq!(clusters.iter().filter(|c| c.get("transport_socket").is_some()).count(), 5);
     }
 
     #[test]

@@ -10,11 +10,13 @@
 //! version to the policy and re-rendering is the whole change.
 
 mod gateway_api;
+mod shared;
 
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use self::shared::{Version, headers, meta, traffic_policy, versions};
 use super::envoy::{self, BootstrapOptions};
 use super::prometheus::{self, Prices};
 use super::{HostPort, Policy, RenderErrors};
@@ -119,25 +121,6 @@ pub struct File {
     pub text: String,
 }
 
-/// One policy version with its Kubernetes names.
-struct Version<'a> {
-    model: &'a str,
-    version: &'a str,
-    cluster: &'a str,
-    /// The first version of a model: it never scales to zero.
-    stable: bool,
-}
-
-fn versions(policy: &Policy) -> Vec<Version<'_>> {
-    let mut out = Vec::new();
-    for (model, m) in &policy.config().models {
-        for (i, v) in m.versions.iter().enumerate() {
-            out.push(Version { model, version: &v.name, cluster: &v.cluster, stable: i == 0 });
-        }
-    }
-    out
-}
-
 /// A cluster name must be a Service name (an RFC 1035 label) and leave room for the
 /// `-predictor` suffix KServe gives its Deployment.
 fn check_names(policy: &Policy) -> Result<(), RenderErrors> {
@@ -187,13 +170,6 @@ fn pod_labels(v: &Version<'_>) -> Value {
         l.extend(s);
     }
     l
-}
-
-fn meta(name: &str, labels: Value) -> Value {
-    let mut m = serde_json::Map::new();
-    m.insert("name".into(), json!(name));
-    m.insert("labels".into(), labels);
-    Value::Object(m)
 }
 
 /// `switchyard-backend serve` for one version; ports, grace and mount are the constants above.
@@ -431,12 +407,6 @@ fn horizontal_pod_autoscaler(v: &Version<'_>, o: &K8sOptions) -> Value {
     })
 }
 
-/// The routing headers' names, as the filter sets them.
-fn headers(policy: &Policy) -> (&str, &str) {
-    let cfg = policy.config();
-    (cfg.upstream_header.as_str(), cfg.shadow_header.as_str())
-}
-
 /// Istio's name for the cluster of a Service port: the filter's own calls (samples to the
 /// collector, shadow comparisons to a version) must name a cluster the gateway has.
 fn istio_cluster(service: &str, port: u16, namespace: &str) -> String {
@@ -462,19 +432,6 @@ fn istio_policy(policy: &Policy, o: &K8sOptions) -> Result<Value, RenderErrors> 
         *c = Value::String(istio_cluster("switchyard-collector", COLLECTOR_PORT, ns));
     }
     Ok(config)
-}
-
-/// The TrafficPolicy the operator reconciles (operator/): the policy as the gateway runs it,
-/// and the object that carries it there. The carrier starts with the same policy, so the
-/// gateway serves before the operator first writes it.
-fn traffic_policy(policy: &Value, carrier: &Value) -> Value {
-    let labels = json!({"app.kubernetes.io/name": "switchyard-gateway", "app.kubernetes.io/part-of": "switchyard"});
-    json!({
-        "apiVersion": "switchyard.dev/v1alpha1",
-        "kind": "TrafficPolicy",
-        "metadata": meta("switchyard-gateway", labels),
-        "spec": {"policy": policy, "carrier": carrier},
-    })
 }
 
 fn wasm_plugin(policy: &Policy, o: &K8sOptions) -> Result<Value, RenderErrors> {
@@ -614,6 +571,7 @@ fn gateway_config_maps(policy: &Policy, o: &K8sOptions) -> Result<(Value, Value)
         default_cluster: None,
         no_filter: false,
         faults: Vec::new(),
+        upstream_tls: None,
     };
     let bootstrap = envoy::bootstrap(policy.config(), &options)?;
     let label = json!({"app.kubernetes.io/name": "switchyard-gateway", "app.kubernetes.io/part-of": "switchyard"});
@@ -794,24 +752,12 @@ pub fn render(policy: &Policy, o: &K8sOptions) -> Result<Vec<File>, RenderErrors
         ),
     ];
     directory("components/envoy-gateway/generated", &gateway, &mut out);
-    directory("components/gateway-api/generated", &gateway_api::objects(policy, o)?, &mut out);
+    directory(
+        "components/gateway-api/generated",
+        &gateway_api::objects(policy, &o.namespace, &o.filter_url)?,
+        &mut out,
+    );
     Ok(out)
-}
-
-/// Options for the renderers' unit tests.
-#[cfg(test)]
-fn tests_options() -> K8sOptions {
-    K8sOptions {
-        namespace: "switchyard".into(),
-        image: "switchyard/switchyard:test".into(),
-        filter_url: "oci://switchyard/filter:test".into(),
-        prometheus_url: "http://prometheus:9090".into(),
-        rule_files: vec![("r.yml".into(), "groups:\n- name: a\n  rules: []\n".into())],
-        prices: Prices::parse(br#"{"hourly_cost": {"cpu": 0.1}}"#).unwrap(),
-        scaling: Scaling::uniform(8, 10),
-        dashboards: vec![("switchyard-x".into(), "{}".into())],
-        monitor_config: "{}".into(),
-    }
 }
 
 #[cfg(test)]
@@ -827,7 +773,17 @@ mod tests {
     }
 
     fn options() -> K8sOptions {
-        super::tests_options()
+        K8sOptions {
+            namespace: "switchyard".into(),
+            image: "switchyard/switchyard:test".into(),
+            filter_url: "oci://switchyard/filter:test".into(),
+            prometheus_url: "http://prometheus:9090".into(),
+            rule_files: vec![("r.yml".into(), "groups:\n- name: a\n  rules: []\n".into())],
+            prices: Prices::parse(br#"{"hourly_cost": {"cpu": 0.1}}"#).unwrap(),
+            scaling: Scaling::uniform(8, 10),
+            dashboards: vec![("switchyard-x".into(), "{}".into())],
+            monitor_config: "{}".into(),
+        }
     }
 
     fn file(files: &[File], path: &str) -> Value {

@@ -74,8 +74,22 @@ pub struct Writer<F: SegmentFile = File> {
 
 impl Writer<File> {
     pub fn open(config: FileConfig, metrics: Metrics) -> io::Result<Self> {
-        Self::open_with(config, metrics, Box::new(|p: &Path| OpenOptions::new().create(true).append(true).open(p)))
+        Self::open_with(config, metrics, Box::new(open_private))
     }
+}
+
+/// Samples are payloads: readable by the collector's user only (the drift monitor runs as the
+/// same user). A file found readable by others is made private too.
+fn open_private(p: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let f = OpenOptions::new().create(true).append(true).mode(0o600).open(p)?;
+    let mut perms = f.metadata()?.permissions();
+    if perms.mode() & 0o077 != 0 {
+        tracing::warn!(path = %p.display(), mode = format!("{:o}", perms.mode() & 0o777), "samples file readable by others: made private (0600)");
+        perms.set_mode(0o600);
+        f.set_permissions(perms)?;
+    }
+    Ok(f)
 }
 
 impl<F: SegmentFile> Writer<F> {
@@ -383,6 +397,18 @@ mod tests {
             std::fs::read_dir(c.path.parent().unwrap()).unwrap().map(|e| e.unwrap().path()).collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn sample_files_are_private_to_the_collectors_user() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let c = config("private", 0, 5);
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        drop(Writer::open(c.clone(), Metrics::default()).unwrap());
+        assert_eq!(mode(&c.path), 0o600, "created private");
+        std::fs::set_permissions(&c.path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(Writer::open(c.clone(), Metrics::default()).unwrap());
+        assert_eq!(mode(&c.path), 0o600, "made private when found readable by others");
     }
 
     #[test]

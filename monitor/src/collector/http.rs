@@ -26,14 +26,26 @@ pub struct App {
     pub registry: Registry,
 }
 
-pub fn router(app: App, max_body_bytes: usize) -> Router {
-    Router::new()
-        .route(paths::SAMPLES, post(receive))
-        .route("/metrics", get(metrics))
-        .route("/health", get(|| async { "ok" }))
-        .fallback(no_such_path)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(Arc::new(app))
+/// Which of the collector's paths a listener answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Paths {
+    /// Samples, `/metrics` and `/health`: one plain listener.
+    All,
+    /// `POST /v1/samples` only: the listener behind mutual TLS, which only Envoy reaches.
+    Samples,
+    /// `/metrics` and `/health`: the admin listener beside it.
+    Admin,
+}
+
+pub fn router(app: Arc<App>, max_body_bytes: usize, which: Paths) -> Router {
+    let mut r = Router::new();
+    if which != Paths::Admin {
+        r = r.route(paths::SAMPLES, post(receive));
+    }
+    if which != Paths::Samples {
+        r = r.route(paths::METRICS, get(metrics)).route(paths::HEALTH, get(|| async { "ok" }));
+    }
+    r.fallback(no_such_path).layer(DefaultBodyLimit::max(max_body_bytes)).with_state(app)
 }
 
 /// Why a sample got no 200; the one mapping to HTTP.
@@ -201,7 +213,8 @@ mod tests {
         } else {
             Some(jobs)
         };
-        let router = router(App { queue: q, metrics: metrics.clone(), registry }, 1024);
+        let router =
+            router(std::sync::Arc::new(App { queue: q, metrics: metrics.clone(), registry }), 1024, super::Paths::All);
         TestApp { router, metrics, path, _jobs: jobs }
     }
 

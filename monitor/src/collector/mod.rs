@@ -14,20 +14,27 @@ pub mod record;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use prometheus_client::registry::Registry;
+use switchyard_contract::process::{collector, tls};
 
 pub use file::{FileConfig, Fsync, Writer};
-pub use http::{App, router};
+pub use http::{App, Paths, router};
 pub use metrics::Metrics;
 
 /// The collector's command line (flags and environment), validated once by [`Config::validate`].
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
-    /// Listener for samples, `/metrics` and `/health`.
-    #[arg(long, env = "SWITCHYARD_COLLECTOR_ADDR", default_value = "127.0.0.1:9411")]
+    /// Listener for samples (and `/metrics` and `/health`, unless it requires mutual TLS).
+    #[arg(long = collector::HTTP.long(), env = collector::HTTP.env, default_value = collector::HTTP.default)]
     pub listen: SocketAddr,
+    /// `/metrics` and `/health` on a listener of their own, plain (required with --tls-cert).
+    #[arg(long = collector::ADMIN.long(), env = collector::ADMIN.env)]
+    pub admin_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub tls: switchyard_tls::TlsArgs,
     /// JSONL file the samples are appended to (created if missing).
     #[arg(long, env = "SWITCHYARD_COLLECTOR_OUTPUT", default_value = "samples.jsonl")]
     pub output: PathBuf,
@@ -73,6 +80,13 @@ impl Config {
                 self.max_queued_bytes, self.max_body_bytes
             ));
         }
+        if self.tls.files().is_some() && self.admin_addr.is_none() {
+            problems.push(format!(
+                "with {} the samples listener answers samples only: give {} for /metrics and /health",
+                tls::CERT_FLAG,
+                collector::ADMIN.flag
+            ));
+        }
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 
@@ -97,11 +111,50 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open {}", config.output.display()))?;
     let (queue, jobs) = queue::bounded(config.max_queued, config.max_queued_bytes);
     let writer = queue::spawn_writer(writer, jobs, metrics.clone()).context("cannot start the writer thread")?;
-    let app = router(App { queue, metrics, registry }, config.max_body_bytes);
+    let app = Arc::new(App { queue, metrics, registry });
+    // Read before anything is bound: a missing or mismatched file is a start-up error.
+    let tls = config
+        .tls
+        .files()
+        .map(|f| switchyard_tls::ServerTls::load(&f, &[b"http/1.1"]))
+        .transpose()
+        .context("the samples listener's TLS")?;
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot bind {}", config.listen))?;
-    println!("switchyard-collector listening: http://{} -> {}", listener.local_addr()?, config.output.display());
-    axum::serve(listener, app).with_graceful_shutdown(switchyard_runtime::shutdown_signal()).await?;
+    let admin = match config.admin_addr {
+        Some(a) => Some(tokio::net::TcpListener::bind(a).await.with_context(|| format!("cannot bind {a}"))?),
+        None => None,
+    };
+    let admin_said = match &admin {
+        Some(l) => format!(" admin http://{}", l.local_addr()?),
+        None => String::new(),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!(
+        "switchyard-collector listening: samples {scheme}://{}{admin_said} -> {}",
+        listener.local_addr()?,
+        config.output.display()
+    );
+    // The admin listener stays up until the samples listener has drained.
+    let admin_task = admin.map(|l| {
+        let r = router(app.clone(), config.max_body_bytes, Paths::Admin);
+        tokio::spawn(async move { axum::serve(l, r).await })
+    });
+    let shutdown = switchyard_runtime::shutdown_signal();
+    match tls {
+        Some(tls) => {
+            let l = switchyard_tls::TlsListener::new(listener, &tls, "samples")?;
+            let r = router(app, config.max_body_bytes, Paths::Samples);
+            axum::serve(l, r).with_graceful_shutdown(shutdown).await?;
+        }
+        None => {
+            let r = router(app, config.max_body_bytes, Paths::All);
+            axum::serve(listener, r).with_graceful_shutdown(shutdown).await?;
+        }
+    }
+    if let Some(t) = admin_task {
+        t.abort();
+    }
     // Every connection is closed, so the queue's sender is gone: the writer drains and stops.
     match tokio::task::spawn_blocking(move || writer.join()).await {
         Ok(Ok(())) => Ok(()),

@@ -10,9 +10,13 @@
 
 use serde_json::{Value, json};
 
-use super::{COLLECTOR_PORT, HTTP_PORT, K8sOptions, Policy, RenderErrors, headers, meta, traffic_policy};
-use crate::render::HostPort;
-use crate::render::envoy;
+use switchyard_contract::process::{backend, collector};
+
+use super::shared::{headers, meta, traffic_policy, versions};
+use crate::render::{HostPort, Policy, RenderErrors, envoy};
+
+const HTTP_PORT: u16 = backend::HTTP.port;
+const COLLECTOR_PORT: u16 = collector::HTTP.port;
 
 /// The Gateway and the EnvoyProxy that configures its Envoy fleet.
 pub const GATEWAY: &str = "switchyard";
@@ -55,11 +59,11 @@ fn gateway() -> Value {
 /// The Envoy fleet: named as the other overlays' gateway (so `kubectl port-forward
 /// svc/switchyard-gateway` works in Envoy Gateway's namespace), labelled for the PodMonitor,
 /// with the policy's clusters and the filter's stats tags merged into its bootstrap.
-fn envoy_proxy(policy: &Policy, o: &K8sOptions) -> Result<Value, RenderErrors> {
-    let svc = |name: &str, port: u16| HostPort { host: format!("{name}.{}.svc.cluster.local", o.namespace), port };
+fn envoy_proxy(policy: &Policy, namespace: &str) -> Result<Value, RenderErrors> {
+    let svc = |name: &str, port: u16| HostPort { host: format!("{name}.{namespace}.svc.cluster.local"), port };
     let cfg = policy.config();
     let mut clusters: Vec<Value> =
-        super::versions(policy).iter().map(|v| envoy::cluster(v.cluster, &svc(v.cluster, HTTP_PORT))).collect();
+        versions(policy).iter().map(|v| envoy::cluster(v.cluster, &svc(v.cluster, HTTP_PORT))).collect();
     if let Some(c) = &cfg.collector {
         clusters.push(envoy::cluster(&c.cluster, &svc("switchyard-collector", COLLECTOR_PORT)));
     }
@@ -92,7 +96,7 @@ fn envoy_proxy(policy: &Policy, o: &K8sOptions) -> Result<Value, RenderErrors> {
 }
 
 /// The filter on every route of the Gateway, carrying the policy as the local stack runs it.
-fn extension_policy(policy: &Policy, o: &K8sOptions) -> Result<Value, RenderErrors> {
+fn extension_policy(policy: &Policy, filter_url: &str) -> Result<Value, RenderErrors> {
     Ok(json!({
         "apiVersion": "gateway.envoyproxy.io/v1alpha1",
         "kind": "EnvoyExtensionPolicy",
@@ -102,7 +106,7 @@ fn extension_policy(policy: &Policy, o: &K8sOptions) -> Result<Value, RenderErro
             "wasm": [{
                 "name": EXTENSION,
                 // Envoy Gateway pulls the image itself and serves the module to its Envoys.
-                "code": {"type": "Image", "image": {"url": o.filter_url.trim_start_matches("oci://")}},
+                "code": {"type": "Image", "image": {"url": filter_url.trim_start_matches("oci://")}},
                 "config": plain(policy)?,
                 // A filter that cannot load must not take traffic down: requests then take
                 // the unrouted rules (each model's stable version).
@@ -243,13 +247,14 @@ fn default_route(policy: &Policy) -> Result<Value, RenderErrors> {
     route(GATEWAY, &rules)
 }
 
-/// Every object of the component, by file name.
-pub fn objects(policy: &Policy, o: &K8sOptions) -> Result<Vec<(String, Value)>, RenderErrors> {
+/// Every object of the component, by file name: Services in `namespace`, the filter's OCI
+/// image at `filter_url`.
+pub fn objects(policy: &Policy, namespace: &str, filter_url: &str) -> Result<Vec<(String, Value)>, RenderErrors> {
     let carrier = json!({"envoyExtensionPolicy": {"name": EXTENSION, "wasm": EXTENSION}});
     let mut out = vec![
         ("switchyard-gateway.yaml".to_owned(), gateway()),
-        ("switchyard-gateway-envoyproxy.yaml".to_owned(), envoy_proxy(policy, o)?),
-        ("switchyard-envoyextensionpolicy.yaml".to_owned(), extension_policy(policy, o)?),
+        ("switchyard-gateway-envoyproxy.yaml".to_owned(), envoy_proxy(policy, namespace)?),
+        ("switchyard-envoyextensionpolicy.yaml".to_owned(), extension_policy(policy, filter_url)?),
         ("switchyard-clienttrafficpolicy.yaml".to_owned(), client_traffic_policy(policy)),
         ("switchyard-unknown-model-httproutefilter.yaml".to_owned(), unknown_model_filter()),
         ("switchyard-httproute.yaml".to_owned(), default_route(policy)?),
@@ -282,8 +287,7 @@ mod tests {
             assert_eq!(&r["matches"][0]["path"], path, "{r}");
             assert!(!r["matches"][0]["headers"].as_array().is_none_or(Vec::is_empty), "{r}");
         }
-        let text = serde_json::to_string(&envoy_proxy(&p, &super::super::tests_options()).unwrap_or_default())
-            .unwrap_or_default();
+        let text = serde_json::to_string(&envoy_proxy(&p, "switchyard").unwrap_or_default()).unwrap_or_default();
         for c in ["mlp-v1", "mlp-v2", "resnet18-v1", "resnet18-v2", "collector"] {
             assert!(text.contains(&format!("name: {c}\\n")), "{c} in {text}");
         }
