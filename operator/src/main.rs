@@ -198,6 +198,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         reporter,
         interval,
         clock: Arc::new(switchyard_runtime::now_ms),
+        carriers: Default::default(),
     });
     // A rollout is looked at again when the policy it names changes.
     let by_policy = store.clone();

@@ -36,7 +36,7 @@ pub const RULES: &[Rule] = &[
         resource: "modelrollouts",
         verbs: &["list", "watch", "patch"],
         names: Names::Any,
-        why: "the controller's watch; the finalizer, added and removed by JSON patch",
+        why: "the watches (controller, console); the fresh list each carrier write reads; the finalizer, by JSON patch",
     },
     Rule {
         group: GROUP,

@@ -6,6 +6,13 @@
 //! Order within one reconcile: decide, act (the carrier; idempotent), persist (the status),
 //! tell (Events). A crash between acting and persisting repeats the act, which then finds the
 //! carrier already as wanted; nothing is acted on twice.
+//!
+//! A carrier holds the traffic of every rollout on its policy, and three paths write it (a
+//! rollout's step, a deletion, the policy's own reconcile), concurrently. Each holds its
+//! policy's lock from reading the rollouts to writing the rollout's status, and reads them from
+//! the API server, not the watch's cache: a write computed from a cache that has not seen
+//! another rollout's last status would put that rollout's old traffic back (an aborted canary
+//! served again until the next reconcile).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +72,25 @@ pub struct Context {
     pub interval: Duration,
     /// Milliseconds since the epoch (tests set it).
     pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// One lock per TrafficPolicy (namespace, name): its carrier's writers take turns.
+    pub carriers: CarrierLocks,
+}
+
+/// A TrafficPolicy by namespace and name.
+type PolicyKey = (String, String);
+
+/// See the module's comment.
+#[derive(Default)]
+pub struct CarrierLocks(std::sync::Mutex<std::collections::HashMap<PolicyKey, Arc<tokio::sync::Mutex<()>>>>);
+
+impl CarrierLocks {
+    async fn hold(&self, ns: &str, policy: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut all = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            all.entry((ns.to_owned(), policy.to_owned())).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
 }
 
 impl Context {
@@ -72,17 +98,19 @@ impl Context {
         (self.clock)()
     }
 
-    /// Every known rollout with `r` as given (its status just decided) in place of the stored one.
-    fn rollouts_with(&self, r: Option<&ModelRollout>) -> Vec<ModelRollout> {
-        let mut all: Vec<ModelRollout> = self
-            .rollouts
-            .state()
-            .iter()
+    /// Every rollout of namespace `ns` as the API server has it now (under the carrier's lock),
+    /// with `r` as given (its status just decided) in place of its stored self.
+    async fn rollouts_with(&self, ns: &str, r: Option<&ModelRollout>) -> Result<Vec<ModelRollout>, Error> {
+        let api: Api<ModelRollout> = Api::namespaced(self.client.clone(), ns);
+        let mut all: Vec<ModelRollout> = api
+            .list(&kube::api::ListParams::default())
+            .await?
+            .items
+            .into_iter()
             .filter(|o| r.is_none_or(|r| o.namespace() != r.namespace() || o.name_any() != r.name_any()))
-            .map(|o| (**o).clone())
             .collect();
         all.extend(r.cloned());
-        all
+        Ok(all)
     }
 
     /// Another rollout that has started and not ended on `r`'s TrafficPolicy and model.
@@ -306,8 +334,10 @@ async fn apply(r: &ModelRollout, ctx: &Context, api: &Api<ModelRollout>) -> Resu
     }
     let mut next = r.clone();
     next.status = Some(status_of(r, &state, seen.as_ref(), now));
-    // Act: the carrier gets the traffic this state asks for.
-    let in_force = match put_in_force(&ctx.client, &tp, &ctx.rollouts_with(Some(&next))).await {
+    // Act: the carrier gets the traffic this state asks for; the lock until the status is saved.
+    let _turn = ctx.carriers.hold(&ns, &tp.name_any()).await;
+    let all = ctx.rollouts_with(&ns, Some(&next)).await?;
+    let in_force = match put_in_force(&ctx.client, &tp, &all).await {
         Ok(f) => f,
         Err(e @ Error::CarrierMissing { .. }) => {
             return refuse(r, ctx, api, "CarrierMissing", &e.to_string(), Some(RETRY)).await;
@@ -335,8 +365,10 @@ async fn cleanup(r: &ModelRollout, ctx: &Context) -> Result<Action, Error> {
     let Some(tp) = policies.get_opt(&r.spec.traffic_policy).await? else {
         return Ok(Action::await_change());
     };
+    let _turn = ctx.carriers.hold(&ns, &tp.name_any()).await;
     let others: Vec<ModelRollout> = ctx
-        .rollouts_with(None)
+        .rollouts_with(&ns, None)
+        .await?
         .into_iter()
         .filter(|o| o.namespace() != r.namespace() || o.name_any() != r.name_any())
         .collect();
@@ -371,7 +403,12 @@ pub async fn reconcile_policy(tp: Arc<TrafficPolicy>, ctx: Arc<Context>) -> Resu
     let api: Api<TrafficPolicy> = Api::namespaced(ctx.client.clone(), &ns);
     let old = tp.status.clone().unwrap_or_default();
     let generation = tp.metadata.generation;
-    let result = put_in_force(&ctx.client, &tp, &ctx.rollouts_with(None)).await;
+    let turn = ctx.carriers.hold(&ns, &tp.name_any()).await;
+    let result = match ctx.rollouts_with(&ns, None).await {
+        Ok(all) => put_in_force(&ctx.client, &tp, &all).await,
+        Err(e) => Err(e),
+    };
+    drop(turn);
     let mut st = TrafficPolicyStatus { observed_generation: generation, ..old.clone() };
     let c = &old.conditions;
     let mut events = Vec::new();

@@ -117,9 +117,12 @@ fn two_replicas_one_acts_the_other_takes_over_and_a_deposed_leader_exits() {
     let mut r = server.get(&rollout_path("mlp-v2")).unwrap();
     r["spec"]["abort"] = json!(true);
     server.put(r);
-    wait(Duration::from_secs(20), "operator-b aborts", || {
-        server.rollout("mlp-v2").status.and_then(|s| s.phase).as_deref() == Some("Aborted")
-    });
+    let aborted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait(Duration::from_secs(20), "operator-b aborts", || {
+            server.rollout("mlp-v2").status.and_then(|s| s.phase).as_deref() == Some("Aborted")
+        })
+    }));
+    assert!(aborted.is_ok(), "operator-b's log:\n{}\nrequests: {:#?}", b.log(), server.lines());
     assert_eq!(weights(&carried(&server))[1].1, 0);
     let reporters: Vec<String> =
         server.events().iter().map(|e| e["reportingInstance"].as_str().unwrap_or_default().to_owned()).collect();

@@ -77,6 +77,7 @@ async fn scenario_a_rollout_runs_its_steps() -> Arc<ApiServer> {
         server.lines(),
         [
             format!("GET {}", policy_path("gateway")),
+            rollouts_list(),
             format!("GET {}", config_map_path(CM)),
             format!("PATCH {}", config_map_path(CM)),
             format!("PATCH {}/status", rollout_path("mlp-v2")),
@@ -85,7 +86,7 @@ async fn scenario_a_rollout_runs_its_steps() -> Arc<ApiServer> {
         ]
     );
     let calls = server.calls();
-    let apply = &calls[2];
+    let apply = &calls[3];
     assert_eq!(apply.content_type.as_deref(), Some("application/apply-patch+yaml"));
     assert_eq!(apply.query.get("fieldManager").map(String::as_str), Some("switchyard-operator"));
     assert_eq!(apply.query.get("force").map(String::as_str), Some("true"));
@@ -93,7 +94,7 @@ async fn scenario_a_rollout_runs_its_steps() -> Arc<ApiServer> {
     assert_eq!(apply.body["data"].as_object().unwrap().keys().collect::<Vec<_>>(), ["filter.yaml"]);
     assert_eq!(apply.body["metadata"], json!({"name": CM, "namespace": NS}));
     assert_eq!(weights(&carried(&server)), w(&[("v1", 95), ("v2", 5)]));
-    let status_call = &calls[3];
+    let status_call = &calls[4];
     assert_eq!(status_call.query.get("fieldManager").map(String::as_str), Some("switchyard-operator"));
     assert_eq!(status_call.body["kind"], "ModelRollout");
     assert_eq!(
@@ -130,6 +131,7 @@ async fn scenario_a_rollout_runs_its_steps() -> Arc<ApiServer> {
         server.lines(),
         [
             format!("GET {}", policy_path("gateway")),
+            rollouts_list(),
             format!("GET {}", config_map_path(CM)),
             format!("PATCH {}/status", rollout_path("mlp-v2")),
         ],
@@ -275,6 +277,7 @@ async fn scenario_a_conflict_is_retried_without_acting_twice() -> Arc<ApiServer>
         server.lines(),
         [
             format!("GET {}", policy_path("gateway")),
+            rollouts_list(),
             format!("GET {}", config_map_path(CM)),
             format!("PATCH {}/status", rollout_path("mlp-v2")),
             format!("POST /apis/events.k8s.io/v1/namespaces/{NS}/events"),
@@ -373,6 +376,7 @@ async fn scenario_deleted_mid_way() -> Arc<ApiServer> {
         server.lines(),
         [
             format!("GET {}", policy_path("gateway")),
+            rollouts_list(),
             format!("GET {}", config_map_path(CM)),
             format!("PATCH {}", config_map_path(CM)),
             format!("POST /apis/events.k8s.io/v1/namespaces/{NS}/events"),
@@ -406,13 +410,14 @@ async fn scenario_a_traffic_policy_is_checked_and_carried() -> Arc<ApiServer> {
     assert_eq!(
         server.lines(),
         [
+            rollouts_list(),
             format!("GET {}", wasm_plugin_path("switchyard")),
             format!("PATCH {}", wasm_plugin_path("switchyard")),
             format!("PATCH {}/status", policy_path("gateway")),
             format!("POST /apis/events.k8s.io/v1/namespaces/{NS}/events"),
         ]
     );
-    let apply = &server.calls()[1];
+    let apply = &server.calls()[2];
     assert_eq!(apply.body["spec"].as_object().unwrap().keys().collect::<Vec<_>>(), ["pluginConfig"]);
     let plugin = server.get(&wasm_plugin_path("switchyard")).unwrap();
     assert_eq!(plugin["spec"]["url"], "oci://switchyard/filter:0.1.0", "the overlay's fields stay");
@@ -423,7 +428,7 @@ async fn scenario_a_traffic_policy_is_checked_and_carried() -> Arc<ApiServer> {
     // Unchanged: nothing written.
     server.forget_calls();
     h.reconcile_policy("gateway").await.unwrap();
-    assert_eq!(server.lines(), [format!("GET {}", wasm_plugin_path("switchyard"))]);
+    assert_eq!(server.lines(), [rollouts_list(), format!("GET {}", wasm_plugin_path("switchyard"))]);
     // Invalid: weights of 100 + 50, and an unknown field.
     let mut tp = server.get(&policy_path("gateway")).unwrap();
     tp["spec"]["policy"]["models"]["mlp"]["versions"][1]["weight"] = json!(50);
@@ -434,6 +439,7 @@ async fn scenario_a_traffic_policy_is_checked_and_carried() -> Arc<ApiServer> {
     assert_eq!(
         server.lines(),
         [
+            rollouts_list(),
             format!("PATCH {}/status", policy_path("gateway")),
             format!("POST /apis/events.k8s.io/v1/namespaces/{NS}/events")
         ],
@@ -503,8 +509,8 @@ async fn scenario_an_envoy_extension_policy_carries_it() -> Arc<ApiServer> {
     let h = Harness::new(server.clone());
     h.reconcile_policy("gateway").await.unwrap();
     let path = envoy_extension_policy_path("switchyard");
-    assert_eq!(server.lines()[..2], [format!("GET {path}"), format!("PATCH {path}")]);
-    let apply = &server.calls()[1];
+    assert_eq!(server.lines()[..3], [rollouts_list(), format!("GET {path}"), format!("PATCH {path}")]);
+    let apply = &server.calls()[2];
     assert_eq!(apply.query.get("fieldManager").map(String::as_str), Some("switchyard-operator"));
     assert!(apply.body["metadata"]["resourceVersion"].is_string(), "{}", apply.body);
     let wasm = apply.body["spec"]["wasm"].as_array().unwrap();
@@ -520,7 +526,7 @@ async fn scenario_an_envoy_extension_policy_carries_it() -> Arc<ApiServer> {
     // Unchanged: read, not written.
     server.forget_calls();
     h.reconcile_policy("gateway").await.unwrap();
-    assert_eq!(server.lines(), [format!("GET {path}")]);
+    assert_eq!(server.lines(), [rollouts_list(), format!("GET {path}")]);
     // Without the entry: said in the status, nothing written.
     let mut eep = server.get(&path).unwrap();
     eep["spec"]["wasm"] = json!([eep["spec"]["wasm"][0].clone()]);
