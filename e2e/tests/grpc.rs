@@ -9,28 +9,12 @@ use std::time::Duration;
 use serde_json::json;
 use switchyard_contract::metrics as contract;
 use switchyard_oip::GrpcInferenceServiceClient;
-use switchyard_oip::inference::model_infer_request::InferInputTensor;
 use switchyard_oip::inference::{ModelInferRequest, ModelMetadataRequest, ServerLiveRequest};
+use switchyard_testkit::grpc::mlp_infer_request;
 use switchyard_testkit::stack::{Stack, mlp_policy};
 use switchyard_testkit::*;
 use tonic::Code;
 use tonic::transport::Channel;
-
-fn request(version: &str, seed: usize) -> ModelInferRequest {
-    let row: Vec<f32> = (0..64).map(|j| ((seed * 64 + j) as f32 * 0.1).sin()).collect();
-    ModelInferRequest {
-        model_name: "mlp".into(),
-        model_version: version.into(),
-        inputs: vec![InferInputTensor {
-            name: "features".into(),
-            datatype: "FP32".into(),
-            shape: vec![1, 64],
-            ..Default::default()
-        }],
-        raw_input_contents: vec![row.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>().into()],
-        ..Default::default()
-    }
-}
 
 #[test]
 fn grpc_calls_are_split_overridden_sampled_and_accounted_by_the_same_policy() {
@@ -54,26 +38,26 @@ fn grpc_calls_are_split_overridden_sampled_and_accounted_by_the_same_policy() {
         let mut served: HashMap<String, usize> = HashMap::new();
         for i in 0..n {
             let version = if i % 2 == 0 { "" } else { "v1" };
-            let r = c.model_infer(request(version, i)).await.unwrap();
+            let r = c.model_infer(mlp_infer_request(version, i)).await.unwrap();
             let header = r.metadata().get("x-switchyard-version").unwrap().to_str().unwrap().to_owned();
             let answered = r.into_inner().model_version;
             assert_eq!(header, answered, "the filter's header and the answering backend agree");
             *served.entry(answered).or_default() += 1;
         }
         // The override, where the policy allows it (v2), in the header or the message.
-        let mut asked = tonic::Request::new(request("", 1));
+        let mut asked = tonic::Request::new(mlp_infer_request("", 1));
         asked.metadata_mut().insert("x-switchyard-version", "v2".parse().unwrap());
         assert_eq!(c.model_infer(asked).await.unwrap().into_inner().model_version, "v2");
-        assert_eq!(c.model_infer(request("v2", 2)).await.unwrap().into_inner().model_version, "v2");
+        assert_eq!(c.model_infer(mlp_infer_request("v2", 2)).await.unwrap().into_inner().model_version, "v2");
         // A client's copy of the routing header is dropped: it cannot pick a cluster.
-        let mut forged = tonic::Request::new(request("", 3));
+        let mut forged = tonic::Request::new(mlp_infer_request("", 3));
         forged.metadata_mut().insert("x-switchyard-upstream", "mlp-v2-grpc".parse().unwrap());
         let forged_version = c.model_infer(forged).await.unwrap().into_inner().model_version;
         *served.entry(forged_version).or_default() += 1;
 
         // What the filter cannot place is refused with a gRPC status, before any backend.
         let mut refused = Vec::new();
-        let valid = prost::Message::encode_to_vec(&request("", 4));
+        let valid = prost::Message::encode_to_vec(&mlp_infer_request("", 4));
         let smuggled = [&[0x2a, 1, 0][..], &valid].concat();
         for (message, want) in
             [(smuggled, Code::InvalidArgument), (vec![0x0a, 4, b'n', b'o', b'p', b'e'], Code::NotFound)]
@@ -82,7 +66,10 @@ fn grpc_calls_are_split_overridden_sampled_and_accounted_by_the_same_policy() {
             assert_eq!(e.code(), want, "{e:?}");
             refused.push(e.message().to_owned());
         }
-        let e = c.model_infer(ModelInferRequest { model_name: "nope".into(), ..request("", 5) }).await.unwrap_err();
+        let e = c
+            .model_infer(ModelInferRequest { model_name: "nope".into(), ..mlp_infer_request("", 5) })
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Code::NotFound);
         // A client that sends content-length (hyper's does) with a version the filter takes
         // out of the message: the length still holds (one tag byte changes, none move).

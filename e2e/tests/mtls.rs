@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use switchyard_oip::GrpcInferenceServiceClient;
-use switchyard_oip::inference::model_infer_request::InferInputTensor;
-use switchyard_oip::inference::{ModelInferRequest, ServerLiveRequest};
+use switchyard_oip::inference::ServerLiveRequest;
+use switchyard_testkit::grpc::mlp_infer_request;
 use switchyard_testkit::stack::{Layout, Stack, mlp_infer_body, mlp_policy, policy_tool, start_collector, wasm_path};
 use switchyard_testkit::*;
 use switchyard_tls::generate::{CA, COLLECTOR, ENVOY};
@@ -63,18 +63,7 @@ fn only_envoy_reaches_the_backends_and_a_client_that_walks_around_the_filter_is_
         let channel = Channel::from_shared(format!("http://{}", stack.listen)).unwrap();
         let mut c = GrpcInferenceServiceClient::new(channel.timeout(Duration::from_secs(20)).connect().await.unwrap());
         assert!(c.server_live(ServerLiveRequest {}).await.unwrap().into_inner().live);
-        let row: Vec<f32> = (0..64).map(|j| (j as f32 * 0.1).sin()).collect();
-        let req = ModelInferRequest {
-            model_name: "mlp".into(),
-            inputs: vec![InferInputTensor {
-                name: "features".into(),
-                datatype: "FP32".into(),
-                shape: vec![1, 64],
-                ..Default::default()
-            }],
-            raw_input_contents: vec![row.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>().into()],
-            ..Default::default()
-        };
+        let req = mlp_infer_request("", 0);
         let r = c.model_infer(req).await.unwrap();
         assert_eq!(r.into_inner().model_name, "mlp");
     });

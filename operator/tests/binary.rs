@@ -67,17 +67,7 @@ fn two_replicas_one_acts_the_other_takes_over_and_a_deposed_leader_exits() {
     let addr = rt.block_on(server.listen());
     let dir = std::env::temp_dir().join(format!("switchyard-operator-binary-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: stand-in, cluster: {{server: 'http://{addr}'}}}}]\n\
-             users: [{{name: operator, user: {{token: stand-in}}}}]\n\
-             contexts: [{{name: stand-in, context: {{cluster: stand-in, user: operator, namespace: {NS}}}}}]\n\
-             current-context: stand-in\n"
-        ),
-    )
-    .unwrap();
+    let kubeconfig = kubeconfig(&dir, addr);
     let api = addr.to_string();
 
     let (mut a, a_admin) = replica(&dir, "operator-a", &kubeconfig, &api);

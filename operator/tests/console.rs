@@ -56,17 +56,7 @@ fn the_operator_serves_a_read_only_console_of_the_clusters_rollouts() {
     let addr = rt.block_on(server.listen());
     let dir = std::env::temp_dir().join(format!("switchyard-operator-console-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: stand-in, cluster: {{server: 'http://{addr}'}}}}]\n\
-             users: [{{name: operator, user: {{token: stand-in}}}}]\n\
-             contexts: [{{name: stand-in, context: {{cluster: stand-in, user: operator, namespace: {NS}}}}}]\n\
-             current-context: stand-in\n"
-        ),
-    )
-    .unwrap();
+    let kubeconfig = kubeconfig(&dir, addr);
     let admin = format!("127.0.0.1:{}", free_port());
     let mut cmd = Command::new(workspace_bin("switchyard-operator"));
     cmd.args(["run", "--interval", "500ms", "--namespace", NS, "--identity", "operator-a"])

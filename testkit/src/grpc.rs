@@ -45,3 +45,23 @@ pub async fn raw_infer(addr: &str, message: Vec<u8>) -> Result<Bytes, tonic::Sta
     let path = tonic::codegen::http::uri::PathAndQuery::from_static(switchyard_oip::MODEL_INFER_PATH);
     grpc.unary(tonic::Request::new(message), path, Raw).await.map(tonic::Response::into_inner)
 }
+
+/// `ModelInfer` for one row of mlp (the row of [`crate::stack::mlp_row`]), asking for `version`
+/// (empty: any), its tensor as raw FP32 contents.
+pub fn mlp_infer_request(version: &str, seed: usize) -> switchyard_oip::inference::ModelInferRequest {
+    use switchyard_oip::inference::ModelInferRequest;
+    use switchyard_oip::inference::model_infer_request::InferInputTensor;
+    let row: Vec<f32> = (0..64).map(|j| ((seed * 64 + j) as f32 * 0.1).sin()).collect();
+    ModelInferRequest {
+        model_name: "mlp".into(),
+        model_version: version.into(),
+        inputs: vec![InferInputTensor {
+            name: "features".into(),
+            datatype: "FP32".into(),
+            shape: vec![1, 64],
+            ..Default::default()
+        }],
+        raw_input_contents: vec![row.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>().into()],
+        ..Default::default()
+    }
+}
