@@ -494,7 +494,9 @@ fn rollout_cli(args: &[&str]) -> anyhow::Result<String> {
 fn rollout(stack: &mut Stack, t: &Phases) -> anyhow::Result<Process> {
     let demo = Path::new(DEMO);
     let log = Log::File(demo.join("backend-v2b.log"));
-    stack.v2 = Server::start_logged(&stack.repo, BACKENDS[1], &["--models", MODELS[1]], log).on_drop(STOP);
+    let mut args = vec!["--models", MODELS[1]];
+    args.extend(stack.backend_tls_args().iter().map(String::as_str));
+    stack.v2 = Server::start_logged(&stack.repo, BACKENDS[1], &args, log).on_drop(STOP);
     ready(&stack.v2, "backend v2 (restarted)")?;
     fs::copy(demo.join("policy-50.json"), demo.join("policy-rollout.json"))?;
     let s = t.step;

@@ -453,6 +453,12 @@ impl Stack {
         self.v2 = new;
     }
 
+    /// The `serve` arguments that give a backend this stack's mutual TLS (none without it): a
+    /// replacement started by hand takes them, or Envoy cannot reach it.
+    pub fn backend_tls_args(&self) -> &[String] {
+        &self.backend_tls
+    }
+
     pub fn restart_collector(&mut self) -> anyhow::Result<()> {
         let bin = workspace_bin("switchyard-collector");
         let mut args = self.collector_args.clone();
