@@ -17,6 +17,7 @@ use axum::{Json, Router};
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use serde_json::{Value, json};
+use switchyard_policy::Config;
 use switchyard_rollout::console::{self, Sources};
 use switchyard_rollout::view::Watch;
 
@@ -112,9 +113,8 @@ async fn refresh(live: Arc<Live>) {
 async fn look(c: &Console, watch: &mut Watch) -> Value {
     let rollouts: Vec<ModelRollout> = c.rollouts.state().iter().map(|r| (**r).clone()).collect();
     let policies: Vec<TrafficPolicy> = c.policies.state().iter().map(|p| (**p).clone()).collect();
-    let mut v = view(&c.namespace, &rollouts, &policies);
+    let (mut v, in_force) = view(&c.namespace, &rollouts, &policies);
     let mut problems: Vec<String> = Vec::new();
-    let in_force = v["policy"].as_str().and_then(|t| switchyard_policy::Config::parse(t.as_bytes()).ok());
     let now = switchyard_runtime::now_ms();
     v["models"] = match &in_force {
         Some(cfg) => {
@@ -149,7 +149,8 @@ fn featured(rollouts: &[ModelRollout]) -> Option<&ModelRollout> {
 /// The page's state from the resources (pure): the featured rollout in the local console's
 /// shape, every rollout, the featured rollout's history from its status, and the policy the
 /// operator carries for its TrafficPolicy (the first policy's when no rollout names one).
-pub fn view(ns: &str, rollouts: &[ModelRollout], policies: &[TrafficPolicy]) -> Value {
+/// Also the policy in force, as a `Config`, for the model cards.
+pub fn view(ns: &str, rollouts: &[ModelRollout], policies: &[TrafficPolicy]) -> (Value, Option<Config>) {
     let mut problems = Vec::new();
     let row = |r: &ModelRollout| {
         let st = r.status.clone().unwrap_or_default();
@@ -193,9 +194,9 @@ pub fn view(ns: &str, rollouts: &[ModelRollout], policies: &[TrafficPolicy]) -> 
     listed.sort_by_key(|r| (r.metadata.creation_timestamp.as_ref().map(|t| t.0), r.name_any()));
     let policy =
         top.and_then(|r| policies.iter().find(|p| p.name_any() == r.spec.traffic_policy)).or_else(|| policies.first());
-    let text = match policy {
+    let in_force = match policy {
         Some(tp) => match desired(tp, rollouts) {
-            Ok((cfg, _)) => serde_json::to_string_pretty(&cfg).ok(),
+            Ok((cfg, _)) => Some(cfg),
             Err(e) => {
                 problems.push(format!("TrafficPolicy {}: {e}", tp.name_any()));
                 None
@@ -206,7 +207,7 @@ pub fn view(ns: &str, rollouts: &[ModelRollout], policies: &[TrafficPolicy]) -> 
             None
         }
     };
-    json!({
+    let v = json!({
         "read_only": {
             "why": "In a cluster every change goes through the API server (its RBAC, its audit log): run the command shown.",
             "namespace": ns,
@@ -215,10 +216,11 @@ pub fn view(ns: &str, rollouts: &[ModelRollout], policies: &[TrafficPolicy]) -> 
         "rollout": top.map(row),
         "rollouts": listed.into_iter().map(row).collect::<Vec<_>>(),
         "events": events,
-        "policy": text,
+        "policy": in_force.as_ref().and_then(|cfg| serde_json::to_string_pretty(cfg).ok()),
         "problems": problems,
         "sticky_points": {},
-    })
+    });
+    (v, in_force)
 }
 
 #[cfg(test)]
@@ -252,18 +254,18 @@ mod tests {
         let done = rollout("a", "2026-12-01T00:00:00Z", Some("Promoted"));
         let running = rollout("b", "2026-12-02T00:00:00Z", Some("Running"));
         let newer = rollout("c", "2026-12-03T00:00:00Z", Some("Aborted"));
-        let v = view("ns", &[newer.clone(), running, done.clone()], &[policy()]);
+        let (v, _) = view("ns", &[newer.clone(), running, done.clone()], &[policy()]);
         assert_eq!(v["rollout"]["name"], "b");
         let names: Vec<&str> = v["rollouts"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["a", "b", "c"], "oldest first");
-        let v = view("ns", &[done, newer], &[policy()]);
+        let (v, _) = view("ns", &[done, newer], &[policy()]);
         assert_eq!(v["rollout"]["name"], "c");
         assert_eq!(v["rollout"]["active"], false);
     }
 
     #[test]
     fn every_change_is_a_kubectl_command_and_a_missing_policy_is_a_problem() {
-        let v = view("ns", &[rollout("b", "2026-12-02T00:00:00Z", None)], &[policy()]);
+        let (v, _) = view("ns", &[rollout("b", "2026-12-02T00:00:00Z", None)], &[policy()]);
         assert_eq!(v["rollout"]["state"], "Pending");
         assert_eq!(
             v["rollout"]["commands"]["abort"],
@@ -271,7 +273,7 @@ mod tests {
         );
         assert_eq!(v["read_only"]["policy"], "kubectl -n ns edit trafficpolicy gateway");
         assert!(v["policy"].as_str().unwrap().contains("\"mlp-v2\""));
-        let v = view("ns", &[], &[]);
+        let (v, _) = view("ns", &[], &[]);
         assert_eq!(v["problems"][0], "no TrafficPolicy in namespace ns");
         assert!(v["rollout"].is_null() && v["policy"].is_null());
     }
