@@ -192,6 +192,14 @@ BREAKS: dict[str, list[tuple[str, Callable[[list[dict]], object], str]]] = {
          lambda o: find(o, "Service", "mlp-v1")["spec"].__setitem__("selectr", {}), "selectr"),
         ("a TrafficPolicy with an unknown carrier field (its CRD's schema)",
          lambda o: find(o, "TrafficPolicy")["spec"]["carrier"].__setitem__("wasmPlugins", {}), "wasmPlugins"),
+        ("a PeerAuthentication mode Istio does not have",
+         lambda o: find(o, "PeerAuthentication", "switchyard")["spec"]["mtls"].__setitem__("mode", "STRICTER"),
+         "STRICTER"),
+        ("port-level mutual TLS without a selector (Istio's CRD refuses it)",
+         lambda o: find(o, "PeerAuthentication", "switchyard-backend")["spec"].pop("selector"), "selector"),
+        ("an AuthorizationPolicy port that is a number, not a string",
+         lambda o: find(o, "AuthorizationPolicy", "switchyard-backend")["spec"]["rules"][0]["to"][0]["operation"]
+         .__setitem__("ports", [8000]), "8000"),
     ],
     "deployments-gateway-api": [
         ("an HTTPRoute path match type Gateway API does not have",
@@ -201,6 +209,9 @@ BREAKS: dict[str, list[tuple[str, Callable[[list[dict]], object], str]]] = {
          lambda o: find(o, "EnvoyExtensionPolicy")["spec"]["wasm"][0]["code"].pop("image"), "image"),
         ("a ClientTrafficPolicy buffer limit that is no quantity",
          lambda o: find(o, "ClientTrafficPolicy")["spec"]["connection"].__setitem__("bufferLimit", "1 MiB"), "1 MiB"),
+        ("a NetworkPolicy peer with a misspelt selector (strict Kubernetes schema)",
+         lambda o: find(o, "NetworkPolicy", "switchyard-backend")["spec"]["ingress"][0]["from"][0]
+         .__setitem__("podSelectr", {}), "podSelectr"),
     ],
     "examples": [
         ("a ModelRollout step weight over 100",

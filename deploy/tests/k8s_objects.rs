@@ -17,7 +17,8 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use switchyard_contract::paths::{HEALTH_LIVE, HEALTH_READY};
-use switchyard_contract::process::backend;
+use switchyard_contract::process::{backend, collector};
+use switchyard_deploy::render::k8s::security::{ENVOY_GATEWAY_NAMESPACE, MONITORING_NAMESPACE};
 use switchyard_policy::Config;
 
 /// The repository of Switchyard's own image (an overlay's `images:` sets the tag).
@@ -185,11 +186,13 @@ fn matches_parts(match_labels: &Map<String, Value>, exprs: &[Value], labels: &Ma
     })
 }
 
-/// What makes pods: its name, the labels its controller gives them, their spec.
+/// What makes pods: its name, the labels its controller gives them, their spec, and their
+/// namespace where it is not the target's.
 struct Pod {
     owner: String,
     labels: Map<String, Value>,
     spec: Value,
+    elsewhere: Option<&'static str>,
 }
 
 fn pod_templates(objs: &[Value]) -> Vec<Pod> {
@@ -198,7 +201,12 @@ fn pod_templates(objs: &[Value]) -> Vec<Pod> {
         let kind = s(&o["kind"]);
         if POD_OWNERS.contains(&kind) {
             let t = &o["spec"]["template"];
-            pods.push(Pod { owner: name_of(o), labels: object(&t["metadata"]["labels"]), spec: t["spec"].clone() });
+            pods.push(Pod {
+                owner: name_of(o),
+                labels: object(&t["metadata"]["labels"]),
+                spec: t["spec"].clone(),
+                elsewhere: None,
+            });
         } else if kind == "InferenceService" {
             let p = &o["spec"]["predictor"];
             // KServe (raw deployment) labels predictor pods with the ISVC's labels, the
@@ -208,14 +216,21 @@ fn pod_templates(objs: &[Value]) -> Vec<Pod> {
             labels.insert("serving.kserve.io/inferenceservice".into(), o["metadata"]["name"].clone());
             labels.insert("component".into(), "predictor".into());
             let spec = object(p).into_iter().filter(|(k, _)| !ISVC_COMPONENT_FIELDS.contains(&k.as_str())).collect();
-            pods.push(Pod { owner: name_of(o), labels, spec: Value::Object(spec) });
+            pods.push(Pod { owner: name_of(o), labels, spec: Value::Object(spec), elsewhere: None });
         } else if kind == "EnvoyProxy" {
-            // Envoy Gateway makes the pods: its labels plus the EnvoyProxy's, and its stats
-            // port (named `metrics`, 19001).
-            let labels = object(&o["spec"]["provider"]["kubernetes"]["envoyDeployment"]["pod"]["labels"]);
+            // Envoy Gateway makes the pods, in its own namespace: its labels plus the
+            // EnvoyProxy's, and its stats port (named `metrics`, 19001).
+            let mut labels = object(&o["spec"]["provider"]["kubernetes"]["envoyDeployment"]["pod"]["labels"]);
+            let proxy = &o["metadata"]["name"];
+            for g in objs
+                .iter()
+                .filter(|g| g["kind"] == "Gateway" && &g["spec"]["infrastructure"]["parametersRef"]["name"] == proxy)
+            {
+                labels.insert("gateway.envoyproxy.io/owning-gateway-name".into(), g["metadata"]["name"].clone());
+            }
             let spec =
                 json!({"containers": [{"name": "envoy", "ports": [{"name": "metrics", "containerPort": 19001}]}]});
-            pods.push(Pod { owner: name_of(o), labels, spec });
+            pods.push(Pod { owner: name_of(o), labels, spec, elsewhere: Some(ENVOY_GATEWAY_NAMESPACE) });
         }
     }
     pods
@@ -702,6 +717,312 @@ fn check_rbac(objs: &[Value], pods: &[Pod], at: &str, rep: &mut Report) {
     }
 }
 
+// --- who may reach what -----------------------------------------------------------------------
+
+/// A gateway's pod: it runs Envoy (the plain gateway's container, Istio's injected gateway,
+/// Envoy Gateway's fleet).
+fn is_gateway(p: &Pod) -> bool {
+    arr(&p.spec["containers"]).iter().any(|c| c["name"] == "envoy" || c["name"] == "istio-proxy")
+}
+
+/// The ports only the gateway may reach: the backends' inference ports and the collector's
+/// samples port, as (pod, port number, what).
+fn guarded_ports(pods: &[Pod]) -> Vec<(&Pod, i64, &'static str)> {
+    let mut out = Vec::new();
+    for p in pods.iter().filter(|p| p.elsewhere.is_none()) {
+        for c in arr(&p.spec["containers"]) {
+            let argv: Vec<&str> = arr(&c["command"]).iter().chain(arr(&c["args"])).filter_map(Value::as_str).collect();
+            let program = argv.first().and_then(|p| Path::new(p).file_name()).and_then(|n| n.to_str());
+            let named: BTreeMap<&str, i64> = arr(&c["ports"])
+                .iter()
+                .filter_map(|p| Some((p["name"].as_str()?, p["containerPort"].as_i64()?)))
+                .collect();
+            if program == Some(backend::PROCESS.binary) {
+                for l in [backend::HTTP, backend::GRPC] {
+                    out.extend(named.get(l.name).map(|n| (p, *n, "an inference port")));
+                }
+            } else if program == Some(collector::PROCESS.binary) {
+                let port = flag(&argv, collector::HTTP.flag).and_then(|a| a.rsplit_once(':')?.1.parse().ok());
+                out.extend(port.map(|n| (p, n, "the samples port")));
+            }
+        }
+    }
+    out
+}
+
+/// The ports Prometheus scrapes in this namespace, as (pod, port number, monitor).
+fn scraped_ports<'a>(objs: &'a [Value], pods: &'a [Pod]) -> Vec<(&'a Pod, i64, String)> {
+    let mut out = Vec::new();
+    for m in objs.iter().filter(|o| o["kind"] == "ServiceMonitor" || o["kind"] == "PodMonitor") {
+        let sel = &m["spec"]["selector"];
+        let own = |p: &&Pod| p.elsewhere.is_none();
+        if m["kind"] == "PodMonitor" {
+            for e in arr(&m["spec"]["podMetricsEndpoints"]) {
+                for p in pods.iter().filter(own).filter(|p| matches(sel, &p.labels)) {
+                    out.extend(container_ports(&p.spec).get(&port_key(&e["port"])).map(|n| (p, *n, name_of(m))));
+                }
+            }
+            continue;
+        }
+        for svc in objs.iter().filter(|x| x["kind"] == "Service" && matches(sel, &object(&x["metadata"]["labels"]))) {
+            for e in arr(&m["spec"]["endpoints"]) {
+                let Some(sp) = arr(&svc["spec"]["ports"]).iter().find(|sp| sp["name"] == e["port"]) else { continue };
+                let target = port_key(if sp.get("targetPort").is_some() { &sp["targetPort"] } else { &sp["port"] });
+                for p in pods.iter().filter(own).filter(|p| matches(&svc["spec"]["selector"], &p.labels)) {
+                    out.extend(container_ports(&p.spec).get(&target).map(|n| (p, *n, name_of(m))));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether a NetworkPolicy's pod selector (or an AuthorizationPolicy's or PeerAuthentication's
+/// workload selector) selects a pod of this namespace; empty or absent selects them all.
+fn selects(selector: &Value, p: &Pod) -> bool {
+    p.elsewhere.is_none() && (!truthy(selector) || matches(selector, &p.labels))
+}
+
+/// Whether a rule's ports (NetworkPolicy: `[{port, endPort}]`, a name or a number; Istio:
+/// strings of digits) admit this port of this pod; none listed admits every port.
+fn admits_port(ports: &[Value], p: &Pod, n: i64) -> bool {
+    ports.is_empty()
+        || ports.iter().any(|x| {
+            let port = if x.is_object() { &x["port"] } else { x };
+            let number = port.as_i64().or_else(|| port.as_str().and_then(|s| s.parse().ok()));
+            let number = number.or_else(|| container_ports(&p.spec).get(s(port)).copied());
+            match (number, x["endPort"].as_i64()) {
+                (Some(from), Some(to)) => (from..=to).contains(&n),
+                (Some(from), None) => from == n,
+                _ => false,
+            }
+        })
+}
+
+/// The pods a NetworkPolicy peer admits: `None` where it admits more than pods the target
+/// knows (an ipBlock, every namespace, another namespace's pods by name that is not Envoy
+/// Gateway's).
+fn peer_pods<'a>(peer: &Value, pods: &'a [Pod]) -> Option<Vec<&'a Pod>> {
+    if peer.get("ipBlock").is_some() {
+        return None;
+    }
+    let namespace = match peer.get("namespaceSelector") {
+        None => None,
+        Some(sel) => {
+            let name = object(&sel["matchLabels"])
+                .get("kubernetes.io/metadata.name")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            match name {
+                Some(n) if n == ENVOY_GATEWAY_NAMESPACE && sel["matchExpressions"].is_null() => {
+                    Some(ENVOY_GATEWAY_NAMESPACE)
+                }
+                _ => return None,
+            }
+        }
+    };
+    let sel = &peer["podSelector"];
+    if namespace.is_some() && !truthy(sel) {
+        return None;
+    }
+    Some(pods.iter().filter(|p| p.elsewhere == namespace && (!truthy(sel) || matches(sel, &p.labels))).collect())
+}
+
+fn from_monitoring(peer: &Value) -> bool {
+    object(&peer["namespaceSelector"]["matchLabels"]).get("kubernetes.io/metadata.name")
+        == Some(&json!(MONITORING_NAMESPACE))
+}
+
+/// NetworkPolicies, where a target has them: a default deny; only gateway pods reach the
+/// guarded ports; clients reach the gateway; Prometheus reaches what it scrapes; every port
+/// named is one the selected pods have.
+fn check_network_policies(objs: &[Value], pods: &[Pod], at: &str, rep: &mut Report) {
+    let policies: Vec<&Value> = objs.iter().filter(|o| o["kind"] == "NetworkPolicy").collect();
+    if policies.is_empty() {
+        return;
+    }
+    let ingress = |np: &Value| arr(&np["spec"]["policyTypes"]).iter().any(|t| t == "Ingress");
+    if !policies
+        .iter()
+        .any(|np| !truthy(&np["spec"]["podSelector"]) && ingress(np) && arr(&np["spec"]["ingress"]).is_empty())
+    {
+        rep.error(at, "no default-deny NetworkPolicy: a pod added later would accept every caller");
+    }
+    // The rules that admit (pod, port), with their policy.
+    let rules_for = |p: &Pod, n: i64| -> Vec<(&Value, &Value)> {
+        policies
+            .iter()
+            .filter(|np| ingress(np) && selects(&np["spec"]["podSelector"], p))
+            .flat_map(|np| arr(&np["spec"]["ingress"]).iter().map(move |r| (*np, r)))
+            .filter(|(_, r)| admits_port(arr(&r["ports"]), p, n))
+            .collect()
+    };
+    for (p, n, what) in guarded_ports(pods) {
+        for (np, r) in rules_for(p, n) {
+            let from = arr(&r["from"]);
+            let only_gateway = !from.is_empty()
+                && from.iter().all(|peer| {
+                    peer_pods(peer, pods).is_some_and(|hit| !hit.is_empty() && hit.iter().all(|q| is_gateway(q)))
+                });
+            if !only_gateway {
+                rep.error(
+                    &format!("{at} {}", name_of(np)),
+                    format!(
+                        "admits {} to {what} {n} of {}: only the gateway may reach it",
+                        Value::Array(from.to_vec()),
+                        p.owner
+                    ),
+                );
+            }
+        }
+    }
+    for p in pods.iter().filter(|p| p.elsewhere.is_none() && is_gateway(p)) {
+        let listener = container_ports(&p.spec).get("http").copied();
+        if let Some(n) = listener
+            && !rules_for(p, n).iter().any(|(_, r)| arr(&r["from"]).is_empty())
+        {
+            rep.error(&format!("{at} {}", p.owner), format!("the gateway's listener {n} is not open to clients"));
+        }
+    }
+    for (p, n, monitor) in scraped_ports(objs, pods) {
+        if !rules_for(p, n)
+            .iter()
+            .any(|(_, r)| arr(&r["from"]).is_empty() || arr(&r["from"]).iter().any(from_monitoring))
+        {
+            rep.error(
+                &format!("{at} {monitor}"),
+                format!(
+                    "scrapes port {n} of {}, which no NetworkPolicy opens to Prometheus ({MONITORING_NAMESPACE})",
+                    p.owner
+                ),
+            );
+        }
+    }
+    for np in &policies {
+        let hit: Vec<&Pod> = pods.iter().filter(|p| selects(&np["spec"]["podSelector"], p)).collect();
+        for x in arr(&np["spec"]["ingress"]).iter().flat_map(|r| arr(&r["ports"])) {
+            let known = hit.iter().any(|p| {
+                container_ports(&p.spec)
+                    .iter()
+                    .any(|(name, n)| x["port"] == json!(name) || x["port"].as_i64() == Some(*n))
+            });
+            if !known {
+                rep.error(
+                    &format!("{at} {}", name_of(np)),
+                    format!("port {} is no container port of the pods it selects", x["port"]),
+                );
+            }
+        }
+    }
+}
+
+/// Istio's policies, where a target has them: STRICT mutual TLS for the namespace and on every
+/// guarded port; allow-nothing; only the gateway's account reaches the guarded ports; what
+/// stays plain text admits GET only.
+fn check_mesh_policies(objs: &[Value], pods: &[Pod], at: &str, rep: &mut Report) {
+    let authz: Vec<&Value> = objs.iter().filter(|o| o["kind"] == "AuthorizationPolicy").collect();
+    let peer_auth: Vec<&Value> = objs.iter().filter(|o| o["kind"] == "PeerAuthentication").collect();
+    if authz.is_empty() && peer_auth.is_empty() {
+        return;
+    }
+    let namespace = objs.iter().find_map(|o| o["metadata"]["namespace"].as_str()).unwrap_or_default();
+    if !peer_auth.iter().any(|pa| !truthy(&pa["spec"]["selector"]) && pa["spec"]["mtls"]["mode"] == "STRICT") {
+        rep.error(at, "no namespace-wide STRICT PeerAuthentication: callers outside the mesh get in");
+    }
+    if !authz.iter().any(|a| !truthy(&a["spec"])) {
+        rep.error(at, "no allow-nothing AuthorizationPolicy: a workload without a policy admits everyone");
+    }
+    let gateway_accounts: BTreeSet<&str> = pods
+        .iter()
+        .filter(|p| p.elsewhere.is_none() && is_gateway(p))
+        .map(|p| p.spec["serviceAccountName"].as_str().unwrap_or("default"))
+        .collect();
+    // The mode a pod's port runs in: a port-level setting, else the workload's, else the namespace's.
+    let plain_text = |p: &Pod, n: i64| {
+        let mut modes = peer_auth.iter().filter(|pa| selects(&pa["spec"]["selector"], p));
+        modes.any(|pa| {
+            let level = &pa["spec"]["portLevelMtls"][n.to_string()]["mode"];
+            let mode = if level.is_null() { &pa["spec"]["mtls"]["mode"] } else { level };
+            mode == "PERMISSIVE" || mode == "DISABLE"
+        })
+    };
+    let rules_for = |p: &Pod, n: i64| -> Vec<(&Value, &Value)> {
+        authz
+            .iter()
+            .filter(|a| truthy(&a["spec"]) && a["spec"]["action"].as_str().unwrap_or("ALLOW") == "ALLOW")
+            .filter(|a| selects(&a["spec"]["selector"], p))
+            .flat_map(|a| arr(&a["spec"]["rules"]).iter().map(move |r| (*a, r)))
+            .filter(|(_, r)| {
+                let to = arr(&r["to"]);
+                to.is_empty() || to.iter().any(|t| admits_port(arr(&t["operation"]["ports"]), p, n))
+            })
+            .collect()
+    };
+    for (p, n, what) in guarded_ports(pods) {
+        if plain_text(p, n) {
+            rep.error(
+                &format!("{at} {}", p.owner),
+                format!("{what} {n} accepts plain text: callers without a mesh identity"),
+            );
+        }
+        for (a, r) in rules_for(p, n) {
+            let sources: Vec<&Value> = arr(&r["from"]).iter().map(|f| &f["source"]).collect();
+            let only_gateway = !sources.is_empty()
+                && sources.iter().all(|src| {
+                    object(src).keys().all(|k| k == "principals")
+                        && !arr(&src["principals"]).is_empty()
+                        && arr(&src["principals"]).iter().all(|x| {
+                            gateway_accounts.iter().any(|sa| s(x).ends_with(&format!("/ns/{namespace}/sa/{sa}")))
+                        })
+                });
+            if !only_gateway {
+                rep.error(
+                    &format!("{at} {}", name_of(a)),
+                    format!(
+                        "admits {} to {what} {n} of {}: only the gateway's account ({gateway_accounts:?}) may reach it",
+                        Value::Array(arr(&r["from"]).to_vec()),
+                        p.owner
+                    ),
+                );
+            }
+        }
+    }
+    for p in pods.iter().filter(|p| p.elsewhere.is_none()) {
+        for n in container_ports(&p.spec).into_values().collect::<BTreeSet<_>>() {
+            if !plain_text(p, n) {
+                continue;
+            }
+            for (a, r) in rules_for(p, n) {
+                let read_only = arr(&r["to"]).iter().all(|t| t["operation"]["methods"] == json!(["GET"]));
+                if arr(&r["to"]).is_empty() || !read_only {
+                    rep.error(
+                        &format!("{at} {}", name_of(a)),
+                        format!("port {n} of {} is plain text and admits more than GET", p.owner),
+                    );
+                }
+            }
+        }
+    }
+    for pol in authz.iter().chain(&peer_auth) {
+        let hit: Vec<&Pod> = pods.iter().filter(|p| selects(&pol["spec"]["selector"], p)).collect();
+        let port_level = object(&pol["spec"]["portLevelMtls"]);
+        let named = arr(&pol["spec"]["rules"])
+            .iter()
+            .flat_map(|r| arr(&r["to"]))
+            .flat_map(|t| arr(&t["operation"]["ports"]))
+            .filter_map(|x| x.as_str().and_then(|x| x.parse::<i64>().ok()))
+            .chain(port_level.keys().filter_map(|k| k.parse().ok()));
+        for n in named {
+            if !hit.iter().any(|p| container_ports(&p.spec).values().any(|x| *x == n)) {
+                rep.error(
+                    &format!("{at} {}", name_of(pol)),
+                    format!("port {n} is no container port of the pods it selects"),
+                );
+            }
+        }
+    }
+}
+
 /// Every check across one target's objects; its problems, each prefixed with `at`.
 fn cross(objs: &[Value], at: &str) -> Vec<String> {
     let mut rep = Report::default();
@@ -848,6 +1169,8 @@ fn cross(objs: &[Value], at: &str) -> Vec<String> {
     }
     check_rbac(objs, &pods, at, &mut rep);
     check_gateway_api(objs, at, &mut rep);
+    check_network_policies(objs, &pods, at, &mut rep);
+    check_mesh_policies(objs, &pods, at, &mut rep);
     for pod in &pods {
         check_backend_pod(&format!("{at} {}", pod.owner), &pod.spec, &mut rep);
         for v in arr(&pod.spec["volumes"]) {
@@ -1199,6 +1522,99 @@ fn breaks() -> Vec<Break> {
             },
             needle: "port http-envoy-prom is not named",
         },
+        Break {
+            target: ENVOY,
+            what: "a NetworkPolicy that admits every pod to the backends' inference ports",
+            apply: |o| {
+                obj(o, "NetworkPolicy", Some("switchyard-backend"))["spec"]["ingress"][0]["from"] =
+                    json!([{"podSelector": {}}]);
+            },
+            needle: "only the gateway may reach it",
+        },
+        Break {
+            target: ENVOY,
+            what: "no default-deny NetworkPolicy",
+            apply: |o| o.retain(|x| x["metadata"]["name"] != "switchyard-default-deny"),
+            needle: "no default-deny NetworkPolicy",
+        },
+        Break {
+            target: ENVOY,
+            what: "the gateway's listener shut to clients",
+            apply: |o| {
+                obj(o, "NetworkPolicy", Some("switchyard-gateway"))["spec"]["ingress"][0]["from"] =
+                    json!([{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "switchyard-operator"}}}]);
+            },
+            needle: "is not open to clients",
+        },
+        Break {
+            target: ENVOY,
+            what: "Prometheus shut out of the backends' admin port",
+            apply: |o| {
+                let rules = obj(o, "NetworkPolicy", Some("switchyard-backend"))["spec"]["ingress"].as_array_mut();
+                rules.expect("ingress rules").truncate(1);
+            },
+            needle: "which no NetworkPolicy opens to Prometheus",
+        },
+        Break {
+            target: ENVOY,
+            what: "a NetworkPolicy port the pods do not listen on",
+            apply: |o| {
+                obj(o, "NetworkPolicy", Some("switchyard-collector"))["spec"]["ingress"][0]["ports"][0]["port"] =
+                    9999.into();
+            },
+            needle: "port 9999 is no container port of the pods it selects",
+        },
+        Break {
+            target: GATEWAY_API,
+            what: "the samples port open to every pod of Envoy Gateway's namespace",
+            apply: |o| {
+                let peer = &mut obj(o, "NetworkPolicy", Some("switchyard-collector"))["spec"]["ingress"][0]["from"][0];
+                peer.as_object_mut().expect("a peer").remove("podSelector");
+            },
+            needle: "only the gateway may reach it",
+        },
+        Break {
+            target: KSERVE,
+            what: "the Istio gateway running as the namespace's default account",
+            apply: |o| {
+                let spec = &mut obj(o, "Deployment", Some("switchyard-gateway"))["spec"]["template"]["spec"];
+                spec.as_object_mut().expect("a pod spec").remove("serviceAccountName");
+            },
+            needle: "only the gateway's account ({\"default\"}) may reach it",
+        },
+        Break {
+            target: KSERVE,
+            what: "an AuthorizationPolicy that admits any caller to the inference ports",
+            apply: |o| {
+                let rule = &mut obj(o, "AuthorizationPolicy", Some("switchyard-backend"))["spec"]["rules"][0];
+                rule.as_object_mut().expect("a rule").remove("from");
+            },
+            needle: "only the gateway's account",
+        },
+        Break {
+            target: KSERVE,
+            what: "an inference port in plain text",
+            apply: |o| {
+                obj(o, "PeerAuthentication", Some("switchyard-backend"))["spec"]["portLevelMtls"]["8000"] =
+                    json!({"mode": "PERMISSIVE"});
+            },
+            needle: "an inference port 8000 accepts plain text",
+        },
+        Break {
+            target: KSERVE,
+            what: "a plain-text admin port that admits POST",
+            apply: |o| {
+                obj(o, "AuthorizationPolicy", Some("switchyard-backend"))["spec"]["rules"][1]["to"][0]["operation"]["methods"] =
+                    json!(["GET", "POST"]);
+            },
+            needle: "is plain text and admits more than GET",
+        },
+        Break {
+            target: KSERVE,
+            what: "no allow-nothing AuthorizationPolicy",
+            apply: |o| o.retain(|x| x["metadata"]["name"] != "switchyard-allow-nothing"),
+            needle: "no allow-nothing AuthorizationPolicy",
+        },
     ]
 }
 
@@ -1228,7 +1644,7 @@ fn each_kind_of_broken_object_is_caught() {
         }
     }
     assert!(missed.is_empty(), "{} of {} breaks slipped through:\n{}", missed.len(), breaks.len(), missed.join("\n"));
-    assert_eq!(breaks.len(), 31);
+    assert_eq!(breaks.len(), 42);
 }
 
 /// The selector semantics the checks rely on, on their own.

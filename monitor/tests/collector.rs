@@ -181,3 +181,23 @@ fn a_bad_configuration_is_refused_before_listening() {
     assert!(String::from_utf8_lossy(&run.stdout).is_empty());
     assert!(!out.exists());
 }
+
+#[test]
+fn with_an_admin_listener_the_samples_port_answers_samples_only() {
+    let dir = scratch("collector-admin");
+    let out = dir.join("samples.jsonl");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--listen", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--output"]).arg(&out);
+    let (_collector, line) = Process::spawn_reporting("switchyard-collector", cmd, Log::Memory).unwrap();
+    let samples = address_after(&line, "samples").unwrap_or_else(|| panic!("no samples address in {line:?}"));
+    let admin = address_after(&line, "admin").unwrap_or_else(|| panic!("no admin address in {line:?}"));
+    assert_eq!(post(&samples, &sample("s1", 100)).status, 200);
+    // What a policy admitting only the gateway to the samples port must not expose there.
+    for path in ["/metrics", "/health"] {
+        assert_eq!(request(&samples, "GET", path, &[], b"").status, 404, "{path} on the samples port");
+        assert_eq!(request(&admin, "GET", path, &[], b"").status, 200, "{path} on the admin port");
+    }
+    assert_eq!(post(&admin, &sample("s2", 100)).status, 404, "samples on the admin port");
+    assert_eq!(metric(&admin, contract::COLLECTOR_RECORDS_WRITTEN_TOTAL.name), 1.0);
+    assert_eq!(stored_ids(&out), ["s1"]);
+}

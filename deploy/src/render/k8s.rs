@@ -10,6 +10,7 @@
 //! version to the policy and re-rendering is the whole change.
 
 mod gateway_api;
+pub mod security;
 mod shared;
 
 use std::collections::BTreeMap;
@@ -737,10 +738,11 @@ pub fn render(policy: &Policy, o: &K8sOptions) -> Result<Vec<File>, RenderErrors
         "switchyard-gateway-bootstrap-override-configmap.yaml".into(),
         config_map("switchyard-gateway-bootstrap-override", labels, &data),
     ));
+    istio.extend(security::istio(&o.namespace));
     directory("components/istio/generated", &istio, &mut out);
 
     let (boot, ecds) = gateway_config_maps(policy, o)?;
-    let gateway = vec![
+    let mut gateway = vec![
         ("switchyard-gateway-bootstrap-configmap.yaml".into(), boot),
         ("switchyard-gateway-filter-configmap.yaml".into(), ecds),
         (
@@ -751,12 +753,11 @@ pub fn render(policy: &Policy, o: &K8sOptions) -> Result<Vec<File>, RenderErrors
             ),
         ),
     ];
+    gateway.extend(security::network_policies(&security::GatewayPeer::OwnPods));
     directory("components/envoy-gateway/generated", &gateway, &mut out);
-    directory(
-        "components/gateway-api/generated",
-        &gateway_api::objects(policy, &o.namespace, &o.filter_url)?,
-        &mut out,
-    );
+    let mut api = gateway_api::objects(policy, &o.namespace, &o.filter_url)?;
+    api.extend(security::network_policies(&security::GatewayPeer::EnvoyGateway(gateway_api::GATEWAY)));
+    directory("components/gateway-api/generated", &api, &mut out);
     Ok(out)
 }
 

@@ -31,7 +31,7 @@ pub struct App {
 pub enum Paths {
     /// Samples, `/metrics` and `/health`: one plain listener.
     All,
-    /// `POST /v1/samples` only: the listener behind mutual TLS, which only Envoy reaches.
+    /// `POST /v1/samples` only: beside an admin listener, the port that only Envoy reaches.
     Samples,
     /// `/metrics` and `/health`: the admin listener beside it.
     Admin,

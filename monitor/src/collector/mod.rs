@@ -27,10 +27,11 @@ pub use metrics::Metrics;
 /// The collector's command line (flags and environment), validated once by [`Config::validate`].
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
-    /// Listener for samples (and `/metrics` and `/health`, unless it requires mutual TLS).
+    /// Listener for samples (and `/metrics` and `/health` when there is no --admin-addr).
     #[arg(long = collector::HTTP.long(), env = collector::HTTP.env, default_value = collector::HTTP.default)]
     pub listen: SocketAddr,
-    /// `/metrics` and `/health` on a listener of their own, plain (required with --tls-cert).
+    /// `/metrics` and `/health` on a listener of their own, plain (required with --tls-cert);
+    /// the samples listener then answers `POST /v1/samples` only.
     #[arg(long = collector::ADMIN.long(), env = collector::ADMIN.env)]
     pub admin_addr: Option<SocketAddr>,
     #[command(flatten)]
@@ -148,7 +149,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             axum::serve(l, r).with_graceful_shutdown(shutdown).await?;
         }
         None => {
-            let r = router(app, config.max_body_bytes, Paths::All);
+            // With an admin listener of its own, the samples port answers samples only: a
+            // NetworkPolicy or mesh policy that admits the gateway there admits nothing else.
+            let which = if admin_task.is_some() { Paths::Samples } else { Paths::All };
+            let r = router(app, config.max_body_bytes, which);
             axum::serve(listener, r).with_graceful_shutdown(shutdown).await?;
         }
     }
