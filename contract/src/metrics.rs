@@ -157,6 +157,19 @@ pub const REQUEST_DURATION_MS: Metric = Metric {
     labels: &["model", "version"],
     source: Source::Filter,
 };
+/// Per tenant (named ones and `other`) when the policy has `identity`.
+pub const TENANT_REQUESTS_TOTAL: Metric = Metric {
+    name: "switchyard_tenant_requests_total",
+    kind: Kind::Counter,
+    labels: &["tenant", "model", "outcome"],
+    source: Source::Filter,
+};
+pub const TENANT_REQUEST_DURATION_MS: Metric = Metric {
+    name: "switchyard_tenant_request_duration_ms",
+    kind: Kind::Histogram,
+    labels: &["tenant", "model"],
+    source: Source::Filter,
+};
 pub const ROUTE_DECISIONS_TOTAL: Metric = Metric {
     name: "switchyard_route_decisions_total",
     kind: Kind::Counter,
@@ -235,6 +248,13 @@ pub const ENVOY_HTTP_DOWNSTREAM_RQ_TOTAL: Metric = Metric {
     labels: &["envoy_http_conn_manager_prefix"],
     source: Source::Envoy,
 };
+/// Requests Envoy's JWT filter refused (401) before the Switchyard filter saw them.
+pub const ENVOY_HTTP_JWT_AUTHN_DENIED: Metric = Metric {
+    name: "envoy_http_jwt_authn_denied",
+    kind: Kind::Counter,
+    labels: &["envoy_http_conn_manager_prefix"],
+    source: Source::Envoy,
+};
 pub const ENVOY_EXTENSION_CONFIG_DISCOVERY_HTTP_FILTER_SWITCHYARD_UPDATE_SUCCESS: Metric = Metric {
     name: "envoy_extension_config_discovery_http_filter_switchyard_update_success",
     kind: Kind::Counter,
@@ -267,6 +287,12 @@ pub const COLLECTOR_FSYNCS_TOTAL: Metric =
     Metric { name: "switchyard_collector_fsyncs_total", kind: Kind::Counter, labels: &[], source: Source::Collector };
 pub const COLLECTOR_ROTATIONS_TOTAL: Metric = Metric {
     name: "switchyard_collector_rotations_total",
+    kind: Kind::Counter,
+    labels: &[],
+    source: Source::Collector,
+};
+pub const COLLECTOR_EXPIRED_FILES_TOTAL: Metric = Metric {
+    name: "switchyard_collector_expired_files_total",
     kind: Kind::Counter,
     labels: &[],
     source: Source::Collector,
@@ -453,6 +479,8 @@ pub const OPERATOR_RECONCILES_TOTAL: Metric = Metric {
     labels: &["kind", "result"],
     source: Source::Operator,
 };
+pub const ROLLOUT_POLICY_UNRECORDED: Metric =
+    Metric { name: "switchyard_rollout_policy_unrecorded", kind: Kind::Gauge, labels: &[], source: Source::Rollout };
 pub const OPERATOR_ROLLOUTS: Metric =
     Metric { name: "switchyard_operator_rollouts", kind: Kind::Gauge, labels: &["phase"], source: Source::Operator };
 
@@ -476,6 +504,8 @@ pub const ALL: &[Metric] = &[
     BUILD_INFO,
     REQUESTS_TOTAL,
     REQUEST_DURATION_MS,
+    TENANT_REQUESTS_TOTAL,
+    TENANT_REQUEST_DURATION_MS,
     ROUTE_DECISIONS_TOTAL,
     GUARD_OUT,
     GUARD_OUT_SINCE,
@@ -490,6 +520,7 @@ pub const ALL: &[Metric] = &[
     SLO_BAD_EVENTS,
     SLO_BURN_RATE_X1000,
     ENVOY_HTTP_DOWNSTREAM_RQ_TOTAL,
+    ENVOY_HTTP_JWT_AUTHN_DENIED,
     ENVOY_EXTENSION_CONFIG_DISCOVERY_HTTP_FILTER_SWITCHYARD_UPDATE_SUCCESS,
     ENVOY_EXTENSION_CONFIG_DISCOVERY_HTTP_FILTER_SWITCHYARD_UPDATE_REJECTED,
     ENVOY_WASM_SWITCHYARD_VM_RELOAD_FAILURE,
@@ -498,6 +529,7 @@ pub const ALL: &[Metric] = &[
     COLLECTOR_WRITTEN_BYTES_TOTAL,
     COLLECTOR_FSYNCS_TOTAL,
     COLLECTOR_ROTATIONS_TOTAL,
+    COLLECTOR_EXPIRED_FILES_TOTAL,
     COLLECTOR_WRITE_ERRORS_TOTAL,
     COLLECTOR_REQUESTS_REJECTED_TOTAL,
     COLLECTOR_QUEUE_DEPTH,
@@ -533,6 +565,7 @@ pub const ALL: &[Metric] = &[
     ROLLOUT_WEIGHT,
     ROLLOUT_STATE,
     ROLLOUT_LAST_DECISION_INFO,
+    ROLLOUT_POLICY_UNRECORDED,
 ];
 
 /// What in a Prometheus text exposition (text format or OpenMetrics) of `source` differs from

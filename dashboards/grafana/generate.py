@@ -352,8 +352,19 @@ def finops():
           [target(f"model_version:switchyard_inferences:rate5m{{{sel}}}", "{{version}}")], "reqps", w=12)
     b.add("timeseries", "Idle cost per hour by device", "Idle share x the device's hourly price.",
           [target("instance_device:switchyard_idle_cost_dollars_per_hour:rate5m", "{{instance}} {{device}}")], "currencyUSD", w=12)
+    tenants = ("With identity in the policy: the policy's named tenants by name, every other tenant as 'other'. "
+               "Showback: each model's spend split by the tenants' shares of its requests.")
+    b.add("bargauge", "Spend per hour by tenant", tenants,
+          [target("sort_desc(tenant:switchyard_cost_dollars_per_hour:rate5m)", "{{tenant}}")], "currencyUSD", w=8,
+          defaults={"decimals": 3})
+    b.add("timeseries", "Cost per 1,000 requests by tenant", tenants + " Quota refusals cost nothing and are not counted.",
+          [target("tenant:switchyard_cost_per_1k_requests_dollars:rate5m", "{{tenant}}")], "currencyUSD", w=8)
+    b.add("timeseries", "Requests/s by tenant (and refused by quota)", "Requests a version served per tenant, and ('refused') Envoy's 429s for a tenant over its quota.",
+          [target('sum by (tenant) (tenant_model:switchyard_requests:rate5m{model="$model"})', "{{tenant}}"),
+           target('sum by (tenant) (tenant_model:switchyard_quota_refused:rate5m{model="$model"})', "{{tenant}} refused")],
+          "reqps", w=8)
     return dashboard("switchyard-finops", "Switchyard / FinOps",
-                     "Cost per 1,000 inferences and device-seconds per request by version, batch fill efficiency, idle share. Prices: dashboards/prices.json.",
+                     "Cost per 1,000 inferences and device-seconds per request by version, batch fill efficiency, idle share; spend by tenant. Prices: dashboards/prices.json.",
                      b, [MODEL_VAR, VERSION_VAR], alert_annotation('model="$model"'))
 
 

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use switchyard_policy::guard::{self, EpochMove};
 
+use crate::audit::{self, AUDIT_FILE, Actor, AuditError};
 use crate::render::envoy::{Contract, filter_config};
 use crate::render::{Policy, RenderErrors, json_text};
 
@@ -28,6 +29,8 @@ pub enum ApplyError {
     NoFilter(PathBuf),
     #[error("{}: {source}", path.display())]
     Path { path: PathBuf, source: std::io::Error },
+    #[error("the policy is in force, but its change could not be recorded: {0}")]
+    Audit(#[from] AuditError),
 }
 
 /// Why an ECDS document yields no policy.
@@ -82,8 +85,15 @@ pub struct Applied {
 /// Puts `policy` in force in the Envoy running `bootstrap`: refused (naming every difference)
 /// when that bootstrap cannot serve it, else the ECDS file (`out`, by default `filter.yaml`
 /// beside the bootstrap) is replaced. A guard epoch that would bring back a latch of an epoch
-/// once in force is moved forward first, and said so in [`Applied::moves`].
-pub fn apply_filter(policy: &Policy, wasm: &Path, bootstrap: &Path, out: Option<&Path>) -> Result<Applied, ApplyError> {
+/// once in force is moved forward first, and said so in [`Applied::moves`]. The change is
+/// recorded, with `actor`, in the audit trail beside the bootstrap ([`audit`]).
+pub fn apply_filter(
+    policy: &Policy,
+    wasm: &Path,
+    bootstrap: &Path,
+    out: Option<&Path>,
+    actor: &Actor,
+) -> Result<Applied, ApplyError> {
     let running: Value = serde_json::from_slice(&read(bootstrap)?)
         .map_err(|e| invalid(bootstrap, format_args!("not a rendered bootstrap: {e}")))?;
     Contract::of_bootstrap(&running)
@@ -109,6 +119,8 @@ pub fn apply_filter(policy: &Policy, wasm: &Path, bootstrap: &Path, out: Option<
     guard::record_epochs(policy.config(), &mut highest);
     write_epochs(&epochs_file, &highest)?;
     let version = doc.get("version_info").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let trail = bootstrap.with_file_name(AUDIT_FILE);
+    audit::append(&trail, actor, now.as_ref(), &policy, &version, switchyard_runtime::now_ms())?;
     Ok(Applied { version, out, policy, moves })
 }
 

@@ -2,7 +2,7 @@
 //! bootstrap and the filter's ECDS resource, Prometheus' and Alertmanager's configuration and
 //! the Kubernetes objects ([`render`], pure functions), and the atomic replacement of a running
 //! Envoy's filter configuration after checking it against what that Envoy was started with
-//! ([`apply`]), what the guard holds out of the split ([`held_out`]), and the JSON export of
+//! ([`apply`]) with its audit trail ([`audit`]), what the guard holds out of the split ([`held_out`]), and the JSON export of
 //! the contracts between processes ([`contract`]). The
 //! `switchyard-policy` command line is this crate's binary.
 //!
@@ -10,6 +10,7 @@
 //! this crate never parses a policy any other way.
 
 pub mod apply;
+pub mod audit;
 pub mod contract;
 pub mod held_out;
 pub mod render;

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 use clap::{Args, Parser, Subcommand};
 use switchyard_deploy::apply::{absolute, apply_filter, start_epochs, wasm_file};
+use switchyard_deploy::audit;
 use switchyard_deploy::render::envoy::{self, BootstrapOptions, Fault};
 use switchyard_deploy::render::k8s::{self, K8sOptions};
 use switchyard_deploy::render::prometheus::{self, AlertmanagerOptions, Prices, PrometheusOptions};
@@ -57,6 +58,35 @@ enum Command {
         /// The exposition text; `-` reads standard input.
         #[arg(long, default_value = "-")]
         stats: PathBuf,
+    },
+    /// The audit trail of the policies put in force in the Envoy running BOOTSTRAP (its
+    /// audit.jsonl): every change, who made it, through which tool and what changed, the
+    /// trail's hash chain checked. With --check, also that the policy in force is the last one
+    /// recorded: exit 1 when it was changed outside the tools, or the trail was edited.
+    Audit {
+        #[arg(long)]
+        bootstrap: PathBuf,
+        #[arg(long)]
+        check: bool,
+        /// The records as JSON lines, for tools.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a client token for a policy with `identity`: its issuer, audience and tenant
+    /// claim, signed with the key `render certs` writes (jwt-signing-key.pem).
+    Token {
+        #[arg(long)]
+        policy: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        /// How long the token is valid.
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+        /// The token's subject (`sub`): who holds it, for the audit trail.
+        #[arg(long, default_value = "switchyard-local")]
+        subject: String,
     },
     /// Write the contracts between processes (ports, flags, health paths, metrics, outcome
     /// classes) as JSON for everything not written in Rust: contract/contract.json.
@@ -110,7 +140,8 @@ enum Render {
     },
     /// The local stack's certificates for mutual TLS (a CA, the backend's and the collector's
     /// server certificates, Envoy's client certificate), into OUT_DIR; a set that is complete
-    /// and more than 30 days from expiry is kept (the CA's key is never written).
+    /// and more than 30 days from expiry is kept (the CA's key is never written). Also the
+    /// client tokens' signing key and the JWKS Envoy checks them with (kept once written).
     Certs {
         #[arg(long)]
         out_dir: PathBuf,
@@ -160,6 +191,10 @@ struct EnvoyArgs {
     /// certificate ca.pem signed.
     #[arg(long, value_name = "DIR")]
     upstream_tls: Option<PathBuf>,
+    /// The JWKS Envoy checks client tokens against, for a policy with `identity` (`render
+    /// certs` writes jwks.json).
+    #[arg(long, value_name = "FILE")]
+    jwks: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -247,6 +282,8 @@ fn main() -> ExitCode {
         Command::Render(r) => render(*r),
         Command::HeldOut { stats } => held_out(&stats),
         Command::Contract { check, out } => contract(check, &out),
+        Command::Token { policy, key, tenant, ttl, subject } => token(&policy, &key, &tenant, &ttl, &subject),
+        Command::Audit { bootstrap, check, json } => audit_trail(&bootstrap, check, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -264,6 +301,55 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
 fn read_policy(path: &Path) -> anyhow::Result<Policy> {
     let text = String::from_utf8(read(path)?).map_err(|_| anyhow!("{}: not UTF-8", path.display()))?;
     Policy::parse(text).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+fn audit_trail(bootstrap: &Path, check: bool, json: bool) -> anyhow::Result<()> {
+    let trail = bootstrap.with_file_name(audit::AUDIT_FILE);
+    let records = audit::verify(&trail)?;
+    for r in &records {
+        if json {
+            println!("{}", serde_json::to_string(r)?);
+            continue;
+        }
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.time_unix_ms);
+        let what: Vec<&str> = r.after.as_object().into_iter().flat_map(|o| o.keys()).map(String::as_str).collect();
+        let what = if r.before_sha256.is_none() { "the policy Envoy started with".to_owned() } else { what.join(", ") };
+        println!(
+            "{} {} via {:?}: {} (filter config {})",
+            humantime::format_rfc3339_seconds(when),
+            r.who,
+            r.via,
+            if what.is_empty() { "no change" } else { &what },
+            r.filter_config
+        );
+    }
+    if !json {
+        println!("audit: {} change(s) in {}, chain intact", records.len(), trail.display());
+    }
+    if check {
+        let in_force = switchyard_deploy::apply::in_force(bootstrap)?;
+        let last = audit::check_in_force(&trail, &in_force)?;
+        if !json {
+            println!("audit: the policy in force is the last one recorded ({} via {:?})", last.who, last.via);
+        }
+    }
+    Ok(())
+}
+
+fn token(policy: &Path, key: &Path, tenant: &str, ttl: &str, subject: &str) -> anyhow::Result<()> {
+    let policy = read_policy(policy)?;
+    let Some(id) = &policy.config().identity else {
+        anyhow::bail!("the policy has no identity: its clients need no token");
+    };
+    let ttl = humantime::parse_duration(ttl).map_err(|e| anyhow!("--ttl {ttl}: {e}"))?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let mut claims = serde_json::json!({"iss": id.issuer, "sub": subject, "iat": now, "exp": now + ttl.as_secs()});
+    claims[&id.tenant_claim] = tenant.into();
+    if let Some(aud) = id.audiences.first() {
+        claims["aud"] = aud.as_str().into();
+    }
+    println!("{}", switchyard_tls::jwt::mint(key, &claims)?);
+    Ok(())
 }
 
 fn held_out(stats: &Path) -> anyhow::Result<()> {
@@ -343,7 +429,8 @@ fn render(r: Render) -> anyhow::Result<()> {
     match r {
         Render::Envoy(a) => render_envoy(a),
         Render::Filter { policy, wasm, bootstrap, out } => {
-            let applied = apply_filter(&read_policy(&policy)?, &wasm, &bootstrap, out.as_deref())?;
+            let actor = audit::Actor::cli();
+            let applied = apply_filter(&read_policy(&policy)?, &wasm, &bootstrap, out.as_deref(), &actor)?;
             for m in &applied.moves {
                 println!("guard: {m}");
             }
@@ -360,6 +447,13 @@ fn render(r: Render) -> anyhow::Result<()> {
                 out_dir.display(),
                 switchyard_tls::generate::VALID_DAYS,
                 switchyard_tls::generate::RENEW_BEFORE_DAYS
+            );
+            let wrote = switchyard_tls::jwt::ensure(&out_dir)?;
+            println!(
+                "tokens: {} the signing key {} and {} (switchyard-policy token signs with it)",
+                if wrote { "wrote" } else { "kept" },
+                switchyard_tls::jwt::SIGNING_KEY,
+                switchyard_tls::jwt::JWKS
             );
             Ok(())
         }
@@ -432,6 +526,7 @@ fn render_envoy(a: EnvoyArgs) -> anyhow::Result<()> {
         no_filter: a.no_filter,
         faults: a.fault,
         upstream_tls: a.upstream_tls.as_deref().map(upstream_tls).transpose()?,
+        jwks: a.jwks.as_deref().map(absolute).transpose()?,
     };
     let bootstrap = envoy::bootstrap(policy.config(), &options);
     match bootstrap {
@@ -443,7 +538,12 @@ fn render_envoy(a: EnvoyArgs) -> anyhow::Result<()> {
         Ok(doc) => {
             let path = a.out_dir.join("envoy.yaml");
             if !a.no_filter {
-                write_atomic(&ecds, json_text(&envoy::filter_config(&policy, &wasm)))?;
+                let ecds_doc = envoy::filter_config(&policy, &wasm);
+                write_atomic(&ecds, json_text(&ecds_doc))?;
+                // The policy a new Envoy starts with is the trail's first change (or the next).
+                let version = ecds_doc.get("version_info").and_then(serde_json::Value::as_str).unwrap_or_default();
+                let trail = a.out_dir.join(audit::AUDIT_FILE);
+                audit::append(&trail, &audit::Actor::cli(), None, &policy, version, switchyard_runtime::now_ms())?;
             }
             write_atomic(&path, json_text(&doc))?;
             start_epochs(&path, policy.config())?;

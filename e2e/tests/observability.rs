@@ -15,7 +15,7 @@ use switchyard_contract::process::pager;
 use serde_json::{Value, json};
 use switchyard_contract::metrics as contract;
 use switchyard_testkit::prom::{Alert, Alertmanager, Prometheus, Sample, Webhook, run_tool};
-use switchyard_testkit::stack::{Stack, mlp_policy, python, render};
+use switchyard_testkit::stack::{Stack, mlp_policy, policy_tool, python, render};
 use switchyard_testkit::{demo_repo, root, scratch, try_request};
 
 /// What every runbook_url starts with; the rest is `docs/runbooks/<alertname>.md`.
@@ -703,14 +703,32 @@ fn check_dashboard(prom: &Prometheus, file: &str, d: &Value, gpu: bool, report: 
 #[test]
 fn live_stack_feeds_every_rule_panel_and_alert() {
     let started = Instant::now();
-    let policy = mlp_policy(&json!({
+    let mut policy = mlp_policy(&json!({
         "versions": [{"name": "v1", "cluster": "mlp-v1", "weight": 70}, {"name": "v2", "cluster": "mlp-v2", "weight": 30}],
         "sampling": {"rate": 0.2, "max_body_bytes": 65536},
         "slo": {"availability": 0.999, "latency_ms": 100, "latency_objective": 0.99}
     }));
+    // Clients with tokens of two tenants (one named, one `other`), team-a over a quota it
+    // meets now and then: the tenant rules and the FinOps panels get data too.
+    policy["identity"] =
+        json!({"issuer": "observability", "tenants": {"team-a": {"quota": {"requests_per_second": 150}}}});
+    let keys = scratch("observability-keys");
+    policy_tool(&["render", "certs", "--out-dir", keys.to_str().unwrap()]).unwrap();
+    let jwks = keys.join(switchyard_tls::jwt::JWKS);
+    let tokens: Vec<String> = ["team-a", "team-b"]
+        .iter()
+        .map(|t| {
+            let claims = json!({"iss": "observability", "tenant": t, "exp": 4_102_444_800_u64});
+            format!(
+                "Bearer {}",
+                switchyard_tls::jwt::mint(&keys.join(switchyard_tls::jwt::SIGNING_KEY), &claims).unwrap()
+            )
+        })
+        .collect();
     // The canary fails 30% of its requests with 503 (Envoy's fault filter, after the
     // Switchyard filter: the filter counts them like upstream answers).
-    let stack = Stack::start_with("observability", &policy, &["--fault", "mlp-v2=30"]);
+    let stack =
+        Stack::start_with("observability", &policy, &["--fault", "mlp-v2=30", "--jwks", jwks.to_str().unwrap()]);
     let dir = stack.dir.clone();
     let webhook = Webhook::start(&dir);
     let am_config = dir.join("alertmanager.yml");
@@ -763,6 +781,7 @@ fn live_stack_feeds_every_rule_panel_and_alert() {
     std::thread::scope(|s| {
         for t in 0..3 {
             let (stop, seen, listen) = (&stop, &seen, &stack.listen);
+            let token = tokens[t % 2].as_str();
             s.spawn(move || {
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
@@ -771,7 +790,7 @@ fn live_stack_feeds_every_rule_panel_and_alert() {
                         listen,
                         "POST",
                         "/v2/models/mlp/infer",
-                        &[("content-type", "application/json")],
+                        &[("content-type", "application/json"), ("authorization", token)],
                         &body,
                     ) {
                         let v = r.header("x-switchyard-version").unwrap_or("-").to_owned();

@@ -39,7 +39,7 @@ pub const RESPONSE_FLAGS: &[&str] = &["response", "flags"];
 /// a timeout, a reset or a client that left from a plain 5xx, and reading them is a host call
 /// the common path skips. `client_deadline`: a 504 carried the backend's mark that the client's
 /// own deadline passed (read only on 504s, for the same reason).
-pub fn outcome(h: &mut impl Host, status: Option<u16>, client_deadline: bool) -> Outcome {
+pub fn outcome(h: &mut impl Host, status: Option<u16>, client_deadline: bool, quota_exceeded: bool) -> Outcome {
     let flags = match status {
         Some(s) if s < 500 => 0,
         _ => h.property_u64(RESPONSE_FLAGS).unwrap_or(0),
@@ -49,6 +49,7 @@ pub fn outcome(h: &mut impl Host, status: Option<u16>, client_deadline: bool) ->
         reset: flags & RESET != 0,
         client_gone: flags & CLIENT_GONE != 0,
         client_deadline,
+        quota_exceeded,
     };
     slo::classify(status, ending)
 }
@@ -198,6 +199,7 @@ impl Host for Envoy {
         let code = match grpc_status {
             3 => C::InvalidArgument,
             5 => C::NotFound,
+            7 => C::PermissionDenied,
             12 => C::Unimplemented,
             14 => C::Unavailable,
             _ => C::Internal,

@@ -107,6 +107,12 @@ pub struct VersionIds {
     pub slo: Vec<SloIds>,
 }
 
+/// One tenant's requests of one model (with `identity` in the policy).
+pub struct TenantIds {
+    pub requests: [Counter; Outcome::COUNT],
+    pub duration_ms: Id,
+}
+
 pub struct ModelIds {
     pub override_refused: Counter,
     pub versions: Vec<VersionIds>,
@@ -120,10 +126,15 @@ pub struct Ids {
     pub unrouted_invalid_path: Counter,
     /// gRPC calls refused because their message could not be placed (see `policy::grpc`).
     pub unrouted_invalid_grpc: Counter,
+    /// Model requests refused (403) because Envoy named no tenant though `identity` is on.
+    pub unrouted_no_tenant: Counter,
     /// Keys in shared data (`slo::KEY_COUNT`).
     pub shared_keys: Id,
     /// The filter's shared data started empty (`slo::CountingStore::started`).
     pub shared_data_starts: Counter,
+    /// [tenant label][model], in `Identity::labels` and `config.models` order; empty without
+    /// `identity`.
+    pub tenants: Vec<Vec<TenantIds>>,
 }
 
 /// A version's `switchyard_samples_total` counters, by result (`SampleResult::ALL` order).
@@ -218,9 +229,33 @@ impl Ids {
                 &contract::UNROUTED_REQUESTS_TOTAL,
                 &[("reason", "invalid_grpc_message")],
             ),
+            unrouted_no_tenant: c.define(h, &contract::UNROUTED_REQUESTS_TOTAL, &[("reason", "no_tenant")]),
             shared_keys: Id::define(h, &contract::SHARED_DATA_KEYS, &[]),
             shared_data_starts: c.define(h, &contract::SHARED_DATA_STARTS_TOTAL, &[]),
+            tenants: Self::tenants(h, config, c),
         }
+    }
+
+    fn tenants(h: &mut impl Host, config: &Config, c: &mut Counters) -> Vec<Vec<TenantIds>> {
+        let Some(identity) = &config.identity else { return Vec::new() };
+        identity
+            .labels()
+            .map(|tenant| {
+                config
+                    .models
+                    .keys()
+                    .map(|model| {
+                        let l = [("tenant", tenant), ("model", model.as_str())];
+                        TenantIds {
+                            requests: Outcome::ALL.map(|o| {
+                                c.define(h, &contract::TENANT_REQUESTS_TOTAL, &[l[0], l[1], ("outcome", o.as_str())])
+                            }),
+                            duration_ms: Id::define(h, &contract::TENANT_REQUEST_DURATION_MS, &l),
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     pub fn version(&self, model: usize, version: usize) -> Option<&VersionIds> {
@@ -263,7 +298,8 @@ mod tests {
                                                  {"name": "v2", "cluster": "b", "weight": 1}],
                                     "shadow": {"version": "v2", "percent": 1, "compare": {"percent": 1}},
                                     "sampling": {"rate": 0.5},
-                                    "slo": {"availability": 0.99, "latency_ms": 100}}}}"#,
+                                    "slo": {"availability": 0.99, "latency_ms": 100}}},
+                 "identity": {"issuer": "i", "tenants": {"team-a": {}}}}"#,
         )
         .unwrap();
         let windows = [switchyard_policy::slo::WindowSpec::parse("5m").unwrap()];

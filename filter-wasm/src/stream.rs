@@ -3,6 +3,7 @@
 
 use proxy_wasm::types::Action;
 use switchyard_policy::grpc::{self, Method, Prefix, PrefixError};
+use switchyard_policy::identity::{QUOTA_EXCEEDED, QUOTA_HEADER, TENANT_HEADER};
 use switchyard_policy::sampling::{Capture, Meta, SampleResult};
 use switchyard_policy::slo::{DEADLINE_BY_CLIENT, DEADLINE_HEADER};
 
@@ -16,6 +17,10 @@ struct Routed {
     status: Option<u16>,
     /// A 504 the backend marked as the client's own deadline passing.
     client_deadline: bool,
+    /// A 429 the gateway's quota answered.
+    quota_exceeded: bool,
+    /// The tenant's label index and name, with `identity` in the policy.
+    tenant: Option<(usize, String)>,
     /// A sampled request's capture, and its `x-request-id`.
     capture: Option<(Capture, Option<String>)>,
     /// A compared request's capture (its own cap), with the shadow version and the path sent.
@@ -86,13 +91,30 @@ impl Stream {
                 return Action::Pause;
             }
         };
-        self.apply(h, &w, &route, None);
+        let tenant = match tenant_of(h, &w, None) {
+            Ok(t) => t,
+            Err(e) => {
+                drop_client_copies(h, &[upstream_header, shadow_header]);
+                w.count_no_tenant();
+                let body = serde_json::json!({ "error": e.message() }).to_string();
+                h.send_local_reply(403, &[("content-type", "application/json")], body.as_bytes());
+                return Action::Pause;
+            }
+        };
+        self.apply(h, &w, &route, None, tenant);
         Action::Continue
     }
 
     /// Sets the routing headers (or, for gRPC, properties) of a routed request and starts its
     /// captures; `headers`: the request's headers when they were read already.
-    fn apply(&mut self, h: &mut impl Host, w: &Worker, route: &Route, headers: Option<Vec<(String, String)>>) {
+    fn apply(
+        &mut self,
+        h: &mut impl Host,
+        w: &Worker,
+        route: &Route,
+        headers: Option<Vec<(String, String)>>,
+        tenant: Option<(usize, String)>,
+    ) {
         let Some(set) = w.route_headers(route) else { return };
         // (A gRPC call's copies went when its headers passed.)
         if set.shadow.1.is_none() && !route.grpc {
@@ -130,6 +152,8 @@ impl Stream {
             start_ms: h.now_ms(),
             status: None,
             client_deadline: false,
+            quota_exceeded: false,
+            tenant,
             capture,
             compare,
             grpc,
@@ -188,7 +212,15 @@ impl Stream {
             h.send_grpc_reply(grpc::GRPC_INTERNAL, "the proxy could not rewrite the message");
             return Action::Pause;
         }
-        self.apply(h, &w, &route, Some(headers));
+        let tenant = match tenant_of(h, &w, Some(&headers)) {
+            Ok(t) => t,
+            Err(e) => {
+                w.count_no_tenant();
+                h.send_grpc_reply(grpc::GRPC_PERMISSION_DENIED, &e.message());
+                return Action::Pause;
+            }
+        };
+        self.apply(h, &w, &route, Some(headers), tenant);
         drop(w);
         // The route was picked when the headers passed (a refusal: the call was not placed
         // yet); without a new pick the cluster set now would go unread.
@@ -229,6 +261,10 @@ impl Stream {
                     h.header(Dir::Response, DEADLINE_HEADER).is_some_and(|v| v.trim() == DEADLINE_BY_CLIENT);
             }
         }
+        // Only a 429 (RESOURCE_EXHAUSTED) can be the gateway's quota: no host call otherwise.
+        if r.tenant.is_some() && (r.status == Some(429) || r.grpc == Some(Some(grpc::GRPC_RESOURCE_EXHAUSTED))) {
+            r.quota_exceeded = h.header(Dir::Response, QUOTA_HEADER).is_some_and(|v| v.trim() == QUOTA_EXCEEDED);
+        }
         if r.capture.is_some() || r.compare.is_some() {
             let headers = h.headers(Dir::Response);
             if let Some((_, c, _)) = r.compare.as_mut() {
@@ -237,6 +273,10 @@ impl Stream {
             if let Some((c, _)) = r.capture.as_mut() {
                 c.response.set_headers(headers);
             }
+        }
+        // No version answered a quota refusal: none is named.
+        if r.quota_exceeded {
+            return;
         }
         let Some(w) = self.worker.as_ref().and_then(|w| w.try_borrow().ok()) else { return };
         if let Some((name, version)) = w.version_header(r.at) {
@@ -265,9 +305,9 @@ impl Stream {
             (Some(None), Some(200)) => None,
             _ => r.status,
         };
-        let outcome = host::outcome(h, status, r.client_deadline);
+        let outcome = host::outcome(h, status, r.client_deadline, r.quota_exceeded);
         let latency_ms = h.now_ms().saturating_sub(r.start_ms);
-        w.record_finished(h, r.at, outcome, latency_ms);
+        w.record_finished(h, r.at, r.tenant.as_ref().map(|(i, _)| *i), outcome, latency_ms);
         if r.capture.is_none() && r.compare.is_none() {
             return;
         }
@@ -295,6 +335,7 @@ impl Stream {
             duration_ms: latency_ms,
             status,
             outcome,
+            tenant: r.tenant.as_ref().map(|(_, t)| t.as_str()),
         };
         match capture.envelope(&meta, s) {
             Some(body) => w.queue_sample(r.at, body),
@@ -302,6 +343,23 @@ impl Stream {
             None => w.count_sample(r.at, SampleResult::Dropped),
         }
     }
+}
+
+/// The tenant Envoy named for this request (`headers`: a gRPC call's, read when they passed),
+/// with `identity` in the policy; one host call then, none without.
+fn tenant_of(
+    h: &mut impl Host,
+    w: &Worker,
+    headers: Option<&[(String, String)]>,
+) -> Result<Option<(usize, String)>, crate::worker::NoTenant> {
+    if !w.has_identity() {
+        return Ok(None);
+    }
+    let value = match headers {
+        Some(headers) => headers.iter().find(|(k, _)| k == TENANT_HEADER).map(|(_, v)| v.clone()),
+        None => h.header(Dir::Request, TENANT_HEADER),
+    };
+    Ok(w.tenant(value.as_deref())?.zip(value))
 }
 
 fn grpc_status(h: &mut impl Host, dir: Dir) -> Option<u32> {
@@ -626,6 +684,49 @@ mod tests {
         ];
         assert_eq!(h.calls, sampled);
     }
+    #[test]
+    fn tenants_are_counted_by_label_and_a_request_without_one_is_refused() {
+        let mut h = FakeHost::default();
+        let mut config = two_versions(json!({"sampling": {"rate": 1.0}}));
+        config["identity"] = json!({"issuer": "i", "tenants": {"team-a": {}}});
+        let w = worker(&mut h, &config);
+        let send = |h: &mut FakeHost, tenant: Option<&str>, status: u16, quota: bool| {
+            let mut headers = vec![(":path", "/v2/models/mlp/infer")];
+            headers.extend(tenant.map(|t| (TENANT_HEADER, t)));
+            h.request(&headers);
+            h.response_headers = if quota { vec![(QUOTA_HEADER.into(), QUOTA_EXCEEDED.into())] } else { vec![] };
+            run(h, &w, Some(status), &[], &[]);
+        };
+        send(&mut h, Some("team-a"), 200, false);
+        // The sample says whose request it was.
+        let posted = samples_posted(&w, Some(1));
+        assert_eq!(posted[0]["tenant"], "team-a");
+        w.borrow_mut().call_done(1, || SampleResult::Sent);
+        send(&mut h, Some("zeta"), 200, false);
+        assert_eq!(samples_posted(&w, Some(2))[0]["tenant"], "zeta", "the tenant's own name, not its label");
+        w.borrow_mut().call_done(2, || SampleResult::Sent);
+        send(&mut h, Some("omega"), 503, false);
+        // The gateway's quota, then a version that shed load itself.
+        send(&mut h, Some("team-a"), 429, true);
+        assert_eq!(h.response_header("x-switchyard-version"), None, "no version answered a quota refusal");
+        send(&mut h, Some("team-a"), 429, false);
+        assert!(h.local_replies.is_empty());
+        h.calls.clear();
+        send(&mut h, None, 200, false);
+        let reply = h.local_replies.pop().expect("a 403");
+        assert_eq!(reply.status, 403);
+        assert!(String::from_utf8_lossy(&reply.body).contains("no 'tenant' claim"), "{reply:?}");
+        assert_eq!(h.request_header("x-switchyard-upstream"), None, "refused before routing");
+        flush(&mut h, &w);
+        let tenant =
+            |t: &str, o: &str| h.counter(&format!("switchyard_tenant_requests_total;tenant={t};model=mlp;outcome={o}"));
+        assert_eq!([tenant("team-a", "success"), tenant("team-a", "quota"), tenant("team-a", "overloaded")], [1, 1, 1]);
+        assert_eq!([tenant("other", "success"), tenant("other", "5xx")], [1, 1]);
+        assert_eq!(h.counter("switchyard_requests_total;model=mlp;version=v1;outcome=quota"), 1);
+        assert_eq!(h.counter("switchyard_unrouted_requests_total;reason=no_tenant"), 1);
+        assert_eq!(h.recorded("switchyard_tenant_request_duration_ms;tenant=team-a;model=mlp").len(), 3);
+    }
+
     /// `:path` as the backend will see it, the cluster chosen, and the version header.
     fn routed(h: &FakeHost) -> (Option<&str>, Option<&str>, Option<&str>) {
         (

@@ -28,6 +28,18 @@ const CAS_RETRIES: usize = 8;
 
 pub type Shared = Rc<RefCell<Worker>>;
 
+/// A model request with `identity` in the policy but no tenant from Envoy: refused (403).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoTenant {
+    pub claim: String,
+}
+
+impl NoTenant {
+    pub fn message(&self) -> String {
+        format!("the token carries no '{}' claim: a tenant is required", self.claim)
+    }
+}
+
 /// A version of a model, by its position in the configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ModelVersion {
@@ -483,9 +495,43 @@ impl Worker {
         Some((&self.config.version_header, &policy.versions.get(at.version)?.name))
     }
 
-    /// Accounts a finished request against its version: outcome, latency and SLO events.
-    pub fn record_finished(&mut self, h: &mut impl Host, at: ModelVersion, outcome: Outcome, latency_ms: u64) {
+    /// With `identity` in the policy, the tenant's label index (named, or `other`) for the
+    /// value Envoy set from the client's token; `Err` when Envoy set none (a token without the
+    /// tenant claim, or a gateway that does not authenticate); `Ok(None)` without `identity`.
+    pub fn tenant(&self, value: Option<&str>) -> Result<Option<usize>, NoTenant> {
+        let Some(identity) = &self.config.identity else { return Ok(None) };
+        match value {
+            Some(v) if !v.is_empty() => Ok(Some(identity.tenant_index(v))),
+            _ => Err(NoTenant { claim: identity.tenant_claim.clone() }),
+        }
+    }
+
+    pub fn has_identity(&self) -> bool {
+        self.config.identity.is_some()
+    }
+
+    /// A model request refused for want of a tenant.
+    pub fn count_no_tenant(&mut self) {
+        self.counters.inc(self.ids.unrouted_no_tenant);
+    }
+
+    /// Accounts a finished request against its version (outcome, latency and SLO events) and
+    /// its tenant.
+    pub fn record_finished(
+        &mut self,
+        h: &mut impl Host,
+        at: ModelVersion,
+        tenant: Option<usize>,
+        outcome: Outcome,
+        latency_ms: u64,
+    ) {
         let Some((_, policy)) = self.models.get(at.model) else { return };
+        if let Some(t) = tenant.and_then(|t| self.ids.tenants.get(t)).and_then(|m| m.get(at.model)) {
+            t.duration_ms.record(h, latency_ms);
+            if let Some(c) = t.requests.get(outcome_index(outcome)) {
+                self.counters.inc(*c);
+            }
+        }
         if let Some(v) = self.ids.version(at.model, at.version) {
             v.duration_ms.record(h, latency_ms);
             if let Some(c) = v.requests.get(outcome_index(outcome)) {

@@ -180,6 +180,11 @@ fn a_bad_configuration_is_refused_before_listening() {
     assert!(stderr.contains("--max-queued-bytes (10) must be larger than --max-body-bytes"), "{stderr}");
     assert!(String::from_utf8_lossy(&run.stdout).is_empty());
     assert!(!out.exists());
+    let run =
+        Command::new(BIN).args(["--listen", "127.0.0.1:0", "--max-age", "30s", "--output"]).arg(&out).output().unwrap();
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("'30s' is under the minimum of 1m"));
+    assert!(!out.exists());
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::capture;
+use crate::identity::Identity;
 use crate::names::{valid_cluster, valid_name};
 use crate::slo::WindowSpec;
 
@@ -32,6 +33,9 @@ pub struct Config {
     /// Sliding windows for SLO accounting, e.g. `["5m", "1h"]`.
     #[serde(default = "default_windows")]
     pub slo_windows: Vec<String>,
+    /// Clients must present a token; tenants and their quotas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -400,6 +404,9 @@ impl Config {
                     ));
                 }
             }
+        }
+        if let Some(id) = &self.identity {
+            id.check(&mut p);
         }
         let mut seen = HashSet::new();
         for w in &self.slo_windows {

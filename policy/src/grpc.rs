@@ -153,6 +153,8 @@ impl fmt::Display for PrefixError {
 pub const GRPC_INVALID_ARGUMENT: u32 = 3;
 pub const GRPC_DEADLINE_EXCEEDED: u32 = 4;
 pub const GRPC_NOT_FOUND: u32 = 5;
+pub const GRPC_PERMISSION_DENIED: u32 = 7;
+pub const GRPC_RESOURCE_EXHAUSTED: u32 = 8;
 pub const GRPC_UNIMPLEMENTED: u32 = 12;
 pub const GRPC_INTERNAL: u32 = 13;
 

@@ -1,5 +1,5 @@
 //! Switchyard's data-plane policy, free of any proxy and of I/O: the policy's one parser and
-//! validator ([`config`]), names ([`names`]), durations ([`duration`]), the version split and sticky hashing ([`split`],
+//! validator ([`config`]), names ([`names`]), clients and tenants ([`identity`]), durations ([`duration`]), the version split and sticky hashing ([`split`],
 //! [`hash`]), the guard's decision rule ([`guard`]), SLO windows and burn rates ([`slo`]),
 //! request paths and gRPC placement ([`paths`], [`grpc`]), payload samples ([`sampling`]),
 //! shadow-answer comparison ([`shadow`]) and the captured bodies both ship ([`capture`]). The
@@ -17,6 +17,7 @@ pub mod duration;
 pub mod grpc;
 pub mod guard;
 pub mod hash;
+pub mod identity;
 pub mod names;
 pub mod paths;
 pub mod sampling;

@@ -14,6 +14,8 @@ pub const CREDENTIAL_HEADERS: [&str; 5] = ["authorization", "cookie", "set-cooki
 
 /// The `x-request-id` shipped is cut to this many bytes: it may come from the client.
 const MAX_REQUEST_ID: usize = 128;
+/// A tenant is a claim of a verified token; cut like the request id all the same.
+const MAX_TENANT: usize = 128;
 
 /// Open Inference Protocol's binary tensor extension: the length of the JSON part of a body
 /// whose tensor data follows it in binary.
@@ -183,6 +185,8 @@ pub struct Meta<'a> {
     /// Absent when no response came back.
     pub status: Option<u16>,
     pub outcome: Outcome,
+    /// The tenant Envoy took from the client's token (with `identity` in the policy).
+    pub tenant: Option<&'a str>,
 }
 
 /// One sampled exchange, as the collector receives it (one JSON object per POST).
@@ -197,6 +201,9 @@ pub struct Envelope<'a> {
     pub duration_ms: u64,
     pub status: Option<u16>,
     pub outcome: &'static str,
+    /// Whose request it was (with `identity`): the drift monitor can watch one tenant's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<&'a str>,
     pub request: Payload,
     pub response: Payload,
 }
@@ -218,6 +225,7 @@ impl Capture {
             duration_ms: meta.duration_ms,
             status: meta.status,
             outcome: meta.outcome.as_str(),
+            tenant: meta.tenant.map(|t| cut(t, MAX_TENANT)),
             request,
             response,
         };
@@ -446,6 +454,7 @@ mod tests {
             duration_ms: 2,
             status: Some(200),
             outcome: Outcome::Success,
+            tenant: None,
         }
     }
 
@@ -480,6 +489,19 @@ mod tests {
         let out = Capture::new(8, vec![]).envelope(&meta(&id), &sampling(8)).unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["request_id"].as_str().map(str::len), Some(MAX_REQUEST_ID));
+        assert!(v.get("tenant").is_none(), "no identity, no tenant field");
+    }
+
+    #[test]
+    fn a_sample_says_whose_request_it_was() {
+        let tenant = "t".repeat(200);
+        let m = Meta { tenant: Some(&tenant), ..meta("r") };
+        let out = Capture::new(8, vec![]).envelope(&m, &sampling(8)).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["tenant"].as_str().map(str::len), Some(MAX_TENANT));
+        let m = Meta { tenant: Some("team-a"), ..meta("r") };
+        let v: Value = serde_json::from_slice(&Capture::new(8, vec![]).envelope(&m, &sampling(8)).unwrap()).unwrap();
+        assert_eq!(v["tenant"], "team-a");
     }
 
     /// Serves `chunk`'s first `n` bytes, recording how many were asked for.

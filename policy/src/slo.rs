@@ -21,6 +21,9 @@ pub enum Outcome {
     ClientGone,
     /// A 504 the backend marked as the client's own deadline (its `timeout` parameter) passing.
     ClientDeadline,
+    /// The gateway's 429 for a tenant over its quota (`identity::QUOTA_HEADER`): the version
+    /// never saw the request.
+    QuotaExceeded,
 }
 
 /// The response header a backend sets on a 504 caused by the client's own deadline, and its
@@ -29,7 +32,7 @@ pub const DEADLINE_HEADER: &str = "x-switchyard-deadline";
 pub const DEADLINE_BY_CLIENT: &str = "client";
 
 impl Outcome {
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
     pub const ALL: [Outcome; Self::COUNT] = [
         Outcome::Success,
         Outcome::ClientError,
@@ -39,6 +42,7 @@ impl Outcome {
         Outcome::UpstreamReset,
         Outcome::ClientGone,
         Outcome::ClientDeadline,
+        Outcome::QuotaExceeded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +55,7 @@ impl Outcome {
             Outcome::UpstreamReset => "upstream_reset",
             Outcome::ClientGone => "client_gone",
             Outcome::ClientDeadline => "client_deadline",
+            Outcome::QuotaExceeded => "quota",
         }
     }
 
@@ -64,7 +69,11 @@ impl Outcome {
     pub fn is_bad(self) -> bool {
         match self {
             Outcome::ServerError | Outcome::Timeout | Outcome::UpstreamReset | Outcome::Overloaded => true,
-            Outcome::Success | Outcome::ClientError | Outcome::ClientGone | Outcome::ClientDeadline => false,
+            Outcome::Success
+            | Outcome::ClientError
+            | Outcome::ClientGone
+            | Outcome::ClientDeadline
+            | Outcome::QuotaExceeded => false,
         }
     }
 }
@@ -81,6 +90,8 @@ pub struct Ending {
     pub client_gone: bool,
     /// The response carried `x-switchyard-deadline: client`.
     pub client_deadline: bool,
+    /// A 429 carried `x-switchyard-quota: exceeded`: the gateway's quota, not the version.
+    pub quota_exceeded: bool,
 }
 
 /// `status` is absent when no response passed the filter.
@@ -95,6 +106,7 @@ pub fn classify(status: Option<u16>, e: Ending) -> Outcome {
         None => Outcome::UpstreamReset,
         Some(_) if e.reset => Outcome::UpstreamReset,
         Some(500..=599) => Outcome::ServerError,
+        Some(429) if e.quota_exceeded => Outcome::QuotaExceeded,
         Some(429) => Outcome::Overloaded,
         Some(400..=499) => Outcome::ClientError,
         Some(_) => Outcome::Success,
@@ -198,6 +210,10 @@ impl Counts {
     /// One request's contribution.
     pub fn event(outcome: Outcome, latency_ms: u64, threshold_ms: u64) -> Counts {
         let slow = latency_ms > threshold_ms;
+        if outcome == Outcome::QuotaExceeded {
+            // Refused before any version was asked.
+            return Counts::default();
+        }
         if outcome.ended_by_client() {
             // The client's choice says nothing of the version's availability; but a version that
             // had already taken longer than the threshold was slow whatever the client did.
@@ -511,6 +527,10 @@ mod tests {
         assert_eq!(classify(None, none), Outcome::UpstreamReset);
         // A 429 is the server shedding load: its own outcome, bad, as in the Prometheus rules.
         assert_eq!(classify(Some(429), none), Outcome::Overloaded);
+        let quota = Ending { quota_exceeded: true, ..none };
+        assert_eq!(classify(Some(429), quota), Outcome::QuotaExceeded);
+        assert!(!Outcome::QuotaExceeded.is_bad());
+        assert_eq!(Counts::event(Outcome::QuotaExceeded, 10_000, 250), Counts::default());
         assert!(Outcome::Overloaded.is_bad() && !Outcome::ClientError.is_bad());
     }
 

@@ -546,7 +546,8 @@ proptest! {
         feed(&mut c.request, &req_b, chunk);
         c.response.set_headers(resp_h);
         feed(&mut c.response, &resp_b, chunk);
-        let meta = Meta { model: "mlp", version: "v1", request_id: &request_id, start_unix_ms: 1, duration_ms: 2, status, outcome };
+        let meta =
+            Meta { model: "mlp", version: "v1", request_id: &request_id, start_unix_ms: 1, duration_ms: 2, status, outcome, tenant: None };
         let out = c.envelope(&meta, &s).expect("a sample with valid names always fits");
         prop_assert!(out.len() <= envelope_bound(cap), "{} > {}", out.len(), envelope_bound(cap));
         let v: Value = serde_json::from_slice(&out).map_err(|e| TestCaseError::fail(e.to_string()))?;

@@ -34,6 +34,7 @@ use crate::metrics::Metrics;
 use crate::store::{Saved, Target, default_metrics_path};
 use crate::view::{Keys, Watch};
 use switchyard_deploy::Policy;
+use switchyard_deploy::audit::{AUDIT_FILE, Actor, Via, changes, check_in_force};
 
 #[derive(clap::Args)]
 pub struct AdminArgs {
@@ -306,8 +307,10 @@ async fn apply_policy(
     if old == new {
         return Ok(Json(json!({"changed": false, "message": "that policy is already in force"})));
     }
-    let version = put_in_force(target, new).await.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let (before, after) = changes(old, new);
+    let actor = Actor::new(write.actor.as_deref().unwrap_or("anonymous"), Via::Console);
+    let version =
+        put_in_force(target, new, &actor).await.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let (before, after) = changes(Some(&current), &policy);
     store
         .event(&json!({
             "ts_ms": now_ms(),
@@ -334,35 +337,6 @@ fn owned_weights(st: &State, old: &Config, new: &Config) -> Result<(), Error> {
         });
     }
     Ok(())
-}
-
-/// The parts of two policies that differ (models by name, other fields by key): the audit's
-/// before and after, small enough to read.
-fn changes(old: &Config, new: &Config) -> (Value, Value) {
-    let (a, b) = (serde_json::to_value(old).unwrap_or_default(), serde_json::to_value(new).unwrap_or_default());
-    let (mut before, mut after) = (serde_json::Map::new(), serde_json::Map::new());
-    let empty = serde_json::Map::new();
-    let (oa, ob) = (a.as_object().unwrap_or(&empty), b.as_object().unwrap_or(&empty));
-    for key in oa.keys().chain(ob.keys().filter(|k| !oa.contains_key(*k))) {
-        let (x, y) = (oa.get(key), ob.get(key));
-        if x == y {
-            continue;
-        }
-        if key == "models"
-            && let (Some(Value::Object(mx)), Some(Value::Object(my))) = (x, y)
-        {
-            for m in mx.keys().chain(my.keys().filter(|k| !mx.contains_key(*k))) {
-                if mx.get(m) != my.get(m) {
-                    before.insert(format!("models.{m}"), mx.get(m).cloned().unwrap_or(Value::Null));
-                    after.insert(format!("models.{m}"), my.get(m).cloned().unwrap_or(Value::Null));
-                }
-            }
-            continue;
-        }
-        before.insert(key.clone(), x.cloned().unwrap_or(Value::Null));
-        after.insert(key.clone(), y.cloned().unwrap_or(Value::Null));
-    }
-    (before.into(), after.into())
 }
 
 #[derive(Deserialize, Default)]
@@ -439,6 +413,14 @@ async fn look(admin: &Admin, watch: &mut Watch, samples: Option<&mut Follow>) ->
             None
         }
     };
+    // A policy in force that no recorded change put there was changed outside the tools.
+    let unrecorded = match (&in_force, &target.bootstrap) {
+        (Some(p), Some(b)) => {
+            check_in_force(&b.with_file_name(AUDIT_FILE), p).map_err(|e| problems.push(format!("audit: {e}"))).is_err()
+        }
+        _ => false,
+    };
+    admin.metrics.policy_unrecorded(unrecorded);
     let collector_addr = target.collector.as_ref().or(admin.fallback.collector.as_ref());
     let now = now_ms();
     let (models, policy_text) = match &in_force {
@@ -547,23 +529,5 @@ mod tests {
         read_keys(&keys, &policy, &mut follow).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(points(&keys), 3, "alice is counted once");
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn changes_name_only_what_differs() {
-        let cfg = |w: u32| {
-            Config::parse(
-                json!({"models": {
-                    "a": {"versions": [{"name": "v1", "cluster": "a-v1", "weight": w}]},
-                    "b": {"versions": [{"name": "v1", "cluster": "b-v1", "weight": 1}]}
-                }})
-                .to_string()
-                .as_bytes(),
-            )
-            .unwrap_or_else(|e| panic!("{e}"))
-        };
-        let (before, after) = changes(&cfg(1), &cfg(2));
-        assert_eq!(before.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()), Some(vec!["models.a".into()]));
-        assert_eq!(after["models.a"]["versions"][0]["weight"], 2);
     }
 }

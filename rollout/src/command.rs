@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde_json::json;
 use switchyard_runtime::now_ms;
 
+use switchyard_deploy::audit::{Actor, Via};
+
 use crate::apply::{in_force_at, put_in_force, reconcile};
 use crate::error::Error;
 use crate::judge::{Refused, State};
@@ -73,6 +75,11 @@ pub async fn command(
     // Saved first: traffic put in force for a state that was not saved would be undone by the
     // controller's next tick; a state saved whose traffic failed to apply is mended by it.
     store.save(&saved)?;
+    // Given from the console (its write's actor), else the command line.
+    let actor = match &who {
+        Some(who) => Actor::new(who["actor"].as_str().unwrap_or("anonymous"), Via::Console),
+        None => Actor::cli(),
+    };
     let mut audit = serde_json::Map::new();
     if let Some(who) = who {
         let after = json!({"state": saved.state.phase.name(), "traffic": format!("{:?}", saved.state.traffic())});
@@ -81,7 +88,7 @@ pub async fn command(
     event_with(&store, &saved.state, name, audit)?;
     let mut said =
         format!("{} {}/{}: {what}", saved.state.phase.name(), saved.state.spec.model, saved.state.spec.canary);
-    match reconcile(&saved.target, &saved.state).await {
+    match reconcile(&saved.target, &saved.state, &actor).await {
         Ok(Some(a)) => said.push_str(&format!("\n  {a}")),
         Ok(None) => {}
         Err(e) => return Err(Error::NotInForce(Box::new(e))),
@@ -169,7 +176,7 @@ pub async fn reset_guard(dir: &Path) -> Result<(), Error> {
     let g = cfg.models.get_mut(model).and_then(|m| m.guard.as_mut()).ok_or_else(|| Error::NoGuard(model.clone()))?;
     g.epoch += 1;
     let epoch = g.epoch;
-    let version = put_in_force(&saved.target, &cfg).await?;
+    let version = put_in_force(&saved.target, &cfg, &Actor::cli()).await?;
     event(&store, &saved.state, &format!("reset-guard: epoch {epoch}"))?;
     crate::say_line!(
         "guard of {model} reset: epoch {epoch} in force (filter config {version}); a version it had taken out is back at its weight"

@@ -8,7 +8,7 @@ use std::time::Duration;
 use switchyard_runtime::now_ms;
 
 use crate::admin::{self, AdminArgs};
-use crate::apply::reconcile;
+use crate::apply::{controller, reconcile};
 use crate::command::{event, open_store, say};
 use crate::error::Error;
 use crate::judge::{Phase, State, Tick};
@@ -27,7 +27,7 @@ pub async fn tick(dir: &Path, metrics: &Metrics, mended: &mut Option<State>) -> 
         if mended.as_ref() != Some(&seen.state) {
             let store = open_store(dir).await?;
             if let Some(saved) = store.load()? {
-                reconcile(&saved.target, &saved.state).await?;
+                reconcile(&saved.target, &saved.state, &controller(&saved.state)).await?;
                 *mended = Some(saved.state);
             }
         }
@@ -48,7 +48,8 @@ pub async fn tick(dir: &Path, metrics: &Metrics, mended: &mut Option<State>) -> 
         // An abort, a promotion, a hold: its traffic at once. A step advanced to is applied
         // just below, as its own event.
         let advanced = saved.state.phase == Phase::Running;
-        let what = if advanced { None } else { reconcile(&saved.target, &saved.state).await? };
+        let what =
+            if advanced { None } else { reconcile(&saved.target, &saved.state, &controller(&saved.state)).await? };
         store.save(&saved)?;
         event(&store, &saved.state, "decision")?;
         say(&saved.state, &format!("{}: {}", saved.state.decision, saved.state.reason));
@@ -59,7 +60,7 @@ pub async fn tick(dir: &Path, metrics: &Metrics, mended: &mut Option<State>) -> 
     if saved.state.phase == Phase::Running && saved.state.applied != Some(saved.state.step) {
         if let Tick::Apply(traffic) = saved.state.tick(now, &obs) {
             // Already in force after a restart: not applied twice.
-            let what = reconcile(&saved.target, &saved.state)
+            let what = reconcile(&saved.target, &saved.state, &controller(&saved.state))
                 .await?
                 .unwrap_or_else(|| format!("{traffic:?} was already in force"));
             saved.state.started(now, obs);

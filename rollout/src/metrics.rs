@@ -64,6 +64,7 @@ pub struct Metrics {
     weight: Family<RolloutLabels, Gauge>,
     state: Family<StateLabels, Gauge>,
     last_decision: Family<DecisionLabels, Gauge>,
+    policy_unrecorded: Gauge,
     /// Held while the series are replaced and while they are encoded: a scrape sees one
     /// state whole, never the families half cleared.
     consistent: Arc<Mutex<()>>,
@@ -84,6 +85,7 @@ impl Metrics {
             weight: Family::default(),
             state: Family::default(),
             last_decision: Family::default(),
+            policy_unrecorded: Gauge::default(),
             consistent: Arc::default(),
         };
         let r = &mut registry;
@@ -95,7 +97,17 @@ impl Metrics {
             "Always 1: the last decision and its reason as labels",
             m.last_decision.clone(),
         );
+        r.register(
+            "policy_unrecorded",
+            "1 while the policy in force is not the last change the audit trail recorded (changed outside the tools)",
+            m.policy_unrecorded.clone(),
+        );
         Metrics { registry: Arc::new(registry), ..m }
+    }
+
+    /// Whether the policy in force is one no recorded change put there.
+    pub fn policy_unrecorded(&self, yes: bool) {
+        self.policy_unrecorded.set(i64::from(yes));
     }
 
     /// Shows `st`, and nothing of an earlier rollout or decision.
@@ -160,7 +172,7 @@ mod tests {
         st.reason = r#"step 0: mlp Weight(10) in force (filter config "x\y")"#.into();
         m.show(&st);
         let text = m.encode().unwrap();
-        for family in ["step", "weight", "state", "last_decision_info"] {
+        for family in ["step", "weight", "state", "last_decision_info", "policy_unrecorded"] {
             assert!(text.contains(&format!("# TYPE switchyard_rollout_{family} gauge\n")), "{text}");
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
@@ -174,6 +186,7 @@ mod tests {
                 format!(
                     r#"switchyard_rollout_last_decision_info{{{l},decision="apply",reason="step 0: mlp Weight(10) in force (filter config \"x\\y\")"}} 1"#
                 ),
+                "switchyard_rollout_policy_unrecorded 0".to_owned(),
                 format!(r#"switchyard_rollout_state{{{l},state="aborted"}} 0"#),
                 format!(r#"switchyard_rollout_state{{{l},state="holding"}} 0"#),
                 format!(r#"switchyard_rollout_state{{{l},state="paused"}} 0"#),
@@ -208,7 +221,8 @@ mod tests {
         );
         // Another rollout: the first one's series go.
         m.show(&state("v3", " - {shadow: 5}\n"));
-        let lines = samples(&m);
+        let lines: Vec<String> =
+            samples(&m).into_iter().filter(|l| !l.starts_with("switchyard_rollout_policy_unrecorded")).collect();
         assert_eq!(lines.len(), 8, "{lines:#?}");
         assert!(lines.iter().all(|l| l.contains(r#"canary="v3""#)), "{lines:#?}");
         assert!(lines.contains(&r#"switchyard_rollout_weight{model="mlp",canary="v3"} 0"#.to_owned()));

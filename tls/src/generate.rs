@@ -117,7 +117,7 @@ fn write(dir: &Path, now: time::OffsetDateTime) -> Result<(), GenerateError> {
 }
 
 /// Replaces `path` whole (a temporary file renamed over it); a key is readable by its owner only.
-fn write_file(path: &Path, text: &str, secret: bool) -> std::io::Result<()> {
+pub(crate) fn write_file(path: &Path, text: &str, secret: bool) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let tmp = path.with_extension("tmp");

@@ -10,6 +10,8 @@
 
 #[cfg(feature = "generate")]
 pub mod generate;
+#[cfg(feature = "generate")]
+pub mod jwt;
 
 use std::io;
 use std::net::SocketAddr;

@@ -16,13 +16,14 @@ use serde_json::{Value, json};
 use super::{HostPort, Policy, RenderErrors, collect};
 use switchyard_policy::Config;
 use switchyard_policy::hash::stable_hash;
+use switchyard_policy::identity::{Identity, QUOTA_EXCEEDED, QUOTA_FILL_SECONDS, QUOTA_HEADER, Quota, TENANT_HEADER};
 
 /// The filter's name in the HTTP filter chain and in its ECDS resource.
 pub const FILTER_NAME: &str = "switchyard";
 const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
 /// Labels the filter encodes as `;key=value;` in its metric names; the bootstrap's
 /// `stats_tags` turn them into Prometheus labels.
-pub const LABELS: [&str; 7] = ["model", "version", "outcome", "reason", "result", "window", "sli"];
+pub const LABELS: [&str; 8] = ["model", "version", "outcome", "reason", "result", "window", "sli", "tenant"];
 /// Latency histogram bounds (ms); every model's SLO threshold is added, so that Prometheus
 /// can count the requests within it exactly.
 const DURATION_BUCKETS_MS: [u64; 14] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
@@ -55,6 +56,9 @@ pub struct Contract {
     /// Every cluster the bootstrap defines.
     pub clusters: BTreeSet<String>,
     pub latency_buckets_ms: Vec<u64>,
+    /// The token check and quotas Envoy runs (its JWT and local rate limit filters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
 }
 
 /// Why a bootstrap's contract cannot be read.
@@ -90,6 +94,9 @@ impl Contract {
         let unknown: BTreeSet<&str> = named.chain(collector).filter(|c| !self.clusters.contains(*c)).collect();
         for c in unknown {
             p.push(format!("cluster '{c}' is not defined in the running bootstrap: {restart}"));
+        }
+        if cfg.identity != self.identity {
+            p.push(format!("identity (tokens, tenants, quotas) differs from the running bootstrap's: {restart}"));
         }
         for (model, m) in &cfg.models {
             if let Some(slo) = &m.slo
@@ -196,6 +203,9 @@ pub struct BootstrapOptions {
     /// Mutual TLS to the backends (REST and gRPC clusters) and the collector: Envoy's client
     /// certificate, the CA theirs chain to, and the names they must carry.
     pub upstream_tls: Option<UpstreamTls>,
+    /// The JWKS file (absolute) Envoy checks client tokens against, for a policy with
+    /// `identity` (`switchyard-policy render certs` writes one).
+    pub jwks: Option<String>,
 }
 
 /// Envoy's side of mutual TLS to an upstream (`switchyard-policy render certs` writes the files).
@@ -457,6 +467,14 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
             p.push(format!("two faults of one kind for cluster '{}'", f.cluster));
         }
     }
+    let identity = match (&cfg.identity, &o.jwks) {
+        (Some(id), Some(jwks)) => Some((id, jwks.as_str())),
+        (Some(_), None) => {
+            p.push("the policy has identity: give the JWKS Envoy checks tokens against (--jwks FILE)".into());
+            None
+        }
+        (None, _) => None,
+    };
     let (upstream, shadow) = (cfg.upstream_header.as_str(), cfg.shadow_header.as_str());
     let present = |name: &str| json!({"name": name, "present_match": true});
     // The filter chose a version and a shadow: route to the version's cluster, mirror to the
@@ -479,8 +497,9 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
     // Not a model path (health, server metadata): the default cluster.
     let fallback = json!({"match": {"prefix": "/"}, "route": {"cluster": default, "timeout": ROUTE_TIMEOUT}});
     let router = json!({"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}});
-    let (routes, filters) = if o.no_filter {
-        (vec![fallback], vec![router])
+    let quota = identity.and_then(|(id, _)| quota_filter(id));
+    let (routes, mut filters) = if o.no_filter {
+        (vec![fallback], quota.into_iter().chain([router]).collect())
     } else {
         let mut filters = vec![json!({
             "name": FILTER_NAME,
@@ -493,6 +512,9 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
         if grpc {
             filters.push(buffer_filter(o.grpc_max_message_bytes));
         }
+        // After the filter (and the buffer that holds a gRPC call until the filter has placed
+        // it): the filter sees the quota's 429 and counts it for the tenant, as `quota`.
+        filters.extend(quota);
         filters.extend(o.faults.iter().map(|f| fault_filter(f, upstream)));
         filters.push(router);
         let mut routes = vec![mirrored, chosen];
@@ -512,12 +534,21 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
         }
         (routes, filters)
     };
+    // First: a request without a valid token is answered 401 before anything else runs.
+    if let Some((id, jwks)) = identity {
+        filters.insert(0, jwt_filter(id, jwks));
+    }
+    let mut internal = vec![upstream, shadow];
+    if identity.is_some() {
+        internal.push(TENANT_HEADER);
+    }
     let buckets = duration_buckets(cfg);
     let contract = Contract {
         upstream_header: upstream.to_owned(),
         shadow_header: shadow.to_owned(),
         clusters: defined,
         latency_buckets_ms: buckets,
+        identity: cfg.identity.clone(),
     };
     let mut doc = json!({
         "node": {"id": "switchyard-local", "cluster": "switchyard", "metadata": {"switchyard": contract}},
@@ -556,7 +587,9 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
                             // filter runs or a route is picked, so this holds with the filter
                             // failed open too. (A header_mutation filter in front is not enough:
                             // removing a header there does not re-pick the route.)
-                            "internal_only_headers": [upstream, shadow],
+                            // With identity, the tenant header too: Envoy's JWT filter sets
+                            // it from the token, after this.
+                            "internal_only_headers": internal,
                             "virtual_hosts": [{"name": "models", "domains": ["*"], "routes": routes}],
                         },
                         "http_filters": filters,
@@ -573,6 +606,89 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
         d.insert("layered_runtime".into(), json!({"layers": [{"name": "admin", "admin_layer": {}}]}));
     }
     collect(doc, p)
+}
+
+/// The provider Envoy's JWT filter names the policy's token check by.
+const JWT_PROVIDER: &str = "switchyard";
+/// Paths served without a token: the orchestrators' health checks (REST and gRPC).
+const PUBLIC_PATHS: [&str; 4] = [
+    switchyard_contract::paths::HEALTH_LIVE,
+    switchyard_contract::paths::HEALTH_READY,
+    "/inference.GRPCInferenceService/ServerLive",
+    "/inference.GRPCInferenceService/ServerReady",
+];
+/// Local rate limit buckets kept for tenants the policy does not name (least recently used
+/// go first; one that comes back starts with a full bucket).
+const MAX_DYNAMIC_TENANTS: u32 = 10_000;
+
+/// Envoy's JWT filter: every request but the public paths needs a token `jwks` verifies, from
+/// the policy's issuer (and audience); the tenant claim becomes the tenant header, and the
+/// token is not forwarded (backends and samples never see it).
+fn jwt_filter(id: &Identity, jwks: &str) -> Value {
+    let mut provider = json!({
+        "issuer": id.issuer,
+        "local_jwks": {"filename": jwks},
+        "forward": false,
+        "claim_to_headers": [{"header_name": TENANT_HEADER, "claim_name": id.tenant_claim}],
+        "clock_skew_seconds": 60,
+    });
+    if !id.audiences.is_empty() {
+        provider["audiences"] = json!(id.audiences);
+    }
+    let mut rules: Vec<Value> = PUBLIC_PATHS.iter().map(|p| json!({"match": {"path": p}})).collect();
+    rules.push(json!({"match": {"prefix": "/"}, "requires": {"provider_name": JWT_PROVIDER}}));
+    json!({
+        "name": "envoy.filters.http.jwt_authn",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            "providers": {JWT_PROVIDER: provider},
+            "rules": rules,
+        },
+    })
+}
+
+fn token_bucket(q: Quota) -> Value {
+    json!({"max_tokens": q.burst(), "tokens_per_fill": q.requests_per_second, "fill_interval": format!("{QUOTA_FILL_SECONDS}s")})
+}
+
+/// Envoy's local rate limit, one token bucket per tenant: a named tenant's own quota, every
+/// other tenant its own bucket of the default quota. `None` when the policy sets no quota.
+fn quota_filter(id: &Identity) -> Option<Value> {
+    let mut descriptors: Vec<Value> = id
+        .tenants
+        .iter()
+        .filter_map(|(name, t)| Some((name, t.quota?)))
+        .map(|(name, q)| json!({"entries": [{"key": "tenant", "value": name}], "token_bucket": token_bucket(q)}))
+        .collect();
+    if let Some(q) = id.default_quota {
+        // No value: a bucket per distinct tenant (Envoy's dynamic descriptors).
+        descriptors.push(json!({"entries": [{"key": "tenant"}], "token_bucket": token_bucket(q)}));
+    }
+    if descriptors.is_empty() {
+        return None;
+    }
+    let all = json!({"default_value": {"numerator": 100, "denominator": "HUNDRED"}});
+    let header =
+        |k: &str, v: &str| json!({"append_action": "OVERWRITE_IF_EXISTS_OR_ADD", "header": {"key": k, "value": v}});
+    Some(json!({
+        "name": "envoy.filters.http.local_ratelimit",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+            "stat_prefix": "tenant_quota",
+            // Requests that name no tenant (the public health paths) are not limited here.
+            "token_bucket": {"max_tokens": u32::MAX, "tokens_per_fill": u32::MAX, "fill_interval": "1s"},
+            "filter_enabled": all,
+            "filter_enforced": all,
+            "descriptors": descriptors,
+            "rate_limits": [{"actions": [{"request_headers": {"header_name": TENANT_HEADER, "descriptor_key": "tenant"}}]}],
+            "max_dynamic_descriptors": MAX_DYNAMIC_TENANTS,
+            "response_headers_to_add": [
+                header("retry-after", &QUOTA_FILL_SECONDS.to_string()),
+                header(QUOTA_HEADER, QUOTA_EXCEEDED),
+            ],
+            "rate_limited_as_resource_exhausted": true,
+        },
+    }))
 }
 
 /// The filter's ECDS resource: the policy's text as the plugin configuration (the filter
@@ -635,6 +751,7 @@ mod tests {
             no_filter: false,
             faults: vec!["mlp-v2=12.5:500".parse().unwrap()],
             upstream_tls: None,
+            jwks: None,
         }
     }
 

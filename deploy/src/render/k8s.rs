@@ -573,6 +573,7 @@ fn gateway_config_maps(policy: &Policy, o: &K8sOptions) -> Result<(Value, Value)
         no_filter: false,
         faults: Vec::new(),
         upstream_tls: None,
+        jwks: None,
     };
     let bootstrap = envoy::bootstrap(policy.config(), &options)?;
     let label = json!({"app.kubernetes.io/name": "switchyard-gateway", "app.kubernetes.io/part-of": "switchyard"});

@@ -9,6 +9,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use super::metrics::{Metrics, Op};
 
@@ -30,7 +31,13 @@ pub struct FileConfig {
     pub max_file_bytes: u64,
     /// Rotated files kept, `path.1` the newest.
     pub max_files: usize,
+    /// No sample older than this stays on disk: see [`Writer::expire`].
+    pub max_age: Option<Duration>,
 }
+
+/// With a maximum age, a file holds at most this share of it: a file is deleted whole, so
+/// its newest samples go up to a sixth of the age early.
+const AGE_SEGMENTS: u32 = 6;
 
 /// What the writer needs of an open file: a seam so that tests can fill the disk or fail
 /// fsync on a real file.
@@ -69,6 +76,9 @@ pub struct Writer<F: SegmentFile = File> {
     len: u64,
     /// A failed write left bytes past `len` that could not be cut yet.
     torn: bool,
+    /// When the current file's first record was written (the epoch for a file found
+    /// non-empty at start: its age is unknown).
+    started: Option<SystemTime>,
     metrics: Metrics,
 }
 
@@ -94,7 +104,7 @@ fn open_private(p: &Path) -> io::Result<File> {
 
 impl<F: SegmentFile> Writer<F> {
     pub fn open_with(config: FileConfig, metrics: Metrics, open: Opener<F>) -> io::Result<Self> {
-        let mut w = Writer { config, open, file: None, len: 0, torn: false, metrics };
+        let mut w = Writer { config, open, file: None, len: 0, torn: false, started: None, metrics };
         w.reopen()?;
         Ok(w)
     }
@@ -166,6 +176,7 @@ impl<F: SegmentFile> Writer<F> {
         match result {
             Ok(()) => {
                 self.len += buf.len() as u64;
+                self.started.get_or_insert_with(SystemTime::now);
                 Ok(())
             }
             Err((op, e)) => {
@@ -202,6 +213,30 @@ impl<F: SegmentFile> Writer<F> {
         }
         self.file = Some(file);
         self.len = len;
+        self.started = (len > 0).then_some(SystemTime::UNIX_EPOCH);
+        Ok(())
+    }
+
+    /// Enforces `max_age` at `now`: the current file is rotated once its first record is a
+    /// segment (a sixth of the age) old, and a rotated file is deleted once its newest record
+    /// (its modification time: rotation renames, which keeps it) is older than the age less a
+    /// segment. Every file then spans at most a segment, so no record on disk is older than
+    /// `max_age`. Run by the writer with every batch and at least once a minute.
+    pub fn expire(&mut self, now: SystemTime) -> io::Result<()> {
+        let Some(age) = self.config.max_age else { return Ok(()) };
+        let segment = age / AGE_SEGMENTS;
+        let old = |t: SystemTime, limit: Duration| now.duration_since(t).is_ok_and(|d| d >= limit);
+        if self.len > 0 && self.started.is_some_and(|s| old(s, segment)) {
+            self.rotate()?;
+        }
+        for n in 1..=self.config.max_files {
+            let path = rotated(&self.config.path, n);
+            let Ok(modified) = fs::metadata(&path).and_then(|m| m.modified()) else { continue };
+            if old(modified, age - segment) {
+                if_exists(fs::remove_file(&path))?;
+                self.metrics.expired_files.inc();
+            }
+        }
         Ok(())
     }
 }
@@ -366,7 +401,7 @@ mod tests {
 
     fn config(name: &str, max_file_bytes: u64, max_files: usize) -> FileConfig {
         let dir = switchyard_testkit::scratch(&format!("collector-file-{name}"));
-        FileConfig { path: dir.join("samples.jsonl"), fsync: Fsync::Always, max_file_bytes, max_files }
+        FileConfig { path: dir.join("samples.jsonl"), fsync: Fsync::Always, max_file_bytes, max_files, max_age: None }
     }
 
     fn writer(config: &FileConfig) -> (Writer<FaultyFile>, Arc<Disk>, Metrics) {
@@ -409,6 +444,52 @@ mod tests {
         std::fs::set_permissions(&c.path, std::fs::Permissions::from_mode(0o644)).unwrap();
         drop(Writer::open(c.clone(), Metrics::default()).unwrap());
         assert_eq!(mode(&c.path), 0o600, "made private when found readable by others");
+    }
+
+    #[test]
+    fn with_a_max_age_no_sample_older_than_it_stays_on_disk() {
+        use std::time::{Duration, SystemTime};
+        let mut c = config("max-age", 0, 5);
+        c.max_age = Some(Duration::from_secs(60));
+        let metrics = Metrics::default();
+        let mut w = Writer::open(c.clone(), metrics.clone()).unwrap();
+        let t0 = SystemTime::now();
+        assert!(w.commit(&[&rec('a', 20)]).error.is_none());
+        // Within a segment (10 s): nothing moves.
+        w.expire(t0 + Duration::from_secs(5)).unwrap();
+        assert_eq!(dir_files(&c), [c.path.clone()]);
+        // A segment old: the file is rotated (its samples stay, they are young enough).
+        w.expire(t0 + Duration::from_secs(11)).unwrap();
+        assert_eq!(metrics.rotations.get(), 1);
+        assert_eq!(read(&rotated(&c.path, 1)), cat(&[&rec('a', 20)]));
+        assert!(w.commit(&[&rec('b', 20)]).error.is_none());
+        // b's file is a segment old too: rotated; both kept (their samples are under 50 s old).
+        w.expire(t0 + Duration::from_secs(30)).unwrap();
+        assert_eq!(metrics.rotations.get(), 2);
+        assert_eq!(read(&rotated(&c.path, 2)), cat(&[&rec('a', 20)]));
+        assert_eq!(read(&rotated(&c.path, 1)), cat(&[&rec('b', 20)]));
+        assert_eq!(metrics.expired_files.get(), 0);
+        // Their newest samples (the files' modification times) are the age less a segment old:
+        // both go, and nothing on disk is older than the age.
+        w.expire(t0 + Duration::from_secs(51)).unwrap();
+        assert_eq!(metrics.expired_files.get(), 2);
+        assert_eq!(dir_files(&c), [c.path.clone()]);
+        assert_eq!(read(&c.path), "");
+        drop(w);
+        // A file found non-empty at start is of unknown age: rotated at the first check.
+        let mut w = Writer::open(c.clone(), metrics.clone()).unwrap();
+        assert!(w.commit(&[&rec('c', 20)]).error.is_none());
+        drop(w);
+        let mut w = Writer::open(c.clone(), metrics).unwrap();
+        w.expire(SystemTime::now()).unwrap();
+        assert_eq!(read(&rotated(&c.path, 1)), cat(&[&rec('c', 20)]));
+        // Without a max age nothing is expired.
+        let mut c = config("no-max-age", 0, 5);
+        c.max_age = None;
+        let mut w = Writer::open(c.clone(), Metrics::default()).unwrap();
+        assert!(w.commit(&[&rec('d', 20)]).error.is_none());
+        w.expire(SystemTime::now() + Duration::from_secs(86_400 * 365)).unwrap();
+        assert_eq!(dir_files(&c), [c.path.clone()]);
     }
 
     #[test]

@@ -206,7 +206,8 @@ mod tests {
         metrics.shadow.register(registry.sub_registry_with_prefix("shadow"));
         let (q, jobs) = queue::bounded(max_queued, 1 << 20);
         let jobs = if writer {
-            let c = FileConfig { path: path.clone(), fsync: Fsync::Always, max_file_bytes: 0, max_files: 1 };
+            let c =
+                FileConfig { path: path.clone(), fsync: Fsync::Always, max_file_bytes: 0, max_files: 1, max_age: None };
             let w = Writer::open(c, metrics.clone()).unwrap();
             spawn_writer(w, jobs, metrics.clone()).unwrap();
             None

@@ -188,6 +188,7 @@ pub struct Metrics {
     pub written_bytes: Counter,
     pub fsyncs: Counter,
     pub rotations: Counter,
+    pub expired_files: Counter,
     write_errors: Family<OpLabels, Counter>,
     rejected: Family<ReasonLabels, Counter>,
     pub queue_depth: Gauge,
@@ -201,7 +202,12 @@ impl Metrics {
         r.register("records_written", "Samples stored (and synced, with --fsync always)", self.records_written.clone());
         r.register_with_unit("written", "Bytes of samples stored", Unit::Bytes, self.written_bytes.clone());
         r.register("fsyncs", "fdatasync calls on the samples file (one per group commit)", self.fsyncs.clone());
-        r.register("rotations", "Size-based rotations of the samples file", self.rotations.clone());
+        r.register(
+            "rotations",
+            "Rotations of the samples file (by size, or by age with --max-age)",
+            self.rotations.clone(),
+        );
+        r.register("expired_files", "Rotated samples files deleted for --max-age", self.expired_files.clone());
         r.register("write_errors", "Failed file operations, by operation", self.write_errors.clone());
         r.register("requests_rejected", "Samples not stored, by reason", self.rejected.clone());
         r.register("queue_depth", "Samples waiting for the writer", self.queue_depth.clone());
@@ -257,6 +263,7 @@ mod tests {
             "switchyard_collector_written_bytes_total 0",
             "switchyard_collector_fsyncs_total 0",
             "switchyard_collector_rotations_total 0",
+            "switchyard_collector_expired_files_total 0",
             "switchyard_collector_write_errors_total{op=\"fsync\"} 1",
             "switchyard_collector_requests_rejected_total{reason=\"queue_full\"} 1",
             "switchyard_collector_queue_depth 0",

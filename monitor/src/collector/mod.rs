@@ -52,6 +52,11 @@ pub struct Config {
     /// Rotated files kept (`FILE.1` newest … `FILE.N`); older ones are deleted.
     #[arg(long, env = "SWITCHYARD_COLLECTOR_MAX_FILES", default_value_t = 5)]
     pub max_files: usize,
+    /// Retention: no sample older than this stays on disk (`30d`, `12h`; files are rotated
+    /// and deleted whole, so the newest go up to a sixth of it early). Unset: kept until
+    /// rotated out by --max-files.
+    #[arg(long, env = "SWITCHYARD_COLLECTOR_MAX_AGE", value_parser = parse_age)]
+    pub max_age: Option<std::time::Duration>,
     /// Samples waiting for the writer; beyond this, 503 with Retry-After.
     #[arg(long, env = "SWITCHYARD_COLLECTOR_MAX_QUEUED", default_value_t = 1024)]
     pub max_queued: usize,
@@ -97,8 +102,26 @@ impl Config {
             fsync: self.fsync,
             max_file_bytes: self.max_file_bytes,
             max_files: self.max_files,
+            max_age: self.max_age,
         }
     }
+}
+
+/// The least retention the collector takes: a minute (each file then spans ten seconds).
+const MIN_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let d = switchyard_policy::duration::parse(s).map_err(|e| e.to_string())?;
+    if d < MIN_AGE {
+        return Err(format!("'{s}' is under the minimum of 1m"));
+    }
+    Ok(d)
+}
+
+/// How often retention is enforced without traffic: every minute, or every sixth of the age
+/// when that is shorter.
+fn retention_tick(max_age: std::time::Duration) -> std::time::Duration {
+    (max_age / 6).min(std::time::Duration::from_secs(60))
 }
 
 /// Serves until SIGTERM or ctrl-c, then answers what is in flight, lets the writer store what
@@ -113,6 +136,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (queue, jobs) = queue::bounded(config.max_queued, config.max_queued_bytes);
     let writer = queue::spawn_writer(writer, jobs, metrics.clone()).context("cannot start the writer thread")?;
     let app = Arc::new(App { queue, metrics, registry });
+    // Retention without traffic: an empty job wakes the writer, which expires old files.
+    let ticker = config.max_age.map(|age| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(retention_tick(age));
+            loop {
+                every.tick().await;
+                let _ = app.queue.try_push(Vec::new());
+            }
+        })
+    });
     // Read before anything is bound: a missing or mismatched file is a start-up error.
     let tls = config
         .tls
@@ -158,6 +192,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     if let Some(t) = admin_task {
         t.abort();
+    }
+    // It holds the queue open: the writer stops only once every handle is gone.
+    if let Some(t) = ticker {
+        t.abort();
+        let _ = t.await;
     }
     // Every connection is closed, so the queue's sender is gone: the writer drains and stops.
     match tokio::task::spawn_blocking(move || writer.join()).await {

@@ -5,6 +5,7 @@
 use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::SystemTime;
 
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
@@ -107,13 +108,20 @@ fn write_loop<F: SegmentFile>(mut writer: Writer<F>, mut jobs: mpsc::Receiver<Jo
     // one write and one fsync.
     while jobs.blocking_recv_many(&mut batch, limit) > 0 {
         // Nobody waits for these any more, and the filter has counted them as failed.
+        // An empty line is no sample: the retention tick, which only wakes the writer.
         batch.retain(|job| {
-            let waiting = !job.done.is_closed();
+            let waiting = !job.done.is_closed() || job.line.is_empty();
             if !waiting {
                 metrics.reject(Reason::ClientGone);
             }
             waiting
         });
+        if let Err(e) = writer.expire(SystemTime::now()) {
+            tracing::warn!(error = %e, "could not expire old samples files; trying again with the next batch");
+        }
+        let (ticks, samples): (Vec<Job>, Vec<Job>) = batch.drain(..).partition(|job| job.line.is_empty());
+        drop(ticks);
+        batch = samples;
         let lines: Vec<&[u8]> = batch.iter().map(|job| job.line.as_slice()).collect();
         let commit = writer.commit(&lines);
         let failure = commit.error.as_ref().map(StoreError::from);
@@ -154,7 +162,13 @@ mod tests {
 
     fn file(name: &str) -> FileConfig {
         let dir = switchyard_testkit::scratch(&format!("collector-queue-{name}"));
-        FileConfig { path: dir.join("samples.jsonl"), fsync: Fsync::Always, max_file_bytes: 0, max_files: 1 }
+        FileConfig {
+            path: dir.join("samples.jsonl"),
+            fsync: Fsync::Always,
+            max_file_bytes: 0,
+            max_files: 1,
+            max_age: None,
+        }
     }
 
     fn line(s: &str) -> Vec<u8> {

@@ -156,6 +156,9 @@ pub struct ModelConfig {
     /// Column rules for this model (same fields as the top level's), replacing the top-level
     /// ones as a whole (nothing is merged); the top-level ones when absent.
     pub rules: Option<Rules>,
+    /// Only this tenant's samples (their `tenant`, with `identity` in the policy): drift in one
+    /// team's traffic that the others' would dilute. Every sample when absent.
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

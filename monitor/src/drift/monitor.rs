@@ -201,6 +201,13 @@ impl Monitor {
                 return;
             }
         };
+        let wanted = self.config.models.get(model_name.as_str()).and_then(|m| m.tenant.as_deref());
+        if let Some(tenant) = wanted
+            && value.get("tenant").and_then(serde_json::Value::as_str) != Some(tenant)
+        {
+            self.metrics.skip("other_tenant");
+            return;
+        }
         let Some(model) = self.models.get_mut(model_name.as_str()) else {
             self.metrics.skip("unconfigured");
             return;
@@ -621,6 +628,33 @@ mod tests {
         let w = &monitor.results()["mlp"].versions["v1"]["w"];
         assert!(w.evaluation.enough_data && w.evaluation.columns.iter().all(|c| !c.not_enough_data));
         assert_eq!(metrics.dataset_drifted.get_or_create(&wl).get(), i64::from(w.evaluation.dataset.drifted));
+    }
+
+    #[test]
+    fn a_model_scoped_to_a_tenant_reads_only_that_tenants_samples() {
+        let config = super::Config::parse(
+            r#"{"models": {"mlp": {"tenant": "team-a", "reference": {"version": "v1", "rows": 2}, "windows": [{"name": "w", "rows": 50, "min_rows": 1}]}}}"#,
+        )
+        .unwrap();
+        let metrics = super::Metrics::default();
+        let mut monitor = super::Monitor::new(config, metrics.clone(), None).unwrap();
+        let of = |tenant: Option<&str>, k: u32| {
+            let line = sample("v1", "f", "[1,2]", &format!("[{k},1]"));
+            match tenant {
+                Some(t) => line.replacen("\"status\"", &format!("\"tenant\":\"{t}\",\"status\""), 1),
+                None => line,
+            }
+        };
+        for k in 0..3 {
+            monitor.ingest_line(&of(Some("team-a"), k));
+            monitor.ingest_line(&of(Some("team-b"), 100 + k));
+            monitor.ingest_line(&of(None, 200 + k));
+        }
+        assert_eq!(skipped(&metrics, "other_tenant"), 6);
+        monitor.evaluate(1);
+        let w = &monitor.results()["mlp"].versions["v1"]["w"];
+        // Reference: team-a's first 2 rows; the window: its 3.
+        assert_eq!(w.evaluation.columns[0].current_rows, 3);
     }
 
     #[test]
