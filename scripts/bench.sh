@@ -5,8 +5,9 @@
 #   backend:   raw libtorch ceiling vs served throughput, batching on/off, serving overhead (~5 min)
 #   filter:    backend direct vs Envoy without a filter, with an empty wasm filter and with ours:
 #              latency, saturation, Envoy CPU and instructions per request, memory (~8 min)
-#   tls:       Envoy + the filter to a plain backend vs to one requiring mutual TLS, side by side:
-#              latency, saturation, Envoy CPU per request (~2 min)
+#   tls:       Envoy + the filter to a plain backend vs to one requiring mutual TLS vs with client
+#              authentication (JWT, tenant, quota), side by side: latency, saturation, Envoy CPU
+#              per request (~3 min)
 #   generator: switchyard-load vs wrk on one core; open-loop schedule accuracy (~1 min)
 #   sweep:     saturation sweep (throughput vs latency) per model, with charts (~2 min)
 #   peers:     Switchyard vs KServe 0.21 and MLServer 1.7.1 on the same TorchScript models, same cells,

@@ -119,13 +119,14 @@ pub async fn serve(
     tls: Option<switchyard_tls::ServerTls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    let refused = st.metrics.tls_refused("grpc");
     let server = tonic::transport::Server::builder()
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .add_service(service(st));
     match tls {
         Some(tls) => {
-            let incoming = switchyard_tls::TlsListener::new(listener, &tls, "grpc")?.incoming();
+            let incoming = switchyard_tls::TlsListener::new(listener, &tls, "grpc", refused)?.incoming();
             server.serve_with_incoming_shutdown(incoming, shutdown).await.map_err(std::io::Error::other)
         }
         None => {

@@ -70,6 +70,11 @@ label_values!(DropReason {
 });
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DropLabels {
     pub model: String,
     pub version: String,
@@ -118,6 +123,7 @@ pub struct Metrics {
     pub gpu_utilization: Family<GpuLabels, Gauge<f64, AtomicU64>>,
     pub gpu_memory_used: Family<GpuLabels, Gauge>,
     pub gpu_memory_total: Family<GpuLabels, Gauge>,
+    tls_refused: Family<ListenerLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -146,6 +152,7 @@ impl Metrics {
             gpu_utilization: Family::default(),
             gpu_memory_used: Family::default(),
             gpu_memory_total: Family::default(),
+            tls_refused: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -194,10 +201,27 @@ impl Metrics {
         );
         r.register_with_unit("gpu_memory_used", "GPU memory in use", Unit::Bytes, m.gpu_memory_used.clone());
         r.register_with_unit("gpu_memory_total", "GPU memory in total", Unit::Bytes, m.gpu_memory_total.clone());
+        r.register(
+            "tls_handshakes_refused",
+            "Connections to an inference listener refused in the mutual TLS handshake (no certificate, or not Envoy's)",
+            m.tls_refused.clone(),
+        );
         let info: Family<Vec<(String, String)>, Gauge> = Family::default();
         info.get_or_create(&vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]).set(1);
         r.register("build_info", "Build information", info);
+        // Both listeners' series from the start: an alert's increase() needs the 0 before.
+        for listener in ["inference", "grpc"] {
+            let _ = m.tls_refused.get_or_create(&ListenerLabels { listener });
+        }
         Metrics { registry, ..m }
+    }
+
+    /// What a listener's refused handshakes count into (`inference`, `grpc`).
+    pub fn tls_refused(&self, listener: &'static str) -> switchyard_tls::OnRefused {
+        let c = self.tls_refused.get_or_create_owned(&ListenerLabels { listener });
+        std::sync::Arc::new(move || {
+            c.inc();
+        })
     }
 
     /// Prometheus text exposition of every metric.

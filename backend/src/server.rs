@@ -296,7 +296,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     match tls {
         Some(tls) => {
-            let listener = switchyard_tls::TlsListener::new(listener, &tls, "inference")?;
+            let refused = st.metrics.tls_refused("inference");
+            let listener = switchyard_tls::TlsListener::new(listener, &tls, "inference", refused)?;
             axum::serve(listener, router(st)).with_graceful_shutdown(shutdown).await
         }
         None => axum::serve(listener, router(st)).with_graceful_shutdown(shutdown).await,

@@ -74,6 +74,9 @@ pub(crate) fn start_envoy(dir: &Path, name: &str, run: &EnvoyRun<'_>, filter: Op
     if let Some(tls) = run.tls {
         args.extend(["--upstream-tls", path(tls)?]);
     }
+    if let Some(jwks) = run.jwks {
+        args.extend(["--jwks", path(jwks)?]);
+    }
     match filter {
         Some(wasm) => args.extend(["--wasm", path(wasm)?]),
         None => args.push("--no-filter"),
@@ -126,6 +129,8 @@ pub(crate) struct EnvoyRun<'a> {
     pub launch: Launch<'a>,
     /// Mutual TLS to the backend and the collector with the certificates in this directory.
     pub tls: Option<&'a Path>,
+    /// Client tokens checked against this JWKS (the policy must have `identity`).
+    pub jwks: Option<&'a Path>,
 }
 
 #[derive(Clone, Copy)]
@@ -226,15 +231,22 @@ pub(crate) struct Saturation {
 }
 
 impl Saturation {
+    /// One closed-loop run; `auth`: the `authorization` header every request carries.
     pub(crate) async fn round(
         &mut self,
         envoy: &Envoy,
         path: &str,
         clients: usize,
         secs: Duration,
+        auth: Option<&str>,
     ) -> anyhow::Result<()> {
         let before = envoy.process().cpu_us();
-        let r = run::closed(&envoy.listen, path, None, clients, secs).await?;
+        let plan = run::Plan::simple(&envoy.listen, path, None, switchyard_load::scenario::Load::Closed(clients), secs);
+        let plan = match auth {
+            Some(a) => run::with_header(plan, "authorization", a)?,
+            None => plan,
+        };
+        let r = run::execute(plan).await?;
         let used = envoy.process().cpu_us().saturating_sub(before);
         self.throughput.push(r.total.throughput);
         self.cpu_us.push(used as f64 / r.total.sent.max(1) as f64);
@@ -272,6 +284,7 @@ pub async fn run(a: FilterBenchArgs) -> anyhow::Result<()> {
         collector: collector_addr,
         launch: Launch::Pinned(cpus),
         tls: None,
+        jwks: None,
     };
     let run1 = EnvoyRun { policy: &p1, ..run0 };
     // Four Envoys side by side, so no configuration changes (and VM restarts) between runs.
@@ -321,7 +334,7 @@ pub async fn run(a: FilterBenchArgs) -> anyhow::Result<()> {
             a.seconds
         );
         for (s, envoy) in saturation.iter_mut().zip([&plain, &noop, &filtered]) {
-            s.round(envoy, metadata, a.clients, secs).await?;
+            s.round(envoy, metadata, a.clients, secs, None).await?;
         }
     }
     let samples = std::fs::read_to_string(dir.join("samples.jsonl")).map_or(0, |s| s.lines().count());

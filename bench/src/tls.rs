@@ -1,10 +1,14 @@
-//! `bench-tls`: what mutual TLS from Envoy to the backend costs. Two backends (the same model,
-//! batching off), one plain and one requiring client certificates, each behind its own Envoy
-//! with the filter (sampling off), the second presenting Envoy's certificate. The same
-//! open-loop load goes to both in alternating rounds, then both are saturated closed-loop; the
-//! report gives the differences and ratios measured side by side. Envoy keeps its upstream
-//! connections open, so a handshake is paid per connection, not per request: the figures are
-//! the steady-state cost (record encryption, the TLS layer in both processes).
+//! `bench-tls`: what mutual TLS from Envoy to the backend, and client authentication at Envoy,
+//! cost. Two backends (the same model, batching off), one plain and one requiring client
+//! certificates, behind three Envoys with the filter (sampling off): to the plain backend; to
+//! the mTLS one, presenting Envoy's certificate; and to the plain one with `identity` in the
+//! policy (Envoy's JWT filter checks an ES256 token on every request, the tenant header is set
+//! from its claim, the local rate limit runs with a quota never reached, and the filter counts
+//! per tenant). The same open-loop load goes to all three in alternating rounds, then each is
+//! saturated closed-loop; the report gives the differences measured side by side. Envoy keeps
+//! its upstream connections open, so a TLS handshake is paid per connection, not per request:
+//! the figures are the steady-state cost (record encryption, the TLS layer in both processes).
+//! A token is verified on every request (Envoy caches none).
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -16,6 +20,7 @@ use switchyard_load::payload::build_body;
 use switchyard_load::report::Report;
 use switchyard_load::run;
 use switchyard_testkit::stack::start_collector;
+use switchyard_tls::jwt;
 
 use crate::common::{Backend, Common, derived_repo, machine, machine_cpus, median, stdout_of, write_section};
 use crate::filter::{EnvoyRun, FILTER_WASM, Launch, Row, Saturation, policy, start_envoy};
@@ -84,12 +89,25 @@ pub async fn run(a: TlsBenchArgs) -> anyhow::Result<()> {
         collector: &collector,
         launch: Launch::Pinned(cpus),
         tls: None,
+        jwks: None,
     };
     let plain = start_envoy(&dir, "plain", &plain_run, Some(wasm))?;
     // Sampling is off: the collector's cluster (TLS too) carries nothing; only the backend's hop
     // is compared.
     let tls_run = EnvoyRun { backend: &tls_backend.http, tls: Some(&certs), ..plain_run };
     let tls_envoy = start_envoy(&dir, "mtls", &tls_run, Some(wasm))?;
+    // Identity: every request's token checked; a quota no run reaches (the bucket is still taken).
+    let mut with_identity = policy(0.0);
+    with_identity["identity"] = serde_json::json!({
+        "issuer": "bench", "default_quota": {"requests_per_second": 1_000_000}, "tenants": {"bench": {}}
+    });
+    let p_id = dir.join("policy-identity.json");
+    std::fs::write(&p_id, serde_json::to_vec(&with_identity)?)?;
+    let jwks = certs.join(jwt::JWKS);
+    let id_run = EnvoyRun { policy: &p_id, jwks: Some(&jwks), ..plain_run };
+    let id_envoy = start_envoy(&dir, "identity", &id_run, Some(wasm))?;
+    let claims = serde_json::json!({"iss": "bench", "tenant": "bench", "exp": 4_102_444_800_u64});
+    let auth = format!("Bearer {}", jwt::mint(&certs.join(jwt::SIGNING_KEY), &claims)?);
 
     let inputs = model_inputs(&plain_backend.http, "mlp", Some("v1")).await?;
     let body = build_body(&inputs, 1, false, 3, None, None)?;
@@ -99,10 +117,23 @@ pub async fn run(a: TlsBenchArgs) -> anyhow::Result<()> {
     let mut rows = vec![
         Row { name: "Envoy + filter → backend, plain", runs: vec![] },
         Row { name: "Envoy + filter → backend, mTLS", runs: vec![] },
+        Row { name: "Envoy + JWT check + quota + filter → backend, plain", runs: vec![] },
     ];
-    let targets = [&plain.listen, &tls_envoy.listen];
-    for addr in targets {
-        run::open(addr, infer, Some(body.clone()), a.rate, Duration::from_secs(2)).await?;
+    let targets = [(&plain.listen, None), (&tls_envoy.listen, None), (&id_envoy.listen, Some(auth.as_str()))];
+    let open = |addr: &str, auth: Option<&str>, secs: Duration| {
+        let load = switchyard_load::scenario::Load::Open(vec![switchyard_load::schedule::Segment::constant(
+            a.rate,
+            secs.as_secs_f64(),
+        )]);
+        let plan = run::Plan::simple(addr, infer, Some(body.clone()), load, secs);
+        let plan = match auth {
+            Some(v) => run::with_header(plan, "authorization", v),
+            None => Ok(plan),
+        };
+        async move { run::execute(plan?).await }
+    };
+    for (addr, auth) in targets {
+        open(addr, auth, Duration::from_secs(2)).await?;
     }
     for round in 0..a.rounds {
         eprintln!(
@@ -112,11 +143,11 @@ pub async fn run(a: TlsBenchArgs) -> anyhow::Result<()> {
             a.rate,
             a.seconds
         );
-        for (row, addr) in rows.iter_mut().zip(targets) {
-            row.runs.push(run::open(addr, infer, Some(body.clone()), a.rate, secs).await?);
+        for (row, (addr, auth)) in rows.iter_mut().zip(targets) {
+            row.runs.push(open(addr, auth, secs).await?);
         }
     }
-    let mut saturation: [Saturation; 2] = Default::default();
+    let mut saturation: [Saturation; 3] = Default::default();
     for round in 0..a.rounds {
         eprintln!(
             "bench-tls: saturation round {}/{} ({} clients, {}s per run)",
@@ -125,11 +156,13 @@ pub async fn run(a: TlsBenchArgs) -> anyhow::Result<()> {
             a.clients,
             a.seconds
         );
-        for (s, envoy) in saturation.iter_mut().zip([&plain, &tls_envoy]) {
-            s.round(envoy, metadata, a.clients, secs).await?;
+        for (s, (envoy, auth)) in
+            saturation.iter_mut().zip([(&plain, None), (&tls_envoy, None), (&id_envoy, Some(auth.as_str()))])
+        {
+            s.round(envoy, metadata, a.clients, secs, auth).await?;
         }
     }
-    drop((plain, tls_envoy));
+    drop((plain, tls_envoy, id_envoy));
     let md = report(&a, cpus, &rows, &saturation)?;
     write_section(&a.common.out, "tls", &md)?;
     println!("{md}");
@@ -139,9 +172,9 @@ pub async fn run(a: TlsBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn report(a: &TlsBenchArgs, cpus: Option<&str>, rows: &[Row], saturation: &[Saturation; 2]) -> anyhow::Result<String> {
+fn report(a: &TlsBenchArgs, cpus: Option<&str>, rows: &[Row], saturation: &[Saturation; 3]) -> anyhow::Result<String> {
     let mut m = String::new();
-    writeln!(m, "# Benchmarks: mutual TLS from Envoy to the backend\n")?;
+    writeln!(m, "# Benchmarks: mutual TLS from Envoy to the backend, and client authentication\n")?;
     writeln!(m, "Generated by `{}` — do not edit by hand; re-run it.\n", a.reproduce)?;
     let placement = match cpus {
         Some(c) => {
@@ -156,6 +189,9 @@ fn report(a: &TlsBenchArgs, cpus: Option<&str>, rows: &[Row], saturation: &[Satu
          certificates from `switchyard-policy render certs`, TLS 1.3); Envoy presents its certificate and checks the \
          backend's name. Envoy reuses its upstream connections, so these are steady-state costs: a handshake is \
          paid once per connection.\n\
+         - Authentication: the policy's `identity` (Envoy's JWT filter verifying an ES256 token from a local JWKS on \
+         every request, the tenant header from its claim, the local rate limit with a quota never reached, the \
+         filter's per-tenant counters) in front of the plain backend.\n\
          - Latency: open loop at {} req/s, {}s per run, {} rounds alternating the two paths; medians of the rounds' \
          percentiles. Saturation: closed loop, {} clients, {}s per run, {} rounds; Envoy's CPU per request from the \
          kernel's per-thread accounting.\n",
@@ -180,13 +216,16 @@ fn report(a: &TlsBenchArgs, cpus: Option<&str>, rows: &[Row], saturation: &[Satu
             pct(r, |x| x.total.service_ms.p99)
         )?;
     }
-    let [plain, tls] = rows else { anyhow::bail!("expected two latency rows") };
-    let d =
-        |f: fn(&Report) -> f64| median(tls.runs.iter().zip(&plain.runs).map(|(x, b)| (f(x) - f(b)) * 1000.0).collect());
-    let (p50, p99) = (d(|x| x.total.service_ms.p50), d(|x| x.total.service_ms.p99));
+    let [plain, tls, auth] = rows else { anyhow::bail!("expected three latency rows") };
+    let d = |with: &Row, f: fn(&Report) -> f64| {
+        median(with.runs.iter().zip(&plain.runs).map(|(x, b)| (f(x) - f(b)) * 1000.0).collect())
+    };
+    let (p50, p99) = (d(tls, |x| x.total.service_ms.p50), d(tls, |x| x.total.service_ms.p99));
+    let (a50, a99) = (d(auth, |x| x.total.service_ms.p50), d(auth, |x| x.total.service_ms.p99));
     writeln!(
         m,
-        "\nmTLS adds **{p50:.0} µs** at p50 and **{p99:.0} µs** at p99 (median of the rounds' paired differences).\n"
+        "\nmTLS adds **{p50:.0} µs** at p50 and **{p99:.0} µs** at p99; authentication (token, tenant, quota) adds \
+         **{a50:.0} µs** at p50 and **{a99:.0} µs** at p99 (medians of the rounds' paired differences).\n"
     )?;
     let thr: Vec<f64> = saturation.iter().map(|s| median(s.throughput.clone())).collect();
     let cpu: Vec<f64> = saturation.iter().map(|s| median(s.cpu_us.clone())).collect();
@@ -200,9 +239,12 @@ fn report(a: &TlsBenchArgs, cpus: Option<&str>, rows: &[Row], saturation: &[Satu
     }
     writeln!(
         m,
-        "\nmTLS costs **{:.1}%** of Envoy's saturation throughput ({:+.1} µs of Envoy CPU per request).\n",
+        "\nmTLS costs **{:.1}%** of Envoy's saturation throughput ({:+.1} µs of Envoy CPU per request); \
+         authentication **{:.1}%** ({:+.1} µs of Envoy CPU per request).\n",
         (1.0 - thr[1] / thr[0]) * 100.0,
-        cpu[1] - cpu[0]
+        cpu[1] - cpu[0],
+        (1.0 - thr[2] / thr[0]) * 100.0,
+        cpu[2] - cpu[0]
     )?;
     Ok(m)
 }

@@ -143,6 +143,13 @@ pub const GPU_MEMORY_USED_BYTES: Metric =
     Metric { name: "switchyard_gpu_memory_used_bytes", kind: Kind::Gauge, labels: &["gpu"], source: Source::Backend };
 pub const GPU_MEMORY_TOTAL_BYTES: Metric =
     Metric { name: "switchyard_gpu_memory_total_bytes", kind: Kind::Gauge, labels: &["gpu"], source: Source::Backend };
+/// Refused mutual TLS handshakes on the backend's inference listeners (`inference`, `grpc`).
+pub const TLS_HANDSHAKES_REFUSED_TOTAL: Metric = Metric {
+    name: "switchyard_tls_handshakes_refused_total",
+    kind: Kind::Counter,
+    labels: &["listener"],
+    source: Source::Backend,
+};
 pub const BUILD_INFO: Metric =
     Metric { name: "switchyard_build_info", kind: Kind::Gauge, labels: &["version"], source: Source::Backend };
 pub const REQUESTS_TOTAL: Metric = Metric {
@@ -293,6 +300,12 @@ pub const COLLECTOR_ROTATIONS_TOTAL: Metric = Metric {
 };
 pub const COLLECTOR_EXPIRED_FILES_TOTAL: Metric = Metric {
     name: "switchyard_collector_expired_files_total",
+    kind: Kind::Counter,
+    labels: &[],
+    source: Source::Collector,
+};
+pub const COLLECTOR_TLS_HANDSHAKES_REFUSED_TOTAL: Metric = Metric {
+    name: "switchyard_collector_tls_handshakes_refused_total",
     kind: Kind::Counter,
     labels: &[],
     source: Source::Collector,
@@ -501,6 +514,7 @@ pub const ALL: &[Metric] = &[
     GPU_UTILIZATION_RATIO,
     GPU_MEMORY_USED_BYTES,
     GPU_MEMORY_TOTAL_BYTES,
+    TLS_HANDSHAKES_REFUSED_TOTAL,
     BUILD_INFO,
     REQUESTS_TOTAL,
     REQUEST_DURATION_MS,
@@ -530,6 +544,7 @@ pub const ALL: &[Metric] = &[
     COLLECTOR_FSYNCS_TOTAL,
     COLLECTOR_ROTATIONS_TOTAL,
     COLLECTOR_EXPIRED_FILES_TOTAL,
+    COLLECTOR_TLS_HANDSHAKES_REFUSED_TOTAL,
     COLLECTOR_WRITE_ERRORS_TOTAL,
     COLLECTOR_REQUESTS_REJECTED_TOTAL,
     COLLECTOR_QUEUE_DEPTH,
@@ -697,7 +712,7 @@ mod tests {
                     # TYPE switchyard_rollout_weight gauge\nswitchyard_rollout_weight{model=\"a,b=\\\"c\",canary=\"v\"} 5\n";
         assert_eq!(check_exposition(good, Source::Rollout, false), Vec::<String>::new());
         let missing = check_exposition(good, Source::Rollout, true);
-        assert_eq!(missing.len(), 2, "{missing:?}");
+        assert_eq!(missing.len(), 3, "{missing:?}");
         let bad = "# TYPE switchyard_rollout_step counter\nswitchyard_rollout_step{canary=\"v2\"} 1\nswitchyard_rollout_nope 1\n";
         let problems = check_exposition(bad, Source::Rollout, false);
         assert_eq!(problems.len(), 3, "{problems:?}");

@@ -128,6 +128,9 @@ fn only_envoy_reaches_the_backends_and_a_client_that_walks_around_the_filter_is_
         assert!(code != 0 && status != "200", "{what}: walked around the filter (status {status}, exit {code})");
     }
     assert_eq!(served(&stack.v2.admin), served_before, "no refused call reached the model");
+    // Each refusal is counted where an alert sees it (SwitchyardUnauthenticatedCallers).
+    let refused = sum_of(&stack.v2.admin, "switchyard_tls_handshakes_refused_total{listener=\"inference\"}");
+    assert_eq!(refused, attempts.len() as f64, "one refused handshake per attempt");
     // A forged sample, posted as Envoy would post one: refused in the handshake, stored nowhere.
     let stored = stack.sample_lines().len();
     let forged = forged_sample(&stack.sample_lines()[0]);
@@ -142,6 +145,7 @@ fn only_envoy_reaches_the_backends_and_a_client_that_walks_around_the_filter_is_
     }
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(stack.sample_lines().len(), stored, "nothing forged was stored");
+    assert_eq!(sum_of(&stack.collector_addr, "switchyard_collector_tls_handshakes_refused_total"), 2.0);
     // Envoy's certificate gets in: the refusals are the certificate check, not a broken listener.
     let args = ["--cacert", &ca, "--cert", envoy_cert.to_str().unwrap(), "--key", envoy_key.to_str().unwrap()];
     let (status, code, stderr) = curl_infer(&direct, &args);
@@ -189,6 +193,16 @@ fn curl_post(url: &str, body: &str, extra: &[&str]) -> (String, i32, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The sum of the series at `admin`'s `/metrics` that start with `prefix`.
+fn sum_of(admin: &str, prefix: &str) -> f64 {
+    let m = request(admin, "GET", "/metrics", &[], b"");
+    String::from_utf8_lossy(&m.body)
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Inference requests the backend at `admin` has answered (its own counter).

@@ -145,6 +145,22 @@ pub async fn open(addr: &str, path: &str, body: Option<Body>, rate: f64, duratio
     execute(Plan::simple(addr, path, body, load, duration)).await
 }
 
+/// `plan` with header `name: value` on every request (a bearer token, say).
+pub fn with_header(mut plan: Plan, name: &str, value: &str) -> anyhow::Result<Plan> {
+    let h = crate::scenario::HeaderFile {
+        name: name.to_owned(),
+        fraction: 1.0,
+        users: None,
+        prefix: String::new(),
+        values: Some(vec![value.to_owned()]),
+        weights: None,
+    };
+    for p in &mut plan.phases {
+        p.headers.push(HeaderDist::new(&h)?);
+    }
+    Ok(plan)
+}
+
 /// Sends leave within tens of microseconds of their schedule on an idle machine (see `pacer`);
 /// 1 ms leaves room for a busy one before calling a send late.
 pub const DEFAULT_LATE_AFTER: Duration = Duration::from_millis(1);

@@ -133,6 +133,11 @@ impl ServerTls {
     }
 }
 
+/// Called once per refused handshake (no certificate, another CA's, not TLS at all, too slow):
+/// the service counts it, so that a caller walking around Envoy shows on a dashboard and an
+/// alert, not only in the log.
+pub type OnRefused = Arc<dyn Fn() + Send + Sync>;
+
 /// A TCP listener whose connections have completed a mutual TLS handshake.
 pub struct TlsListener {
     local: SocketAddr,
@@ -140,8 +145,14 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Accepts on `listener` in the background; `name` is the listener's, for the log.
-    pub fn new(listener: TcpListener, tls: &ServerTls, name: &'static str) -> io::Result<TlsListener> {
+    /// Accepts on `listener` in the background; `name` is the listener's, for the log;
+    /// `refused` is called for every handshake refused.
+    pub fn new(
+        listener: TcpListener,
+        tls: &ServerTls,
+        name: &'static str,
+        refused: OnRefused,
+    ) -> io::Result<TlsListener> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(READY);
         let acceptor = TlsAcceptor::from(tls.0.clone());
@@ -164,7 +175,7 @@ impl TlsListener {
                     }
                 };
                 let _ = tcp.set_nodelay(true);
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                let (acceptor, tx, refused) = (acceptor.clone(), tx.clone(), refused.clone());
                 tokio::spawn(async move {
                     let _permit = permit;
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -173,8 +184,14 @@ impl TlsListener {
                             let _ = tx.send((stream, peer)).await;
                         }
                         // The client was told (a TLS alert); nothing reached the service.
-                        Ok(Err(e)) => tracing::info!(listener = name, %peer, error = %e, "TLS handshake refused"),
-                        Err(_) => tracing::info!(listener = name, %peer, "TLS handshake not finished in time"),
+                        Ok(Err(e)) => {
+                            refused();
+                            tracing::info!(listener = name, %peer, error = %e, "TLS handshake refused");
+                        }
+                        Err(_) => {
+                            refused();
+                            tracing::info!(listener = name, %peer, "TLS handshake not finished in time");
+                        }
                     }
                 });
             }

@@ -189,6 +189,7 @@ pub struct Metrics {
     pub fsyncs: Counter,
     pub rotations: Counter,
     pub expired_files: Counter,
+    pub tls_refused: Counter,
     write_errors: Family<OpLabels, Counter>,
     rejected: Family<ReasonLabels, Counter>,
     pub queue_depth: Gauge,
@@ -208,6 +209,11 @@ impl Metrics {
             self.rotations.clone(),
         );
         r.register("expired_files", "Rotated samples files deleted for --max-age", self.expired_files.clone());
+        r.register(
+            "tls_handshakes_refused",
+            "Connections to the samples listener refused in the mutual TLS handshake (no certificate, or not Envoy's)",
+            self.tls_refused.clone(),
+        );
         r.register("write_errors", "Failed file operations, by operation", self.write_errors.clone());
         r.register("requests_rejected", "Samples not stored, by reason", self.rejected.clone());
         r.register("queue_depth", "Samples waiting for the writer", self.queue_depth.clone());
@@ -264,6 +270,7 @@ mod tests {
             "switchyard_collector_fsyncs_total 0",
             "switchyard_collector_rotations_total 0",
             "switchyard_collector_expired_files_total 0",
+            "switchyard_collector_tls_handshakes_refused_total 0",
             "switchyard_collector_write_errors_total{op=\"fsync\"} 1",
             "switchyard_collector_requests_rejected_total{reason=\"queue_full\"} 1",
             "switchyard_collector_queue_depth 0",

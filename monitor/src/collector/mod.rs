@@ -178,7 +178,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = switchyard_runtime::shutdown_signal();
     match tls {
         Some(tls) => {
-            let l = switchyard_tls::TlsListener::new(listener, &tls, "samples")?;
+            let counter = app.metrics.tls_refused.clone();
+            let refused: switchyard_tls::OnRefused = Arc::new(move || {
+                counter.inc();
+            });
+            let l = switchyard_tls::TlsListener::new(listener, &tls, "samples", refused)?;
             let r = router(app, config.max_body_bytes, Paths::Samples);
             axum::serve(l, r).with_graceful_shutdown(shutdown).await?;
         }
