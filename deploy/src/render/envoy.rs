@@ -617,6 +617,8 @@ const PUBLIC_PATHS: [&str; 4] = [
     "/inference.GRPCInferenceService/ServerLive",
     "/inference.GRPCInferenceService/ServerReady",
 ];
+/// Verified tokens Envoy keeps per worker, so a client's next request skips the signature check.
+const JWT_CACHE_SIZE: u32 = 10_000;
 /// Local rate limit buckets kept for tenants the policy does not name (least recently used
 /// go first; one that comes back starts with a full bucket).
 const MAX_DYNAMIC_TENANTS: u32 = 10_000;
@@ -631,6 +633,9 @@ fn jwt_filter(id: &Identity, jwks: &str) -> Value {
         "forward": false,
         "claim_to_headers": [{"header_name": TENANT_HEADER, "claim_name": id.tenant_claim}],
         "clock_skew_seconds": 60,
+        // Verified tokens are kept (expiry still checked on every use): an ES256 signature
+        // check costs ~100 µs of Envoy CPU, most of a request's (docs/benchmarks.md, tls).
+        "jwt_cache_config": {"jwt_cache_size": JWT_CACHE_SIZE},
     });
     if !id.audiences.is_empty() {
         provider["audiences"] = json!(id.audiences);
