@@ -185,14 +185,7 @@ fn ad_hoc(t: &Target, load: Load, duration: Duration) -> anyhow::Result<Scenario
     let mut header = Vec::new();
     for h in &t.headers {
         let (name, value) = h.split_once('=').with_context(|| format!("--header '{h}': expected NAME=VALUE"))?;
-        header.push(HeaderFile {
-            name: name.to_owned(),
-            fraction: 1.0,
-            users: None,
-            prefix: String::new(),
-            values: Some(vec![value.to_owned()]),
-            weights: None,
-        });
+        header.push(HeaderFile::constant(name, value));
     }
     let payload = vec![PayloadFile {
         weight: 1.0,

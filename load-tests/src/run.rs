@@ -147,14 +147,7 @@ pub async fn open(addr: &str, path: &str, body: Option<Body>, rate: f64, duratio
 
 /// `plan` with header `name: value` on every request (a bearer token, say).
 pub fn with_header(mut plan: Plan, name: &str, value: &str) -> anyhow::Result<Plan> {
-    let h = crate::scenario::HeaderFile {
-        name: name.to_owned(),
-        fraction: 1.0,
-        users: None,
-        prefix: String::new(),
-        values: Some(vec![value.to_owned()]),
-        weights: None,
-    };
+    let h = crate::scenario::HeaderFile::constant(name, value);
     for p in &mut plan.phases {
         p.headers.push(HeaderDist::new(&h)?);
     }

@@ -100,6 +100,20 @@ pub struct HeaderFile {
     pub weights: Option<Vec<f64>>,
 }
 
+impl HeaderFile {
+    /// The header `name: value` on every request.
+    pub fn constant(name: &str, value: &str) -> HeaderFile {
+        HeaderFile {
+            name: name.to_owned(),
+            fraction: 1.0,
+            users: None,
+            prefix: String::new(),
+            values: Some(vec![value.to_owned()]),
+            weights: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DriftFile {
