@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use switchyard_policy::guard::{self, EpochMove};
 
-use crate::audit::{self, AUDIT_FILE, Actor, AuditError};
+use crate::audit::{self, AUDIT_FILE, Actor, AuditError, Record, Trail};
 use crate::render::envoy::{Contract, filter_config};
 use crate::render::{Policy, RenderErrors, json_text};
 
@@ -31,6 +31,9 @@ pub enum ApplyError {
     Path { path: PathBuf, source: std::io::Error },
     #[error("the policy is in force, but its change could not be recorded: {0}")]
     Audit(#[from] AuditError),
+    /// What the audit trail says against the policy in force ([`check_recorded`]).
+    #[error("audit trail: {0}")]
+    Trail(AuditError),
 }
 
 /// Why an ECDS document yields no policy.
@@ -101,6 +104,9 @@ pub fn apply_filter(
         .check(policy.config())
         .map_err(|source| ApplyError::Refused { bootstrap: bootstrap.to_owned(), source })?;
     let out = out.map_or_else(|| bootstrap.with_file_name("filter.yaml"), Path::to_path_buf);
+    // Held from reading what is in force to recording the change: a reader never sees one
+    // without the other, and a concurrent tool waits its turn.
+    let mut trail = Trail::exclusive(&bootstrap.with_file_name(AUDIT_FILE))?;
     // The policy in force, as far as it can be read: an unreadable ECDS file must not stop the
     // policy that replaces it (the epochs file still keeps every epoch that ran).
     let now = in_force(bootstrap).ok();
@@ -119,9 +125,18 @@ pub fn apply_filter(
     guard::record_epochs(policy.config(), &mut highest);
     write_epochs(&epochs_file, &highest)?;
     let version = doc.get("version_info").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let trail = bootstrap.with_file_name(AUDIT_FILE);
-    audit::append(&trail, actor, now.as_ref(), &policy, &version, switchyard_runtime::now_ms())?;
+    trail.append(actor, now.as_ref(), &policy, &version, switchyard_runtime::now_ms())?;
     Ok(Applied { version, out, policy, moves })
+}
+
+/// Whether the policy the Envoy running `bootstrap` is given is the last one its audit trail
+/// recorded ([`audit::check_in_force`]), read under the trail's lock so that a change being
+/// made is seen with its record or not at all.
+pub fn check_recorded(bootstrap: &Path) -> Result<Record, ApplyError> {
+    let path = bootstrap.with_file_name(AUDIT_FILE);
+    let _reading = Trail::shared(&path).map_err(ApplyError::Trail)?;
+    let policy = in_force(bootstrap)?;
+    audit::check_in_force(&path, &policy).map_err(ApplyError::Trail)
 }
 
 /// The highest guard epochs a bootstrap's Envoy ran; none when the file is missing.

@@ -9,8 +9,10 @@
 //! that an alert watches.
 //!
 //! What it cannot do: someone with the stack user's rights can append a record of their own
-//! (the file is 0600); in a cluster the Kubernetes audit log is the record of who changed a
-//! TrafficPolicy, and the operator puts back a carrier edited by hand (docs/threat-model.md).
+//! (the file is 0600), and records cut from the end keep the chain (the policy in force then
+//! no longer matches the last record, which [`check_in_force`] finds); in a cluster the
+//! Kubernetes audit log is the record of who changed a TrafficPolicy, and the operator puts
+//! back a carrier edited by hand (docs/threat-model.md).
 
 use std::io::{BufRead as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -58,9 +60,9 @@ impl Actor {
 }
 
 /// A name fit for a record: printable, at most 64 characters.
-fn bounded(who: &str) -> String {
+pub fn bounded(who: &str) -> String {
     let s: String = who.chars().filter(|c| !c.is_control()).take(64).collect();
-    if s.is_empty() { "unknown".into() } else { s }
+    if s.is_empty() { "anonymous".into() } else { s }
 }
 
 /// One change put in force.
@@ -135,8 +137,70 @@ pub fn changes(old: Option<&Policy>, new: &Policy) -> (Value, Value) {
     (before.into(), after.into())
 }
 
-/// Appends the record of `after` replacing `before`, chained to the trail's last line. The
-/// file is locked while it is read and appended, so two tools never chain to the same line.
+/// The trail, locked: exclusively by a tool for a change and its record together (so the two
+/// are never seen apart, and two tools never chain to the same line), or shared by a reader
+/// comparing the policy in force with the last record. Unlocked when dropped.
+pub struct Trail {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Trail {
+    fn open(path: &Path, exclusive: bool) -> Result<Trail, AuditError> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io(path))?;
+        if exclusive { file.lock() } else { file.lock_shared() }.map_err(io(path))?;
+        Ok(Trail { file, path: path.to_owned() })
+    }
+
+    /// Held across putting a policy in force and [`Trail::append`]ing its record.
+    pub fn exclusive(path: &Path) -> Result<Trail, AuditError> {
+        Trail::open(path, true)
+    }
+
+    /// Held while reading the policy in force and the records.
+    pub fn shared(path: &Path) -> Result<Trail, AuditError> {
+        Trail::open(path, false)
+    }
+
+    /// Appends the record of `after` replacing `before`, chained to the trail's last line.
+    pub fn append(
+        &mut self,
+        actor: &Actor,
+        before: Option<&Policy>,
+        after: &Policy,
+        filter_config: &str,
+        now_unix_ms: u64,
+    ) -> Result<Record, AuditError> {
+        let path = self.path.clone();
+        let last = std::io::BufReader::new(&self.file).lines().map_while(Result::ok).filter(|l| !l.is_empty()).last();
+        let (b, a) = changes(before, after);
+        let record = Record {
+            time_unix_ms: now_unix_ms,
+            who: actor.who.clone(),
+            via: actor.via,
+            filter_config: filter_config.to_owned(),
+            policy_sha256: policy_hash(after),
+            before_sha256: before.map(policy_hash),
+            before: b,
+            after: a,
+            prev: last.map(|l| sha256(l.as_bytes())).unwrap_or_default(),
+        };
+        let mut line = serde_json::to_string(&record).map_err(|e| io(&path)(e.into()))?;
+        line.push('\n');
+        self.file.write_all(line.as_bytes()).map_err(io(&path))?;
+        self.file.sync_data().map_err(io(&path))?;
+        Ok(record)
+    }
+}
+
+/// [`Trail::append`] under a lock of its own (a change with nothing else to hold it for).
 pub fn append(
     path: &Path,
     actor: &Actor,
@@ -145,32 +209,11 @@ pub fn append(
     filter_config: &str,
     now_unix_ms: u64,
 ) -> Result<Record, AuditError> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f =
-        std::fs::OpenOptions::new().create(true).read(true).append(true).mode(0o600).open(path).map_err(io(path))?;
-    f.lock().map_err(io(path))?;
-    let last = std::io::BufReader::new(&f).lines().map_while(Result::ok).filter(|l| !l.is_empty()).last();
-    let (b, a) = changes(before, after);
-    let record = Record {
-        time_unix_ms: now_unix_ms,
-        who: actor.who.clone(),
-        via: actor.via,
-        filter_config: filter_config.to_owned(),
-        policy_sha256: policy_hash(after),
-        before_sha256: before.map(policy_hash),
-        before: b,
-        after: a,
-        prev: last.map(|l| sha256(l.as_bytes())).unwrap_or_default(),
-    };
-    let mut line = serde_json::to_string(&record).map_err(|e| io(path)(e.into()))?;
-    line.push('\n');
-    f.write_all(line.as_bytes()).map_err(io(path))?;
-    f.sync_data().map_err(io(path))?;
-    Ok(record)
+    Trail::exclusive(path)?.append(actor, before, after, filter_config, now_unix_ms)
 }
 
 /// Every record of the trail at `path`, oldest first, with the chain checked: an edited,
-/// removed or inserted line is an error naming it. No file: no records.
+/// inserted or removed line (but the last ones) is an error naming it. No file: no records.
 pub fn verify(path: &Path) -> Result<Vec<Record>, AuditError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,

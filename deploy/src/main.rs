@@ -313,7 +313,11 @@ fn audit_trail(bootstrap: &Path, check: bool, json: bool) -> anyhow::Result<()> 
         }
         let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.time_unix_ms);
         let what: Vec<&str> = r.after.as_object().into_iter().flat_map(|o| o.keys()).map(String::as_str).collect();
-        let what = if r.before_sha256.is_none() { "the policy Envoy started with".to_owned() } else { what.join(", ") };
+        let what = if r.before_sha256.is_none() {
+            "the whole policy (none was readable in force before it: a start)".to_owned()
+        } else {
+            what.join(", ")
+        };
         println!(
             "{} {} via {:?}: {} (filter config {})",
             humantime::format_rfc3339_seconds(when),
@@ -327,8 +331,7 @@ fn audit_trail(bootstrap: &Path, check: bool, json: bool) -> anyhow::Result<()> 
         println!("audit: {} change(s) in {}, chain intact", records.len(), trail.display());
     }
     if check {
-        let in_force = switchyard_deploy::apply::in_force(bootstrap)?;
-        let last = audit::check_in_force(&trail, &in_force)?;
+        let last = switchyard_deploy::apply::check_recorded(bootstrap)?;
         if !json {
             println!("audit: the policy in force is the last one recorded ({} via {:?})", last.who, last.via);
         }

@@ -75,6 +75,26 @@ fn the_committed_contract_export_is_current() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// The hand-written rules leave out the outcomes that are no SLO event (the client's doing, the
+/// gateway's quota): the same set as the policy's.
+#[test]
+fn the_rules_non_events_are_the_policys() {
+    use switchyard_policy::slo::Outcome;
+    let not_events: std::collections::BTreeSet<&str> =
+        Outcome::ALL.iter().filter(|o| !o.is_event()).map(|o| o.as_str()).collect();
+    let mut seen = 0;
+    for file in ["recording-rules.yml", "alerting-rules.yml"] {
+        let text = std::fs::read_to_string(root().join("dashboards/prometheus").join(file)).expect("rule file");
+        for (_, rest) in text.match_indices("outcome!~\"").map(|(i, _)| text.split_at(i + "outcome!~\"".len())) {
+            let selected = rest.split('"').next().unwrap_or_default();
+            let set: std::collections::BTreeSet<&str> = selected.split('|').collect();
+            assert_eq!(set, not_events, "{file}: outcome!~\"{selected}\"");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 11, "only {seen} non-event selectors found");
+}
+
 /// The hand-written rules select the availability SLI's bad events by outcome: the same set as
 /// the policy's (which the filter, the guard and the rollout judge use).
 #[test]

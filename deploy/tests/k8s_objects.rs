@@ -227,6 +227,10 @@ fn pod_templates(objs: &[Value]) -> Vec<Pod> {
                 .filter(|g| g["kind"] == "Gateway" && &g["spec"]["infrastructure"]["parametersRef"]["name"] == proxy)
             {
                 labels.insert("gateway.envoyproxy.io/owning-gateway-name".into(), g["metadata"]["name"].clone());
+                labels.insert(
+                    "gateway.envoyproxy.io/owning-gateway-namespace".into(),
+                    g["metadata"]["namespace"].clone(),
+                );
             }
             let spec =
                 json!({"containers": [{"name": "envoy", "ports": [{"name": "metrics", "containerPort": 19001}]}]});

@@ -4,6 +4,7 @@
 use proxy_wasm::types::Action;
 use switchyard_policy::grpc::{self, Method, Prefix, PrefixError};
 use switchyard_policy::identity::{QUOTA_EXCEEDED, QUOTA_HEADER, TENANT_HEADER};
+use switchyard_policy::paths;
 use switchyard_policy::sampling::{Capture, Meta, SampleResult};
 use switchyard_policy::slo::{DEADLINE_BY_CLIENT, DEADLINE_HEADER};
 
@@ -71,6 +72,20 @@ impl Stream {
             self.placing = Some(h.headers(Dir::Request));
             return Action::Continue;
         }
+        // A model request needs a tenant (with `identity`): refused before any routing decision
+        // is made or counted.
+        let tenant = match path.as_deref().filter(|p| paths::is_model_scoped(p)).map(|_| tenant_of(h, &w, None)) {
+            None | Some(Ok(None)) => None,
+            Some(Ok(t)) => t,
+            Some(Err(e)) => {
+                let [upstream_header, shadow_header] = w.internal_headers();
+                drop_client_copies(h, &[upstream_header, shadow_header]);
+                w.count_no_tenant();
+                let body = serde_json::json!({ "error": e.message() }).to_string();
+                h.send_local_reply(403, &[("content-type", "application/json")], body.as_bytes());
+                return Action::Pause;
+            }
+        };
         let routing = w.route(|name| if name == ":path" { path.clone() } else { h.header(Dir::Request, name) });
         // Client copies of the internal headers would let a client pick a route: those the
         // filter does not set below are dropped (Envoy's `internal_only_headers` removes them
@@ -88,16 +103,6 @@ impl Stream {
                 // decision made here.
                 let body = serde_json::json!({ "error": e.message() }).to_string();
                 h.send_local_reply(400, &[("content-type", "application/json")], body.as_bytes());
-                return Action::Pause;
-            }
-        };
-        let tenant = match tenant_of(h, &w, None) {
-            Ok(t) => t,
-            Err(e) => {
-                drop_client_copies(h, &[upstream_header, shadow_header]);
-                w.count_no_tenant();
-                let body = serde_json::json!({ "error": e.message() }).to_string();
-                h.send_local_reply(403, &[("content-type", "application/json")], body.as_bytes());
                 return Action::Pause;
             }
         };
@@ -195,6 +200,15 @@ impl Stream {
                 return Action::Pause;
             }
         };
+        // A model call needs a tenant (with `identity`): refused before any routing decision.
+        let tenant = match tenant_of(h, &w, Some(&headers)) {
+            Ok(t) => t,
+            Err(e) => {
+                w.count_no_tenant();
+                h.send_grpc_reply(grpc::GRPC_PERMISSION_DENIED, &e.message());
+                return Action::Pause;
+            }
+        };
         let find = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let routing = w.route_grpc(target.model, target.version, find);
         let route = match routing {
@@ -212,14 +226,6 @@ impl Stream {
             h.send_grpc_reply(grpc::GRPC_INTERNAL, "the proxy could not rewrite the message");
             return Action::Pause;
         }
-        let tenant = match tenant_of(h, &w, Some(&headers)) {
-            Ok(t) => t,
-            Err(e) => {
-                w.count_no_tenant();
-                h.send_grpc_reply(grpc::GRPC_PERMISSION_DENIED, &e.message());
-                return Action::Pause;
-            }
-        };
         self.apply(h, &w, &route, Some(headers), tenant);
         drop(w);
         // The route was picked when the headers passed (a refusal: the call was not placed
@@ -308,6 +314,17 @@ impl Stream {
         let outcome = host::outcome(h, status, r.client_deadline, r.quota_exceeded);
         let latency_ms = h.now_ms().saturating_sub(r.start_ms);
         w.record_finished(h, r.at, r.tenant.as_ref().map(|(i, _)| *i), outcome, latency_ms);
+        if r.quota_exceeded {
+            // No version saw it: nothing to compare (a replay would put the refused load on the
+            // shadow) and no sample of a model's answer.
+            if let Some((shadow, ..)) = r.compare.take() {
+                w.skip_compare(r.at, shadow);
+            }
+            if r.capture.take().is_some() {
+                w.count_sample(r.at, SampleResult::Dropped);
+            }
+            return;
+        }
         if r.capture.is_none() && r.compare.is_none() {
             return;
         }
@@ -706,11 +723,25 @@ mod tests {
         assert_eq!(samples_posted(&w, Some(2))[0]["tenant"], "zeta", "the tenant's own name, not its label");
         w.borrow_mut().call_done(2, || SampleResult::Sent);
         send(&mut h, Some("omega"), 503, false);
+        assert_eq!(samples_posted(&w, Some(3)).len(), 1);
+        w.borrow_mut().call_done(3, || SampleResult::Sent);
+        flush(&mut h, &w);
+        let dropped = |h: &FakeHost| h.counter("switchyard_samples_total;model=mlp;version=v1;result=dropped");
+        let dropped_before = dropped(&h);
         // The gateway's quota, then a version that shed load itself.
         send(&mut h, Some("team-a"), 429, true);
+        flush(&mut h, &w);
+        assert_eq!(dropped(&h), dropped_before + 1, "no sample of a quota refusal: counted as dropped");
+        assert!(samples_posted(&w, Some(4)).is_empty(), "nothing queued for it");
         assert_eq!(h.response_header("x-switchyard-version"), None, "no version answered a quota refusal");
         send(&mut h, Some("team-a"), 429, false);
         assert!(h.local_replies.is_empty());
+        flush(&mut h, &w);
+        let decisions = |h: &FakeHost| {
+            ["v1", "v2"]
+                .map(|v| h.counter(&format!("switchyard_route_decisions_total;model=mlp;version={v};reason=weighted")))
+        };
+        let decided = decisions(&h);
         h.calls.clear();
         send(&mut h, None, 200, false);
         let reply = h.local_replies.pop().expect("a 403");
@@ -718,13 +749,15 @@ mod tests {
         assert!(String::from_utf8_lossy(&reply.body).contains("no 'tenant' claim"), "{reply:?}");
         assert_eq!(h.request_header("x-switchyard-upstream"), None, "refused before routing");
         flush(&mut h, &w);
+        assert_eq!(decisions(&h), decided, "no routing decision made or counted for it");
         let tenant =
             |t: &str, o: &str| h.counter(&format!("switchyard_tenant_requests_total;tenant={t};model=mlp;outcome={o}"));
         assert_eq!([tenant("team-a", "success"), tenant("team-a", "quota"), tenant("team-a", "overloaded")], [1, 1, 1]);
         assert_eq!([tenant("other", "success"), tenant("other", "5xx")], [1, 1]);
         assert_eq!(h.counter("switchyard_requests_total;model=mlp;version=v1;outcome=quota"), 1);
         assert_eq!(h.counter("switchyard_unrouted_requests_total;reason=no_tenant"), 1);
-        assert_eq!(h.recorded("switchyard_tenant_request_duration_ms;tenant=team-a;model=mlp").len(), 3);
+        // The quota refusal is counted, not timed: only the two answered requests are.
+        assert_eq!(h.recorded("switchyard_tenant_request_duration_ms;tenant=team-a;model=mlp").len(), 2);
     }
 
     /// `:path` as the backend will see it, the cluster chosen, and the version header.

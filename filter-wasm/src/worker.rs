@@ -526,14 +526,21 @@ impl Worker {
         latency_ms: u64,
     ) {
         let Some((_, policy)) = self.models.get(at.model) else { return };
+        // A quota refusal is counted, not timed: its few microseconds at the gateway would
+        // pull the version's (and the tenant's) latency down.
+        let timed = outcome != Outcome::QuotaExceeded;
         if let Some(t) = tenant.and_then(|t| self.ids.tenants.get(t)).and_then(|m| m.get(at.model)) {
-            t.duration_ms.record(h, latency_ms);
+            if timed {
+                t.duration_ms.record(h, latency_ms);
+            }
             if let Some(c) = t.requests.get(outcome_index(outcome)) {
                 self.counters.inc(*c);
             }
         }
         if let Some(v) = self.ids.version(at.model, at.version) {
-            v.duration_ms.record(h, latency_ms);
+            if timed {
+                v.duration_ms.record(h, latency_ms);
+            }
             if let Some(c) = v.requests.get(outcome_index(outcome)) {
                 self.counters.inc(*c);
             }
@@ -577,6 +584,14 @@ impl Worker {
             self.samples.push_back(Sample { origin, body });
         } else {
             self.count_origin(origin, SampleResult::Dropped);
+        }
+    }
+
+    /// A compared request that will not be compared (the gateway's quota refused it): skipped.
+    pub fn skip_compare(&mut self, at: ModelVersion, shadow: usize) {
+        let c = self.ids.version(at.model, shadow).and_then(|v| v.compares);
+        if let Some(s) = c.and_then(|c| compare_counter(&c, CompareResult::Skipped)) {
+            self.counters.inc(s);
         }
     }
 

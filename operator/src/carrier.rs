@@ -184,6 +184,12 @@ pub struct InForce {
 pub fn desired(tp: &TrafficPolicy, rollouts: &[ModelRollout]) -> Result<(Config, Vec<String>), Error> {
     let text = serde_json::to_string_pretty(&tp.spec.policy)? + "\n";
     let base = Policy::parse(text).map_err(|e| Error::InvalidPolicy(e.0))?;
+    // Carried as is, it would have the filter refuse every model request: no gateway in a
+    // cluster sets the tenant yet.
+    if base.config().identity.is_some() {
+        let why = switchyard_deploy::render::k8s::IDENTITY_NOT_IN_CLUSTER;
+        return Err(Error::InvalidPolicy(vec![why.to_owned()]));
+    }
     let mut cfg = base.config().clone();
     let mut named = Vec::new();
     let mut ours: Vec<&ModelRollout> = rollouts
@@ -276,5 +282,23 @@ mod tests {
         elsewhere.metadata.namespace = Some("other".into());
         let (cfg, _) = desired(&tp, &[elsewhere, old]).unwrap();
         assert_eq!(cfg.models["m"].versions[1].weight, 0);
+    }
+
+    /// No gateway in a cluster sets the tenant yet: carried, the policy would have the filter
+    /// refuse every model request. Refused with the reason instead (the carrier keeps its own).
+    #[test]
+    fn a_policy_with_identity_is_not_carried_into_a_cluster() {
+        let tp: TrafficPolicy = serde_json::from_value(json!({
+            "apiVersion": "switchyard.dev/v1alpha1", "kind": "TrafficPolicy",
+            "metadata": {"name": "tp", "namespace": "ns"},
+            "spec": {"carrier": {"configMap": {"name": "cm"}}, "policy": {
+                "models": {"m": {"versions": [{"name": "v1", "cluster": "m-v1", "weight": 100}]}},
+                "identity": {"issuer": "i"}}}
+        }))
+        .unwrap();
+        match desired(&tp, &[]) {
+            Err(Error::InvalidPolicy(why)) => assert!(why[0].contains("not rendered for Kubernetes yet"), "{why:?}"),
+            other => panic!("carried: {:?}", other.map(|(_, named)| named)),
+        }
     }
 }

@@ -18,6 +18,12 @@ use std::fmt;
 use crate::names::valid_name;
 
 const PREFIX: &str = "/v2/models/";
+
+/// Whether `path` is under the models' prefix (a model's metadata, readiness or inference,
+/// whatever its name decodes to): what a client needs a tenant for.
+pub fn is_model_scoped(path: &str) -> bool {
+    path.starts_with(PREFIX)
+}
 const VERSIONS: &str = "versions";
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -65,6 +65,12 @@ impl Outcome {
         matches!(self, Outcome::ClientGone | Outcome::ClientDeadline)
     }
 
+    /// Whether it is an SLO event at all (good or bad): not when the client ended it, nor when
+    /// no version saw it (the gateway's quota).
+    pub fn is_event(self) -> bool {
+        !self.ended_by_client() && self != Outcome::QuotaExceeded
+    }
+
     /// Availability SLI: a bad event is the service's fault, shedding included.
     pub fn is_bad(self) -> bool {
         match self {
@@ -529,7 +535,8 @@ mod tests {
         assert_eq!(classify(Some(429), none), Outcome::Overloaded);
         let quota = Ending { quota_exceeded: true, ..none };
         assert_eq!(classify(Some(429), quota), Outcome::QuotaExceeded);
-        assert!(!Outcome::QuotaExceeded.is_bad());
+        assert!(!Outcome::QuotaExceeded.is_bad() && !Outcome::QuotaExceeded.is_event());
+        assert!(Outcome::Success.is_event() && !Outcome::ClientGone.is_event());
         assert_eq!(Counts::event(Outcome::QuotaExceeded, 10_000, 250), Counts::default());
         assert!(Outcome::Overloaded.is_bad() && !Outcome::ClientError.is_bad());
     }

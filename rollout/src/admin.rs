@@ -34,7 +34,8 @@ use crate::metrics::Metrics;
 use crate::store::{Saved, Target, default_metrics_path};
 use crate::view::{Keys, Watch};
 use switchyard_deploy::Policy;
-use switchyard_deploy::audit::{AUDIT_FILE, Actor, Via, changes, check_in_force};
+use switchyard_deploy::apply::check_recorded;
+use switchyard_deploy::audit::{Actor, Via, bounded, changes};
 
 #[derive(clap::Args)]
 pub struct AdminArgs {
@@ -253,8 +254,7 @@ fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), ApiError> {
 /// Who wrote, for the audit line: the name the console was given (bounded, printable) and
 /// where the request came from.
 fn who(peer: SocketAddr, actor: Option<&str>) -> Value {
-    let actor: String = actor.unwrap_or("").chars().filter(|c| !c.is_control()).take(64).collect();
-    json!({"actor": if actor.is_empty() { "anonymous" } else { actor.as_str() }, "peer": peer.to_string(), "auth": "bearer"})
+    json!({"actor": actor.map_or_else(|| "anonymous".to_owned(), bounded), "peer": peer.to_string(), "auth": "bearer"})
 }
 
 /// OpenMetrics, as every Switchyard service serves it.
@@ -415,9 +415,7 @@ async fn look(admin: &Admin, watch: &mut Watch, samples: Option<&mut Follow>) ->
     };
     // A policy in force that no recorded change put there was changed outside the tools.
     let unrecorded = match (&in_force, &target.bootstrap) {
-        (Some(p), Some(b)) => {
-            check_in_force(&b.with_file_name(AUDIT_FILE), p).map_err(|e| problems.push(format!("audit: {e}"))).is_err()
-        }
+        (Some(_), Some(b)) => check_recorded(b).map_err(|e| problems.push(format!("audit: {e}"))).is_err(),
         _ => false,
     };
     admin.metrics.policy_unrecorded(unrecorded);

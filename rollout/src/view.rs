@@ -65,11 +65,11 @@ pub fn version_counts(samples: &[Sample], model: &str, version: &str, bounds: &[
     let at = [("model", model), ("version", version)];
     let outcome = |o: &Outcome| sum(samples, metrics::REQUESTS_TOTAL.name, &[at[0], at[1], ("outcome", o.as_str())]);
     let all = sum(samples, metrics::REQUESTS_TOTAL.name, &at);
-    // The filter's own classification: what counts against availability, and what the client
-    // ended (neither good nor bad).
+    // The filter's own classification: what counts against availability, and what is no event
+    // at all (the client ended it, or the gateway's quota refused it: neither good nor bad).
     let bad: f64 = Outcome::ALL.iter().filter(|o| o.is_bad()).map(outcome).sum();
-    let ended_by_client: f64 = Outcome::ALL.iter().filter(|o| o.ended_by_client()).map(outcome).sum();
-    let total = all - ended_by_client;
+    let not_events: f64 = Outcome::ALL.iter().filter(|o| !o.is_event()).map(outcome).sum();
+    let total = all - not_events;
     let mut below = 0.0;
     let latency = bounds
         .iter()

@@ -611,12 +611,15 @@ pub fn bootstrap(cfg: &Config, o: &BootstrapOptions) -> Result<Value, RenderErro
 /// The provider Envoy's JWT filter names the policy's token check by.
 const JWT_PROVIDER: &str = "switchyard";
 /// Paths served without a token: the orchestrators' health checks (REST and gRPC).
-const PUBLIC_PATHS: [&str; 4] = [
-    switchyard_contract::paths::HEALTH_LIVE,
-    switchyard_contract::paths::HEALTH_READY,
-    "/inference.GRPCInferenceService/ServerLive",
-    "/inference.GRPCInferenceService/ServerReady",
-];
+fn public_paths() -> [String; 4] {
+    let grpc = switchyard_policy::grpc::SERVICE_PREFIX;
+    [
+        switchyard_contract::paths::HEALTH_LIVE.to_owned(),
+        switchyard_contract::paths::HEALTH_READY.to_owned(),
+        format!("{grpc}ServerLive"),
+        format!("{grpc}ServerReady"),
+    ]
+}
 /// Verified tokens Envoy keeps per worker, so a client's next request skips the signature check.
 const JWT_CACHE_SIZE: u32 = 10_000;
 /// Local rate limit buckets kept for tenants the policy does not name (least recently used
@@ -630,6 +633,9 @@ fn jwt_filter(id: &Identity, jwks: &str) -> Value {
     let mut provider = json!({
         "issuer": id.issuer,
         "local_jwks": {"filename": jwks},
+        // The header only: Envoy would also take `?access_token=`, and not strip it from the
+        // request it forwards (`forward: false` removes header tokens only).
+        "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
         "forward": false,
         "claim_to_headers": [{"header_name": TENANT_HEADER, "claim_name": id.tenant_claim}],
         "clock_skew_seconds": 60,
@@ -640,7 +646,7 @@ fn jwt_filter(id: &Identity, jwks: &str) -> Value {
     if !id.audiences.is_empty() {
         provider["audiences"] = json!(id.audiences);
     }
-    let mut rules: Vec<Value> = PUBLIC_PATHS.iter().map(|p| json!({"match": {"path": p}})).collect();
+    let mut rules: Vec<Value> = public_paths().iter().map(|p| json!({"match": {"path": p}})).collect();
     rules.push(json!({"match": {"prefix": "/"}, "requires": {"provider_name": JWT_PROVIDER}}));
     json!({
         "name": "envoy.filters.http.jwt_authn",

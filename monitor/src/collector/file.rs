@@ -39,6 +39,12 @@ pub struct FileConfig {
 /// its newest samples go up to a sixth of the age early.
 const AGE_SEGMENTS: u32 = 6;
 
+/// How often retention is checked without traffic: every minute, or every sixth of the age
+/// when that is shorter.
+pub fn retention_tick(max_age: Duration) -> Duration {
+    (max_age / AGE_SEGMENTS).min(Duration::from_secs(60))
+}
+
 /// What the writer needs of an open file: a seam so that tests can fill the disk or fail
 /// fsync on a real file.
 pub trait SegmentFile: Write {
@@ -144,14 +150,20 @@ impl<F: SegmentFile> Writer<F> {
         max > 0 && used > 0 && used + extra > max
     }
 
-    /// Makes the file ready to take a record of `next` bytes.
-    fn prepare(&mut self, next: u64) -> io::Result<()> {
+    /// Cuts bytes a failed write left past the last complete record.
+    fn untear(&mut self) -> io::Result<()> {
         if self.torn
             && let Some(file) = &self.file
         {
             file.set_len(self.len).inspect_err(|_| self.metrics.write_error(Op::Truncate))?;
             self.torn = false;
         }
+        Ok(())
+    }
+
+    /// Makes the file ready to take a record of `next` bytes.
+    fn prepare(&mut self, next: u64) -> io::Result<()> {
+        self.untear()?;
         if self.file.is_none() {
             self.reopen()?;
         }
@@ -220,22 +232,26 @@ impl<F: SegmentFile> Writer<F> {
     /// Enforces `max_age` at `now`: the current file is rotated once its first record is a
     /// segment (a sixth of the age) old, and a rotated file is deleted once its newest record
     /// (its modification time: rotation renames, which keeps it) is older than the age less a
-    /// segment. Every file then spans at most a segment, so no record on disk is older than
-    /// `max_age`. Run by the writer with every batch and at least once a minute.
+    /// segment and a check interval ([`retention_tick`]): every file spans at most a segment
+    /// plus the interval it waited for a check, so no record on disk is older than `max_age`.
+    /// Run by the writer with every batch and at least every [`retention_tick`]. Expired files
+    /// go first: a rotation that fails (a full disk) does not keep them.
     pub fn expire(&mut self, now: SystemTime) -> io::Result<()> {
         let Some(age) = self.config.max_age else { return Ok(()) };
         let segment = age / AGE_SEGMENTS;
         let old = |t: SystemTime, limit: Duration| now.duration_since(t).is_ok_and(|d| d >= limit);
-        if self.len > 0 && self.started.is_some_and(|s| old(s, segment)) {
-            self.rotate()?;
-        }
+        let keep_for = age.saturating_sub(segment).saturating_sub(retention_tick(age));
         for n in 1..=self.config.max_files {
             let path = rotated(&self.config.path, n);
             let Ok(modified) = fs::metadata(&path).and_then(|m| m.modified()) else { continue };
-            if old(modified, age - segment) {
+            if old(modified, keep_for) {
                 if_exists(fs::remove_file(&path))?;
                 self.metrics.expired_files.inc();
             }
+        }
+        if self.len > 0 && self.started.is_some_and(|s| old(s, segment)) {
+            self.untear()?;
+            self.rotate()?;
         }
         Ok(())
     }

@@ -118,12 +118,6 @@ fn parse_age(s: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
-/// How often retention is enforced without traffic: every minute, or every sixth of the age
-/// when that is shorter.
-fn retention_tick(max_age: std::time::Duration) -> std::time::Duration {
-    (max_age / 6).min(std::time::Duration::from_secs(60))
-}
-
 /// Serves until SIGTERM or ctrl-c, then answers what is in flight, lets the writer store what
 /// is queued, and returns.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -140,7 +134,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let ticker = config.max_age.map(|age| {
         let app = app.clone();
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(retention_tick(age));
+            let mut every = tokio::time::interval(file::retention_tick(age));
             loop {
                 every.tick().await;
                 let _ = app.queue.try_push(Vec::new());

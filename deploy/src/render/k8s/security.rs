@@ -45,17 +45,22 @@ const GATEWAY: &str = "switchyard-gateway";
 pub enum GatewayPeer {
     /// The Envoy gateway Deployment of `components/envoy-gateway`, in this namespace.
     OwnPods,
-    /// Envoy Gateway's fleet for the Gateway named so, in Envoy Gateway's namespace.
-    EnvoyGateway(&'static str),
+    /// Envoy Gateway's fleet for the Gateway named so in this namespace, in Envoy Gateway's
+    /// namespace.
+    EnvoyGateway { gateway: &'static str, namespace: String },
 }
 
 impl GatewayPeer {
     fn peer(&self) -> Value {
         match self {
             GatewayPeer::OwnPods => json!({"podSelector": app(GATEWAY)}),
-            GatewayPeer::EnvoyGateway(gateway) => json!({
+            // Name and namespace: a Gateway of the same name elsewhere is not ours.
+            GatewayPeer::EnvoyGateway { gateway, namespace } => json!({
                 "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ENVOY_GATEWAY_NAMESPACE}},
-                "podSelector": {"matchLabels": {"gateway.envoyproxy.io/owning-gateway-name": gateway}},
+                "podSelector": {"matchLabels": {
+                    "gateway.envoyproxy.io/owning-gateway-name": gateway,
+                    "gateway.envoyproxy.io/owning-gateway-namespace": namespace,
+                }},
             }),
         }
     }
