@@ -110,10 +110,19 @@ impl Config {
 /// The least retention the collector takes: a minute (each file then spans ten seconds).
 const MIN_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
-fn parse_age(s: &str) -> Result<std::time::Duration, String> {
-    let d = switchyard_policy::duration::parse(s).map_err(|e| e.to_string())?;
+/// Why a `--max-age` was refused.
+#[derive(Debug, thiserror::Error)]
+enum AgeError {
+    #[error(transparent)]
+    NotADuration(#[from] switchyard_policy::duration::NotADuration),
+    #[error("'{0}' is under the minimum of 1m")]
+    TooShort(String),
+}
+
+fn parse_age(s: &str) -> Result<std::time::Duration, AgeError> {
+    let d = switchyard_policy::duration::parse(s)?;
     if d < MIN_AGE {
-        return Err(format!("'{s}' is under the minimum of 1m"));
+        return Err(AgeError::TooShort(s.to_owned()));
     }
     Ok(d)
 }
