@@ -75,45 +75,48 @@ fn the_committed_contract_export_is_current() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Every `outcome<op>"a|b"` selector in the hand-written rule files: (file, the outcomes named).
+fn outcome_selectors(op: &str) -> Vec<(&'static str, std::collections::BTreeSet<String>)> {
+    let needle = format!("outcome{op}\"");
+    let mut out = Vec::new();
+    for file in ["recording-rules.yml", "alerting-rules.yml"] {
+        let text = std::fs::read_to_string(root().join("dashboards/prometheus").join(file)).expect("rule file");
+        for (i, _) in text.match_indices(&needle) {
+            let selected = text[i + needle.len()..].split('"').next().unwrap_or_default();
+            out.push((file, selected.split('|').map(str::to_owned).collect()));
+        }
+    }
+    out
+}
+
+fn outcomes(keep: fn(&switchyard_policy::slo::Outcome) -> bool) -> std::collections::BTreeSet<String> {
+    switchyard_policy::slo::Outcome::ALL.iter().filter(|o| keep(o)).map(|o| o.as_str().to_owned()).collect()
+}
+
 /// The hand-written rules leave out the outcomes that are no SLO event (the client's doing, the
 /// gateway's quota): the same set as the policy's.
 #[test]
 fn the_rules_non_events_are_the_policys() {
-    use switchyard_policy::slo::Outcome;
-    let not_events: std::collections::BTreeSet<&str> =
-        Outcome::ALL.iter().filter(|o| !o.is_event()).map(|o| o.as_str()).collect();
-    let mut seen = 0;
-    for file in ["recording-rules.yml", "alerting-rules.yml"] {
-        let text = std::fs::read_to_string(root().join("dashboards/prometheus").join(file)).expect("rule file");
-        for (_, rest) in text.match_indices("outcome!~\"").map(|(i, _)| text.split_at(i + "outcome!~\"".len())) {
-            let selected = rest.split('"').next().unwrap_or_default();
-            let set: std::collections::BTreeSet<&str> = selected.split('|').collect();
-            assert_eq!(set, not_events, "{file}: outcome!~\"{selected}\"");
-            seen += 1;
-        }
+    let not_events = outcomes(|o| !o.is_event());
+    let selectors = outcome_selectors("!~");
+    for (file, set) in &selectors {
+        assert_eq!(set, &not_events, "{file}: outcome!~{set:?}");
     }
-    assert!(seen >= 11, "only {seen} non-event selectors found");
+    assert!(selectors.len() >= 11, "only {} non-event selectors found", selectors.len());
 }
 
 /// The hand-written rules select the availability SLI's bad events by outcome: the same set as
 /// the policy's (which the filter, the guard and the rollout judge use).
 #[test]
 fn the_rules_bad_outcomes_are_the_policys() {
-    use switchyard_policy::slo::Outcome;
-    let bad: std::collections::BTreeSet<&str> =
-        Outcome::ALL.iter().filter(|o| o.is_bad()).map(|o| o.as_str()).collect();
-    let mut seen = 0;
-    for file in ["recording-rules.yml", "alerting-rules.yml"] {
-        let text = std::fs::read_to_string(root().join("dashboards/prometheus").join(file)).expect("rule file");
-        for (_, rest) in text.match_indices("outcome=~\"").map(|(i, _)| text.split_at(i + "outcome=~\"".len())) {
-            let selected = rest.split('"').next().unwrap_or_default();
-            let set: std::collections::BTreeSet<&str> = selected.split('|').collect();
-            // Other selectors name one class (e.g. client_gone); those naming a bad one name all.
-            if set.iter().any(|o| bad.contains(o)) && set.len() > 1 {
-                assert_eq!(set, bad, "{file}: outcome=~\"{selected}\"");
-                seen += 1;
-            }
-        }
+    let bad = outcomes(|o| o.is_bad());
+    // Other selectors name one class (e.g. client_gone); those naming a bad one name all.
+    let naming_bad: Vec<_> = outcome_selectors("=~")
+        .into_iter()
+        .filter(|(_, set)| set.len() > 1 && set.iter().any(|o| bad.contains(o)))
+        .collect();
+    for (file, set) in &naming_bad {
+        assert_eq!(set, &bad, "{file}: outcome=~{set:?}");
     }
-    assert!(seen >= 7, "only {seen} bad-outcome selectors found");
+    assert!(naming_bad.len() >= 7, "only {} bad-outcome selectors found", naming_bad.len());
 }
